@@ -1,0 +1,335 @@
+"""The Gearman binary protocol as a sans-I/O codec.
+
+Everything that knows how packets are framed lives in this module: the packet
+table, encoding, and an incremental decoder that is fed bytes and hands back
+packets or admin text lines.  It does no I/O and knows nothing of jobs.
+
+Framing (PROTOCOL text, "Binary Packet"): a 12-byte header -- a 4-byte magic
+(``\\0REQ`` or ``\\0RES``), a big-endian uint32 packet type and a big-endian
+uint32 payload size -- then the payload, whose arguments are separated by NUL
+bytes.  The last argument takes the rest of the payload and may itself hold
+NULs.  A packet whose first byte is not NUL is a line of the text admin
+protocol, ended by ``\\n``.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import Enum, IntEnum
+from typing import NamedTuple
+
+from .errors import ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_LINE_SIZE",
+    "DEFAULT_MAX_PACKET_SIZE",
+    "HEADER",
+    "PACKETS",
+    "REQ",
+    "RES",
+    "AdminLine",
+    "Decoder",
+    "Magic",
+    "Packet",
+    "PacketSpec",
+    "PacketType",
+    "Sender",
+    "encode",
+    "pack",
+]
+
+REQ = b"\0REQ"
+RES = b"\0RES"
+
+HEADER = struct.Struct(">4sII")
+"""Magic, type, payload size: the 12-byte header of every binary packet."""
+
+# gearmand mallocs whatever size a header claims; we refuse anything larger than
+# this before allocating.  64 MiB is far above any payload seen in practice
+# (libgearman's own tests stop at 8 MiB) and small enough that a hostile header
+# cannot exhaust memory.  `geartrain server --max-packet-size` changes it.
+DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
+
+# Admin commands are a few words; gearmand's receive buffer is 8192 bytes.  A
+# longer line without a newline is a broken or hostile peer.
+DEFAULT_MAX_LINE_SIZE = 8192
+
+
+class Magic(bytes, Enum):
+    """The 4-byte magic that starts a binary packet."""
+
+    REQ = REQ  #: sent by clients and workers
+    RES = RES  #: sent by the server
+
+
+class PacketType(IntEnum):
+    """Packet type numbers (PROTOCOL text and gearmand 1.1 ``libgearman/command.cc``)."""
+
+    CAN_DO = 1
+    CANT_DO = 2
+    RESET_ABILITIES = 3
+    PRE_SLEEP = 4
+    UNUSED = 5
+    NOOP = 6
+    SUBMIT_JOB = 7
+    JOB_CREATED = 8
+    GRAB_JOB = 9
+    NO_JOB = 10
+    JOB_ASSIGN = 11
+    WORK_STATUS = 12
+    WORK_COMPLETE = 13
+    WORK_FAIL = 14
+    GET_STATUS = 15
+    ECHO_REQ = 16
+    ECHO_RES = 17
+    SUBMIT_JOB_BG = 18
+    ERROR = 19
+    STATUS_RES = 20
+    SUBMIT_JOB_HIGH = 21
+    SET_CLIENT_ID = 22
+    CAN_DO_TIMEOUT = 23
+    ALL_YOURS = 24
+    WORK_EXCEPTION = 25
+    OPTION_REQ = 26
+    OPTION_RES = 27
+    WORK_DATA = 28
+    WORK_WARNING = 29
+    GRAB_JOB_UNIQ = 30
+    JOB_ASSIGN_UNIQ = 31
+    SUBMIT_JOB_HIGH_BG = 32
+    SUBMIT_JOB_LOW = 33
+    SUBMIT_JOB_LOW_BG = 34
+    SUBMIT_JOB_SCHED = 35
+    SUBMIT_JOB_EPOCH = 36
+    SUBMIT_REDUCE_JOB = 37
+    SUBMIT_REDUCE_JOB_BACKGROUND = 38
+    GRAB_JOB_ALL = 39
+    JOB_ASSIGN_ALL = 40
+    GET_STATUS_UNIQUE = 41
+    STATUS_RES_UNIQUE = 42
+
+
+class Sender(Enum):
+    """Who sends a packet type, and so which magic it carries."""
+
+    CLIENT = "client"  #: REQ from a client
+    WORKER = "worker"  #: REQ from a worker
+    ANY = "any"  #: REQ from either
+    SERVER = "server"  #: RES from the server
+    BOTH = "both"  #: REQ from a worker, forwarded as RES to clients (WORK_*)
+    NOBODY = "nobody"  #: reserved or never valid
+
+
+class PacketSpec(NamedTuple):
+    """One row of the packet table."""
+
+    args: tuple[str, ...]
+    """Argument names; the last one takes the rest of the payload."""
+    sender: Sender
+
+
+_C, _W, _A, _S, _B, _N = (
+    Sender.CLIENT,
+    Sender.WORKER,
+    Sender.ANY,
+    Sender.SERVER,
+    Sender.BOTH,
+    Sender.NOBODY,
+)
+_SUBMIT = ("function", "unique", "data")
+_REDUCE = ("function", "unique", "reducer", "aggregator", "data")
+T = PacketType
+
+PACKETS: dict[PacketType, PacketSpec] = {
+    T.CAN_DO: PacketSpec(("function",), _W),
+    T.CANT_DO: PacketSpec(("function",), _W),
+    T.RESET_ABILITIES: PacketSpec((), _W),
+    T.PRE_SLEEP: PacketSpec((), _W),
+    T.UNUSED: PacketSpec((), _N),
+    T.NOOP: PacketSpec((), _S),
+    T.SUBMIT_JOB: PacketSpec(_SUBMIT, _C),
+    T.JOB_CREATED: PacketSpec(("handle",), _S),
+    T.GRAB_JOB: PacketSpec((), _W),
+    T.NO_JOB: PacketSpec((), _S),
+    T.JOB_ASSIGN: PacketSpec(("handle", "function", "data"), _S),
+    T.WORK_STATUS: PacketSpec(("handle", "numerator", "denominator"), _B),
+    T.WORK_COMPLETE: PacketSpec(("handle", "data"), _B),
+    T.WORK_FAIL: PacketSpec(("handle",), _B),
+    T.GET_STATUS: PacketSpec(("handle",), _C),
+    T.ECHO_REQ: PacketSpec(("data",), _A),
+    T.ECHO_RES: PacketSpec(("data",), _S),
+    T.SUBMIT_JOB_BG: PacketSpec(_SUBMIT, _C),
+    T.ERROR: PacketSpec(("code", "text"), _S),
+    T.STATUS_RES: PacketSpec(("handle", "known", "running", "numerator", "denominator"), _S),
+    T.SUBMIT_JOB_HIGH: PacketSpec(_SUBMIT, _C),
+    T.SET_CLIENT_ID: PacketSpec(("client_id",), _A),
+    T.CAN_DO_TIMEOUT: PacketSpec(("function", "timeout"), _W),
+    T.ALL_YOURS: PacketSpec((), _W),
+    T.WORK_EXCEPTION: PacketSpec(("handle", "data"), _B),
+    T.OPTION_REQ: PacketSpec(("option",), _A),
+    T.OPTION_RES: PacketSpec(("option",), _S),
+    T.WORK_DATA: PacketSpec(("handle", "data"), _B),
+    T.WORK_WARNING: PacketSpec(("handle", "data"), _B),
+    T.GRAB_JOB_UNIQ: PacketSpec((), _W),
+    T.JOB_ASSIGN_UNIQ: PacketSpec(("handle", "function", "unique", "data"), _S),
+    T.SUBMIT_JOB_HIGH_BG: PacketSpec(_SUBMIT, _C),
+    T.SUBMIT_JOB_LOW: PacketSpec(_SUBMIT, _C),
+    T.SUBMIT_JOB_LOW_BG: PacketSpec(_SUBMIT, _C),
+    T.SUBMIT_JOB_SCHED: PacketSpec(
+        ("function", "unique", "minute", "hour", "mday", "month", "wday", "data"), _C
+    ),
+    T.SUBMIT_JOB_EPOCH: PacketSpec(("function", "unique", "epoch", "data"), _C),
+    # PROTOCOL omits the aggregator argument; libgearman sends it (empty) and
+    # gearmand expects it (libgearman/command.cc gives 4 args plus data).
+    T.SUBMIT_REDUCE_JOB: PacketSpec(_REDUCE, _C),
+    T.SUBMIT_REDUCE_JOB_BACKGROUND: PacketSpec(_REDUCE, _C),
+    T.GRAB_JOB_ALL: PacketSpec((), _W),
+    T.JOB_ASSIGN_ALL: PacketSpec(("handle", "function", "unique", "reducer", "data"), _S),
+    T.GET_STATUS_UNIQUE: PacketSpec(("unique",), _C),
+    T.STATUS_RES_UNIQUE: PacketSpec(
+        ("unique", "known", "running", "numerator", "denominator", "clients"), _S
+    ),
+}
+del T
+
+# Indexed by type number for the decoder's hot path: the number of arguments,
+# or -1 for numbers outside 1..42.
+_ARGC: list[int] = [-1] * 64
+for _type, _spec in PACKETS.items():
+    _ARGC[_type] = len(_spec.args)
+_TYPES: list[PacketType | None] = [None] * 64
+for _type in PACKETS:
+    _TYPES[_type] = _type
+
+
+class Packet(NamedTuple):
+    """A decoded or to-be-encoded binary packet."""
+
+    magic: bytes
+    """:data:`REQ` or :data:`RES`."""
+    type: PacketType
+    args: tuple[bytes, ...]
+
+
+class AdminLine(NamedTuple):
+    """One line of the text admin protocol, without its line ending."""
+
+    line: bytes
+
+
+def pack(magic: bytes, packet_type: int, args: tuple[bytes, ...] | list[bytes]) -> bytes:
+    """Frame arguments as one packet (the fast path: no validation)."""
+    payload = b"\0".join(args)
+    return HEADER.pack(magic, packet_type, len(payload)) + payload
+
+
+def encode(packet: Packet) -> bytes:
+    """Encode a packet, checking its argument count against the table.
+
+    Raises:
+        ValueError: the packet has the wrong number of arguments, or an
+            argument other than the last holds a NUL byte.
+    """
+    expected = len(PACKETS[packet.type].args)
+    if len(packet.args) != expected:
+        raise ValueError(
+            f"{packet.type.name} takes {expected} arguments, got {len(packet.args)}"
+        )
+    if any(b"\0" in arg for arg in packet.args[:-1]):
+        raise ValueError(f"{packet.type.name}: only the last argument may contain NUL")
+    return pack(packet.magic, packet.type, packet.args)
+
+
+class Decoder:
+    """Turns a byte stream into :class:`Packet` and :class:`AdminLine` events.
+
+    Feed it with :meth:`feed` and take events with :meth:`next_event` until it
+    returns ``None``.  Bytes are kept in one buffer; a packet's payload is
+    sliced out once, never copied per read.
+
+    ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
+    that cannot be framed (bad magic, unknown type, size over the limit, an
+    overlong text line).  After that the stream cannot be resynchronised and
+    the connection must be closed.  A packet with too few arguments is still
+    framed correctly, so it is returned with ``args`` shorter than the table
+    says; callers decide what to do about it.
+    """
+
+    __slots__ = ("_buf", "_pos", "max_packet_size", "max_line_size")
+
+    def __init__(
+        self,
+        *,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+    ) -> None:
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self.max_packet_size = max_packet_size
+        self.max_line_size = max_line_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as an event."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if self._pos >= len(self._buf):
+            # The common case: everything before was consumed, so take the new
+            # chunk as the buffer without copying it.
+            self._buf = data
+        else:
+            rest = self._buf[self._pos :]
+            buf = rest if isinstance(rest, bytearray) else bytearray(rest)
+            buf += data
+            self._buf = buf
+        self._pos = 0
+
+    def next_event(self) -> Packet | AdminLine | None:
+        """Return the next complete event, or ``None`` if more bytes are needed."""
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            return None
+        if buf[pos] != 0:
+            return self._next_line(buf, pos)
+        if avail < 12:
+            return None
+        magic, ptype, size = HEADER.unpack_from(buf, pos)
+        if magic != REQ and magic != RES:
+            raise ProtocolError("INVALID_MAGIC", "Invalid magic", close=True)
+        argc = _ARGC[ptype] if ptype < 64 else -1
+        if argc < 0:
+            raise ProtocolError("INVALID_COMMAND", f"Unknown packet type {ptype}", close=True)
+        if size > self.max_packet_size:
+            raise ProtocolError(
+                "ARGUMENT_TOO_LARGE",
+                f"Packet size {size} exceeds the limit of {self.max_packet_size}",
+                close=True,
+            )
+        end = pos + 12 + size
+        if len(buf) < end:
+            return None
+        self._pos = end
+        if argc == 0:
+            args: tuple[bytes, ...] = ()
+        elif argc == 1:
+            args = (bytes(buf[pos + 12 : end]),)
+        else:
+            args = tuple(bytes(buf[pos + 12 : end]).split(b"\0", argc - 1))
+        return Packet(magic, _TYPES[ptype], args)  # type: ignore[arg-type]
+
+    def _next_line(self, buf: bytes | bytearray, pos: int) -> AdminLine | None:
+        end = buf.find(b"\n", pos)
+        if end < 0:
+            if len(buf) - pos > self.max_line_size:
+                raise ProtocolError("INVALID_PACKET", "Admin line too long", close=True)
+            return None
+        if end - pos > self.max_line_size:
+            raise ProtocolError("INVALID_PACKET", "Admin line too long", close=True)
+        self._pos = end + 1
+        if end > pos and buf[end - 1] == 13:  # "\r"
+            end -= 1
+        return AdminLine(bytes(buf[pos:end]))

@@ -1,0 +1,79 @@
+"""Durable queues: the storage interface and the table of backends.
+
+A store keeps the background jobs the server has acknowledged, so that they
+survive a crash or restart.  The server batches its writes (group commit): one
+call to :meth:`Store.write` carries every job submitted and every job finished
+since the previous call, and must apply them in one transaction.  The server
+sends JOB_CREATED only after ``write`` returns.
+
+Each backend lives in its own module and is named in :data:`STORES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["STORES", "StoreError", "Store", "StoredJob", "store_class"]
+
+
+class StoreError(Exception):
+    """The store could not be reached or refused a write."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """A background job as a store keeps it."""
+
+    id: int
+    """Assigned by the server, increasing in submission order; unique in the store."""
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    """0 high, 1 normal, 2 low (gearmand's numbering, which its queue tables use)."""
+    when: int = 0
+    """Epoch seconds at which the job may run; 0 means now."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every backend implements."""
+
+    async def open(self) -> None:
+        """Connect and create tables or keys as needed.  Raises StoreError."""
+
+    async def load(self) -> list[StoredJob]:
+        """Every stored job, in submission order (ascending ``id``)."""
+
+    async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        """Store ``added`` and delete the jobs whose ids are in ``done``, atomically.
+
+        Raises StoreError if nothing was written; after a successful return the
+        change is durable.
+        """
+
+    async def close(self) -> None:
+        """Release connections; the store may be opened again."""
+
+
+STORES: dict[str, str] = {
+    # name (as given to -q, case-insensitive) -> "module:class"
+}
+"""Backends by queue-type name; gearmand's names and short aliases."""
+
+
+def store_class(name: str) -> type[Store]:
+    """Resolve a queue-type name to its backend class.
+
+    Raises:
+        KeyError: no backend has that name.
+    """
+    import importlib
+
+    target = STORES[name.lower()]
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name, __name__)
+    cls: type[Store] = getattr(module, class_name)
+    return cls

@@ -1,0 +1,173 @@
+"""Real job servers for tests: a `geartrain server` subprocess or Debian's gearmand.
+
+Both are started on a free loopback port and stopped after the test.  Tests
+that should hold for any Gearman server take the parametrised ``server``
+fixture (see conftest.py) and run against both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GEARMAND = "/usr/sbin/gearmand"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+LIST_COMMANDS = ("status", "workers", "prioritystatus", "show")
+
+
+def admin_command(port: int, line: str, host: str = HOST, timeout: float = 5.0) -> bytes:
+    """Send one admin line; return the raw reply (through the '.' line for listings)."""
+    words = line.split()
+    listing = bool(words) and words[0].lower() in LIST_COMMANDS
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(line.encode() + b"\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+            if out.startswith(b"ERR") and out.endswith(b"\n"):
+                return out
+            if listing and (out == b".\n" or out.endswith(b"\n.\n")):
+                return out
+            if not listing and out.endswith(b"\n"):
+                return out
+
+
+@dataclass
+class ServerProc:
+    """A job server running as a child process."""
+
+    kind: str
+    """``"geartrain"`` or ``"gearmand"``."""
+    argv: list[str]
+    port: int
+    host: str = HOST
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    tmpdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gt-srv-")))
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 15.0) -> ServerProc:
+        self.log_path = self.tmpdir / "server.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited at start:\n{self.log()}")
+            try:
+                if admin_command(self.port, "version", timeout=1.0).startswith(b"OK"):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.kind} did not answer on {self.address}:\n{self.log()}")
+
+    def log(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> ServerProc:
+        self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def geartrain_argv(port: int, args: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "geartrain", "server", "-L", HOST, "-p", str(port), *args]
+
+
+def start_geartrain(args: Sequence[str] = (), port: int | None = None) -> ServerProc:
+    """Start `geartrain server` with the in-memory queue unless ``args`` picks one."""
+    port = port or free_port()
+    if not any(a == "-q" or a.startswith("--queue-type") for a in args):
+        args = ["-q", "builtin", *args]
+    env_args = [*args]
+    server = ServerProc("geartrain", geartrain_argv(port, env_args), port)
+    return server.start()
+
+
+def start_gearmand(args: Sequence[str] = (), port: int | None = None) -> ServerProc:
+    """Start Debian's gearmand 1.1 on a free loopback port."""
+    port = port or free_port()
+    server = ServerProc("gearmand", [], port)
+    server.argv = [
+        GEARMAND,
+        f"--listen={HOST}",
+        f"--port={port}",
+        f"--pid-file={server.tmpdir / 'gearmand.pid'}",
+        "--log-file=stderr",
+        "--verbose=ERROR",
+        *args,
+    ]
+    return server.start()
+
+
+def start(kind: str, args: Sequence[str] = (), port: int | None = None) -> ServerProc:
+    return start_geartrain(args, port) if kind == "geartrain" else start_gearmand(args, port)
+
+
+def gearmand_available() -> bool:
+    return os.access(GEARMAND, os.X_OK)
+
+
+@contextlib.contextmanager
+def running(kind: str, args: Sequence[str] = ()):  # type: ignore[no-untyped-def]
+    server = start(kind, args)
+    try:
+        yield server
+    finally:
+        server.cleanup()
