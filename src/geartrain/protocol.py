@@ -232,9 +232,7 @@ def encode(packet: Packet) -> bytes:
     """
     expected = len(PACKETS[packet.type].args)
     if len(packet.args) != expected:
-        raise ValueError(
-            f"{packet.type.name} takes {expected} arguments, got {len(packet.args)}"
-        )
+        raise ValueError(f"{packet.type.name} takes {expected} arguments, got {len(packet.args)}")
     if any(b"\0" in arg for arg in packet.args[:-1]):
         raise ValueError(f"{packet.type.name}: only the last argument may contain NUL")
     return pack(packet.magic, packet.type, packet.args)
@@ -319,7 +317,7 @@ class Decoder:
             args = (bytes(buf[pos + 12 : end]),)
         else:
             args = tuple(bytes(buf[pos + 12 : end]).split(b"\0", argc - 1))
-        return Packet(magic, _TYPES[ptype], args)  # type: ignore[arg-type]
+        return Packet(magic, _TYPES[ptype], args)
 
     def _next_line(self, buf: bytes | bytearray, pos: int) -> AdminLine | None:
         end = buf.find(b"\n", pos)

@@ -1,0 +1,299 @@
+"""`geartrain server`: the job server, with gearmand's command-line flags.
+
+Flags keep gearmand's names and meanings so existing unit files and scripts
+work.  Differences: with no ``-L`` it listens on loopback only (as Debian's
+gearmand package configures it); ``-j`` has gearmand 2.0's meaning (-1 no
+limit, the default; 0 no retries; N attempts); the log goes to stderr unless
+``-l`` says otherwise; an unknown or malformed flag is a one-line error with
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from ..__about__ import __version__
+from ..server.app import ServerApp
+from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
+from ..server.logs import setup_logging
+from ..store import Store
+
+log = logging.getLogger("geartrain.server")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One clear line, exit status 2 (argparse prints the usage block too).
+        self.exit(2, f"geartrain server: {message} (see geartrain server --help)\n")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+def _verbose(text: str) -> str:
+    if text.upper() not in VERBOSE_LEVELS:
+        raise ValueError(text)
+    return text.upper()
+
+
+def _retries(text: str) -> int:
+    value = int(text)
+    if not -1 <= value <= 255:
+        raise ValueError(text)
+    return value
+
+
+_port.__name__ = "port"
+_verbose.__name__ = "verbose level"
+_retries.__name__ = "job-retries value (-1..255)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="geartrain server",
+        description="Gearman job server (gearmand-compatible flags).",
+        allow_abbrev=False,
+    )
+    g = p.add_argument_group("general (as gearmand)")
+    g.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog (32)")
+    g.add_argument("-d", "--daemon", action="store_true", help="detach and run in the background")
+    g.add_argument("--exceptions", action="store_true", help="exceptions on for every connection")
+    g.add_argument("-f", "--file-descriptors", type=int, help="raise the open-file limit to this")
+    g.add_argument(
+        "-j",
+        "--job-retries",
+        type=_retries,
+        default=-1,
+        help="attempts before a job whose worker dies is failed: -1 no limit (default), "
+        "0 no retries, N attempts (gearmand 2.0's meaning)",
+    )
+    g.add_argument("--job-handle-prefix", help='job handle prefix (default "H:<hostname>")')
+    g.add_argument("--hashtable-buckets", type=int, help="accepted for compatibility; unused")
+    g.add_argument("--keepalive", action="store_true", help="enable TCP keepalive on connections")
+    g.add_argument("--keepalive-idle", type=int, default=-1, help="TCP_KEEPIDLE seconds")
+    g.add_argument("--keepalive-interval", type=int, default=-1, help="TCP_KEEPINTVL seconds")
+    g.add_argument("--keepalive-count", type=int, default=-1, help="TCP_KEEPCNT probes")
+    g.add_argument(
+        "-l", "--log-file", default="stderr", help="log file path, 'stderr' (default) or 'none'"
+    )
+    g.add_argument(
+        "-L",
+        "--listen",
+        help="address to listen on (default 127.0.0.1; use 0.0.0.0 or :: for remote peers)",
+    )
+    g.add_argument("-P", "--pid-file", help="write the process id to this file")
+    g.add_argument("-r", "--protocol", help="protocol module (only the Gear protocol is built in)")
+    g.add_argument("-R", "--round-robin", action="store_true", help="rotate a worker's functions")
+    g.add_argument("--config-file", help="read more flags from this file (whitespace-separated)")
+    g.add_argument("--syslog", action="store_true", help="also log to syslog")
+    g.add_argument("--coredump", action="store_true", help="accepted for compatibility; unused")
+    g.add_argument("-t", "--threads", type=int, help="accepted for compatibility (one event loop)")
+    g.add_argument("-u", "--user", help="switch to this user after binding (needs root)")
+    g.add_argument(
+        "--verbose", type=_verbose, default="NOTICE", help=f"{', '.join(VERBOSE_LEVELS)}"
+    )
+    g.add_argument("-V", "--version", action="store_true", help="print the version and exit")
+    g.add_argument(
+        "-w", "--worker-wakeup", type=int, default=0, help="workers woken per job (0: all)"
+    )
+    g.add_argument("--check-args", action="store_true", help="check the flags and exit")
+    gear = p.add_argument_group("gear protocol")
+    gear.add_argument(
+        "-p",
+        "--port",
+        type=_port,
+        default=int(os.environ.get("GEARMAND_PORT") or DEFAULT_PORT),
+        help="port (4730, or $GEARMAND_PORT)",
+    )
+    gear.add_argument("--ssl", action="store_true", help="require TLS on every connection")
+    gear.add_argument("--ssl-ca-file", help="CA file ($GEARMAND_CA_CERTIFICATE)")
+    gear.add_argument("--ssl-certificate", help="certificate ($GEARMAND_SERVER_PEM)")
+    gear.add_argument("--ssl-key", help="private key ($GEARMAND_SERVER_KEY)")
+    ext = p.add_argument_group("geartrain")
+    ext.add_argument(
+        "--max-packet-size",
+        type=int,
+        default=ServerConfig.max_packet_size,
+        help="refuse packets larger than this many bytes (64 MiB)",
+    )
+    ext.add_argument(
+        "--allow-remote-shutdown",
+        action="store_true",
+        help="accept the `shutdown` admin command from non-loopback peers",
+    )
+    _add_store_arguments(p)
+    return p
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from ..store.options import add_store_arguments
+    except ImportError:  # no durable backends in this build
+        parser.add_argument("-q", "--queue-type", default="builtin", help="builtin")
+        return
+    add_store_arguments(parser)
+
+
+def _open_store(ns: argparse.Namespace) -> tuple[Store | None, str]:
+    try:
+        from ..store.options import describe_store, store_from_args
+    except ImportError:
+        if ns.queue_type.lower() != "builtin":
+            raise ValueError(f"queue type {ns.queue_type!r} is not available") from None
+        return None, "memory only (-q builtin)"
+    store = store_from_args(ns)
+    return store, describe_store(ns, store)
+
+
+def config_from_args(ns: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=ns.listen or "127.0.0.1",
+        port=ns.port,
+        backlog=ns.backlog,
+        job_retries=ns.job_retries,
+        round_robin=ns.round_robin,
+        worker_wakeup=max(0, ns.worker_wakeup),
+        handle_prefix=ns.job_handle_prefix or default_handle_prefix(),
+        exceptions=ns.exceptions,
+        keepalive=ns.keepalive,
+        keepalive_idle=ns.keepalive_idle,
+        keepalive_interval=ns.keepalive_interval,
+        keepalive_count=ns.keepalive_count,
+        max_packet_size=ns.max_packet_size,
+        verbose=ns.verbose,
+        allow_remote_shutdown=ns.allow_remote_shutdown,
+    )
+
+
+def _ssl_context(ns: argparse.Namespace) -> ssl.SSLContext | None:
+    if not ns.ssl:
+        return None
+    cert = ns.ssl_certificate or os.environ.get("GEARMAND_SERVER_PEM")
+    key = ns.ssl_key or os.environ.get("GEARMAND_SERVER_KEY")
+    ca = ns.ssl_ca_file or os.environ.get("GEARMAND_CA_CERTIFICATE")
+    if not cert:
+        raise ValueError("--ssl needs --ssl-certificate (and --ssl-key unless the file has it)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if ca:
+        context.load_verify_locations(ca)
+    return context
+
+
+def _expand_config_file(argv: list[str]) -> list[str]:
+    """--config-file FILE: its whitespace-separated tokens come before the command line."""
+    for i, arg in enumerate(argv):
+        path = None
+        if arg == "--config-file" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config-file="):
+            path = arg.split("=", 1)[1]
+        if path is not None:
+            return Path(path).read_text().split() + argv
+    return argv
+
+
+def _daemonize() -> None:
+    """Detach as gearmand -d does: fork, new session, fork, stdio to /dev/null."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.chdir("/")
+
+
+def _switch_user(name: str) -> None:
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    os.setgid(entry.pw_gid)
+    os.initgroups(name, entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
+def _run_loop(app: ServerApp) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(app.run())
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(app.run())
+
+
+def _prepare(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerApp:
+    """Turn parsed flags into a server, or exit with a one-line error."""
+    if ns.protocol and ns.protocol.lower() != "gear":
+        parser.error(f"protocol module {ns.protocol!r} is not available")
+    try:
+        config = config_from_args(ns)
+        ssl_context = _ssl_context(ns)
+        store, description = _open_store(ns)
+    except (ValueError, OSError, ssl.SSLError) as error:
+        parser.error(str(error))
+    return ServerApp(config, store, ssl_context=ssl_context, store_description=description)
+
+
+def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
+    """Daemonize, set up logging and limits, and arrange the pid file and user switch."""
+    if ns.daemon:
+        _daemonize()
+    app.log_target = setup_logging(ns.log_file, ns.verbose)
+    if ns.syslog:
+        from logging.handlers import SysLogHandler
+
+        logging.getLogger("geartrain").addHandler(SysLogHandler(address="/dev/log"))
+    if ns.file_descriptors:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ns.file_descriptors, ns.file_descriptors))
+
+    def listening() -> None:
+        if ns.pid_file:
+            Path(ns.pid_file).write_text(f"{os.getpid()}\n")
+        if ns.user:
+            _switch_user(ns.user)
+
+    app.on_listening = listening
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    try:
+        args = _expand_config_file(list(argv))
+    except OSError as error:
+        parser.error(f"cannot read config file: {error}")
+    ns = parser.parse_args(args)
+    if ns.version:
+        sys.stdout.write(f"geartrain {__version__} (gearmand-compatible job server)\n")
+        return 0
+    app = _prepare(ns, parser)
+    if ns.check_args:
+        return 0
+    _start_process(ns, app)
+    try:
+        _run_loop(app)
+    except OSError as error:
+        log.critical("Cannot serve: %s", error)
+        if ns.log_file != "stderr":
+            sys.stderr.write(f"geartrain server: {error}\n")
+        return 1
+    finally:
+        if ns.pid_file:
+            Path(ns.pid_file).unlink(missing_ok=True)
+    return 0

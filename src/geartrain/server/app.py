@@ -1,0 +1,168 @@
+"""Running a server: listening sockets, the store, signals and shutdown.
+
+Shutdown happens in these steps: stop listening; close every connection
+(queued output is flushed first); wait for the store writer to finish what it
+has been given; close the store.  A graceful stop (SIGUSR1 or
+``shutdown graceful``) first stops listening and waits until no job is left,
+while connected workers keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from collections.abc import Callable
+
+from ..store import Store
+from .admin import AdminCommands
+from .config import ServerConfig
+from .core import JobServer
+from .logs import NOTICE, LogTarget
+from .network import Network, is_loopback
+from .persistence import StoreWriter
+
+__all__ = ["ServerApp"]
+
+log = logging.getLogger("geartrain.server")
+
+
+class ServerApp:
+    """One server process's life: start, serve, stop."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: Store | None = None,
+        *,
+        log_target: LogTarget | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        store_description: str = "memory only (-q builtin)",
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.log_target = log_target
+        self.ssl_context = ssl_context
+        self.store_description = store_description
+        self.core: JobServer | None = None
+        self.network: Network | None = None
+        self.writer: StoreWriter | None = None
+        self.listeners: list[asyncio.AbstractServer] = []
+        self._stop: asyncio.Future[None] | None = None
+        self.on_listening: Callable[[], None] | None = None
+
+    @property
+    def verbose(self) -> str:
+        return self.config.verbose.upper()
+
+    async def run(self) -> None:
+        """Serve until stopped by a signal or the `shutdown` admin command."""
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        core = self.core = JobServer(self.config, call_later=loop.call_later)
+        core.on_shutdown = self.shutdown
+        admin = AdminCommands(core, lambda: self.verbose)
+        self.network = Network(core, admin, self.config)
+        try:
+            await self._open_store(core)
+            await self._listen(loop)
+            self._install_signals(loop)
+            if self.on_listening is not None:
+                self.on_listening()
+            await self._stop
+        finally:
+            await self._close()
+
+    async def _open_store(self, core: JobServer) -> None:
+        log.log(NOTICE, "Queue: %s", self.store_description)
+        if self.store is None:
+            return
+        await self.store.open()
+        jobs = await self.store.load()
+        count = core.restore(jobs)
+        if count:
+            log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
+        self.writer = core.persister = StoreWriter(self.store, core)
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.network is not None
+        config = self.config
+        server = await loop.create_server(
+            self.network.protocol_factory,
+            host=config.host,
+            port=config.port,
+            backlog=config.backlog,
+            reuse_address=True,
+            ssl=self.ssl_context,
+        )
+        self.listeners.append(server)
+        addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
+        log.log(NOTICE, "geartrain listening on %s (pid %d)", addresses, os.getpid())
+        if config.host is not None and all(
+            is_loopback(str(s.getsockname()[0])) for s in server.sockets
+        ):
+            log.log(
+                NOTICE,
+                "Only local clients and workers can connect; "
+                "start with -L 0.0.0.0 (or -L ::) to accept remote ones",
+            )
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        handlers: dict[int, Callable[[], None]] = {
+            signal.SIGTERM: lambda: self.shutdown(False),
+            signal.SIGINT: lambda: self.shutdown(False),
+            signal.SIGUSR1: lambda: self.shutdown(True),
+            signal.SIGHUP: self._reopen_log,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        # Writes to a closed socket must fail with an error, not kill the process.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _reopen_log(self) -> None:
+        if self.log_target is not None:
+            self.log_target.reopen()
+        log.log(NOTICE, "Log file reopened")
+
+    def shutdown(self, graceful: bool) -> None:
+        """Stop now, or (graceful) stop listening and stop once no job is left."""
+        if self._stop is None or self._stop.done():
+            return
+        if not graceful:
+            log.log(NOTICE, "Shutting down")
+            self._stop.set_result(None)
+            return
+        for listener in self.listeners:
+            listener.close()
+        assert self.core is not None
+        log.log(NOTICE, "Graceful shutdown: %d job(s) left", len(self.core.jobs))
+        if not self.core.jobs:
+            self._stop.set_result(None)
+        else:
+            self.core.on_idle = lambda: self.shutdown(False)
+
+    async def _close(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        if self.network is not None:
+            self.network.flush()
+            self.network.close_all()
+        if self.writer is not None:
+            try:
+                await asyncio.wait_for(self.writer.drain(), timeout=30)
+            except (TimeoutError, Exception) as error:
+                log.error("Store writes left unfinished at shutdown: %s", error)
+            self.writer.close()
+        if self.store is not None:
+            await self.store.close()
+        jobs = len(self.core.jobs) if self.core is not None else 0
+        log.log(NOTICE, "Stopped with %d job(s) in the queue", jobs)
+
+
+def _format_address(sockname: tuple[object, ...] | str) -> str:
+    if isinstance(sockname, tuple):
+        host, port = sockname[0], sockname[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockname)

@@ -1,0 +1,50 @@
+"""Server settings: gearmand's command-line flags as one dataclass."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from ..protocol import DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_PACKET_SIZE
+
+__all__ = ["DEFAULT_PORT", "VERBOSE_LEVELS", "ServerConfig", "default_handle_prefix"]
+
+DEFAULT_PORT = 4730
+"""IANA's port for Gearman, and gearmand's default."""
+
+VERBOSE_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
+"""gearmand's --verbose names, most severe first."""
+
+
+def default_handle_prefix() -> str:
+    """gearmand's default job handle prefix, ``H:<nodename>``."""
+    return "H:" + socket.gethostname()
+
+
+@dataclass
+class ServerConfig:
+    """Everything `geartrain server` can be told; defaults are gearmand's unless noted."""
+
+    host: str | None = "127.0.0.1"
+    """Address to listen on; None means every address.  gearmand listens on all
+    addresses by default; Debian's package and geartrain listen on loopback."""
+    port: int = DEFAULT_PORT
+    backlog: int = 32
+    job_retries: int = -1
+    """-1 no limit, 0 no retries, N attempts in all (gearmand 2.0's meaning)."""
+    round_robin: bool = False
+    worker_wakeup: int = 0
+    """How many sleeping workers get a NOOP per queued job; 0 means all."""
+    handle_prefix: str = field(default_factory=default_handle_prefix)
+    exceptions: bool = False
+    """Enable the `exceptions` option on every connection."""
+    keepalive: bool = False
+    keepalive_idle: int = -1
+    keepalive_interval: int = -1
+    keepalive_count: int = -1
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE
+    verbose: str = "NOTICE"
+    """gearmand defaults to ERROR; NOTICE shows the startup lines but nothing per job."""
+    allow_remote_shutdown: bool = False
+    """Accept the `shutdown` admin command from non-loopback peers."""

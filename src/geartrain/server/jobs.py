@@ -1,0 +1,189 @@
+"""The server's data: jobs, functions and the connections the core talks to.
+
+These are plain slotted classes with no behaviour beyond bookkeeping; every
+decision about which job runs where lives in :mod:`geartrain.server.core`.
+They are mutable and slotted because a server holds hundreds of thousands of
+jobs and touches them on every packet.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["Function", "Job", "JobState", "Peer", "Priority"]
+
+
+class Priority(IntEnum):
+    """Job priority; the numbers are gearmand's, which its queue tables store."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+
+class JobState(IntEnum):
+    """Where a job is in its life."""
+
+    PENDING = 0  #: waiting for the store to commit it; not yet acknowledged
+    SCHEDULED = 1  #: an epoch job whose time has not come
+    QUEUED = 2  #: waiting for a worker
+    RUNNING = 3  #: assigned to a worker
+    DONE = 4  #: finished, failed, cancelled or dropped; stale queue entries are skipped
+
+
+class Job:
+    """One job, from submission until its result has been sent."""
+
+    __slots__ = (
+        "handle",
+        "function",
+        "unique",
+        "data",
+        "priority",
+        "background",
+        "when",
+        "state",
+        "clients",
+        "worker",
+        "retries",
+        "numerator",
+        "denominator",
+        "reducer",
+        "store_id",
+        "timer",
+        "waiters",
+        "ignored",
+    )
+
+    def __init__(
+        self,
+        handle: bytes,
+        function: Function,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+    ) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.data = data
+        self.priority = priority
+        self.background = background
+        self.when = 0
+        self.state = JobState.QUEUED
+        # Foreground clients waiting for results (None rather than an empty list:
+        # background jobs are the bulk of a large queue, and an empty list costs
+        # 56 bytes each).
+        self.clients: list[Peer] | None = None
+        self.worker: Peer | None = None
+        self.retries = 0
+        self.numerator = 0
+        self.denominator = 0
+        self.reducer = b""
+        self.store_id = 0
+        self.timer: Any = None
+        # Connections owed a JOB_CREATED once the store has committed the job.
+        self.waiters: list[Peer] | None = None
+        # Cancelled or abandoned while running: the worker's result is dropped.
+        self.ignored = False
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
+
+
+class Function:
+    """A function name with its three priority queues and its registrations."""
+
+    __slots__ = (
+        "name",
+        "queues",
+        "queued",
+        "total",
+        "running",
+        "scheduled",
+        "workers",
+        "sleepers",
+        "uniques",
+        "by_data",
+        "max_queue",
+        "wake_start",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        # One FIFO per priority.  Entries whose job left the QUEUED state (it was
+        # cancelled or abandoned) stay until they reach the head and are skipped
+        # there, so removal is O(1); `queued` counts only live entries.
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.queued = [0, 0, 0]
+        self.total = 0  # every job of the function: pending, scheduled, queued, running
+        self.running = 0
+        self.scheduled = 0
+        # One entry per registration (a worker that sent CAN_DO twice is here twice,
+        # as in gearmand's `workers` and `status` output).
+        self.workers: list[Peer] = []
+        # Workers registered here that are asleep and have not had a NOOP since
+        # their last grab, oldest sleeper first: the ones to wake when work arrives.
+        self.sleepers: OrderedDict[Peer, None] = OrderedDict()
+        self.uniques: dict[bytes, Job] = {}
+        self.by_data: dict[bytes, Job] = {}  # unique "-": coalesce on identical data
+        self.max_queue: tuple[int, int, int] | None = None
+        self.wake_start = 0
+
+    def has_queued(self) -> bool:
+        q = self.queued
+        return bool(q[0] or q[1] or q[2])
+
+
+class Peer:
+    """A connection as the core sees it: a client, a worker, an admin, or all three.
+
+    The I/O layer creates one per connection and supplies ``send`` (queue bytes
+    for the peer) and ``close`` (drop the connection).
+    """
+
+    __slots__ = (
+        "send",
+        "close",
+        "host",
+        "fd",
+        "loopback",
+        "client_id",
+        "abilities",
+        "sleeping",
+        "noop_sent",
+        "exceptions",
+        "jobs",
+        "attached",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        close: Callable[[], None],
+        host: str = "-",
+        fd: int = -1,
+        loopback: bool = False,
+    ) -> None:
+        self.send = send
+        self.close = close
+        self.host = host
+        self.fd = fd
+        self.loopback = loopback
+        self.client_id = b"-"
+        # Registrations, most recent first (gearmand's order in `workers`).
+        self.abilities: list[tuple[Function, int]] = []
+        self.sleeping = False
+        self.noop_sent = False
+        self.exceptions = False
+        self.jobs: set[Job] = set()  # jobs this worker is running
+        self.attached: set[Job] | None = None  # foreground jobs this client waits on
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"

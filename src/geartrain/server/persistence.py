@@ -1,0 +1,139 @@
+"""Group commit between the core and a durable store.
+
+The core calls :meth:`StoreWriter.add` for each background job and
+:meth:`StoreWriter.done` when a stored job is over.  Everything asked for while
+a write is in flight goes into the next write, so under load each transaction
+carries many jobs and throughput is bounded by the disk and the batch, not by
+one fsync per job.  Only after a write returns does the core acknowledge the
+jobs it carried (JOB_CREATED) and queue them for workers.
+
+If the store fails, the jobs of that batch are refused (their submitters get
+``ERROR QUEUE_ERROR``), deletions are kept and retried, and the outage is
+logged once; the next write that succeeds ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..store import Store, StoredJob
+
+if TYPE_CHECKING:
+    from .core import JobServer
+    from .jobs import Job
+
+__all__ = ["StoreWriter"]
+
+log = logging.getLogger("geartrain.server.store")
+
+RETRY_DELAY = 1.0
+"""Seconds between attempts to flush deletions while the store is down."""
+
+MAX_BATCH = 5000
+"""Jobs per transaction; bounds the latency of one write and the size of a statement."""
+
+
+class StoreWriter:
+    """Batches the core's store requests into transactions, one at a time."""
+
+    def __init__(self, store: Store, core: JobServer) -> None:
+        self.store = store
+        self.core = core
+        self._adds: list[Job] = []
+        self._dones: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._outage = False
+        self.writes = 0  # transactions committed, for metrics and tests
+
+    def add(self, job: Job) -> None:
+        self._adds.append(job)
+        self._kick()
+
+    def done(self, store_id: int) -> None:
+        self._dones.append(store_id)
+        self._kick()
+
+    @property
+    def pending(self) -> int:
+        return len(self._adds) + len(self._dones)
+
+    async def drain(self) -> None:
+        """Wait until everything asked for so far has been written (or refused)."""
+        while self._task is not None or self._adds or (self._dones and not self._outage):
+            if self._task is None:
+                self._kick()
+            assert self._task is not None
+            await asyncio.shield(self._task)
+
+    def _kick(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            # Let the rest of this loop turn's submissions join the first batch.
+            await asyncio.sleep(0)
+            while self._adds or self._dones:
+                if not await self._write_batch() and not self._adds:
+                    self._schedule_retry()
+                    break
+        finally:
+            self._task = None
+
+    async def _write_batch(self) -> bool:
+        adds = self._adds[:MAX_BATCH]
+        del self._adds[:MAX_BATCH]
+        dones = self._dones[:MAX_BATCH]
+        del self._dones[:MAX_BATCH]
+        # A job can end before its add is written (a foreground job turned
+        # background while running): then neither needs to reach the store.
+        if adds and dones:
+            ending = set(dones)
+            added = {j.store_id for j in adds}
+            dones = [i for i in dones if i not in added]
+            written = [j for j in adds if j.store_id not in ending]
+        else:
+            written = adds
+        records = [
+            StoredJob(j.store_id, j.function.name, j.unique, j.data, j.priority, j.when)
+            for j in written
+        ]
+        try:
+            await self.store.write(records, dones)
+        except Exception as error:  # any failure of the backend is an outage
+            self._on_failure(error, adds, dones)
+            return False
+        self.writes += 1
+        if self._outage:
+            self._outage = False
+            log.warning("Queue store is back; writes succeed again")
+        stored = self.core.stored
+        for job in adds:
+            stored(job)
+        return True
+
+    def _on_failure(self, error: Exception, adds: list[Job], dones: list[int]) -> None:
+        if not self._outage:
+            self._outage = True
+            log.error("Queue store failed (%s); refusing background jobs until it is back", error)
+        reason = f"Queue store unavailable: {error}".encode(errors="replace")[:200]
+        for job in adds:
+            self.core.store_failed(job, reason)
+        self._dones[:0] = dones  # keep deletions; they are retried
+
+    def _schedule_retry(self) -> None:
+        if self._retry is None and self._dones:
+
+            def retry() -> None:
+                self._retry = None
+                self._kick()
+
+            self._retry = asyncio.get_running_loop().call_later(RETRY_DELAY, retry)
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
