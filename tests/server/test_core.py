@@ -1,0 +1,430 @@
+"""The server core driven directly: peers are recorders, timers a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from geartrain.protocol import REQ, RES, Decoder, Packet, PacketType
+from geartrain.server.config import ServerConfig
+from geartrain.server.core import JobServer
+from geartrain.server.jobs import Job, Peer
+from geartrain.store import StoredJob
+
+T = PacketType
+
+
+@dataclass
+class Timer:
+    when: float
+    callback: Callable[[], None]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class Clock:
+    now: float = 1_000_000.0
+    timers: list[Timer] = field(default_factory=list)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(self.now + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for timer in sorted(self.timers, key=lambda t: t.when):
+            if timer.when <= self.now and not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
+
+
+class Conn:
+    """A peer whose sent bytes are decoded back into packets."""
+
+    def __init__(self, server: JobServer, name: str) -> None:
+        self.server = server
+        self.decoder = Decoder()
+        self.closed = False
+        self.peer = Peer(self.decoder.feed, self._close, host=name)
+        server.connect(self.peer)
+
+    def _close(self) -> None:
+        self.closed = True
+
+    def send(self, ptype: PacketType, *args: bytes) -> None:
+        self.server.packet(self.peer, Packet(REQ, ptype, args))
+
+    def received(self) -> list[tuple[PacketType, tuple[bytes, ...]]]:
+        out = []
+        while (event := self.decoder.next_event()) is not None:
+            assert isinstance(event, Packet) and event.magic == RES
+            out.append((event.type, event.args))
+        return out
+
+    def one(self, ptype: PacketType) -> tuple[bytes, ...]:
+        packets = self.received()
+        assert [p[0] for p in packets] == [ptype], packets
+        return packets[0][1]
+
+    def submit(
+        self, function: bytes, data: bytes, unique: bytes = b"", kind: T = T.SUBMIT_JOB
+    ) -> bytes:
+        self.send(kind, function, unique, data)
+        return self.one(T.JOB_CREATED)[0]
+
+    def grab(self) -> tuple[bytes, ...] | None:
+        self.send(T.GRAB_JOB_UNIQ)
+        [(ptype, args)] = self.received()
+        if ptype == T.NO_JOB:
+            return None
+        assert ptype == T.JOB_ASSIGN_UNIQ
+        return args
+
+    def leave(self) -> None:
+        self.server.disconnect(self.peer)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make(clock: Clock, **config: object) -> JobServer:
+    return JobServer(
+        ServerConfig(handle_prefix="H:test", **config),  # type: ignore[arg-type]
+        call_later=clock.call_later,
+        clock=lambda: clock.now,
+    )
+
+
+@pytest.fixture
+def server(clock: Clock) -> JobServer:
+    return make(clock)
+
+
+def test_round_trip(server: JobServer) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"rev")
+    handle = client.submit(b"rev", b"abc")
+    assert handle == b"H:test:1"
+    assert worker.grab() == (handle, b"rev", b"", b"abc")
+    worker.send(T.WORK_COMPLETE, handle, b"cba")
+    assert client.one(T.WORK_COMPLETE) == (handle, b"cba")
+    assert server.jobs == {}
+
+
+def test_priorities_then_fifo(server: JobServer) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    client.submit(b"f", b"low1", kind=T.SUBMIT_JOB_LOW_BG)
+    client.submit(b"f", b"n1", kind=T.SUBMIT_JOB_BG)
+    client.submit(b"f", b"high1", kind=T.SUBMIT_JOB_HIGH_BG)
+    client.submit(b"f", b"n2", kind=T.SUBMIT_JOB_BG)
+    client.submit(b"f", b"high2", kind=T.SUBMIT_JOB_HIGH_BG)
+    order = []
+    while (job := worker.grab()) is not None:
+        order.append(job[3])
+        worker.send(T.WORK_COMPLETE, job[0], b"")
+    assert order == [b"high1", b"high2", b"n1", b"n2", b"low1"]
+
+
+def test_priority_is_global_across_a_workers_functions(server: JobServer) -> None:
+    # gearmand 1.1 would hand out b's LOW job first (b was registered last).
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"a")
+    worker.send(T.CAN_DO, b"b")
+    client.submit(b"b", b"low", kind=T.SUBMIT_JOB_LOW_BG)
+    client.submit(b"a", b"high", kind=T.SUBMIT_JOB_HIGH_BG)
+    assert worker.grab()[3] == b"high"  # type: ignore[index]
+
+
+def test_round_robin_rotates_functions(clock: Clock) -> None:
+    def order(round_robin: bool) -> list[bytes]:
+        server = make(clock, round_robin=round_robin)
+        client, worker = Conn(server, "c"), Conn(server, "w")
+        worker.send(T.CAN_DO, b"a")
+        worker.send(T.CAN_DO, b"b")
+        for name in (b"a", b"a", b"b", b"b"):
+            client.submit(name, name, kind=T.SUBMIT_JOB_BG)
+        got = []
+        while (job := worker.grab()) is not None:
+            got.append(job[1])
+        return got
+
+    assert order(False) == [b"b", b"b", b"a", b"a"]  # most recent CAN_DO first, as gearmand
+    assert order(True) == [b"b", b"a", b"b", b"a"]
+
+
+def test_unique_coalescing(server: JobServer) -> None:
+    c1, c2, c3, worker = Conn(server, "1"), Conn(server, "2"), Conn(server, "3"), Conn(server, "w")
+    h1 = c1.submit(b"f", b"data", b"u1")
+    assert c2.submit(b"f", b"other data", b"u1") == h1  # foreground duplicate attaches
+    assert c3.submit(b"f", b"x", b"u1", kind=T.SUBMIT_JOB_BG) == h1  # background: same handle
+    assert c1.submit(b"g", b"data", b"u1") != h1  # scope is the function
+    assert c1.submit(b"f", b"data") != c1.submit(b"f", b"data")  # empty unique never coalesces
+    dash = c1.submit(b"f", b"same", b"-")
+    assert c2.submit(b"f", b"same", b"-") == dash
+    assert c2.submit(b"f", b"different", b"-") != dash
+    assert c2.submit(b"f", b"", b"-") != c2.submit(b"f", b"", b"-")  # no data never coalesces
+    worker.send(T.CAN_DO, b"f")
+    job = worker.grab()
+    assert job is not None and job[0] == h1 and job[3] == b"data"
+    worker.send(T.WORK_STATUS, h1, b"1", b"2")
+    worker.send(T.WORK_COMPLETE, h1, b"done")
+    for client in (c1, c2):
+        packets = [p for p in client.received() if p[1][0] == h1]
+        assert packets == [(T.WORK_STATUS, (h1, b"1", b"2")), (T.WORK_COMPLETE, (h1, b"done"))]
+    assert c3.received() == []
+
+
+def test_status_unique_counts_waiting_clients(server: JobServer) -> None:
+    c1, c2, asker = Conn(server, "1"), Conn(server, "2"), Conn(server, "a")
+    c1.submit(b"f", b"d", b"key")
+    c2.submit(b"f", b"d", b"key")
+    asker.send(T.GET_STATUS_UNIQUE, b"key")
+    assert asker.one(T.STATUS_RES_UNIQUE) == (b"key", b"1", b"0", b"0", b"0", b"2")
+    asker.send(T.GET_STATUS_UNIQUE, b"nope")
+    assert asker.one(T.STATUS_RES_UNIQUE) == (b"nope", b"0", b"0", b"0", b"0", b"0")
+
+
+def test_worker_loss_requeues_at_the_tail(server: JobServer) -> None:
+    client, w1, w2 = Conn(server, "c"), Conn(server, "w1"), Conn(server, "w2")
+    for w in (w1, w2):
+        w.send(T.CAN_DO, b"f")
+    first = client.submit(b"f", b"1")
+    second = client.submit(b"f", b"2")
+    assert w1.grab()[0] == first  # type: ignore[index]
+    w1.send(T.WORK_STATUS, first, b"5", b"10")
+    w1.leave()
+    assert w2.grab()[0] == second  # type: ignore[index]
+    assert w2.grab()[0] == first  # type: ignore[index]
+    w2.send(T.WORK_COMPLETE, first, b"ok")
+    assert client.received()[-1] == (T.WORK_COMPLETE, (first, b"ok"))
+
+
+@pytest.mark.parametrize(("retries", "attempts"), [(0, 1), (1, 1), (3, 3), (-1, 10)])
+def test_job_retries(clock: Clock, retries: int, attempts: int) -> None:
+    server = make(clock, job_retries=retries)
+    client = Conn(server, "c")
+    handle = client.submit(b"f", b"x")
+    ran = 0
+    for _ in range(10):
+        worker = Conn(server, "w")
+        worker.send(T.CAN_DO, b"f")
+        if worker.grab() is None:
+            break
+        ran += 1
+        worker.send(T.CANT_DO, b"f") if ran % 2 else worker.leave()
+    assert ran == attempts
+    if retries >= 0:
+        assert client.one(T.WORK_FAIL) == (handle,)
+        assert server.jobs == {}
+
+
+def test_foreground_job_dropped_when_its_clients_leave(server: JobServer) -> None:
+    c1, c2, worker = Conn(server, "1"), Conn(server, "2"), Conn(server, "w")
+    c1.submit(b"f", b"x", b"u")
+    c2.submit(b"f", b"x", b"u")
+    c1.leave()
+    assert len(server.jobs) == 1
+    c2.leave()
+    assert server.jobs == {} and server.functions[b"f"].total == 0
+    worker.send(T.CAN_DO, b"f")
+    assert worker.grab() is None
+
+
+def test_background_job_survives_its_submitter(server: JobServer) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
+    client.leave()
+    worker.send(T.CAN_DO, b"f")
+    assert worker.grab() is not None
+
+
+def test_foreground_duplicate_of_background_job_leaving_keeps_it(server: JobServer) -> None:
+    # gearmand drops the background job here (reference §2.3, a bug).
+    bg, fg, worker = Conn(server, "b"), Conn(server, "f"), Conn(server, "w")
+    handle = bg.submit(b"f", b"x", b"u", kind=T.SUBMIT_JOB_BG)
+    assert fg.submit(b"f", b"x", b"u") == handle
+    fg.leave()
+    worker.send(T.CAN_DO, b"f")
+    assert worker.grab()[0] == handle  # type: ignore[index]
+
+
+def test_can_do_timeout_fails_the_job(server: JobServer, clock: Clock) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO_TIMEOUT, b"slow", b"1500")
+    handle = client.submit(b"slow", b"x")
+    assert worker.grab() is not None
+    clock.advance(1.0)
+    assert client.received() == []
+    clock.advance(1.0)
+    assert client.one(T.WORK_FAIL) == (handle,)
+    worker.send(T.WORK_COMPLETE, handle, b"late")
+    assert worker.one(T.ERROR) == (b"JOB_NOT_FOUND", b"Job given in work result not found")
+
+
+def test_completed_job_timer_is_cancelled(server: JobServer, clock: Clock) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO_TIMEOUT, b"f", b"1000")
+    handle = client.submit(b"f", b"x")
+    worker.grab()
+    worker.send(T.WORK_COMPLETE, handle, b"r")
+    clock.advance(5)
+    assert client.received() == [(T.WORK_COMPLETE, (handle, b"r"))]
+
+
+def test_exceptions_only_to_clients_that_asked(server: JobServer) -> None:
+    plain, wants, worker = Conn(server, "p"), Conn(server, "e"), Conn(server, "w")
+    wants.send(T.OPTION_REQ, b"Exceptions")
+    assert wants.one(T.OPTION_RES) == (b"Exceptions",)
+    handle = plain.submit(b"f", b"x", b"u")
+    wants.submit(b"f", b"x", b"u")
+    worker.send(T.CAN_DO, b"f")
+    worker.grab()
+    worker.send(T.WORK_EXCEPTION, handle, b"boom")
+    assert wants.one(T.WORK_EXCEPTION) == (handle, b"boom")
+    assert plain.one(T.WORK_FAIL) == (handle,)  # no stray NUL, unlike gearmand
+
+
+def test_one_noop_per_sleeping_worker(server: JobServer) -> None:
+    client, worker, idle = Conn(server, "c"), Conn(server, "w"), Conn(server, "i")
+    worker.send(T.CAN_DO, b"f")
+    idle.send(T.CAN_DO, b"other")
+    for w in (worker, idle):
+        assert w.grab() is None
+        w.send(T.PRE_SLEEP)
+    client.submit(b"f", b"1")
+    client.submit(b"f", b"2")
+    assert worker.received() == [(T.NOOP, ())]
+    assert idle.received() == []
+    worker.send(T.PRE_SLEEP)  # work is waiting: woken at once
+    assert worker.received() == [(T.NOOP, ())]
+
+
+def test_worker_wakeup_limits_noops(clock: Clock) -> None:
+    server = make(clock, worker_wakeup=1)
+    client = Conn(server, "c")
+    workers = [Conn(server, f"w{i}") for i in range(3)]
+    for w in workers:
+        w.send(T.CAN_DO, b"f")
+        w.grab()
+        w.send(T.PRE_SLEEP)
+    client.submit(b"f", b"1")
+    assert [len(w.received()) for w in workers] == [1, 0, 0]
+    client.submit(b"f", b"2")
+    assert [len(w.received()) for w in workers] == [0, 1, 0]
+
+
+def test_epoch_job_waits_and_wakes_workers(server: JobServer, clock: Clock) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    client.send(T.SUBMIT_JOB_EPOCH, b"f", b"", str(int(clock.now) + 60).encode(), b"later")
+    handle = client.one(T.JOB_CREATED)[0]
+    assert worker.grab() is None
+    worker.send(T.PRE_SLEEP)
+    clock.advance(59)
+    assert worker.received() == []
+    clock.advance(1)
+    assert worker.received() == [(T.NOOP, ())]
+    assert worker.grab()[0] == handle  # type: ignore[index]
+
+
+def test_maxqueue_refuses_new_jobs(server: JobServer) -> None:
+    client = Conn(server, "c")
+    client.submit(b"f", b"1", b"u")
+    server.functions[b"f"].max_queue = (1, 1, 1)
+    client.send(T.SUBMIT_JOB_BG, b"f", b"", b"2")
+    assert client.one(T.ERROR) == (b"QUEUE_ERROR", b"Job queue is full")
+    client.submit(b"f", b"1", b"u")  # a duplicate is not a new job
+
+
+def test_cancel_removes_a_queued_job(server: JobServer) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    handle = client.submit(b"f", b"x")
+    assert server.cancel(handle)
+    assert client.one(T.WORK_FAIL) == (handle,)
+    assert server.functions[b"f"].total == 0
+    worker.send(T.CAN_DO, b"f")
+    assert worker.grab() is None
+    assert not server.cancel(handle)
+
+
+def test_errors_for_bad_requests(server: JobServer) -> None:
+    conn = Conn(server, "x")
+    server.packet(conn.peer, Packet(RES, T.SUBMIT_JOB, (b"f", b"", b"")))
+    assert conn.one(T.ERROR) == (b"INVALID_MAGIC", b"Request magic expected")
+    for ptype in (T.NOOP, T.JOB_CREATED, T.ALL_YOURS, T.UNUSED, T.ECHO_RES):
+        server.packet(conn.peer, Packet(REQ, ptype, ()))
+        assert conn.one(T.ERROR) == (b"INVALID_COMMAND", b"Command not expected")
+    conn.send(T.SUBMIT_JOB, b"f", b"u" * 65, b"")
+    assert conn.one(T.ERROR) == (b"ARGUMENT_TOO_LARGE", b"Unique value too large")
+    conn.send(T.WORK_DATA, b"H:nope", b"x")
+    assert conn.one(T.ERROR) == (b"JOB_NOT_FOUND", b"Job does not exist on server")
+    conn.send(T.OPTION_REQ, b"nonsense")
+    assert conn.one(T.ERROR) == (b"UNKNOWN_OPTION", b"Server does not recognize given option")
+    server.packet(conn.peer, Packet(REQ, T.SUBMIT_JOB, (b"f",)))
+    assert conn.one(T.ERROR)[0] == b"INVALID_PACKET"
+
+
+class ListPersister:
+    def __init__(self) -> None:
+        self.added: list[Job] = []
+        self.done_ids: list[int] = []
+
+    def add(self, job: Job) -> None:
+        self.added.append(job)
+
+    def done(self, store_id: int) -> None:
+        self.done_ids.append(store_id)
+
+
+def test_background_job_acknowledged_only_once_stored(server: JobServer) -> None:
+    persister = server.persister = ListPersister()
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"x")
+    assert client.received() == []
+    assert worker.grab() is None  # not runnable before the commit
+    [job] = persister.added
+    server.stored(job)
+    handle = client.one(T.JOB_CREATED)[0]
+    assert worker.grab()[0] == handle  # type: ignore[index]
+    worker.send(T.WORK_COMPLETE, handle, b"")
+    assert persister.done_ids == [job.store_id]
+
+
+def test_store_failure_refuses_the_job(server: JobServer) -> None:
+    persister = server.persister = ListPersister()
+    client = Conn(server, "c")
+    client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"x")
+    server.store_failed(persister.added[0], b"disk full")
+    assert client.one(T.ERROR) == (b"QUEUE_ERROR", b"disk full")
+    assert server.jobs == {} and server.functions[b"f"].total == 0
+    client.submit(b"f", b"x", b"u")  # foreground work goes on
+
+
+def test_restore_keeps_order_priority_and_epoch(server: JobServer, clock: Clock) -> None:
+    count = server.restore(
+        [
+            StoredJob(5, b"f", b"a", b"1", 2),
+            StoredJob(7, b"f", b"b", b"2", 0),
+            StoredJob(9, b"f", b"c", b"3", 2),
+            StoredJob(11, b"f", b"d", b"4", 1, when=int(clock.now) + 100),
+        ]
+    )
+    assert count == 4 and server.next_store_id == 12
+    worker = Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    got = []
+    while (job := worker.grab()) is not None:
+        got.append(job[2])
+    assert got == [b"b", b"a", b"c"]
+    clock.advance(100)
+    assert worker.grab()[2] == b"d"  # type: ignore[index]

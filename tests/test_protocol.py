@@ -1,0 +1,188 @@
+"""The sans-I/O codec: packets round-trip, feeding is incremental, bad input is refused."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from geartrain.errors import ProtocolError
+from geartrain.protocol import (
+    HEADER,
+    PACKETS,
+    REQ,
+    RES,
+    AdminLine,
+    Decoder,
+    Packet,
+    PacketType,
+    encode,
+    pack,
+)
+
+arg = st.binary(max_size=40).filter(lambda b: b"\0" not in b)
+
+
+def sample_args(ptype: PacketType, last: bytes = b"da\0ta") -> tuple[bytes, ...]:
+    n = len(PACKETS[ptype].args)
+    if n == 0:
+        return ()
+    return tuple(f"a{i}".encode() for i in range(n - 1)) + (last,)
+
+
+def decode_all(data: bytes, **limits: int) -> list[Packet | AdminLine]:
+    decoder = Decoder(**limits)
+    decoder.feed(data)
+    events = []
+    while (event := decoder.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+def test_table_covers_1_to_42() -> None:
+    assert sorted(PACKETS) == list(range(1, 43))
+    assert PacketType.SUBMIT_REDUCE_JOB == 37
+    assert PACKETS[PacketType.SUBMIT_REDUCE_JOB].args[-2:] == ("aggregator", "data")
+
+
+@pytest.mark.parametrize("ptype", list(PacketType))
+@pytest.mark.parametrize("magic", [REQ, RES])
+def test_every_packet_round_trips(ptype: PacketType, magic: bytes) -> None:
+    packet = Packet(magic, ptype, sample_args(ptype))
+    assert decode_all(encode(packet)) == [packet]
+
+
+def test_header_layout() -> None:
+    data = encode(Packet(REQ, PacketType.SUBMIT_JOB, (b"f", b"u", b"x")))
+    assert data == b"\0REQ" + struct.pack(">II", 7, 5) + b"f\0u\0x"
+
+
+def test_last_argument_keeps_nul_bytes() -> None:
+    data = b"\0" * 3 + b"\xff\0"
+    [packet] = decode_all(pack(RES, PacketType.WORK_COMPLETE, (b"H:x:1", data)))
+    assert isinstance(packet, Packet)
+    assert packet.args == (b"H:x:1", data)
+
+
+def test_zero_argument_packet_ignores_payload() -> None:
+    raw = HEADER.pack(REQ, PacketType.GRAB_JOB, 3) + b"abc"
+    assert decode_all(raw) == [Packet(REQ, PacketType.GRAB_JOB, ())]
+
+
+def test_too_few_arguments_are_returned_short() -> None:
+    [packet] = decode_all(pack(REQ, PacketType.SUBMIT_JOB, (b"only-function",)))
+    assert isinstance(packet, Packet)
+    assert packet.args == (b"only-function",)
+
+
+def test_encode_checks_argument_count_and_nuls() -> None:
+    with pytest.raises(ValueError, match="takes 3 arguments"):
+        encode(Packet(REQ, PacketType.SUBMIT_JOB, (b"f",)))
+    with pytest.raises(ValueError, match="only the last"):
+        encode(Packet(REQ, PacketType.SUBMIT_JOB, (b"f\0", b"", b"")))
+
+
+def test_byte_at_a_time_feeding() -> None:
+    stream = (
+        pack(REQ, PacketType.CAN_DO, (b"reverse",))
+        + b"status\r\n"
+        + pack(REQ, PacketType.SUBMIT_JOB, (b"reverse", b"", b"x" * 300))
+        + b"workers\n"
+    )
+    decoder = Decoder()
+    events: list[Packet | AdminLine] = []
+    for i in range(len(stream)):
+        decoder.feed(stream[i : i + 1])
+        while (event := decoder.next_event()) is not None:
+            events.append(event)
+    assert events == decode_all(stream)
+    assert [type(e).__name__ for e in events] == ["Packet", "AdminLine", "Packet", "AdminLine"]
+    assert events[1] == AdminLine(b"status")
+    assert events[3] == AdminLine(b"workers")  # a bare \n loses nothing
+    assert decoder.buffered == 0
+
+
+def test_admin_line_endings() -> None:
+    assert decode_all(b"create function abc\n") == [AdminLine(b"create function abc")]
+    assert decode_all(b"create function abc\r\n") == [AdminLine(b"create function abc")]
+    assert decode_all(b"\n") == [AdminLine(b"")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"\0XYZ" + struct.pack(">II", 1, 0), "INVALID_MAGIC"),
+        (HEADER.pack(REQ, 0, 0), "INVALID_COMMAND"),
+        (HEADER.pack(REQ, 43, 0), "INVALID_COMMAND"),
+        (HEADER.pack(REQ, 2**32 - 1, 0), "INVALID_COMMAND"),
+    ],
+)
+def test_unframeable_input_raises(raw: bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_all(raw)
+    assert caught.value.code == code
+    assert caught.value.close
+
+
+def test_oversized_packet_refused_from_the_header_alone() -> None:
+    decoder = Decoder(max_packet_size=1024)
+    decoder.feed(HEADER.pack(REQ, PacketType.SUBMIT_JOB, 2**32 - 1))
+    with pytest.raises(ProtocolError) as caught:
+        decoder.next_event()
+    assert caught.value.code == "ARGUMENT_TOO_LARGE"
+
+
+def test_endless_admin_line_refused() -> None:
+    decoder = Decoder(max_line_size=100)
+    decoder.feed(b"x" * 101)
+    with pytest.raises(ProtocolError):
+        decoder.next_event()
+    decoder = Decoder(max_line_size=100)
+    decoder.feed(b"x" * 50)
+    assert decoder.next_event() is None  # still within the limit: wait for more
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([REQ, RES]),
+            st.sampled_from(list(PacketType)),
+            st.lists(arg, min_size=5, max_size=8),
+            st.binary(max_size=100),
+        ),
+        max_size=20,
+    ),
+    st.lists(st.integers(min_value=1, max_value=50), max_size=30),
+)
+def test_any_packets_any_chunking(
+    specs: list[tuple[bytes, PacketType, list[bytes], bytes]], cuts: list[int]
+) -> None:
+    packets = []
+    for magic, ptype, args, last in specs:
+        n = len(PACKETS[ptype].args)
+        packets.append(Packet(magic, ptype, (*args[: n - 1], last) if n else ()))
+    stream = b"".join(encode(p) for p in packets)
+    decoder = Decoder()
+    out: list[Packet | AdminLine] = []
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        decoder.feed(stream[pos : pos + cut])
+        pos += cut
+        while (event := decoder.next_event()) is not None:
+            out.append(event)
+        if pos >= len(stream):
+            break
+    assert out == packets
+
+
+@given(st.binary(max_size=200))
+def test_garbage_never_crashes(data: bytes) -> None:
+    decoder = Decoder(max_packet_size=1000, max_line_size=100)
+    decoder.feed(data)
+    try:
+        while decoder.next_event() is not None:
+            pass
+    except ProtocolError:
+        pass
