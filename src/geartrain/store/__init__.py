@@ -6,7 +6,9 @@ call to :meth:`Store.write` carries every job submitted and every job finished
 since the previous call, and must apply them in one transaction.  The server
 sends JOB_CREATED only after ``write`` returns.
 
-Each backend lives in its own module and is named in :data:`STORES`.
+Each backend lives in its own module and is named in :data:`STORES`;
+``geartrain.store.options`` builds one from the command line.  ``str(store)``
+says where the queue is (without passwords), for the startup log.
 """
 
 from __future__ import annotations
@@ -50,8 +52,13 @@ class Store(Protocol):
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Store ``added`` and delete the jobs whose ids are in ``done``, atomically.
 
+        The additions apply first, so a job in both ends up absent.  Ids in
+        ``done`` that are not stored are ignored; an id in ``added`` that is
+        already stored is an error and fails the whole write.
+
         Raises StoreError if nothing was written; after a successful return the
-        change is durable.
+        change is durable.  (After a StoreError from a lost connection the
+        outcome can be unknown: the batch may have been committed.)
         """
 
     async def close(self) -> None:
@@ -60,6 +67,14 @@ class Store(Protocol):
 
 STORES: dict[str, str] = {
     # name (as given to -q, case-insensitive) -> "module:class"
+    "libsqlite3": ".sqlite:SqliteStore",
+    "sqlite": ".sqlite:SqliteStore",
+    "libpq": ".postgres:PostgresStore",
+    "postgres": ".postgres:PostgresStore",
+    "postgresql": ".postgres:PostgresStore",
+    "mysql": ".mysql:MysqlStore",
+    "mariadb": ".mysql:MysqlStore",
+    "redis": ".redis:RedisStore",
 }
 """Backends by queue-type name; gearmand's names and short aliases."""
 

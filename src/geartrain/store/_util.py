@@ -1,0 +1,61 @@
+"""Helpers the backends share: identifier checks and error wording."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from . import StoredJob
+
+__all__ = [
+    "LIBPQ_TABLE",
+    "MYSQL_TABLE",
+    "REDIS_PREFIX",
+    "SQLITE_TABLE",
+    "check_identifier",
+    "without_overlap",
+]
+
+# gearmand's defaults, here so that the command line can show them without
+# importing the database drivers (they are optional extras).
+SQLITE_TABLE = "gearman_queue"
+LIBPQ_TABLE = "queue"
+MYSQL_TABLE = "gearman_queue"
+REDIS_PREFIX = "_gear_"
+
+# Table names go into SQL text (they cannot be parameters), so only plain
+# identifiers are accepted.  63 bytes is PostgreSQL's limit and the smallest.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_identifier(name: str, what: str = "table name") -> str:
+    """Return ``name`` if it is a plain SQL identifier.
+
+    Raises:
+        ValueError: ``name`` has other characters or is too long.
+    """
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use letters, digits and _ (at most 63, not starting"
+            " with a digit)"
+        )
+    return name
+
+
+def without_overlap(
+    added: Sequence[StoredJob], done: Sequence[int]
+) -> tuple[Sequence[StoredJob], Sequence[int]]:
+    """Drop the jobs that are both added and done in one write.
+
+    A job that finished before its batch was committed never needs a row.
+    Backends that write in one statement (where a DELETE cannot see the
+    INSERT beside it) rely on this; for the others it just saves work.
+    """
+    if not added or not done:
+        return added, done
+    gone = set(done)
+    kept = [job for job in added if job.id not in gone]
+    if len(kept) == len(added):
+        return added, done
+    dropped = {job.id for job in added} - {job.id for job in kept}
+    return kept, [i for i in done if i not in dropped]

@@ -1,0 +1,218 @@
+"""MySQL / MariaDB queue (asyncmy), gearmand's ``-q mysql``.
+
+A write is one InnoDB transaction: a multi-row INSERT (the driver's
+``executemany`` folds the rows into as few statements as the packet size
+allows) and ``DELETE ... WHERE id IN (...)``.  Durable on commit when the server
+runs with ``innodb_flush_log_at_trx_commit=1`` (the default; a warning is
+logged otherwise).  A connection that saw any error is closed rather than
+reused, and the pool opens a fresh one, so the store recovers by itself.
+
+asyncmy rather than aiomysql: aiomysql 0.3.2 cannot send bytes parameters
+with PyMySQL 1.2.3 or later (aio-libs/aiomysql#1080, unfixed in a release) and
+breaks on import with PyMySQL 1.3; asyncmy has no PyMySQL dependency, ships
+typed wheels, and is maintained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncmy
+
+from . import StoredJob, StoreError
+from ._util import MYSQL_TABLE, check_identifier, without_overlap
+
+__all__ = ["DEFAULT_TABLE", "MysqlStore"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = MYSQL_TABLE
+"""gearmand's ``--mysql-table`` default."""
+
+_ERRORS = (asyncmy.errors.MySQLError, OSError, TimeoutError, asyncio.IncompleteReadError)
+_DELETE_CHUNK = 1000
+
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS {table} (id BIGINT NOT NULL PRIMARY KEY,"
+    " unique_key BLOB NOT NULL, function_name BLOB NOT NULL, priority INT NOT NULL,"
+    " data LONGBLOB NOT NULL, when_to_run BIGINT NOT NULL) ENGINE=InnoDB"
+)
+
+
+class MysqlStore:
+    """A queue in a MySQL or MariaDB table.
+
+    Args:
+        host, port, user, password, db: where to connect (gearmand's
+            ``--mysql-host`` etc.; the host is reached over TCP).
+        table: the table name (``--mysql-table``).
+        timeout: seconds allowed for each write or load.
+        connect_timeout: seconds allowed to connect.
+    """
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 3306,
+        user: str = "",
+        password: str = "",
+        db: str = "",
+        table: str = DEFAULT_TABLE,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.connect_args: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "user": user or None,
+            "password": password,
+            "db": db or None,
+        }
+        self.table = check_identifier(table)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._pool: Any = None
+        self._insert = (
+            f"INSERT INTO {self.table}"
+            " (id, function_name, unique_key, data, priority, when_to_run)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+        )
+
+    def __str__(self) -> str:
+        a = self.connect_args
+        return f"mysql {a['user'] or ''}@{a['host']}:{a['port']}/{a['db'] or ''} table {self.table}"
+
+    def _error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"{self}: {type(exc).__name__}: {exc}")
+
+    async def open(self) -> None:
+        """Connect and create (or convert) the table."""
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncmy.create_pool(
+                minsize=1,
+                maxsize=2,
+                autocommit=False,
+                charset="utf8mb4",
+                binary_prefix=True,  # bytes as _binary'...', never read as utf8mb4 text
+                max_allowed_packet=1 << 30,  # the server's own limit is the one that counts
+                connect_timeout=self.connect_timeout,
+                **self.connect_args,
+            )
+            await self._transaction(self._prepare_table)
+        except _ERRORS as exc:
+            await self.close()
+            raise self._error(exc) from exc
+
+    async def _transaction(self, body: Any, *args: Any) -> Any:
+        """Run ``body(cursor, *args)`` and commit; on any error drop the connection."""
+        conn = await self._pool.acquire()
+        try:
+            async with asyncio.timeout(self.timeout), conn.cursor() as cur:
+                result = await body(cur, *args)
+                await conn.commit()
+                return result
+        except BaseException:
+            # The server rolls back when the connection goes; a connection in an
+            # unknown state is never handed out again.
+            conn.close()
+            raise
+        finally:
+            self._pool.release(conn)
+
+    async def _prepare_table(self, cur: Any) -> None:
+        await cur.execute("SELECT @@innodb_flush_log_at_trx_commit")
+        (flush,) = await cur.fetchone()
+        if str(flush) != "1":
+            log.warning(
+                "%s: innodb_flush_log_at_trx_commit=%s, so the last second of jobs may be"
+                " lost if the database host loses power (1 makes every commit durable)",
+                self,
+                flush,
+            )
+        await cur.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = DATABASE() AND table_name = %s",
+            (self.table,),
+        )
+        columns = {str(row[0]).lower() for row in await cur.fetchall()}
+        if not columns:
+            await cur.execute(_CREATE.format(table=self.table))
+        elif "id" not in columns:
+            await self._convert_gearmand_table(cur)
+        elif not {"unique_key", "function_name", "priority", "data", "when_to_run"} <= columns:
+            raise StoreError(f"{self}: the table exists but is not a job queue")
+
+    async def _convert_gearmand_table(self, cur: Any) -> None:
+        """Copy a table written by gearmand's mysql plugin into geartrain's layout.
+
+        MySQL commits every DDL statement, so the copy is built beside the old
+        table and swapped in with one atomic RENAME: a crash at any point
+        leaves either the old table or the new one in place, never neither.
+        """
+        t = self.table
+        new, old = f"{t[:40]}_geartrain_new", f"{t[:40]}_gearmand_old"
+        await cur.execute(f"DROP TABLE IF EXISTS {new}")
+        await cur.execute(_CREATE.format(table=new))
+        count = await cur.execute(
+            f"INSERT INTO {new} SELECT row_number() OVER (ORDER BY priority),"
+            " CAST(coalesce(unique_key, '') AS BINARY), CAST(coalesce(function_name, '')"
+            " AS BINARY), coalesce(priority, 1), coalesce(data, ''), coalesce(when_to_run, 0)"
+            f" FROM {t}"
+        )
+        await cur.connection.commit()
+        await cur.execute(f"RENAME TABLE {t} TO {old}, {new} TO {t}")
+        await cur.execute(f"DROP TABLE {old}")
+        log.warning("%s: converted gearmand's table (%d jobs)", self, count)
+
+    async def load(self) -> list[StoredJob]:
+        """Every stored job in ascending id order."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+
+        async def body(cur: Any) -> list[StoredJob]:
+            await cur.execute(
+                "SELECT id, function_name, unique_key, data, priority, when_to_run"
+                f" FROM {self.table} ORDER BY id"
+            )
+            return [StoredJob(*row) for row in await cur.fetchall()]
+
+        try:
+            jobs: list[StoredJob] = await self._transaction(body)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return jobs
+
+    async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        """Insert ``added`` and delete ``done`` in one committed transaction."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        added, done = without_overlap(added, done)
+        if added or done:
+            try:
+                await self._transaction(self._write, added, done)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
+
+    async def _write(self, cur: Any, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        if added:
+            await cur.executemany(
+                self._insert,
+                [(j.id, j.function, j.unique, j.data, j.priority, j.when) for j in added],
+            )
+        for start in range(0, len(done), _DELETE_CHUNK):
+            ids = done[start : start + _DELETE_CHUNK]
+            marks = ", ".join(["%s"] * len(ids))
+            await cur.execute(f"DELETE FROM {self.table} WHERE id IN ({marks})", list(ids))
+
+    async def close(self) -> None:
+        """Close the pool; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            await pool.wait_closed()

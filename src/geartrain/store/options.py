@@ -1,0 +1,222 @@
+"""The command-line side of the queue: gearmand's flags, and the store they pick.
+
+``-q``/``--queue-type`` and each backend's options are spelled exactly as
+gearmand 1.1 spells them, so a gearmand command line keeps working.  Two
+departures: with no ``-q`` geartrain keeps its queue in a SQLite file in the
+user's state directory (gearmand keeps none), and ``--store-url`` names any
+backend in one URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from . import STORES, Store, store_class
+from ._util import LIBPQ_TABLE, MYSQL_TABLE, REDIS_PREFIX, SQLITE_TABLE
+
+__all__ = [
+    "QUEUE_FILE",
+    "add_store_arguments",
+    "default_state_dir",
+    "store_from_args",
+    "store_from_url",
+]
+
+log = logging.getLogger(__name__)
+
+QUEUE_FILE = "queue.sqlite3"
+"""The default queue's file name inside the state directory."""
+
+_MEMORY = ("builtin", "memory", "none")
+
+
+def default_state_dir() -> Path:
+    """geartrain's state dir: ``$XDG_STATE_HOME/geartrain`` or ``~/.local/state/geartrain``."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says to ignore a relative value.
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "geartrain"
+
+
+def _port(text: str) -> int:
+    """A port number or a service name (gearmand's ``--redis-port`` takes either)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise argparse.ArgumentTypeError(f"unknown port or service {text!r}") from None
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``-q`` and the queue backends' options (gearmand's names) to ``parser``."""
+    names = ", ".join(["builtin", *STORES])
+    parser.add_argument(
+        "-q",
+        "--queue-type",
+        metavar="TYPE",
+        help=f"Persistent queue type to use: {names} (any case). Default: a SQLite file in"
+        f" the state directory ($XDG_STATE_HOME/geartrain/{QUEUE_FILE}); builtin keeps the"
+        " queue in memory only.",
+    )
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="The queue as one URL instead of -q and its options: sqlite:///PATH,"
+        " postgresql://..., mysql://USER:PASS@HOST:PORT/DB, redis://[:PASS@]HOST:PORT/DB,"
+        " builtin:. Add ?table=NAME (SQL) or ?prefix=P (redis).",
+    )
+    group = parser.add_argument_group("libsqlite3")
+    group.add_argument("--libsqlite3-db", metavar="FILE", help="Database file to use.")
+    group.add_argument(
+        "--libsqlite3-table", metavar="TABLE", default=SQLITE_TABLE, help="Table to use."
+    )
+    group.add_argument(
+        "--store-queue-on-shutdown",
+        action="store_true",
+        help="Accepted for gearmand compatibility; geartrain always stores each job"
+        " when it is acknowledged.",
+    )
+    group = parser.add_argument_group("libpq (PostgreSQL)")
+    group.add_argument(
+        "--libpq-conninfo",
+        metavar="CONNINFO",
+        default="",
+        help="PostgreSQL connection information string (host=... dbname=...) or URL.",
+    )
+    group.add_argument("--libpq-table", metavar="TABLE", default=LIBPQ_TABLE, help="Table to use.")
+    group = parser.add_argument_group("MySQL / MariaDB")
+    group.add_argument("--mysql-host", metavar="HOST", default="localhost", help="MySQL host.")
+    group.add_argument("--mysql-port", metavar="PORT", type=_port, default=3306, help="Port.")
+    group.add_argument("--mysql-user", metavar="USER", default="", help="MySQL user.")
+    group.add_argument("--mysql-password", metavar="PASS", default="", help="MySQL password.")
+    group.add_argument("--mysql-db", metavar="DB", default="", help="MySQL database.")
+    group.add_argument(
+        "--mysql-table", metavar="TABLE", default=MYSQL_TABLE, help="MySQL table name."
+    )
+    group = parser.add_argument_group("redis")
+    group.add_argument("--redis-server", metavar="HOST", default="127.0.0.1", help="Redis server.")
+    group.add_argument(
+        "--redis-port", metavar="PORT", type=_port, default=6379, help="Redis port or service."
+    )
+    group.add_argument("--redis-password", metavar="PASS", default="", help="Redis password.")
+    group.add_argument(
+        "--redis-prefix", metavar="PREFIX", default=REDIS_PREFIX, help="Prefix of the redis keys."
+    )
+
+
+def store_from_args(ns: argparse.Namespace, state_dir: Path | None = None) -> Store | None:
+    """Build the store the parsed options ask for (not yet opened).
+
+    Args:
+        ns: options parsed by a parser that went through :func:`add_store_arguments`.
+        state_dir: where the default SQLite queue lives; :func:`default_state_dir` if None.
+
+    Returns:
+        The store, or None for ``-q builtin`` (the queue is in memory only).
+
+    Raises:
+        ValueError: an unknown queue type, a missing driver, or options that do not fit.
+    """
+    if ns.store_queue_on_shutdown:
+        log.info(
+            "--store-queue-on-shutdown has no effect: every background job is stored when"
+            " it is acknowledged, so the queue is already stored at shutdown"
+        )
+    if ns.store_url:
+        if ns.queue_type:
+            raise ValueError("give either -q or --store-url, not both")
+        return store_from_url(ns.store_url)
+    kind = (ns.queue_type or "libsqlite3").lower()
+    if kind in _MEMORY:
+        return None
+    if kind not in STORES:
+        known = ", ".join(["builtin", *STORES])
+        raise ValueError(f"unknown queue type {ns.queue_type!r} (known: {known})")
+    module = STORES[kind].partition(":")[0]
+    args: tuple[Any, ...]
+    if module == ".sqlite":
+        args = (
+            ns.libsqlite3_db or (state_dir or default_state_dir()) / QUEUE_FILE,
+            ns.libsqlite3_table,
+        )
+    elif module == ".postgres":
+        args = (ns.libpq_conninfo, ns.libpq_table)
+    elif module == ".mysql":
+        if not ns.mysql_db:
+            raise ValueError("-q mysql needs --mysql-db")
+        args = (
+            ns.mysql_host,
+            ns.mysql_port,
+            ns.mysql_user,
+            ns.mysql_password,
+            ns.mysql_db,
+            ns.mysql_table,
+        )
+    else:
+        args = (ns.redis_server, ns.redis_port, ns.redis_password, ns.redis_prefix)
+    store: Store = _load(kind)(*args)
+    return store
+
+
+_EXTRAS = {".postgres": "postgres", ".mysql": "mysql", ".redis": "redis"}
+
+
+def _load(kind: str) -> Any:
+    """The backend class, with a hint when its driver (an optional extra) is missing."""
+    try:
+        return store_class(kind)
+    except ImportError as exc:
+        extra = _EXTRAS.get(STORES[kind].partition(":")[0], "all")
+        raise ValueError(
+            f"the {kind} queue needs {exc.name}: pip install 'geartrain[{extra}]'"
+        ) from exc
+
+
+def store_from_url(url: str) -> Store | None:
+    """Build a store from one URL (see ``--store-url``); None for ``builtin:``.
+
+    Raises:
+        ValueError: an unknown scheme, a missing driver or a malformed URL.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    table = query.pop("table", None)
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    if scheme in _MEMORY:
+        return None
+    if scheme in ("sqlite", "sqlite3", "libsqlite3"):
+        path = urllib.parse.unquote(parts.netloc + parts.path)
+        if not path:
+            raise ValueError(f"no file in {url!r}; use sqlite:///ABSOLUTE/PATH or sqlite:RELATIVE")
+        return _load("sqlite")(path, table or SQLITE_TABLE)  # type: ignore[no-any-return]
+    if scheme in ("postgres", "postgresql"):
+        rest = urllib.parse.urlencode(query)
+        conninfo = urllib.parse.urlunsplit(parts._replace(query=rest))
+        return _load("postgres")(conninfo, table or LIBPQ_TABLE)  # type: ignore[no-any-return]
+    if scheme in ("mysql", "mariadb"):
+        db = parts.path.lstrip("/")
+        if not db:
+            raise ValueError(f"no database in {url!r}; use mysql://USER:PASS@HOST:PORT/DB")
+        host, port = parts.hostname or "localhost", parts.port or 3306
+        return _load("mysql")(  # type: ignore[no-any-return]
+            host, port, user, password, db, table or MYSQL_TABLE
+        )
+    if scheme == "redis":
+        return _load("redis")(  # type: ignore[no-any-return]
+            parts.hostname or "127.0.0.1",
+            parts.port or 6379,
+            password,
+            query.get("prefix", REDIS_PREFIX),
+            db=int(parts.path.lstrip("/") or 0),
+            username=user or None,
+        )
+    raise ValueError(f"unknown queue URL scheme {parts.scheme!r} in {url!r}")

@@ -1,0 +1,267 @@
+"""PostgreSQL queue (asyncpg), gearmand's ``-q libpq``.
+
+A write is one statement: a DELETE in a CTE beside an INSERT from ``unnest``
+of column arrays, so a batch of thousands costs one round trip and one commit.
+Sessions run with ``synchronous_commit=on`` whatever the server default, so a
+returned write is on disk.  The pool replaces connections the server dropped,
+so the store recovers by itself once PostgreSQL is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from . import StoredJob, StoreError
+from ._util import LIBPQ_TABLE, check_identifier, without_overlap
+
+__all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = LIBPQ_TABLE
+"""gearmand's ``--libpq-table`` default."""
+
+# asyncpg binds each array as one parameter (1 GB at most); split bigger batches.
+_MAX_STATEMENT_BYTES = 64 << 20
+
+_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+# libpq's key = value syntax: values bare or in single quotes, \ escapes.
+_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)+)\s*")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _parse_pairs(conninfo: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    pos = 0
+    while pos < len(conninfo):
+        match = _PAIR.match(conninfo, pos)
+        if match is None:
+            raise ValueError(f"bad PostgreSQL conninfo near {conninfo[pos : pos + 20]!r}")
+        key, raw = match.groups()
+        if raw.startswith("'"):
+            raw = raw[1:-1]
+        pairs[key] = _ESCAPE.sub(r"\1", raw)
+        pos = match.end()
+    return pairs
+
+
+def conninfo_to_asyncpg(conninfo: str) -> tuple[str | None, dict[str, Any]]:
+    """Turn a libpq conninfo (``host=... dbname=...`` or a URL) into asyncpg's dsn and kwargs.
+
+    asyncpg reads only URLs, so the key = value form becomes the query of an
+    empty ``postgresql://`` URL, which asyncpg maps the way libpq does.  An
+    empty string means libpq's defaults (``PGHOST`` and friends).
+
+    Raises:
+        ValueError: the string is neither form.
+    """
+    text = conninfo.strip()
+    kwargs: dict[str, Any] = {}
+    if not text:
+        return None, kwargs
+    if re.match(r"postgres(ql)?://", text):
+        parts = urllib.parse.urlsplit(text)
+        pairs = dict(urllib.parse.parse_qsl(parts.query))
+        base = urllib.parse.urlunsplit(parts._replace(query=""))
+    else:
+        pairs = _parse_pairs(text)
+        base = "postgresql://"
+    # Not a server setting in asyncpg's eyes; it is the connect timeout.
+    if "connect_timeout" in pairs:
+        kwargs["timeout"] = float(pairs.pop("connect_timeout"))
+    if "hostaddr" in pairs:  # a numeric address; asyncpg only knows host
+        address = pairs.pop("hostaddr")
+        pairs.setdefault("host", address)
+    pairs = {k: v for k, v in pairs.items() if v != ""}
+    query = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)
+    return (f"{base}?{query}" if query else base), kwargs
+
+
+def _describe(conninfo: str) -> str:
+    """The conninfo without its password, for logs."""
+    text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", conninfo)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text) or "(libpq defaults)"
+
+
+class PostgresStore:
+    """A queue in a PostgreSQL table.
+
+    Args:
+        conninfo: libpq conninfo string or URL (gearmand's ``--libpq-conninfo``).
+        table: the table name (``--libpq-table``).
+        timeout: seconds allowed for each statement.
+        connect_timeout: seconds allowed to connect (the conninfo's
+            ``connect_timeout`` wins).
+    """
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        table: str = DEFAULT_TABLE,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.conninfo = conninfo
+        self.table = check_identifier(table)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._dsn, self._kwargs = conninfo_to_asyncpg(conninfo)
+        self._pool: asyncpg.Pool | None = None
+        t = self.table
+        self._insert = (
+            f"INSERT INTO {t} (id, function_name, unique_key, data, priority, when_to_run)"
+            " SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],"
+            " $5::int[], $6::bigint[])"
+        )
+        self._write_one = (
+            f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($7::bigint[])) {self._insert}"
+        )
+
+    def __str__(self) -> str:
+        return f"postgresql {_describe(self.conninfo)} table {self.table}"
+
+    def _error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"{self}: {type(exc).__name__}: {exc}")
+
+    async def open(self) -> None:
+        """Connect and create (or convert) the table."""
+        if self._pool is not None:
+            return
+        settings = {"synchronous_commit": "on"}
+        if "application_name" not in (self._dsn or ""):
+            settings["application_name"] = "geartrain"
+        kwargs = {"timeout": self.connect_timeout, **self._kwargs}
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=2,
+                command_timeout=self.timeout,
+                server_settings=settings,
+                **kwargs,
+            )
+            await self._prepare_table(self._pool)
+        except _ERRORS as exc:
+            await self.close()
+            raise self._error(exc) from exc
+
+    async def _prepare_table(self, pool: asyncpg.Pool) -> None:
+        rows = await pool.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = $1",
+            self.table,
+        )
+        columns = {r[0] for r in rows}
+        if not columns:
+            await pool.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (id BIGINT PRIMARY KEY,"
+                " unique_key BYTEA NOT NULL, function_name BYTEA NOT NULL,"
+                " priority INTEGER NOT NULL, data BYTEA NOT NULL, when_to_run BIGINT NOT NULL)"
+            )
+        elif "id" not in columns:
+            await self._convert_gearmand_table(pool)
+        elif not {"unique_key", "function_name", "priority", "data", "when_to_run"} <= columns:
+            raise StoreError(f"{self}: the table exists but is not a job queue")
+
+    async def _convert_gearmand_table(self, pool: asyncpg.Pool) -> None:
+        """Rebuild a table written by gearmand's libpq plugin, in one transaction."""
+        old = f"{self.table[:40]}_gearmand_old"
+        t = self.table
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"ALTER TABLE {t} RENAME TO {old}")
+            await conn.execute(
+                f"CREATE TABLE {t} (id BIGINT PRIMARY KEY, unique_key BYTEA NOT NULL,"
+                " function_name BYTEA NOT NULL, priority INTEGER NOT NULL, data BYTEA NOT NULL,"
+                " when_to_run BIGINT NOT NULL)"
+            )
+            # Priority first, then physical order, which is gearmand's replay order.
+            status = await conn.execute(
+                f"INSERT INTO {t} SELECT row_number() OVER (ORDER BY priority, ctid),"
+                " convert_to(coalesce(unique_key, ''), 'UTF8'),"
+                " convert_to(coalesce(function_name, ''), 'UTF8'), coalesce(priority, 1),"
+                f" coalesce(data, ''::bytea), coalesce(when_to_run, 0) FROM {old}"
+            )
+            await conn.execute(f"DROP TABLE {old}")
+        log.warning("%s: converted gearmand's table (%s jobs)", self, status.split()[-1])
+
+    async def load(self) -> list[StoredJob]:
+        """Every stored job in ascending id order."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        try:
+            rows = await self._pool.fetch(
+                "SELECT id, function_name, unique_key, data, priority, when_to_run"
+                f" FROM {self.table} ORDER BY id"
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [StoredJob(*row) for row in rows]
+
+    async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        """Insert ``added`` and delete ``done`` in one committed transaction."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        added, done = without_overlap(added, done)
+        if not added and not done:
+            return
+        chunks = _chunks(added)
+        try:
+            if len(chunks) <= 1:
+                await self._pool.execute(self._write_one, *_columns(added), list(done))
+                return
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    f"DELETE FROM {self.table} WHERE id = ANY($1::bigint[])", list(done)
+                )
+                for chunk in chunks:
+                    await conn.execute(self._insert, *_columns(chunk))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def close(self) -> None:
+        """Close the pool; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.close()
+            except _ERRORS:
+                pool.terminate()
+
+
+def _columns(jobs: Sequence[StoredJob]) -> tuple[list[Any], ...]:
+    return (
+        [j.id for j in jobs],
+        [j.function for j in jobs],
+        [j.unique for j in jobs],
+        [j.data for j in jobs],
+        [j.priority for j in jobs],
+        [j.when for j in jobs],
+    )
+
+
+def _chunks(jobs: Sequence[StoredJob]) -> list[Sequence[StoredJob]]:
+    """Split ``jobs`` so that no statement carries more than _MAX_STATEMENT_BYTES of data."""
+    chunks: list[Sequence[StoredJob]] = []
+    start = size = 0
+    for i, job in enumerate(jobs):
+        job_size = len(job.data) + len(job.function) + len(job.unique)
+        if size + job_size > _MAX_STATEMENT_BYTES and i > start:
+            chunks.append(jobs[start:i])
+            start, size = i, 0
+        size += job_size
+    chunks.append(jobs[start:])
+    return chunks

@@ -1,0 +1,214 @@
+"""Redis queue (redis-py's asyncio client), gearmand's ``-q redis``.
+
+Layout under the key prefix (gearmand's ``--redis-prefix``, default
+``_gear_``): a hash ``<prefix>job:<id>`` per job with the fields function,
+unique, data, priority and when, and a sorted set ``<prefix>jobs`` of the ids
+(score = id), which gives the order for loading without walking the keyspace.
+
+A write is one MULTI/EXEC.  Before it, the ids being added are checked
+against the sorted set under WATCH, so adding an id that is already stored
+fails as it does in the SQL backends (and a second server sharing the prefix
+is noticed instead of silently overwriting jobs).
+
+How durable a returned write is depends on Redis: only ``appendonly yes``
+with ``appendfsync always`` survives power loss; ``everysec`` may lose the
+last second; without the AOF a Redis crash loses everything since the last
+snapshot.  Open logs a warning when the server is set up for less.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from . import StoredJob, StoreError
+from ._util import REDIS_PREFIX, without_overlap
+
+__all__ = ["DEFAULT_PREFIX", "RedisStore"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = REDIS_PREFIX
+"""gearmand's ``--redis-prefix`` default."""
+
+_FIELDS = ("function", "unique", "data", "priority", "when")
+_LOAD_CHUNK = 1000
+_ERRORS = (RedisError, OSError)
+
+
+class RedisStore:
+    """A queue in Redis keys under a prefix.
+
+    Args:
+        host, port, password: where to connect (gearmand's ``--redis-server``,
+            ``--redis-port``, ``--redis-password``).
+        prefix: prefix of every key (``--redis-prefix``).
+        db: the database number.
+        username: for Redis 6 ACLs; gearmand has no such option.
+        timeout: seconds allowed for each command.
+        connect_timeout: seconds allowed to connect.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        password: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        db: int = 0,
+        username: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.host, self.port, self.db, self.prefix = host, port, db, prefix
+        self._options = {
+            "password": password or None,
+            "username": username or None,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+        }
+        self._index = f"{prefix}jobs"
+        self._redis: aioredis.Redis | None = None
+
+    def __str__(self) -> str:
+        return f"redis {self.host}:{self.port}/{self.db} prefix {self.prefix!r}"
+
+    def _key(self, job_id: int | bytes) -> str:
+        return f"{self.prefix}job:{int(job_id)}"
+
+    def _error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"{self}: {type(exc).__name__}: {exc}")
+
+    async def open(self) -> None:
+        """Connect, and warn if Redis is not set up to keep writes on disk."""
+        if self._redis is not None:
+            return
+        # One attempt per call: the caller decides about retrying, and a
+        # silently repeated EXEC could apply a batch twice.
+        self._redis = aioredis.Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            retry=Retry(NoBackoff(), 0),
+            client_name="geartrain",
+            **self._options,  # type: ignore[arg-type]
+        )
+        try:
+            await self._redis.ping()
+            await self._check_persistence(self._redis)
+        except _ERRORS as exc:
+            await self.close()
+            raise self._error(exc) from exc
+
+    async def _check_persistence(self, client: aioredis.Redis) -> None:
+        try:
+            config = await client.config_get("append*")
+        except RedisError as exc:  # CONFIG may be renamed away on managed servers
+            log.info("%s: cannot read the persistence settings (%s)", self, exc)
+            return
+        settings = {_str(k): _str(v) for k, v in cast(dict[bytes, bytes], config).items()}
+        aof, fsync = settings.get("appendonly"), settings.get("appendfsync")
+        if aof != "yes":
+            log.warning(
+                "%s: appendonly is %s, so queued jobs are lost if Redis itself crashes;"
+                " set appendonly yes and appendfsync always for durable jobs",
+                self,
+                aof,
+            )
+        elif fsync != "always":
+            log.warning(
+                "%s: appendfsync is %s, so the last second of jobs may be lost on power loss",
+                self,
+                fsync,
+            )
+
+    async def load(self) -> list[StoredJob]:
+        """Every stored job in ascending id order, read in chunks of the sorted set."""
+        client = self._client()
+        jobs: list[StoredJob] = []
+        missing = 0
+        low: str = "-inf"
+        try:
+            while True:
+                ids = cast(
+                    list[bytes],
+                    await client.zrange(
+                        self._index, low, "+inf", byscore=True, offset=0, num=_LOAD_CHUNK
+                    ),
+                )
+                if not ids:
+                    break
+                pipe = client.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.hmget(self._key(job_id), _FIELDS)
+                for job_id, (fn, uniq, data, prio, when) in zip(
+                    ids, await pipe.execute(), strict=True
+                ):
+                    if fn is None:
+                        missing += 1
+                        continue
+                    jobs.append(
+                        StoredJob(int(job_id), fn, uniq or b"", data or b"", int(prio), int(when))
+                    )
+                low = f"({int(ids[-1])}"
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        if missing:
+            log.warning("%s: %d ids in %s had no job hash; skipped", self, missing, self._index)
+        return jobs
+
+    async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        """Store ``added`` and delete ``done`` in one MULTI/EXEC."""
+        client = self._client()
+        added, done = without_overlap(added, done)
+        if not added and not done:
+            return
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                if added:
+                    await pipe.watch(self._index)
+                    scores = await pipe.zmscore(self._index, [str(j.id) for j in added])
+                    taken = [j.id for j, s in zip(added, scores, strict=True) if s is not None]
+                    if taken:
+                        raise StoreError(f"{self}: job ids already stored: {taken[:5]}")
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for j in added:
+                        pipe.hset(
+                            self._key(j.id),
+                            mapping={
+                                "function": j.function,
+                                "unique": j.unique,
+                                "data": j.data,
+                                "priority": j.priority,
+                                "when": j.when,
+                            },
+                        )
+                    pipe.zadd(self._index, {str(j.id): j.id for j in added})
+                if done:
+                    pipe.delete(*(self._key(i) for i in done))
+                    pipe.zrem(self._index, *(str(i) for i in done))
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StoreError(f"{self}: not open")
+        return self._redis
+
+    async def close(self) -> None:
+        """Close the connections; safe to call twice."""
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,195 @@
+"""The embedded default queue: one SQLite file in WAL mode.
+
+Every call runs on one dedicated thread (sqlite3 blocks, and a connection is
+best used from a single thread), so the event loop never waits on the disk.
+
+Table layout: gearmand's libsqlite3 columns plus ``id INTEGER PRIMARY KEY``,
+which gives identity and submission order.  A table written by gearmand (keyed
+on ``(unique_key, function_name)``, no id) is converted in place on open; its
+rows get ids in the order gearmand would replay them (priority, then rowid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from . import StoredJob, StoreError
+from ._util import SQLITE_TABLE, check_identifier, without_overlap
+
+__all__ = ["DEFAULT_TABLE", "SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = SQLITE_TABLE
+"""gearmand's ``--libsqlite3-table`` default."""
+
+_T = TypeVar("_T")
+
+# gearmand's columns, then ours.  Function and unique are written as TEXT when
+# they are UTF-8 (as gearmand writes them) and as BLOB otherwise.
+_COLUMNS = (
+    "id INTEGER PRIMARY KEY, unique_key TEXT, function_name TEXT,"
+    " priority INTEGER, data BLOB, when_to_run INTEGER"
+)
+
+
+def _text(value: bytes) -> str | bytes:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value
+
+
+class SqliteStore:
+    """A queue in a SQLite file.
+
+    Args:
+        path: the database file; missing parent directories are created.
+        table: the table name (gearmand's ``--libsqlite3-table``).
+        busy_timeout: seconds to wait for another process's lock.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], table: str = DEFAULT_TABLE, busy_timeout: float = 5.0
+    ) -> None:
+        self.path = Path(path)
+        self.table = check_identifier(table)
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    def __str__(self) -> str:
+        return f"sqlite {self.path} table {self.table}"
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        if self._thread is None:
+            raise StoreError(f"{self}: not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{self}: {exc}") from exc
+
+    async def open(self) -> None:
+        """Open (or create) the file and table, converting a gearmand table."""
+        if self._thread is not None:
+            return
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="geartrain-sqlite")
+        try:
+            await self._run(self._open)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._conn = conn
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self}: cannot switch to WAL (journal_mode is {mode})")
+        # FULL: the WAL is fsynced at every commit, so a committed job survives
+        # power loss.  NORMAL would only survive a crash of this process.
+        conn.execute("PRAGMA synchronous=FULL")
+        self._prepare_table(conn)
+
+    def _prepare_table(self, conn: sqlite3.Connection) -> None:
+        columns = {row[1].lower() for row in conn.execute(f"PRAGMA table_info({self.table})")}
+        if not columns:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({_COLUMNS})")
+            log.info("%s: created the table", self)
+        elif "id" not in columns:
+            self._convert_gearmand_table(conn, "when_to_run" in columns)
+        elif not {"unique_key", "function_name", "priority", "data"} <= columns:
+            raise StoreError(f"{self}: the table exists but is not a job queue")
+
+    def _convert_gearmand_table(self, conn: sqlite3.Connection, has_when: bool) -> None:
+        """Rebuild a gearmand table with an id column, in one transaction."""
+        new = f"{self.table}__geartrain_new"
+        when = "when_to_run" if has_when else "0"  # gearmand before 0.41 had no epoch column
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"DROP TABLE IF EXISTS {new}")
+            conn.execute(f"CREATE TABLE {new} ({_COLUMNS})")
+            # gearmand replays in row order; priority first keeps high jobs ahead.
+            conn.execute(
+                f"INSERT INTO {new} (id, unique_key, function_name, priority, data, when_to_run)"
+                f" SELECT row_number() OVER (ORDER BY priority, rowid), unique_key,"
+                f" function_name, priority, data, {when} FROM {self.table}"
+            )
+            count = conn.execute(f"SELECT count(*) FROM {new}").fetchone()[0]
+            conn.execute(f"DROP TABLE {self.table}")
+            conn.execute(f"ALTER TABLE {new} RENAME TO {self.table}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.warning("%s: converted gearmand's table (%d jobs) to geartrain's layout", self, count)
+
+    async def load(self) -> list[StoredJob]:
+        """Every stored job in ascending id order."""
+        return await self._run(self._load)
+
+    def _load(self) -> list[StoredJob]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT id, CAST(function_name AS BLOB), CAST(unique_key AS BLOB),"
+            f" CAST(data AS BLOB), priority, when_to_run FROM {self.table} ORDER BY id"
+        )
+        return [
+            StoredJob(i, f or b"", u or b"", d or b"", 1 if p is None else p, w or 0)
+            for i, f, u, d, p, w in rows
+        ]
+
+    async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        """Insert ``added`` and delete ``done`` in one fsynced transaction."""
+        added, done = without_overlap(added, done)
+        if added or done:
+            await self._run(self._write, added, done)
+
+    def _write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"INSERT INTO {self.table}"
+                " (id, unique_key, function_name, priority, data, when_to_run)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
+                    for j in added
+                ],
+            )
+            conn.executemany(f"DELETE FROM {self.table} WHERE id = ?", [(i,) for i in done])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        """Close the file and stop the thread; safe to call twice."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(thread, conn.close)
+            except sqlite3.Error as exc:
+                log.warning("%s: close: %s", self, exc)
+        thread.shutdown(wait=False)

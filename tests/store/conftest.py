@@ -1,0 +1,166 @@
+"""Store fixtures: each run gets its own PostgreSQL and MariaDB database, a
+table per test, a Redis key prefix per test and a temporary SQLite file.
+
+None of these fixtures skips: a backend that cannot be reached fails its
+tests, so a CI run can never pass with a backend silently left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncmy
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from geartrain.store import Store
+from geartrain.store.mysql import MysqlStore
+from geartrain.store.postgres import PostgresStore
+from geartrain.store.redis import RedisStore
+from geartrain.store.sqlite import SqliteStore
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+REDIS = {"host": "127.0.0.1", "port": 6379}
+
+BACKENDS = ["sqlite", "postgres", "mysql", "redis"]
+
+MakeStore = Callable[..., Store]
+
+
+def unique_name(prefix: str = "gt") -> str:
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def run_in_thread(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion on a private loop (session fixtures may be
+    set up from inside a test's running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this test run, dropped at the end."""
+    name = unique_name("gt_test")
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(database="test", **PG)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    run_in_thread(run(f"CREATE DATABASE {name}"))
+    yield name
+    run_in_thread(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="session")
+def mysql_database() -> Iterator[str]:
+    """A MariaDB database for this test run, dropped at the end."""
+    name = unique_name("gt_test")
+
+    async def run(sql: str) -> None:
+        conn = await asyncmy.connect(db="test", **MYSQL)
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(sql)
+        finally:
+            await conn.ensure_closed()
+
+    run_in_thread(run(f"CREATE DATABASE {name}"))
+    yield name
+    run_in_thread(run(f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture
+def table() -> str:
+    """A table name of this test's own."""
+    return unique_name("q")
+
+
+@pytest.fixture
+def pg_conninfo(pg_database: str) -> str:
+    return f"host={PG['host']} port={PG['port']} user={PG['user']} dbname={pg_database}"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted after (found by SCAN)."""
+    prefix = unique_name("gt_test") + ":"
+    yield prefix
+
+    async def clean() -> None:
+        client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]
+        try:
+            keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+    run_in_thread(clean())
+
+
+@pytest.fixture
+def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, table: str
+) -> Callable[[str], Callable[..., Store]]:
+    """``store_factory(backend)`` gives ``make(**overrides)``: a new, unopened store
+    on this test's own location (so two calls see the same jobs)."""
+
+    def for_backend(backend: str) -> Callable[..., Store]:
+        def make(**kw: Any) -> Store:
+            if backend == "sqlite":
+                return SqliteStore(kw.pop("path", tmp_path / "queue.sqlite3"), table, **kw)
+            if backend == "postgres":
+                conninfo = kw.pop("conninfo", None) or request.getfixturevalue("pg_conninfo")
+                return PostgresStore(conninfo, kw.pop("table", table), **kw)
+            if backend == "mysql":
+                args = {**MYSQL, "db": request.getfixturevalue("mysql_database"), **kw}
+                return MysqlStore(table=args.pop("table", table), **args)
+            args = {**REDIS, "prefix": request.getfixturevalue("redis_prefix"), **kw}
+            return RedisStore(**args)
+
+        return make
+
+    return for_backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_store(
+    backend: str, store_factory: Callable[[str], MakeStore]
+) -> AsyncIterator[MakeStore]:
+    """Factory for stores of the parametrised backend; all are closed after the test."""
+    made: list[Store] = []
+    factory = store_factory(backend)
+
+    def make(**kw: Any) -> Store:
+        store = factory(**kw)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> Store:
+    """An opened store of the parametrised backend."""
+    s = make_store()
+    await s.open()
+    return s

@@ -1,0 +1,134 @@
+"""The Store contract, run against every backend on a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from geartrain.store import Store, StoredJob, StoreError, store_class
+
+from .conftest import MakeStore
+
+pytestmark = [pytest.mark.backend, pytest.mark.timeout(30)]
+
+
+def job(i: int, **kw: object) -> StoredJob:
+    fields: dict[str, object] = {
+        "function": b"reverse",
+        "unique": b"u%d" % i,
+        "data": b"data %d" % i,
+        "priority": 1,
+        "when": 0,
+    }
+    fields.update(kw)
+    return StoredJob(i, **fields)  # type: ignore[arg-type]
+
+
+async def test_is_a_store(store: Store) -> None:
+    assert isinstance(store, Store)
+    assert str(store)
+
+
+async def test_new_store_is_empty(store: Store) -> None:
+    assert await store.load() == []
+
+
+async def test_load_returns_every_job_in_id_order(store: Store) -> None:
+    await store.write([job(1), job(2, priority=0), job(3, priority=2)], [])
+    await store.write([job(7), job(5), job(6)], [])  # order within a batch does not matter
+    expected = [job(1), job(2, priority=0), job(3, priority=2), job(5), job(6), job(7)]
+    assert await store.load() == expected
+
+
+async def test_done_deletes_and_ignores_unknown_ids(store: Store) -> None:
+    await store.write([job(i) for i in range(1, 11)], [])
+    await store.write([], [2, 4, 6, 8, 10, 999])
+    assert [j.id for j in await store.load()] == [1, 3, 5, 7, 9]
+
+
+async def test_add_and_done_in_one_write(store: Store) -> None:
+    await store.write([job(1), job(2)], [])
+    await store.write([job(3), job(4)], [1, 3])  # 3 finished before its batch was stored
+    assert [j.id for j in await store.load()] == [2, 4]
+
+
+async def test_epoch_and_priorities_kept(store: Store) -> None:
+    jobs = [
+        job(1, when=1_900_000_000),
+        job(2, priority=0),
+        job(3, priority=2, when=4_102_444_800),  # beyond 2^31: year 2100
+    ]
+    await store.write(jobs, [])
+    assert await store.load() == jobs
+
+
+async def test_binary_data_and_names(store: Store) -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB with every byte value
+    jobs = [
+        job(1, data=b"a\0b\0\0c\xff"),
+        job(2, data=big),
+        job(3, data=b""),
+        job(4, function=b"f\xff\xfe-\xc3", unique=b"\x80\x81 \xe9t\xe9"),
+        job(5, function="café".encode(), unique="ключ".encode()),
+    ]
+    await store.write(jobs, [])
+    assert await store.load() == jobs
+
+
+async def test_empty_and_duplicate_uniques_are_distinct_jobs(store: Store) -> None:
+    jobs = [
+        job(1, unique=b""),
+        job(2, unique=b""),
+        job(3, unique=b"same"),
+        job(4, unique=b"same"),
+        job(5, unique=b"same", function=b"other"),
+    ]
+    await store.write(jobs, [])
+    assert await store.load() == jobs
+    await store.write([], [2, 3])
+    assert [j.id for j in await store.load()] == [1, 4, 5]
+
+
+async def test_reopen_keeps_jobs(make_store: MakeStore) -> None:
+    first = make_store()
+    await first.open()
+    await first.write([job(1), job(2)], [])
+    await first.close()
+    await first.close()  # idempotent
+    second = make_store()
+    await second.open()
+    assert [j.id for j in await second.load()] == [1, 2]
+    await second.write([job(3)], [1])
+    await second.close()
+    await first.open()  # the same object can be opened again
+    assert [j.id for j in await first.load()] == [2, 3]
+
+
+async def test_failed_write_raises_and_writes_nothing(store: Store) -> None:
+    await store.write([job(1), job(2)], [])
+    with pytest.raises(StoreError):
+        # Id 2 is taken, so the whole batch (new jobs and deletions) must fail.
+        await store.write([job(3), job(2, data=b"again"), job(4)], [1])
+    assert await store.load() == [job(1), job(2)]
+    await store.write([job(3)], [1])  # the store still works
+    assert [j.id for j in await store.load()] == [2, 3]
+
+
+async def test_big_batches(store: Store) -> None:
+    jobs = [job(i, data=b"x" * (i % 100)) for i in range(1, 5001)]
+    await store.write(jobs, [])
+    assert await store.load() == jobs
+    await store.write([job(5001)], [j.id for j in jobs])
+    assert await store.load() == [job(5001)]
+
+
+async def test_use_before_open_raises(make_store: MakeStore) -> None:
+    store = make_store()
+    with pytest.raises(StoreError):
+        await store.write([job(1)], [])
+    with pytest.raises(StoreError):
+        await store.load()
+    await store.close()
+
+
+def test_names_resolve(backend: str) -> None:
+    assert store_class(backend.upper()).__module__ == f"geartrain.store.{backend}"
