@@ -1,0 +1,560 @@
+"""The asyncio client: submit jobs, follow their progress, ask their status.
+
+Server choice and failover live here.  A job with a unique key goes to the
+server its key hashes to (so duplicates coalesce across a cluster); other jobs
+go round robin.  A server that cannot be reached, or whose connection drops
+before it answered JOB_CREATED, is marked down for a backoff period and the
+submission moves on to the next server.  A foreground job whose server dies
+after JOB_CREATED is submitted again on another server (``resubmit=True``, the
+default): the job is not lost, but it may run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl as _ssl
+import uuid
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from functools import partial
+from typing import Any, TypeAlias
+
+from .codecs import Payload, to_bytes
+from .connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IO_TIMEOUT,
+    Address,
+    Backoff,
+    Connection,
+    ServerSpec,
+    parse_servers,
+)
+from .errors import (
+    ConnectionLost,
+    GearmanError,
+    JobTimeout,
+    NoServersAvailable,
+    ServerError,
+)
+from .job import (
+    DataUpdate,
+    Job,
+    JobStatus,
+    StatusUpdate,
+    Update,
+    WarningUpdate,
+    as_completed,
+    parse_status,
+)
+from .protocol import Packet, PacketType
+
+__all__ = [
+    "Client",
+    "DataUpdate",
+    "Job",
+    "JobRequest",
+    "JobStatus",
+    "Priority",
+    "StatusUpdate",
+    "Update",
+    "WarningUpdate",
+    "as_completed",
+]
+
+log = logging.getLogger("geartrain.client")
+
+T = PacketType
+
+
+class Priority(StrEnum):
+    """Job priority: the server hands out HIGH before NORMAL before LOW."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+_SUBMIT = {
+    (Priority.HIGH, False): T.SUBMIT_JOB_HIGH,
+    (Priority.NORMAL, False): T.SUBMIT_JOB,
+    (Priority.LOW, False): T.SUBMIT_JOB_LOW,
+    (Priority.HIGH, True): T.SUBMIT_JOB_HIGH_BG,
+    (Priority.NORMAL, True): T.SUBMIT_JOB_BG,
+    (Priority.LOW, True): T.SUBMIT_JOB_LOW_BG,
+}
+
+# Remembered handle -> server of background jobs, for status by handle.
+_HANDLE_MEMORY = 10_000
+
+When: TypeAlias = "datetime | float | int"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job of a batch (see :meth:`Client.submit_batch`)."""
+
+    function: str
+    data: Payload = b""
+    unique: Payload | None = None
+    priority: Priority = Priority.NORMAL
+    timeout: float | None = None
+
+
+def hash_key(unique: bytes) -> int:
+    """The server index hash of a unique key: Perl Gearman::Client's, so both agree."""
+    return (zlib.crc32(unique) >> 16) & 0x7FFF
+
+
+class _Link:
+    """The client's state for one server: its connection and the jobs on it."""
+
+    def __init__(self, client: Client, address: Address) -> None:
+        self.client = client
+        self.address = address
+        self.conn: Connection | None = None
+        self.jobs: dict[bytes, list[Job]] = {}
+        self.down_until = 0.0
+        self.backoff = Backoff(0.1, client.max_backoff)
+        self._lock = asyncio.Lock()
+
+    def is_down(self, now: float) -> bool:
+        return self.down_until > now
+
+    def mark_down(self) -> None:
+        delay = self.backoff.next()
+        self.down_until = asyncio.get_running_loop().time() + delay
+        log.info("server %s marked down for %.2fs", self.address, delay)
+
+    async def connection(self) -> Connection:
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            return conn
+        async with self._lock:
+            if self.conn is not None and not self.conn.closed:
+                return self.conn
+            try:
+                conn = await self._open()
+            except ConnectionLost:
+                self.mark_down()
+                raise
+            self.conn = conn
+            self.down_until = 0.0
+            self.backoff.reset()
+            return conn
+
+    async def _open(self) -> Connection:
+        client = self.client
+        conn = await Connection.open(
+            self.address,
+            connect_timeout=client.connect_timeout,
+            ssl=client.ssl,
+            on_packet=self._on_packet,
+            on_close=self._on_close,
+            io_timeout=client.io_timeout,
+        )
+        try:
+            if client.exceptions:
+                # Without it gearmand turns WORK_EXCEPTION into WORK_FAIL.  An
+                # old server answers ERROR UNKNOWN_OPTION: fine, we get FAILs.
+                reply = await conn.request(T.OPTION_REQ, b"exceptions")
+                if reply.type is T.ERROR:
+                    log.info("%s does not support the exceptions option", self.address)
+            if client.client_id:
+                conn.send(T.SET_CLIENT_ID, client.client_id)
+        except ConnectionLost:
+            conn.close()
+            raise
+        return conn
+
+    def _on_packet(self, packet: Packet) -> None:
+        handle = packet.args[0] if packet.args else b""
+        if packet.type is T.WORK_FAIL:
+            # gearmand sends "H\0" for an exception converted to a failure.
+            handle = handle.removesuffix(b"\0")
+        jobs = self.jobs.get(handle)
+        if not jobs:
+            log.debug("%s: %s for unknown handle %r", self.address, packet.type.name, handle)
+            return
+        if packet.type in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
+            del self.jobs[handle]
+        for job in list(jobs):
+            job._on_work(packet)
+
+    def _on_close(self, conn: Connection) -> None:
+        if conn is not self.conn:
+            return
+        self.conn = None
+        jobs = [job for group in self.jobs.values() for job in group]
+        self.jobs.clear()
+        if self.client.closing:
+            return
+        if jobs:
+            self.mark_down()
+        for job in jobs:
+            self.client._job_lost(job, self)
+
+    def forget(self, job: Job) -> None:
+        if job.handle is None:
+            return
+        group = self.jobs.get(job.handle)
+        if group and job in group:
+            group.remove(job)
+            if not group:
+                del self.jobs[job.handle]
+
+
+class Client:
+    """An asyncio Gearman client for one or more job servers.
+
+    Use it as ``async with Client(["host1:4730", "host2:4730"]) as client:``.
+
+    Args:
+        servers: the job servers: ``"host:port"`` strings (or one string with
+            commas), ``(host, port)`` tuples, or bare hosts (port 4730).
+            Defaults to ``localhost:4730``.
+        client_id: sent with SET_CLIENT_ID; shown by the admin ``workers`` command.
+        connect_timeout: seconds to wait for a server to accept a connection.
+        io_timeout: seconds to wait for a server's answer to a request.
+        exceptions: ask servers to forward WORK_EXCEPTION (OPTION_REQ
+            "exceptions"); without it a worker exception arrives as a failure.
+        resubmit: submit a foreground job again on another server when its
+            server dies before the job finished.  The job may then run twice.
+        max_backoff: the longest time a failed server is skipped before it is
+            tried again.
+        ssl: a TLS context, for servers that require TLS.
+    """
+
+    def __init__(
+        self,
+        servers: ServerSpec | Iterable[ServerSpec] | None = None,
+        *,
+        client_id: Payload | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+        exceptions: bool = True,
+        resubmit: bool = True,
+        max_backoff: float = 30.0,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        self.servers = parse_servers(servers)
+        self.client_id = to_bytes(client_id) if client_id else b""
+        self.connect_timeout = connect_timeout
+        self.io_timeout = io_timeout
+        self.exceptions = exceptions
+        self.resubmit = resubmit
+        self.max_backoff = max_backoff
+        self.ssl = ssl
+        self.closing = False
+        self._links: list[_Link] | None = None
+        self._round_robin = itertools.count()
+        self._handles: OrderedDict[bytes, _Link] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def links(self) -> list[_Link]:
+        # Created lazily: a Client may be built outside a running loop.
+        if self._links is None:
+            self._links = [_Link(self, address) for address in self.servers]
+        return self._links
+
+    async def close(self) -> None:
+        """Close every connection; unfinished jobs fail with ConnectionLost."""
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for link in self.links:
+            jobs = [job for group in link.jobs.values() for job in group]
+            link.jobs.clear()
+            if link.conn is not None:
+                link.conn.close()
+                link.conn = None
+            for job in jobs:
+                job._finish_error(ConnectionLost("client closed"))
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- foreground jobs --------------------------------------------------------
+
+    async def submit(
+        self,
+        function: str,
+        data: Payload = b"",
+        *,
+        unique: Payload | None = None,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Run a job and return its result.
+
+        Raises:
+            JobFailed: the worker failed the job (WORK_FAIL).
+            JobException: the worker raised (WORK_EXCEPTION); ``.data`` holds its payload.
+            JobTimeout: no result within ``timeout`` seconds.
+            NoServersAvailable: no server could take the job.
+            ServerError: the server refused the job (e.g. its queue is full).
+        """
+        job = await self.submit_job(
+            function, data, unique=unique, priority=priority, timeout=timeout
+        )
+        return await job.result()
+
+    async def submit_job(
+        self,
+        function: str,
+        data: Payload = b"",
+        *,
+        unique: Payload | None = None,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+        on_status: Callable[[int, int], Any] | None = None,
+        on_data: Callable[[bytes], Any] | None = None,
+        on_warning: Callable[[bytes], Any] | None = None,
+    ) -> Job:
+        """Submit a foreground job; return it once a server has accepted it.
+
+        Await the returned :class:`Job` (or ``job.result()``) for the result,
+        and iterate it (``async for update in job``) for its WORK_STATUS,
+        WORK_DATA and WORK_WARNING updates; or pass the ``on_*`` callbacks.
+        ``timeout`` covers the whole job, submission included.
+
+        Raises:
+            NoServersAvailable, ServerError, JobTimeout: as for :meth:`submit`.
+        """
+        job = self._new_job(JobRequest(function, data, unique, priority, timeout))
+        job.callbacks = (on_status, on_data, on_warning)
+        await self._start(job)
+        return job
+
+    async def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Payload]]) -> list[Job]:
+        """Submit many foreground jobs at once (pipelined), in order.
+
+        Never raises for one job: a job that could not be submitted is
+        returned failed.  Gather results with ``await job`` or
+        :func:`as_completed`.
+        """
+        jobs = [
+            self._new_job(req if isinstance(req, JobRequest) else JobRequest(*req))
+            for req in requests
+        ]
+        await asyncio.gather(*(self._start(job, raise_errors=False) for job in jobs))
+        return jobs
+
+    def _new_job(self, req: JobRequest) -> Job:
+        unique = to_bytes(req.unique) if req.unique is not None else b""
+        return Job(
+            self, req.function, to_bytes(req.data), unique, Priority(req.priority), req.timeout
+        )
+
+    async def _start(self, job: Job, *, raise_errors: bool = True) -> None:
+        job.arm_timer()
+        try:
+            async with asyncio.timeout_at(job.deadline):
+                await self._dispatch(job, background=False)
+        except TimeoutError:
+            job._expire()
+            if raise_errors:
+                raise JobTimeout(job.handle) from None
+        except GearmanError as exc:
+            job._finish_error(exc)
+            if raise_errors:
+                raise
+
+    def _job_lost(self, job: Job, link: _Link) -> None:
+        """A foreground job's server went away after accepting it."""
+        if job.done():
+            return
+        lost = ConnectionLost(f"server {link.address} lost while job {job.handle!r} ran")
+        if not self.resubmit:
+            job._finish_error(lost)
+            return
+        log.warning("%s; submitting job %r again", lost, job.function)
+        job.resubmits += 1
+        task = asyncio.get_running_loop().create_task(self._resubmit(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resubmit(self, job: Job) -> None:
+        try:
+            async with asyncio.timeout_at(job.deadline):
+                await self._dispatch(job, background=False)
+        except TimeoutError:
+            job._expire()
+        except GearmanError as exc:
+            job._finish_error(exc)
+
+    # -- background jobs ------------------------------------------------------------
+
+    async def submit_background(
+        self,
+        function: str,
+        data: Payload = b"",
+        *,
+        unique: Payload | None = None,
+        priority: Priority = Priority.NORMAL,
+        when: When | None = None,
+    ) -> bytes:
+        """Queue a background job and return its handle.
+
+        ``unique`` defaults to a random UUID (as libgearman does), so durable
+        queues key each job apart.  ``when`` (a datetime or a Unix time) makes
+        it an epoch job that runs at that time (SUBMIT_JOB_EPOCH, always
+        normal priority).
+
+        Raises:
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        if when is not None and priority is not Priority.NORMAL:
+            raise ValueError("epoch jobs always run at normal priority")
+        key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
+        job = Job(self, function, to_bytes(data), key, Priority(priority), None)
+        epoch = _epoch(when) if when is not None else None
+        link = await self._dispatch(job, background=True, epoch=epoch)
+        assert job.handle is not None
+        self._remember(job.handle, link)
+        return job.handle
+
+    def _remember(self, handle: bytes, link: _Link) -> None:
+        self._handles[handle] = link
+        self._handles.move_to_end(handle)
+        while len(self._handles) > _HANDLE_MEMORY:
+            self._handles.popitem(last=False)
+
+    # -- submission and failover ---------------------------------------------------------
+
+    def _candidates(self, unique: bytes) -> list[_Link]:
+        links = self.links
+        start = hash_key(unique) if unique else next(self._round_robin)
+        start %= len(links)
+        ordered = links[start:] + links[:start]
+        now = asyncio.get_running_loop().time()
+        # Servers that failed recently go last: tried only if all others fail.
+        return [ln for ln in ordered if not ln.is_down(now)] + [
+            ln for ln in ordered if ln.is_down(now)
+        ]
+
+    async def _dispatch(self, job: Job, *, background: bool, epoch: int | None = None) -> _Link:
+        args: tuple[bytes, ...]
+        if epoch is not None:
+            packet_type = T.SUBMIT_JOB_EPOCH
+            args = (job.function.encode(), job.unique, str(epoch).encode(), job.data)
+        else:
+            packet_type = _SUBMIT[(job.priority, background)]
+            args = (job.function.encode(), job.unique, job.data)
+        failures: list[str] = []
+        for link in self._candidates(job.unique):
+            if job.done():
+                raise job.error() or NoServersAvailable("job ended during submission")
+            try:
+                conn = await link.connection()
+                reply = await conn.request(
+                    packet_type, *args, on_reply=partial(self._created, job, link, background)
+                )
+            except ConnectionLost as exc:
+                if not link.is_down(asyncio.get_running_loop().time()):
+                    link.mark_down()
+                failures.append(str(exc))
+                continue
+            if reply.type is T.ERROR:
+                code, text = _error_args(reply)
+                raise ServerError(code, text)
+            return link
+        raise NoServersAvailable(
+            "no server accepted the job: " + ("; ".join(failures) or "all skipped")
+        )
+
+    def _created(self, job: Job, link: _Link, background: bool, packet: Packet) -> None:
+        # Runs as JOB_CREATED is decoded, before this job's WORK_* can be.
+        if packet.type is not T.JOB_CREATED:
+            return
+        job.handle = packet.args[0]
+        job.server = link.address
+        job.link = link
+        if not background and not job.done():
+            link.jobs.setdefault(job.handle, []).append(job)
+
+    # -- status -----------------------------------------------------------------------------
+
+    async def get_status(self, handle: Payload, *, server: ServerSpec | None = None) -> JobStatus:
+        """Ask a server about a job by its handle (GET_STATUS).
+
+        Handles are only unique per server.  The server is the one given,
+        else the one this client submitted the job to, else each server in
+        turn until one knows the handle.
+
+        Raises:
+            NoServersAvailable: no server could be asked.
+        """
+        key = to_bytes(handle)
+        links = self._status_order(self._handles.get(key), server)
+        return await self._ask(links, T.GET_STATUS, key)
+
+    async def get_status_unique(self, unique: Payload) -> JobStatus:
+        """Ask about a job by its unique key (GET_STATUS_UNIQUE); ``clients`` is set.
+
+        Servers are asked in the order the key hashes to, until one knows it.
+        """
+        key = to_bytes(unique)
+        return await self._ask(self._candidates(key), T.GET_STATUS_UNIQUE, key)
+
+    def _status_order(self, known: _Link | None, server: ServerSpec | None) -> list[_Link]:
+        if server is not None:
+            address = parse_servers([server])[0]
+            for link in self.links:
+                if link.address == address:
+                    return [link]
+            return [_Link(self, address)]
+        links = list(self.links)
+        if known is not None:
+            links.remove(known)
+            links.insert(0, known)
+        return links
+
+    async def _ask(self, links: list[_Link], packet_type: PacketType, key: bytes) -> JobStatus:
+        answer: JobStatus | None = None
+        failures: list[str] = []
+        for link in links:
+            try:
+                conn = await link.connection()
+                reply = await conn.request(packet_type, key)
+            except ConnectionLost as exc:
+                failures.append(str(exc))
+                continue
+            if reply.type is T.ERROR:
+                raise ServerError(*_error_args(reply))
+            answer = parse_status(reply)
+            if answer.known:
+                return answer
+        if answer is None:
+            raise NoServersAvailable("no server answered: " + "; ".join(failures))
+        return answer
+
+    async def echo(self, data: Payload = b"ping", *, server: ServerSpec | None = None) -> bytes:
+        """Send ECHO_REQ to a server (the first one by default) and return the echo."""
+        links = self._status_order(None, server)
+        conn = await links[0].connection()
+        reply = await conn.request(T.ECHO_REQ, to_bytes(data))
+        return reply.args[0] if reply.args else b""
+
+
+def _error_args(packet: Packet) -> tuple[str, str]:
+    code = packet.args[0].decode(errors="replace") if packet.args else "UNKNOWN"
+    text = packet.args[1].decode(errors="replace") if len(packet.args) > 1 else ""
+    return code, text
+
+
+def _epoch(when: When) -> int:
+    if isinstance(when, datetime):
+        return int(when.timestamp())
+    return int(when)

@@ -1,0 +1,552 @@
+"""Client-side connections to job servers.
+
+Everything the client, worker and admin libraries share about talking to one
+server lives here: parsing server addresses, connecting with a timeout,
+framing with :mod:`geartrain.protocol`, matching replies to requests, write
+flow control, and the reconnect backoff.  Policy (which server, when to retry)
+lives in the callers.
+
+Replies are matched to requests by order.  Gearman has no request ids, but a
+server answers the requests of one connection in the order they were sent:
+SUBMIT_JOB* with JOB_CREATED (or ERROR), GET_STATUS with STATUS_RES, ECHO_REQ
+with ECHO_RES, GRAB_JOB* with JOB_ASSIGN* or NO_JOB, a text command with its
+text answer.  Everything else (WORK_* for a client, NOOP for a worker, and a
+worker's ERROR JOB_NOT_FOUND for a late result) is unsolicited and goes to the
+connection's ``on_packet`` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl as _ssl
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import ConnectionLost, ProtocolError
+from .protocol import (
+    DEFAULT_MAX_PACKET_SIZE,
+    REQ,
+    AdminLine,
+    Decoder,
+    Packet,
+    PacketType,
+    pack,
+)
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_IO_TIMEOUT",
+    "DEFAULT_PORT",
+    "Address",
+    "Backoff",
+    "Connection",
+    "ServerSpec",
+    "parse_address",
+    "parse_servers",
+]
+
+log = logging.getLogger("geartrain.connection")
+
+DEFAULT_PORT = 4730
+"""IANA's port for Gearman (gearmand's default)."""
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP connect; a dead host must not hang a submission."""
+
+DEFAULT_IO_TIMEOUT = 10.0
+"""Seconds to wait for the answer to a request (JOB_CREATED, STATUS_RES, ...).
+
+A server answers these at once; silence this long means a dead or wedged
+peer, so the connection is dropped and callers fail over.
+"""
+
+ServerSpec = Union[str, tuple[str, int], "Address"]
+"""A server as ``"host:port"``, ``"host"`` (port 4730), ``"[::1]:4730"`` or ``(host, port)``."""
+
+# Packets that answer a request; anything else is unsolicited.
+_REPLIES = frozenset(
+    {
+        PacketType.JOB_CREATED,
+        PacketType.STATUS_RES,
+        PacketType.STATUS_RES_UNIQUE,
+        PacketType.ECHO_RES,
+        PacketType.OPTION_RES,
+        PacketType.NO_JOB,
+        PacketType.JOB_ASSIGN,
+        PacketType.JOB_ASSIGN_UNIQ,
+        PacketType.JOB_ASSIGN_ALL,
+        PacketType.ERROR,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A job server's host and port."""
+
+    host: str
+    port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(spec: ServerSpec) -> Address:
+    """Parse one server given as a string, a ``(host, port)`` tuple or an :class:`Address`.
+
+    Raises:
+        ValueError: the port is not a number in 0..65535, or the host is empty.
+    """
+    if isinstance(spec, Address):
+        return spec
+    if isinstance(spec, tuple):
+        host, port = spec
+        return _checked(str(host), int(port))
+    text = spec.strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"bad server address {spec!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if not rest:
+            return _checked(host, DEFAULT_PORT)
+        if not rest.startswith(":"):
+            raise ValueError(f"bad server address {spec!r}")
+        return _checked(host, _port(rest[1:], spec))
+    if text.count(":") == 1:
+        name, port_text = text.split(":")
+        return _checked(name, _port(port_text, spec))
+    # No colon: a bare host.  Several colons: a bare IPv6 address.
+    return _checked(text, DEFAULT_PORT)
+
+
+def _port(text: str, spec: object) -> int:
+    if not text:
+        return DEFAULT_PORT
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"bad port in server address {spec!r}") from None
+
+
+def _checked(host: str, port: int) -> Address:
+    if not host:
+        raise ValueError("empty host in server address")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return Address(host, port or DEFAULT_PORT)
+
+
+def parse_servers(servers: ServerSpec | Iterable[ServerSpec] | None) -> list[Address]:
+    """Parse a server list.
+
+    A string may hold several servers separated by commas, as in libgearman's
+    ``GEARMAN_SERVER`` variable.  ``None`` or an empty list means
+    ``localhost:4730``.  Duplicates are dropped, order is kept.
+    """
+    if servers is None:
+        items: list[ServerSpec] = []
+    elif isinstance(servers, str):
+        items = [part for part in servers.split(",") if part.strip()]
+    elif isinstance(servers, tuple | Address) and not _is_tuple_list(servers):
+        items = [servers]
+    else:
+        items = list(servers)  # type: ignore[arg-type]
+    out: list[Address] = []
+    for item in items:
+        addr = parse_address(item)
+        if addr not in out:
+            out.append(addr)
+    return out or [Address("localhost", DEFAULT_PORT)]
+
+
+def _is_tuple_list(value: object) -> bool:
+    # ("host", 4730) is one server; (("a", 1), ("b", 2)) is two.
+    return isinstance(value, tuple) and not (
+        len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+    )
+
+
+class Backoff:
+    """Exponential reconnect delays with jitter.
+
+    Delays double from ``initial`` up to ``maximum``; each is drawn from the
+    upper half of its range, so peers that lost the same server spread out
+    instead of reconnecting in lockstep, yet never retry in a busy loop.
+    """
+
+    def __init__(self, initial: float = 0.1, maximum: float = 30.0, factor: float = 2.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.factor = factor
+        self._attempt = 0
+
+    def next(self) -> float:
+        """The delay before the next attempt."""
+        ceiling = min(self.maximum, self.initial * self.factor**self._attempt)
+        self._attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        """Call after a success: the next failure waits ``initial`` again."""
+        self._attempt = 0
+
+
+class _Pending:
+    """A request waiting for its reply: one packet, or a raw text answer."""
+
+    __slots__ = ("future", "on_reply", "listing", "buffer")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        on_reply: Callable[[Packet], None] | None = None,
+        listing: bool | None = None,
+    ) -> None:
+        self.future = future
+        self.on_reply = on_reply
+        self.listing = listing  # None: a binary reply; else a text answer
+        self.buffer = bytearray()
+
+    def feed_text(self, data: bytes) -> int:
+        """Take bytes of a text answer; return how many were used, or -1 for all."""
+        start = len(self.buffer)
+        self.buffer += data
+        buf = self.buffer
+        end = _text_end(buf, bool(self.listing))
+        if end < 0:
+            return -1
+        del buf[end:]
+        if not self.future.done():
+            self.future.set_result(bytes(buf))
+        return end - start
+
+
+def _text_end(buf: bytearray, listing: bool) -> int:
+    """Where a text answer ends in ``buf``, or -1 if it is incomplete.
+
+    A listing ends with a line holding ``.``; anything else (and an ERR line,
+    which can answer a listing command too) is one line.
+    """
+    first = buf.find(b"\n")
+    if first < 0:
+        return -1
+    if not listing or buf.startswith(b"ERR"):
+        return first + 1
+    if buf.startswith(b".\n") or buf.startswith(b".\r\n"):
+        return first + 1
+    for marker in (b"\n.\n", b"\n.\r\n"):
+        pos = buf.find(marker)
+        if pos >= 0:
+            return pos + len(marker)
+    return -1
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection to a job server.
+
+    Open it with :meth:`open`.  :meth:`send` writes a packet;
+    :meth:`request` writes one and waits for its reply; :meth:`text` sends an
+    admin command and returns its raw answer.  When the connection closes, for
+    any reason, every waiting request fails with
+    :class:`~geartrain.errors.ConnectionLost` and ``on_close`` is called once.
+
+    Args:
+        address: the server.
+        on_packet: called with every unsolicited packet (WORK_*, NOOP, ...).
+        on_close: called once when the connection is closed or lost.
+        io_timeout: the default time to wait for a reply or for a full write
+            buffer to drain.
+        unsolicited_errors: ERROR codes that never answer a request on this
+            connection.  A worker passes ``JOB_NOT_FOUND`` and friends: those
+            answer a WORK_* packet, which has no reply otherwise.
+    """
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        on_packet: Callable[[Packet], None] | None = None,
+        on_close: Callable[[Connection], None] | None = None,
+        io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+        unsolicited_errors: frozenset[bytes] = frozenset(),
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    ) -> None:
+        self.address = address
+        self.on_packet = on_packet
+        self.on_close = on_close
+        self.io_timeout = io_timeout
+        self.unsolicited_errors = unsolicited_errors
+        self._decoder = Decoder(max_packet_size=max_packet_size)
+        self._transport: asyncio.Transport | None = None
+        self._pending: deque[_Pending] = deque()
+        self._paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._closed = False
+        self._close_reason: BaseException | None = None
+        self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done once the connection has closed."""
+
+    # -- opening and closing -------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        address: Address,
+        *,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        ssl: _ssl.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> Connection:
+        """Connect to ``address``.
+
+        Raises:
+            ConnectionLost: the connection was refused, the host did not
+                resolve, or it did not answer within ``connect_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        conn = cls(address, **kwargs)
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await loop.create_connection(
+                    lambda: conn,
+                    address.host,
+                    address.port,
+                    ssl=ssl,
+                    server_hostname=address.host if ssl else None,
+                )
+        except TimeoutError:
+            raise ConnectionLost(
+                f"connect to {address} timed out after {connect_timeout}s"
+            ) from None
+        except OSError as exc:
+            raise ConnectionLost(f"connect to {address} failed: {_describe(exc)}") from exc
+        return conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # asyncio sets TCP_NODELAY already; keepalive finds peers that
+            # vanished without a FIN (a pulled cable, a NAT that forgot us).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._shutdown(exc or ConnectionLost(f"{self.address} closed the connection"))
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed or lost."""
+        return self._closed
+
+    def close(self, reason: BaseException | None = None) -> None:
+        """Close the connection; waiting requests fail with ConnectionLost."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._shutdown(reason or ConnectionLost(f"connection to {self.address} closed"))
+
+    def abort(self, reason: BaseException) -> None:
+        """Drop the connection at once, discarding unsent data."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._shutdown(reason)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await asyncio.shield(self.closed_future)
+
+    def _shutdown(self, reason: BaseException) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        lost = reason if isinstance(reason, ConnectionLost) else _lost(self.address, reason)
+        pending, self._pending = self._pending, deque()
+        for item in pending:
+            if not item.future.done():
+                item.future.set_exception(lost)
+                item.future.exception()  # a cancelled waiter must not warn
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(lost)
+                waiter.exception()
+        self._drain_waiters.clear()
+        if not self.closed_future.done():
+            self.closed_future.set_result(None)
+        if self.on_close is not None:
+            try:
+                self.on_close(self)
+            except Exception:  # pragma: no cover - a bug in a callback
+                log.exception("on_close callback failed")
+
+    # -- writing ---------------------------------------------------------------
+
+    def send(self, packet_type: PacketType, *args: bytes) -> None:
+        """Write one request packet.
+
+        Raises:
+            ConnectionLost: the connection is closed.
+        """
+        self.write(pack(REQ, packet_type, args))
+
+    def write(self, data: bytes) -> None:
+        """Write raw bytes (packets or an admin line)."""
+        if self._closed or self._transport is None:
+            raise self._lost_error()
+        self._transport.write(data)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the write buffer is below its high-water mark."""
+        if self._closed:
+            raise self._lost_error()
+        if not self._paused:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        limit = self.io_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                await waiter
+        except TimeoutError:
+            self.abort(ConnectionLost(f"{self.address}: write stalled for {limit}s"))
+            raise self._lost_error() from None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- requests ----------------------------------------------------------------
+
+    async def request(
+        self,
+        packet_type: PacketType,
+        *args: bytes,
+        on_reply: Callable[[Packet], None] | None = None,
+        timeout: float | None = None,
+    ) -> Packet:
+        """Send a request and return its reply packet (which may be ERROR).
+
+        ``on_reply`` runs synchronously as the reply is decoded, before any
+        later packet is handled: a submitter uses it to register the job
+        handle before that job's WORK_* packets can arrive.
+
+        Raises:
+            ConnectionLost: the connection closed, or no reply came within
+                ``timeout`` (default ``io_timeout``); the connection is then
+                dropped, since a late reply would match the wrong request.
+        """
+        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
+        self.send(packet_type, *args)
+        self._pending.append(_Pending(future, on_reply))
+        packet: Packet = await self._wait(future, timeout, packet_type.name)
+        return packet
+
+    async def text(
+        self, command: str | bytes, *, listing: bool, timeout: float | None = None
+    ) -> bytes:
+        """Send one admin command line and return the raw answer, line endings included.
+
+        ``listing`` says the answer is a list ended by a ``.`` line.
+        """
+        line = command.encode() if isinstance(command, str) else command
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.write(line + b"\r\n")
+        self._pending.append(_Pending(future, listing=listing))
+        answer: bytes = await self._wait(future, timeout, repr(line.decode(errors="replace")))
+        return answer
+
+    async def _wait(self, future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
+        limit = self.io_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await future
+        except TimeoutError:
+            if future.done() and not future.cancelled():
+                return future.result()
+            self.abort(ConnectionLost(f"{self.address}: no answer to {what} within {limit}s"))
+            raise self._lost_error() from None
+
+    def _lost_error(self) -> ConnectionLost:
+        reason = self._close_reason
+        if isinstance(reason, ConnectionLost):
+            return reason
+        return _lost(self.address, reason)
+
+    # -- reading -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        # A text answer is taken raw (line endings matter to gearadmin's
+        # users); binary packets go through the decoder.
+        while data and self._pending and self._pending[0].listing is not None:
+            used = self._pending[0].feed_text(data)
+            if used < 0:
+                return
+            self._pending.popleft()
+            data = data[used:]
+        if not data:
+            return
+        self._decoder.feed(data)
+        try:
+            while True:
+                event = self._decoder.next_event()
+                if event is None:
+                    return
+                if isinstance(event, AdminLine):
+                    log.debug("%s: unexpected text line %r", self.address, event.line)
+                    continue
+                self._dispatch(event)
+                if self._closed:
+                    return
+        except ProtocolError as exc:
+            log.warning("%s sent garbage (%s); closing", self.address, exc)
+            self.abort(ConnectionLost(f"{self.address}: protocol error: {exc}"))
+
+    def _dispatch(self, packet: Packet) -> None:
+        if packet.type in _REPLIES and self._pending and not self._is_unsolicited(packet):
+            item = self._pending.popleft()
+            if item.on_reply is not None:
+                try:
+                    item.on_reply(packet)
+                except Exception:  # pragma: no cover - a bug in a callback
+                    log.exception("reply callback failed")
+            if not item.future.done():
+                item.future.set_result(packet)
+            return
+        if self.on_packet is not None:
+            self.on_packet(packet)
+        else:
+            log.debug("%s: unsolicited %s ignored", self.address, packet.type.name)
+
+    def _is_unsolicited(self, packet: Packet) -> bool:
+        if packet.type is not PacketType.ERROR:
+            return False
+        return packet.args[0] in self.unsolicited_errors if packet.args else False
+
+
+def _lost(address: Address, reason: BaseException | None) -> ConnectionLost:
+    if reason is None:
+        return ConnectionLost(f"connection to {address} lost")
+    if isinstance(reason, ConnectionLost):
+        return reason
+    return ConnectionLost(f"connection to {address} lost: {_describe(reason)}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
