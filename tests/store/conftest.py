@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from geartrain.store import Store
+from geartrain.store import Store, StoredJob
 from geartrain.store.mysql import MysqlStore
 from geartrain.store.postgres import PostgresStore
 from geartrain.store.redis import RedisStore
@@ -33,6 +33,19 @@ REDIS = {"host": "127.0.0.1", "port": 6379}
 BACKENDS = ["sqlite", "postgres", "mysql", "redis"]
 
 MakeStore = Callable[..., Store]
+
+
+def job(i: int, **kw: object) -> StoredJob:
+    """Job ``i`` with plain defaults; keyword arguments replace fields."""
+    fields: dict[str, object] = {
+        "function": b"reverse",
+        "unique": b"u%d" % i,
+        "data": b"data %d" % i,
+        "priority": 1,
+        "when": 0,
+    }
+    fields.update(kw)
+    return StoredJob(i, **fields)  # type: ignore[arg-type]
 
 
 def unique_name(prefix: str = "gt") -> str:

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from geartrain.store import Store, StoredJob, StoreError, store_class
+from geartrain.store import Store, StoreError, store_class
 
-from .conftest import MakeStore
+from .conftest import MakeStore, job
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(30)]
-
-
-def job(i: int, **kw: object) -> StoredJob:
-    fields: dict[str, object] = {
-        "function": b"reverse",
-        "unique": b"u%d" % i,
-        "data": b"data %d" % i,
-        "priority": 1,
-        "when": 0,
-    }
-    fields.update(kw)
-    return StoredJob(i, **fields)  # type: ignore[arg-type]
 
 
 async def test_is_a_store(store: Store) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from . import StoredJob
 
@@ -13,8 +15,12 @@ __all__ = [
     "REDIS_PREFIX",
     "SQLITE_TABLE",
     "check_identifier",
+    "once_more_if_lost",
     "without_overlap",
 ]
+
+log = logging.getLogger(__package__)
+_T = TypeVar("_T")
 
 # gearmand's defaults, here so that the command line can show them without
 # importing the database drivers (they are optional extras).
@@ -59,3 +65,24 @@ def without_overlap(
         return added, done
     dropped = {job.id for job in added} - {job.id for job in kept}
     return kept, [i for i in done if i not in dropped]
+
+
+async def once_more_if_lost(
+    call: Callable[[], Awaitable[_T]], lost: Callable[[Exception], bool], where: object
+) -> _T:
+    """Run ``call``; if it fails with an error that ``lost`` says means a dead
+    connection, run it once more.
+
+    A database restart leaves the pool with connections that fail on first
+    use; the retry takes a fresh one, so clients see no error once the server
+    is back.  It is safe for writes: if the lost attempt did commit, the retry
+    fails on the ids it finds stored, which reports an outcome that is unknown
+    anyway (see :meth:`geartrain.store.Store.write`).
+    """
+    try:
+        return await call()
+    except Exception as exc:
+        if not lost(exc):
+            raise
+        log.info("%s: connection lost (%s); trying once more", where, exc)
+    return await call()

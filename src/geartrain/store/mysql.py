@@ -23,7 +23,7 @@ from typing import Any
 import asyncmy
 
 from . import StoredJob, StoreError
-from ._util import MYSQL_TABLE, check_identifier, without_overlap
+from ._util import MYSQL_TABLE, check_identifier, once_more_if_lost, without_overlap
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
@@ -34,6 +34,19 @@ DEFAULT_TABLE = MYSQL_TABLE
 
 _ERRORS = (asyncmy.errors.MySQLError, OSError, TimeoutError, asyncio.IncompleteReadError)
 _DELETE_CHUNK = 1000
+
+# Client and server error codes that mean the session is gone: server has gone
+# away, lost connection during query, connection killed (MariaDB), disconnected
+# for inactivity (MySQL 8).
+_LOST_CODES = {2006, 2013, 1927, 4031}
+
+
+def _lost(exc: Exception) -> bool:
+    if isinstance(exc, ConnectionError | asyncio.IncompleteReadError):
+        return True
+    code = exc.args[0] if isinstance(exc, asyncmy.errors.MySQLError) and exc.args else None
+    return code in _LOST_CODES
+
 
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS {table} (id BIGINT NOT NULL PRIMARY KEY,"
@@ -144,11 +157,11 @@ class MysqlStore:
         if not columns:
             await cur.execute(_CREATE.format(table=self.table))
         elif "id" not in columns:
-            await self._convert_gearmand_table(cur)
+            await self._convert_gearmand_table(cur, "when_to_run" in columns)
         elif not {"unique_key", "function_name", "priority", "data", "when_to_run"} <= columns:
             raise StoreError(f"{self}: the table exists but is not a job queue")
 
-    async def _convert_gearmand_table(self, cur: Any) -> None:
+    async def _convert_gearmand_table(self, cur: Any, has_when: bool) -> None:
         """Copy a table written by gearmand's mysql plugin into geartrain's layout.
 
         MySQL commits every DDL statement, so the copy is built beside the old
@@ -157,18 +170,24 @@ class MysqlStore:
         """
         t = self.table
         new, old = f"{t[:40]}_geartrain_new", f"{t[:40]}_gearmand_old"
+        when = "when_to_run" if has_when else "0"
+        await cur.execute(f"SELECT unique_key, function_name, priority, data, {when} FROM {t}")
+        # Row order is gearmand's replay order; a stable sort puts priority first.
+        rows = sorted(await cur.fetchall(), key=lambda row: 1 if row[2] is None else row[2])
         await cur.execute(f"DROP TABLE IF EXISTS {new}")
         await cur.execute(_CREATE.format(table=new))
-        count = await cur.execute(
-            f"INSERT INTO {new} SELECT row_number() OVER (ORDER BY priority),"
-            " CAST(coalesce(unique_key, '') AS BINARY), CAST(coalesce(function_name, '')"
-            " AS BINARY), coalesce(priority, 1), coalesce(data, ''), coalesce(when_to_run, 0)"
-            f" FROM {t}"
+        await cur.executemany(
+            f"INSERT INTO {new} (id, unique_key, function_name, priority, data, when_to_run)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (i, _bytes(u), _bytes(f), 1 if p is None else p, d or b"", w or 0)
+                for i, (u, f, p, d, w) in enumerate(rows, 1)
+            ],
         )
         await cur.connection.commit()
         await cur.execute(f"RENAME TABLE {t} TO {old}, {new} TO {t}")
         await cur.execute(f"DROP TABLE {old}")
-        log.warning("%s: converted gearmand's table (%d jobs)", self, count)
+        log.warning("%s: converted gearmand's table (%d jobs)", self, len(rows))
 
     async def load(self) -> list[StoredJob]:
         """Every stored job in ascending id order."""
@@ -183,7 +202,9 @@ class MysqlStore:
             return [StoredJob(*row) for row in await cur.fetchall()]
 
         try:
-            jobs: list[StoredJob] = await self._transaction(body)
+            jobs: list[StoredJob] = await once_more_if_lost(
+                lambda: self._transaction(body), _lost, self
+            )
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return jobs
@@ -195,7 +216,9 @@ class MysqlStore:
         added, done = without_overlap(added, done)
         if added or done:
             try:
-                await self._transaction(self._write, added, done)
+                await once_more_if_lost(
+                    lambda: self._transaction(self._write, added, done), _lost, self
+                )
             except _ERRORS as exc:
                 raise self._error(exc) from exc
 
@@ -216,3 +239,10 @@ class MysqlStore:
         if pool is not None:
             pool.close()
             await pool.wait_closed()
+
+
+def _bytes(value: str | bytes | None) -> bytes:
+    """gearmand's VARCHAR columns come back as str."""
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else value

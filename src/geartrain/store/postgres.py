@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from . import StoredJob, StoreError
-from ._util import LIBPQ_TABLE, check_identifier, without_overlap
+from ._util import LIBPQ_TABLE, check_identifier, once_more_if_lost, without_overlap
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
 
@@ -38,8 +38,28 @@ _ERRORS = (
     TimeoutError,
 )
 
+# gearmand's columns plus the id; BYTEA because names and uniques are bytes.
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, unique_key BYTEA NOT NULL,"
+    " function_name BYTEA NOT NULL, priority INTEGER NOT NULL, data BYTEA NOT NULL,"
+    " when_to_run BIGINT NOT NULL)"
+)
+
+# The session died (server restart, terminated backend): worth one more try.
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    ConnectionError,
+)
+
+
+def _lost(exc: Exception) -> bool:
+    return isinstance(exc, _LOST)
+
+
 # libpq's key = value syntax: values bare or in single quotes, \ escapes.
-_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)+)\s*")
+_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)*)\s*")
 _ESCAPE = re.compile(r"\\(.)")
 
 
@@ -167,46 +187,41 @@ class PostgresStore:
         )
         columns = {r[0] for r in rows}
         if not columns:
-            await pool.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} (id BIGINT PRIMARY KEY,"
-                " unique_key BYTEA NOT NULL, function_name BYTEA NOT NULL,"
-                " priority INTEGER NOT NULL, data BYTEA NOT NULL, when_to_run BIGINT NOT NULL)"
-            )
+            await pool.execute(_CREATE.format(table=self.table))
         elif "id" not in columns:
-            await self._convert_gearmand_table(pool)
+            await self._convert_gearmand_table(pool, "when_to_run" in columns)
         elif not {"unique_key", "function_name", "priority", "data", "when_to_run"} <= columns:
             raise StoreError(f"{self}: the table exists but is not a job queue")
 
-    async def _convert_gearmand_table(self, pool: asyncpg.Pool) -> None:
+    async def _convert_gearmand_table(self, pool: asyncpg.Pool, has_when: bool) -> None:
         """Rebuild a table written by gearmand's libpq plugin, in one transaction."""
         old = f"{self.table[:40]}_gearmand_old"
         t = self.table
+        when = "coalesce(when_to_run, 0)" if has_when else "0"
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(f"ALTER TABLE {t} RENAME TO {old}")
-            await conn.execute(
-                f"CREATE TABLE {t} (id BIGINT PRIMARY KEY, unique_key BYTEA NOT NULL,"
-                " function_name BYTEA NOT NULL, priority INTEGER NOT NULL, data BYTEA NOT NULL,"
-                " when_to_run BIGINT NOT NULL)"
-            )
+            await conn.execute(_CREATE.format(table=t))
             # Priority first, then physical order, which is gearmand's replay order.
             status = await conn.execute(
                 f"INSERT INTO {t} SELECT row_number() OVER (ORDER BY priority, ctid),"
                 " convert_to(coalesce(unique_key, ''), 'UTF8'),"
                 " convert_to(coalesce(function_name, ''), 'UTF8'), coalesce(priority, 1),"
-                f" coalesce(data, ''::bytea), coalesce(when_to_run, 0) FROM {old}"
+                f" coalesce(data, ''::bytea), {when} FROM {old}"
             )
             await conn.execute(f"DROP TABLE {old}")
         log.warning("%s: converted gearmand's table (%s jobs)", self, status.split()[-1])
 
     async def load(self) -> list[StoredJob]:
         """Every stored job in ascending id order."""
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise StoreError(f"{self}: not open")
+        query = (
+            "SELECT id, function_name, unique_key, data, priority, when_to_run"
+            f" FROM {self.table} ORDER BY id"
+        )
         try:
-            rows = await self._pool.fetch(
-                "SELECT id, function_name, unique_key, data, priority, when_to_run"
-                f" FROM {self.table} ORDER BY id"
-            )
+            rows = await once_more_if_lost(lambda: pool.fetch(query), _lost, self)
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return [StoredJob(*row) for row in rows]
@@ -218,19 +233,21 @@ class PostgresStore:
         added, done = without_overlap(added, done)
         if not added and not done:
             return
-        chunks = _chunks(added)
         try:
-            if len(chunks) <= 1:
-                await self._pool.execute(self._write_one, *_columns(added), list(done))
-                return
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    f"DELETE FROM {self.table} WHERE id = ANY($1::bigint[])", list(done)
-                )
-                for chunk in chunks:
-                    await conn.execute(self._insert, *_columns(chunk))
+            await once_more_if_lost(lambda: self._write(added, done), _lost, self)
         except _ERRORS as exc:
             raise self._error(exc) from exc
+
+    async def _write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        assert self._pool is not None
+        chunks = _chunks(added)
+        if len(chunks) <= 1:
+            await self._pool.execute(self._write_one, *_columns(added), list(done))
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"DELETE FROM {self.table} WHERE id = ANY($1::bigint[])", list(done))
+            for chunk in chunks:
+                await conn.execute(self._insert, *_columns(chunk))
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

@@ -25,10 +25,11 @@ from typing import cast
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from . import StoredJob, StoreError
-from ._util import REDIS_PREFIX, without_overlap
+from ._util import REDIS_PREFIX, once_more_if_lost, without_overlap
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -40,6 +41,10 @@ DEFAULT_PREFIX = REDIS_PREFIX
 _FIELDS = ("function", "unique", "data", "priority", "when")
 _LOAD_CHUNK = 1000
 _ERRORS = (RedisError, OSError)
+
+
+def _lost(exc: Exception) -> bool:
+    return isinstance(exc, RedisConnectionError | ConnectionError)
 
 
 class RedisStore:
@@ -132,34 +137,35 @@ class RedisStore:
     async def load(self) -> list[StoredJob]:
         """Every stored job in ascending id order, read in chunks of the sorted set."""
         client = self._client()
-        jobs: list[StoredJob] = []
-        missing = 0
-        low: str = "-inf"
         try:
-            while True:
-                ids = cast(
-                    list[bytes],
-                    await client.zrange(
-                        self._index, low, "+inf", byscore=True, offset=0, num=_LOAD_CHUNK
-                    ),
-                )
-                if not ids:
-                    break
-                pipe = client.pipeline(transaction=False)
-                for job_id in ids:
-                    pipe.hmget(self._key(job_id), _FIELDS)
-                for job_id, (fn, uniq, data, prio, when) in zip(
-                    ids, await pipe.execute(), strict=True
-                ):
-                    if fn is None:
-                        missing += 1
-                        continue
-                    jobs.append(
-                        StoredJob(int(job_id), fn, uniq or b"", data or b"", int(prio), int(when))
-                    )
-                low = f"({int(ids[-1])}"
+            return await once_more_if_lost(lambda: self._load(client), _lost, self)
         except _ERRORS as exc:
             raise self._error(exc) from exc
+
+    async def _load(self, client: aioredis.Redis) -> list[StoredJob]:
+        jobs: list[StoredJob] = []
+        missing = 0
+        low = "-inf"
+        while True:
+            ids = cast(
+                list[bytes],
+                await client.zrange(
+                    self._index, low, "+inf", byscore=True, offset=0, num=_LOAD_CHUNK
+                ),
+            )
+            if not ids:
+                break
+            pipe = client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self._key(job_id), _FIELDS)
+            for job_id, (fn, uniq, data, prio, when) in zip(ids, await pipe.execute(), strict=True):
+                if fn is None:
+                    missing += 1
+                    continue
+                jobs.append(
+                    StoredJob(int(job_id), fn, uniq or b"", data or b"", int(prio), int(when))
+                )
+            low = f"({int(ids[-1])}"
         if missing:
             log.warning("%s: %d ids in %s had no job hash; skipped", self, missing, self._index)
         return jobs
@@ -171,32 +177,37 @@ class RedisStore:
         if not added and not done:
             return
         try:
-            async with client.pipeline(transaction=True) as pipe:
-                if added:
-                    await pipe.watch(self._index)
-                    scores = await pipe.zmscore(self._index, [str(j.id) for j in added])
-                    taken = [j.id for j, s in zip(added, scores, strict=True) if s is not None]
-                    if taken:
-                        raise StoreError(f"{self}: job ids already stored: {taken[:5]}")
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for j in added:
-                        pipe.hset(
-                            self._key(j.id),
-                            mapping={
-                                "function": j.function,
-                                "unique": j.unique,
-                                "data": j.data,
-                                "priority": j.priority,
-                                "when": j.when,
-                            },
-                        )
-                    pipe.zadd(self._index, {str(j.id): j.id for j in added})
-                if done:
-                    pipe.delete(*(self._key(i) for i in done))
-                    pipe.zrem(self._index, *(str(i) for i in done))
-                await pipe.execute()
+            await once_more_if_lost(lambda: self._write(client, added, done), _lost, self)
         except _ERRORS as exc:
             raise self._error(exc) from exc
+
+    async def _write(
+        self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int]
+    ) -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            if added:
+                await pipe.watch(self._index)
+                scores = await pipe.zmscore(self._index, [str(j.id) for j in added])
+                taken = [j.id for j, s in zip(added, scores, strict=True) if s is not None]
+                if taken:
+                    raise StoreError(f"{self}: job ids already stored: {taken[:5]}")
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for j in added:
+                    pipe.hset(
+                        self._key(j.id),
+                        mapping={
+                            "function": j.function,
+                            "unique": j.unique,
+                            "data": j.data,
+                            "priority": j.priority,
+                            "when": j.when,
+                        },
+                    )
+                pipe.zadd(self._index, {str(j.id): j.id for j in added})
+            if done:
+                pipe.delete(*(self._key(i) for i in done))
+                pipe.zrem(self._index, *(str(i) for i in done))
+            await pipe.execute()
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:

@@ -124,10 +124,13 @@ class SqliteStore:
             conn.execute(f"DROP TABLE IF EXISTS {new}")
             conn.execute(f"CREATE TABLE {new} ({_COLUMNS})")
             # gearmand replays in row order; priority first keeps high jobs ahead.
+            # gearmand writes an empty payload as NULL and then refuses to replay
+            # it; an empty BLOB keeps the table readable by gearmand too.
             conn.execute(
                 f"INSERT INTO {new} (id, unique_key, function_name, priority, data, when_to_run)"
-                f" SELECT row_number() OVER (ORDER BY priority, rowid), unique_key,"
-                f" function_name, priority, data, {when} FROM {self.table}"
+                f" SELECT row_number() OVER (ORDER BY priority, rowid), coalesce(unique_key, ''),"
+                f" coalesce(function_name, ''), coalesce(priority, 1), coalesce(data, X''),"
+                f" coalesce({when}, 0) FROM {self.table}"
             )
             count = conn.execute(f"SELECT count(*) FROM {new}").fetchone()[0]
             conn.execute(f"DROP TABLE {self.table}")

@@ -1,0 +1,170 @@
+"""PostgreSQL specifics: libpq conninfo strings, outages, dropped sessions,
+and a queue table written by the real gearmand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+
+import serverproc
+from geartrain.protocol import PacketType
+from geartrain.store import StoreError
+from geartrain.store.postgres import PostgresStore, conninfo_to_asyncpg
+
+from .conftest import PG, job
+from .gearclient import submit_background
+from .proxy import TcpProxy
+
+pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "dsn", "kwargs"),
+    [
+        ("", None, {}),
+        ("  ", None, {}),
+        (
+            "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            "postgresql://?host=127.0.0.1&port=5432&user=postgres&dbname=test",
+            {},
+        ),
+        (
+            "host = db.example  dbname='my db' password='it\\'s' connect_timeout=3",
+            "postgresql://?host=db.example&dbname=my%20db&password=it%27s",
+            {"timeout": 3.0},
+        ),
+        ("hostaddr=10.0.0.1 dbname=q", "postgresql://?dbname=q&host=10.0.0.1", {}),
+        ("host=/run/postgresql user=", "postgresql://?host=%2Frun%2Fpostgresql", {}),
+        (
+            "postgresql://u:p@h:5433/db?connect_timeout=2&sslmode=disable",
+            "postgresql://u:p@h:5433/db?sslmode=disable",
+            {"timeout": 2.0},
+        ),
+        ("postgres://h/db", "postgres://h/db", {}),
+    ],
+)
+def test_conninfo_conversion(conninfo: str, dsn: str | None, kwargs: dict[str, float]) -> None:
+    assert conninfo_to_asyncpg(conninfo) == (dsn, kwargs)
+
+
+@pytest.mark.parametrize("bad", ["nonsense", "=x", "dbname='unterminated", "host=a b"])
+def test_bad_conninfo(bad: str) -> None:
+    with pytest.raises(ValueError, match="conninfo"):
+        PostgresStore(bad)
+
+
+def test_description_hides_the_password() -> None:
+    assert "secret" not in str(PostgresStore("host=h password=secret dbname=d"))
+    assert "secret" not in str(PostgresStore("host=h password='sec ret' dbname=d"))
+    assert "secret" not in str(PostgresStore("postgresql://u:secret@h/d"))
+
+
+def test_table_name_must_be_an_identifier() -> None:
+    with pytest.raises(ValueError, match="table name"):
+        PostgresStore("", "queue; DROP TABLE x")
+
+
+async def test_quoted_conninfo_reaches_the_server(pg_database: str, table: str) -> None:
+    conninfo = (
+        f"host={PG['host']} port={PG['port']} user={PG['user']} dbname='{pg_database}'"
+        " application_name='geartrain test'"
+    )
+    store = PostgresStore(conninfo, table)
+    await store.open()
+    try:
+        assert store._pool is not None
+        assert await store._pool.fetchval("SHOW application_name") == "geartrain test"
+        # Durable commits whatever the server's default.
+        assert await store._pool.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await store.close()
+
+
+async def test_unreachable_server_raises_store_error(table: str) -> None:
+    port = serverproc.free_port()
+    store = PostgresStore(f"host=127.0.0.1 port={port} user=postgres", table)
+    with pytest.raises(StoreError, match=f"port={port}"):
+        await store.open()
+    await store.close()
+
+
+async def test_outage_fails_writes_then_recovers(pg_database: str, table: str) -> None:
+    proxy = await TcpProxy(str(PG["host"]), int(PG["port"])).start()
+    store = PostgresStore(
+        f"host=127.0.0.1 port={proxy.port} user=postgres dbname={pg_database}",
+        table,
+        connect_timeout=2,
+    )
+    try:
+        await store.open()
+        await store.write([job(1), job(2)], [])
+        await proxy.stop()  # the database vanishes, connections and all
+        for i in (3, 4):
+            with pytest.raises(StoreError):
+                await store.write([job(i)], [1])
+        await proxy.start()  # and comes back on the same address
+        await store.write([job(5)], [1])
+        assert [j.id for j in await store.load()] == [2, 5]
+    finally:
+        await store.close()
+        await proxy.stop()
+
+
+async def test_sessions_killed_by_the_server(
+    pg_conninfo: str, pg_database: str, table: str
+) -> None:
+    store = PostgresStore(pg_conninfo, table)
+    await store.open()
+    admin = await asyncpg.connect(database=pg_database, **PG)
+    try:
+        await store.write([job(1)], [])
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            pg_database,
+        )
+        assert killed >= 1
+        # The pool notices the closed session and connects again.
+        await store.write([job(2)], [1])
+        assert [j.id for j in await store.load()] == [2]
+    finally:
+        await admin.close()
+        await store.close()
+
+
+@pytest.mark.interop
+async def test_converts_a_table_written_by_gearmand(
+    pg_conninfo: str,
+    pg_database: str,
+    table: str,
+    start_server: Callable[..., serverproc.ServerProc],
+) -> None:
+    T = PacketType
+    # gearmand 1.1 calls this queue "postgres"; geartrain also takes "libpq".
+    gearmand = start_server(
+        "gearmand", ["-q", "postgres", f"--libpq-conninfo={pg_conninfo}", f"--libpq-table={table}"]
+    )
+    submit_background(gearmand.port, T.SUBMIT_JOB_BG, b"f", b"n1", b"normal")
+    submit_background(gearmand.port, T.SUBMIT_JOB_LOW_BG, b"f", b"l1", b"low")
+    submit_background(gearmand.port, T.SUBMIT_JOB_HIGH_BG, b"g", b"h1", b"hi\0gh")
+    submit_background(gearmand.port, T.SUBMIT_JOB_EPOCH, b"g", b"e1", b"1900000000", b"later")
+    submit_background(gearmand.port, T.SUBMIT_JOB_BG, b"g", b"", b"")
+    gearmand.stop()
+
+    store = PostgresStore(pg_conninfo, table)
+    await store.open()
+    try:
+        jobs = await store.load()
+        assert [(j.id, j.function, j.unique, j.data, j.priority, j.when) for j in jobs] == [
+            (1, b"g", b"h1", b"hi\0gh", 0, 0),
+            (2, b"f", b"n1", b"normal", 1, 0),
+            (3, b"g", b"e1", b"later", 1, 1900000000),
+            (4, b"g", b"", b"", 1, 0),
+            (5, b"f", b"l1", b"low", 2, 0),
+        ]
+        await store.write([job(6, unique=b"")], [1])
+        assert [j.id for j in await store.load()] == [2, 3, 4, 5, 6]
+    finally:
+        await store.close()

@@ -1,0 +1,175 @@
+"""SQLite specifics: WAL and fsync settings, the single thread, a full disk,
+and starting on a queue written by the real gearmand's libsqlite3 plugin."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import serverproc
+from geartrain.protocol import PacketType
+from geartrain.store import StoredJob, StoreError
+from geartrain.store.sqlite import SqliteStore
+
+from .gearclient import submit_background
+
+pytestmark = pytest.mark.timeout(60)
+
+T = PacketType
+
+
+def job(i: int, data: bytes = b"x") -> StoredJob:
+    return StoredJob(i, b"fn", b"u%d" % i, data, 1, 0)
+
+
+async def test_wal_and_full_sync(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        # FULL (2) fsyncs the WAL at each commit; journal_mode is kept in the file.
+        assert (
+            await store._run(lambda: store._conn.execute("PRAGMA synchronous").fetchone()[0]) == 2
+        )  # type: ignore[union-attr]
+        with sqlite3.connect(tmp_path / "q.db") as other:
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await store.close()
+
+
+async def test_every_call_runs_on_one_thread(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        for i in range(1, 6):
+            await store.write([job(i)], [])
+        threads = {await store._run(threading.get_ident) for _ in range(5)}
+        assert len(threads) == 1
+        assert threads != {threading.get_ident()}
+        names = [t.name for t in threading.enumerate() if t.name.startswith("geartrain-sqlite")]
+        assert len(names) == 1
+    finally:
+        await store.close()
+
+
+async def test_creates_missing_directories(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "geartrain" / "queue.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.write([job(1)], [])
+    await store.close()
+    assert path.exists()
+
+
+async def test_unusable_path_raises_store_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)  # a directory, not a file
+    with pytest.raises(StoreError, match=str(tmp_path)):
+        await store.open()
+    await store.close()
+
+
+def test_table_name_must_be_an_identifier(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="table name"):
+        SqliteStore(tmp_path / "q.db", "queue; DROP TABLE x")
+
+
+async def test_table_that_is_not_a_queue(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        conn.execute("CREATE TABLE gearman_queue (id INTEGER, name TEXT)")
+    store = SqliteStore(tmp_path / "q.db")
+    with pytest.raises(StoreError, match="not a job queue"):
+        await store.open()
+    await store.close()
+
+
+async def test_full_database_fails_the_write_and_recovers(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        await store.write([job(1)], [])
+
+        def limit(pages: int) -> None:
+            assert store._conn is not None
+            store._conn.execute(f"PRAGMA max_page_count = {pages}")
+
+        pages = await store._run(lambda: store._conn.execute("PRAGMA page_count").fetchone()[0])  # type: ignore[union-attr]
+        await store._run(limit, pages)  # the file may not grow: "database or disk is full"
+        with pytest.raises(StoreError, match="full"):
+            await store.write([job(2, b"y" * 200_000)], [1])
+        assert await store.load() == [job(1)]
+        await store._run(limit, 1 << 30)  # space again
+        await store.write([job(2, b"y" * 200_000)], [1])
+        assert await store.load() == [job(2, b"y" * 200_000)]
+    finally:
+        await store.close()
+
+
+async def test_gearmand_table_without_epoch_column(tmp_path: Path) -> None:
+    """gearmand before 0.41 wrote no when_to_run column."""
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        conn.execute(
+            "CREATE TABLE gearman_queue (unique_key TEXT, function_name TEXT, priority INTEGER,"
+            " data BLOB, PRIMARY KEY (unique_key, function_name))"
+        )
+        conn.executemany(
+            "INSERT INTO gearman_queue VALUES (?, ?, ?, ?)",
+            [("a", "f", 2, b"low"), ("b", "f", 1, b"normal"), ("c", "f", 0, b"high")],
+        )
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        assert await store.load() == [
+            StoredJob(1, b"f", b"c", b"high", 0, 0),
+            StoredJob(2, b"f", b"b", b"normal", 1, 0),
+            StoredJob(3, b"f", b"a", b"low", 2, 0),
+        ]
+    finally:
+        await store.close()
+
+
+@pytest.mark.interop
+async def test_starts_on_a_queue_written_by_gearmand(
+    tmp_path: Path, start_server: Callable[..., serverproc.ServerProc]
+) -> None:
+    db = tmp_path / "gearmand.sqlite3"
+    args = ["-q", "libsqlite3", f"--libsqlite3-db={db}"]
+    gearmand = start_server("gearmand", args)
+    port = gearmand.port
+    # No worker runs, so every job stays queued in gearmand's table.
+    submit_background(port, T.SUBMIT_JOB_BG, b"resize", b"n1", b"normal 1")
+    submit_background(port, T.SUBMIT_JOB_LOW_BG, b"resize", b"l1", b"low 1")
+    submit_background(port, T.SUBMIT_JOB_HIGH_BG, b"resize", b"h1", b"high 1")
+    submit_background(port, T.SUBMIT_JOB_BG, b"email", b"n2", b"bin\0ary\xff")
+    submit_background(port, T.SUBMIT_JOB_EPOCH, b"email", b"e1", b"4102444800", b"later")
+    submit_background(port, T.SUBMIT_JOB_HIGH_BG, b"email", b"h2", b"high 2")
+    # An empty payload: gearmand 1.1 stores NULL and then cannot replay its own table.
+    submit_background(port, T.SUBMIT_JOB_BG, b"email", b"", b"")
+    gearmand.stop()
+
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        jobs = await store.load()
+        # Priority first, then gearmand's row order; epoch time and binary data kept.
+        assert [(j.id, j.function, j.unique, j.data, j.priority, j.when) for j in jobs] == [
+            (1, b"resize", b"h1", b"high 1", 0, 0),
+            (2, b"email", b"h2", b"high 2", 0, 0),
+            (3, b"resize", b"n1", b"normal 1", 1, 0),
+            (4, b"email", b"n2", b"bin\0ary\xff", 1, 0),
+            (5, b"email", b"e1", b"later", 1, 4102444800),
+            (6, b"email", b"", b"", 1, 0),
+            (7, b"resize", b"l1", b"low 1", 2, 0),
+        ]
+        # geartrain carries on in the converted table.
+        await store.write([StoredJob(8, b"resize", b"", b"new", 1, 0)], [1, 3])
+        assert [j.id for j in await store.load()] == [2, 4, 5, 6, 7, 8]
+    finally:
+        await store.close()
+
+    # And gearmand can still read the converted table (switching back loses nothing).
+    gearmand = start_server("gearmand", args)
+    status = serverproc.admin_command(gearmand.port, "status").decode()
+    assert sorted(status.splitlines()) == [".", "email\t4\t0\t0", "resize\t2\t0\t0"]
