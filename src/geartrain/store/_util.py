@@ -68,10 +68,14 @@ def without_overlap(
 
 
 async def once_more_if_lost(
-    call: Callable[[], Awaitable[_T]], lost: Callable[[Exception], bool], where: object
+    call: Callable[[], Awaitable[_T]],
+    lost: Callable[[Exception], bool],
+    where: object,
+    reset: Callable[[], Awaitable[None]] | None = None,
 ) -> _T:
     """Run ``call``; if it fails with an error that ``lost`` says means a dead
-    connection, run it once more.
+    connection, run it once more (after ``reset``, which should make the pool
+    drop the connections it holds).
 
     A database restart leaves the pool with connections that fail on first
     use; the retry takes a fresh one, so clients see no error once the server
@@ -85,4 +89,6 @@ async def once_more_if_lost(
         if not lost(exc):
             raise
         log.info("%s: connection lost (%s); trying once more", where, exc)
+    if reset is not None:
+        await reset()
     return await call()

@@ -45,11 +45,15 @@ _CREATE = (
     " when_to_run BIGINT NOT NULL)"
 )
 
-# The session died (server restart, terminated backend): worth one more try.
+# The session died (server restart, terminated backend): worth one more try
+# on a fresh connection.  A FATAL notice that arrives while the connection is
+# idle can leave asyncpg's protocol confused (InternalClientError "cannot
+# switch to state"), which is the same case.
 _LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
 )
 
@@ -221,7 +225,9 @@ class PostgresStore:
             f" FROM {self.table} ORDER BY id"
         )
         try:
-            rows = await once_more_if_lost(lambda: pool.fetch(query), _lost, self)
+            rows = await once_more_if_lost(
+                lambda: pool.fetch(query), _lost, self, pool.expire_connections
+            )
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return [StoredJob(*row) for row in rows]
@@ -234,7 +240,9 @@ class PostgresStore:
         if not added and not done:
             return
         try:
-            await once_more_if_lost(lambda: self._write(added, done), _lost, self)
+            await once_more_if_lost(
+                lambda: self._write(added, done), _lost, self, self._pool.expire_connections
+            )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 

@@ -1,0 +1,151 @@
+"""MySQL / MariaDB specifics: table layout, outages, killed sessions, and a
+queue table written by the real gearmand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncmy
+import pytest
+
+import serverproc
+from geartrain.protocol import PacketType
+from geartrain.store import StoreError
+from geartrain.store.mysql import MysqlStore
+
+from .conftest import MYSQL, job
+from .gearclient import submit_background
+from .proxy import TcpProxy
+
+pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
+
+
+async def query(db: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    conn = await asyncmy.connect(db=db, autocommit=True, **MYSQL)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, args or None)
+            return list(await cur.fetchall())
+    finally:
+        await conn.ensure_closed()
+
+
+def test_table_name_must_be_an_identifier() -> None:
+    with pytest.raises(ValueError, match="table name"):
+        MysqlStore(db="test", table="queue`; DROP TABLE x")
+
+
+async def test_layout_is_innodb_with_long_blobs(mysql_database: str, table: str) -> None:
+    store = MysqlStore(db=mysql_database, table=table, **MYSQL)  # type: ignore[arg-type]
+    await store.open()
+    await store.close()
+    rows = await query(
+        mysql_database,
+        "SELECT engine FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        mysql_database,
+        table,
+    )
+    assert rows == [("InnoDB",)]
+    types = dict(
+        await query(
+            mysql_database,
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s",
+            mysql_database,
+            table,
+        )
+    )
+    assert types["data"] == "longblob" and types["id"] == "bigint"
+
+
+async def test_unreachable_server_raises_store_error(table: str) -> None:
+    port = serverproc.free_port()
+    store = MysqlStore("127.0.0.1", port, "root", "", "test", table, connect_timeout=2)
+    with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
+        await store.open()
+    await store.close()
+
+
+async def test_outage_fails_writes_then_recovers(mysql_database: str, table: str) -> None:
+    proxy = await TcpProxy(str(MYSQL["host"]), int(MYSQL["port"])).start()  # type: ignore[call-overload]
+    store = MysqlStore(
+        "127.0.0.1", proxy.port, "root", "", mysql_database, table, connect_timeout=2
+    )
+    try:
+        await store.open()
+        await store.write([job(1), job(2)], [])
+        await proxy.stop()
+        for i in (3, 4):
+            with pytest.raises(StoreError):
+                await store.write([job(i)], [1])
+        await proxy.start()
+        await store.write([job(5)], [1])
+        assert [j.id for j in await store.load()] == [2, 5]
+    finally:
+        await store.close()
+        await proxy.stop()
+
+
+async def test_sessions_killed_by_the_server(mysql_database: str, table: str) -> None:
+    store = MysqlStore(db=mysql_database, table=table, **MYSQL)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        await store.write([job(1)], [])
+        ids = await query(
+            mysql_database,
+            "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+            mysql_database,
+        )
+        assert ids
+        for (conn_id,) in ids:
+            await query(mysql_database, "KILL %s", conn_id)
+        await store.write([job(2)], [1])
+        assert [j.id for j in await store.load()] == [2]
+    finally:
+        await store.close()
+
+
+@pytest.mark.interop
+async def test_converts_a_table_written_by_gearmand(
+    mysql_database: str, table: str, start_server: Callable[..., serverproc.ServerProc]
+) -> None:
+    T = PacketType
+    gearmand = start_server(
+        "gearmand",
+        [
+            "-q",
+            "mysql",
+            "--mysql-host=127.0.0.1",
+            "--mysql-user=root",
+            f"--mysql-db={mysql_database}",
+            f"--mysql-table={table}",
+        ],
+    )
+    submit_background(gearmand.port, T.SUBMIT_JOB_BG, b"f", b"n1", b"normal")
+    submit_background(gearmand.port, T.SUBMIT_JOB_LOW_BG, b"f", b"l1", b"low")
+    submit_background(gearmand.port, T.SUBMIT_JOB_HIGH_BG, b"g", b"h1", b"hi\0gh")
+    submit_background(gearmand.port, T.SUBMIT_JOB_EPOCH, b"g", b"e1", b"1900000000", b"later")
+    submit_background(gearmand.port, T.SUBMIT_JOB_BG, b"g", b"", b"")
+    gearmand.stop()
+
+    store = MysqlStore(db=mysql_database, table=table, **MYSQL)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        jobs = await store.load()
+        assert [(j.id, j.function, j.unique, j.data, j.priority, j.when) for j in jobs] == [
+            (1, b"g", b"h1", b"hi\0gh", 0, 0),
+            (2, b"f", b"n1", b"normal", 1, 0),
+            (3, b"g", b"e1", b"later", 1, 1900000000),
+            (4, b"g", b"", b"", 1, 0),
+            (5, b"f", b"l1", b"low", 2, 0),
+        ]
+        await store.write([job(6, unique=b"")], [1])
+        assert [j.id for j in await store.load()] == [2, 3, 4, 5, 6]
+    finally:
+        await store.close()
+    leftovers = await query(
+        mysql_database,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+        mysql_database,
+    )
+    assert [str(name) for (name,) in leftovers if str(name).startswith(table[:40])] == [table]
