@@ -165,7 +165,11 @@ class PostgresStore:
         """Connect and create (or convert) the table."""
         if self._pool is not None:
             return
-        settings = {"synchronous_commit": "on"}
+        # synchronous_commit: a returned write is on disk, whatever the server
+        # default.  force_custom_plan: a generic plan for "id = ANY($7)" may
+        # pick a sequential scan (measured: 55 ms per 100-id delete on 170k
+        # rows); planning each statement costs microseconds.
+        settings = {"synchronous_commit": "on", "plan_cache_mode": "force_custom_plan"}
         if "application_name" not in (self._dsn or ""):
             settings["application_name"] = "geartrain"
         kwargs = {"timeout": self.connect_timeout, **self._kwargs}
