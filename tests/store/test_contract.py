@@ -101,6 +101,12 @@ async def test_failed_write_raises_and_writes_nothing(store: Store) -> None:
     assert [j.id for j in await store.load()] == [2, 3]
 
 
+async def test_same_id_twice_in_one_write_fails(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.write([job(1), job(2), job(1, data=b"again")], [])
+    assert await store.load() == []
+
+
 async def test_big_batches(store: Store) -> None:
     jobs = [job(i, data=b"x" * (i % 100)) for i in range(1, 5001)]
     await store.write(jobs, [])

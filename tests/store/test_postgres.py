@@ -168,3 +168,22 @@ async def test_converts_a_table_written_by_gearmand(
         assert [j.id for j in await store.load()] == [2, 3, 4, 5, 6]
     finally:
         await store.close()
+
+
+async def test_batches_bigger_than_one_statement(
+    pg_conninfo: str, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches over the per-statement size go in several statements, one transaction."""
+    monkeypatch.setattr("geartrain.store.postgres._MAX_STATEMENT_BYTES", 1000)
+    store = PostgresStore(pg_conninfo, table)
+    await store.open()
+    try:
+        jobs = [job(i, data=b"x" * 100) for i in range(1, 51)]
+        await store.write(jobs[:2], [])
+        await store.write(jobs[2:], [1])
+        assert await store.load() == jobs[1:]
+        with pytest.raises(StoreError):  # id 50 is taken: the chunks before it roll back too
+            await store.write([job(i, data=b"y" * 100) for i in range(51, 70)] + [job(50)], [2])
+        assert await store.load() == jobs[1:]
+    finally:
+        await store.close()

@@ -184,6 +184,8 @@ class RedisStore:
     async def _write(
         self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int]
     ) -> None:
+        if len({j.id for j in added}) != len(added):
+            raise StoreError(f"{self}: the same job id twice in one write")
         async with client.pipeline(transaction=True) as pipe:
             if added:
                 await pipe.watch(self._index)

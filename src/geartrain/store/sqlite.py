@@ -92,10 +92,9 @@ class SqliteStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.  sqlite3's
+        # same-thread check stays on: only the store's thread may touch it.
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         self._conn = conn
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
