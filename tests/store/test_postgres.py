@@ -43,13 +43,26 @@ pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
             {"timeout": 2.0},
         ),
         ("postgres://h/db", "postgres://h/db", {}),
+        (
+            "dbname=d options='-c search_path=a,b -cstatement_timeout=5s --lock-timeout=1s'",
+            "postgresql://?dbname=d",
+            {
+                "server_settings": {
+                    "search_path": "a,b",
+                    "statement_timeout": "5s",
+                    "lock_timeout": "1s",
+                }
+            },
+        ),
     ],
 )
-def test_conninfo_conversion(conninfo: str, dsn: str | None, kwargs: dict[str, float]) -> None:
+def test_conninfo_conversion(conninfo: str, dsn: str | None, kwargs: dict[str, object]) -> None:
     assert conninfo_to_asyncpg(conninfo) == (dsn, kwargs)
 
 
-@pytest.mark.parametrize("bad", ["nonsense", "=x", "dbname='unterminated", "host=a b"])
+@pytest.mark.parametrize(
+    "bad", ["nonsense", "=x", "dbname='unterminated", "host=a b", "options=-x", "options=-cfoo"]
+)
 def test_bad_conninfo(bad: str) -> None:
     with pytest.raises(ValueError, match="conninfo"):
         PostgresStore(bad)
@@ -69,13 +82,14 @@ def test_table_name_must_be_an_identifier() -> None:
 async def test_quoted_conninfo_reaches_the_server(pg_database: str, table: str) -> None:
     conninfo = (
         f"host={PG['host']} port={PG['port']} user={PG['user']} dbname='{pg_database}'"
-        " application_name='geartrain test'"
+        " application_name='geartrain test' options='-c lock_timeout=1234'"
     )
     store = PostgresStore(conninfo, table)
     await store.open()
     try:
         assert store._pool is not None
         assert await store._pool.fetchval("SHOW application_name") == "geartrain test"
+        assert await store._pool.fetchval("SHOW lock_timeout") == "1234ms"
         # Durable commits whatever the server's default.
         assert await store._pool.fetchval("SHOW synchronous_commit") == "on"
     finally:

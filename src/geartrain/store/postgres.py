@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -109,9 +110,31 @@ def conninfo_to_asyncpg(conninfo: str) -> tuple[str | None, dict[str, Any]]:
     if "hostaddr" in pairs:  # a numeric address; asyncpg only knows host
         address = pairs.pop("hostaddr")
         pairs.setdefault("host", address)
+    if "options" in pairs:  # "-c name=value" switches: settings for the session
+        kwargs["server_settings"] = _parse_options(pairs.pop("options"))
     pairs = {k: v for k, v in pairs.items() if v != ""}
     query = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)
     return (f"{base}?{query}" if query else base), kwargs
+
+
+def _parse_options(text: str) -> dict[str, str]:
+    """libpq's ``options`` (``-c a=b -c c=d``, ``-ca=b``, ``--a-b=c``) as a settings dict."""
+    settings: dict[str, str] = {}
+    tokens = iter(shlex.split(text))
+    for token in tokens:
+        if token == "-c":
+            token = next(tokens, "")
+        elif token.startswith("-c"):
+            token = token[2:]
+        elif token.startswith("--"):
+            token = token[2:].replace("-", "_")
+        else:
+            raise ValueError(f"unsupported option {token!r} in the conninfo's options")
+        name, sep, value = token.partition("=")
+        if not sep or not name:
+            raise ValueError(f"bad setting {token!r} in the conninfo's options")
+        settings[name] = value
+    return settings
 
 
 def _describe(conninfo: str) -> str:
@@ -173,6 +196,7 @@ class PostgresStore:
         if "application_name" not in (self._dsn or ""):
             settings["application_name"] = "geartrain"
         kwargs = {"timeout": self.connect_timeout, **self._kwargs}
+        settings.update(kwargs.pop("server_settings", {}))  # what the user set explicitly wins
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
