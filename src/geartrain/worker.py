@@ -336,11 +336,12 @@ class Worker:
 
     async def wait(self) -> None:
         """Wait until the worker has stopped and its connections are closed."""
+        # Shielded: a caller that gives up waiting must not cancel the worker.
         tasks = self._tasks
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
         if self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
+            await asyncio.shield(asyncio.gather(*self._jobs, return_exceptions=True))
         if tasks is self._tasks:
             self._tasks = []
             if self._own_executor and self._executor is not None:
