@@ -16,6 +16,7 @@ from geartrain.store.mysql import MysqlStore
 from geartrain.store.options import (
     add_store_arguments,
     default_state_dir,
+    describe_store,
     store_from_args,
     store_from_url,
 )
@@ -39,6 +40,28 @@ def test_default_is_sqlite_in_the_state_dir() -> None:
     assert isinstance(store, SqliteStore)
     assert store.path == STATE / "queue.sqlite3"
     assert store.table == "gearman_queue"
+
+
+@pytest.mark.parametrize(
+    ("argv", "description"),
+    [
+        ([], f"sqlite {STATE}/queue.sqlite3 table gearman_queue"),
+        (["-q", "builtin"], "memory only (-q builtin): queued jobs are lost when the server stops"),
+        (
+            ["-q", "libpq", "--libpq-conninfo=host=db password=pw"],
+            "postgresql host=db password=***",
+        ),
+        (["-q", "mysql", "--mysql-db=d", "--mysql-password=pw"], "mysql @localhost:3306/d"),
+        (["-q", "redis", "--redis-password=pw"], "redis 127.0.0.1:6379/0 prefix '_gear_'"),
+    ],
+)
+def test_description_for_the_log(argv: list[str], description: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_store_arguments(parser)
+    ns = parser.parse_args(argv)
+    text = describe_store(ns, store_from_args(ns, STATE))
+    assert text.startswith(description)
+    assert "pw" not in text
 
 
 @pytest.mark.parametrize("name", ["builtin", "BUILTIN", "Builtin"])

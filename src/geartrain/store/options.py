@@ -24,6 +24,7 @@ __all__ = [
     "QUEUE_FILE",
     "add_store_arguments",
     "default_state_dir",
+    "describe_store",
     "store_from_args",
     "store_from_url",
 ]
@@ -163,6 +164,13 @@ def store_from_args(ns: argparse.Namespace, state_dir: Path | None = None) -> St
         args = (ns.redis_server, ns.redis_port, ns.redis_password, ns.redis_prefix)
     store: Store = _load(kind)(*args)
     return store
+
+
+def describe_store(ns: argparse.Namespace, store: Store | None) -> str:
+    """One line for the startup log: where the queue is, never a password."""
+    if store is None:
+        return "memory only (-q builtin): queued jobs are lost when the server stops"
+    return str(store)
 
 
 _EXTRAS = {".postgres": "postgres", ".mysql": "mysql", ".redis": "redis"}
