@@ -27,13 +27,13 @@ from geartrain import (
 )
 from geartrain.client import hash_key
 from geartrain.connection import Address, parse_address, parse_servers
-from gt_helpers import echo_worker, queued, wait_for, working
+from gt_helpers import echo_worker, wait_for, working
 from serverproc import ServerProc, free_port
 
 pytestmark = pytest.mark.timeout(30)
 
 
-# -- addresses (no server needed) ---------------------------------------------------
+# -- addresses (no server needed) -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_hash_key_matches_perl_gearman_client() -> None:
     assert hash_key(b"abc") == (0x352441C2 >> 16) & 0x7FFF
 
 
-# -- foreground jobs -------------------------------------------------------------------------
+# -- foreground jobs ------------------------------------------------------------------------------
 
 
 async def test_string_length(server: ServerProc) -> None:
@@ -278,7 +278,7 @@ async def test_server_error_is_raised(server: ServerProc) -> None:
         assert await client.submit_background("f", b"x")
 
 
-# -- background jobs and status ---------------------------------------------------------------------
+# -- background jobs and status -------------------------------------------------------------------
 
 
 async def test_background_job_and_status_by_handle(server: ServerProc) -> None:
@@ -360,7 +360,7 @@ async def test_echo(server: ServerProc) -> None:
         assert await client.echo(b"ping\0pong") == b"ping\0pong"
 
 
-# -- failures of servers ---------------------------------------------------------------------------------
+# -- failures of servers --------------------------------------------------------------------------
 
 
 async def test_no_server_available() -> None:
@@ -381,7 +381,7 @@ async def test_silent_server_does_not_hang_the_client() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
-        address = "127.0.0.1:%d" % listener.getsockname()[1]
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
         async with Client(address, io_timeout=0.3) as client:
             started = time.monotonic()
             with pytest.raises(NoServersAvailable):

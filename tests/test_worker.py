@@ -290,9 +290,7 @@ async def test_silent_server_is_dropped_by_the_idle_check() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
-        worker = Worker(
-            "127.0.0.1:%d" % listener.getsockname()[1], io_timeout=0.2, max_backoff=0.1
-        )
+        worker = Worker(f"127.0.0.1:{listener.getsockname()[1]}", io_timeout=0.2, max_backoff=0.1)
         worker.register("f", lambda job: b"")
         await worker.start()
         try:
@@ -366,4 +364,3 @@ async def test_start_twice_is_an_error(server: ServerProc) -> None:
     finally:
         worker.stop()
         await worker.wait()
-
