@@ -42,8 +42,11 @@ async def backend(name: str, workdir: Path) -> AsyncIterator[Factory]:
 
         from geartrain.store.postgres import PostgresStore
 
-        conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-        yield lambda table: names.append(table) or PostgresStore(conninfo, table)  # type: ignore[func-returns-value]
+        def make_postgres(table: str) -> Store:
+            names.append(table)
+            return PostgresStore("host=127.0.0.1 port=5432 user=postgres dbname=test", table)
+
+        yield make_postgres
         conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="test")
         for table in names:
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -69,7 +72,11 @@ async def backend(name: str, workdir: Path) -> AsyncIterator[Factory]:
 
     from geartrain.store.redis import RedisStore
 
-    yield lambda prefix: names.append(prefix) or RedisStore(prefix=f"{prefix}:")  # type: ignore[func-returns-value]
+    def make_redis(prefix: str) -> Store:
+        names.append(prefix)
+        return RedisStore(prefix=f"{prefix}:")
+
+    yield make_redis
     client = aioredis.Redis()
     for prefix in names:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
