@@ -199,7 +199,9 @@ class GearmanWorker:
     def send_job_complete(
         self, current_job: GearmanJob, data: Any, poll_timeout: float | None = None
     ) -> None:
-        self._wjob(current_job).complete(self._encode(data))
+        wjob = self._wjob(current_job)
+        if not wjob.finished:  # a callback that already sent an exception or failure
+            wjob.complete(self._encode(data))
 
     def send_job_failure(self, current_job: GearmanJob, poll_timeout: float | None = None) -> None:
         self._wjob(current_job).fail()
