@@ -91,9 +91,12 @@ def test_job_timeout(server: ServerProc) -> None:
 
 
 def test_many_threads_share_one_client(server: ServerProc) -> None:
-    with _worker(server.address, concurrency=4), sync.Client(server.address) as client:
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda n: client.submit("strlen", "x" * n), range(40)))
+    with (
+        _worker(server.address, concurrency=4),
+        sync.Client(server.address) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        results = list(pool.map(lambda n: client.submit("strlen", "x" * n), range(40)))
     assert results == [str(n).encode() for n in range(40)]
 
 
