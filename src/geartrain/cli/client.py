@@ -6,7 +6,7 @@ prints ``N% Complete``; WORK_FAIL prints ``Job failed`` on stderr and makes
 the exit status 1.  Even the ordering does: the C tool writes payloads with
 ``write(2)`` but ``Task created`` and ``% Complete`` lines with ``printf``,
 so when stdout is a pipe those lines come out at exit.  We do the same by
-writing payloads to the file descriptor and lines to ``sys.stdout``.
+emulating C's stdout buffering (see :class:`~.gearman_args.CStdout`).
 Connection errors are reported on stderr and, as with the C tool, do not
 change the exit status.
 
@@ -28,7 +28,16 @@ from typing import Any
 from ..client import Client
 from ..connection import DEFAULT_CONNECT_TIMEOUT
 from ..errors import JobException, JobFailed, NoServersAvailable, ServerError
-from .gearman_args import GearmanArgs, daemonize, parse, pid_file, print_error, usage
+from .gearman_args import (
+    CStdout,
+    GearmanArgs,
+    daemonize,
+    parse,
+    pid_file,
+    print_error,
+    usage,
+    write_all,
+)
 
 __all__ = ["main", "run"]
 
@@ -62,22 +71,12 @@ def run(args: GearmanArgs, name: str) -> int:
         return 1
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """``write(2)`` until everything is out (pipes may take less at once)."""
-    view = memoryview(data)
-    while view:
-        try:
-            sent = os.write(fd, view)
-        except BrokenPipeError:
-            return
-        view = view[sent:]
-
-
 class _Output:
     """The C tool's client callbacks, with its mix of buffered and raw writes."""
 
-    def __init__(self, args: GearmanArgs) -> None:
+    def __init__(self, args: GearmanArgs, stdout: CStdout) -> None:
         self.args = args
+        self.stdout = stdout
         self.failed = False
         self.last_activity = time.monotonic()
 
@@ -86,18 +85,18 @@ class _Output:
 
     def _prefix_out(self, function: str, flush: bool) -> None:
         if self.args.prefix:
-            sys.stdout.write(f"{function}: ")
+            self.stdout.printf(f"{function}: ")
             if flush:
-                sys.stdout.flush()
+                self.stdout.fflush()
 
     def created(self, handle: bytes | None) -> None:
         if self.args.verbose and handle is not None:
-            sys.stdout.write(f"Task created: {handle.decode(errors='replace')}\n")
+            self.stdout.printf(f"Task created: {handle.decode(errors='replace')}\n")
 
     def data(self, function: str, data: bytes) -> None:
         self.touch()
         self._prefix_out(function, flush=True)
-        write_all(1, data)
+        self.stdout.write(data)
 
     def warning(self, function: str, data: bytes) -> None:
         self.touch()
@@ -110,7 +109,7 @@ class _Output:
         self._prefix_out(function, flush=False)
         if denominator:  # the C tool divides by zero here
             percent = (numerator * 100) % 2**32 // denominator
-            sys.stdout.write(f"{percent}% Complete\n")
+            self.stdout.printf(f"{percent}% Complete\n")
 
     def fail(self, function: str) -> None:
         if self.args.prefix:
@@ -133,7 +132,14 @@ def _workloads(args: GearmanArgs) -> Iterator[bytes]:
 
 
 async def _client(args: GearmanArgs) -> int:
-    out = _Output(args)
+    stdout = CStdout()
+    try:
+        return await _client_runs(args, _Output(args, stdout))
+    finally:
+        stdout.fflush()  # what exit() does for C's stdio
+
+
+async def _client_runs(args: GearmanArgs, out: _Output) -> int:
     timeout = args.timeout_seconds
     client = Client(
         args.servers(),
@@ -144,7 +150,6 @@ async def _client(args: GearmanArgs) -> int:
     async with client:
         for workload in _workloads(args):
             await _run_tasks(client, args, workload, out)
-    sys.stdout.flush()
     return 1 if out.failed else 0
 
 
@@ -184,7 +189,10 @@ async def _run_tasks(client: Client, args: GearmanArgs, workload: bytes, out: _O
     tasks = asyncio.gather(*(one(function) for function in args.functions))
     finished = await _until_idle(tasks, args.timeout_seconds, out)
     if not finished:
-        print_error("gearman_client_run_tasks : gearman_wait(GEARMAN_TIMEOUT) timeout reached")
+        print_error(
+            "gearman_client_run_tasks : gearman_wait(GEARMAN_TIMEOUT) timeout reached, "
+            f"{len(client.servers)} servers were poll(), no servers were available, pipe:false"
+        )
     elif errors:
         print_error(_describe(errors[0], client))
 

@@ -19,7 +19,17 @@ from typing import TextIO
 from ..client import Priority
 from ..connection import DEFAULT_PORT, Address, parse_servers
 
-__all__ = ["GearmanArgs", "atoi", "parse", "pid_file", "print_error", "tls_context", "usage"]
+__all__ = [
+    "CStdout",
+    "GearmanArgs",
+    "atoi",
+    "parse",
+    "pid_file",
+    "print_error",
+    "tls_context",
+    "usage",
+    "write_all",
+]
 
 OPTSTRING = "bc:f:h:HILnNp:Pst:u:vwi:dS"
 
@@ -231,9 +241,55 @@ def usage(args: GearmanArgs, name: str) -> None:
 
 
 def print_error(message: str) -> None:
-    """An error line as the C tool prints it: ``gearman: <message>``."""
-    sys.stdout.flush()
-    os.write(2, f"gearman: {message}\n".encode(errors="replace"))
+    """An error line as the C tool prints it (unbuffered): ``gearman: <message>``."""
+    write_all(2, f"gearman: {message}\n".encode(errors="replace"))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``write(2)`` until everything is out (pipes may take less at once)."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = os.write(fd, view)
+        except BrokenPipeError:
+            return
+        view = view[sent:]
+
+
+class CStdout:
+    """C's ``stdout`` as the gearman tool sees it.
+
+    The tool mixes ``printf`` (buffered: by line on a terminal, in 4 KiB
+    blocks otherwise) with raw ``write(2)`` of payloads, so when stdout is a
+    pipe its ``Task created`` and ``% Complete`` lines come out after the
+    payloads, at exit.  Python's own ``sys.stdout`` buffering depends on the
+    environment (``PYTHONUNBUFFERED``), so it is emulated here.
+    """
+
+    BUFSIZ = 4096  # glibc's buffer for a pipe or a file (st_blksize)
+
+    def __init__(self, fd: int = 1) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        try:
+            self.line_buffered = os.isatty(fd)
+        except OSError:
+            self.line_buffered = False
+
+    def printf(self, text: str) -> None:
+        """Buffered output (``printf``/``fprintf(stdout, ...)``)."""
+        self.buffer += text.encode(errors="replace")
+        if (self.line_buffered and "\n" in text) or len(self.buffer) >= self.BUFSIZ:
+            self.fflush()
+
+    def fflush(self) -> None:
+        data, self.buffer = bytes(self.buffer), bytearray()
+        if data:
+            write_all(self.fd, data)
+
+    def write(self, data: bytes) -> None:
+        """Unbuffered output (``write(fileno(stdout), ...)``)."""
+        write_all(self.fd, data)
 
 
 def daemonize() -> bool:

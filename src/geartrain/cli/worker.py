@@ -26,8 +26,7 @@ from ..connection import DEFAULT_CONNECT_TIMEOUT, Address
 from ..worker import Worker
 from ..worker_job import WorkerJob
 from .client import run as _run
-from .client import write_all
-from .gearman_args import GearmanArgs, parse, print_error
+from .gearman_args import GearmanArgs, parse, print_error, write_all
 
 __all__ = ["main", "work"]
 
@@ -87,7 +86,9 @@ async def _work(args: GearmanArgs) -> None:
         worker.register(function, partial(_job, args, budget, activity))
     watchdog = None
     if timeout is not None:
-        watchdog = asyncio.get_running_loop().create_task(_watch(timeout, activity, budget))
+        watchdog = asyncio.get_running_loop().create_task(
+            _watch(timeout, activity, budget, len(worker.servers))
+        )
     try:
         await worker.run()
     finally:
@@ -97,14 +98,17 @@ async def _work(args: GearmanArgs) -> None:
                 await watchdog
 
 
-async def _watch(timeout: float, activity: asyncio.Event, budget: _Budget) -> None:
+async def _watch(timeout: float, activity: asyncio.Event, budget: _Budget, servers: int) -> None:
     while True:
         activity.clear()
         try:
             async with asyncio.timeout(timeout):
                 await activity.wait()
         except TimeoutError:
-            print_error("gearman_worker_work : gearman_wait(GEARMAN_TIMEOUT) timeout reached")
+            print_error(
+                "gearman_worker_work : gearman_wait(GEARMAN_TIMEOUT) timeout reached, "
+                f"{servers} servers were poll(), no servers were available, pipe:true"
+            )
             budget.spend()
 
 
@@ -148,6 +152,8 @@ async def _execute(args: GearmanArgs, job: WorkerJob) -> bytes | None:
         if output:
             job.send_data(output)
         job.fail()
+        # What the C tool's work loop reports after a failed job.
+        print_error("gearman_worker_work : GEARMAN_UNKNOWN_STATE")
         return None
     return output
 
