@@ -237,7 +237,9 @@ async def test_max_jobs(server: ServerProc) -> None:
         jobs = [await client.submit_job("one") for _ in range(3)]
         await asyncio.wait_for(worker.run(handle_signals=False), 10)
         assert worker.jobs_done == 2
-        assert sum(job.done() for job in jobs) == 2
+        await asyncio.wait_for(asyncio.gather(*jobs[:2]), 5)
+        await asyncio.sleep(0.1)
+        assert not jobs[2].done()
 
 
 async def test_client_id_register_and_unregister(server: ServerProc) -> None:
