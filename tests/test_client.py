@@ -395,3 +395,11 @@ async def test_dead_server_is_skipped(server: ServerProc) -> None:
         for i in range(6):  # round robin would pick the dead one every other time
             assert await client.submit("strlen", b"x" * i) == str(i).encode()
         assert await client.submit("strlen", b"abc", unique="k1") == b"3"
+
+
+async def test_idle_connection_to_a_restarted_server_is_reopened(server: ServerProc) -> None:
+    async with Client(server.address) as client:
+        assert await client.submit_background("f", b"1")
+        server.restart()  # blocking: the client has not seen its connection close yet
+        assert await client.submit_background("f", b"2")
+        assert await client.echo(b"still here") == b"still here"

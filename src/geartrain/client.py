@@ -131,13 +131,39 @@ class _Link:
         self.down_until = asyncio.get_running_loop().time() + delay
         log.info("server %s marked down for %.2fs", self.address, delay)
 
-    async def connection(self) -> Connection:
+    async def request(
+        self,
+        packet_type: PacketType,
+        *args: bytes,
+        on_reply: Callable[[Packet], None] | None = None,
+    ) -> Packet:
+        """Send a request on this server's connection (opened if needed); return the reply.
+
+        Raises:
+            ConnectionLost: the server could not be reached or dropped the
+                connection; it is then marked down for a while.
+        """
+        for attempt in (1, 2):
+            conn, fresh = await self.connection()
+            try:
+                return await conn.request(packet_type, *args, on_reply=on_reply)
+            except ConnectionLost:
+                # An idle connection the server closed (say, it restarted)
+                # may not have been noticed yet: try once on a new one.
+                if fresh or attempt == 2:
+                    if not self.is_down(asyncio.get_running_loop().time()):
+                        self.mark_down()
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def connection(self) -> tuple[Connection, bool]:
+        """The open connection, and whether it was opened just now."""
         conn = self.conn
         if conn is not None and not conn.closed:
-            return conn
+            return conn, False
         async with self._lock:
             if self.conn is not None and not self.conn.closed:
-                return self.conn
+                return self.conn, False
             try:
                 conn = await self._open()
             except ConnectionLost:
@@ -146,7 +172,12 @@ class _Link:
             self.conn = conn
             self.down_until = 0.0
             self.backoff.reset()
-            return conn
+            return conn, True
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     async def _open(self) -> Connection:
         client = self.client
@@ -277,13 +308,12 @@ class Client:
         for link in self.links:
             jobs = [job for group in link.jobs.values() for job in group]
             link.jobs.clear()
-            if link.conn is not None:
-                link.conn.close()
-                link.conn = None
+            link.close()
             for job in jobs:
                 job._finish_error(ConnectionLost("client closed"))
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.closing = False  # usable again: the next call reconnects
 
     # -- foreground jobs --------------------------------------------------------
 
@@ -457,13 +487,10 @@ class Client:
             if job.done():
                 raise job.error() or NoServersAvailable("job ended during submission")
             try:
-                conn = await link.connection()
-                reply = await conn.request(
+                reply = await link.request(
                     packet_type, *args, on_reply=partial(self._created, job, link, background)
                 )
             except ConnectionLost as exc:
-                if not link.is_down(asyncio.get_running_loop().time()):
-                    link.mark_down()
                 failures.append(str(exc))
                 continue
             if reply.type is T.ERROR:
@@ -498,7 +525,10 @@ class Client:
         """
         key = to_bytes(handle)
         links = self._status_order(self._handles.get(key), server)
-        return await self._ask(links, T.GET_STATUS, key)
+        try:
+            return await self._ask(links, T.GET_STATUS, key)
+        finally:
+            self._drop_temporary(links[0])
 
     async def get_status_unique(self, unique: Payload) -> JobStatus:
         """Ask about a job by its unique key (GET_STATUS_UNIQUE); ``clients`` is set.
@@ -526,8 +556,7 @@ class Client:
         failures: list[str] = []
         for link in links:
             try:
-                conn = await link.connection()
-                reply = await conn.request(packet_type, key)
+                reply = await link.request(packet_type, key)
             except ConnectionLost as exc:
                 failures.append(str(exc))
                 continue
@@ -542,10 +571,17 @@ class Client:
 
     async def echo(self, data: Payload = b"ping", *, server: ServerSpec | None = None) -> bytes:
         """Send ECHO_REQ to a server (the first one by default) and return the echo."""
-        links = self._status_order(None, server)
-        conn = await links[0].connection()
-        reply = await conn.request(T.ECHO_REQ, to_bytes(data))
+        link = self._status_order(None, server)[0]
+        try:
+            reply = await link.request(T.ECHO_REQ, to_bytes(data))
+        finally:
+            self._drop_temporary(link)
         return reply.args[0] if reply.args else b""
+
+    def _drop_temporary(self, link: _Link) -> None:
+        # A link made for a server= outside the client's list is not kept.
+        if link not in self.links:
+            link.close()
 
 
 def _error_args(packet: Packet) -> tuple[str, str]:

@@ -453,6 +453,8 @@ class Connection(asyncio.Protocol):
         future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
         self.send(packet_type, *args)
         self._pending.append(_Pending(future, on_reply))
+        if self._paused:  # a big payload: let the kernel take it before waiting on
+            await self.drain(timeout)
         packet: Packet = await self._wait(future, timeout, packet_type.name)
         return packet
 
