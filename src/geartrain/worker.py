@@ -146,6 +146,9 @@ class _Session:
             # before this point is stale; PRE_SLEEP gets a fresh one at once
             # if a job is waiting.
             self.wake.clear()
+            if worker._stopping or conn.closed:
+                # stop() or a lost connection set the event before the clear.
+                continue
             conn.send(T.PRE_SLEEP)
             try:
                 # Waking up anyway now and then finds a dead server (the grab
