@@ -11,6 +11,7 @@ from geartrain import (
     Client,
     ConnectionLost,
     FunctionStatus,
+    JobFailed,
     JobInfo,
     Priority,
     PriorityStatus,
@@ -174,3 +175,13 @@ async def test_pipelined_commands(server: ServerProc) -> None:
             admin.status(), admin.version(), admin.workers(), admin.getpid(), admin.ping()
         )
     assert results[3] == server.pid
+
+
+async def test_cancelling_a_waiting_foreground_job_fails_it(server: ServerProc) -> None:
+    async with Client(server.address) as client, Admin(server.address) as admin:
+        job = await client.submit_job("nobody", b"x")
+        assert job.handle is not None
+        assert (await client.get_status(job.handle)).known  # remembered: no server= needed
+        assert await admin.cancel_job(job.handle)
+        with pytest.raises(JobFailed):
+            await asyncio.wait_for(job.result(), 5)

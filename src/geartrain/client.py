@@ -450,9 +450,8 @@ class Client:
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
         job = Job(self, function, to_bytes(data), key, Priority(priority), None)
         epoch = _epoch(when) if when is not None else None
-        link = await self._dispatch(job, background=True, epoch=epoch)
+        await self._dispatch(job, background=True, epoch=epoch)
         assert job.handle is not None
-        self._remember(job.handle, link)
         return job.handle
 
     def _remember(self, handle: bytes, link: _Link) -> None:
@@ -508,6 +507,7 @@ class Client:
         job.handle = packet.args[0]
         job.server = link.address
         job.link = link
+        self._remember(job.handle, link)
         if not background and not job.done():
             link.jobs.setdefault(job.handle, []).append(job)
 

@@ -314,6 +314,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stopping = False
         self._signals = 0
+        self._free = self.concurrency
+        self._reserved = self._assigned = 0
+        self.jobs_done = 0
         self._changed = asyncio.Event()
         self._stop_event = asyncio.Event()
         if self._executor is None:
@@ -489,9 +492,9 @@ class Worker:
         try:
             async with asyncio.timeout(fn.timeout) as deadline:
                 result = await self._call(fn, job)
-        except TimeoutError:
-            if not deadline.expired():
-                raise_as_exception(job, TimeoutError("timed out"))
+        except TimeoutError as exc:
+            if not deadline.expired():  # the function's own timeout, not ours
+                _report_exception(job, exc)
                 return
             log.warning("job %r (%s) timed out after %ss", job.handle, fn.name, fn.timeout)
             job.fail()
@@ -499,12 +502,12 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise_as_exception(job, exc)
+            _report_exception(job, exc)
             return
         try:
             job.complete(result)
         except TypeError as exc:
-            raise_as_exception(job, exc)
+            _report_exception(job, exc)
 
     async def _call(self, fn: _Function, job: WorkerJob) -> Any:
         if fn.is_async:
@@ -516,8 +519,8 @@ class Worker:
         return result
 
 
-def raise_as_exception(job: WorkerJob, exc: BaseException) -> None:
-    """Report a function's exception to the server as WORK_EXCEPTION."""
+def _report_exception(job: WorkerJob, exc: BaseException) -> None:
+    """Send a function's exception to the server as WORK_EXCEPTION."""
     log.warning(
         "job %r (%s) raised %s", job.handle, job.function, describe_exception(exc), exc_info=exc
     )
