@@ -18,6 +18,7 @@ connection dies is resubmitted on another server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -59,6 +60,9 @@ def run(args: GearmanArgs, name: str) -> int:
         return 1
     if args.daemon and daemonize():
         return 0
+    # The tools report errors in the C tools' words; the libraries' own
+    # warnings (a resubmitted job, a failed job's traceback) stay quiet.
+    logging.getLogger("geartrain").setLevel(logging.ERROR)
     try:
         with pid_file(args.pid_file):
             if args.worker:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from functools import partial
 
 from ..connection import DEFAULT_CONNECT_TIMEOUT, Address
@@ -40,7 +39,6 @@ def main(argv: list[str]) -> int:
 
 def work(args: GearmanArgs) -> int:
     """Worker mode; the exit status is 0, as the C tool's."""
-    logging.getLogger("geartrain.worker").setLevel(logging.ERROR)
     asyncio.run(_work(args))
     return 0
 
