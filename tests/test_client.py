@@ -403,3 +403,14 @@ async def test_idle_connection_to_a_restarted_server_is_reopened(server: ServerP
         server.restart()  # blocking: the client has not seen its connection close yet
         assert await client.submit_background("f", b"2")
         assert await client.echo(b"still here") == b"still here"
+
+
+async def test_close_fails_unfinished_jobs(server: ServerProc) -> None:
+    client = Client(server.address)
+    job = await client.submit_job("nobody", b"x")
+    await client.close()
+    with pytest.raises(geartrain.ConnectionLost):
+        await asyncio.wait_for(job.result(), 2)
+    # A closed client reconnects on its next call.
+    assert await client.submit_background("nobody", b"y")
+    await client.close()

@@ -423,6 +423,9 @@ class Client:
             job._expire()
         except GearmanError as exc:
             job._finish_error(exc)
+        except asyncio.CancelledError:
+            job._finish_error(ConnectionLost("client closed"))
+            raise
 
     # -- background jobs ------------------------------------------------------------
 
@@ -483,6 +486,8 @@ class Client:
             args = (job.function.encode(), job.unique, job.data)
         failures: list[str] = []
         for link in self._candidates(job.unique):
+            if self.closing:
+                raise ConnectionLost("client closed")
             if job.done():
                 raise job.error() or NoServersAvailable("job ended during submission")
             try:
