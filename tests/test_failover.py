@@ -46,8 +46,9 @@ async def _wait_both(addresses: list[str]) -> None:
     [("geartrain", "geartrain"), ("gearmand", "gearmand"), ("geartrain", "gearmand")],
     ids="+".join,
 )
-async def test_killing_a_server_mid_run_loses_no_job(
-    start_server: Callable[..., ServerProc], kinds: tuple[str, str]
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_stopping_a_server_mid_run_loses_no_job(
+    start_server: Callable[..., ServerProc], kinds: tuple[str, str], how: str
 ) -> None:
     servers = [start_server(kind) for kind in kinds]
     addresses = [s.address for s in servers]
@@ -59,7 +60,10 @@ async def test_killing_a_server_mid_run_loses_no_job(
             jobs = await client.submit_batch(("work", f"job-{i}") for i in range(40))
             assert len({job.server for job in jobs}) == 2  # spread over both servers
             await wait_for(lambda: len(runs) >= 8)
-            servers[0].kill()
+            if how == "kill":
+                servers[0].kill()  # a crash
+            else:
+                await asyncio.to_thread(servers[0].stop)  # SIGTERM: a clean shutdown
             results = await asyncio.wait_for(asyncio.gather(*jobs), 20)
             assert results == [f"JOB-{i}".encode() for i in range(40)]
             assert sum(job.resubmits for job in jobs) > 0
