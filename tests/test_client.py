@@ -414,3 +414,20 @@ async def test_close_fails_unfinished_jobs(server: ServerProc) -> None:
     # A closed client reconnects on its next call.
     assert await client.submit_background("nobody", b"y")
     await client.close()
+
+
+@pytest.mark.gearmand_differs
+async def test_epoch_job_wakes_a_sleeping_worker(geartrain: ServerProc) -> None:
+    # geartrain (like gearmand 2.0) NOOPs sleeping workers when an epoch job
+    # falls due; gearmand 1.1 waits for the next grab (the worker's idle poll).
+    ran = asyncio.Event()
+    worker = Worker(geartrain.address, idle_timeout=60)
+
+    @worker.register("later")
+    async def later(job: WorkerJob) -> None:
+        ran.set()
+
+    async with working(worker), Client(geartrain.address) as client:
+        await asyncio.sleep(0.2)  # the worker is asleep
+        await client.submit_background("later", b"x", when=time.time() + 1)
+        await asyncio.wait_for(ran.wait(), 4)
