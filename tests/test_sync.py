@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +156,41 @@ def test_calling_sync_from_the_private_loop_is_refused(server: ServerProc) -> No
         _wait_registered(server.address, "reenter")
         client.submit("reenter")
     assert errors and "own event loop" in str(errors[0])
+
+
+SYNC_WORKER = """
+import sys, time
+from geartrain import sync
+
+worker = sync.Worker(sys.argv[1])
+
+@worker.register("slow")
+def slow(job):
+    print("started", flush=True)
+    time.sleep(0.5)
+    return b"finished"
+
+worker.run()
+print("stopped", worker.jobs_done, flush=True)
+"""
+
+
+def test_worker_run_stops_gracefully_on_sigterm(server: ServerProc, tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(SYNC_WORKER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), server.address], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_registered(server.address, "slow")
+        with sync.Client(server.address) as client:
+            job = client.submit_job("slow")
+            assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+            proc.send_signal(signal.SIGTERM)
+            assert job.result(timeout=5) == b"finished"
+        out, _ = proc.communicate(timeout=10)
+        assert (proc.returncode, out) == (0, "stopped 1\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
