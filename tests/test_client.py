@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from typing import Any
@@ -431,3 +432,29 @@ async def test_epoch_job_wakes_a_sleeping_worker(geartrain: ServerProc) -> None:
         await asyncio.sleep(0.2)  # the worker is asleep
         await client.submit_background("later", b"x", when=time.time() + 1)
         await asyncio.wait_for(ran.wait(), 4)
+
+
+async def test_connect_timeout() -> None:
+    # A listener whose accept queue is full drops further SYNs: connect() hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            await asyncio.sleep(0.1)
+            async with Client(f"127.0.0.1:{port}", connect_timeout=0.3) as client:
+                started = time.monotonic()
+                with pytest.raises(NoServersAvailable) as info:
+                    await client.submit("f", b"x")
+                assert time.monotonic() - started < 1.5
+                assert "timed out" in str(info.value)
+        finally:
+            for filler in fillers:
+                filler.close()
