@@ -299,7 +299,9 @@ async def test_background_job_and_status_by_handle(server: ServerProc) -> None:
         assert (status.known, status.running, status.handle) == (True, False, handle)
         async with working(worker):
             await wait_for(lambda: _running(client, handle))
-            status = await client.get_status(handle.decode())
+            # The status may reach the server a moment after the job started.
+            await wait_for(lambda: _reported(client, handle.decode()))
+            status = await client.get_status(handle)
             assert (status.numerator, status.denominator, status.progress) == (2, 5, 0.4)
             release.set()
             await wait_for(lambda: _gone(client, handle))
@@ -309,6 +311,10 @@ async def test_background_job_and_status_by_handle(server: ServerProc) -> None:
 
 async def _running(client: Client, handle: bytes) -> bool:
     return (await client.get_status(handle)).running
+
+
+async def _reported(client: Client, handle: str) -> bool:
+    return (await client.get_status(handle)).denominator == 5
 
 
 async def _gone(client: Client, handle: bytes) -> bool:
