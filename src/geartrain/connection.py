@@ -26,7 +26,7 @@ import ssl as _ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Union, cast
 
 from .errors import ConnectionLost, ProtocolError
 from .protocol import (
@@ -331,8 +331,8 @@ class Connection(asyncio.Protocol):
         return conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # asyncio sets TCP_NODELAY already; keepalive finds peers that
