@@ -472,9 +472,12 @@ def test_works_on_uvloop(server: ServerProc) -> None:
     async def round_trip() -> tuple[bytes, list[geartrain.FunctionStatus]]:
         worker = Worker(server.address)
         worker.register("rev", lambda job: job.data[::-1])
-        async with working(worker), Client(server.address) as client:
-            async with geartrain.Admin(server.address) as admin:
-                return await client.submit("rev", b"ab\0c"), await admin.status()
+        async with (
+            working(worker),
+            Client(server.address) as client,
+            geartrain.Admin(server.address) as admin,
+        ):
+            return await client.submit("rev", b"ab\0c"), await admin.status()
 
     result, status = uvloop.run(round_trip())
     assert result == b"c\0ba"
