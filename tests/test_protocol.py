@@ -149,7 +149,7 @@ def test_endless_admin_line_refused() -> None:
         st.tuples(
             st.sampled_from([REQ, RES]),
             st.sampled_from(list(PacketType)),
-            st.lists(arg, min_size=5, max_size=8),
+            st.lists(arg, min_size=8, max_size=8),
             st.binary(max_size=100),
         ),
         max_size=20,
