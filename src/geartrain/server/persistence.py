@@ -98,7 +98,7 @@ class StoreWriter:
         else:
             written = adds
         records = [
-            StoredJob(j.store_id, j.function.name, j.unique, j.data, j.priority, j.when)
+            StoredJob(j.store_id, j.function.name, j.unique, j.data, int(j.priority), j.when)
             for j in written
         ]
         try:
