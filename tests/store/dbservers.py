@@ -6,6 +6,7 @@ outage tests start their own Redis or PostgreSQL on a free port and stop that.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -98,8 +99,6 @@ class PrivatePostgres:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
     def cleanup(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)

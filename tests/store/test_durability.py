@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 import serverproc
-from .dbservers import PrivatePostgres, PrivateRedis
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
 from serverproc import ServerProc
 
 from .conftest import MYSQL, PG, REDIS
+from .dbservers import PrivatePostgres, PrivateRedis
 
 T = PacketType
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
