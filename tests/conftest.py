@@ -42,8 +42,10 @@ def start_server() -> Iterator[Callable[..., ServerProc]]:
     """Factory: ``start_server(kind, args=[...])``; everything started is stopped after."""
     started: list[ServerProc] = []
 
-    def start(kind: str = "geartrain", args: Any = (), port: int | None = None) -> ServerProc:
-        srv = serverproc.start(kind, args, port)
+    def start(
+        kind: str = "geartrain", args: Any = (), port: int | None = None, tls: bool = False
+    ) -> ServerProc:
+        srv = serverproc.start(kind, args, port, tls)
         started.append(srv)
         return srv
 

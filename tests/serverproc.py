@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,11 +34,22 @@ def free_port() -> int:
 LIST_COMMANDS = ("status", "workers", "prioritystatus", "show")
 
 
-def admin_command(port: int, line: str, host: str = HOST, timeout: float = 5.0) -> bytes:
-    """Send one admin line; return the raw reply (through the '.' line for listings)."""
+def admin_command(
+    port: int, line: str, host: str = HOST, timeout: float = 5.0, tls: bool = False
+) -> bytes:
+    """Send one admin line; return the raw reply (through the '.' line for listings).
+
+    With ``tls`` the connection is TLS without certificate checks (test servers
+    use self-signed certificates)."""
     words = line.split()
     listing = bool(words) and words[0].lower() in LIST_COMMANDS
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    raw = socket.create_connection((host, port), timeout=timeout)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        raw = context.wrap_socket(raw)
+    with raw as s:
         s.sendall(line.encode() + b"\r\n")
         out = b""
         while True:
@@ -64,6 +76,7 @@ class ServerProc:
     host: str = HOST
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    tls: bool = False
     tmpdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gt-srv-")))
 
     @property
@@ -86,7 +99,7 @@ class ServerProc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited at start:\n{self.log()}")
             try:
-                if admin_command(self.port, "version", timeout=1.0).startswith(b"OK"):
+                if admin_command(self.port, "version", timeout=1.0, tls=self.tls).startswith(b"OK"):
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -130,13 +143,15 @@ def geartrain_argv(port: int, args: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "geartrain", "server", "-L", HOST, "-p", str(port), *args]
 
 
-def start_geartrain(args: Sequence[str] = (), port: int | None = None) -> ServerProc:
+def start_geartrain(
+    args: Sequence[str] = (), port: int | None = None, tls: bool = False
+) -> ServerProc:
     """Start `geartrain server` with the in-memory queue unless ``args`` picks one."""
     port = port or free_port()
     if not any(a == "-q" or a.startswith("--queue-type") for a in args):
         args = ["-q", "builtin", *args]
     env_args = [*args]
-    server = ServerProc("geartrain", geartrain_argv(port, env_args), port)
+    server = ServerProc("geartrain", geartrain_argv(port, env_args), port, tls=tls)
     return server.start()
 
 
@@ -156,8 +171,12 @@ def start_gearmand(args: Sequence[str] = (), port: int | None = None) -> ServerP
     return server.start()
 
 
-def start(kind: str, args: Sequence[str] = (), port: int | None = None) -> ServerProc:
-    return start_geartrain(args, port) if kind == "geartrain" else start_gearmand(args, port)
+def start(
+    kind: str, args: Sequence[str] = (), port: int | None = None, tls: bool = False
+) -> ServerProc:
+    if kind == "geartrain":
+        return start_geartrain(args, port, tls)
+    return start_gearmand(args, port)
 
 
 def gearmand_available() -> bool:

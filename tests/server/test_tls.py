@@ -1,0 +1,72 @@
+"""`geartrain server --ssl`: TLS on every connection, with gearmand's flags and env vars."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from geartrain import Client, Worker
+from geartrain.protocol import REQ, PacketType, pack
+from serverproc import ServerProc
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "server.pem", directory / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(
+    start_server: Callable[..., ServerProc], certificate: tuple[Path, Path]
+) -> ServerProc:
+    cert, key = certificate
+    return start_server(
+        "geartrain", ["--ssl", f"--ssl-certificate={cert}", f"--ssl-key={key}"], tls=True
+    )
+
+
+def client_context(cert: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cert))
+
+
+async def test_round_trip_over_tls(tls_server: ServerProc, certificate: tuple[Path, Path]) -> None:
+    context = client_context(certificate[0])
+    async with Worker([tls_server.address], ssl=context) as worker:
+        worker.register("upper", lambda job: job.data.upper())
+        async with Client([tls_server.address], ssl=context) as client:
+            assert await client.submit("upper", b"secret", timeout=10) == b"SECRET"
+
+
+def test_plaintext_peer_gets_nothing(tls_server: ServerProc) -> None:
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as sock:
+        sock.sendall(pack(REQ, PacketType.ECHO_REQ, (b"hello",)))
+        try:
+            data = sock.recv(4096)
+        except ConnectionResetError:
+            data = b""
+    assert not data.startswith(b"\0RES")  # a TLS alert or a closed connection, never a reply
+
+
+def test_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "geartrain", "server", "--ssl", "--check-args"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--ssl needs --ssl-certificate" in result.stderr
