@@ -20,8 +20,11 @@ TOOLS = {
     "admin": "query and manage a server (the flags of `gearadmin`)",
 }
 
-USAGE = "usage: geartrain {" + ",".join(TOOLS) + "} [options]\n\n" + "".join(
-    f"  {name:<8} {text}\n" for name, text in TOOLS.items()
+USAGE = (
+    "usage: geartrain {"
+    + ",".join(TOOLS)
+    + "} [options]\n\n"
+    + "".join(f"  {name:<8} {text}\n" for name, text in TOOLS.items())
 )
 
 
