@@ -207,7 +207,10 @@ def _expand_config_file(argv: list[str]) -> list[str]:
 
 
 def _daemonize() -> None:
-    """Detach as gearmand -d does: fork, new session, fork, stdio to /dev/null."""
+    """Detach as gearmand -d does: fork, new session, fork, stdio to /dev/null.
+
+    The working directory is kept, so relative paths given on the command line
+    (pid file, log file, SQLite queue) mean what they meant to the caller."""
     if os.fork():
         os._exit(0)
     os.setsid()
@@ -216,7 +219,6 @@ def _daemonize() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.chdir("/")
 
 
 def _switch_user(name: str) -> None:
