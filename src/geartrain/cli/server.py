@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse packets larger than this many bytes (64 MiB)",
     )
     ext.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=0,
+        help="serve /metrics (Prometheus), /status.json and a dashboard on this port",
+    )
+    ext.add_argument(
         "--allow-remote-shutdown",
         action="store_true",
         help="accept the `shutdown` admin command from non-loopback peers",
@@ -174,6 +180,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         keepalive_count=ns.keepalive_count,
         max_packet_size=ns.max_packet_size,
         verbose=ns.verbose,
+        metrics_port=ns.metrics_port,
         allow_remote_shutdown=ns.allow_remote_shutdown,
     )
 

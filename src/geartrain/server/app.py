@@ -68,6 +68,7 @@ class ServerApp:
         try:
             await self._open_store(core)
             await self._listen(loop)
+            await self._serve_metrics()
             self._install_signals(loop)
             if self.on_listening is not None:
                 self.on_listening()
@@ -108,6 +109,20 @@ class ServerApp:
                 "Only local clients and workers can connect; "
                 "start with -L 0.0.0.0 (or -L ::) to accept remote ones",
             )
+
+    async def _serve_metrics(self) -> None:
+        if not self.config.metrics_port:
+            return
+        from .metrics import MetricsServer
+
+        assert self.core is not None
+        metrics = MetricsServer(self.core, self.writer, self.store_description)
+        server = await asyncio.start_server(
+            metrics.handle, self.config.host, self.config.metrics_port, reuse_address=True
+        )
+        self.listeners.append(server)
+        addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
+        log.log(NOTICE, "Metrics and dashboard on http://%s/", addresses)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         handlers: dict[int, Callable[[], None]] = {

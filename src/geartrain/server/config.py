@@ -46,5 +46,7 @@ class ServerConfig:
     max_line_size: int = DEFAULT_MAX_LINE_SIZE
     verbose: str = "NOTICE"
     """gearmand defaults to ERROR; NOTICE shows the startup lines but nothing per job."""
+    metrics_port: int = 0
+    """Serve /metrics, /status.json and a dashboard on this port (same address); 0: off."""
     allow_remote_shutdown: bool = False
     """Accept the `shutdown` admin command from non-loopback peers."""

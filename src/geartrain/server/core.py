@@ -25,7 +25,7 @@ from .config import ServerConfig
 from .jobs import Function, Job, JobState, Peer, Priority
 from .logs import NOTICE
 
-__all__ = ["JobServer", "Persister"]
+__all__ = ["JobServer", "Persister", "Stats"]
 
 log = logging.getLogger("geartrain.server")
 
@@ -57,6 +57,28 @@ SUBMIT_KINDS: dict[int, tuple[Priority, bool]] = {
     T.SUBMIT_JOB_LOW_BG: (LOW, True),
 }
 _ARGC = {t: len(spec.args) for t, spec in PACKETS.items()}
+
+
+class Stats:
+    """Counters since start, for metrics: what happened to jobs, not what is queued."""
+
+    __slots__ = (
+        "created",
+        "coalesced",
+        "completed",
+        "failed",
+        "exceptions",
+        "requeued",
+        "dropped",
+        "timed_out",
+        "cancelled",
+        "restored",
+    )
+
+    def __init__(self) -> None:
+        self.created = self.coalesced = self.completed = self.failed = 0
+        self.exceptions = self.requeued = self.dropped = self.timed_out = 0
+        self.cancelled = self.restored = 0
 
 
 class Persister(Protocol):
@@ -121,6 +143,7 @@ class JobServer:
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self.handle_prefix = self.config.handle_prefix.encode() + b":"
         self.handle_count = 0
+        self.stats = Stats()
         self.next_store_id = 1
         self.on_idle: Callable[[], None] | None = None  # called when the last job leaves
         self.on_shutdown: Callable[[bool], None] | None = None  # set by the app
@@ -203,6 +226,7 @@ class JobServer:
         if unique:
             existing = self._find_unique(f, unique, data)
             if existing is not None:
+                self.stats.coalesced += 1
                 self._coalesce(existing, peer, background)
                 return existing
         limits = f.max_queue
@@ -210,6 +234,7 @@ class JobServer:
             peer.send(ERR_QUEUE_FULL)
             return None
         self.handle_count += 1
+        self.stats.created += 1
         job = Job(
             self.handle_prefix + str(self.handle_count).encode(),
             f,
@@ -354,6 +379,7 @@ class JobServer:
                     f.uniques[s.unique] = job
             self._enqueue(job)
             count += 1
+        self.stats.restored += count
         return count
 
     # -- queues ---------------------------------------------------------------
@@ -474,9 +500,11 @@ class JobServer:
                 job.handle.decode(errors="replace"),
                 job.unique.decode(errors="replace"),
             )
+            self.stats.dropped += 1
             self._fail_clients(job)
             self._finish(job)
             return
+        self.stats.requeued += 1
         self._release(job)
         job.numerator = job.denominator = 0
         self._enqueue(job)
@@ -528,6 +556,7 @@ class JobServer:
         if job.state is not RUNNING:
             return
         log.info("Job %s timed out on its worker", job.handle.decode(errors="replace"))
+        self.stats.timed_out += 1
         self._fail_clients(job)
         self._finish(job)
 
@@ -658,6 +687,7 @@ class JobServer:
         if job is None:
             peer.send(ERR_NO_JOB_RESULT)
             return
+        self.stats.completed += 1
         self._forward(job, T.WORK_COMPLETE, args)
         self._finish(job)
 
@@ -669,6 +699,7 @@ class JobServer:
         if job is None:
             peer.send(ERR_NO_JOB_RESULT)
             return
+        self.stats.failed += 1
         self._forward(job, T.WORK_FAIL, args)
         self._finish(job)
 
@@ -677,6 +708,7 @@ class JobServer:
         if job is None:
             peer.send(ERR_NO_JOB_EXCEPTION)
             return
+        self.stats.exceptions += 1
         if job.clients and not job.ignored:
             exception = pack(RES, T.WORK_EXCEPTION, args)
             # gearmand sends these clients WORK_FAIL "H\0" (a stray NUL that Perl
@@ -761,6 +793,7 @@ class JobServer:
         job = self.jobs.get(handle)
         if job is None or job.state is PENDING:
             return False
+        self.stats.cancelled += 1
         self._fail_clients(job)
         if job.store_id and self.persister is not None:
             self.persister.done(job.store_id)

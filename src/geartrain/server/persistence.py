@@ -57,6 +57,11 @@ class StoreWriter:
         self._kick()
 
     @property
+    def outage(self) -> bool:
+        """The last write failed and none has succeeded since."""
+        return self._outage
+
+    @property
     def pending(self) -> int:
         return len(self._adds) + len(self._dones)
 
