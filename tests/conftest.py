@@ -43,9 +43,13 @@ def start_server() -> Iterator[Callable[..., ServerProc]]:
     started: list[ServerProc] = []
 
     def start(
-        kind: str = "geartrain", args: Any = (), port: int | None = None, tls: bool = False
+        kind: str = "geartrain",
+        args: Any = (),
+        port: int | None = None,
+        tls: bool = False,
+        ready: bool = True,
     ) -> ServerProc:
-        srv = serverproc.start(kind, args, port, tls)
+        srv = serverproc.start(kind, args, port, tls, ready)
         started.append(srv)
         return srv
 

@@ -88,12 +88,15 @@ class ServerProc:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 15.0) -> ServerProc:
+    def start(self, timeout: float = 15.0, ready: bool = True) -> ServerProc:
+        """Start the process; with ``ready``, wait until it answers `version`."""
         self.log_path = self.tmpdir / "server.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
+        if not ready:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -144,7 +147,7 @@ def geartrain_argv(port: int, args: Sequence[str] = ()) -> list[str]:
 
 
 def start_geartrain(
-    args: Sequence[str] = (), port: int | None = None, tls: bool = False
+    args: Sequence[str] = (), port: int | None = None, tls: bool = False, ready: bool = True
 ) -> ServerProc:
     """Start `geartrain server` with the in-memory queue unless ``args`` picks one."""
     port = port or free_port()
@@ -152,7 +155,7 @@ def start_geartrain(
         args = ["-q", "builtin", *args]
     env_args = [*args]
     server = ServerProc("geartrain", geartrain_argv(port, env_args), port, tls=tls)
-    return server.start()
+    return server.start(ready=ready)
 
 
 def start_gearmand(args: Sequence[str] = (), port: int | None = None) -> ServerProc:
@@ -172,10 +175,14 @@ def start_gearmand(args: Sequence[str] = (), port: int | None = None) -> ServerP
 
 
 def start(
-    kind: str, args: Sequence[str] = (), port: int | None = None, tls: bool = False
+    kind: str,
+    args: Sequence[str] = (),
+    port: int | None = None,
+    tls: bool = False,
+    ready: bool = True,
 ) -> ServerProc:
     if kind == "geartrain":
-        return start_geartrain(args, port, tls)
+        return start_geartrain(args, port, tls, ready)
     return start_gearmand(args, port)
 
 

@@ -70,3 +70,39 @@ def test_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--ssl needs --ssl-certificate" in result.stderr
+
+
+async def test_client_certificates_required_when_asked(
+    start_server: Callable[..., ServerProc], certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate  # self-signed: it is its own CA
+    args = ["--ssl", f"--ssl-certificate={cert}", f"--ssl-key={key}", f"--ssl-ca-file={cert}"]
+    server = start_server("geartrain", [*args, "--ssl-verify-clients"], ready=False)
+    with_cert = client_context(cert)
+    with_cert.load_cert_chain(cert, key)
+    await wait_ready(server, with_cert)
+    async with Client([server.address], ssl=with_cert) as client:
+        assert await client.echo(b"hi") == b"hi"
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        echo_without_certificate(server.port, cert)
+
+
+def echo_without_certificate(port: int, ca: Path) -> None:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(pack(REQ, PacketType.ECHO_REQ, (b"x",)))
+        if not tls.recv(100):
+            raise ConnectionError("closed")
+
+
+async def wait_ready(server: ServerProc, context: ssl.SSLContext) -> None:
+    import asyncio
+
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(server.log())

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     gear.add_argument("--ssl-ca-file", help="CA file ($GEARMAND_CA_CERTIFICATE)")
     gear.add_argument("--ssl-certificate", help="certificate ($GEARMAND_SERVER_PEM)")
     gear.add_argument("--ssl-key", help="private key ($GEARMAND_SERVER_KEY)")
+    gear.add_argument(
+        "--ssl-verify-clients",
+        action="store_true",
+        help="require client certificates signed by --ssl-ca-file (gearmand never checks them)",
+    )
     ext = p.add_argument_group("geartrain")
     ext.add_argument(
         "--max-packet-size",
@@ -197,6 +202,10 @@ def _ssl_context(ns: argparse.Namespace) -> ssl.SSLContext | None:
     context.load_cert_chain(cert, key)
     if ca:
         context.load_verify_locations(ca)
+    if ns.ssl_verify_clients:
+        if not ca:
+            raise ValueError("--ssl-verify-clients needs --ssl-ca-file")
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
