@@ -1,0 +1,133 @@
+"""Load generators in Python for what PHP does poorly: latency, many idle workers,
+filling a queue fast.  Raw sockets with TCP_NODELAY, built on geartrain.protocol,
+each side in its own process so neither waits for the other's interpreter lock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
+
+T = PacketType
+
+
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = Decoder(max_packet_size=1 << 30)
+
+    def send(self, ptype: PacketType, *args: bytes) -> None:
+        self.sock.sendall(pack(REQ, ptype, args))
+
+    def read(self) -> Packet:
+        while True:
+            event = self.decoder.next_event()
+            if isinstance(event, Packet):
+                return event
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.decoder.feed(chunk)
+
+
+def _echo_worker(port: int, function: bytes, ready: multiprocessing.Event) -> None:  # type: ignore[valid-type]
+    conn = Conn(port)
+    conn.send(T.CAN_DO, function)
+    ready.set()  # type: ignore[attr-defined]
+    while True:
+        conn.send(T.GRAB_JOB_UNIQ)
+        packet = conn.read()
+        if packet.type == T.NO_JOB:
+            conn.send(T.PRE_SLEEP)
+            conn.read()  # NOOP
+            continue
+        conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[3])
+
+
+@contextmanager
+def echo_worker(port: int, function: bytes = b"lat") -> Iterator[None]:
+    ready = multiprocessing.Event()
+    proc = multiprocessing.Process(target=_echo_worker, args=(port, function, ready), daemon=True)
+    proc.start()
+    ready.wait(10)
+    time.sleep(0.2)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.join()
+
+
+def latency(port: int, jobs: int = 2000, gap: float = 0.001) -> list[float]:
+    """Microseconds from SUBMIT_JOB to WORK_COMPLETE, one job at a time on an idle server."""
+    with echo_worker(port):
+        conn = Conn(port)
+        out = []
+        for _ in range(jobs):
+            start = time.perf_counter()
+            conn.send(T.SUBMIT_JOB, b"lat", b"", b"x")
+            while conn.read().type != T.WORK_COMPLETE:
+                pass
+            out.append((time.perf_counter() - start) * 1e6)
+            time.sleep(gap)
+        conn.sock.close()
+    return out
+
+
+def _idle_workers(
+    port: int, count: int, ready: multiprocessing.Event, stop: multiprocessing.Event
+) -> None:  # type: ignore[valid-type]
+    conns = []
+    for _ in range(count):
+        conn = Conn(port)
+        conn.sock.sendall(
+            pack(REQ, T.CAN_DO, (b"idle",)) + pack(REQ, T.GRAB_JOB, ()) + pack(REQ, T.PRE_SLEEP, ())
+        )
+        conns.append(conn)
+    for conn in conns:
+        assert conn.read().type == T.NO_JOB
+    ready.set()  # type: ignore[attr-defined]
+    stop.wait()  # type: ignore[attr-defined]
+
+
+@contextmanager
+def idle_workers(port: int, count: int = 1000) -> Iterator[None]:
+    """``count`` connected workers registered for "idle", asleep, for the block."""
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    proc = multiprocessing.Process(
+        target=_idle_workers, args=(port, count, ready, stop), daemon=True
+    )
+    proc.start()
+    if not ready.wait(60):
+        raise RuntimeError("idle workers did not connect")
+    try:
+        yield
+    finally:
+        stop.set()
+        proc.join(10)
+
+
+def fill(port: int, jobs: int = 200_000, size: int = 100, window: int = 1000) -> float:
+    """Queue ``jobs`` background jobs (``size`` bytes, a 36-byte uuid unique); returns seconds."""
+    conn = Conn(port)
+    data = b"x" * size
+    start = time.perf_counter()
+    for base in range(0, jobs, window):
+        n = min(window, jobs - base)
+        conn.sock.sendall(
+            b"".join(
+                pack(REQ, T.SUBMIT_JOB_BG, (b"mem", str(uuid.uuid4()).encode(), data))
+                for _ in range(n)
+            )
+        )
+        for _ in range(n):
+            assert conn.read().type == T.JOB_CREATED
+    elapsed = time.perf_counter() - start
+    conn.sock.close()
+    return elapsed

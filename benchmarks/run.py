@@ -1,0 +1,177 @@
+"""geartrain against gearmand, side by side: the same loads, alternating runs, medians.
+
+    python benchmarks/run.py [--scenarios 1,2,3] [--runs 3] [--quick]
+                             [--servers gearmand,geartrain] [--geartrain-python PATH]
+                             [--profile KEY]
+
+Prints a table, writes benchmarks/results/<time>.json and .png.  Needs Debian's
+gearman-job-server and php-cli php-gearman (scripts/install-system-deps) and, for
+the chart, matplotlib (pip install 'geartrain[bench]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import servers
+from scenarios import SCENARIOS, Scenario
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def run_once(scenario: Scenario, kind: str, quick: bool, python: str) -> dict[str, float]:
+    tmp = Path(servers.tempfile.mkdtemp(prefix="gt-bench-q-"))
+    queue = [arg.format(tmp=tmp) for arg in scenario.queue]
+    server = servers.start(kind, queue or None, python)
+    try:
+        return scenario.run(server, quick)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def headline(result: dict[str, float]) -> float:
+    return next(iter(result.values()))
+
+
+def ratio(scenario: Scenario, gearmand: float, geartrain: float) -> float:
+    if scenario.higher_is_better:
+        return geartrain / gearmand
+    return gearmand / geartrain
+
+
+def measure(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    kinds = args.servers
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for i in range(args.runs):
+        order = kinds if i % 2 == 0 else kinds[::-1]  # alternate who goes first
+        for kind in order:
+            result = run_once(scenario, kind, args.quick, args.geartrain_python)
+            runs[kind].append(result)
+            print(f"  {scenario.key} {kind:9} run {i + 1}: {fmt(result)}", flush=True)
+    medians = {
+        kind: {name: statistics.median(r[name] for r in results) for name in results[0]}
+        for kind, results in runs.items()
+    }
+    entry: dict[str, Any] = {
+        "title": scenario.title,
+        "unit": scenario.unit,
+        "target": scenario.target,
+        "higher_is_better": scenario.higher_is_better,
+        "runs": runs,
+        "median": medians,
+    }
+    if len(kinds) == 2:
+        value = ratio(scenario, headline(medians["gearmand"]), headline(medians["geartrain"]))
+        entry["ratio"] = value
+        entry["met"] = value >= scenario.target
+    return entry
+
+
+def fmt(result: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:,.1f}" for k, v in result.items())
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        f"{'':3} {'scenario':52} {'unit':9} {'gearmand':>11} {'geartrain':>11} {'ratio':>7}"
+        f" {'target':>7} met"
+    ]
+    for key, entry in report["scenarios"].items():
+        med = entry["median"]
+        values = [
+            f"{headline(med[k]):11,.0f}" if k in med else f"{'-':>11}"
+            for k in ("gearmand", "geartrain")
+        ]
+        ratio_text = f"{entry['ratio']:7.2f}" if "ratio" in entry else f"{'-':>7}"
+        met = ("yes" if entry["met"] else "NO") if "met" in entry else ""
+        lines.append(
+            f"{key:3} {entry['title']:52} {entry['unit']:9} {values[0]} {values[1]}"
+            f" {ratio_text} {entry['target']:7.1f} {met}"
+        )
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = [(k, e) for k, e in report["scenarios"].items() if "ratio" in e]
+    if not entries:
+        return
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    keys = [f"{k}: {e['unit']}" for k, e in entries]
+    ratios = [e["ratio"] for _, e in entries]
+    colors = ["#2a9d8f" if e["met"] else "#e76f51" for _, e in entries]
+    ax.bar(keys, ratios, color=colors)
+    for i, (_, e) in enumerate(entries):
+        ax.plot([i - 0.4, i + 0.4], [e["target"]] * 2, color="black", linewidth=1)
+        ax.text(i, ratios[i], f"{ratios[i]:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("geartrain vs gearmand (>1: geartrain better)")
+    ax.set_title(f"geartrain vs gearmand {report['gearmand_version']} — bars: ratio, lines: target")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller loads, one run")
+    parser.add_argument("--servers", default="gearmand,geartrain")
+    parser.add_argument("--geartrain-python", default=sys.executable)
+    parser.add_argument("--profile", metavar="KEY", help="profile geartrain in one scenario")
+    args = parser.parse_args()
+    args.servers = args.servers.split(",")
+    if args.quick:
+        args.runs = 1
+    chosen = [s for s in SCENARIOS if s.key in args.scenarios.split(",")]
+    if args.profile:
+        from profiling import profile
+
+        profile(next(s for s in SCENARIOS if s.key == args.profile), args)
+        return
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "gearmand_version": subprocess.run(
+            [servers.GEARMAND, "--version"], capture_output=True, text=True
+        ).stdout.split()[1],
+        "geartrain_python": args.geartrain_python,
+        "runs": args.runs,
+        "quick": args.quick,
+        "scenarios": {},
+    }
+    for scenario in chosen:
+        print(f"{scenario.key}: {scenario.title}", flush=True)
+        report["scenarios"][scenario.key] = measure(args, scenario)
+    print()
+    print(table(report))
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / time.strftime("%Y%m%d-%H%M%S")
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    try:
+        chart(report, stem.with_suffix(".png"))
+    except ImportError:
+        print("(no chart: pip install matplotlib)")
+    print(f"\nresults: {stem}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The scenarios of docs/performance.md.  Each takes a fresh server and a size, runs the same
+load whatever the server, and returns its figures: the headline value first."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyload
+from servers import Server
+
+PHP_DIR = Path(__file__).parent / "php"
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    unit: str
+    higher_is_better: bool
+    target: float
+    """geartrain / gearmand ratio to reach (for "lower is better", gearmand / geartrain)."""
+    run: Callable[[Server, bool], dict[str, float]]
+    queue: tuple[str, ...] = ()
+    """Queue flags, e.g. a SQLite file (``{tmp}`` is the run's temporary directory)."""
+
+
+def php_workers(port: int, count: int, max_jobs: int = 0) -> list[subprocess.Popen[bytes]]:
+    procs = [
+        subprocess.Popen(["php", str(PHP_DIR / "worker.php"), str(port), str(max_jobs)])
+        for _ in range(count)
+    ]
+    time.sleep(0.5)  # let them register and fall asleep
+    return procs
+
+
+def php_clients(
+    port: int, clients: int, mode: str, jobs: int, batch: int = 100, size: int = 16
+) -> tuple[int, float]:
+    """Run ``clients`` PHP clients at once; returns (jobs done, wall seconds)."""
+    argv = ["php", str(PHP_DIR / "client.php"), str(port), mode, str(jobs), str(batch), str(size)]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE) for _ in range(clients)]
+    done = bad = 0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        result = json.loads(out)
+        done += result["done"]
+        bad += result["bad"]
+    elapsed = time.perf_counter() - start
+    if bad:
+        raise RuntimeError(f"{bad} jobs failed")
+    return done, elapsed
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _throughput(server: Server, mode: str, clients: int, jobs: int, **kw: int) -> dict[str, float]:
+    workers = php_workers(server.port, 2)
+    try:
+        cpu0 = server.cpu_seconds()
+        done, elapsed = php_clients(server.port, clients, mode, jobs, **kw)
+        cpu = server.cpu_seconds() - cpu0
+    finally:
+        stop(workers)
+    return {"jobs_per_s": done / elapsed, "cpu_us_per_job": cpu / done * 1e6, "jobs": done}
+
+
+def foreground(server: Server, quick: bool) -> dict[str, float]:
+    return _throughput(server, "fg", 4, 1000 if quick else 5000)
+
+
+def pipelined(server: Server, quick: bool) -> dict[str, float]:
+    return _throughput(server, "batch", 2, 5000 if quick else 20000, batch=100)
+
+
+def _submit_then_drain(server: Server, mode: str, clients: int, total: int) -> dict[str, float]:
+    cpu0 = server.cpu_seconds()
+    done, submit = php_clients(server.port, clients, mode, total // clients, batch=100)
+    start = time.perf_counter()
+    workers = [
+        subprocess.Popen(["php", str(PHP_DIR / "worker.php"), str(server.port), str(total // 2)])
+        for _ in range(2)
+    ]
+    for proc in workers:
+        proc.wait(600)
+    drain = time.perf_counter() - start
+    cpu = server.cpu_seconds() - cpu0
+    return {
+        "jobs_per_s": done / (submit + drain),
+        "submit_jobs_per_s": done / submit,
+        "drain_jobs_per_s": done / drain,
+        "cpu_us_per_job": cpu / done * 1e6,
+        "jobs": done,
+    }
+
+
+def background(server: Server, quick: bool) -> dict[str, float]:
+    return _submit_then_drain(server, "bg", 2, 4000 if quick else 20000)
+
+
+def durable_pipelined(server: Server, quick: bool) -> dict[str, float]:
+    return _submit_then_drain(server, "bgbatch", 2, 1000 if quick else 4000)
+
+
+def durable_sync(server: Server, quick: bool) -> dict[str, float]:
+    return _submit_then_drain(server, "bg", 16, 1000 if quick else 4000)
+
+
+def latency(server: Server, quick: bool) -> dict[str, float]:
+    samples = sorted(pyload.latency(server.port, 500 if quick else 3000))
+    return {
+        "p50_us": samples[len(samples) // 2],
+        "p99_us": samples[int(len(samples) * 0.99)],
+        "mean_us": statistics.fmean(samples),
+    }
+
+
+def idle_crowd(server: Server, quick: bool) -> dict[str, float]:
+    with pyload.idle_workers(server.port, 1000):
+        return _throughput(server, "fg", 100, 50 if quick else 200)
+
+
+def large_payloads(server: Server, quick: bool) -> dict[str, float]:
+    figures = _throughput(server, "fg", 2, 20 if quick else 100, size=MIB)
+    return {"mib_per_s": figures["jobs_per_s"], **figures}
+
+
+def memory(server: Server, quick: bool) -> dict[str, float]:
+    jobs = 50_000 if quick else 200_000
+    before = server.rss_bytes()
+    seconds = pyload.fill(server.port, jobs)
+    time.sleep(0.5)
+    return {
+        "bytes_per_job": (server.rss_bytes() - before) / jobs,
+        "fill_jobs_per_s": jobs / seconds,
+        "rss_bytes": server.rss_bytes(),
+    }
+
+
+SQLITE = ("-q", "libsqlite3", "--libsqlite3-db={tmp}/queue.sqlite3")
+
+SCENARIOS = [
+    Scenario("1", "foreground, 4 clients, 2 workers", "jobs/s", True, 1.0, foreground),
+    Scenario("2", "pipelined, 100 in flight, 2 workers", "jobs/s", True, 1.0, pipelined),
+    Scenario("3", "background 20,000: submit, then drain", "jobs/s", True, 1.0, background),
+    Scenario(
+        "4", "durable SQLite background, pipelined", "jobs/s", True, 20.0, durable_pipelined, SQLITE
+    ),
+    Scenario(
+        "4s",
+        "durable SQLite background, 16 one-at-a-time clients",
+        "jobs/s",
+        True,
+        20.0,
+        durable_sync,
+        SQLITE,
+    ),
+    Scenario("5", "latency of one foreground job, idle server", "p50 µs", False, 1.0, latency),
+    Scenario("6", "1,000 idle workers + 100 clients", "jobs/s", True, 1.0, idle_crowd),
+    Scenario("7", "1 MiB payloads, foreground", "MiB/s", True, 1.0, large_payloads),
+    Scenario("8", "memory, 200,000 queued jobs", "bytes/job", False, 1.0, memory),
+]
+"""Keys, titles, units and targets; the figure named first in a result is the headline."""

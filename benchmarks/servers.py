@@ -1,0 +1,98 @@
+"""Job servers under test: Debian's gearmand and geartrain, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GEARMAND = "/usr/sbin/gearmand"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running job server and the counters read from /proc."""
+
+    kind: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    tmpdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gt-bench-")))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the server process (all threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"version\r\n")
+                if s.recv(100).startswith(b"OK"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def start(kind: str, queue: list[str] | None = None, python: str = sys.executable) -> Server:
+    """Start ``kind`` ("gearmand" or "geartrain") with the in-memory queue unless
+    ``queue`` gives gearmand-style queue flags (both servers take the same ones)."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="gt-bench-"))
+    queue = queue or ["-q", "builtin"]
+    if kind == "gearmand":
+        argv = [
+            GEARMAND,
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--log-file=none",
+            f"--pid-file={tmp / 'gearmand.pid'}",
+            *queue,
+        ]
+    else:
+        argv = [python, "-m", "geartrain", "server", "-L", "127.0.0.1", "-p", str(port)]
+        argv += ["-l", "none", *queue]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(port, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return Server(kind, port, proc, tmp)
