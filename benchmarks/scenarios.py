@@ -89,8 +89,8 @@ def _submit_then_drain(server: Server, mode: str, clients: int, total: int) -> d
     done, submit = php_clients(server.port, clients, mode, total // clients, batch=100)
     start = time.perf_counter()
     workers = [
-        subprocess.Popen(["php", str(PHP_DIR / "worker.php"), str(server.port), str(total // 2)])
-        for _ in range(2)
+        subprocess.Popen(["php", str(PHP_DIR / "worker.php"), str(server.port), str(share)])
+        for share in (done // 2, done - done // 2)
     ]
     for proc in workers:
         proc.wait(600)

@@ -273,16 +273,25 @@ class Decoder:
 
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
-        if self._pos >= len(self._buf):
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
             # The common case: everything before was consumed, so take the new
             # chunk as the buffer without copying it.
             self._buf = data
-        else:
-            rest = self._buf[self._pos :]
-            buf = rest if isinstance(rest, bytearray) else bytearray(rest)
-            buf += data
-            self._buf = buf
-        self._pos = 0
+            self._pos = 0
+            return
+        if not isinstance(buf, bytearray):
+            buf = bytearray(memoryview(buf)[pos:])
+            pos = 0
+        elif pos > len(buf) // 2:
+            # Drop the consumed front only when it is most of the buffer, so a
+            # large packet arriving in many reads is appended, not re-copied.
+            del buf[:pos]
+            pos = 0
+        buf += data
+        self._buf = buf
+        self._pos = pos
 
     def next_event(self) -> Packet | AdminLine | None:
         """Return the next complete event, or ``None`` if more bytes are needed."""
@@ -313,10 +322,14 @@ class Decoder:
         self._pos = end
         if argc == 0:
             args: tuple[bytes, ...] = ()
-        elif argc == 1:
-            args = (bytes(buf[pos + 12 : end]),)
         else:
-            args = tuple(bytes(buf[pos + 12 : end]).split(b"\0", argc - 1))
+            # One copy of the payload: a bytes slice, or a view of the bytearray.
+            payload = (
+                buf[pos + 12 : end]
+                if type(buf) is bytes
+                else bytes(memoryview(buf)[pos + 12 : end])
+            )
+            args = (payload,) if argc == 1 else tuple(payload.split(b"\0", argc - 1))
         return Packet(magic, _TYPES[ptype], args)
 
     def _next_line(self, buf: bytes | bytearray, pos: int) -> AdminLine | None:
