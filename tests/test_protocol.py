@@ -186,3 +186,25 @@ def test_garbage_never_crashes(data: bytes) -> None:
             pass
     except ProtocolError:
         pass
+
+
+@pytest.mark.parametrize("chunk", [1000, 65536, 10**7])
+def test_large_packets_in_pieces(chunk: int) -> None:
+    big = bytes(range(256)) * 1024 + b"\0\0tail"  # 256 KiB with NULs
+    packets = [
+        Packet(REQ, PacketType.SUBMIT_JOB, (b"fn", b"uniq", big)),
+        Packet(RES, PacketType.WORK_COMPLETE, (b"H:x:1", big)),
+        Packet(REQ, PacketType.ECHO_REQ, (big,)),
+    ]
+    stream = b"".join(encode(p) for p in packets) + pack(
+        REQ, PacketType.SUBMIT_JOB, (b"x" * 70000,)
+    )
+    decoder = Decoder()
+    events = []
+    for i in range(0, len(stream), chunk):
+        decoder.feed(stream[i : i + chunk])
+        while (event := decoder.next_event()) is not None:
+            events.append(event)
+    assert events[:3] == packets
+    assert events[3] == Packet(REQ, PacketType.SUBMIT_JOB, (b"x" * 70000,))  # too few args
+    assert all(type(a) is bytes for e in events for a in e.args)  # type: ignore[union-attr]

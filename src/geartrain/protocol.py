@@ -35,6 +35,7 @@ __all__ = [
     "PacketType",
     "Sender",
     "encode",
+    "frame",
     "pack",
 ]
 
@@ -217,10 +218,30 @@ class AdminLine(NamedTuple):
     line: bytes
 
 
+LARGE = 1 << 16
+"""Payloads from this size on are framed and cut without an intermediate copy."""
+
+
 def pack(magic: bytes, packet_type: int, args: tuple[bytes, ...] | list[bytes]) -> bytes:
     """Frame arguments as one packet (the fast path: no validation)."""
-    payload = b"\0".join(args)
-    return HEADER.pack(magic, packet_type, len(payload)) + payload
+    framed = frame(magic, packet_type, args)
+    return framed if isinstance(framed, bytes) else b"".join(framed)
+
+
+def frame(
+    magic: bytes, packet_type: int, args: tuple[bytes, ...] | list[bytes]
+) -> bytes | list[bytes]:
+    """Like :func:`pack`, but a large packet comes as a list of pieces to write
+    as they are (``writelines``), so its payload is never copied here."""
+    size = sum(map(len, args)) + len(args) - 1 if args else 0
+    if size < LARGE:
+        payload = b"\0".join(args)
+        return HEADER.pack(magic, packet_type, len(payload)) + payload
+    parts = [HEADER.pack(magic, packet_type, size)]
+    for arg in args[:-1]:
+        parts += (arg, b"\0")
+    parts.append(args[-1])
+    return parts
 
 
 def encode(packet: Packet) -> bytes:
@@ -238,12 +259,23 @@ def encode(packet: Packet) -> bytes:
     return pack(packet.magic, packet.type, packet.args)
 
 
+RECV_SIZE = 1 << 16
+"""The smallest space offered to one read; the buffer grows to hold a whole packet."""
+
+KEEP_SIZE = 1 << 23
+"""An idle buffer larger than this (it held a very large packet) is given back.
+Smaller ones are kept: allocating and faulting in fresh megabytes for every
+large packet costs more than the copies the buffer saves."""
+
+
 class Decoder:
     """Turns a byte stream into :class:`Packet` and :class:`AdminLine` events.
 
-    Feed it with :meth:`feed` and take events with :meth:`next_event` until it
-    returns ``None``.  Bytes are kept in one buffer; a packet's payload is
-    sliced out once, never copied per read.
+    Bytes go into one receive buffer: either given with :meth:`feed`, or read
+    straight into it (:meth:`get_buffer` and :meth:`buffer_updated`, the
+    ``asyncio.BufferedProtocol`` calls), so a large packet is received in
+    place and each of its bytes is copied once, when its arguments are cut
+    out.  Take events with :meth:`next_event` until it returns ``None``.
 
     ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
     that cannot be framed (bad magic, unknown type, size over the limit, an
@@ -253,7 +285,7 @@ class Decoder:
     says; callers decide what to do about it.
     """
 
-    __slots__ = ("_buf", "_pos", "max_packet_size", "max_line_size")
+    __slots__ = ("_buf", "_view", "_start", "_end", "_need", "max_packet_size", "max_line_size")
 
     def __init__(
         self,
@@ -261,45 +293,65 @@ class Decoder:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_line_size: int = DEFAULT_MAX_LINE_SIZE,
     ) -> None:
-        self._buf: bytes | bytearray = b""
-        self._pos = 0
+        self._buf = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0  # first byte not yet returned as an event
+        self._end = 0  # end of the received bytes
+        self._need = 0  # size of the packet being received, once its header is in
         self.max_packet_size = max_packet_size
         self.max_line_size = max_line_size
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as an event."""
-        return len(self._buf) - self._pos
+        return self._end - self._start
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Writable space for the next read (at least ``sizehint`` bytes)."""
+        if self._start == self._end:
+            self._start = self._end = 0  # all consumed: start over at the front, no copy
+        want = max(sizehint, self._need - (self._end - self._start), RECV_SIZE)
+        if len(self._buf) - self._end < want:
+            self._make_room(want)
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
+        self._end += nbytes
 
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
-        buf = self._buf
-        pos = self._pos
-        if pos >= len(buf):
-            # The common case: everything before was consumed, so take the new
-            # chunk as the buffer without copying it.
-            self._buf = data
-            self._pos = 0
-            return
-        if not isinstance(buf, bytearray):
-            buf = bytearray(memoryview(buf)[pos:])
-            pos = 0
-        elif pos > len(buf) // 2:
-            # Drop the consumed front only when it is most of the buffer, so a
-            # large packet arriving in many reads is appended, not re-copied.
-            del buf[:pos]
-            pos = 0
-        buf += data
-        self._buf = buf
-        self._pos = pos
+        size = len(data)
+        self.get_buffer(size)[:size] = data
+        self._end += size
+
+    def _make_room(self, want: int) -> None:
+        pending = self._end - self._start
+        size = len(self._buf)
+        if pending == 0 and size > KEEP_SIZE:
+            size = RECV_SIZE  # give back the memory of a large packet
+        while size < pending + want:
+            size *= 2
+        old = self._view
+        if size == len(self._buf):
+            # Big enough once the consumed front is dropped (usually a few bytes move;
+            # through a copy, as the two ranges may overlap).
+            self._buf[:pending] = bytes(old[self._start : self._end])
+        else:
+            buf = bytearray(size)
+            buf[:pending] = old[self._start : self._end]
+            old.release()
+            self._buf = buf
+            self._view = memoryview(buf)
+        self._start, self._end = 0, pending
 
     def next_event(self) -> Packet | AdminLine | None:
         """Return the next complete event, or ``None`` if more bytes are needed."""
-        buf = self._buf
-        pos = self._pos
-        avail = len(buf) - pos
+        pos = self._start
+        avail = self._end - pos
         if avail <= 0:
             return None
+        buf = self._buf
         if buf[pos] != 0:
             return self._next_line(buf, pos)
         if avail < 12:
@@ -317,30 +369,46 @@ class Decoder:
                 close=True,
             )
         end = pos + 12 + size
-        if len(buf) < end:
+        if self._end < end:
+            self._need = 12 + size
+            if end > len(buf):
+                # Make room for the whole packet now, while little of it has arrived.
+                self._make_room(self._need - avail)
             return None
-        self._pos = end
+        self._need = 0
+        self._start = end
         if argc == 0:
             args: tuple[bytes, ...] = ()
+        elif argc == 1:
+            args = (bytes(self._view[pos + 12 : end]),)
+        elif size >= LARGE:
+            args = _cut(buf, self._view, pos + 12, end, argc)
         else:
-            # One copy of the payload: a bytes slice, or a view of the bytearray.
-            payload = (
-                buf[pos + 12 : end]
-                if type(buf) is bytes
-                else bytes(memoryview(buf)[pos + 12 : end])
-            )
-            args = (payload,) if argc == 1 else tuple(payload.split(b"\0", argc - 1))
+            args = tuple(bytes(self._view[pos + 12 : end]).split(b"\0", argc - 1))
         return Packet(magic, _TYPES[ptype], args)
 
-    def _next_line(self, buf: bytes | bytearray, pos: int) -> AdminLine | None:
-        end = buf.find(b"\n", pos)
+    def _next_line(self, buf: bytearray, pos: int) -> AdminLine | None:
+        end = buf.find(b"\n", pos, self._end)
         if end < 0:
-            if len(buf) - pos > self.max_line_size:
+            if self._end - pos > self.max_line_size:
                 raise ProtocolError("INVALID_PACKET", "Admin line too long", close=True)
             return None
         if end - pos > self.max_line_size:
             raise ProtocolError("INVALID_PACKET", "Admin line too long", close=True)
-        self._pos = end + 1
+        self._start = end + 1
         if end > pos and buf[end - 1] == 13:  # "\r"
             end -= 1
-        return AdminLine(bytes(buf[pos:end]))
+        return AdminLine(bytes(self._view[pos:end]))
+
+
+def _cut(buf: bytearray, view: memoryview, start: int, end: int, argc: int) -> tuple[bytes, ...]:
+    """Split a large payload into its arguments, copying each byte once."""
+    args = []
+    for _ in range(argc - 1):
+        nul = buf.find(b"\0", start, end)
+        if nul < 0:
+            break
+        args.append(bytes(view[start:nul]))
+        start = nul + 1
+    args.append(bytes(view[start:end]))
+    return tuple(args)

@@ -246,6 +246,31 @@ def _switch_user(name: str) -> None:
     os.setuid(entry.pw_uid)
 
 
+def _tune_allocator() -> None:
+    """Let glibc keep freed megabytes instead of returning them to the kernel at once.
+
+    Each large payload (say 1 MiB) is allocated and freed a few times per job; by
+    default glibc gives such blocks back with munmap or a heap trim and takes them
+    again on the next job, faulting every page in anew.  That churn cost more than
+    half the server's CPU time for 1 MiB jobs.  Keeping up to 64 MiB of free heap
+    ends it.  Environment variables (MALLOC_*_) still win; other C libraries are
+    left alone.
+    """
+    if any(name.startswith("MALLOC_") for name in os.environ):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
+    mallopt(m_trim_threshold, 64 << 20)
+    mallopt(m_top_pad, 16 << 20)
+
+
 def _run_loop(app: ServerApp) -> None:
     try:
         import uvloop
@@ -304,6 +329,7 @@ def main(argv: Sequence[str]) -> int:
     if ns.check_args:
         return 0
     _start_process(ns, app)
+    _tune_allocator()
     try:
         _run_loop(app)
     except OSError as error:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, pack
+from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
 from .config import ServerConfig
 from .jobs import Function, Job, JobState, Peer, Priority
@@ -535,13 +535,15 @@ class JobServer:
         f = job.function
         f.running += 1
         if ptype == T.GRAB_JOB:
-            peer.send(pack(RES, T.JOB_ASSIGN, (job.handle, f.name, job.data)))
+            peer.send(frame(RES, T.JOB_ASSIGN, (job.handle, f.name, job.data)))
         elif ptype == T.GRAB_JOB_ALL and job.reducer:
             peer.send(
-                pack(RES, T.JOB_ASSIGN_ALL, (job.handle, f.name, job.unique, job.reducer, job.data))
+                frame(
+                    RES, T.JOB_ASSIGN_ALL, (job.handle, f.name, job.unique, job.reducer, job.data)
+                )
             )
         else:  # GRAB_JOB_UNIQ, and GRAB_JOB_ALL without a reducer (as gearmand answers)
-            peer.send(pack(RES, T.JOB_ASSIGN_UNIQ, (job.handle, f.name, job.unique, job.data)))
+            peer.send(frame(RES, T.JOB_ASSIGN_UNIQ, (job.handle, f.name, job.unique, job.data)))
         for af, timeout in peer.abilities:
             if af is f:
                 if timeout > 0 and self.call_later is not None:
@@ -576,7 +578,7 @@ class JobServer:
     def _forward(self, job: Job, ptype: int, args: tuple[bytes, ...]) -> None:
         clients = job.clients
         if clients and not job.ignored:
-            packet = pack(RES, ptype, args)
+            packet = frame(RES, ptype, args)
             for client in clients:
                 client.send(packet)
 
@@ -710,7 +712,7 @@ class JobServer:
             return
         self.stats.exceptions += 1
         if job.clients and not job.ignored:
-            exception = pack(RES, T.WORK_EXCEPTION, args)
+            exception = frame(RES, T.WORK_EXCEPTION, args)
             # gearmand sends these clients WORK_FAIL "H\0" (a stray NUL that Perl
             # and Python clients reject); the handle alone is what PROTOCOL means.
             fail = HEADER.pack(RES, T.WORK_FAIL, len(job.handle)) + job.handle
@@ -755,7 +757,7 @@ class JobServer:
         peer.send(pack(RES, T.STATUS_RES_UNIQUE, reply))
 
     def _h_echo_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        peer.send(pack(RES, T.ECHO_RES, args))
+        peer.send(frame(RES, T.ECHO_RES, args))
 
     def _h_set_client_id(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         peer.client_id = args[0][:MAX_CLIENT_ID] or b"-"

@@ -142,8 +142,9 @@ class Function:
 class Peer:
     """A connection as the core sees it: a client, a worker, an admin, or all three.
 
-    The I/O layer creates one per connection and supplies ``send`` (queue bytes
-    for the peer) and ``close`` (drop the connection).
+    The I/O layer creates one per connection and supplies ``send`` (queue bytes,
+    or a list of pieces of one large packet, for the peer) and ``close`` (drop
+    the connection).
     """
 
     __slots__ = (
@@ -164,7 +165,7 @@ class Peer:
 
     def __init__(
         self,
-        send: Callable[[bytes], None],
+        send: Callable[[bytes | list[bytes]], None],
         close: Callable[[], None],
         host: str = "-",
         fd: int = -1,

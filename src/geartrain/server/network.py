@@ -68,8 +68,11 @@ class Network:
             conn.close()
 
 
-class Connection(asyncio.Protocol):
-    """One client, worker or admin connection."""
+class Connection(asyncio.BufferedProtocol):
+    """One client, worker or admin connection.
+
+    A buffered protocol: the transport reads straight into the decoder's
+    buffer, so a large packet is received in place."""
 
     def __init__(self, network: Network) -> None:
         self.network = network
@@ -99,9 +102,12 @@ class Connection(asyncio.Protocol):
         self.network.connections.add(self)
         self.core.connect(self.peer)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         decoder = self.decoder
-        decoder.feed(data)
+        decoder.buffer_updated(nbytes)
         core_packet = self.core.packet
         peer = self.peer
         assert peer is not None
@@ -141,18 +147,24 @@ class Connection(asyncio.Protocol):
 
     # -- output ------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | list[bytes]) -> None:
         if self._closing:
             return
         if not self._out:
             self.network.mark_dirty(self)
-        self._out.append(data)
+        if isinstance(data, bytes):
+            self._out.append(data)
+        else:
+            self._out += data  # the pieces of a large packet, written as they are
 
     def flush(self) -> None:
         out = self._out
         if not out or self.transport is None:
             return
-        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.writelines(out)  # uvloop: one writev, no joined copy
         out.clear()
 
     def close(self) -> None:

@@ -31,12 +31,22 @@ log = logging.getLogger("geartrain.server.store")
 RETRY_DELAY = 1.0
 """Seconds between attempts to flush deletions while the store is down."""
 
+DONE_DELAY = 0.05
+"""Seconds a deletion may wait for company.  Deleting late only means that a
+crash in between replays a finished job (at-least-once, as gearmand); it spares
+the store one transaction per finished job when workers finish one at a time."""
+
 MAX_BATCH = 5000
 """Jobs per transaction; bounds the latency of one write and the size of a statement."""
 
 
 class StoreWriter:
-    """Batches the core's store requests into transactions, one at a time."""
+    """Batches the core's store requests into transactions, one at a time.
+
+    A submission starts a write at once (its client waits for JOB_CREATED);
+    deletions ride along with the next write, or go on their own after
+    :data:`DONE_DELAY`.
+    """
 
     def __init__(self, store: Store, core: JobServer) -> None:
         self.store = store
@@ -44,7 +54,7 @@ class StoreWriter:
         self._adds: list[Job] = []
         self._dones: list[int] = []
         self._task: asyncio.Task[None] | None = None
-        self._retry: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._outage = False
         self.writes = 0  # transactions committed, for metrics and tests
 
@@ -54,7 +64,10 @@ class StoreWriter:
 
     def done(self, store_id: int) -> None:
         self._dones.append(store_id)
-        self._kick()
+        if len(self._dones) >= MAX_BATCH:
+            self._kick(flush=True)
+        else:
+            self._later(DONE_DELAY)
 
     @property
     def outage(self) -> bool:
@@ -69,24 +82,37 @@ class StoreWriter:
         """Wait until everything asked for so far has been written (or refused)."""
         while self._task is not None or self._adds or (self._dones and not self._outage):
             if self._task is None:
-                self._kick()
+                self._kick(flush=True)
             assert self._task is not None
             await asyncio.shield(self._task)
 
-    def _kick(self) -> None:
+    def _kick(self, flush: bool = False) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = asyncio.get_running_loop().create_task(self._run(flush))
 
-    async def _run(self) -> None:
+    def _later(self, delay: float) -> None:
+        """Flush the deletions after ``delay`` unless a write takes them first."""
+        if self._timer is None and self._task is None:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._kick(flush=True)
+
+    async def _run(self, flush: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
-            while self._adds or self._dones:
+            while self._adds or (flush and self._dones):
                 if not await self._write_batch() and not self._adds:
-                    self._schedule_retry()
                     break
         finally:
             self._task = None
+        if self._dones:
+            self._later(RETRY_DELAY if self._outage else DONE_DELAY)
 
     async def _write_batch(self) -> bool:
         adds = self._adds[:MAX_BATCH]
@@ -129,16 +155,7 @@ class StoreWriter:
             self.core.store_failed(job, reason)
         self._dones[:0] = dones  # keep deletions; they are retried
 
-    def _schedule_retry(self) -> None:
-        if self._retry is None and self._dones:
-
-            def retry() -> None:
-                self._retry = None
-                self._kick()
-
-            self._retry = asyncio.get_running_loop().call_later(RETRY_DELAY, retry)
-
     def close(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
