@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager
 
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
@@ -131,3 +132,40 @@ def fill(port: int, jobs: int = 200_000, size: int = 100, window: int = 1000) ->
     elapsed = time.perf_counter() - start
     conn.sock.close()
     return elapsed
+
+
+def _fg_client(port: int, jobs: int, size: int, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    conn = Conn(port)
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    done = 0
+    for _ in range(jobs):
+        conn.send(T.SUBMIT_JOB, b"lat", b"", data)
+        while True:
+            packet = conn.read()
+            if packet.type == T.WORK_COMPLETE:
+                done += packet.args[1] == data
+                break
+    results.put(done)
+
+
+def foreground(
+    port: int, clients: int, jobs: int, size: int, workers: int = 2
+) -> tuple[int, float]:
+    """``clients`` processes each running ``jobs`` foreground jobs of ``size`` bytes through
+    ``workers`` echo workers; returns (jobs done intact, wall seconds)."""
+    results: multiprocessing.Queue[int] = multiprocessing.Queue()
+    with contextlib.ExitStack() as stack:
+        for _ in range(workers):
+            stack.enter_context(echo_worker(port))
+        procs = [
+            multiprocessing.Process(target=_fg_client, args=(port, jobs, size, results))
+            for _ in range(clients)
+        ]
+        start = time.perf_counter()
+        for proc in procs:
+            proc.start()
+        done = sum(results.get(timeout=600) for _ in procs)
+        elapsed = time.perf_counter() - start
+        for proc in procs:
+            proc.join()
+    return done, elapsed
