@@ -4,12 +4,12 @@ each side in its own process so neither waits for the other's interpreter lock."
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import socket
 import time
 import uuid
 from collections.abc import Iterator
-import contextlib
 from contextlib import contextmanager
 
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
