@@ -309,7 +309,10 @@ class Decoder:
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Writable space for the next read (at least ``sizehint`` bytes)."""
         if self._start == self._end:
-            self._start = self._end = 0  # all consumed: start over at the front, no copy
+            # All consumed (the usual case between reads): start over at the front.
+            self._start = self._end = 0
+            if sizehint <= len(self._buf):
+                return self._view
         want = max(sizehint, self._need - (self._end - self._start), RECV_SIZE)
         if len(self._buf) - self._end < want:
             self._make_room(want)

@@ -81,6 +81,8 @@ class Connection(asyncio.BufferedProtocol):
         self.decoder = Decoder(
             max_packet_size=config.max_packet_size, max_line_size=config.max_line_size
         )
+        # The transport reads straight into the decoder's buffer.
+        self.get_buffer = self.decoder.get_buffer  # type: ignore[method-assign]
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self._out: list[bytes] = []
@@ -101,9 +103,6 @@ class Connection(asyncio.BufferedProtocol):
         self.peer = Peer(self.write, self.close, host, fd, is_loopback(host))
         self.network.connections.add(self)
         self.core.connect(self.peer)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         decoder = self.decoder
