@@ -84,7 +84,7 @@ def pipelined(server: Server, quick: bool) -> dict[str, float]:
     return _throughput(server, "batch", 2, 5000 if quick else 20000, batch=100)
 
 
-def _submit_then_drain(server: Server, mode: str, clients: int, total: int) -> dict[str, float]:
+def submit_then_drain(server: Server, mode: str, clients: int, total: int) -> dict[str, float]:
     cpu0 = server.cpu_seconds()
     done, submit = php_clients(server.port, clients, mode, total // clients, batch=100)
     start = time.perf_counter()
@@ -106,15 +106,19 @@ def _submit_then_drain(server: Server, mode: str, clients: int, total: int) -> d
 
 
 def background(server: Server, quick: bool) -> dict[str, float]:
-    return _submit_then_drain(server, "bg", 2, 4000 if quick else 20000)
+    return submit_then_drain(server, "bg", 2, 4000 if quick else 20000)
 
 
 def durable_pipelined(server: Server, quick: bool) -> dict[str, float]:
-    return _submit_then_drain(server, "bgbatch", 2, 1000 if quick else 4000)
+    # Headline: acknowledged submissions per second, the rate durability limits (each
+    # JOB_CREATED waits for a commit).  The drain rate is bounded by the two workers.
+    figures = submit_then_drain(server, "bgbatch", 2, 1000 if quick else 4000)
+    return {"submit_jobs_per_s": figures.pop("submit_jobs_per_s"), **figures}
 
 
 def durable_sync(server: Server, quick: bool) -> dict[str, float]:
-    return _submit_then_drain(server, "bg", 16, 1000 if quick else 4000)
+    figures = submit_then_drain(server, "bg", 16, 1000 if quick else 4000)
+    return {"submit_jobs_per_s": figures.pop("submit_jobs_per_s"), **figures}
 
 
 def latency(server: Server, quick: bool) -> dict[str, float]:
