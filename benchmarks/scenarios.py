@@ -162,7 +162,13 @@ SCENARIOS = [
     Scenario("2", "pipelined, 100 in flight, 2 workers", "jobs/s", True, 1.0, pipelined),
     Scenario("3", "background 20,000: submit, then drain", "jobs/s", True, 1.0, background),
     Scenario(
-        "4", "durable SQLite background, pipelined", "jobs/s", True, 20.0, durable_pipelined, SQLITE
+        "4",
+        "durable SQLite background, pipelined submits",
+        "jobs/s",
+        True,
+        20.0,
+        durable_pipelined,
+        SQLITE,
     ),
     Scenario(
         "4s",

@@ -343,7 +343,8 @@ class Decoder:
         else:
             buf = bytearray(size)
             buf[:pending] = old[self._start : self._end]
-            old.release()
+            # The old view is not released: the transport may still hold it for
+            # the read in progress; it goes when the last reference does.
             self._buf = buf
             self._view = memoryview(buf)
         self._start, self._end = 0, pending
