@@ -259,8 +259,10 @@ def encode(packet: Packet) -> bytes:
     return pack(packet.magic, packet.type, packet.args)
 
 
-RECV_SIZE = 1 << 16
-"""The smallest space offered to one read; the buffer grows to hold a whole packet."""
+RECV_SIZE = 1 << 14
+"""The first buffer and the smallest space offered to one read; the buffer grows
+to hold a whole packet.  Small, because a server holds thousands of mostly idle
+connections, each with its buffer."""
 
 KEEP_SIZE = 1 << 23
 """An idle buffer larger than this (it held a very large packet) is given back.
