@@ -25,7 +25,7 @@ from .config import ServerConfig
 from .jobs import Function, Job, JobState, Peer, Priority
 from .logs import NOTICE
 
-__all__ = ["JobServer", "Persister", "Stats"]
+__all__ = ["STAT_NAMES", "JobServer", "Persister", "Stats"]
 
 log = logging.getLogger("geartrain.server")
 
@@ -59,21 +59,25 @@ SUBMIT_KINDS: dict[int, tuple[Priority, bool]] = {
 _ARGC = {t: len(spec.args) for t, spec in PACKETS.items()}
 
 
+STAT_NAMES = (
+    "created",
+    "coalesced",
+    "completed",
+    "failed",
+    "exceptions",
+    "requeued",
+    "dropped",
+    "timed_out",
+    "cancelled",
+    "restored",
+)
+"""The counters of :class:`Stats`, in the order metrics list them."""
+
+
 class Stats:
     """Counters since start, for metrics: what happened to jobs, not what is queued."""
 
-    __slots__ = (
-        "created",
-        "coalesced",
-        "completed",
-        "failed",
-        "exceptions",
-        "requeued",
-        "dropped",
-        "timed_out",
-        "cancelled",
-        "restored",
-    )
+    __slots__ = STAT_NAMES
 
     def __init__(self) -> None:
         self.created = self.coalesced = self.completed = self.failed = 0

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..__about__ import __version__
-from .core import JobServer
+from .core import STAT_NAMES, JobServer
 from .persistence import StoreWriter
 
 __all__ = ["MetricsServer"]
@@ -70,7 +70,7 @@ class MetricsServer:
             }
             for f in core.functions.values()
         ]
-        stats = {name: getattr(core.stats, name) for name in core.stats.__slots__}
+        stats = {name: getattr(core.stats, name) for name in STAT_NAMES}
         store: dict[str, Any] = {"description": self.store}
         if self.writer is not None:
             store |= {
@@ -137,9 +137,14 @@ class MetricsServer:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
             method, path, *_ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            status, ctype, body = self.respond(method, path.split("?", 1)[0])
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             status, ctype, body = "400 Bad Request", "text/plain", b"bad request\n"
+        else:
+            try:
+                status, ctype, body = self.respond(method, path.split("?", 1)[0])
+            except Exception:  # a bug here must not cost the job server anything
+                log.exception("metrics request for %s failed", path)
+                status, ctype, body = "500 Internal Server Error", "text/plain", b"error\n"
         head = (
             f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
