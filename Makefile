@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test check lint format typecheck deps clean bench
+.PHONY: test test-compiled check lint format typecheck deps clean bench
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -29,6 +29,13 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 check: lint typecheck test
+
+# The mypyc-compiled build must behave as the pure-Python one: run the server's tests on it.
+test-compiled: deps
+	rm -rf build/compiled && PATH=$(CURDIR)/$(VENV)/bin:$$PATH scripts/build-compiled build/compiled
+	python3 -m venv build/compiled/venv
+	build/compiled/venv/bin/pip install -q "$$(ls build/compiled/geartrain-*.whl)[test]"
+	build/compiled/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_protocol.py tests/server tests/e2e
 
 bench: deps
 	$(PY) benchmarks/run.py
