@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable
 
 from ..__about__ import __version__
-from .core import JobServer, c_atoi
+from .core import JobServer
 from .jobs import JobState, Peer
+from .replies import c_atoi
 
 __all__ = ["MAX_TOKENS", "AdminCommands"]
 

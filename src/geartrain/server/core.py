@@ -4,7 +4,7 @@ Everything that decides which job a worker gets, when a job is created,
 coalesced, retried, failed or dropped, and what each peer is told, lives in
 this module.  It sees connections only as :class:`~.jobs.Peer` objects with a
 ``send(bytes)`` and a ``close()``; timers come from the ``call_later`` it is
-given; the durable store is reached through a :class:`Persister`.  The I/O
+given; the durable store is reached through a :class:`~.jobs.Persister`.  The I/O
 layer (:mod:`.network`) feeds it decoded packets and admin lines.
 
 Where gearmand 1.1 departs from the protocol text, this follows the text and
@@ -17,15 +17,31 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
 from .config import ServerConfig
-from .jobs import Function, Job, JobState, Peer, Priority
+from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
 from .logs import NOTICE
+from .replies import (
+    ERR_ARGS,
+    ERR_COMMAND,
+    ERR_HANDLE_SIZE,
+    ERR_MAGIC,
+    ERR_NO_JOB_DATA,
+    ERR_NO_JOB_EXCEPTION,
+    ERR_NO_JOB_RESULT,
+    ERR_OPTION,
+    ERR_QUEUE_FULL,
+    ERR_UNIQUE,
+    NO_JOB,
+    NOOP,
+    c_atoi,
+    error_packet,
+)
 
-__all__ = ["STAT_NAMES", "JobServer", "Persister", "Stats"]
+__all__ = ["JobServer"]
 
 log = logging.getLogger("geartrain.server")
 
@@ -44,9 +60,6 @@ MAX_HANDLE = 64  # gearmand's GEARMAND_JOB_HANDLE_SIZE, NUL included
 MAX_CLIENT_ID = 127  # gearmand truncates SET_CLIENT_ID to this
 MAX_OPTION = 63
 
-NOOP = pack(RES, T.NOOP, ())
-NO_JOB = pack(RES, T.NO_JOB, ())
-
 # SUBMIT_* packet -> (priority, background)
 SUBMIT_KINDS: dict[int, tuple[Priority, bool]] = {
     T.SUBMIT_JOB: (NORMAL, False),
@@ -57,75 +70,6 @@ SUBMIT_KINDS: dict[int, tuple[Priority, bool]] = {
     T.SUBMIT_JOB_LOW_BG: (LOW, True),
 }
 _ARGC = {t: len(spec.args) for t, spec in PACKETS.items()}
-
-
-STAT_NAMES = (
-    "created",
-    "coalesced",
-    "completed",
-    "failed",
-    "exceptions",
-    "requeued",
-    "dropped",
-    "timed_out",
-    "cancelled",
-    "restored",
-)
-"""The counters of :class:`Stats`, in the order metrics list them."""
-
-
-class Stats:
-    """Counters since start, for metrics: what happened to jobs, not what is queued."""
-
-    __slots__ = STAT_NAMES
-
-    def __init__(self) -> None:
-        self.created = self.coalesced = self.completed = self.failed = 0
-        self.exceptions = self.requeued = self.dropped = self.timed_out = 0
-        self.cancelled = self.restored = 0
-
-
-class Persister(Protocol):
-    """How the core reaches the durable store (see :mod:`.persistence`)."""
-
-    def add(self, job: Job) -> None:
-        """Store the job; later call ``JobServer.stored`` or ``JobServer.store_failed``."""
-
-    def done(self, store_id: int) -> None:
-        """The job left for good; delete it from the store."""
-
-
-def _error(code: bytes, text: bytes) -> bytes:
-    return pack(RES, T.ERROR, (code, text))
-
-
-ERR_MAGIC = _error(b"INVALID_MAGIC", b"Request magic expected")
-ERR_COMMAND = _error(b"INVALID_COMMAND", b"Command not expected")
-ERR_ARGS = _error(b"INVALID_PACKET", b"Packet has too few arguments")
-ERR_UNIQUE = _error(b"ARGUMENT_TOO_LARGE", b"Unique value too large")
-ERR_QUEUE_FULL = _error(b"QUEUE_ERROR", b"Job queue is full")
-ERR_OPTION = _error(b"UNKNOWN_OPTION", b"Server does not recognize given option")
-ERR_NO_JOB_DATA = _error(b"JOB_NOT_FOUND", b"Job does not exist on server")
-ERR_NO_JOB_RESULT = _error(b"JOB_NOT_FOUND", b"Job given in work result not found")
-ERR_NO_JOB_EXCEPTION = _error(
-    b"JOB_NOT_FOUND", b"An exception was received for a job that does not exist"
-)
-ERR_HANDLE_SIZE = _error(
-    b"ARGUMENT_TOO_LARGE",
-    b"Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf",
-)
-
-
-def c_atoi(value: bytes) -> int:
-    """C's ``strtol``/``atoi`` on bytes: optional space and sign, leading digits, else 0."""
-    text = value.lstrip(b" \t\n\r\v\f")
-    end = 1 if text[:1] in (b"-", b"+") else 0
-    while end < len(text) and 48 <= text[end] <= 57:
-        end += 1
-    try:
-        return int(text[:end])
-    except ValueError:
-        return 0
 
 
 class JobServer:
@@ -343,7 +287,7 @@ class JobServer:
     def store_failed(self, job: Job, reason: bytes) -> None:
         """The store could not take ``job``: tell its submitters; it never existed."""
         waiters, job.waiters = job.waiters, None
-        error = _error(b"QUEUE_ERROR", reason)
+        error = error_packet(b"QUEUE_ERROR", reason)
         for peer in waiters or ():
             if not peer.closed:
                 peer.send(error)

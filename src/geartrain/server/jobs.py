@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Function", "Job", "JobState", "Peer", "Priority"]
+__all__ = ["STAT_NAMES", "Function", "Job", "JobState", "Peer", "Persister", "Priority", "Stats"]
 
 
 class Priority(IntEnum):
@@ -188,3 +188,39 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
+
+
+STAT_NAMES = (
+    "created",
+    "coalesced",
+    "completed",
+    "failed",
+    "exceptions",
+    "requeued",
+    "dropped",
+    "timed_out",
+    "cancelled",
+    "restored",
+)
+"""The counters of :class:`Stats`, in the order metrics list them."""
+
+
+class Stats:
+    """Counters since start, for metrics: what happened to jobs, not what is queued."""
+
+    __slots__ = STAT_NAMES
+
+    def __init__(self) -> None:
+        self.created = self.coalesced = self.completed = self.failed = 0
+        self.exceptions = self.requeued = self.dropped = self.timed_out = 0
+        self.cancelled = self.restored = 0
+
+
+class Persister(Protocol):
+    """How the core reaches the durable store (see :mod:`.persistence`)."""
+
+    def add(self, job: Job) -> None:
+        """Store the job; later call ``JobServer.stored`` or ``JobServer.store_failed``."""
+
+    def done(self, store_id: int) -> None:
+        """The job left for good; delete it from the store."""

@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..__about__ import __version__
-from .core import STAT_NAMES, JobServer
+from .core import JobServer
+from .jobs import STAT_NAMES
 from .persistence import StoreWriter
 
 __all__ = ["MetricsServer"]
