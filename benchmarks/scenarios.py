@@ -121,6 +121,11 @@ def durable_sync(server: Server, quick: bool) -> dict[str, float]:
     return {"submit_jobs_per_s": figures.pop("submit_jobs_per_s"), **figures}
 
 
+def durable_shared_bench(server: Server, quick: bool) -> dict[str, float]:
+    # ../shared/bench's `scenario.sh PORT 2 2 bg N`: its rate is submit + drain.
+    return submit_then_drain(server, "bg", 2, 1000 if quick else 4000)
+
+
 def latency(server: Server, quick: bool) -> dict[str, float]:
     samples = sorted(pyload.latency(server.port, 500 if quick else 3000))
     return {
@@ -177,6 +182,15 @@ SCENARIOS = [
         True,
         20.0,
         durable_sync,
+        SQLITE,
+    ),
+    Scenario(
+        "4b",
+        "durable SQLite background, shared bench's bg 2 2 (submit + drain)",
+        "jobs/s",
+        True,
+        20.0,
+        durable_shared_bench,
         SQLITE,
     ),
     Scenario("5", "latency of one foreground job, idle server", "p50 µs", False, 1.0, latency),
