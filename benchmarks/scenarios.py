@@ -186,7 +186,7 @@ SCENARIOS = [
     ),
     Scenario(
         "4b",
-        "durable SQLite background, shared bench's bg 2 2 (submit + drain)",
+        "durable SQLite, shared bench's bg 2 2, submit+drain",
         "jobs/s",
         True,
         20.0,
