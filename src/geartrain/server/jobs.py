@@ -1,9 +1,10 @@
-"""The server's data: jobs, functions and the connections the core talks to.
+"""The server's data: jobs, functions, the connections the core talks to, its counters.
 
 These are plain slotted classes with no behaviour beyond bookkeeping; every
 decision about which job runs where lives in :mod:`geartrain.server.core`.
 They are mutable and slotted because a server holds hundreds of thousands of
-jobs and touches them on every packet.
+jobs and touches them on every packet.  :class:`Persister` is the durable
+store as the core sees it.
 """
 
 from __future__ import annotations
