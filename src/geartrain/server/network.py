@@ -18,11 +18,12 @@ import socket
 from typing import Any, cast
 
 from ..errors import ProtocolError
-from ..protocol import RES, Decoder, Packet, PacketType, pack
+from ..protocol import Decoder, Packet
 from .admin import AdminCommands
 from .config import ServerConfig
 from .core import JobServer
 from .jobs import Peer
+from .replies import error_packet
 
 __all__ = ["Connection", "Network", "is_loopback"]
 
@@ -125,7 +126,7 @@ class Connection(asyncio.BufferedProtocol):
                     self.write(reply)
         except ProtocolError as error:
             log.info("Closing %s: %s", peer.host, error)
-            self.write(pack(RES, PacketType.ERROR, (error.code.encode(), error.text.encode())))
+            self.write(error_packet(error.code.encode(), error.text.encode()))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
