@@ -7,6 +7,14 @@ carries many jobs and throughput is bounded by the disk and the batch, not by
 one fsync per job.  Only after a write returns does the core acknowledge the
 jobs it carried (JOB_CREATED) and queue them for workers.
 
+Clients that submit one background job at a time fall into lockstep with the
+writer: each one's next job arrives while another's is being written, so every
+transaction carries a single job.  The writer therefore remembers which
+submitters come straight back after their acknowledgement ("regulars") and,
+before a write, waits a moment for the regulars it has just acknowledged, so
+that their jobs share the transaction (as PostgreSQL's ``commit_delay``, but
+waiting only for submitters that are on their way).
+
 If the store fails, the jobs of that batch are refused (their submitters get
 ``ERROR QUEUE_ERROR``), deletions are kept and retried, and the outage is
 logged once; the next write that succeeds ends it.
@@ -16,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ..store import Store, StoredJob
 
 if TYPE_CHECKING:
     from .core import JobServer
-    from .jobs import Job
+    from .jobs import Job, Peer
 
 __all__ = ["StoreWriter"]
 
@@ -38,6 +47,11 @@ the store one transaction per finished job when workers finish one at a time."""
 
 MAX_BATCH = 5000
 """Jobs per transaction; bounds the latency of one write and the size of a statement."""
+
+RETURN_WINDOW = 0.001
+"""Seconds within which a submitter must send its next job after its
+acknowledgement to count as a regular, and the longest a write waits for the
+regulars it has just acknowledged (about the event loop's timer resolution)."""
 
 
 class StoreWriter:
@@ -57,10 +71,35 @@ class StoreWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._outage = False
         self.writes = 0  # transactions committed, for metrics and tests
+        # Submitters acknowledged within RETURN_WINDOW, and when.
+        self._acked: dict[Peer, float] = {}
+        # Submitters whose last job came within RETURN_WINDOW of their acknowledgement.
+        self._regulars: set[Peer] = set()
+        # The regulars a write is waiting for, and what wakes it.
+        self._awaited: set[Peer] = set()
+        self._gathered: asyncio.Future[None] | None = None
 
     def add(self, job: Job) -> None:
         self._adds.append(job)
+        if job.waiters:
+            self._returned(job.waiters[0])
         self._kick()
+
+    def _returned(self, peer: Peer) -> None:
+        acked = self._acked.pop(peer, None)
+        if acked is not None and time.monotonic() - acked < RETURN_WINDOW:
+            self._regulars.add(peer)
+        else:
+            self._regulars.discard(peer)
+        awaited = self._awaited
+        if peer in awaited:
+            awaited.discard(peer)
+            if not awaited:
+                self._stop_gathering()
+
+    def _stop_gathering(self) -> None:
+        if self._gathered is not None and not self._gathered.done():
+            self._gathered.set_result(None)
 
     def done(self, store_id: int) -> None:
         self._dones.append(store_id)
@@ -107,12 +146,48 @@ class StoreWriter:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
             while self._adds or (flush and self._dones):
+                if self._adds and len(self._adds) < MAX_BATCH:
+                    await self._gather()
                 if not await self._write_batch() and not self._adds:
                     break
         finally:
             self._task = None
         if self._dones:
             self._later(RETRY_DELAY if self._outage else DONE_DELAY)
+
+    async def _gather(self) -> None:
+        """Wait (at most RETURN_WINDOW) for the regulars just acknowledged to submit again."""
+        now = time.monotonic()
+        awaited = {
+            peer
+            for peer, acked in self._acked.items()
+            if peer in self._regulars and not peer.closed and now - acked < RETURN_WINDOW
+        }
+        if not awaited:
+            return
+        loop = asyncio.get_running_loop()
+        self._awaited = awaited
+        self._gathered = loop.create_future()
+        timer = loop.call_later(RETURN_WINDOW, self._stop_gathering)
+        try:
+            await self._gathered
+        finally:
+            timer.cancel()
+            # Those that did not come back in time are no longer expected to.
+            self._regulars -= self._awaited
+            self._awaited = set()
+            self._gathered = None
+
+    def _acknowledged(self, adds: list[Job]) -> None:
+        """Remember who was acknowledged, and forget those who did not come back."""
+        now = time.monotonic()
+        acked = self._acked
+        for peer in [p for p, t in acked.items() if now - t >= RETURN_WINDOW]:
+            del acked[peer]
+            self._regulars.discard(peer)
+        for job in adds:
+            for peer in job.waiters or ():
+                acked[peer] = now
 
     async def _write_batch(self) -> bool:
         adds = self._adds[:MAX_BATCH]
@@ -141,6 +216,7 @@ class StoreWriter:
         if self._outage:
             self._outage = False
             log.warning("Queue store is back; writes succeed again")
+        self._acknowledged(adds)
         stored = self.core.stored
         for job in adds:
             stored(job)

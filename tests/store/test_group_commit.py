@@ -1,0 +1,86 @@
+"""Group commit through a real `geartrain server` on SQLite: jobs that arrive
+together share a transaction, so durable throughput is not one fsync per job.
+
+The transaction count comes from the server's own ``/status.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from geartrain.protocol import REQ, PacketType, pack
+from serverproc import ServerProc, free_port
+
+from .test_durability import Conn, drain
+
+T = PacketType
+
+
+@pytest.fixture
+def durable(start_server: Callable[..., ServerProc], tmp_path: Path) -> tuple[ServerProc, int]:
+    metrics = free_port()
+    args = ["-q", "libsqlite3", f"--libsqlite3-db={tmp_path / 'q.sqlite3'}"]
+    return start_server("geartrain", [*args, "--metrics-port", str(metrics)]), metrics
+
+
+def store_writes(metrics_port: int) -> int:
+    url = f"http://127.0.0.1:{metrics_port}/status.json"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return int(json.load(reply)["store"]["writes"])
+
+
+def submit_one_at_a_time(port: int, count: int, created: list[bytes]) -> None:
+    """A client in the style of PHP's doBackground loop: submit, wait for JOB_CREATED, repeat."""
+    conn = Conn(port)
+    try:
+        for _ in range(count):
+            conn.send(T.SUBMIT_JOB_BG, b"durable", str(uuid.uuid4()).encode(), b"x")
+            reply = conn.read()
+            assert reply.type == T.JOB_CREATED, reply
+            created.append(reply.args[0])
+    finally:
+        conn.close()
+
+
+def test_pipelined_submissions_share_transactions(durable: tuple[ServerProc, int]) -> None:
+    server, metrics = durable
+    before = store_writes(metrics)
+    conn = Conn(server.port)
+    packets = [pack(REQ, T.SUBMIT_JOB_BG, [b"durable", b"", b"%d" % i]) for i in range(500)]
+    conn.sock.sendall(b"".join(packets))
+    replies = [conn.read() for _ in packets]
+    conn.close()
+    assert all(r.type == T.JOB_CREATED for r in replies)
+    assert store_writes(metrics) - before <= 10
+    assert len(drain(server.port)) == 500
+
+
+def test_one_at_a_time_submitters_share_transactions(durable: tuple[ServerProc, int]) -> None:
+    """Two clients that each wait for JOB_CREATED before the next job would fall
+    into lockstep, one job per transaction; the writer waits for the one it has
+    just acknowledged, so most transactions carry a job from each."""
+    server, metrics = durable
+    clients, per_client = 2, 200
+    created: list[bytes] = []
+    submit_one_at_a_time(server.port, 5, created)  # warm up
+    before = store_writes(metrics)
+    threads = [
+        threading.Thread(target=submit_one_at_a_time, args=(server.port, per_client, created))
+        for _ in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    jobs = clients * per_client
+    assert len(created) == jobs + 5
+    writes = store_writes(metrics) - before
+    assert writes <= 0.7 * jobs, f"{writes} transactions for {jobs} jobs"
+    assert len(drain(server.port)) == jobs + 5
