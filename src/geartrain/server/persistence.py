@@ -179,15 +179,21 @@ class StoreWriter:
             self._gathered = None
 
     def _acknowledged(self, adds: list[Job]) -> None:
-        """Remember who was acknowledged, and forget those who did not come back."""
+        """Remember who was acknowledged, and forget those who did not come back.
+
+        Submitters with jobs still waiting for the next write (pipelining
+        clients) are not remembered: nothing needs to wait for them.
+        """
         now = time.monotonic()
         acked = self._acked
         for peer in [p for p, t in acked.items() if now - t >= RETURN_WINDOW]:
             del acked[peer]
             self._regulars.discard(peer)
+        busy = {job.waiters[0] for job in self._adds if job.waiters}
         for job in adds:
             for peer in job.waiters or ():
-                acked[peer] = now
+                if peer not in busy:
+                    acked[peer] = now
 
     async def _write_batch(self) -> bool:
         adds = self._adds[:MAX_BATCH]
