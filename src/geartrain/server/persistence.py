@@ -71,7 +71,7 @@ class StoreWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._outage = False
         self.writes = 0  # transactions committed, for metrics and tests
-        # Submitters acknowledged within RETURN_WINDOW, and when.
+        # Submitters acknowledged lately that have not sent another job yet, and when.
         self._acked: dict[Peer, float] = {}
         # Submitters whose last job came within RETURN_WINDOW of their acknowledgement.
         self._regulars: set[Peer] = set()
