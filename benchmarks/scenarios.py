@@ -4,7 +4,6 @@ load whatever the server, and returns its figures: the headline value first."""
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import subprocess
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pyload
 from servers import Server
+
+from geartrain.sync import Admin
 
 PHP_DIR = Path(__file__).parent / "php"
 MIB = 1 << 20
@@ -87,16 +88,8 @@ def pipelined(server: Server, quick: bool) -> dict[str, float]:
 
 def queued(port: int, function: str = "bench") -> int:
     """The function's job count from the admin ``status`` command."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"status\r\n")
-        reply = b""
-        while not reply.endswith(b".\n"):
-            reply += conn.recv(65536) or b".\n"
-    for line in reply.decode().splitlines():
-        fields = line.split("\t")
-        if fields[0] == function:
-            return int(fields[1])
-    return 0
+    with Admin(f"127.0.0.1:{port}") as admin:
+        return sum(line.total for line in admin.status() if line.function == function)
 
 
 def submit_then_drain(server: Server, mode: str, clients: int, total: int) -> dict[str, float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from geartrain.protocol import REQ, PacketType, pack
 from serverproc import ServerProc, free_port
 
-from .test_durability import Conn, drain
+from .test_durability import Conn, drain, submit
 
 T = PacketType
 
@@ -41,8 +40,7 @@ def submit_one_at_a_time(port: int, count: int, created: list[bytes]) -> None:
     conn = Conn(port)
     try:
         for _ in range(count):
-            conn.send(T.SUBMIT_JOB_BG, b"durable", str(uuid.uuid4()).encode(), b"x")
-            reply = conn.read()
+            reply = submit(conn, T.SUBMIT_JOB_BG, b"x")
             assert reply.type == T.JOB_CREATED, reply
             created.append(reply.args[0])
     finally:
