@@ -44,10 +44,12 @@ async def test_metrics_follow_the_jobs(metered: tuple[ServerProc, int]) -> None:
     assert 'geartrain_jobs_queued{function="<idle&fn>",priority="high"} 1.0' in lines
     assert 'geartrain_jobs_finished_total{outcome="completed"} 3.0' in lines
     assert "gearman_up 1.0" in lines
+    assert 'geartrain_store_durability_info{level="memory"} 1.0' in lines
 
     status, _, body = get(port, "/status.json")
     data = json.loads(body)
     assert data["counters"]["completed"] == 3 and data["jobs"] == 1
+    assert data["store"]["durability"] == "memory"
     assert {f["function"] for f in data["functions"]} == {"ok", "<idle&fn>"}
 
     status, ctype, page = get(port, "/")

@@ -2,7 +2,7 @@
 
 - Crash: thousands of background jobs acknowledged under concurrent load, the
   server killed with SIGKILL mid-stream and restarted: every acknowledged job
-  runs, and none twice in the drain (one test per backend).
+  runs, and none twice in the drain (one test per backend and durable level).
 - Outage: the database server stops; background submissions get ERROR (never
   JOB_CREATED), foreground work goes on, the outage is logged once, and the
   server recovers by itself when the database comes back.
@@ -141,9 +141,11 @@ def drain(port: int, function: bytes = b"durable") -> list[bytes]:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("level", ["crash", "power"])
 def test_sigkill_loses_no_acknowledged_job(
-    server_args: list[str], servers: Callable[..., ServerProc]
+    server_args: list[str], level: str, servers: Callable[..., ServerProc]
 ) -> None:
+    server_args = [*server_args, f"--durability={level}"]
     server = servers(server_args)
     acked: list[bytes] = []
     stop = threading.Event()
@@ -250,7 +252,10 @@ def test_postgres_outage(servers: Callable[..., ServerProc]) -> None:
     try:
         pg.init()
         pg.start()
-        server = servers(["-q", "postgres", f"--libpq-conninfo={pg.conninfo()}"])
+        # pg.stop is an immediate shutdown, a crash of PostgreSQL: only the
+        # power level keeps what PostgreSQL had not flushed yet.
+        args = ["-q", "postgres", f"--libpq-conninfo={pg.conninfo()}", "--durability=power"]
+        server = servers(args)
         check_outage(server, pg.stop, pg.start)
         server.restart()
         assert sorted(drain(server.port)) == [b"after", b"before"]

@@ -11,6 +11,7 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,10 +30,21 @@ def durable(start_server: Callable[..., ServerProc], tmp_path: Path) -> tuple[Se
     return start_server("geartrain", [*args, "--metrics-port", str(metrics)]), metrics
 
 
-def store_writes(metrics_port: int) -> int:
+def store_status(metrics_port: int) -> dict[str, Any]:
     url = f"http://127.0.0.1:{metrics_port}/status.json"
     with urllib.request.urlopen(url, timeout=5) as reply:
-        return int(json.load(reply)["store"]["writes"])
+        store: dict[str, Any] = json.load(reply)["store"]
+        return store
+
+
+def store_writes(metrics_port: int) -> int:
+    return int(store_status(metrics_port)["writes"])
+
+
+def test_the_default_level_is_shown(durable: tuple[ServerProc, int]) -> None:
+    server, metrics = durable
+    assert store_status(metrics)["durability"] == "crash"
+    assert "durability crash: acknowledged jobs survive a crash of the server" in server.log()
 
 
 def submit_one_at_a_time(port: int, count: int, created: list[bytes]) -> None:

@@ -15,6 +15,7 @@ from geartrain.store import Store
 from geartrain.store.mysql import MysqlStore
 from geartrain.store.options import (
     add_store_arguments,
+    chosen_durability,
     default_state_dir,
     describe_store,
     store_from_args,
@@ -62,6 +63,49 @@ def test_description_for_the_log(argv: list[str], description: str) -> None:
     text = describe_store(ns, store_from_args(ns, STATE))
     assert text.startswith(description)
     assert "pw" not in text
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_store_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        ([], "crash"),
+        (["-q", "libsqlite3"], "crash"),
+        (["-q", "postgres", "--durability=power"], "power"),
+        (["--store-url", "redis://h/0", "--durability", "crash"], "crash"),
+        (["-q", "builtin"], "memory"),
+        (["--store-url", "builtin:"], "memory"),
+        (["--durability=memory"], "memory"),
+        (["-q", "builtin", "--durability=memory"], "memory"),
+    ],
+)
+def test_durability_level(argv: list[str], level: str) -> None:
+    assert chosen_durability(parse(*argv)) == level
+
+
+def test_the_level_reaches_the_store() -> None:
+    store = build("--durability=power", "--libsqlite3-db=/x/q.db")
+    assert isinstance(store, SqliteStore) and store.durability == "power"
+    assert build("--durability=memory") is None
+    url_store = store_from_url("sqlite:///x/q.db")
+    assert isinstance(url_store, SqliteStore) and url_store.durability == "crash"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-q", "builtin", "--durability=crash"], "--durability crash needs a durable queue"),
+        (["-q", "libsqlite3", "--durability=memory"], "--durability memory keeps no queue"),
+    ],
+)
+def test_durability_that_the_queue_cannot_give(argv: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        chosen_durability(parse(*argv))
 
 
 @pytest.mark.parametrize("name", ["builtin", "BUILTIN", "Builtin"])

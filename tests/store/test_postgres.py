@@ -11,6 +11,7 @@ import pytest
 import serverproc
 from geartrain.protocol import PacketType
 from geartrain.store import StoreError
+from geartrain.store.durability import Durability
 from geartrain.store.postgres import PostgresStore, conninfo_to_asyncpg
 
 from .conftest import PG, job
@@ -79,19 +80,22 @@ def test_table_name_must_be_an_identifier() -> None:
         PostgresStore("", "queue; DROP TABLE x")
 
 
-async def test_quoted_conninfo_reaches_the_server(pg_database: str, table: str) -> None:
+@pytest.mark.parametrize(("level", "sync"), [("crash", "off"), ("power", "on")])
+async def test_quoted_conninfo_reaches_the_server(
+    pg_database: str, table: str, level: str, sync: str
+) -> None:
     conninfo = (
         f"host={PG['host']} port={PG['port']} user={PG['user']} dbname='{pg_database}'"
         " application_name='geartrain test' options='-c lock_timeout=1234'"
     )
-    store = PostgresStore(conninfo, table)
+    store = PostgresStore(conninfo, table, durability=Durability(level))
     await store.open()
     try:
         assert store._pool is not None
         assert await store._pool.fetchval("SHOW application_name") == "geartrain test"
         assert await store._pool.fetchval("SHOW lock_timeout") == "1234ms"
-        # Durable commits whatever the server's default.
-        assert await store._pool.fetchval("SHOW synchronous_commit") == "on"
+        # The level's commits whatever the server's default.
+        assert await store._pool.fetchval("SHOW synchronous_commit") == sync
     finally:
         await store.close()
 

@@ -13,6 +13,7 @@ import pytest
 import serverproc
 from geartrain.protocol import PacketType
 from geartrain.store import StoredJob, StoreError
+from geartrain.store.durability import Durability
 from geartrain.store.sqlite import SqliteStore
 
 from .gearclient import submit_background
@@ -26,13 +27,16 @@ def job(i: int, data: bytes = b"x") -> StoredJob:
     return StoredJob(i, b"fn", b"u%d" % i, data, 1, 0)
 
 
-async def test_wal_and_full_sync(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "q.db")
+@pytest.mark.parametrize(("level", "sync"), [("crash", 1), ("power", 2)])
+async def test_wal_and_the_levels_sync(tmp_path: Path, level: str, sync: int) -> None:
+    store = SqliteStore(tmp_path / "q.db", durability=Durability(level))
     await store.open()
     try:
-        # FULL (2) fsyncs the WAL at each commit; journal_mode is kept in the file.
+        # FULL (2) fsyncs the WAL at each commit, NORMAL (1) leaves it to the
+        # background sync; journal_mode is kept in the file.
         assert (
-            await store._run(lambda: store._conn.execute("PRAGMA synchronous").fetchone()[0]) == 2
+            await store._run(lambda: store._conn.execute("PRAGMA synchronous").fetchone()[0])
+            == sync
         )  # type: ignore[union-attr]
         with sqlite3.connect(tmp_path / "q.db") as other:
             assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -25,7 +25,7 @@ from ..__about__ import __version__
 from ..server.app import ServerApp
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import setup_logging
-from ..store import Store
+from ..store import Store, StoreError
 
 log = logging.getLogger("geartrain.server")
 
@@ -158,15 +158,16 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
 
 
-def _open_store(ns: argparse.Namespace) -> tuple[Store | None, str]:
+def _open_store(ns: argparse.Namespace) -> tuple[Store | None, str, str]:
+    """The store, its line for the start-up log, and its durability level."""
     try:
-        from ..store.options import describe_store, store_from_args
+        from ..store.options import chosen_durability, describe_store, store_from_args
     except ImportError:
         if ns.queue_type.lower() != "builtin":
             raise ValueError(f"queue type {ns.queue_type!r} is not available") from None
-        return None, "memory only (-q builtin)"
+        return None, "memory only (-q builtin)", "memory"
     store = store_from_args(ns)
-    return store, describe_store(ns, store)
+    return store, describe_store(ns, store), chosen_durability(ns).value
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -288,7 +289,7 @@ def _prepare(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerA
     try:
         config = config_from_args(ns)
         ssl_context = _ssl_context(ns)
-        store, description = _open_store(ns)
+        store, description, config.durability = _open_store(ns)
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
     return ServerApp(config, store, ssl_context=ssl_context, store_description=description)
@@ -332,7 +333,7 @@ def main(argv: Sequence[str]) -> int:
     _tune_allocator()
     try:
         _run_loop(app)
-    except OSError as error:
+    except (OSError, StoreError) as error:
         log.critical("Cannot serve: %s", error)
         if ns.log_file != "stderr":
             sys.stderr.write(f"geartrain server: {error}\n")

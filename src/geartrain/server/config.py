@@ -50,3 +50,6 @@ class ServerConfig:
     """Serve /metrics, /status.json and a dashboard on this port (same address); 0: off."""
     allow_remote_shutdown: bool = False
     """Accept the `shutdown` admin command from non-loopback peers."""
+    durability: str = "memory"
+    """What an acknowledged background job survives: crash, power or memory
+    (see geartrain.store.durability); shown on the status page and /metrics."""

@@ -72,7 +72,7 @@ class MetricsServer:
             for f in core.functions.values()
         ]
         stats = {name: getattr(core.stats, name) for name in STAT_NAMES}
-        store: dict[str, Any] = {"description": self.store}
+        store: dict[str, Any] = {"description": self.store, "durability": core.config.durability}
         if self.writer is not None:
             store |= {
                 "up": not self.writer.outage,
@@ -209,6 +209,13 @@ class _Collector:
         info = GaugeMetricFamily("gearman_version_info", "Server version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        level = GaugeMetricFamily(
+            "geartrain_store_durability_info",
+            "What an acknowledged background job survives: crash, power or memory.",
+            labels=["level"],
+        )
+        level.add_metric([core.config.durability], 1)
+        yield level
         yield GaugeMetricFamily("geartrain_connections", "Open connections.", value=len(core.peers))
         stats = core.stats
         outcomes = CounterMetricFamily(

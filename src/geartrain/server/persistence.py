@@ -5,7 +5,9 @@ The core calls :meth:`StoreWriter.add` for each background job and
 a write is in flight goes into the next write, so under load each transaction
 carries many jobs and throughput is bounded by the disk and the batch, not by
 one fsync per job.  Only after a write returns does the core acknowledge the
-jobs it carried (JOB_CREATED) and queue them for workers.
+jobs it carried (JOB_CREATED) and queue them for workers.  Deletions start a
+write at once too, so that a crash replays only the jobs that were running,
+not ones that had already finished.
 
 Clients that submit one background job at a time fall into lockstep with the
 writer: each one's next job arrives while another's is being written, so every
@@ -40,11 +42,6 @@ log = logging.getLogger("geartrain.server.store")
 RETRY_DELAY = 1.0
 """Seconds between attempts to flush deletions while the store is down."""
 
-DONE_DELAY = 0.05
-"""Seconds a deletion may wait for company.  Deleting late only means that a
-crash in between replays a finished job (at-least-once, as gearmand); it spares
-the store one transaction per finished job when workers finish one at a time."""
-
 MAX_BATCH = 5000
 """Jobs per transaction; bounds the latency of one write and the size of a statement."""
 
@@ -57,9 +54,8 @@ regulars it has just acknowledged (about the event loop's timer resolution)."""
 class StoreWriter:
     """Batches the core's store requests into transactions, one at a time.
 
-    A submission starts a write at once (its client waits for JOB_CREATED);
-    deletions ride along with the next write, or go on their own after
-    :data:`DONE_DELAY`.
+    A submission or a deletion starts a write at once (unless one is in
+    flight: then it joins the next).
     """
 
     def __init__(self, store: Store, core: JobServer) -> None:
@@ -103,10 +99,10 @@ class StoreWriter:
 
     def done(self, store_id: int) -> None:
         self._dones.append(store_id)
-        if len(self._dones) >= MAX_BATCH:
-            self._kick(flush=True)
+        if self._outage:
+            self._later(RETRY_DELAY)
         else:
-            self._later(DONE_DELAY)
+            self._kick()
 
     @property
     def outage(self) -> bool:
@@ -121,31 +117,31 @@ class StoreWriter:
         """Wait until everything asked for so far has been written (or refused)."""
         while self._task is not None or self._adds or (self._dones and not self._outage):
             if self._task is None:
-                self._kick(flush=True)
+                self._kick()
             assert self._task is not None
             await asyncio.shield(self._task)
 
-    def _kick(self, flush: bool = False) -> None:
+    def _kick(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(flush))
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _later(self, delay: float) -> None:
-        """Flush the deletions after ``delay`` unless a write takes them first."""
+        """Retry the deletions after ``delay`` unless a write takes them first."""
         if self._timer is None and self._task is None:
             self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
-        self._kick(flush=True)
+        self._kick()
 
-    async def _run(self, flush: bool) -> None:
+    async def _run(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         try:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
-            while self._adds or (flush and self._dones):
+            while self._adds or (self._dones and not self._outage):
                 if self._adds and len(self._adds) < MAX_BATCH:
                     await self._gather()
                 if not await self._write_batch() and not self._adds:
@@ -153,7 +149,7 @@ class StoreWriter:
         finally:
             self._task = None
         if self._dones:
-            self._later(RETRY_DELAY if self._outage else DONE_DELAY)
+            self._later(RETRY_DELAY)
 
     async def _gather(self) -> None:
         """Wait (at most RETURN_WINDOW) for the regulars just acknowledged to submit again."""

@@ -2,10 +2,13 @@
 
 A write is one InnoDB transaction: a multi-row INSERT (the driver's
 ``executemany`` folds the rows into as few statements as the packet size
-allows) and ``DELETE ... WHERE id IN (...)``.  Durable on commit when the server
-runs with ``innodb_flush_log_at_trx_commit=1`` (the default; a warning is
-logged otherwise).  A connection that saw any error is closed rather than
-reused, and the pool opens a fresh one, so the store recovers by itself.
+allows) and ``DELETE ... WHERE id IN (...)``.  How durable a commit is depends
+on the server's global ``innodb_flush_log_at_trx_commit`` (no session can
+change it): 1 (the default) gives the power level, 2 the crash level (the log
+is written to the OS at each commit and flushed once a second), 0 neither.  A
+warning is logged when the setting gives less than the level asks for.  A
+connection that saw any error is closed rather than reused, and the pool opens
+a fresh one, so the store recovers by itself.
 
 asyncmy rather than aiomysql: aiomysql 0.3.2 cannot send bytes parameters
 with PyMySQL 1.2.3 or later (aio-libs/aiomysql#1080, unfixed in a release) and
@@ -24,6 +27,7 @@ import asyncmy
 
 from . import StoredJob, StoreError
 from ._util import MYSQL_TABLE, check_identifier, once_more_if_lost, without_overlap
+from .durability import DEFAULT, Durability
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
@@ -64,6 +68,7 @@ class MysqlStore:
         table: the table name (``--mysql-table``).
         timeout: seconds allowed for each write or load.
         connect_timeout: seconds allowed to connect.
+        durability: the level to check the server's settings against.
     """
 
     def __init__(
@@ -77,7 +82,9 @@ class MysqlStore:
         *,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        durability: Durability = DEFAULT,
     ) -> None:
+        self.durability = durability
         self.connect_args: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -141,7 +148,13 @@ class MysqlStore:
     async def _prepare_table(self, cur: Any) -> None:
         await cur.execute("SELECT @@innodb_flush_log_at_trx_commit")
         (flush,) = await cur.fetchone()
-        if str(flush) != "1":
+        if str(flush) == "0":
+            log.warning(
+                "%s: innodb_flush_log_at_trx_commit=0, so the last second of jobs may be"
+                " lost if the database server crashes (1 or 2 keep them)",
+                self,
+            )
+        elif str(flush) != "1" and self.durability is Durability.POWER:
             log.warning(
                 "%s: innodb_flush_log_at_trx_commit=%s, so the last second of jobs may be"
                 " lost if the database host loses power (1 makes every commit durable)",

@@ -19,10 +19,12 @@ from typing import Any
 
 from . import STORES, Store, store_class
 from ._util import LIBPQ_TABLE, MYSQL_TABLE, REDIS_PREFIX, SQLITE_TABLE
+from .durability import DEFAULT, Durability
 
 __all__ = [
     "QUEUE_FILE",
     "add_store_arguments",
+    "chosen_durability",
     "default_state_dir",
     "describe_store",
     "store_from_args",
@@ -73,6 +75,14 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         " postgresql://..., mysql://USER:PASS@HOST:PORT/DB, redis://[:PASS@]HOST:PORT/DB,"
         " builtin:. Add ?table=NAME (SQL) or ?prefix=P (redis).",
     )
+    parser.add_argument(
+        "--durability",
+        choices=[level.value for level in Durability],
+        help="What an acknowledged background job survives: crash (the default with a"
+        " durable queue: a crash or kill -9 of the server; the store is fsynced every"
+        " second in the background), power (power loss: fsync before JOB_CREATED) or"
+        " memory (nothing; the same as -q builtin).",
+    )
     group = parser.add_argument_group("libsqlite3")
     group.add_argument("--libsqlite3-db", metavar="FILE", help="Database file to use.")
     group.add_argument(
@@ -112,6 +122,30 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _is_memory(ns: argparse.Namespace) -> bool:
+    """-q builtin or --store-url builtin: (the queue named is the memory one)."""
+    if ns.store_url:
+        return urllib.parse.urlsplit(ns.store_url).scheme.lower() in _MEMORY
+    return (ns.queue_type or "libsqlite3").lower() in _MEMORY
+
+
+def chosen_durability(ns: argparse.Namespace) -> Durability:
+    """The level that ``--durability`` and the queue flags ask for together.
+
+    Raises:
+        ValueError: a level that the chosen queue cannot give.
+    """
+    memory = _is_memory(ns)
+    if ns.durability is None:
+        return Durability.MEMORY if memory else DEFAULT
+    level = Durability(ns.durability)
+    if memory and level is not Durability.MEMORY:
+        raise ValueError(f"--durability {level} needs a durable queue, not -q builtin")
+    if not memory and level is Durability.MEMORY and (ns.queue_type or ns.store_url):
+        raise ValueError("--durability memory keeps no queue: drop -q/--store-url or the level")
+    return level
+
+
 def store_from_args(ns: argparse.Namespace, state_dir: Path | None = None) -> Store | None:
     """Build the store the parsed options ask for (not yet opened).
 
@@ -120,11 +154,15 @@ def store_from_args(ns: argparse.Namespace, state_dir: Path | None = None) -> St
         state_dir: where the default SQLite queue lives; :func:`default_state_dir` if None.
 
     Returns:
-        The store, or None for ``-q builtin`` (the queue is in memory only).
+        The store, or None for ``-q builtin`` or ``--durability memory`` (the
+        queue is in memory only).
 
     Raises:
         ValueError: an unknown queue type, a missing driver, or options that do not fit.
     """
+    level = chosen_durability(ns)
+    if level is Durability.MEMORY:
+        return None
     if ns.store_queue_on_shutdown:
         log.info(
             "--store-queue-on-shutdown has no effect: every background job is stored when"
@@ -133,7 +171,7 @@ def store_from_args(ns: argparse.Namespace, state_dir: Path | None = None) -> St
     if ns.store_url:
         if ns.queue_type:
             raise ValueError("give either -q or --store-url, not both")
-        return store_from_url(ns.store_url)
+        return store_from_url(ns.store_url, level)
     kind = (ns.queue_type or "libsqlite3").lower()
     if kind in _MEMORY:
         return None
@@ -162,15 +200,16 @@ def store_from_args(ns: argparse.Namespace, state_dir: Path | None = None) -> St
         )
     else:
         args = (ns.redis_server, ns.redis_port, ns.redis_password, ns.redis_prefix)
-    store: Store = _load(kind)(*args)
+    store: Store = _load(kind)(*args, durability=level)
     return store
 
 
 def describe_store(ns: argparse.Namespace, store: Store | None) -> str:
     """One line for the startup log: where the queue is, never a password."""
+    level = chosen_durability(ns)
     if store is None:
-        return "memory only (-q builtin): queued jobs are lost when the server stops"
-    return str(store)
+        return f"memory only (-q builtin): {level.promise}"
+    return f"{store}; durability {level}: {level.promise}"
 
 
 _EXTRAS = {".postgres": "postgres", ".mysql": "mysql", ".redis": "redis"}
@@ -187,7 +226,7 @@ def _load(kind: str) -> Any:
         ) from exc
 
 
-def store_from_url(url: str) -> Store | None:
+def store_from_url(url: str, durability: Durability = DEFAULT) -> Store | None:
     """Build a store from one URL (see ``--store-url``); None for ``builtin:``.
 
     Raises:
@@ -205,18 +244,22 @@ def store_from_url(url: str) -> Store | None:
         path = urllib.parse.unquote(parts.netloc + parts.path)
         if not path:
             raise ValueError(f"no file in {url!r}; use sqlite:///ABSOLUTE/PATH or sqlite:RELATIVE")
-        return _load("sqlite")(path, table or SQLITE_TABLE)  # type: ignore[no-any-return]
+        return _load("sqlite")(  # type: ignore[no-any-return]
+            path, table or SQLITE_TABLE, durability=durability
+        )
     if scheme in ("postgres", "postgresql"):
         rest = urllib.parse.urlencode(query)
         conninfo = urllib.parse.urlunsplit(parts._replace(query=rest))
-        return _load("postgres")(conninfo, table or LIBPQ_TABLE)  # type: ignore[no-any-return]
+        return _load("postgres")(  # type: ignore[no-any-return]
+            conninfo, table or LIBPQ_TABLE, durability=durability
+        )
     if scheme in ("mysql", "mariadb"):
         db = parts.path.lstrip("/")
         if not db:
             raise ValueError(f"no database in {url!r}; use mysql://USER:PASS@HOST:PORT/DB")
         host, port = parts.hostname or "localhost", parts.port or 3306
         return _load("mysql")(  # type: ignore[no-any-return]
-            host, port, user, password, db, table or MYSQL_TABLE
+            host, port, user, password, db, table or MYSQL_TABLE, durability=durability
         )
     if scheme == "redis":
         return _load("redis")(  # type: ignore[no-any-return]
@@ -226,5 +269,6 @@ def store_from_url(url: str) -> Store | None:
             query.get("prefix", REDIS_PREFIX),
             db=int(parts.path.lstrip("/") or 0),
             username=user or None,
+            durability=durability,
         )
     raise ValueError(f"unknown queue URL scheme {parts.scheme!r} in {url!r}")

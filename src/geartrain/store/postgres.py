@@ -2,8 +2,11 @@
 
 A write is one statement: a DELETE in a CTE beside an INSERT from ``unnest``
 of column arrays, so a batch of thousands costs one round trip and one commit.
-Sessions run with ``synchronous_commit=on`` whatever the server default, so a
-returned write is on disk.  The pool replaces connections the server dropped,
+At the power level sessions run with ``synchronous_commit=on`` whatever the
+server default, so a returned write is on disk; at the crash level with
+``off``: a returned write is in PostgreSQL's WAL buffers, safe from a crash of
+geartrain, and PostgreSQL's WAL writer flushes it within three
+``wal_writer_delay`` (200 ms by default).  The pool replaces connections the server dropped,
 so the store recovers by itself once PostgreSQL is back.
 """
 
@@ -20,6 +23,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from . import StoredJob, StoreError
 from ._util import LIBPQ_TABLE, check_identifier, once_more_if_lost, without_overlap
+from .durability import DEFAULT, Durability
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
 
@@ -152,6 +156,7 @@ class PostgresStore:
         timeout: seconds allowed for each statement.
         connect_timeout: seconds allowed to connect (the conninfo's
             ``connect_timeout`` wins).
+        durability: ``crash`` (``synchronous_commit=off``) or ``power`` (``on``).
     """
 
     def __init__(
@@ -161,8 +166,10 @@ class PostgresStore:
         *,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        durability: Durability = DEFAULT,
     ) -> None:
         self.conninfo = conninfo
+        self.durability = durability
         self.table = check_identifier(table)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -188,11 +195,13 @@ class PostgresStore:
         """Connect and create (or convert) the table."""
         if self._pool is not None:
             return
-        # synchronous_commit: a returned write is on disk, whatever the server
-        # default.  force_custom_plan: a generic plan for "id = ANY($7)" may
-        # pick a sequential scan (measured: 55 ms per 100-id delete on 170k
-        # rows); planning each statement costs microseconds.
-        settings = {"synchronous_commit": "on", "plan_cache_mode": "force_custom_plan"}
+        # synchronous_commit: the level's, whatever the server default (off:
+        # the commit returns before its WAL flush).  force_custom_plan: a
+        # generic plan for "id = ANY($7)" may pick a sequential scan (measured:
+        # 55 ms per 100-id delete on 170k rows); planning each statement costs
+        # microseconds.
+        sync = "on" if self.durability is Durability.POWER else "off"
+        settings = {"synchronous_commit": sync, "plan_cache_mode": "force_custom_plan"}
         if "application_name" not in (self._dsn or ""):
             settings["application_name"] = "geartrain"
         kwargs = {"timeout": self.connect_timeout, **self._kwargs}

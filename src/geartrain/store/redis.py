@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from . import StoredJob, StoreError
 from ._util import REDIS_PREFIX, once_more_if_lost, without_overlap
+from .durability import DEFAULT, Durability
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -58,6 +59,7 @@ class RedisStore:
         username: for Redis 6 ACLs; gearmand has no such option.
         timeout: seconds allowed for each command.
         connect_timeout: seconds allowed to connect.
+        durability: the level to check Redis's persistence settings against.
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class RedisStore:
         username: str | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        durability: Durability = DEFAULT,
     ) -> None:
+        self.durability = durability
         self.host, self.port, self.db, self.prefix = host, port, db, prefix
         self._options = {
             "password": password or None,
@@ -127,11 +131,12 @@ class RedisStore:
                 self,
                 aof,
             )
-        elif fsync != "always":
+        elif fsync == "no" or (fsync != "always" and self.durability is Durability.POWER):
             log.warning(
-                "%s: appendfsync is %s, so the last second of jobs may be lost on power loss",
+                "%s: appendfsync is %s, so the last %s of jobs may be lost on power loss",
                 self,
                 fsync,
+                "second" if fsync == "everysec" else "30 seconds or so",
             )
 
     async def load(self) -> list[StoredJob]:

@@ -3,6 +3,15 @@
 Every call runs on one dedicated thread (sqlite3 blocks, and a connection is
 best used from a single thread), so the event loop never waits on the disk.
 
+At the crash level the WAL runs with ``synchronous=NORMAL``: a commit is a
+write into the WAL file, which is in the operating system once it returns, and
+a background thread fsyncs the WAL at least once a second.  At the power level
+``synchronous=FULL`` fsyncs the WAL at every commit.
+
+One server per file: the store holds an exclusive lock on ``FILE.lock``
+(holding the owner's pid) for as long as it is open, so a second server on
+the same file refuses to start instead of replaying the first one's jobs.
+
 Table layout: gearmand's libsqlite3 columns plus ``id INTEGER PRIMARY KEY``,
 which gives identity and submission order.  A table written by gearmand (keyed
 on ``(unique_key, function_name)``, no id) is converted in place on open; its
@@ -12,9 +21,11 @@ rows get ids in the order gearmand would replay them (priority, then rowid).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +33,7 @@ from typing import TypeVar
 
 from . import StoredJob, StoreError
 from ._util import SQLITE_TABLE, check_identifier, without_overlap
+from .durability import DEFAULT, SYNC_INTERVAL, Durability
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
 
@@ -54,16 +66,25 @@ class SqliteStore:
         path: the database file; missing parent directories are created.
         table: the table name (gearmand's ``--libsqlite3-table``).
         busy_timeout: seconds to wait for another process's lock.
+        durability: ``crash`` (NORMAL, background fsync) or ``power`` (FULL).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], table: str = DEFAULT_TABLE, busy_timeout: float = 5.0
+        self,
+        path: str | os.PathLike[str],
+        table: str = DEFAULT_TABLE,
+        busy_timeout: float = 5.0,
+        *,
+        durability: Durability = DEFAULT,
     ) -> None:
         self.path = Path(path)
         self.table = check_identifier(table)
         self.busy_timeout = busy_timeout
+        self.durability = durability
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._lock_fd: int | None = None
+        self._syncer: _WalSyncer | None = None
 
     def __str__(self) -> str:
         return f"sqlite {self.path} table {self.table}"
@@ -92,6 +113,7 @@ class SqliteStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = _lock(Path(f"{self.path}.lock"), self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.  sqlite3's
         # same-thread check stays on: only the store's thread may touch it.
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
@@ -100,9 +122,13 @@ class SqliteStore:
         if str(mode).lower() != "wal":
             raise StoreError(f"{self}: cannot switch to WAL (journal_mode is {mode})")
         # FULL: the WAL is fsynced at every commit, so a committed job survives
-        # power loss.  NORMAL would only survive a crash of this process.
-        conn.execute("PRAGMA synchronous=FULL")
+        # power loss.  NORMAL: a commit survives a crash of this process, and
+        # the syncer bounds what a power cut can take.
+        power = self.durability is Durability.POWER
+        conn.execute(f"PRAGMA synchronous={'FULL' if power else 'NORMAL'}")
         self._prepare_table(conn)
+        if not power:
+            self._syncer = _WalSyncer(Path(f"{self.path}-wal"), str(self))
 
     def _prepare_table(self, conn: sqlite3.Connection) -> None:
         columns = {row[1].lower() for row in conn.execute(f"PRAGMA table_info({self.table})")}
@@ -182,6 +208,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._syncer is not None:
+            self._syncer.dirty = True
 
     async def close(self) -> None:
         """Close the file and stop the thread; safe to call twice."""
@@ -189,9 +217,85 @@ class SqliteStore:
         if thread is None:
             return
         conn, self._conn = self._conn, None
+        syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            syncer.stop()
         if conn is not None:
             try:
+                # The last connection's close checkpoints and syncs the WAL.
                 await asyncio.get_running_loop().run_in_executor(thread, conn.close)
             except sqlite3.Error as exc:
                 log.warning("%s: close: %s", self, exc)
         thread.shutdown(wait=False)
+        lock_fd, self._lock_fd = self._lock_fd, None
+        if lock_fd is not None:
+            os.close(lock_fd)
+
+
+def _lock(lock_path: Path, path: Path) -> int:
+    """Take the queue file's lock for this process, or say who holds it.
+
+    flock is released by the kernel when the process dies, however it dies, so
+    a stale lock file never keeps a server from starting.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"{path} is in use by another server (pid {holder}); give each server its own file"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class _WalSyncer:
+    """Fsyncs the WAL file every SYNC_INTERVAL seconds when commits were made.
+
+    Its own thread, so neither the event loop nor the store's thread ever waits
+    for the disk.  fsync of another descriptor of the same file flushes what
+    the connection wrote (the page cache is the file's, not the descriptor's).
+    """
+
+    def __init__(self, wal: Path, where: str) -> None:
+        self.wal = wal
+        self.where = where
+        self.dirty = False
+        self.syncs = 0
+        self._failing = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="geartrain-wal-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SYNC_INTERVAL):
+            if self.dirty:
+                self.sync()
+
+    def sync(self) -> None:
+        # Cleared first: a commit made during the fsync marks it dirty again.
+        self.dirty = False
+        try:
+            fd = os.open(self.wal, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.dirty = True
+            if not self._failing:
+                log.error("%s: background fsync of %s failed: %s", self.where, self.wal, exc)
+            self._failing = True
+            return
+        self.syncs += 1
+        self._failing = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
