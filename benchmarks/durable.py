@@ -3,7 +3,8 @@
     python benchmarks/durable.py [--jobs 4000] [--runs 3]
 
 Both servers get the same gearmand queue flags (`-q libsqlite3 --libsqlite3-db=…`,
-`-q postgres --libpq-conninfo=… --libpq-table=…`) and the same PHP load: two clients
+`-q postgres --libpq-conninfo=… --libpq-table=…`; geartrain also `--durability=power`,
+fsync before JOB_CREATED as gearmand's plugins) and the same PHP load: two clients
 submitting background jobs (pipelined, 100 in flight; and one at a time with 16
 clients), then two workers draining them.  PostgreSQL must accept `user=postgres`
 on 127.0.0.1:5432; a scratch database is created and dropped.
@@ -45,7 +46,9 @@ def once(
     kind: str, backend: str, mode: str, clients: int, jobs: int, database: str
 ) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="gt-durable-"))
-    server = servers.start(kind, queue_flags(backend, tmp, database))
+    # geartrain at the level that matches gearmand's plugins: fsync before JOB_CREATED.
+    power = ["--durability=power"] if kind == "geartrain" else []
+    server = servers.start(kind, queue_flags(backend, tmp, database) + power)
     try:
         return submit_then_drain(server, mode, clients, jobs)
     finally:

@@ -33,8 +33,8 @@ RESULTS = Path(__file__).parent / "results"
 
 def run_once(scenario: Scenario, kind: str, quick: bool, python: str) -> dict[str, float]:
     tmp = Path(servers.tempfile.mkdtemp(prefix="gt-bench-q-"))
-    queue = [arg.format(tmp=tmp) for arg in scenario.queue]
-    server = servers.start(kind, queue or None, python)
+    flags = scenario.queue + (scenario.geartrain if kind == "geartrain" else ())
+    server = servers.start(kind, [arg.format(tmp=tmp) for arg in flags], python, state_dir=tmp)
     try:
         return scenario.run(server, quick)
     finally:

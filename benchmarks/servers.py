@@ -71,12 +71,20 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -
     raise RuntimeError("server did not start")
 
 
-def start(kind: str, queue: list[str] | None = None, python: str = sys.executable) -> Server:
+def start(
+    kind: str,
+    queue: list[str] | None = None,
+    python: str = sys.executable,
+    state_dir: Path | None = None,
+) -> Server:
     """Start ``kind`` ("gearmand" or "geartrain") with the in-memory queue unless
-    ``queue`` gives gearmand-style queue flags (both servers take the same ones)."""
+    ``queue`` gives gearmand-style queue flags (both servers take the same ones); an
+    empty ``queue`` starts the server with its own defaults.  geartrain's default
+    queue file goes under ``state_dir`` (its $XDG_STATE_HOME), so runs never share it."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="gt-bench-"))
-    queue = queue or ["-q", "builtin"]
+    queue = ["-q", "builtin"] if queue is None else queue
+    env = dict(os.environ, XDG_STATE_HOME=str(state_dir or tmp))
     if kind == "gearmand":
         argv = [
             GEARMAND,
@@ -89,7 +97,7 @@ def start(kind: str, queue: list[str] | None = None, python: str = sys.executabl
     else:
         argv = [python, "-m", "geartrain", "server", "-L", "127.0.0.1", "-p", str(port)]
         argv += ["-l", "none", *queue]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
     try:
         _wait_ready(port, proc)
     except BaseException:

@@ -45,7 +45,8 @@ async def test_wal_and_the_levels_sync(tmp_path: Path, level: str, sync: int) ->
 
 
 async def test_every_call_runs_on_one_thread(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "q.db")
+    # At the power level writes fsync, so they too run on the store's thread.
+    store = SqliteStore(tmp_path / "q.db", durability=Durability.POWER)
     await store.open()
     try:
         for i in range(1, 6):

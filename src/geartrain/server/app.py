@@ -85,7 +85,8 @@ class ServerApp:
         count = core.restore(jobs)
         if count:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
-        self.writer = core.persister = StoreWriter(self.store, core)
+        gather = self.config.durability == "power"
+        self.writer = core.persister = StoreWriter(self.store, core, gather=gather)
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.network is not None

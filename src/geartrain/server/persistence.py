@@ -58,9 +58,12 @@ class StoreWriter:
     flight: then it joins the next).
     """
 
-    def __init__(self, store: Store, core: JobServer) -> None:
+    def __init__(self, store: Store, core: JobServer, *, gather: bool = True) -> None:
         self.store = store
         self.core = core
+        # Waiting for returning submitters pays where a commit costs an fsync;
+        # where it costs less than the wait, it only delays.
+        self.gather = gather
         self._adds: list[Job] = []
         self._dones: list[int] = []
         self._task: asyncio.Task[None] | None = None
@@ -142,7 +145,7 @@ class StoreWriter:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
             while self._adds or (self._dones and not self._outage):
-                if self._adds and len(self._adds) < MAX_BATCH:
+                if self.gather and self._adds and len(self._adds) < MAX_BATCH:
                     await self._gather()
                 if not await self._write_batch() and not self._adds:
                     break

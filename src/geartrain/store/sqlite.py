@@ -1,12 +1,13 @@
 """The embedded default queue: one SQLite file in WAL mode.
 
-Every call runs on one dedicated thread (sqlite3 blocks, and a connection is
-best used from a single thread), so the event loop never waits on the disk.
-
-At the crash level the WAL runs with ``synchronous=NORMAL``: a commit is a
-write into the WAL file, which is in the operating system once it returns, and
-a background thread fsyncs the WAL at least once a second.  At the power level
-``synchronous=FULL`` fsyncs the WAL at every commit.
+At the power level the WAL runs with ``synchronous=FULL``: every commit
+fsyncs, so every call runs on one dedicated thread and the event loop never
+waits on the disk.  At the crash level it runs with ``synchronous=NORMAL``: a
+commit is a write into the WAL file, in the operating system once it returns,
+and a background thread fsyncs the WAL at least once a second.  Such a commit
+costs less on the event loop itself than the hop to the thread and back
+(docs/queues.md has the figures), so at that level writes run on the loop;
+opening, loading and closing stay on the thread.
 
 One server per file: the store holds an exclusive lock on ``FILE.lock``
 (holding the owner's pid) for as long as it is open, so a second server on
@@ -114,9 +115,12 @@ class SqliteStore:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = _lock(Path(f"{self.path}.lock"), self.path)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.  sqlite3's
-        # same-thread check stays on: only the store's thread may touch it.
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        # check_same_thread=False: at the crash level the event loop's thread
+        # writes; the two never use the connection at the same time.
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         self._conn = conn
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -183,10 +187,19 @@ class SqliteStore:
         ]
 
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
-        """Insert ``added`` and delete ``done`` in one fsynced transaction."""
+        """Insert ``added`` and delete ``done`` in one transaction (fsynced at the power level)."""
         added, done = without_overlap(added, done)
-        if added or done:
+        if not added and not done:
+            return
+        if self.durability is Durability.POWER:
             await self._run(self._write, added, done)
+            return
+        if self._conn is None:
+            raise StoreError(f"{self}: not open")
+        try:
+            self._write(added, done)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{self}: {exc}") from exc
 
     def _write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         conn = self._conn
