@@ -29,6 +29,7 @@ import servers
 from scenarios import SCENARIOS, Scenario
 
 RESULTS = Path(__file__).parent / "results"
+KINDS = ("gearmand", "geartrain")
 
 
 def run_once(scenario: Scenario, kind: str, quick: bool, python: str) -> dict[str, float]:
@@ -91,17 +92,47 @@ def table(report: dict[str, Any]) -> str:
     ]
     for key, entry in report["scenarios"].items():
         med = entry["median"]
-        values = [
-            f"{headline(med[k]):11,.0f}" if k in med else f"{'-':>11}"
-            for k in ("gearmand", "geartrain")
-        ]
+        values = [f"{headline(med[k]):11,.0f}" if k in med else f"{'-':>11}" for k in KINDS]
         ratio_text = f"{entry['ratio']:7.2f}" if "ratio" in entry else f"{'-':>7}"
         met = ("yes" if entry["met"] else "NO") if "met" in entry else ""
         lines.append(
             f"{key:3} {entry['title']:52} {entry['unit']:9} {values[0]} {values[1]}"
             f" {ratio_text} {entry['target']:7.1f} {met}"
         )
+        if next(iter(med.values()), {}).keys() >= {"jobs_per_s", "submit_jobs_per_s"}:
+            for part in ("submit", "drain"):
+                name = f"{part}_jobs_per_s"
+                got = {k: f"{med[k][name]:11,.0f}" if k in med else f"{'-':>11}" for k in KINDS}
+                part_ratio = (
+                    f"{med['geartrain'][name] / med['gearmand'][name]:7.2f}"
+                    if len(med) == len(KINDS)
+                    else f"{'-':>7}"
+                )
+                lines.append(
+                    f"{'':3} {'  - ' + part:52} {'jobs/s':9} {got['gearmand']} {got['geartrain']}"
+                    f" {part_ratio}"
+                )
+    lines.extend(against_memory(report))
     return "\n".join(lines)
+
+
+# Rows whose geartrain figure, with default flags, should be within 5% of -q builtin.
+DEFAULTS_VS_MEMORY = {"1d": "1", "2d": "2", "3d": "3"}
+
+
+def against_memory(report: dict[str, Any]) -> list[str]:
+    """geartrain with its defaults (durable queue) against itself with -q builtin."""
+    scenarios = report["scenarios"]
+    lines = []
+    for defaults, memory in DEFAULTS_VS_MEMORY.items():
+        pair = [scenarios.get(k, {}).get("median", {}).get("geartrain") for k in (defaults, memory)]
+        if pair[0] and pair[1]:
+            value = headline(pair[0]) / headline(pair[1])
+            lines.append(
+                f"geartrain {defaults} (defaults) / {memory} (-q builtin): {value:.2f}"
+                f" (target >= 0.95 for foreground and pipelined)"
+            )
+    return [""] + lines if lines else []
 
 
 def chart(report: dict[str, Any], path: Path) -> None:

@@ -5,7 +5,7 @@ size 1 is what one-commit-per-job servers (gearmand's queue plugins) pay; larger
 batches are what geartrain's group commit gets when submissions arrive together.
 
     python benchmarks/store_throughput.py [--backends sqlite,postgres,mysql,redis]
-        [--batches 1,100,1000] [--seconds 2] [--data-size 100]
+        [--batches 1,100,1000] [--seconds 2] [--data-size 100] [--durability power]
 
 Uses the local test services (PostgreSQL and MariaDB database ``test``, Redis on
 6379) in a table or key prefix of its own, removed afterwards; SQLite in a
@@ -24,18 +24,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from geartrain.store import Store, StoredJob
+from geartrain.store.durability import Durability
 
 Factory = Callable[[str], Store]
 
 
 @asynccontextmanager
-async def backend(name: str, workdir: Path) -> AsyncIterator[Factory]:
+async def backend(name: str, workdir: Path, level: Durability) -> AsyncIterator[Factory]:
     """Yield a factory of stores (one per table/prefix name), cleaning up after."""
     names: list[str] = []
     if name == "sqlite":
         from geartrain.store.sqlite import SqliteStore
 
-        yield lambda table: SqliteStore(workdir / f"{table}.sqlite3", table)
+        yield lambda table: SqliteStore(workdir / f"{table}.sqlite3", table, durability=level)
         return
     if name == "postgres":
         import asyncpg
@@ -44,7 +45,8 @@ async def backend(name: str, workdir: Path) -> AsyncIterator[Factory]:
 
         def make_postgres(table: str) -> Store:
             names.append(table)
-            return PostgresStore("host=127.0.0.1 port=5432 user=postgres dbname=test", table)
+            conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+            return PostgresStore(conninfo, table, durability=level)
 
         yield make_postgres
         conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="test")
@@ -59,7 +61,7 @@ async def backend(name: str, workdir: Path) -> AsyncIterator[Factory]:
 
         def make_mysql(table: str) -> Store:
             names.append(table)
-            return MysqlStore("127.0.0.1", 3306, "root", "", "test", table)
+            return MysqlStore("127.0.0.1", 3306, "root", "", "test", table, durability=level)
 
         yield make_mysql
         conn = await asyncmy.connect(host="127.0.0.1", user="root", db="test")
@@ -74,7 +76,7 @@ async def backend(name: str, workdir: Path) -> AsyncIterator[Factory]:
 
     def make_redis(prefix: str) -> Store:
         names.append(prefix)
-        return RedisStore(prefix=f"{prefix}:")
+        return RedisStore(prefix=f"{prefix}:", durability=level)
 
     yield make_redis
     client = aioredis.Redis()
@@ -108,7 +110,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'backend':<9} {'batch':>6} {'add jobs/s':>12} {'done jobs/s':>12}")
     with tempfile.TemporaryDirectory(prefix="gt-bench-") as tmp:
         for name in args.backends.split(","):
-            async with backend(name, Path(tmp)) as make:
+            async with backend(name, Path(tmp), Durability(args.durability)) as make:
                 for batch in map(int, args.batches.split(",")):
                     store = make(f"gt_bench_{secrets.token_hex(4)}")
                     await store.open()
@@ -125,4 +127,5 @@ if __name__ == "__main__":
     parser.add_argument("--batches", default="1,100,1000")
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent adding per run")
     parser.add_argument("--data-size", type=int, default=100, help="payload bytes per job")
+    parser.add_argument("--durability", choices=["crash", "power"], default="power")
     asyncio.run(main(parser.parse_args()))
