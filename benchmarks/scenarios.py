@@ -119,10 +119,6 @@ def submit_then_drain(server: Server, mode: str, clients: int, total: int) -> di
     }
 
 
-def background(server: Server, quick: bool) -> dict[str, float]:
-    return submit_then_drain(server, "bg", 2, 4000 if quick else 20000)
-
-
 def durable_pipelined(server: Server, quick: bool) -> dict[str, float]:
     # Headline: acknowledged submissions per second, the rate durability limits (each
     # JOB_CREATED waits for a commit).  The drain rate is bounded by the two workers.
@@ -135,9 +131,9 @@ def durable_sync(server: Server, quick: bool) -> dict[str, float]:
     return {"submit_jobs_per_s": figures.pop("submit_jobs_per_s"), **figures}
 
 
-def shared_bench(clients: int, per_client: int) -> Callable[[Server, bool], dict[str, float]]:
-    """The shared bench's `bg 2 C` load (benchmarks/scenario.sh): C PHP clients each
-    submit with doBackground and wait, then two PHP workers drain; rate = submit + drain."""
+def bg_load(clients: int, per_client: int) -> Callable[[Server, bool], dict[str, float]]:
+    """`benchmarks/scenario.sh PORT 2 C bg N`: C PHP clients each submit with
+    doBackground and wait, then two PHP workers drain; rate = submit + drain."""
 
     def run(server: Server, quick: bool) -> dict[str, float]:
         return submit_then_drain(server, "bg", clients, clients * (1000 if quick else per_client))
@@ -207,33 +203,35 @@ SCENARIOS = [
     ),
     Scenario(
         "3d",
-        "defaults: shared bench bg 2 2, submit+drain",
+        "defaults: scenario.sh bg 2 2, submit+drain",
         "jobs/s",
         True,
         1.0,
-        shared_bench(2, 10_000),
+        bg_load(2, 10_000),
         DEFAULTS,
     ),
     Scenario(
         "3e",
-        "defaults: shared bench bg 2 8, submit+drain",
+        "defaults: scenario.sh bg 2 8, submit+drain",
         "jobs/s",
         True,
         1.0,
-        shared_bench(8, 10_000),
+        bg_load(8, 10_000),
         DEFAULTS,
     ),
     # Both servers with the memory queue (-q builtin).
     Scenario("1", "memory: foreground, 4 clients, 2 workers", "jobs/s", True, 1.0, foreground),
     Scenario("2", "memory: pipelined, 100 in flight, 2 workers", "jobs/s", True, 1.0, pipelined),
-    Scenario("3", "memory: background 20,000: submit, then drain", "jobs/s", True, 1.0, background),
+    Scenario(
+        "3", "memory: scenario.sh bg 2 2, submit+drain", "jobs/s", True, 1.0, bg_load(2, 10_000)
+    ),
     Scenario(
         "3m",
-        "memory: shared bench bg 2 8, submit+drain",
+        "memory: scenario.sh bg 2 8, submit+drain",
         "jobs/s",
         True,
         1.0,
-        shared_bench(8, 10_000),
+        bg_load(8, 10_000),
     ),
     # Power-loss safe: geartrain --durability=power against gearmand -q libsqlite3.
     Scenario(
@@ -258,11 +256,11 @@ SCENARIOS = [
     ),
     Scenario(
         "4b",
-        "power: SQLite, shared bench bg 2 2, submit+drain",
+        "power: SQLite, scenario.sh bg 2 2, submit+drain",
         "jobs/s",
         True,
         20.0,
-        shared_bench(2, 2_000),
+        bg_load(2, 2_000),
         SQLITE,
         POWER,
     ),
