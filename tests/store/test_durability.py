@@ -281,3 +281,50 @@ def test_runs_a_queue_written_by_gearmand(
         gearmand.cleanup()
     server = servers(["-q", "libsqlite3", f"--libsqlite3-db={db}"])
     assert drain(server.port) == [b"two", b"three", b"one"]  # high, normal, low
+
+
+@pytest.mark.timeout(120)
+def test_deletions_are_written_once_the_store_is_back(servers: Callable[..., ServerProc]) -> None:
+    """A job that completes during an outage leaves the store when it returns,
+    without a new submission to carry its deletion."""
+    pg = PrivatePostgres()
+    try:
+        pg.init()
+        pg.start()
+        args = ["-q", "postgres", f"--libpq-conninfo={pg.conninfo()}", "--durability=power"]
+        server = servers(args)
+        client, worker = Conn(server.port), Conn(server.port)
+        assert submit(client, T.SUBMIT_JOB_BG, b"finished in the outage").type == T.JOB_CREATED
+        worker.send(T.CAN_DO, b"durable")
+        worker.send(T.GRAB_JOB)
+        handle = worker.read().args[0]
+        pg.stop()
+        worker.send(T.WORK_COMPLETE, handle, b"")
+        time.sleep(0.5)  # the deletion fails: PostgreSQL is down
+        pg.start()
+        deadline = time.monotonic() + 30
+        while stored_rows(pg.conninfo()):
+            assert time.monotonic() < deadline, "the deletion was never written"
+            time.sleep(0.2)
+        client.close()
+        worker.close()
+    finally:
+        pg.cleanup()
+
+
+def stored_rows(conninfo: str) -> int:
+    import asyncio
+
+    import asyncpg
+
+    from geartrain.store.postgres import conninfo_to_asyncpg
+
+    async def count() -> int:
+        dsn, kwargs = conninfo_to_asyncpg(conninfo)
+        conn = await asyncpg.connect(dsn, **kwargs)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM queue"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())

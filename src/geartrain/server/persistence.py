@@ -144,7 +144,7 @@ class StoreWriter:
         try:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
-            while self._adds or (self._dones and not self._outage):
+            while self._adds or self._dones:
                 if self.gather and self._adds and len(self._adds) < MAX_BATCH:
                     await self._gather()
                 if not await self._write_batch() and not self._adds:
