@@ -123,7 +123,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _is_memory(ns: argparse.Namespace) -> bool:
-    """-q builtin or --store-url builtin: (the queue named is the memory one)."""
+    """The queue named is the memory one (-q builtin, --store-url builtin:)."""
     if ns.store_url:
         return urllib.parse.urlsplit(ns.store_url).scheme.lower() in _MEMORY
     return (ns.queue_type or "libsqlite3").lower() in _MEMORY

@@ -96,9 +96,7 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, fn, *args)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self}: {exc}") from exc
-        except OSError as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self}: {exc}") from exc
 
     async def open(self) -> None:
