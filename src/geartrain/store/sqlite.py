@@ -6,7 +6,8 @@ waits on the disk.  At the crash level it runs with ``synchronous=NORMAL``: a
 commit is a write into the WAL file, in the operating system once it returns,
 and a background thread fsyncs the WAL at least once a second.  Such a commit
 costs less on the event loop itself than the hop to the thread and back
-(docs/queues.md has the figures), so at that level writes run on the loop;
+(docs/queues.md has the figures), so at that level writes that carry
+submissions run on the loop; deletions alone, which no client waits for, and
 opening, loading and closing stay on the thread.
 
 One server per file: the store holds an exclusive lock on ``FILE.lock``
@@ -189,7 +190,9 @@ class SqliteStore:
         added, done = without_overlap(added, done)
         if not added and not done:
             return
-        if self.durability is Durability.POWER:
+        # Deletions alone have no client waiting: on the thread, the loop goes
+        # on while the disk works, and completions meanwhile join the next write.
+        if self.durability is Durability.POWER or not added:
             await self._run(self._write, added, done)
             return
         if self._conn is None:
