@@ -25,8 +25,18 @@ T = PacketType
 
 @pytest.fixture
 def durable(start_server: Callable[..., ServerProc], tmp_path: Path) -> tuple[ServerProc, int]:
+    """A server at the default level (crash)."""
     metrics = free_port()
     args = ["-q", "libsqlite3", f"--libsqlite3-db={tmp_path / 'q.sqlite3'}"]
+    return start_server("geartrain", [*args, "--metrics-port", str(metrics)]), metrics
+
+
+@pytest.fixture
+def durable_power(
+    start_server: Callable[..., ServerProc], tmp_path: Path
+) -> tuple[ServerProc, int]:
+    metrics = free_port()
+    args = ["-q", "libsqlite3", f"--libsqlite3-db={tmp_path / 'q.sqlite3'}", "--durability=power"]
     return start_server("geartrain", [*args, "--metrics-port", str(metrics)]), metrics
 
 
@@ -72,11 +82,14 @@ def test_pipelined_submissions_share_transactions(durable: tuple[ServerProc, int
     assert len(drain(server.port)) == 500
 
 
-def test_one_at_a_time_submitters_share_transactions(durable: tuple[ServerProc, int]) -> None:
+def test_one_at_a_time_submitters_share_transactions(
+    durable_power: tuple[ServerProc, int],
+) -> None:
     """Two clients that each wait for JOB_CREATED before the next job would fall
-    into lockstep, one job per transaction; the writer waits for the one it has
-    just acknowledged, so most transactions carry a job from each."""
-    server, metrics = durable
+    into lockstep, one job per transaction; at the power level, where each
+    transaction costs an fsync, the writer waits for the one it has just
+    acknowledged, so most transactions carry a job from each."""
+    server, metrics = durable_power
     clients, per_client = 2, 200
     created: list[bytes] = []
     submit_one_at_a_time(server.port, 5, created)  # warm up
