@@ -99,17 +99,21 @@ def table(report: dict[str, Any]) -> str:
             f"{key:3} {entry['title']:52} {entry['unit']:9} {values[0]} {values[1]}"
             f" {ratio_text} {entry['target']:7.1f} {met}"
         )
-        if next(iter(med.values()), {}).keys() >= {"jobs_per_s", "submit_jobs_per_s"}:
-            for part in ("submit", "drain"):
-                name = f"{part}_jobs_per_s"
+        first = next(iter(med.values()), {})
+        if first.keys() >= {"submit_jobs_per_s", "drain_jobs_per_s"}:
+            for part in ("submit", "drain", "jobs"):
+                name = f"{part}_per_s" if part == "jobs" else f"{part}_jobs_per_s"
+                if name == next(iter(first)):
+                    continue  # the headline, already shown
                 got = {k: f"{med[k][name]:11,.0f}" if k in med else f"{'-':>11}" for k in KINDS}
                 part_ratio = (
                     f"{med['geartrain'][name] / med['gearmand'][name]:7.2f}"
                     if len(med) == len(KINDS)
                     else f"{'-':>7}"
                 )
+                label = "submit + drain" if part == "jobs" else part
                 lines.append(
-                    f"{'':3} {'  - ' + part:52} {'jobs/s':9} {got['gearmand']} {got['geartrain']}"
+                    f"{'':3} {'  - ' + label:52} {'jobs/s':9} {got['gearmand']} {got['geartrain']}"
                     f" {part_ratio}"
                 )
     lines.extend(against_memory(report))
