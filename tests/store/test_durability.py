@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import threading
@@ -19,10 +20,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import serverproc
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
+from geartrain.store.postgres import conninfo_to_asyncpg
 from serverproc import ServerProc
 
 from .conftest import MYSQL, PG, REDIS
@@ -313,12 +316,6 @@ def test_deletions_are_written_once_the_store_is_back(servers: Callable[..., Ser
 
 
 def stored_rows(conninfo: str) -> int:
-    import asyncio
-
-    import asyncpg
-
-    from geartrain.store.postgres import conninfo_to_asyncpg
-
     async def count() -> int:
         dsn, kwargs = conninfo_to_asyncpg(conninfo)
         conn = await asyncpg.connect(dsn, **kwargs)

@@ -15,7 +15,8 @@ transaction carries a single job.  The writer therefore remembers which
 submitters come straight back after their acknowledgement ("regulars") and,
 before a write, waits a moment for the regulars it has just acknowledged, so
 that their jobs share the transaction (as PostgreSQL's ``commit_delay``, but
-waiting only for submitters that are on their way).
+waiting only for submitters that are on their way).  Only where a transaction
+costs an fsync (``gather``, the power level) is that worth the wait.
 
 If the store fails, the jobs of that batch are refused (their submitters get
 ``ERROR QUEUE_ERROR``), deletions are kept and retried, and the outage is
