@@ -18,7 +18,7 @@ import ssl as _ssl
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -38,6 +38,7 @@ from .connection import (
 from .errors import (
     ConnectionLost,
     GearmanError,
+    JobCancelled,
     JobTimeout,
     NoServersAvailable,
     ServerError,
@@ -230,6 +231,27 @@ class _Link:
         for job in jobs:
             self.client._job_lost(job, self)
 
+    async def withdraw(self, handle: bytes, unique: bytes) -> bool:
+        """Cancel a job nobody here waits for any more (``cancel job`` on this connection).
+
+        Skipped while another job of this client shares the handle, or, for a
+        job with a unique key, while other clients wait for it too (coalesced
+        submissions share one job).  True if the server dropped the job.
+        """
+        conn = self.conn
+        if conn is None or conn.closed or handle in self.jobs:
+            return False
+        try:
+            if unique:
+                status = parse_status(await conn.request(T.GET_STATUS_UNIQUE, unique))
+                if status.known and (status.clients or 0) > 1:
+                    return False
+            answer = await conn.text(b"cancel job " + handle, listing=False)
+        except ConnectionLost:
+            return False
+        log.debug("%s: cancel job %r: %r", self.address, handle, answer)
+        return answer.startswith(b"OK")
+
     def forget(self, job: Job) -> None:
         if job.handle is None:
             return
@@ -285,7 +307,7 @@ class Client:
         self._links: list[_Link] | None = None
         self._round_robin = itertools.count()
         self._handles: OrderedDict[bytes, _Link] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> Client:
         return self
@@ -338,7 +360,11 @@ class Client:
         job = await self.submit_job(
             function, data, unique=unique, priority=priority, timeout=timeout
         )
-        return await job.result()
+        try:
+            return await job.result()
+        except asyncio.CancelledError:
+            job._abandon(JobCancelled(job.handle or b""))
+            raise
 
     async def submit_job(
         self,
@@ -363,7 +389,7 @@ class Client:
             NoServersAvailable, ServerError, JobTimeout: as for :meth:`submit`.
         """
         job = self._new_job(JobRequest(function, data, unique, priority, timeout))
-        job.callbacks = (on_status, on_data, on_warning)
+        job._callbacks = (on_status, on_data, on_warning)
         await self._start(job)
         return job
 
@@ -388,9 +414,9 @@ class Client:
         )
 
     async def _start(self, job: Job, *, raise_errors: bool = True) -> None:
-        job.arm_timer()
+        job._arm_timer()
         try:
-            async with asyncio.timeout_at(job.deadline):
+            async with asyncio.timeout_at(job._deadline):
                 await self._dispatch(job, background=False)
         except TimeoutError:
             job._expire()
@@ -400,6 +426,10 @@ class Client:
             job._finish_error(exc)
             if raise_errors:
                 raise
+        except asyncio.CancelledError:
+            # A JOB_CREATED still on its way withdraws the job (see _created).
+            job._finish_error(JobCancelled(job.handle or b""))
+            raise
 
     def _job_lost(self, job: Job, link: _Link) -> None:
         """A foreground job's server went away after accepting it."""
@@ -411,13 +441,17 @@ class Client:
             return
         log.warning("%s; submitting job %r again", lost, job.function)
         job.resubmits += 1
-        task = asyncio.get_running_loop().create_task(self._resubmit(job))
+        self._spawn(self._resubmit(job))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background; :meth:`close` cancels it."""
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _resubmit(self, job: Job) -> None:
         try:
-            async with asyncio.timeout_at(job.deadline):
+            async with asyncio.timeout_at(job._deadline):
                 await self._dispatch(job, background=False)
         except TimeoutError:
             job._expire()
@@ -511,9 +545,13 @@ class Client:
             return
         job.handle = packet.args[0]
         job.server = link.address
-        job.link = link
+        job._link = link
         self._remember(job.handle, link)
-        if not background and not job.done():
+        if background:
+            return
+        if job.done():  # given up on while the submission was under way
+            self._spawn(link.withdraw(job.handle, job.unique))
+        else:
             link.jobs.setdefault(job.handle, []).append(job)
 
     # -- status -----------------------------------------------------------------------------

@@ -493,8 +493,10 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # A text answer is taken raw (line endings matter to gearadmin's
-        # users); binary packets go through the decoder.
-        while data and self._pending and self._pending[0].listing is not None:
+        # users); binary packets go through the decoder.  A client may send a
+        # text command (``cancel job``) between packets: packets that arrive
+        # first go to the decoder, which then hands on the text line.
+        while data and self._text_next() and not (self._decoder.buffered or data[0] == 0):
             used = self._pending[0].feed_text(data)
             if used < 0:
                 return
@@ -509,7 +511,11 @@ class Connection(asyncio.Protocol):
                 if event is None:
                     return
                 if isinstance(event, AdminLine):
-                    log.debug("%s: unexpected text line %r", self.address, event.line)
+                    if self._text_next():
+                        if self._pending[0].feed_text(event.line + b"\n") >= 0:
+                            self._pending.popleft()
+                    else:
+                        log.debug("%s: unexpected text line %r", self.address, event.line)
                     continue
                 self._dispatch(event)
                 if self._closed:
@@ -517,6 +523,10 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("%s sent garbage (%s); closing", self.address, exc)
             self.abort(ConnectionLost(f"{self.address}: protocol error: {exc}"))
+
+    def _text_next(self) -> bool:
+        """The next answer due is a text one."""
+        return bool(self._pending) and self._pending[0].listing is not None
 
     def _dispatch(self, packet: Packet) -> None:
         if packet.type in _REPLIES and self._pending and not self._is_unsolicited(packet):

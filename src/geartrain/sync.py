@@ -77,6 +77,8 @@ class _LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the coroutine's own TimeoutError (JobTimeout)
+                raise
             future.cancel()
             raise TimeoutError(f"no result within {timeout}s") from None
         except BaseException:
