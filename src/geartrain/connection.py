@@ -23,6 +23,7 @@ import logging
 import random
 import socket
 import ssl as _ssl
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -175,11 +176,14 @@ def _is_tuple_list(value: object) -> bool:
 
 
 class Backoff:
-    """Exponential reconnect delays with jitter.
+    """Reconnect delays with jitter that grow only while a server stays down.
 
-    Delays double from ``initial`` up to ``maximum``; each is drawn from the
-    upper half of its range, so peers that lost the same server spread out
-    instead of reconnecting in lockstep, yet never retry in a busy loop.
+    Delays double from ``initial`` up to ``maximum``, but never exceed a
+    quarter of the time since the first failure: a server that restarts in a
+    second is found again within about a second, one that stays down is
+    retried less and less often.  Each delay is drawn from the upper half of
+    its range, so peers that lost the same server spread out instead of
+    reconnecting in lockstep, yet never retry in a busy loop.
     """
 
     def __init__(self, initial: float = 0.1, maximum: float = 30.0, factor: float = 2.0) -> None:
@@ -187,10 +191,15 @@ class Backoff:
         self.maximum = maximum
         self.factor = factor
         self._attempt = 0
+        self._since = 0.0
 
     def next(self) -> float:
         """The delay before the next attempt."""
-        ceiling = min(self.maximum, self.initial * self.factor**self._attempt)
+        now = time.monotonic()
+        if self._attempt == 0:
+            self._since = now
+        outage = max(self.initial, (now - self._since) / 4)
+        ceiling = min(self.maximum, self.initial * self.factor**self._attempt, outage)
         self._attempt += 1
         return random.uniform(ceiling / 2, ceiling)
 
