@@ -173,7 +173,7 @@ class GearmanWorker:
             "job %s (%s) raised; failing it",
             current_job.handle,
             current_job.task,
-            exc_info=exc_info,
+            exc_info=exc_info[1],
         )
         self.send_job_failure(current_job)
         return False
