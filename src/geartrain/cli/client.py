@@ -220,9 +220,26 @@ async def _until_idle(
             return False
 
 
+# ERROR codes libgearman knows by name (its error_code.gperf); others it reports
+# as GEARMAN_SERVER_ERROR.
+_LIBGEARMAN_CODES = frozenset(
+    """SUCCESS ARGUMENT_TOO_LARGE COULD_NOT_CONNECT DATA_TOO_LARGE ECHO_DATA_CORRUPTION ERRNO
+    EVENT FLUSH_DATA GETADDRINFO IGNORE_PACKET INVALID_ARGUMENT INVALID_COMMAND
+    INVALID_FUNCTION_NAME INVALID_MAGIC INVALID_PACKET INVALID_WORKER_FUNCTION IN_PROGRESS
+    IO_WAIT JOB_EXISTS JOB_QUEUE_FULL LOST_CONNECTION MEMORY_ALLOCATION_FAILURE NEED_WORKLOAD_FN
+    NOT_CONNECTED NOT_FLUSHING NO_ACTIVE_FDS NO_JOBS NO_REGISTERED_FUNCTION
+    NO_REGISTERED_FUNCTIONS NO_SERVERS PAUSE PIPE_EOF PTHREAD QUEUE_ERROR RECV_IN_PROGRESS
+    SEND_BUFFER_TOO_SMALL SEND_IN_PROGRESS SERVER_ERROR SHUTDOWN SHUTDOWN_GRACEFUL TIMEOUT
+    TOO_MANY_ARGS UNEXPECTED_PACKET UNKNOWN_OPTION UNKNOWN_STATE WORK_DATA WORK_ERROR
+    WORK_EXCEPTION WORK_FAIL WORK_STATUS WORK_WARNING INVALID_SERVER_OPTION JOB_NOT_FOUND""".split()
+)
+
+
 def _describe(exc: Exception, client: Client) -> str:
     if isinstance(exc, ServerError):
-        return f"gearman_client_run_tasks : GEARMAN_SERVER_ERROR {exc.code}: {exc.text}"
+        # libgearman's wording for an ERROR packet answering a submission.
+        kind = exc.code if exc.code in _LIBGEARMAN_CODES else "SERVER_ERROR"
+        return f"gearman_client_run_tasks : _client_run_tasks(GEARMAN_{kind}) {exc.code}:{exc.text}"
     return (
         "gearman_client_run_tasks : flush(GEARMAN_COULD_NOT_CONNECT) "
         f"Connection to {client.servers[-1]} failed"
