@@ -123,9 +123,10 @@ async def test_function_timeout_fails_the_job(server: ServerProc) -> None:
     async with working(worker), Client(server.address) as client:
         for name in ("slow", "slow_plain"):
             started = time.monotonic()
-            with pytest.raises(JobFailed) as info:
+            with pytest.raises(JobException) as info:
                 await client.submit(name, b"x")
-            assert type(info.value) is JobFailed
+            # The reason travels as WORK_EXCEPTION text.
+            assert str(info.value).startswith(f"TimeoutError: job {name!r} ran past its 0.3s")
             assert time.monotonic() - started < 1.0
         assert cancelled.is_set()
         # The worker is free again afterwards.
@@ -355,6 +356,17 @@ async def test_signal_stops_gracefully(server: ServerProc, tmp_path: Path, sig: 
             proc.wait()
 
 
+def test_register_checks_its_arguments() -> None:
+    worker = Worker("h")
+    with pytest.raises(TypeError, match="must be callable"):
+        worker.register("x", 123)  # type: ignore[call-overload]
+    with pytest.raises(ValueError):
+        worker.register("", lambda job: b"")
+    with pytest.raises(ValueError):
+        worker.register("x", lambda job: b"", timeout=0)
+    assert worker.functions == []
+
+
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Worker("h", concurrency=0)
@@ -369,3 +381,20 @@ async def test_start_twice_is_an_error(server: ServerProc) -> None:
     finally:
         worker.stop()
         await worker.wait()
+
+
+async def test_function_exception_is_logged_once_with_traceback(
+    server: ServerProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(server.address)
+
+    @worker.register("greet")
+    def greet(job: WorkerJob) -> str:
+        return "Hello, " + job.data  # type: ignore[operator]
+
+    async with working(worker), Client(server.address) as client:
+        with pytest.raises(JobException) as info:
+            await client.submit("greet", b"world")
+    assert str(info.value).startswith("TypeError: can only concatenate str")
+    logged = [r for r in caplog.records if r.name.startswith("geartrain") and r.exc_info]
+    assert len(logged) == 1 and "greet" in logged[0].getMessage()

@@ -8,38 +8,82 @@ The libraries work with any Gearman server (geartrain or gearmand)::
         print(await client.submit("reverse", b"hello"))
 
 Blocking versions with the same names and methods live in :mod:`geartrain.sync`.
+
+The names below are imported on first use (PEP 562), so ``import geartrain``
+and the command-line tools start without loading asyncio and the libraries.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .__about__ import __version__
-from .admin import Admin, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
-from .client import Client, JobRequest, Priority
-from .codecs import dumps, loads
-from .connection import Address
-from .errors import (
-    ConnectionLost,
-    GearmanError,
-    JobException,
-    JobFailed,
-    JobTimeout,
-    NoServersAvailable,
-    ProtocolError,
-    ServerError,
-)
-from .job import DataUpdate, Job, JobStatus, StatusUpdate, Update, WarningUpdate, as_completed
-from .worker import Worker
-from .worker_job import WorkerJob
+
+if TYPE_CHECKING:
+    from .admin import Admin, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+    from .client import Client, JobRequest, Priority
+    from .codecs import Codec, dumps, loads
+    from .connection import Address
+    from .errors import (
+        ConnectionLost,
+        GearmanError,
+        JobCancelled,
+        JobException,
+        JobFailed,
+        JobTimeout,
+        NoServersAvailable,
+        ProtocolError,
+        ServerError,
+    )
+    from .job import DataUpdate, Job, JobStatus, StatusUpdate, Update, WarningUpdate, as_completed
+    from .worker import Worker
+    from .worker_job import WorkerJob
+
+_WHERE = {
+    "Address": "connection",
+    "Admin": "admin",
+    "Client": "client",
+    "Codec": "codecs",
+    "ConnectionLost": "errors",
+    "DataUpdate": "job",
+    "FunctionStatus": "admin",
+    "GearmanError": "errors",
+    "Job": "job",
+    "JobCancelled": "errors",
+    "JobException": "errors",
+    "JobFailed": "errors",
+    "JobInfo": "admin",
+    "JobRequest": "client",
+    "JobStatus": "job",
+    "JobTimeout": "errors",
+    "NoServersAvailable": "errors",
+    "Priority": "client",
+    "PriorityStatus": "admin",
+    "ProtocolError": "errors",
+    "ServerError": "errors",
+    "StatusUpdate": "job",
+    "Update": "job",
+    "WarningUpdate": "job",
+    "Worker": "worker",
+    "WorkerInfo": "admin",
+    "WorkerJob": "worker_job",
+    "as_completed": "job",
+    "dumps": "codecs",
+    "loads": "codecs",
+}
 
 __all__ = [
     "Address",
     "Admin",
     "Client",
+    "Codec",
     "ConnectionLost",
     "DataUpdate",
     "FunctionStatus",
     "GearmanError",
     "Job",
+    "JobCancelled",
     "JobException",
     "JobFailed",
     "JobInfo",
@@ -57,8 +101,21 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "WorkerJob",
-    "__version__",
     "as_completed",
     "dumps",
     "loads",
+    "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'geartrain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

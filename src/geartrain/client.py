@@ -18,14 +18,14 @@ import ssl as _ssl
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 from typing import Any, TypeAlias
 
-from .codecs import Payload, to_bytes
+from . import tracing
+from .codecs import Codec, Payload, encode, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -38,6 +38,7 @@ from .connection import (
 from .errors import (
     ConnectionLost,
     GearmanError,
+    JobCancelled,
     JobTimeout,
     NoServersAvailable,
     ServerError,
@@ -52,6 +53,7 @@ from .job import (
     as_completed,
     parse_status,
 )
+from .priority import Priority
 from .protocol import Packet, PacketType
 
 __all__ = [
@@ -70,14 +72,6 @@ __all__ = [
 log = logging.getLogger("geartrain.client")
 
 T = PacketType
-
-
-class Priority(StrEnum):
-    """Job priority: the server hands out HIGH before NORMAL before LOW."""
-
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
 
 
 _SUBMIT = {
@@ -100,7 +94,8 @@ class JobRequest:
     """One job of a batch (see :meth:`Client.submit_batch`)."""
 
     function: str
-    data: Payload = b""
+    data: Any = b""
+    """Bytes, str, or an object for the function's codec (JSON by default)."""
     unique: Payload | None = None
     priority: Priority = Priority.NORMAL
     timeout: float | None = None
@@ -230,6 +225,27 @@ class _Link:
         for job in jobs:
             self.client._job_lost(job, self)
 
+    async def withdraw(self, handle: bytes, unique: bytes) -> bool:
+        """Cancel a job nobody here waits for any more (``cancel job`` on this connection).
+
+        Skipped while another job of this client shares the handle, or, for a
+        job with a unique key, while other clients wait for it too (coalesced
+        submissions share one job).  True if the server dropped the job.
+        """
+        conn = self.conn
+        if conn is None or conn.closed or handle in self.jobs:
+            return False
+        try:
+            if unique:
+                status = parse_status(await conn.request(T.GET_STATUS_UNIQUE, unique))
+                if status.known and (status.clients or 0) > 1:
+                    return False
+            answer = await conn.text(b"cancel job " + handle, listing=False)
+        except ConnectionLost:
+            return False
+        log.debug("%s: cancel job %r: %r", self.address, handle, answer)
+        return answer.startswith(b"OK")
+
     def forget(self, job: Job) -> None:
         if job.handle is None:
             return
@@ -259,6 +275,10 @@ class Client:
         max_backoff: the longest time a failed server is skipped before it is
             tried again.
         ssl: a TLS context, for servers that require TLS.
+        codecs: a :class:`~geartrain.codecs.Codec` per function name: objects
+            (not bytes or str) submitted to it are encoded with it, and its
+            results decoded with it.  Without one, objects go as JSON and
+            results come back as bytes.
     """
 
     def __init__(
@@ -272,8 +292,10 @@ class Client:
         resubmit: bool = True,
         max_backoff: float = 30.0,
         ssl: _ssl.SSLContext | None = None,
+        codecs: Mapping[str, Codec] | None = None,
     ) -> None:
         self.servers = parse_servers(servers)
+        self.codecs: dict[str, Codec] = dict(codecs or {})
         self.client_id = to_bytes(client_id) if client_id else b""
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
@@ -285,7 +307,7 @@ class Client:
         self._links: list[_Link] | None = None
         self._round_robin = itertools.count()
         self._handles: OrderedDict[bytes, _Link] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> Client:
         return self
@@ -320,13 +342,17 @@ class Client:
     async def submit(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
-    ) -> bytes:
-        """Run a job and return its result.
+    ) -> Any:
+        """Run a job and return its result: bytes, or decoded by the function's codec.
+
+        ``data`` is bytes, str (sent as UTF-8) or an object for the
+        function's codec (JSON by default).  With OpenTelemetry installed the
+        call is a PRODUCER span ``gearman.submit <function>``.
 
         Raises:
             JobFailed: the worker failed the job (WORK_FAIL).
@@ -335,15 +361,23 @@ class Client:
             NoServersAvailable: no server could take the job.
             ServerError: the server refused the job (e.g. its queue is full).
         """
-        job = await self.submit_job(
-            function, data, unique=unique, priority=priority, timeout=timeout
-        )
-        return await job.result()
+        with tracing.span("gearman.submit", "PRODUCER", function) as span:
+            job = await self.submit_job(
+                function, data, unique=unique, priority=priority, timeout=timeout
+            )
+            tracing.set_handle(span, job.handle)
+            try:
+                result = await job.result()
+            except asyncio.CancelledError:
+                job._abandon(JobCancelled(job.handle or b""))
+                raise
+        codec = self.codecs.get(function)
+        return codec.decode(result) if codec is not None else result
 
     async def submit_job(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
@@ -363,11 +397,11 @@ class Client:
             NoServersAvailable, ServerError, JobTimeout: as for :meth:`submit`.
         """
         job = self._new_job(JobRequest(function, data, unique, priority, timeout))
-        job.callbacks = (on_status, on_data, on_warning)
+        job._callbacks = (on_status, on_data, on_warning)
         await self._start(job)
         return job
 
-    async def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Payload]]) -> list[Job]:
+    async def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Any]]) -> list[Job]:
         """Submit many foreground jobs at once (pipelined), in order.
 
         Never raises for one job: a job that could not be submitted is
@@ -384,13 +418,18 @@ class Client:
     def _new_job(self, req: JobRequest) -> Job:
         unique = to_bytes(req.unique) if req.unique is not None else b""
         return Job(
-            self, req.function, to_bytes(req.data), unique, Priority(req.priority), req.timeout
+            self,
+            req.function,
+            self._encode(req.function, req.data),
+            unique,
+            Priority(req.priority),
+            req.timeout,
         )
 
     async def _start(self, job: Job, *, raise_errors: bool = True) -> None:
-        job.arm_timer()
+        job._arm_timer()
         try:
-            async with asyncio.timeout_at(job.deadline):
+            async with asyncio.timeout_at(job._deadline):
                 await self._dispatch(job, background=False)
         except TimeoutError:
             job._expire()
@@ -400,6 +439,10 @@ class Client:
             job._finish_error(exc)
             if raise_errors:
                 raise
+        except asyncio.CancelledError:
+            # A JOB_CREATED still on its way withdraws the job (see _created).
+            job._finish_error(JobCancelled(job.handle or b""))
+            raise
 
     def _job_lost(self, job: Job, link: _Link) -> None:
         """A foreground job's server went away after accepting it."""
@@ -411,13 +454,17 @@ class Client:
             return
         log.warning("%s; submitting job %r again", lost, job.function)
         job.resubmits += 1
-        task = asyncio.get_running_loop().create_task(self._resubmit(job))
+        self._spawn(self._resubmit(job))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background; :meth:`close` cancels it."""
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _resubmit(self, job: Job) -> None:
         try:
-            async with asyncio.timeout_at(job.deadline):
+            async with asyncio.timeout_at(job._deadline):
                 await self._dispatch(job, background=False)
         except TimeoutError:
             job._expire()
@@ -432,7 +479,7 @@ class Client:
     async def submit_background(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
@@ -451,11 +498,16 @@ class Client:
         if when is not None and priority is not Priority.NORMAL:
             raise ValueError("epoch jobs always run at normal priority")
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
-        job = Job(self, function, to_bytes(data), key, Priority(priority), None)
+        job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
         epoch = _epoch(when) if when is not None else None
-        await self._dispatch(job, background=True, epoch=epoch)
+        with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
+            await self._dispatch(job, background=True, epoch=epoch)
+            tracing.set_handle(span, job.handle)
         assert job.handle is not None
         return job.handle
+
+    def _encode(self, function: str, data: Any) -> bytes:
+        return encode(data, self.codecs.get(function))
 
     def _remember(self, handle: bytes, link: _Link) -> None:
         self._handles[handle] = link
@@ -511,9 +563,13 @@ class Client:
             return
         job.handle = packet.args[0]
         job.server = link.address
-        job.link = link
+        job._link = link
         self._remember(job.handle, link)
-        if not background and not job.done():
+        if background:
+            return
+        if job.done():  # given up on while the submission was under way
+            self._spawn(link.withdraw(job.handle, job.unique))
+        else:
             link.jobs.setdefault(job.handle, []).append(job)
 
     # -- status -----------------------------------------------------------------------------

@@ -23,11 +23,12 @@ import logging
 import random
 import socket
 import ssl as _ssl
+import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Union, cast
+from collections.abc import Callable
+from typing import Any, cast
 
+from .address import DEFAULT_PORT, Address, ServerSpec, parse_address, parse_servers
 from .errors import ConnectionLost, ProtocolError
 from .protocol import (
     DEFAULT_MAX_PACKET_SIZE,
@@ -53,9 +54,6 @@ __all__ = [
 
 log = logging.getLogger("geartrain.connection")
 
-DEFAULT_PORT = 4730
-"""IANA's port for Gearman (gearmand's default)."""
-
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a TCP connect; a dead host must not hang a submission."""
 
@@ -65,9 +63,6 @@ DEFAULT_IO_TIMEOUT = 10.0
 A server answers these at once; silence this long means a dead or wedged
 peer, so the connection is dropped and callers fail over.
 """
-
-ServerSpec = Union[str, tuple[str, int], "Address"]
-"""A server as ``"host:port"``, ``"host"`` (port 4730), ``"[::1]:4730"`` or ``(host, port)``."""
 
 # Packets that answer a request; anything else is unsolicited.
 _REPLIES = frozenset(
@@ -86,100 +81,15 @@ _REPLIES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A job server's host and port."""
-
-    host: str
-    port: int = DEFAULT_PORT
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_address(spec: ServerSpec) -> Address:
-    """Parse one server given as a string, a ``(host, port)`` tuple or an :class:`Address`.
-
-    Raises:
-        ValueError: the port is not a number in 0..65535, or the host is empty.
-    """
-    if isinstance(spec, Address):
-        return spec
-    if isinstance(spec, tuple):
-        host, port = spec
-        return _checked(str(host), int(port))
-    text = spec.strip()
-    if text.startswith("["):  # [v6] or [v6]:port
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"bad server address {spec!r}")
-        host, rest = text[1:end], text[end + 1 :]
-        if not rest:
-            return _checked(host, DEFAULT_PORT)
-        if not rest.startswith(":"):
-            raise ValueError(f"bad server address {spec!r}")
-        return _checked(host, _port(rest[1:], spec))
-    if text.count(":") == 1:
-        name, port_text = text.split(":")
-        return _checked(name, _port(port_text, spec))
-    # No colon: a bare host.  Several colons: a bare IPv6 address.
-    return _checked(text, DEFAULT_PORT)
-
-
-def _port(text: str, spec: object) -> int:
-    if not text:
-        return DEFAULT_PORT
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"bad port in server address {spec!r}") from None
-
-
-def _checked(host: str, port: int) -> Address:
-    if not host:
-        raise ValueError("empty host in server address")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range")
-    return Address(host, port or DEFAULT_PORT)
-
-
-def parse_servers(servers: ServerSpec | Iterable[ServerSpec] | None) -> list[Address]:
-    """Parse a server list.
-
-    A string may hold several servers separated by commas, as in libgearman's
-    ``GEARMAN_SERVER`` variable.  ``None`` or an empty list means
-    ``localhost:4730``.  Duplicates are dropped, order is kept.
-    """
-    if servers is None:
-        items: list[ServerSpec] = []
-    elif isinstance(servers, str):
-        items = [part for part in servers.split(",") if part.strip()]
-    elif isinstance(servers, tuple | Address) and not _is_tuple_list(servers):
-        items = [servers]
-    else:
-        items = list(servers)  # type: ignore[arg-type]
-    out: list[Address] = []
-    for item in items:
-        addr = parse_address(item)
-        if addr not in out:
-            out.append(addr)
-    return out or [Address("localhost", DEFAULT_PORT)]
-
-
-def _is_tuple_list(value: object) -> bool:
-    # ("host", 4730) is one server; (("a", 1), ("b", 2)) is two.
-    return isinstance(value, tuple) and not (
-        len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
-    )
-
-
 class Backoff:
-    """Exponential reconnect delays with jitter.
+    """Reconnect delays with jitter that grow only while a server stays down.
 
-    Delays double from ``initial`` up to ``maximum``; each is drawn from the
-    upper half of its range, so peers that lost the same server spread out
-    instead of reconnecting in lockstep, yet never retry in a busy loop.
+    Delays double from ``initial`` up to ``maximum``, but never exceed a
+    quarter of the time since the first failure: a server that restarts in a
+    second is found again within about a second, one that stays down is
+    retried less and less often.  Each delay is drawn from the upper half of
+    its range, so peers that lost the same server spread out instead of
+    reconnecting in lockstep, yet never retry in a busy loop.
     """
 
     def __init__(self, initial: float = 0.1, maximum: float = 30.0, factor: float = 2.0) -> None:
@@ -187,10 +97,15 @@ class Backoff:
         self.maximum = maximum
         self.factor = factor
         self._attempt = 0
+        self._since = 0.0
 
     def next(self) -> float:
         """The delay before the next attempt."""
-        ceiling = min(self.maximum, self.initial * self.factor**self._attempt)
+        now = time.monotonic()
+        if self._attempt == 0:
+            self._since = now
+        outage = max(self.initial, (now - self._since) / 4)
+        ceiling = min(self.maximum, self.initial * self.factor**self._attempt, outage)
         self._attempt += 1
         return random.uniform(ceiling / 2, ceiling)
 
@@ -493,8 +408,10 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # A text answer is taken raw (line endings matter to gearadmin's
-        # users); binary packets go through the decoder.
-        while data and self._pending and self._pending[0].listing is not None:
+        # users); binary packets go through the decoder.  A client may send a
+        # text command (``cancel job``) between packets: packets that arrive
+        # first go to the decoder, which then hands on the text line.
+        while data and self._text_next() and not (self._decoder.buffered or data[0] == 0):
             used = self._pending[0].feed_text(data)
             if used < 0:
                 return
@@ -509,7 +426,11 @@ class Connection(asyncio.Protocol):
                 if event is None:
                     return
                 if isinstance(event, AdminLine):
-                    log.debug("%s: unexpected text line %r", self.address, event.line)
+                    if self._text_next():
+                        if self._pending[0].feed_text(event.line + b"\n") >= 0:
+                            self._pending.popleft()
+                    else:
+                        log.debug("%s: unexpected text line %r", self.address, event.line)
                     continue
                 self._dispatch(event)
                 if self._closed:
@@ -517,6 +438,10 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("%s sent garbage (%s); closing", self.address, exc)
             self.abort(ConnectionLost(f"{self.address}: protocol error: {exc}"))
+
+    def _text_next(self) -> bool:
+        """The next answer due is a text one."""
+        return bool(self._pending) and self._pending[0].listing is not None
 
     def _dispatch(self, packet: Packet) -> None:
         if packet.type in _REPLIES and self._pending and not self._is_unsolicited(packet):

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ConnectionLost",
     "GearmanError",
+    "JobCancelled",
     "JobException",
     "JobFailed",
     "JobTimeout",
@@ -49,8 +50,8 @@ class ServerError(GearmanError):
         self.text = text
 
 
-class ConnectionLost(GearmanError):
-    """The connection to a server closed or could not be made."""
+class ConnectionLost(GearmanError, ConnectionError):
+    """The connection to a server closed or could not be made (also a ``ConnectionError``)."""
 
 
 class NoServersAvailable(ConnectionLost):
@@ -58,23 +59,50 @@ class NoServersAvailable(ConnectionLost):
 
 
 class JobFailed(GearmanError):
-    """The job ended with WORK_FAIL."""
+    """The job ended with WORK_FAIL.
 
-    def __init__(self, handle: bytes, message: str = "job failed") -> None:
-        super().__init__(f"{message}: {handle.decode(errors='replace')}")
+    The server sends the same bare WORK_FAIL when a worker fails the job, when
+    an admin cancels it (``cancel job``) and when its CAN_DO_TIMEOUT expires, so
+    a client cannot tell these apart.
+
+    Attributes:
+        handle: the job handle.
+        reason: why it failed, when known (else ``"job failed"``).
+    """
+
+    def __init__(self, handle: bytes, reason: str = "job failed") -> None:
+        super().__init__(f"{reason}: {handle.decode(errors='replace')}")
         self.handle = handle
+        self.reason = reason
+
+
+class JobCancelled(JobFailed):
+    """The client withdrew the job (:meth:`geartrain.Job.cancel`)."""
+
+    def __init__(self, handle: bytes) -> None:
+        super().__init__(handle, "job cancelled")
 
 
 class JobException(JobFailed):
-    """The worker raised an exception (WORK_EXCEPTION); ``data`` is its payload."""
+    """The worker raised an exception (WORK_EXCEPTION).
+
+    Attributes:
+        data: the raw payload, as the worker sent it.
+        text: the payload decoded as UTF-8 (undecodable bytes replaced), e.g.
+            ``"KeyError: 'x'"``; also the exception's message.
+    """
 
     def __init__(self, handle: bytes, data: bytes) -> None:
-        super().__init__(handle, f"job raised {data[:200]!r}")
         self.data = data
+        self.text = data.decode("utf-8", errors="replace")
+        super().__init__(handle, self.text[:500] or "job raised an exception")
 
 
-class JobTimeout(GearmanError):
-    """The job did not finish within the time the caller allowed."""
+class JobTimeout(GearmanError, TimeoutError):
+    """The job did not finish within the time the caller allowed (also a ``TimeoutError``).
+
+    The client withdraws the job (``cancel job``) as it gives up on it.
+    """
 
     def __init__(self, handle: bytes | None) -> None:
         name = handle.decode(errors="replace") if handle else "(not created)"

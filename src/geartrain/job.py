@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .errors import JobException, JobFailed, JobTimeout
+from .errors import JobCancelled, JobException, JobFailed, JobTimeout
 from .protocol import Packet, PacketType
 
 if TYPE_CHECKING:
@@ -130,6 +130,22 @@ class Job:
     :class:`WarningUpdate` objects as they arrive and ends with the job.
     Updates are kept until read, so read them or ignore them, but do not
     iterate one job from two tasks.
+
+    A job the client gives up on (its ``timeout`` passes, :meth:`cancel`, or
+    the task awaiting :meth:`geartrain.Client.submit` is cancelled) is
+    withdrawn from its server with ``cancel job``: a queued job is dropped and
+    never runs; one a worker has started runs on, but its result goes nowhere.
+
+    Attributes:
+        function (str): the function name.
+        data (bytes): the workload.
+        unique (bytes): the unique key (empty: none).
+        priority (Priority): the priority it was submitted with.
+        handle (bytes | None): the job handle of the latest submission (it
+            changes if the job is resubmitted); None until a server took it.
+        server (Address | None): the server running the job.
+        resubmits (int): times the job was submitted again after its server died.
+        numerator, denominator (int): the latest WORK_STATUS.
     """
 
     def __init__(
@@ -142,22 +158,19 @@ class Job:
         timeout: float | None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        self.client = client
         self.function = function
         self.data = data
         self.unique = unique
         self.priority = priority
         self.handle: bytes | None = None
-        """The job handle of the latest submission (it changes if the job is resubmitted)."""
         self.server: Address | None = None
-        """The server running the job."""
-        self.link: Any = None
         self.resubmits = 0
-        """How many times the job was submitted again after its server died."""
         self.numerator = 0
         self.denominator = 0
-        self.callbacks: _Callbacks = (None, None, None)
-        self.deadline: float | None = loop.time() + timeout if timeout is not None else None
+        self._client = client
+        self._link: Any = None
+        self._callbacks: _Callbacks = (None, None, None)
+        self._deadline: float | None = loop.time() + timeout if timeout is not None else None
         self._future: asyncio.Future[bytes] = loop.create_future()
         self._updates: asyncio.Queue[Update | None] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
@@ -185,6 +198,22 @@ class Job:
             return None
         return self._future.exception()
 
+    async def cancel(self) -> bool:
+        """Give up on the job and withdraw it from its server (``cancel job``).
+
+        Awaiting the job then raises :class:`~geartrain.errors.JobCancelled`.
+        Returns True when the server still had the job and dropped it; False
+        when the job had ended already or the server did not know it.
+        """
+        if self.done():
+            return False
+        link = self._link
+        self._finish_error(JobCancelled(self.handle or b""))
+        if link is None or self.handle is None:
+            return False
+        withdrawn: bool = await link.withdraw(self.handle, self.unique)
+        return withdrawn
+
     async def __aiter__(self) -> AsyncIterator[Update]:
         while True:
             if self._updates.empty() and self.done():
@@ -195,9 +224,9 @@ class Job:
 
     # -- driven by the client ------------------------------------------------
 
-    def arm_timer(self) -> None:
-        if self.deadline is not None and self._timer is None and not self.done():
-            self._timer = asyncio.get_running_loop().call_at(self.deadline, self._expire)
+    def _arm_timer(self) -> None:
+        if self._deadline is not None and self._timer is None and not self.done():
+            self._timer = asyncio.get_running_loop().call_at(self._deadline, self._expire)
 
     def _on_work(self, packet: Packet) -> None:
         args = packet.args
@@ -221,7 +250,7 @@ class Job:
         if self.done():
             return
         self._updates.put_nowait(update)
-        callback: Any = self.callbacks[index]
+        callback: Any = self._callbacks[index]
         if callback is None:
             return
         try:
@@ -248,14 +277,23 @@ class Job:
         self._settled()
 
     def _expire(self) -> None:
-        self._finish_error(JobTimeout(self.handle))
+        self._abandon(JobTimeout(self.handle))
+
+    def _abandon(self, exc: BaseException) -> None:
+        """End the job with ``exc`` and withdraw it from its server in the background."""
+        if self.done():
+            return
+        link = self._link
+        self._finish_error(exc)
+        if link is not None and self.handle is not None:
+            self._client._spawn(link.withdraw(self.handle, self.unique))
 
     def _settled(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.link is not None:
-            self.link.forget(self)
+        if self._link is not None:
+            self._link.forget(self)
         self._updates.put_nowait(None)  # wakes an iterator so it can end
 
 

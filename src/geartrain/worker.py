@@ -27,7 +27,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, overload
 
-from .codecs import Payload, to_bytes
+from . import tracing
+from .codecs import Codec, Payload, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -70,6 +71,7 @@ class _Function:
     func: JobFunction
     timeout: float | None
     is_async: bool
+    codec: Codec | None = None
 
     def can_do(self) -> tuple[PacketType, tuple[bytes, ...]]:
         name = self.name.encode()
@@ -181,6 +183,10 @@ class Worker:
             server that refuses it).
         idle_timeout: an idle connection asks for work at least this often.
         max_jobs: stop (gracefully) after this many jobs.
+        grace_period: seconds a graceful stop (the first SIGTERM or SIGINT,
+            :meth:`stop`) waits for the jobs in hand; then they are released
+            back to the server, which hands them to another worker.  None
+            waits for ever.
         connect_timeout, io_timeout, max_backoff, ssl: as for the client.
         executor: runs plain (non-async) functions; by default a thread pool
             of ``concurrency`` threads.
@@ -195,6 +201,7 @@ class Worker:
         grab_all: bool = True,
         idle_timeout: float = 30.0,
         max_jobs: int | None = None,
+        grace_period: float | None = 30.0,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         io_timeout: float | None = DEFAULT_IO_TIMEOUT,
         max_backoff: float = 30.0,
@@ -209,6 +216,7 @@ class Worker:
         self.grab_all = grab_all
         self.idle_timeout = idle_timeout
         self.max_jobs = max_jobs
+        self.grace_period = grace_period
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
         self.max_backoff = max_backoff
@@ -228,6 +236,7 @@ class Worker:
         self._assigned = 0
         self._changed: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -240,30 +249,56 @@ class Worker:
     # -- functions -------------------------------------------------------------
 
     @overload
-    def register(self, name: str, func: F, *, timeout: float | None = None) -> F: ...
+    def register(
+        self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
+    ) -> F: ...
 
     @overload
     def register(
-        self, name: str, func: None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        func: None = None,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
     ) -> Callable[[F], F]: ...
 
     def register(
-        self, name: str, func: F | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        func: F | None = None,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
     ) -> F | Callable[[F], F]:
         """Register ``func`` for jobs of function ``name``; usable as a decorator.
 
         ``timeout`` (seconds) bounds each job: past it the job fails
         (WORK_FAIL), an async function is cancelled and a plain one's result
         is discarded.  The server is told with CAN_DO_TIMEOUT.
+
+        ``codec`` decodes :attr:`WorkerJob.value` and encodes results that are
+        not bytes or str (JSON when not given).  With OpenTelemetry installed
+        each job runs in a CONSUMER span ``gearman.run <name>``.
+
+        Raises:
+            TypeError: ``func`` is not callable.
+            ValueError: ``name`` is empty or ``timeout`` is not positive.
         """
+        if not name:
+            raise ValueError("function name must not be empty")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
         if func is None:
 
             def decorator(f: F) -> F:
-                self.register(name, f, timeout=timeout)
+                self.register(name, f, timeout=timeout, codec=codec)
                 return f
 
             return decorator
-        fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func))
+        if not callable(func):
+            raise TypeError(f"{name!r}: job function must be callable, not {type(func).__name__}")
+        fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func), codec)
         self._functions[name] = fn
         for session in self._sessions.values():
             _quietly(session.register, fn)
@@ -287,8 +322,9 @@ class Worker:
         """Work until stopped.
 
         With ``handle_signals`` (and in the main thread), SIGTERM and SIGINT
-        stop the worker gracefully: it finishes the jobs in hand and takes no
-        more.  A second signal stops it at once.
+        stop the worker gracefully: it finishes the jobs in hand (for up to
+        ``grace_period`` seconds) and takes no more.  A second signal stops it
+        at once.  Jobs not finished are released back to the server.
         """
         await self.start()
         loop = asyncio.get_running_loop()
@@ -327,7 +363,19 @@ class Worker:
         self._tasks = [loop.create_task(self._serve(address)) for address in self.servers]
 
     def stop(self, graceful: bool = True) -> None:
-        """Stop taking jobs; gracefully (finish the jobs in hand) or at once."""
+        """Stop taking jobs; gracefully (finish the jobs in hand) or at once.
+
+        A graceful stop waits ``grace_period`` seconds at most; then, as with
+        ``graceful=False``, async jobs are cancelled, plain ones' results are
+        dropped and the connections close, so the server gives the jobs in
+        hand to another worker.
+        """
+        if graceful and self._jobs and self.grace_period is not None and not self._grace_timer:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(self.grace_period, self._grace_over)
+        elif not graceful and self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
@@ -350,6 +398,9 @@ class Worker:
             await asyncio.shield(asyncio.gather(*self._jobs, return_exceptions=True))
         if tasks is self._tasks:
             self._tasks = []
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+                self._grace_timer = None
             if self._own_executor and self._executor is not None:
                 self._executor.shutdown(wait=False)
                 self._executor = None
@@ -368,6 +419,16 @@ class Worker:
     def connection_failed(self, address: Address, error: Exception) -> None:
         """Called when connecting to a server fails; override to report it."""
         log.warning("%s", error)
+
+    def _grace_over(self) -> None:
+        self._grace_timer = None
+        if self._jobs:
+            log.warning(
+                "grace period of %ss over: releasing %d job(s) in hand",
+                self.grace_period,
+                len(self._jobs),
+            )
+            self.stop(graceful=False)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
@@ -484,7 +545,10 @@ class Worker:
                 log.warning("got a job for unregistered function %r; failing it", job.function)
                 job.fail()
                 return
-            await self._execute(fn, job)
+            job._codec = fn.codec
+            with tracing.span("gearman.run", "CONSUMER", fn.name) as span:
+                tracing.set_handle(span, job.handle)
+                await self._execute(fn, job)
         finally:
             self._job_done()
 
@@ -496,8 +560,9 @@ class Worker:
             if not deadline.expired():  # the function's own timeout, not ours
                 _report_exception(job, exc)
                 return
-            log.warning("job %r (%s) timed out after %ss", job.handle, fn.name, fn.timeout)
-            job.fail()
+            reason = f"TimeoutError: job {fn.name!r} ran past its {fn.timeout}s timeout"
+            log.warning("job %r: %s", job.handle, reason)
+            job.exception(reason)  # a client without the exceptions option gets WORK_FAIL
             return
         except asyncio.CancelledError:
             raise
