@@ -202,6 +202,10 @@ STAT_NAMES = (
     "timed_out",
     "cancelled",
     "restored",
+    "limit_connections",
+    "limit_input",
+    "limit_output",
+    "limit_queue",
 )
 """The counters of :class:`Stats`, in the order metrics list them."""
 
@@ -215,6 +219,8 @@ class Stats:
         self.created = self.coalesced = self.completed = self.failed = 0
         self.exceptions = self.requeued = self.dropped = self.timed_out = 0
         self.cancelled = self.restored = 0
+        # Times a resource limit was reached (see .limits).
+        self.limit_connections = self.limit_input = self.limit_output = self.limit_queue = 0
 
 
 class Persister(Protocol):
