@@ -79,7 +79,7 @@ class AdminCommands:
     def workers(self, peer: Peer, words: list[bytes]) -> bytes:
         out = []
         for p in self.server.peers:
-            names = b"".join(b" " + f.name for f, _t in p.abilities)
+            names = b"".join(b" " + f.name for f in p.functions())
             out.append(b"%d %s %s :%s\n" % (p.fd, p.host.encode(), p.client_id, names))
         out.append(b".\n")
         return b"".join(out)

@@ -54,6 +54,8 @@ class ServerConfig:
     """Jobs held in all (queued, scheduled, running); 0: no limit, as gearmand."""
     max_job_bytes: int = 0
     """Bytes of job data held in all; 0: no limit, as gearmand."""
+    max_idle_functions: int = 10_000
+    """Functions with no worker, job or maxqueue kept (listed in `status`)."""
     verbose: str = "NOTICE"
     """gearmand defaults to ERROR; NOTICE shows the startup lines but nothing per job."""
     metrics_port: int = 0
