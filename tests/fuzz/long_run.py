@@ -15,19 +15,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fuzz.targets import admin_target, core_target, decoder_target
-
-TARGETS = {"decoder": decoder_target, "admin": admin_target, "core": core_target}
+TARGETS = ("decoder", "admin", "core")
 
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
         sys.exit(f"usage: {sys.argv[0]} {{{','.join(TARGETS)}}} [libFuzzer options]")
-    target = TARGETS[sys.argv[1]]
     argv = [sys.argv[0], *sys.argv[2:]]
     try:
         import atheris
     except ImportError:
+        from fuzz import targets
+
+        target = getattr(targets, sys.argv[1] + "_target")
         from hypothesis import HealthCheck, given, settings
         from hypothesis import strategies as st
 
@@ -41,8 +41,9 @@ def main() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)  # limit messages would flood the output
-    atheris.instrument_all()  # coverage feedback from every loaded module
-    atheris.Setup(argv, target)
+    with atheris.instrument_imports(include=["geartrain"]):  # coverage feedback
+        from fuzz import targets
+    atheris.Setup(argv, getattr(targets, sys.argv[1] + "_target"))
     atheris.Fuzz()
 
 
