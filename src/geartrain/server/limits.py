@@ -53,7 +53,7 @@ def default_max_connections() -> int:
     """The open-file limit, less a reserve: past it accept() would fail anyway."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return 0
+        return 1 << 31
     return max(1, soft - FD_RESERVE)
 
 

@@ -210,10 +210,7 @@ class Connection(asyncio.BufferedProtocol):
         self.network.connections.discard(self)
         self._closing = True
         self._out.clear()
-        if self.held:
-            self.network.input_grew(-self.held)
-            self.held = 0
-        self.decoder.release(force=True)
+        self._drop_input()
         if self.peer is not None:
             self.core.disconnect(self.peer)
             # The peer's send and close are bound to this connection: break the
@@ -264,7 +261,15 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._closing = True
         self._out.clear()
+        self._drop_input()
         self.transport.abort()
+
+    def _drop_input(self) -> None:
+        # At once, not at connection_lost: the input limit must see it gone.
+        if self.held:
+            self.network.input_grew(-self.held)
+            self.held = 0
+        self.decoder.release(force=True)
 
     def close(self) -> None:
         """Close after sending what is queued (the core's silent close, a shutdown)."""
