@@ -208,3 +208,38 @@ def test_large_packets_in_pieces(chunk: int) -> None:
     assert events[:3] == packets
     assert events[3] == Packet(REQ, PacketType.SUBMIT_JOB, (b"x" * 70000,))  # too few args
     assert all(type(a) is bytes for e in events for a in e.args)  # type: ignore[union-attr]
+
+
+def test_buffer_follows_bytes_received_not_bytes_announced() -> None:
+    decoder = Decoder()
+    assert decoder.allocated == 0  # nothing before the first read
+    decoder.feed(HEADER.pack(REQ, PacketType.ECHO_REQ, 60 << 20) + b"x" * 1000)
+    assert decoder.next_event() is None
+    assert decoder.allocated <= 64 << 10
+    payload = b"y" * (60 << 20)
+    received = 1000
+    while received < len(payload):
+        step = min(1 << 20, len(payload) - received)
+        space = decoder.get_buffer()
+        assert decoder.allocated <= 4 * (received + (64 << 10))  # doubles, no more
+        step = min(step, len(space))
+        space[:step] = payload[received : received + step]
+        decoder.buffer_updated(step)
+        received += step
+    assert decoder.next_event() == Packet(
+        REQ, PacketType.ECHO_REQ, (b"x" * 1000 + b"y" * (received - 1000),)
+    )
+
+
+def test_release_gives_the_buffer_back_only_when_nothing_is_pending() -> None:
+    decoder = Decoder()
+    decoder.feed(pack(REQ, PacketType.ECHO_REQ, (b"hi",)) + b"\0RE")
+    assert decoder.next_event() == Packet(REQ, PacketType.ECHO_REQ, (b"hi",))
+    assert not decoder.release()  # three bytes of the next header are pending
+    decoder.feed(b"Q" + HEADER.pack(REQ, PacketType.NOOP, 0)[4:])
+    assert decoder.next_event() == Packet(REQ, PacketType.NOOP, ())
+    assert decoder.release() and decoder.allocated == 0
+    decoder.feed(pack(REQ, PacketType.ECHO_REQ, (b"again",)))
+    assert decoder.next_event() == Packet(REQ, PacketType.ECHO_REQ, (b"again",))
+    decoder.feed(b"partial")
+    assert decoder.release(force=True) and decoder.buffered == 0

@@ -260,14 +260,15 @@ def encode(packet: Packet) -> bytes:
 
 
 RECV_SIZE = 1 << 14
-"""The first buffer and the smallest space offered to one read; the buffer grows
-to hold a whole packet.  Small, because a server holds thousands of mostly idle
-connections, each with its buffer."""
+"""The first buffer and the smallest space offered to one read.  Small, because a
+server holds thousands of mostly idle connections."""
 
 KEEP_SIZE = 1 << 23
 """An idle buffer larger than this (it held a very large packet) is given back.
 Smaller ones are kept: allocating and faulting in fresh megabytes for every
 large packet costs more than the copies the buffer saves."""
+
+_EMPTY = bytearray()
 
 
 class Decoder:
@@ -276,8 +277,13 @@ class Decoder:
     Bytes go into one receive buffer: either given with :meth:`feed`, or read
     straight into it (:meth:`get_buffer` and :meth:`buffer_updated`, the
     ``asyncio.BufferedProtocol`` calls), so a large packet is received in
-    place and each of its bytes is copied once, when its arguments are cut
-    out.  Take events with :meth:`next_event` until it returns ``None``.
+    place.  Take events with :meth:`next_event` until it returns ``None``.
+
+    Memory follows the bytes received, not the size a header announces: the
+    buffer doubles as a packet's bytes arrive, so a 12-byte header claiming
+    64 MiB costs a few kilobytes until the bytes come (each byte of a large
+    packet is copied about twice on the way).  No buffer is allocated before
+    the first read, and :meth:`release` gives it back while nothing is pending.
 
     ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
     that cannot be framed (bad magic, unknown type, size over the limit, an
@@ -295,8 +301,8 @@ class Decoder:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_line_size: int = DEFAULT_MAX_LINE_SIZE,
     ) -> None:
-        self._buf = bytearray(RECV_SIZE)
-        self._view = memoryview(self._buf)
+        self._buf = _EMPTY
+        self._view = memoryview(_EMPTY)
         self._start = 0  # first byte not yet returned as an event
         self._end = 0  # end of the received bytes
         self._need = 0  # size of the packet being received, once its header is in
@@ -308,17 +314,17 @@ class Decoder:
         """Bytes received but not yet returned as an event."""
         return self._end - self._start
 
+    @property
+    def allocated(self) -> int:
+        """Size of the receive buffer."""
+        return len(self._buf)
+
     def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """Writable space for the next read (at least ``sizehint`` bytes)."""
-        if self._start == self._end:
-            # All consumed (the usual case between reads): start over at the front.
-            self._start = self._end = 0
-            if sizehint <= len(self._buf):
-                return self._view
-        want = max(sizehint, self._need - (self._end - self._start), RECV_SIZE)
-        if len(self._buf) - self._end < want:
-            self._make_room(want)
-        return self._view[self._end :]
+        """Writable space for the next read.
+
+        ``sizehint`` is ignored (asyncio allows any size): uvloop always asks
+        for 64 KiB, which would make every connection's buffer that large."""
+        return self._space(RECV_SIZE)
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
@@ -327,14 +333,40 @@ class Decoder:
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
         size = len(data)
-        self.get_buffer(size)[:size] = data
+        self._space(size)[:size] = data
         self._end += size
+
+    def release(self, force: bool = False) -> bool:
+        """Give back the buffer if nothing is pending (or ``force``: drop what
+        is); True if one was freed."""
+        if (self._start != self._end and not force) or self._buf is _EMPTY:
+            return False
+        self._buf = _EMPTY
+        self._view = memoryview(_EMPTY)
+        self._start = self._end = self._need = 0
+        return True
+
+    def _space(self, least: int) -> memoryview:
+        pending = self._end - self._start
+        if pending == 0:
+            # All consumed (the usual case between reads): start over at the front.
+            self._start = self._end = 0
+            if least <= len(self._buf):
+                return self._view
+        elif self._need:
+            # Room for as much again as has arrived of this packet, at most what
+            # is still missing: the buffer doubles as its bytes come.
+            least = max(least, min(self._need - pending, pending))
+        if len(self._buf) - self._end < least:
+            self._make_room(least)
+        return self._view[self._end :]
 
     def _make_room(self, want: int) -> None:
         pending = self._end - self._start
         size = len(self._buf)
         if pending == 0 and size > KEEP_SIZE:
             size = RECV_SIZE  # give back the memory of a large packet
+        size = max(size, RECV_SIZE)
         while size < pending + want:
             size *= 2
         old = self._view
@@ -377,9 +409,6 @@ class Decoder:
         end = pos + 12 + size
         if self._end < end:
             self._need = 12 + size
-            if end > len(buf):
-                # Make room for the whole packet now, while little of it has arrived.
-                self._make_room(self._need - avail)
             return None
         self._need = 0
         self._start = end

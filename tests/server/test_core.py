@@ -428,3 +428,43 @@ def test_restore_keeps_order_priority_and_epoch(server: JobServer, clock: Clock)
     assert got == [b"b", b"a", b"c"]
     clock.advance(100)
     assert worker.grab()[2] == b"d"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "strtol", "atoi"),
+    [
+        (b"", 0, 0),
+        (b" -5x", -5, -5),
+        (b"+7", 7, 7),
+        (b"abc", 0, 0),
+        (b"0" * 40 + b"12", 12, 12),
+        (b"9223372036854775807", 2**63 - 1, 2**63 - 1),
+        (b"9223372036854775808", None, 2**63 - 1),
+        (b"-9223372036854775808", -(2**63), -(2**63)),
+        (b"-9223372036854775809", None, -(2**63)),
+        (b"9" * 30, None, 2**63 - 1),
+        (b"1" * 65, None, 2**63 - 1),  # longer than any number is read
+    ],
+)
+def test_c_numbers(text: bytes, strtol: int | None, atoi: int) -> None:
+    from geartrain.server.replies import c_atoi, c_strtol
+
+    assert c_strtol(text) == strtol
+    assert c_atoi(text) == atoi
+
+
+def test_round_robin_rotates_with_ranks(clock: Clock) -> None:
+    server = make(clock, round_robin=True)
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    for name in (b"a", b"b", b"c"):
+        worker.send(T.CAN_DO, name)
+    for name in (b"a", b"b", b"c"):
+        for i in range(2):
+            client.submit(name, b"%s%d" % (name, i), kind=T.SUBMIT_JOB_BG)
+    order = []
+    while (job := worker.grab()) is not None:
+        order.append(job[3])
+        worker.send(T.WORK_COMPLETE, job[0], b"")
+    # Most recent registration first, then each function that ran goes to the back.
+    assert order == [b"c0", b"b0", b"a0", b"c1", b"b1", b"a1"]
+    assert server.ready == {}

@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=ServerConfig.max_packet_size,
         help="refuse packets larger than this many bytes (64 MiB)",
     )
+    _add_limit_arguments(ext)
     ext.add_argument(
         "--metrics-port",
         type=_port,
@@ -156,6 +157,34 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-q", "--queue-type", default="builtin", help="builtin")
         return
     add_store_arguments(parser)
+
+
+_LIMITS = (
+    ("--max-line-size", "max_line_size", "longest admin line in bytes"),
+    ("--max-connections", "max_connections", "open connections (0: the open-file limit less 32)"),
+    ("--max-input-bytes", "max_input_bytes", "unhandled input across connections"),
+    ("--max-output-bytes", "max_output_bytes", "output queued for a peer that does not read"),
+    ("--max-jobs", "max_jobs", "jobs held in all (0: no limit)"),
+    ("--max-job-bytes", "max_job_bytes", "bytes of job data held in all (0: no limit)"),
+    ("--max-idle-functions", "max_idle_functions", "unused functions kept in `status`"),
+)
+"""Resource limits (docs/operations.md, "Limits"): flag, ServerConfig field, help."""
+
+
+def _add_limit_arguments(group: argparse._ArgumentGroup) -> None:
+    for flag, field, text in _LIMITS:
+        default = getattr(ServerConfig, field)
+        group.add_argument(flag, type=_size, default=default, help=f"{text} ({default})")
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_size.__name__ = "non-negative number"
 
 
 def _open_store(ns: argparse.Namespace) -> tuple[Store | None, str, str]:
@@ -185,6 +214,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         keepalive_interval=ns.keepalive_interval,
         keepalive_count=ns.keepalive_count,
         max_packet_size=ns.max_packet_size,
+        **{field: getattr(ns, field) for _flag, field, _text in _LIMITS},
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
         allow_remote_shutdown=ns.allow_remote_shutdown,

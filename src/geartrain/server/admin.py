@@ -31,6 +31,15 @@ ERR_NO_FUNCTION = b"ERR function not found\r\n"
 ERR_SHUTDOWN_REMOTE = b"ERR PERMISSION_DENIED shutdown+is+accepted+only+from+loopback\r\n"
 
 _SPACES = re.compile(rb" +")
+_CONTROL = re.compile(rb"[\t\n\r]")
+_ESCAPES = {b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
+
+
+def _shown(name: bytes) -> bytes:
+    """A name as listings show it: tab, newline and carriage return escaped as
+    ``\\t`` ``\\n`` ``\\r``, so a name cannot add fields or lines (gearmand prints
+    them raw)."""
+    return _CONTROL.sub(lambda m: _ESCAPES[m.group()], name) if _CONTROL.search(name) else name
 
 
 def _args_error(word: bytes) -> bytes:
@@ -79,14 +88,14 @@ class AdminCommands:
     def workers(self, peer: Peer, words: list[bytes]) -> bytes:
         out = []
         for p in self.server.peers:
-            names = b"".join(b" " + f.name for f, _t in p.abilities)
-            out.append(b"%d %s %s :%s\n" % (p.fd, p.host.encode(), p.client_id, names))
+            names = b"".join(b" " + _shown(f.name) for f in p.functions())
+            out.append(b"%d %s %s :%s\n" % (p.fd, p.host.encode(), _shown(p.client_id), names))
         out.append(b".\n")
         return b"".join(out)
 
     def status(self, peer: Peer, words: list[bytes]) -> bytes:
         out = [
-            b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
+            b"%s\t%d\t%d\t%d\n" % (_shown(f.name), f.total, f.running, len(f.workers))
             for f in self.server.functions.values()
         ]
         out.append(b".\n")
@@ -96,7 +105,7 @@ class AdminCommands:
         # Future epoch jobs count as queued NORMAL jobs, as in gearmand's lists.
         out = [
             b"%s\t%d\t%d\t%d\t%d\n"
-            % (f.name, f.queued[0], f.queued[1] + f.scheduled, f.queued[2], len(f.workers))
+            % (_shown(f.name), f.queued[0], f.queued[1] + f.scheduled, f.queued[2], len(f.workers))
             for f in self.server.functions.values()
         ]
         out.append(b".\n")
@@ -114,7 +123,7 @@ class AdminCommands:
             return _unknown(words[0])
         jobs = [j for j in self.server.jobs.values() if j.state is not JobState.PENDING]
         if len(words) == 3 and words[1].lower() == b"unique" and words[2].lower() == b"jobs":
-            return b"".join([j.unique + b"\n" for j in jobs]) + b".\n"
+            return b"".join([_shown(j.unique) + b"\n" for j in jobs]) + b".\n"
         if len(words) == 2 and words[1].lower() == b"jobs":
             lines = [
                 b"%s\t%d\t%d\t%d\n" % (j.handle, j.retries, j.ignored, j.background) for j in jobs

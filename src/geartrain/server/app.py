@@ -21,6 +21,7 @@ from .admin import AdminCommands
 from .config import ServerConfig
 from .core import JobServer
 from .logs import NOTICE, LogTarget
+from .memory import IdleTrimmer
 from .network import Network, is_loopback
 from .persistence import StoreWriter
 
@@ -50,6 +51,7 @@ class ServerApp:
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
         self.listeners: list[asyncio.AbstractServer] = []
+        self.trimmer: IdleTrimmer | None = None
         self._stop: asyncio.Future[None] | None = None
         self.on_listening: Callable[[], None] | None = None
 
@@ -68,6 +70,8 @@ class ServerApp:
         try:
             await self._open_store(core)
             await self._listen(loop)
+            self.trimmer = IdleTrimmer(self.network)
+            self.trimmer.start(loop)
             await self._serve_metrics()
             self._install_signals(loop)
             if self.on_listening is not None:
@@ -160,6 +164,8 @@ class ServerApp:
             self.core.on_idle = lambda: self.shutdown(False)
 
     async def _close(self) -> None:
+        if self.trimmer is not None:
+            self.trimmer.stop()
         for listener in self.listeners:
             listener.close()
         if self.network is not None:

@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..protocol import DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_PACKET_SIZE
+from .limits import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES
 
 __all__ = ["DEFAULT_PORT", "VERBOSE_LEVELS", "ServerConfig", "default_handle_prefix"]
 
@@ -44,6 +45,17 @@ class ServerConfig:
     keepalive_count: int = -1
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     max_line_size: int = DEFAULT_MAX_LINE_SIZE
+    # Resource limits (docs/operations.md, "Limits"; the reasons are in .limits).
+    max_connections: int = 0
+    """0: the open-file limit less a reserve."""
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    max_jobs: int = 0
+    """Jobs held in all (queued, scheduled, running); 0: no limit, as gearmand."""
+    max_job_bytes: int = 0
+    """Bytes of job data held in all; 0: no limit, as gearmand."""
+    max_idle_functions: int = 10_000
+    """Functions with no worker, job or maxqueue kept (listed in `status`)."""
     verbose: str = "NOTICE"
     """gearmand defaults to ERROR; NOTICE shows the startup lines but nothing per job."""
     metrics_port: int = 0

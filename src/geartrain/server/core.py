@@ -23,6 +23,7 @@ from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pac
 from ..store import StoredJob
 from .config import ServerConfig
 from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
+from .limits import LimitEpisode
 from .logs import NOTICE
 from .replies import (
     ERR_ARGS,
@@ -35,9 +36,11 @@ from .replies import (
     ERR_OPTION,
     ERR_QUEUE_FULL,
     ERR_UNIQUE,
+    MAX_NUMBER,
     NO_JOB,
     NOOP,
     c_atoi,
+    c_strtol,
     error_packet,
 )
 
@@ -59,6 +62,9 @@ MAX_UNIQUE = 64  # PROTOCOL: unique IDs are at most 64 bytes
 MAX_HANDLE = 64  # gearmand's GEARMAND_JOB_HANDLE_SIZE, NUL included
 MAX_CLIENT_ID = 127  # gearmand truncates SET_CLIENT_ID to this
 MAX_OPTION = 63
+MAX_TIMEOUT_DIGITS = 20  # gearmand closes on a longer CAN_DO_TIMEOUT argument
+MIN_TIMEOUT = 1000  # gearmand raises shorter CAN_DO_TIMEOUTs to a second (connection.cc)
+MAX_DENOMINATOR = 11  # gearmand closes on a longer WORK_STATUS denominator (server.cc)
 
 # SUBMIT_* packet -> (priority, background)
 SUBMIT_KINDS: dict[int, tuple[Priority, bool]] = {
@@ -89,6 +95,14 @@ class JobServer:
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
+        # Functions with queued jobs: a grabbing worker with many functions looks
+        # only at these, so its GRAB_JOB costs what is queued, not what it registered.
+        self.ready: dict[Function, None] = {}
+        self._rank = 0  # registration ranks, see Peer.abilities
+        self.job_bytes = 0  # data held by all jobs, for max_job_bytes
+        self._limit_queue = LimitEpisode(
+            "Job limit reached (%d jobs, %d bytes held): refusing submissions"
+        )
         self.handle_prefix = self.config.handle_prefix.encode() + b":"
         self.handle_count = 0
         self.stats = Stats()
@@ -181,6 +195,9 @@ class JobServer:
         if limits is not None and limits[priority] and f.total >= limits[priority]:
             peer.send(ERR_QUEUE_FULL)
             return None
+        if self._over_job_limits(len(data)):
+            peer.send(ERR_QUEUE_FULL)
+            return None
         self.handle_count += 1
         self.stats.created += 1
         job = Job(
@@ -194,6 +211,7 @@ class JobServer:
         job.when = when
         job.reducer = reducer
         self.jobs[job.handle] = job
+        self.job_bytes += len(data)
         f.total += 1
         if unique:
             if unique == b"-":
@@ -211,6 +229,17 @@ class JobServer:
         peer.send(HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle)
         self._enqueue(job)
         return job
+
+    def _over_job_limits(self, size: int) -> bool:
+        """max_jobs and max_job_bytes (0: none); reaching one is counted and logged."""
+        config = self.config
+        if (config.max_jobs and len(self.jobs) >= config.max_jobs) or (
+            config.max_job_bytes and self.job_bytes + size > config.max_job_bytes
+        ):
+            self.stats.limit_queue += 1
+            self._limit_queue.reached(len(self.jobs), self.job_bytes)
+            return True
+        return False
 
     def _find_unique(self, f: Function, unique: bytes, data: bytes) -> Job | None:
         if unique == b"-":
@@ -319,6 +348,7 @@ class JobServer:
             job.store_id = s.id
             self.next_store_id = max(self.next_store_id, s.id + 1)
             self.jobs[job.handle] = job
+            self.job_bytes += len(s.data)
             f.total += 1
             if s.unique and self._find_unique(f, s.unique, s.data) is None:
                 if s.unique == b"-":
@@ -341,8 +371,10 @@ class JobServer:
             return
         job.state = QUEUED
         f = job.function
-        f.queues[job.priority].append(job)
+        queues = f.queues or f.make_queues()
+        queues[job.priority].append(job)
         f.queued[job.priority] += 1
+        self.ready[f] = None
         if f.sleepers:
             self._wake(f)
 
@@ -353,7 +385,7 @@ class JobServer:
         while limit and sleepers:
             peer, _ = sleepers.popitem(last=False)
             peer.noop_sent = True
-            for other, _t in peer.abilities:
+            for other in peer.abilities:
                 if other is not f:
                     other.sleepers.pop(peer, None)
             peer.send(NOOP)
@@ -389,49 +421,87 @@ class JobServer:
     def _take(self, peer: Peer) -> Job | None:
         """Pick the job for a grabbing worker: highest priority first across all its
         functions (gearmand 2.0; 1.1 looked at one function at a time), FIFO within
-        a priority, functions in registration order (rotated with --round-robin)."""
+        a priority, the most recently registered function first (rotated with
+        --round-robin)."""
         abilities = peer.abilities
+        ready = self.ready
+        if not ready:
+            return None
+        # Look through the smaller of the two: the worker's functions, or those with work.
+        pool = abilities.keys() if len(abilities) <= len(ready) else ready.keys()
         for priority in (0, 1, 2):
-            for index, (f, _timeout) in enumerate(abilities):
-                if not f.queued[priority]:
-                    continue
-                queue = f.queues[priority]
-                job = queue.popleft()
-                while job.state is not QUEUED:
-                    job = queue.popleft()  # skip entries of cancelled jobs
-                f.queued[priority] -= 1
-                if self.config.round_robin:
-                    abilities.append(abilities.pop(index))
-                return job
+            best: Function | None = None
+            best_rank = 0
+            for f in pool:
+                if f.queued[priority]:
+                    entry = abilities.get(f)
+                    if entry is not None and (best is None or entry[1] > best_rank):
+                        best, best_rank = f, entry[1]
+            if best is not None:
+                return self._pop(peer, best, priority)
         return None
 
+    def _pop(self, peer: Peer, f: Function, priority: int) -> Job:
+        queues = f.queues
+        assert queues is not None
+        queue = queues[priority]
+        job = queue.popleft()
+        while job.state is not QUEUED:
+            job = queue.popleft()  # skip entries of cancelled jobs
+        f.queued[priority] -= 1
+        if not f.has_queued():
+            del self.ready[f]
+        if self.config.round_robin:
+            self._rank += 1
+            peer.abilities[f] = (peer.abilities[f][0], -self._rank)
+        return job
+
     def _has_work(self, peer: Peer) -> bool:
-        return any(f.has_queued() for f, _t in peer.abilities)
+        abilities = peer.abilities
+        if len(abilities) <= len(self.ready):
+            return any(f.has_queued() for f in abilities)
+        return any(f in abilities for f in self.ready)
 
     # -- workers --------------------------------------------------------------
 
     def _can_do(self, peer: Peer, name: bytes, timeout: int) -> None:
         f = self.function(name)
-        peer.abilities.insert(0, (f, timeout))
-        f.workers.append(peer)
+        # A repeated CAN_DO updates the registration rather than adding a second
+        # one (gearmand adds one, listed twice, and each GRAB_JOB walks them all).
+        self._rank += 1
+        peer.abilities[f] = (timeout, self._rank)
+        f.workers[peer] = None
         if peer.sleeping and not peer.noop_sent:
             f.sleepers[peer] = None
 
     def _drop_abilities(self, peer: Peer, name: bytes | None) -> None:
         """CANT_DO (one function), RESET_ABILITIES or disconnect (all): the worker's
         running jobs of those functions go back to the queue."""
-        kept: list[tuple[Function, int]] = []
-        dropped: set[Function] = set()
-        for f, timeout in peer.abilities:
-            if name is None or f.name == name:
-                f.workers.remove(peer)
-                f.sleepers.pop(peer, None)
-                dropped.add(f)
-            else:
-                kept.append((f, timeout))
-        peer.abilities = kept
-        for job in [j for j in peer.jobs if j.function in dropped or name is None]:
-            self._requeue(job)
+        abilities = peer.abilities
+        if name is None:
+            dropped = list(abilities)
+            peer.abilities = {}
+        else:
+            f = self.functions.get(name)
+            if f is None or abilities.pop(f, None) is None:
+                return
+            dropped = [f]
+        for f in dropped:
+            del f.workers[peer]
+            f.sleepers.pop(peer, None)
+        if peer.jobs:
+            for job in [j for j in peer.jobs if name is None or j.function in dropped]:
+                self._requeue(job)
+        for f in dropped:
+            self._forget(f)
+
+    def _forget(self, f: Function) -> None:
+        """Drop a function nothing refers to, once more than max_idle_functions
+        are known (up to that many stay listed in `status`, as gearmand lists all)."""
+        functions = self.functions
+        crowded = len(functions) > self.config.max_idle_functions
+        if crowded and f.unused() and functions.get(f.name) is f:
+            del functions[f.name]
 
     def _requeue(self, job: Job) -> None:
         """The worker lost the job; run it again unless --job-retries says no."""
@@ -469,7 +539,7 @@ class JobServer:
         """GRAB_JOB, GRAB_JOB_UNIQ, GRAB_JOB_ALL."""
         if peer.sleeping:
             if not peer.noop_sent:
-                for f, _t in peer.abilities:
+                for f in peer.abilities:
                     f.sleepers.pop(peer, None)
             peer.sleeping = False
         peer.noop_sent = False
@@ -492,11 +562,10 @@ class JobServer:
             )
         else:  # GRAB_JOB_UNIQ, and GRAB_JOB_ALL without a reducer (as gearmand answers)
             peer.send(frame(RES, T.JOB_ASSIGN_UNIQ, (job.handle, f.name, job.unique, job.data)))
-        for af, timeout in peer.abilities:
-            if af is f:
-                if timeout > 0 and self.call_later is not None:
-                    job.timer = self.call_later(timeout / 1000.0, lambda: self._timed_out(job))
-                break
+        entry = peer.abilities.get(f)
+        timeout = entry[0] if entry is not None else 0
+        if timeout > 0 and self.call_later is not None:
+            job.timer = self.call_later(timeout / 1000.0, lambda: self._timed_out(job))
 
     def _timed_out(self, job: Job) -> None:
         """CAN_DO_TIMEOUT expired: the job fails, as the protocol text says.
@@ -551,10 +620,13 @@ class JobServer:
         state = job.state
         if state is QUEUED:
             f.queued[job.priority] -= 1  # its queue entry is skipped when reached
+            if not f.has_queued():
+                del self.ready[f]
         elif state is SCHEDULED:
             f.scheduled -= 1
         job.state = DONE
         f.total -= 1
+        self.job_bytes -= len(job.data)
         self.jobs.pop(job.handle, None)
         self._unindex_unique(job)
         if job.clients:
@@ -562,6 +634,8 @@ class JobServer:
                 if client.attached is not None:
                     client.attached.discard(job)
             job.clients = None
+        if not f.total and len(self.functions) > self.config.max_idle_functions:
+            self._forget(f)
         if not self.jobs and self.on_idle is not None:
             self.on_idle()
 
@@ -580,10 +654,12 @@ class JobServer:
 
     def _h_can_do_timeout(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         raw = args[1]
-        if len(raw) > 20:  # gearmand closes on an overlong number
+        timeout = c_strtol(raw) if len(raw) <= MAX_TIMEOUT_DIGITS else None
+        if timeout is None:  # gearmand closes on an overlong number or strtol overflow
             peer.close()
             return
-        self._can_do(peer, args[0], max(0, c_atoi(raw)))
+        # gearmand's floor: Node libraries send seconds ("2"), meaning no 2 ms.
+        self._can_do(peer, args[0], max(timeout, MIN_TIMEOUT) if timeout > 0 else 0)
 
     def _h_cant_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         self._drop_abilities(peer, args[0])
@@ -597,7 +673,7 @@ class JobServer:
             return
         peer.sleeping = True
         if not peer.noop_sent:
-            for f, _t in peer.abilities:
+            for f in peer.abilities:
                 f.sleepers[peer] = None
 
     def _h_grab_job(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -613,6 +689,12 @@ class JobServer:
         job = self._owned(peer, args[0])
         if job is None:
             peer.send(ERR_NO_JOB_RESULT)
+            return
+        # gearmand closes on a denominator too long for a uint32; geartrain also
+        # on an overlong numerator (gearmand reads any length: reading megabytes
+        # of digits would hold up every other peer).
+        if len(args[1]) > MAX_NUMBER or len(args[2]) > MAX_DENOMINATOR:
+            peer.close()
             return
         job.numerator = c_atoi(args[1]) & 0xFFFFFFFF
         job.denominator = c_atoi(args[2]) & 0xFFFFFFFF
@@ -719,8 +801,8 @@ class JobServer:
         peer.send(pack(RES, T.OPTION_RES, args))
 
     def _h_submit_job_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        when = c_atoi(args[2])
-        if not -(2**63) <= when < 2**63:  # strtoll overflow: gearmand closes
+        when = c_strtol(args[2])
+        if when is None:  # strtoll overflow (or an overlong number): gearmand closes
             peer.close()
             return
         self.submit(peer, args[0], args[1], args[3], NORMAL, True, when=max(0, when))
@@ -757,6 +839,7 @@ class JobServer:
 
     def drop_function(self, f: Function) -> None:
         del self.functions[f.name]
+        self.ready.pop(f, None)
 
     def shutdown(self, graceful: bool) -> None:
         if self.on_shutdown is not None:

@@ -116,17 +116,18 @@ class Function:
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        # One FIFO per priority.  Entries whose job left the QUEUED state (it was
-        # cancelled or abandoned) stay until they reach the head and are skipped
-        # there, so removal is O(1); `queued` counts only live entries.
-        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        # One FIFO per priority, made with the first job (three empty deques cost
+        # 2.4 KB, and a worker may register 100,000 functions that never get one).
+        # Entries whose job left the QUEUED state (it was cancelled or abandoned)
+        # stay until they reach the head and are skipped there, so removal is
+        # O(1); `queued` counts only live entries.
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] | None = None
         self.queued = [0, 0, 0]
         self.total = 0  # every job of the function: pending, scheduled, queued, running
         self.running = 0
         self.scheduled = 0
-        # One entry per registration (a worker that sent CAN_DO twice is here twice,
-        # as in gearmand's `workers` and `status` output).
-        self.workers: list[Peer] = []
+        # Registered workers (a repeated CAN_DO counts once; gearmand counts twice).
+        self.workers: dict[Peer, None] = {}
         # Workers registered here that are asleep and have not had a NOOP since
         # their last grab, oldest sleeper first: the ones to wake when work arrives.
         self.sleepers: OrderedDict[Peer, None] = OrderedDict()
@@ -138,6 +139,14 @@ class Function:
     def has_queued(self) -> bool:
         q = self.queued
         return bool(q[0] or q[1] or q[2])
+
+    def make_queues(self) -> tuple[deque[Job], deque[Job], deque[Job]]:
+        queues = self.queues = (deque(), deque(), deque())
+        return queues
+
+    def unused(self) -> bool:
+        """Nothing refers to it: no worker, no job, no maxqueue setting."""
+        return not self.workers and not self.total and self.max_queue is None
 
 
 class Peer:
@@ -178,14 +187,21 @@ class Peer:
         self.fd = fd
         self.loopback = loopback
         self.client_id = b"-"
-        # Registrations, most recent first (gearmand's order in `workers`).
-        self.abilities: list[tuple[Function, int]] = []
+        # Registrations: function -> (CAN_DO_TIMEOUT ms, rank).  The highest rank
+        # is tried first (the most recent registration, as gearmand; --round-robin
+        # gives a function that just ran the lowest rank).
+        self.abilities: dict[Function, tuple[int, int]] = {}
         self.sleeping = False
         self.noop_sent = False
         self.exceptions = False
         self.jobs: set[Job] = set()  # jobs this worker is running
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False
+
+    def functions(self) -> list[Function]:
+        """Registered functions in the order they are tried (gearmand's `workers` order)."""
+        ranked = sorted(self.abilities.items(), key=lambda item: item[1][1], reverse=True)
+        return [f for f, _entry in ranked]
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
@@ -202,6 +218,10 @@ STAT_NAMES = (
     "timed_out",
     "cancelled",
     "restored",
+    "limit_connections",
+    "limit_input",
+    "limit_output",
+    "limit_queue",
 )
 """The counters of :class:`Stats`, in the order metrics list them."""
 
@@ -215,6 +235,8 @@ class Stats:
         self.created = self.coalesced = self.completed = self.failed = 0
         self.exceptions = self.requeued = self.dropped = self.timed_out = 0
         self.cancelled = self.restored = 0
+        # Times a resource limit was reached (see .limits).
+        self.limit_connections = self.limit_input = self.limit_output = self.limit_queue = 0
 
 
 class Persister(Protocol):

@@ -231,6 +231,12 @@ class _Collector:
             ("geartrain_jobs_restored", "Jobs loaded from the store at start.", stats.restored),
         ):
             yield CounterMetricFamily(name, text, value=value)
+        limits = CounterMetricFamily(
+            "geartrain_limit_reached", "Times a resource limit was reached.", labels=["limit"]
+        )
+        for limit in ("connections", "input", "output", "queue"):
+            limits.add_metric([limit], getattr(stats, "limit_" + limit))
+        yield limits
         writer = self.metrics.writer
         if writer is not None:
             yield GaugeMetricFamily(

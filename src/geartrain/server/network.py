@@ -5,8 +5,11 @@ hands them to the core, and writes what the core sends.  Writes are gathered
 per connection and flushed once per event-loop turn, so a burst of replies and
 forwarded results costs one system call per connection rather than one per
 packet.  A connection whose peer stops reading is paused for reading until its
-output drains (explicit flow control), so one slow peer cannot make the server
-buffer without bound.
+output drains (explicit flow control), and dropped once its queued output passes
+``max_output_bytes``, so one slow peer cannot make the server buffer without
+bound.  At most :data:`~.limits.EVENTS_PER_TURN` packets are handled from one
+connection per loop turn, so a flooding peer cannot hold up the others.  The
+other limits of :mod:`.limits` that concern connections are checked here too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .admin import AdminCommands
 from .config import ServerConfig
 from .core import JobServer
 from .jobs import Peer
+from .limits import EVENTS_PER_TURN, LimitEpisode, default_max_connections
 from .replies import error_packet
 
 __all__ = ["Connection", "Network", "is_loopback"]
@@ -47,6 +51,19 @@ class Network:
         self.connections: set[Connection] = set()
         self._dirty: list[Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.max_connections = config.max_connections or default_max_connections()
+        self.input_bytes = 0  # received and not yet handled, across connections
+        self.reads = 0  # reads so far, for the idle memory trimmer
+        self._limit_connections = LimitEpisode(
+            "Connection limit (%d) reached: refusing new connections"
+        )
+        self._limit_input = LimitEpisode(
+            "Input buffer limit (%d bytes across connections) reached: "
+            "closing the connection holding the most (%s, %d bytes)"
+        )
+        self._limit_output = LimitEpisode(
+            "Output limit (%d bytes) reached for %s, which does not read: closing it"
+        )
 
     def protocol_factory(self) -> Connection:
         return Connection(self)
@@ -68,6 +85,32 @@ class Network:
         for conn in list(self.connections):
             conn.close()
 
+    def release_idle_buffers(self) -> int:
+        """Give back the receive buffers of connections with nothing pending."""
+        return sum(conn.decoder.release() for conn in self.connections)
+
+    def admit(self, conn: Connection) -> bool:
+        """A new connection: False if the connection limit says no."""
+        if len(self.connections) < self.max_connections:
+            self.connections.add(conn)
+            return True
+        self.core.stats.limit_connections += 1
+        self._limit_connections.reached(self.max_connections)
+        return False
+
+    def input_grew(self, by: int) -> None:
+        self.input_bytes += by
+        if by > 0 and self.input_bytes > self.config.max_input_bytes:
+            greedy = max(self.connections, key=lambda c: c.held)
+            self.core.stats.limit_input += 1
+            self._limit_input.reached(self.config.max_input_bytes, greedy.host, greedy.held)
+            greedy.abort()
+
+    def output_exceeded(self, conn: Connection) -> None:
+        self.core.stats.limit_output += 1
+        self._limit_output.reached(self.config.max_output_bytes, conn.host)
+        conn.abort()
+
 
 class Connection(asyncio.BufferedProtocol):
     """One client, worker or admin connection.
@@ -86,63 +129,103 @@ class Connection(asyncio.BufferedProtocol):
         self.get_buffer = self.decoder.get_buffer  # type: ignore[method-assign]
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
+        self.host = "-"
+        self.held = 0  # input counted in network.input_bytes
         self._out: list[bytes] = []
         self._closing = False
+        self._write_paused = False
+        self._backlog = False  # events left in the buffer for a later loop turn
 
     # -- asyncio callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        if not self.network.admit(self):
+            self._closing = True
+            self.transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername")
-        host = str(peername[0]) if isinstance(peername, tuple) else "-"
+        host = self.host = str(peername[0]) if isinstance(peername, tuple) else "-"
         fd = -1
         if sock is not None:
             fd = sock.fileno()
             self._tune_socket(sock)
         self.peer = Peer(self.write, self.close, host, fd, is_loopback(host))
-        self.network.connections.add(self)
         self.core.connect(self.peer)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.decoder.buffer_updated(nbytes)
+        self.network.reads += 1
+        self._handle_events()
+
+    def _handle_events(self) -> None:
+        """Handle what has arrived, up to EVENTS_PER_TURN events; the rest waits
+        for a later loop turn, with reading paused meanwhile."""
         decoder = self.decoder
-        decoder.buffer_updated(nbytes)
         core_packet = self.core.packet
         peer = self.peer
-        assert peer is not None
+        budget = EVENTS_PER_TURN
         try:
-            while not self._closing:
+            while not self._closing and peer is not None:
+                if not budget:
+                    self._defer()
+                    break
                 event = decoder.next_event()
                 if event is None:
-                    return
+                    break
+                budget -= 1
                 if type(event) is Packet:
                     core_packet(peer, event)
                 else:
                     reply = self.network.admin.line(peer, event[0])
                     if reply is None:
                         self.close()
-                        return
+                        break
                     self.write(reply)
         except ProtocolError as error:
-            log.info("Closing %s: %s", peer.host, error)
+            log.info("Closing %s: %s", self.host, error)
             self.write(error_packet(error.code.encode(), error.text.encode()))
             self.close()
+        held = decoder.buffered
+        if held != self.held:
+            grown, self.held = held - self.held, held
+            self.network.input_grew(grown)
+
+    def _defer(self) -> None:
+        if not self._backlog and self.transport is not None:
+            self._backlog = True
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self._backlog = False
+        self._handle_events()
+        if not self._backlog and not self._write_paused and not self._closing:
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.network.connections.discard(self)
         self._closing = True
         self._out.clear()
+        self._drop_input()
         if self.peer is not None:
             self.core.disconnect(self.peer)
+            # The peer's send and close are bound to this connection: break the
+            # cycle so both go at once, not at the next cyclic collection.
+            self.peer = None
 
     def pause_writing(self) -> None:
         # The peer is not reading what we send: stop reading what it sends.
+        self._write_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self._closing:
+        self._write_paused = False
+        if self.transport is not None and not self._closing and not self._backlog:
             self.transport.resume_reading()
 
     # -- output ------------------------------------------------------------
@@ -166,6 +249,27 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self.transport.writelines(out)  # uvloop: one writev, no joined copy
         out.clear()
+        if (
+            self._write_paused
+            and self.transport.get_write_buffer_size() > self.network.config.max_output_bytes
+        ):
+            self.network.output_exceeded(self)
+
+    def abort(self) -> None:
+        """Drop the connection now, without sending what is queued (a limit)."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self._out.clear()
+        self._drop_input()
+        self.transport.abort()
+
+    def _drop_input(self) -> None:
+        # At once, not at connection_lost: the input limit must see it gone.
+        if self.held:
+            self.network.input_grew(-self.held)
+            self.held = 0
+        self.decoder.release(force=True)
 
     def close(self) -> None:
         """Close after sending what is queued (the core's silent close, a shutdown)."""

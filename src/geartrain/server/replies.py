@@ -6,6 +6,8 @@ clients match on them.
 
 from __future__ import annotations
 
+import re
+
 from ..protocol import RES, PacketType, pack
 
 T = PacketType
@@ -35,13 +37,38 @@ ERR_HANDLE_SIZE = error_packet(
 )
 
 
-def c_atoi(value: bytes) -> int:
-    """C's ``strtol``/``atoi`` on bytes: optional space and sign, leading digits, else 0."""
-    text = value.lstrip(b" \t\n\r\v\f")
-    end = 1 if text[:1] in (b"-", b"+") else 0
-    while end < len(text) and 48 <= text[end] <= 57:
-        end += 1
-    try:
-        return int(text[:end])
-    except ValueError:
+MAX_NUMBER = 64
+"""Longest numeric argument read (gearmand reads any length; a megabyte of
+digits or spaces is an attack, and the handlers close such a connection)."""
+
+# Leading space, sign, leading zeros, then up to 20 digits and one more to see
+# whether there are more.
+_NUMBER = re.compile(rb"[ \t\n\r\v\f]*([-+]?)0*([0-9]{0,20})([0-9]?)")
+_LONG_MAX = 2**63 - 1
+
+
+def c_strtol(value: bytes) -> int | None:
+    """C's ``strtol`` (64-bit long) on bytes: optional space and sign, leading
+    digits, else 0; None where strtol reports ERANGE, or for a value longer
+    than :data:`MAX_NUMBER`."""
+    if len(value) > MAX_NUMBER:
+        return None
+    m = _NUMBER.match(value)
+    if m is None:  # cannot happen: every part of the pattern may be empty
         return 0
+    sign, digits, more = m.groups()
+    if more:
+        return None
+    number = int(digits or b"0")
+    if sign == b"-":
+        return -number if number <= _LONG_MAX + 1 else None
+    return number if number <= _LONG_MAX else None
+
+
+def c_atoi(value: bytes) -> int:
+    """``strtol`` saturated as glibc's ``atoi`` sees it: out-of-range numbers
+    become LONG_MAX or LONG_MIN (so ``& 0xFFFFFFFF`` gives what a C cast gives)."""
+    number = c_strtol(value)
+    if number is None:
+        return -_LONG_MAX - 1 if value.lstrip(b" \t\n\r\v\f")[:1] == b"-" else _LONG_MAX
+    return number
