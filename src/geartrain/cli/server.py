@@ -343,9 +343,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         _run_loop(app)
     except (StartupError, OSError) as error:
-        log.critical(
-            "%s: %s", "Cannot start" if isinstance(error, StartupError) else "Stopped", error
-        )
+        what = "Cannot start" if isinstance(error, StartupError) else "Cannot serve"
+        log.critical("%s: %s", what, error)
         if ns.log_file != "stderr":
             sys.stderr.write(f"geartrain server: {error}\n")
         return 1
