@@ -66,11 +66,64 @@ def test_gearmand_flags_are_accepted(flags: str) -> None:
 @pytest.mark.parametrize(
     "flags", ["--bogus", "-p notaport", "-p 70000", "--verbose=LOUD", "-j 300", "-q nosuchqueue"]
 )
-def test_bad_flags_are_one_line_and_status_2(flags: str) -> None:
+def test_bad_flags_are_one_line_and_status_1(flags: str) -> None:
     result = run(*flags.split(), "--check-args")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("geartrain server: ")
+
+
+# gearmand's own option checks (tests/gearmand.cc in its source): the status each
+# command line must give, checked against Debian's gearmand in the same run.
+GEARMAND_CHECKS = [
+    (["foo"], 1),
+    (["--log"], 1),
+    (["--check-args", "-vvv"], 1),
+    (["--check-args", "--verbose=BAD"], 1),
+    (["--check-args", "--protocol="], 1),
+    (["--check-args", "--config-file"], 1),
+    (["--check-args", "--config-file=etc/gearmand.conf"], 1),
+    (["--check-args"], 0),
+    (["--check-args", "--ssl"], 0),
+    (["--check-args", "--help"], 0),
+    (["--check-args", "-d"], 0),
+    (["--check-args", "-f", "10"], 0),
+    (["--check-args", "--log-file=stderr", "--keepalive-count=10", "--keepalive-idle=10"], 0),
+    (["--check-args", "-l", '"tmp/foo"', "-P", '"tmp/gearmand.pid"'], 0),
+    (["--check-args", "--listen=10", "--port=10"], 0),
+    (["--check-args", "-u", "nobody"], 0),
+    (["--check-args", "--verbose=FATAL"], 0),
+    (["--check-args", "--queue-type=builtin", "--job-retries=4", "--hashtable-buckets=2000"], 0),
+]
+
+
+@pytest.mark.parametrize("binary", ["geartrain", "gearmand"])
+@pytest.mark.parametrize(
+    ("args", "status"),
+    GEARMAND_CHECKS,
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_gearmand_option_checks(binary: str, args: list[str], status: int, tmp_path: Path) -> None:
+    argv = SERVER if binary == "geartrain" else ["/usr/sbin/gearmand"]
+    result = subprocess.run(
+        [*argv, *args], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+    assert result.returncode == status, result.stderr
+    if binary == "geartrain" and status:
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_config_file_flags_and_an_unreadable_one(tmp_path: Path) -> None:
+    config = tmp_path / "gearmand.conf"
+    config.write_text("--port 4731\n--verbose INFO\n")
+    assert run(f"--config-file={config}", "--check-args").returncode == 0
+    config.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: a directory is unreadable as a file
+        config = tmp_path
+    result = run(f"--config-file={config}", "--check-args")
+    assert result.returncode == 1
+    assert result.stderr.startswith("geartrain server: cannot read config file")
+    assert result.stderr.count("\n") == 1
 
 
 def test_version() -> None:

@@ -1,6 +1,11 @@
 """Store fixtures: each run gets its own PostgreSQL and MariaDB database, a
 table per test, a Redis key prefix per test and a temporary SQLite file.
 
+The services are looked for at 127.0.0.1 on their standard ports, or where
+``GEARTRAIN_TEST_PG``, ``GEARTRAIN_TEST_MYSQL`` and ``GEARTRAIN_TEST_REDIS``
+(``host:port``) say.  Where one does not answer as expected (a fresh machine),
+a private server of that kind is started for the run (tests/store/dbservers.py).
+
 None of these fixtures skips: a backend that cannot be reached fails its
 tests, so a CI run can never pass with a backend silently left out.
 """
@@ -26,9 +31,18 @@ from geartrain.store.postgres import PostgresStore
 from geartrain.store.redis import RedisStore
 from geartrain.store.sqlite import SqliteStore
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-REDIS = {"host": "127.0.0.1", "port": 6379}
+from .dbservers import ensure_services
+
+
+def _address(variable: str, port: int) -> dict[str, object]:
+    host, _, number = (os.environ.get(variable) or f"127.0.0.1:{port}").rpartition(":")
+    return {"host": host or "127.0.0.1", "port": int(number)}
+
+
+# Updated in place by `database_services` when private servers stand in.
+PG = {**_address("GEARTRAIN_TEST_PG", 5432), "user": "postgres"}
+MYSQL = {**_address("GEARTRAIN_TEST_MYSQL", 3306), "user": "root", "password": ""}
+REDIS = _address("GEARTRAIN_TEST_REDIS", 6379)
 
 BACKENDS = ["sqlite", "postgres", "mysql", "redis"]
 
@@ -57,6 +71,15 @@ def run_in_thread(coro: Coroutine[Any, Any, None]) -> None:
     set up from inside a test's running loop)."""
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_services() -> Iterator[None]:
+    """PostgreSQL, MariaDB and Redis for the store tests: the machine's, or private ones."""
+    with ensure_services({"postgres": PG, "mysql": MYSQL, "redis": REDIS}) as notes:
+        for note in notes:
+            print(f"\n{note}")  # shown with -s; a standing-in server is no failure
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ async def test_converts_a_table_written_by_gearmand(
             "-q",
             "mysql",
             "--mysql-host=127.0.0.1",
+            f"--mysql-port={MYSQL['port']}",
             "--mysql-user=root",
             f"--mysql-db={mysql_database}",
             f"--mysql-table={table}",

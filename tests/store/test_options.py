@@ -25,7 +25,7 @@ from geartrain.store.postgres import PostgresStore
 from geartrain.store.redis import RedisStore
 from geartrain.store.sqlite import SqliteStore
 
-from .conftest import job
+from .conftest import MYSQL, REDIS, job
 
 STATE = Path("/state/geartrain")
 
@@ -296,11 +296,12 @@ async def test_built_stores_work(
         argv = ["-q", "libpq", f"--libpq-conninfo={conninfo}", f"--libpq-table={table}"]
     elif backend == "mysql":
         db = request.getfixturevalue("mysql_database")
-        argv = ["-q", "mysql", "--mysql-host=127.0.0.1", "--mysql-user=root", f"--mysql-db={db}",
-                f"--mysql-table={table}"]  # fmt: skip
+        argv = ["-q", "mysql", "--mysql-host=127.0.0.1", f"--mysql-port={MYSQL['port']}",
+                "--mysql-user=root", f"--mysql-db={db}", f"--mysql-table={table}"]  # fmt: skip
     else:
         prefix = request.getfixturevalue("redis_prefix")
-        argv = ["-q", "redis", "--redis-server=127.0.0.1", f"--redis-prefix={prefix}"]
+        argv = ["-q", "redis", "--redis-server=127.0.0.1", f"--redis-port={REDIS['port']}"]
+        argv.append(f"--redis-prefix={prefix}")
     store = build(*argv)
     assert store is not None
     await store.open()

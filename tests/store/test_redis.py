@@ -27,7 +27,7 @@ async def client() -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_key_layout(redis_prefix: str, client: aioredis.Redis) -> None:
-    store = RedisStore(prefix=redis_prefix)
+    store = RedisStore(prefix=redis_prefix, **REDIS)  # type: ignore[arg-type]
     await store.open()
     try:
         await store.write([job(7, data=b"a\0b", when=1_900_000_000), job(8)], [])
@@ -51,7 +51,7 @@ async def test_key_layout(redis_prefix: str, client: aioredis.Redis) -> None:
 async def test_index_entry_without_a_hash_is_skipped(
     redis_prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = RedisStore(prefix=redis_prefix)
+    store = RedisStore(prefix=redis_prefix, **REDIS)  # type: ignore[arg-type]
     await store.open()
     try:
         await store.write([job(1), job(2)], [])
@@ -64,7 +64,7 @@ async def test_index_entry_without_a_hash_is_skipped(
 
 
 async def test_load_reads_in_chunks(redis_prefix: str) -> None:
-    store = RedisStore(prefix=redis_prefix)
+    store = RedisStore(prefix=redis_prefix, **REDIS)  # type: ignore[arg-type]
     await store.open()
     try:
         jobs = [job(i) for i in range(1, 2502)]  # more than two chunks of 1000
@@ -78,7 +78,7 @@ async def test_warns_when_redis_does_not_fsync(
     redis_prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = await client.config_get("append*")
-    store = RedisStore(prefix=redis_prefix)
+    store = RedisStore(prefix=redis_prefix, **REDIS)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, "geartrain.store.redis"):
         await store.open()
     await store.close()
@@ -117,7 +117,7 @@ async def test_outage_fails_writes_then_recovers(redis_prefix: str) -> None:
 
 
 async def test_connection_killed_by_the_server(redis_prefix: str, client: aioredis.Redis) -> None:
-    store = RedisStore(prefix=redis_prefix)
+    store = RedisStore(prefix=redis_prefix, **REDIS)  # type: ignore[arg-type]
     await store.open()
     try:
         await store.write([job(1)], [])

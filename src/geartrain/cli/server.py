@@ -4,8 +4,9 @@ Flags keep gearmand's names and meanings so existing unit files and scripts
 work.  Differences: with no ``-L`` it listens on loopback only (as Debian's
 gearmand package configures it); ``-j`` has gearmand 2.0's meaning (-1 no
 limit, the default; 0 no retries; N attempts); the log goes to stderr unless
-``-l`` says otherwise; an unknown or malformed flag is a one-line error with
-exit status 2.
+``-l`` says otherwise.  Exit statuses are gearmand's: 0 after a normal stop,
+1 for a bad flag (a one-line error) or a server that cannot start (a one-line
+error on stderr and in the log); see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..__about__ import __version__
-from ..server.app import ServerApp
+from ..server.app import ServerApp, StartupError
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
-from ..server.logs import setup_logging
-from ..store import Store, StoreError
+from ..server.logs import add_syslog, setup_logging
+from ..store import Store
 
 log = logging.getLogger("geartrain.server")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # One clear line, exit status 2 (argparse prints the usage block too).
-        self.exit(2, f"geartrain server: {message} (see geartrain server --help)\n")
+        # One clear line (argparse prints the usage block too), and gearmand's
+        # status 1 for any bad flag (argparse's own is 2).
+        self.exit(1, f"geartrain server: {message} (see geartrain server --help)\n")
 
 
 def _port(text: str) -> int:
@@ -312,13 +314,20 @@ def _run_loop(app: ServerApp) -> None:
         runner.run(app.run())
 
 
-def _prepare(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerApp:
-    """Turn parsed flags into a server, or exit with a one-line error."""
-    if ns.protocol and ns.protocol.lower() != "gear":
+def _prepare(
+    ns: argparse.Namespace, parser: argparse.ArgumentParser, check_only: bool = False
+) -> ServerApp:
+    """Turn parsed flags into a server, or exit with a one-line error.
+
+    With ``check_only`` (``--check-args``) the flags are checked but no file is
+    read, as gearmand does: ``--ssl`` alone passes its check."""
+    if ns.protocol == "":
+        parser.error("--protocol needs a module name")
+    if ns.protocol is not None and ns.protocol.lower() != "gear":
         parser.error(f"protocol module {ns.protocol!r} is not available")
     try:
         config = config_from_args(ns)
-        ssl_context = _ssl_context(ns)
+        ssl_context = None if check_only else _ssl_context(ns)
         store, description, config.durability = _open_store(ns)
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
@@ -331,9 +340,7 @@ def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
         _daemonize()
     app.log_target = setup_logging(ns.log_file, ns.verbose)
     if ns.syslog:
-        from logging.handlers import SysLogHandler
-
-        logging.getLogger("geartrain").addHandler(SysLogHandler(address="/dev/log"))
+        add_syslog(os.environ.get("GEARTRAIN_SYSLOG_SOCKET") or "/dev/log")
     if ns.file_descriptors:
         resource.setrlimit(resource.RLIMIT_NOFILE, (ns.file_descriptors, ns.file_descriptors))
 
@@ -356,15 +363,19 @@ def main(argv: Sequence[str]) -> int:
     if ns.version:
         sys.stdout.write(f"geartrain {__version__} (gearmand-compatible job server)\n")
         return 0
-    app = _prepare(ns, parser)
+    app = _prepare(ns, parser, check_only=ns.check_args)
     if ns.check_args:
         return 0
-    _start_process(ns, app)
+    try:
+        _start_process(ns, app)
+    except OSError as error:  # the log file, the fd limit
+        parser.exit(1, f"geartrain server: {error}\n")
     _tune_allocator()
     try:
         _run_loop(app)
-    except (OSError, StoreError) as error:
-        log.critical("Cannot serve: %s", error)
+    except (StartupError, OSError) as error:
+        what = "Cannot start" if isinstance(error, StartupError) else "Cannot serve"
+        log.critical("%s: %s", what, error)
         if ns.log_file != "stderr":
             sys.stderr.write(f"geartrain server: {error}\n")
         return 1

@@ -1,5 +1,9 @@
 """Running a server: listening sockets, the store, signals and shutdown.
 
+Start-up binds the listening socket before it opens the queue: a second
+server started on a taken port fails before it reads (or logs) another
+server's jobs.  Connections are accepted only once the queue is loaded.
+
 Shutdown happens in these steps: stop listening; close every connection
 (queued output is flushed first); wait for the store writer to finish what it
 has been given; close the store.  A graceful stop (SIGUSR1 or
@@ -16,7 +20,7 @@ import signal
 import ssl
 from collections.abc import Callable
 
-from ..store import Store
+from ..store import Store, StoreError
 from .admin import AdminCommands
 from .config import ServerConfig
 from .core import JobServer
@@ -25,9 +29,13 @@ from .memory import IdleTrimmer
 from .network import Network, is_loopback
 from .persistence import StoreWriter
 
-__all__ = ["ServerApp"]
+__all__ = ["ServerApp", "StartupError"]
 
 log = logging.getLogger("geartrain.server")
+
+
+class StartupError(Exception):
+    """The server cannot start: its message is one line for stderr and the log."""
 
 
 class ServerApp:
@@ -52,7 +60,10 @@ class ServerApp:
         self.writer: StoreWriter | None = None
         self.listeners: list[asyncio.AbstractServer] = []
         self.trimmer: IdleTrimmer | None = None
+        self._job_listener: asyncio.Server | None = None
         self._stop: asyncio.Future[None] | None = None
+        self._store_opened = False
+        self._started = False
         self.on_listening: Callable[[], None] | None = None
 
     @property
@@ -68,12 +79,14 @@ class ServerApp:
         admin = AdminCommands(core, lambda: self.verbose)
         self.network = Network(core, admin, self.config)
         try:
+            await self._bind(loop)
             await self._open_store(core)
-            await self._listen(loop)
+            await self._start_serving()
             self.trimmer = IdleTrimmer(self.network)
             self.trimmer.start(loop)
             await self._serve_metrics()
             self._install_signals(loop)
+            self._started = True
             if self.on_listening is not None:
                 self.on_listening()
             await self._stop
@@ -84,26 +97,45 @@ class ServerApp:
         log.log(NOTICE, "Queue: %s", self.store_description)
         if self.store is None:
             return
-        await self.store.open()
-        jobs = await self.store.load()
+        try:
+            await self.store.open()
+            self._store_opened = True
+            jobs = await self.store.load()
+        except Exception as error:  # each driver has its own errors; all mean the same here
+            # A StoreError names its store already.
+            where = "" if isinstance(error, StoreError) else f"{self.store_description}: "
+            raise StartupError(f"cannot open the queue: {where}{error}") from error
         count = core.restore(jobs)
         if count:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
         gather = self.config.durability == "power"
         self.writer = core.persister = StoreWriter(self.store, core, gather=gather)
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take the port; connections wait until `_start_serving`."""
         assert self.network is not None
         config = self.config
-        server = await loop.create_server(
-            self.network.protocol_factory,
-            host=config.host,
-            port=config.port,
-            backlog=config.backlog,
-            reuse_address=True,
-            ssl=self.ssl_context,
-        )
+        try:
+            server = await loop.create_server(
+                self.network.protocol_factory,
+                host=config.host,
+                port=config.port,
+                backlog=config.backlog,
+                reuse_address=True,
+                ssl=self.ssl_context,
+                start_serving=False,
+            )
+        except OSError as error:  # asyncio's text repeats the address; say it once
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartupError(f"cannot listen on {config.host}:{config.port}: {reason}") from error
         self.listeners.append(server)
+        self._job_listener = server
+
+    async def _start_serving(self) -> None:
+        config = self.config
+        server = self._job_listener
+        assert server is not None
+        await server.start_serving()
         addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
         log.log(NOTICE, "geartrain listening on %s (pid %d)", addresses, os.getpid())
         if config.host is not None and all(
@@ -177,10 +209,11 @@ class ServerApp:
             except (TimeoutError, Exception) as error:
                 log.error("Store writes left unfinished at shutdown: %s", error)
             self.writer.close()
-        if self.store is not None:
+        if self.store is not None and self._store_opened:
             await self.store.close()
-        jobs = len(self.core.jobs) if self.core is not None else 0
-        log.log(NOTICE, "Stopped with %d job(s) in the queue", jobs)
+        if self._started:  # a failed start has nothing to report but its error
+            jobs = len(self.core.jobs) if self.core is not None else 0
+            log.log(NOTICE, "Stopped with %d job(s) in the queue", jobs)
 
 
 def _format_address(sockname: tuple[object, ...] | str) -> str:

@@ -1,12 +1,18 @@
-"""Logging for the server: gearmand's verbosity names, its log-file flag, SIGHUP reopen."""
+"""Logging for the server: gearmand's verbosity names, its log-file flag, SIGHUP reopen, syslog.
+
+asyncio's own logger (errors the event loop reports, such as "Fatal error on
+transport") goes to the same place as the server's, so ``-d -l FILE`` keeps them.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
+from logging.handlers import SysLogHandler
 from typing import TextIO
 
-__all__ = ["NOTICE", "LogTarget", "level_for", "setup_logging"]
+__all__ = ["NOTICE", "LogTarget", "add_syslog", "level_for", "setup_logging"]
 
 NOTICE = 25
 """gearmand's NOTICE sits between WARNING and INFO; Python has no such level."""
@@ -24,6 +30,9 @@ _LEVELS = {
 }
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_LOGGERS = ("geartrain", "asyncio")
+"""The loggers the server's log gathers: its own and the event loop's."""
 
 
 def level_for(verbose: str) -> int:
@@ -70,10 +79,41 @@ class LogTarget:
 def setup_logging(target: str, verbose: str) -> LogTarget:
     """Send the ``geartrain`` loggers to ``target`` at gearmand verbosity ``verbose``."""
     log_target = LogTarget(target)
-    root = logging.getLogger("geartrain")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(log_target.handler)
-    root.setLevel(level_for(verbose))
-    root.propagate = False
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.addHandler(log_target.handler)
+        logger.propagate = False
+    logging.getLogger("geartrain").setLevel(level_for(verbose))
     return log_target
+
+
+class _Syslog(SysLogHandler):
+    """Best effort, as C's syslog(3): a syslog daemon that goes away costs lines, not
+    a traceback on stderr for each one."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def add_syslog(address: str = "/dev/log") -> bool:
+    """``--syslog``: also log to the local syslog daemon, if one listens at ``address``.
+
+    Without one (a container, say) the server says so once and logs as before."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            probe.connect(address)
+    except OSError as error:
+        logging.getLogger("geartrain.server").warning(
+            "--syslog: no syslog daemon at %s (%s); logging only to the log file",
+            address,
+            error.strerror or error,
+        )
+        return False
+    handler = _Syslog(address=address)
+    handler.ident = "geartrain: "
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in _LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    return True
