@@ -50,3 +50,5 @@ class ServerConfig:
     """Serve /metrics, /status.json and a dashboard on this port (same address); 0: off."""
     allow_remote_shutdown: bool = False
     """Accept the `shutdown` admin command from non-loopback peers."""
+    settings_file: str | None = None
+    """The TOML settings file (``--settings``): failure policies, schedules; reread on SIGHUP."""
