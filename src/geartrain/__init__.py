@@ -13,7 +13,7 @@ Blocking versions with the same names and methods live in :mod:`geartrain.sync`.
 from __future__ import annotations
 
 from .__about__ import __version__
-from .admin import Admin, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from .admin import Admin, FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from .client import Client, JobRequest, Priority
 from .codecs import dumps, loads
 from .connection import Address
@@ -37,6 +37,7 @@ __all__ = [
     "Client",
     "ConnectionLost",
     "DataUpdate",
+    "FailedJobInfo",
     "FunctionStatus",
     "GearmanError",
     "Job",

@@ -6,8 +6,11 @@ Redis."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 import redis
 
 from geartrain.protocol import PacketType
-from serverproc import HOST, ServerProc, admin_command, start_geartrain
+from serverproc import HOST, ServerProc, admin_command, free_port, start_geartrain
 from wire import Wire
 
 T = PacketType
@@ -201,3 +204,103 @@ def test_gearman_cli_worker_failure_is_kept(start: Callable[[], ServerProc]) -> 
     finally:
         worker.kill()
         worker.wait()
+
+
+def fail_one(port: int, function: bytes, unique: bytes) -> bytes:
+    """Submit a background job and fail it from a raw worker; returns its handle."""
+    handle = submit_bg(port, function, unique)
+    with Wire(port) as worker:
+        worker.send(T.CAN_DO, function)
+        job = worker.grab()
+        assert job is not None and job[0] == handle
+        worker.send(T.WORK_FAIL, handle)
+        worker.sync()
+    return handle
+
+
+async def test_admin_library_cli_and_metrics(start_server: Callable[..., ServerProc]) -> None:
+    from geartrain import Admin, sync
+
+    metrics_port = free_port()
+    server = start_server("geartrain", ["--metrics-port", str(metrics_port)])
+    first = fail_one(server.port, b"report", b"r-1")
+    second = fail_one(server.port, b"resize", b"s-1")
+    wait_until(lambda: len(failed_lines(server.port)) == 2)
+
+    async with Admin(server.address) as admin:
+        records = await admin.show_failed_jobs()
+        assert [(r.handle, r.function, r.unique, r.attempts, r.reason) for r in records] == [
+            (first.decode(), "report", "r-1", 1, "fail"),
+            (second.decode(), "resize", "s-1", 1, "fail"),
+        ]
+        assert [r.handle for r in await admin.show_failed_jobs("resize")] == [second.decode()]
+        assert not await admin.retry_failed("H:nosuch:1")
+
+    with urllib.request.urlopen(f"http://{HOST}:{metrics_port}/metrics", timeout=5) as reply:
+        lines = set(reply.read().decode().splitlines())
+    assert 'geartrain_jobs_failed_stored{function="report"} 1.0' in lines
+
+    cli = [sys.executable, "-m", "geartrain", "admin", "-p", str(server.port)]
+    out = subprocess.run([*cli, "--show-failed-jobs"], capture_output=True, check=True).stdout
+    assert out.splitlines()[0].split(b"\t")[:3] == [first, b"report", b"r-1"]
+    out = subprocess.run([*cli, "--delete-failed", first.decode()], capture_output=True).stdout
+    assert out == b"OK\n"
+
+    with sync.Admin(server.address) as blocking:
+        assert blocking.retry_failed_all("resize") == 1
+        assert blocking.show_failed_jobs() == []
+        assert blocking.delete_failed_all() == 0
+    with Wire(server.port) as c:
+        c.send(T.GET_STATUS, second)  # queued again under its old handle
+        assert c.expect(T.STATUS_RES) == (second, b"1", b"0", b"0", b"0")
+
+
+def test_a_bad_settings_file_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[functions."x"]\nattempts = 0\n')
+    argv = [sys.executable, "-m", "geartrain", "server", "-q", "builtin", "-p", str(free_port())]
+    done = subprocess.run([*argv, "--settings", str(bad)], capture_output=True, timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.decode().splitlines()
+    assert str(bad) in line and "attempts must be a whole number of at least 1" in line
+
+
+def test_sighup_rereads_the_settings_and_keeps_them_if_the_file_is_bad(
+    start_server: Callable[..., ServerProc], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[defaults]\nkeep_failed = false\n")
+    server = start_server("geartrain", ["--settings", str(settings)])
+    fail_one(server.port, b"f", b"1")
+    assert failed_lines(server.port) == []
+    settings.write_text("[defaults]\nkeep_failed = true\n")
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "Settings reloaded" in server.log())
+    settings.write_text("[nosuch]\n")
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "unknown table [nosuch]; keeping the previous settings" in server.log())
+    handle = fail_one(server.port, b"f", b"2")
+    assert [line[0] for line in failed_lines(server.port)] == [handle]
+
+
+def test_submit_job_sched_from_a_raw_client(start_server: Callable[..., ServerProc]) -> None:
+    """Fields that match this minute run at once; the next minute's wait (up to 60 s)
+    is checked with the manual clock in tests/server/test_failures.py."""
+    server = start_server("geartrain")
+    now = time.gmtime()
+    if now.tm_sec >= 55:  # keep the minute from turning between here and the server
+        time.sleep(61 - now.tm_sec)
+        now = time.gmtime()
+    fields = [str(v).encode() for v in (now.tm_min, now.tm_hour, now.tm_mday, now.tm_mon)]
+    with Wire(server.port) as c, Wire(server.port) as worker:
+        c.send(T.SUBMIT_JOB_SCHED, b"cron", b"u-now", *fields, b"", b"now")
+        handle = c.expect(T.JOB_CREATED)[0]
+        later = str((now.tm_min + 1) % 60).encode()
+        c.send(T.SUBMIT_JOB_SCHED, b"cron", b"u-later", later, b"", b"", b"", b"", b"later")
+        c.expect(T.JOB_CREATED)
+        c.send(T.SUBMIT_JOB_SCHED, b"cron", b"", b"61", b"", b"", b"", b"", b"bad")
+        assert c.expect(T.ERROR)[0] == b"INVALID_ARGUMENTS"
+        worker.send(T.CAN_DO, b"cron")
+        job = worker.grab()
+        assert job is not None and job[0] == handle and job[3] == b"now"
+        assert worker.grab() is None  # the other waits for the next minute

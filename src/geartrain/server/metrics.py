@@ -222,8 +222,17 @@ class _Collector:
             ("geartrain_jobs_coalesced", "Submissions joined to an existing job.", stats.coalesced),
             ("geartrain_jobs_requeued", "Jobs requeued after losing their worker.", stats.requeued),
             ("geartrain_jobs_restored", "Jobs loaded from the store at start.", stats.restored),
+            ("geartrain_jobs_retried", "Attempts scheduled by a retry policy.", stats.retried),
         ):
             yield CounterMetricFamily(name, text, value=value)
+        failed = GaugeMetricFamily(
+            "geartrain_jobs_failed_stored",
+            "Background jobs in the failed-job set.",
+            labels=["function"],
+        )
+        for function, count in core.failed.counts.items():
+            failed.add_metric([_name(function)], count)
+        yield failed
         writer = self.metrics.writer
         if writer is not None:
             yield GaugeMetricFamily(
