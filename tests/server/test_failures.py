@@ -16,7 +16,7 @@ from geartrain.server.jobs import JobState, Peer
 from geartrain.server.settings import parse_settings
 from geartrain.store import StoredJob
 
-from .test_core import Clock, Conn, clock, make
+from .test_core import Clock, Conn, ListPersister, clock, make
 
 __all__ = ["clock"]  # the fixture
 
@@ -342,3 +342,33 @@ def test_a_reload_replaces_schedules_without_firing_twice(clock: Clock) -> None:
     server.apply_settings(parse_settings({}))
     clock.advance(600)
     assert worker.grab() is None
+
+
+def test_retries_are_stored_under_a_new_id_and_the_old_copy_deleted(clock: Clock) -> None:
+    server = configured(clock, RETRY_ALL)
+    persister = server.persister = ListPersister()
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"flaky")
+    client.send(T.SUBMIT_JOB_BG, b"flaky", b"u", b"x")
+    [job] = persister.added
+    server.stored(job)
+    first_id = job.store_id
+    run_and(worker, T.WORK_FAIL)
+    assert persister.added == [job, job] and job.store_id != first_id
+    assert persister.done_ids == [first_id]
+    server.stored(job)  # the retry's write returns: nothing to acknowledge, still scheduled
+    assert job.state is JobState.SCHEDULED and client.received() == [(T.JOB_CREATED, (job.handle,))]
+
+
+def test_a_retry_the_store_refuses_stays_failed(clock: Clock) -> None:
+    server = make(clock)
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    handle = client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
+    run_and(worker, T.WORK_FAIL)
+    persister = server.persister = ListPersister()
+    assert server.failed.retry(handle)
+    server.store_failed(persister.added[0], b"disk full")
+    [record] = server.failed.records()
+    assert record.handle == handle and record.reason == "the store refused its retry"
+    assert handle not in server.jobs

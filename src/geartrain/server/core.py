@@ -313,6 +313,9 @@ class JobServer:
         job.store_id = 0
         if job.state is PENDING:
             self._remove(job)
+            if job.outcomes:  # a failed job sent back by `retry failed`: keep it failed
+                policy = self.policies.for_function(job.function.name)
+                self._keep_failed(job, policy, "the store refused its retry")
         elif job.attempts and job.background:
             log.warning(
                 "Retry of job %s kept in memory only: the store refused it",
@@ -663,11 +666,15 @@ class JobServer:
         return True
 
     def _keep_failed(self, job: Job, policy: Policy, kind: str) -> None:
-        """A job failed for good: log it, and keep it if it is a background job."""
+        """A job failed for good: log it, and keep it if it is a background job.
+
+        ``kind`` is the last attempt's outcome (its message is added), or a reason."""
         if not job.background or job.ignored:
             return
         last = job.outcomes[-1] if job.outcomes else None
-        reason = f"{kind}: {last.message}" if last is not None and last.message else kind
+        reason = kind
+        if last is not None and last.kind == kind and last.message:
+            reason = f"{kind}: {last.message}"
         log.log(
             NOTICE,
             "Job failed for good: %s %s unique %r after %d attempt(s): %s",
