@@ -22,7 +22,7 @@ from typing import Any
 from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
 from .config import ServerConfig
-from .failures import Attempt, FailedJob, FailedJobs
+from .failures import FailedJob, FailedJobs, failed_record, note_attempt
 from .failures import decode_outcomes as _decode_outcomes
 from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
 from .logs import NOTICE
@@ -64,7 +64,6 @@ MAX_UNIQUE = 64  # PROTOCOL: unique IDs are at most 64 bytes
 MAX_HANDLE = 64  # gearmand's GEARMAND_JOB_HANDLE_SIZE, NUL included
 MAX_CLIENT_ID = 127  # gearmand truncates SET_CLIENT_ID to this
 MAX_OPTION = 63
-MAX_OUTCOMES = 20  # attempts remembered per job (a worker that keeps dying under -j -1)
 
 # SUBMIT_* packet -> (priority, background)
 SUBMIT_KINDS: dict[int, tuple[Priority, bool]] = {
@@ -182,7 +181,7 @@ class JobServer:
         data: bytes,
         priority: int,
         background: bool,
-        when: float = 0,
+        when: float = 0.0,
         reducer: bytes = b"",
     ) -> Job | None:
         """SUBMIT_JOB and friends: create or coalesce a job and answer JOB_CREATED."""
@@ -355,7 +354,7 @@ class JobServer:
                 s.priority if s.priority in (0, 1, 2) else NORMAL,
                 True,
             )
-            job.when = s.when
+            job.when = float(s.when)
             job.store_id = s.id
             job.attempts = s.attempts
             job.outcomes = _decode_outcomes(s.outcomes)
@@ -469,7 +468,7 @@ class JobServer:
             job = heapq.heappop(heap)[2]
             if job.state is SCHEDULED:
                 job.function.scheduled -= 1
-                job.when = 0
+                job.when = 0.0
                 self._enqueue(job)
         self._arm_epoch_timer()
 
@@ -616,18 +615,7 @@ class JobServer:
 
     def _attempt_failed(self, job: Job, kind: str, message: str) -> Policy:
         """Note how this attempt ended; returns the job's policy."""
-        worker = job.worker
-        name = "-"
-        if worker is not None:
-            name = (
-                worker.client_id.decode(errors="replace")
-                if worker.client_id != b"-"
-                else worker.host
-            )
-        job.attempts += 1
-        job.outcomes = (job.outcomes + (Attempt(kind, message, name, self.clock()),))[
-            -MAX_OUTCOMES:
-        ]
+        note_attempt(job, kind, message, self.clock())
         return self.policies.for_function(job.function.name)
 
     def _retry(self, job: Job, policy: Policy) -> bool:
@@ -668,13 +656,10 @@ class JobServer:
     def _keep_failed(self, job: Job, policy: Policy, kind: str) -> None:
         """A job failed for good: log it, and keep it if it is a background job.
 
-        ``kind`` is the last attempt's outcome (its message is added), or a reason."""
+        ``kind`` is the last attempt's outcome, or a reason."""
         if not job.background or job.ignored:
             return
-        last = job.outcomes[-1] if job.outcomes else None
-        reason = kind
-        if last is not None and last.kind == kind and last.message:
-            reason = f"{kind}: {last.message}"
+        record = failed_record(job, kind, self.clock())
         log.log(
             NOTICE,
             "Job failed for good: %s %s unique %r after %d attempt(s): %s",
@@ -682,22 +667,10 @@ class JobServer:
             job.handle.decode(errors="replace"),
             job.unique.decode(errors="replace"),
             job.attempts,
-            reason,
+            record.reason,
         )
         if policy.keep_failed:
-            self.failed.add(
-                FailedJob(
-                    job.handle,
-                    job.function.name,
-                    job.unique,
-                    job.data,
-                    int(job.priority),
-                    job.attempts,
-                    self.clock(),
-                    reason,
-                    tuple(job.outcomes),
-                )
-            )
+            self.failed.add(record)
 
     # -- recurring schedules ----------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .core import JobServer
+    from .jobs import Job
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -29,6 +30,8 @@ __all__ = [
     "FailedJobs",
     "decode_outcomes",
     "encode_outcomes",
+    "failed_record",
+    "note_attempt",
 ]
 
 log = logging.getLogger("geartrain.server")
@@ -64,6 +67,40 @@ class FailedJob:
     failed_at: float
     reason: str
     outcomes: tuple[Attempt, ...] = ()
+
+
+MAX_OUTCOMES = 20
+"""Attempts remembered per job (a worker that keeps dying under ``-j -1`` would add without end)."""
+
+
+def note_attempt(job: Job, kind: str, message: str, now: float) -> None:
+    """Count a failed attempt of ``job`` and remember how it ended."""
+    worker = job.worker
+    name = "-"
+    if worker is not None:
+        name = (
+            worker.host if worker.client_id == b"-" else worker.client_id.decode(errors="replace")
+        )
+    job.attempts += 1
+    job.outcomes = (*job.outcomes[1 - MAX_OUTCOMES :], Attempt(kind, message, name, now))
+
+
+def failed_record(job: Job, kind: str, now: float) -> FailedJob:
+    """The failed-set record of a job that failed for good; ``kind`` is the last
+    attempt's outcome (its message is added) or a reason of its own."""
+    last = job.outcomes[-1] if job.outcomes else None
+    reason = f"{kind}: {last.message}" if last and last.kind == kind and last.message else kind
+    return FailedJob(
+        job.handle,
+        job.function.name,
+        job.unique,
+        job.data,
+        int(job.priority),
+        job.attempts,
+        now,
+        reason,
+        tuple(job.outcomes),
+    )
 
 
 def encode_outcomes(outcomes: Iterable[Attempt]) -> str:
