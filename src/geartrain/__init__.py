@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .__about__ import __version__
 
 if TYPE_CHECKING:
-    from .admin import Admin, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+    from .admin import Admin, FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
     from .client import Client, JobRequest, Priority
     from .codecs import Codec, dumps, loads
     from .connection import Address
@@ -47,6 +47,7 @@ _WHERE = {
     "Codec": "codecs",
     "ConnectionLost": "errors",
     "DataUpdate": "job",
+    "FailedJobInfo": "admin",
     "FunctionStatus": "admin",
     "GearmanError": "errors",
     "Job": "job",
@@ -80,6 +81,7 @@ __all__ = [
     "Codec",
     "ConnectionLost",
     "DataUpdate",
+    "FailedJobInfo",
     "FunctionStatus",
     "GearmanError",
     "Job",

@@ -27,6 +27,7 @@ from .protocol import PacketType
 
 __all__ = [
     "Admin",
+    "FailedJobInfo",
     "FunctionStatus",
     "JobInfo",
     "PriorityStatus",
@@ -99,6 +100,20 @@ class JobInfo:
     """Cancelled or abandoned: it will be dropped instead of run."""
     queued: bool
     """gearmand's ``job_queued``: a background (persistable) job."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJobInfo:
+    """A line of ``show failed jobs`` (geartrain only): a background job that failed for good."""
+
+    handle: str
+    function: str
+    unique: str
+    attempts: int
+    failed_at: int
+    """Epoch seconds."""
+    reason: str
+    """The last attempt's outcome: ``fail``, ``exception: <text>``, ``worker_lost``, ``timeout``."""
 
 
 class Admin:
@@ -315,6 +330,47 @@ class Admin:
         command and answers ERR UNKNOWN_COMMAND (raised as ServerError).
         """
         await self._value("shutdown graceful" if graceful else "shutdown")
+
+    # -- the failed-job set (geartrain's own commands) ---------------------------------
+
+    async def show_failed_jobs(self, function: str | None = None) -> list[FailedJobInfo]:
+        """Background jobs that failed for good, oldest first (of one function if given)."""
+        out = []
+        line = "show failed jobs" + (f" {function}" if function else "")
+        for text in await self._lines(line):
+            parts = text.split("\t")
+            if len(parts) >= 6:
+                out.append(
+                    FailedJobInfo(
+                        parts[0], parts[1], parts[2], _int(parts[3]), _int(parts[4]), parts[5]
+                    )
+                )
+        return out
+
+    async def retry_failed(self, handle: Payload) -> bool:
+        """Run a failed job again under its old handle; False if no such failed job."""
+        return await self._failed_one("retry", handle)
+
+    async def delete_failed(self, handle: Payload) -> bool:
+        """Forget a failed job; False if no such failed job."""
+        return await self._failed_one("delete", handle)
+
+    async def retry_failed_all(self, function: str | None = None) -> int:
+        """Run every failed job (of one function if given) again; returns how many."""
+        return _int(await self._value("retry failed all" + (f" {function}" if function else "")))
+
+    async def delete_failed_all(self, function: str | None = None) -> int:
+        """Forget every failed job (of one function if given); returns how many."""
+        return _int(await self._value("delete failed all" + (f" {function}" if function else "")))
+
+    async def _failed_one(self, verb: str, handle: Payload) -> bool:
+        try:
+            await self._value(f"{verb} failed " + to_bytes(handle).decode(errors="surrogateescape"))
+        except ServerError as exc:
+            if exc.code == "UNKNOWN_JOB":
+                return False
+            raise
+        return True
 
 
 def _checked(answer: bytes) -> bytes:

@@ -25,7 +25,7 @@ from . import admin as _admin
 from . import client as _client
 from . import job as _job
 from . import worker as _worker
-from .admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from .admin import FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from .client import JobRequest, Priority
 from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
@@ -447,3 +447,20 @@ class Admin:
 
     def shutdown(self, graceful: bool = False) -> None:
         self._runner.run(self._admin.shutdown(graceful))
+
+    # -- the failed-job set (geartrain's own commands) ---------------------------------
+
+    def show_failed_jobs(self, function: str | None = None) -> list[FailedJobInfo]:
+        return self._runner.run(self._admin.show_failed_jobs(function))
+
+    def retry_failed(self, handle: Payload) -> bool:
+        return self._runner.run(self._admin.retry_failed(handle))
+
+    def delete_failed(self, handle: Payload) -> bool:
+        return self._runner.run(self._admin.delete_failed(handle))
+
+    def retry_failed_all(self, function: str | None = None) -> int:
+        return self._runner.run(self._admin.retry_failed_all(function))
+
+    def delete_failed_all(self, function: str | None = None) -> int:
+        return self._runner.run(self._admin.delete_failed_all(function))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from geartrain.server.failures import Attempt, FailedJob, decode_outcomes, encode_outcomes
 from geartrain.store import Store, StoreError, store_class
 
 from .conftest import MakeStore, job
@@ -126,3 +127,52 @@ async def test_use_before_open_raises(make_store: MakeStore) -> None:
 
 def test_names_resolve(backend: str) -> None:
     assert store_class(backend.upper()).__module__ == f"geartrain.store.{backend}"
+
+
+# -- retries and the failed-job set ------------------------------------------------
+
+OUTCOMES = (
+    Attempt("fail", "", "w-1", 1_800_000_000.25),
+    Attempt("exception", "bad\ttab", "-", 2.5),
+)
+
+
+async def test_retry_fields_are_kept(store: Store) -> None:
+    retry = job(1, handle=b"H:x:7", attempts=2, outcomes=encode_outcomes(OUTCOMES), when=5)
+    plain = job(2, handle=b"H:x:8")
+    await store.write([retry, plain], [])
+    assert await store.load() == [retry, plain]
+    assert decode_outcomes((await store.load())[0].outcomes) == OUTCOMES
+
+
+def failed(handle: bytes, at: float, **kw: object) -> FailedJob:
+    fields: dict[str, object] = {
+        "function": b"f\xff",
+        "unique": b"u",
+        "data": b"\0data",
+        "priority": 2,
+        "attempts": 3,
+        "failed_at": at,
+        "reason": "exception: bad",
+        "outcomes": OUTCOMES,
+    }
+    fields.update(kw)
+    return FailedJob(handle, **fields)  # type: ignore[arg-type]
+
+
+async def test_failed_set_round_trip(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.open()
+    assert await store.load_failed() == []
+    first, second = failed(b"H:x:2", 1_800_000_000.5), failed(b"H:x:1", 1_800_000_001.0)
+    await store.write_failed([second, first], [])
+    assert await store.load_failed() == [first, second]  # oldest first
+    replaced = failed(b"H:x:2", 1_800_000_002.0, attempts=4)
+    await store.write_failed([replaced], [b"H:x:1", b"H:x:none"])
+    await store.close()
+    reopened = make_store()
+    await reopened.open()
+    assert await reopened.load_failed() == [replaced]
+    await reopened.write_failed([], [b"H:x:2"])
+    assert await reopened.load_failed() == []
+    assert await reopened.load() == []  # the queue is untouched

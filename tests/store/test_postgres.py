@@ -205,3 +205,29 @@ async def test_batches_bigger_than_one_statement(
         assert await store.load() == jobs[1:]
     finally:
         await store.close()
+
+
+async def test_table_from_before_retries_gets_the_new_columns(
+    pg_conninfo: str, pg_database: str, table: str
+) -> None:
+    """A queue written by an earlier geartrain (no handle, attempts, outcomes) keeps its jobs."""
+    conn = await asyncpg.connect(database=pg_database, **PG)
+    try:
+        await conn.execute(
+            f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, unique_key BYTEA NOT NULL,"
+            " function_name BYTEA NOT NULL, priority INTEGER NOT NULL, data BYTEA NOT NULL,"
+            " when_to_run BIGINT NOT NULL)"
+        )
+        await conn.execute(f"INSERT INTO {table} VALUES (4, 'u', 'f', 1, '', 0)")
+    finally:
+        await conn.close()
+    store = PostgresStore(pg_conninfo, table)
+    await store.open()
+    try:
+        assert [(j.id, j.handle, j.attempts) for j in await store.load()] == [(4, b"", 0)]
+        retry = job(5, handle=b"H:x:5", attempts=1, outcomes="[]")
+        await store.write([retry], [])
+        assert (await store.load())[1] == retry
+        assert await store.load_failed() == []
+    finally:
+        await store.close()

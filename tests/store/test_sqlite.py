@@ -178,3 +178,23 @@ async def test_starts_on_a_queue_written_by_gearmand(
     gearmand = start_server("gearmand", args)
     status = serverproc.admin_command(gearmand.port, "status").decode()
     assert sorted(status.splitlines()) == [".", "email\t4\t0\t0", "resize\t2\t0\t0"]
+
+
+async def test_table_from_before_retries_gets_the_new_columns(tmp_path: Path) -> None:
+    """A queue written by an earlier geartrain (no handle, attempts, outcomes) keeps its jobs."""
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        conn.execute(
+            "CREATE TABLE gearman_queue (id INTEGER PRIMARY KEY, unique_key TEXT,"
+            " function_name TEXT, priority INTEGER, data BLOB, when_to_run INTEGER)"
+        )
+        conn.execute("INSERT INTO gearman_queue VALUES (4, 'u', 'f', 1, X'00', 0)")
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        assert await store.load() == [StoredJob(4, b"f", b"u", b"\0", 1, 0)]
+        retry = StoredJob(5, b"f", b"v", b"", 1, 9, b"H:x:5", 1, "[]")
+        await store.write([retry], [])
+        assert (await store.load())[1] == retry
+        assert await store.load_failed() == []
+    finally:
+        await store.close()

@@ -7,6 +7,12 @@ the operations run in the reverse of the order below (gearadmin pushes them
 on a stack), and each answer is printed as received: ``OK <x>`` without the
 ``OK``, a bare ``OK`` as ``OK``, an ``ERR <x>`` as ``Error: <x>`` on stderr
 (the exit status stays 0), anything else raw.
+
+geartrain's own options for the failed-job set, ``--show-failed-jobs``,
+``--retry-failed HANDLE`` and ``--delete-failed HANDLE`` (``all`` or ``"all
+FUNCTION"`` for many), must be spelled out in full, so that every abbreviation
+gearadmin accepts keeps its meaning, and are left out of the help text, which
+is gearadmin's.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ OPTIONS = {
     "ssl": False,
 }
 SHORT = {"h": "host", "p": "port", "S": "ssl"}
+EXACT = {"show-failed-jobs": False, "retry-failed": True, "delete-failed": True}
+"""geartrain's options: never matched by an abbreviation."""
+OPTIONS.update(EXACT)
 
 # gearadmin's push order; it runs them last first.
 OPERATIONS = (
@@ -78,6 +87,9 @@ OPERATIONS = (
     ("drop-function", "drop function "),
     ("create-function", "create function "),
     ("getpid", "getpid"),
+    ("show-failed-jobs", "show failed jobs"),
+    ("retry-failed", "retry failed "),
+    ("delete-failed", "delete failed "),
 )
 
 
@@ -93,7 +105,7 @@ class _Parsed:
 def _long(name: str) -> str:
     if name in OPTIONS:
         return name
-    matches = sorted(opt for opt in OPTIONS if opt.startswith(name))
+    matches = sorted(opt for opt in OPTIONS if opt.startswith(name) and opt not in EXACT)
     if not matches:
         raise UsageError(f"unrecognised option '--{name}'")
     if len(matches) > 1:

@@ -26,6 +26,7 @@ from ..__about__ import __version__
 from ..server.app import ServerApp, StartupError
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import add_syslog, setup_logging
+from ..server.settings import Settings, load_settings
 from ..store import Store
 
 log = logging.getLogger("geartrain.server")
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ext = p.add_argument_group("geartrain")
     ext.add_argument(
+        "--settings",
+        metavar="FILE",
+        help="TOML settings: retry policies, failed-job set, schedules (reread on SIGHUP)",
+    )
+    ext.add_argument(
         "--max-packet-size",
         type=int,
         default=ServerConfig.max_packet_size,
@@ -220,6 +226,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
         allow_remote_shutdown=ns.allow_remote_shutdown,
+        settings_file=ns.settings,
     )
 
 
@@ -327,11 +334,14 @@ def _prepare(
         parser.error(f"protocol module {ns.protocol!r} is not available")
     try:
         config = config_from_args(ns)
+        settings = load_settings(ns.settings) if ns.settings else Settings()
         ssl_context = None if check_only else _ssl_context(ns)
         store, description, config.durability = _open_store(ns)
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
-    return ServerApp(config, store, ssl_context=ssl_context, store_description=description)
+    return ServerApp(
+        config, store, ssl_context=ssl_context, store_description=description, settings=settings
+    )
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

@@ -50,6 +50,14 @@ def _args_error(word: bytes) -> bytes:
     )
 
 
+def _field(value: bytes) -> bytes:
+    """A value in a tab-separated line: tabs and line breaks become spaces."""
+    return value.translate(_FIELD_SAFE)
+
+
+_FIELD_SAFE = bytes.maketrans(b"\t\r\n", b"   ")
+
+
 def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
@@ -73,6 +81,8 @@ class AdminCommands:
             b"verbose": lambda peer, words: b"OK " + self.verbose().encode() + b"\n",
             b"version": lambda peer, words: b"OK " + __version__.encode() + b"\n",
             b"shutdown": self.shutdown,
+            b"retry": self.failed_command,
+            b"delete": self.failed_command,
         }
 
     def line(self, peer: Peer, line: bytes) -> bytes | None:
@@ -121,6 +131,8 @@ class AdminCommands:
     def show(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) < 2:
             return _unknown(words[0])
+        if len(words) in (3, 4) and words[1].lower() == b"failed" and words[2].lower() == b"jobs":
+            return self.show_failed(words[3] if len(words) == 4 else None)
         jobs = [j for j in self.server.jobs.values() if j.state is not JobState.PENDING]
         if len(words) == 3 and words[1].lower() == b"unique" and words[2].lower() == b"jobs":
             return b"".join([_shown(j.unique) + b"\n" for j in jobs]) + b".\n"
@@ -130,6 +142,39 @@ class AdminCommands:
             ]
             return b"".join(lines) + b".\n"
         return ERR_SHOW
+
+    # -- the failed-job set (geartrain's own commands) -------------------------
+
+    def show_failed(self, function: bytes | None) -> bytes:
+        """handle, function, unique, attempts, failed-at epoch, last reason; then ``.``."""
+        lines = [
+            b"%s\t%s\t%s\t%d\t%d\t%s\n"
+            % (
+                _field(r.handle),
+                _field(r.function),
+                _field(r.unique),
+                r.attempts,
+                int(r.failed_at),
+                _field(r.reason.encode(errors="replace")),
+            )
+            for r in self.server.failed.records(function)
+        ]
+        return b"".join(lines) + b".\n"
+
+    def failed_command(self, peer: Peer, words: list[bytes]) -> bytes:
+        """``retry|delete failed HANDLE`` and ``retry|delete failed all [FUNCTION]``."""
+        if len(words) < 3 or words[1].lower() != b"failed" or len(words) > 4:
+            return _args_error(words[0])
+        failed = self.server.failed
+        retry = words[0].lower() == b"retry"
+        if words[2].lower() == b"all":
+            function = words[3] if len(words) == 4 else None
+            count = failed.retry_all(function) if retry else failed.delete_all(function)
+            return b"OK %d\n" % count
+        if len(words) != 3:
+            return _args_error(words[0])
+        done = failed.retry(words[2]) if retry else failed.delete(words[2])
+        return OK if done else ERR_UNKNOWN_JOB
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":

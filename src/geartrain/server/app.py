@@ -28,6 +28,7 @@ from .logs import NOTICE, LogTarget
 from .memory import IdleTrimmer
 from .network import Network, is_loopback
 from .persistence import StoreWriter
+from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["ServerApp", "StartupError"]
 
@@ -49,12 +50,14 @@ class ServerApp:
         log_target: LogTarget | None = None,
         ssl_context: ssl.SSLContext | None = None,
         store_description: str = "memory only (-q builtin)",
+        settings: Settings | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.log_target = log_target
         self.ssl_context = ssl_context
         self.store_description = store_description
+        self.settings = settings or Settings()
         self.core: JobServer | None = None
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
@@ -76,6 +79,7 @@ class ServerApp:
         self._stop = loop.create_future()
         core = self.core = JobServer(self.config, call_later=loop.call_later)
         core.on_shutdown = self.shutdown
+        core.apply_settings(self.settings)
         admin = AdminCommands(core, lambda: self.verbose)
         self.network = Network(core, admin, self.config)
         try:
@@ -110,6 +114,20 @@ class ServerApp:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
         gather = self.config.durability == "power"
         self.writer = core.persister = StoreWriter(self.store, core, gather=gather)
+        await self._load_failed(core, self.writer)
+
+    async def _load_failed(self, core: JobServer, writer: StoreWriter) -> None:
+        """The failed-job set from the store, and the store as its home from now on."""
+        assert self.store is not None
+        for stale in core.stale_store_ids:
+            writer.done(stale)
+        core.failed.persist = writer.failed_changed
+        records = await self.store.load_failed()
+        for record in records:
+            core.saw_handle(record.handle)
+        core.failed.load(records)
+        if records:
+            log.log(NOTICE, "Loaded %d failed job(s) from the store", len(core.failed))
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the port; connections wait until `_start_serving`."""
@@ -166,12 +184,29 @@ class ServerApp:
             signal.SIGTERM: lambda: self.shutdown(False),
             signal.SIGINT: lambda: self.shutdown(False),
             signal.SIGUSR1: lambda: self.shutdown(True),
-            signal.SIGHUP: self._reopen_log,
+            signal.SIGHUP: self._hangup,
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
         # Writes to a closed socket must fail with an error, not kill the process.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _hangup(self) -> None:
+        self._reopen_log()
+        self.reload_settings()
+
+    def reload_settings(self) -> None:
+        """SIGHUP: reread the settings file; a bad file keeps the settings in force."""
+        path = self.config.settings_file
+        if not path or self.core is None:
+            return
+        try:
+            self.settings = load_settings(path)
+        except SettingsError as error:
+            log.error("%s; keeping the previous settings", error)
+            return
+        self.core.apply_settings(self.settings)
+        log.log(NOTICE, "Settings reloaded from %s", path)
 
     def _reopen_log(self) -> None:
         if self.log_target is not None:
@@ -200,6 +235,8 @@ class ServerApp:
             self.trimmer.stop()
         for listener in self.listeners:
             listener.close()
+        if self.core is not None:
+            self.core.recurring.close()
         if self.network is not None:
             self.network.flush()
             self.network.close_all()

@@ -65,3 +65,5 @@ class ServerConfig:
     durability: str = "memory"
     """What an acknowledged background job survives: crash, power or memory
     (see geartrain.store.durability); shown on the status page and /metrics."""
+    settings_file: str | None = None
+    """The TOML settings file (``--settings``): failure policies, schedules; reread on SIGHUP."""

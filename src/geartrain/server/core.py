@@ -22,9 +22,12 @@ from typing import Any
 from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
 from .config import ServerConfig
+from .failures import FailedJob, FailedJobs, failed_record, note_attempt
+from .failures import decode_outcomes as _decode_outcomes
 from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
 from .limits import LimitEpisode
 from .logs import NOTICE
+from .policies import Policies, Policy
 from .replies import (
     ERR_ARGS,
     ERR_COMMAND,
@@ -43,6 +46,8 @@ from .replies import (
     c_strtol,
     error_packet,
 )
+from .schedules import Recurring, Schedule, sched_fields
+from .settings import Settings
 
 __all__ = ["JobServer"]
 
@@ -109,7 +114,7 @@ class JobServer:
         self.next_store_id = 1
         self.on_idle: Callable[[], None] | None = None  # called when the last job leaves
         self.on_shutdown: Callable[[bool], None] | None = None  # set by the app
-        self._epoch_heap: list[tuple[int, int, Job]] = []
+        self._epoch_heap: list[tuple[float, int, Job]] = []
         self._epoch_timer: Any = None
         self._epoch_seq = 0
         self.handlers: list[Callable[[Peer, tuple[bytes, ...]], None] | None] = [None] * 64
@@ -117,6 +122,19 @@ class JobServer:
             self.handlers[ptype] = getattr(self, name)
         for ptype, (priority, background) in SUBMIT_KINDS.items():
             self.handlers[ptype] = self._submit_handler(priority, background)
+        self.policies = Policies()
+        self.failed = FailedJobs(self)
+        self.recurring = Recurring(self._fire_schedule, call_later, clock)
+        self.stale_store_ids: list[int] = []  # older copies of restored retries, to delete
+        self._internal = Peer(lambda data: None, lambda: None, "geartrain")
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Take a (re)loaded settings file: policies, failed-set bounds, schedules."""
+        self.policies = settings.policies
+        self.failed.max_jobs = settings.failed_max_jobs
+        self.failed.max_age = settings.failed_max_age
+        self.failed.expire()
+        self.recurring.set(settings.schedules)
 
     # -- connections ------------------------------------------------------
 
@@ -177,7 +195,7 @@ class JobServer:
         data: bytes,
         priority: int,
         background: bool,
-        when: int = 0,
+        when: float = 0.0,
         reducer: bytes = b"",
     ) -> Job | None:
         """SUBMIT_JOB and friends: create or coalesce a job and answer JOB_CREATED."""
@@ -323,6 +341,14 @@ class JobServer:
         job.store_id = 0
         if job.state is PENDING:
             self._remove(job)
+            if job.outcomes:  # a failed job sent back by `retry failed`: keep it failed
+                policy = self.policies.for_function(job.function.name)
+                self._keep_failed(job, policy, "the store refused its retry")
+        elif job.attempts and job.background:
+            log.warning(
+                "Retry of job %s kept in memory only: the store refused it",
+                job.handle.decode(errors="replace"),
+            )
         else:
             # A foreground job that a background submission tried to make durable:
             # it stays what it was, for the clients still waiting on it.
@@ -331,34 +357,94 @@ class JobServer:
                 self._abandon(job)
 
     def restore(self, stored: Iterable[StoredJob]) -> int:
-        """Load jobs from the store at start, in submission order; returns the count."""
-        count = 0
+        """Load jobs from the store at start, in submission order; returns the count.
+
+        A job kept with its handle gets it back; of two copies of one handle (a
+        crash between writing a retry and deleting its previous copy) the later
+        one wins and the earlier one is left in ``stale_store_ids``."""
+        latest: dict[bytes, StoredJob] = {}
+        records: list[StoredJob] = []
         for s in stored:
-            f = self.function(s.function)
-            self.handle_count += 1
+            if s.handle:
+                previous = latest.get(s.handle)
+                if previous is not None:
+                    self.stale_store_ids.append(previous.id)
+                latest[s.handle] = s
+            records.append(s)
+        count = 0
+        for s in records:
+            if s.handle and latest[s.handle] is not s:
+                continue
             job = Job(
-                self.handle_prefix + str(self.handle_count).encode(),
-                f,
+                self._restored_handle(s.handle),
+                self.function(s.function),
                 s.unique,
                 s.data,
                 s.priority if s.priority in (0, 1, 2) else NORMAL,
                 True,
             )
-            job.when = s.when
+            job.when = float(s.when)
             job.store_id = s.id
+            job.attempts = s.attempts
+            job.outcomes = _decode_outcomes(s.outcomes)
             self.next_store_id = max(self.next_store_id, s.id + 1)
-            self.jobs[job.handle] = job
-            self.job_bytes += len(s.data)
-            f.total += 1
-            if s.unique and self._find_unique(f, s.unique, s.data) is None:
-                if s.unique == b"-":
-                    f.by_data[s.data] = job
-                else:
-                    f.uniques[s.unique] = job
+            self._index(job)
             self._enqueue(job)
             count += 1
         self.stats.restored += count
         return count
+
+    def _restored_handle(self, handle: bytes) -> bytes:
+        """A kept handle (new numbers then go past it), or a new one."""
+        if not handle:
+            self.handle_count += 1
+            return self.handle_prefix + str(self.handle_count).encode()
+        self.saw_handle(handle)
+        return handle
+
+    def saw_handle(self, handle: bytes) -> None:
+        """A handle of ours from the store: never hand out its number again."""
+        if handle.startswith(self.handle_prefix):
+            tail = handle[len(self.handle_prefix) :]
+            if tail.isdigit():
+                self.handle_count = max(self.handle_count, int(tail))
+
+    def _index(self, job: Job) -> None:
+        """Make a job that did not come from a submission known (restored, retried)."""
+        f = job.function
+        self.jobs[job.handle] = job
+        self.job_bytes += len(job.data)
+        f.total += 1
+        if job.unique and self._find_unique(f, job.unique, job.data) is None:
+            if job.unique == b"-":
+                f.by_data[job.data] = job
+            else:
+                f.uniques[job.unique] = job
+
+    def resubmit(self, record: FailedJob) -> bool:
+        """Run a failed job again under its old handle and unique key (a fresh set of
+        attempts; earlier outcomes are kept).  False if its handle is in use."""
+        if record.handle in self.jobs:
+            return False
+        job = Job(
+            record.handle,
+            self.function(record.function),
+            record.unique,
+            record.data,
+            record.priority if record.priority in (0, 1, 2) else NORMAL,
+            True,
+        )
+        job.outcomes = record.outcomes
+        self.stats.created += 1
+        self._index(job)
+        if self.persister is not None:
+            job.state = PENDING
+            job.store_id = self._take_store_id()
+            job.waiters = []
+            self.persister.add(job)
+        else:
+            self._enqueue(job)
+        return True
 
     # -- queues ---------------------------------------------------------------
 
@@ -414,7 +500,7 @@ class JobServer:
             job = heapq.heappop(heap)[2]
             if job.state is SCHEDULED:
                 job.function.scheduled -= 1
-                job.when = 0
+                job.when = 0.0
                 self._enqueue(job)
         self._arm_epoch_timer()
 
@@ -504,11 +590,18 @@ class JobServer:
             del functions[f.name]
 
     def _requeue(self, job: Job) -> None:
-        """The worker lost the job; run it again unless --job-retries says no."""
+        """The worker lost the job; run it again unless its policy or --job-retries says no."""
         job.retries += 1
         limit = self.config.job_retries
         if job.ignored:
             self._finish(job)
+            return
+        policy = self._attempt_failed(job, "worker_lost", "the worker left or dropped the function")
+        if policy.retries("worker_lost"):
+            if not self._retry(job, policy):
+                self._fail_clients(job)
+                self._keep_failed(job, policy, "worker_lost")
+                self._finish(job)
             return
         # gearmand 2.0: -1 retries without limit, 0 never retries, N allows N attempts.
         if limit == 0 or (limit > 0 and job.retries >= limit):
@@ -520,6 +613,7 @@ class JobServer:
             )
             self.stats.dropped += 1
             self._fail_clients(job)
+            self._keep_failed(job, policy, "worker_lost")
             self._finish(job)
             return
         self.stats.requeued += 1
@@ -564,20 +658,100 @@ class JobServer:
             peer.send(frame(RES, T.JOB_ASSIGN_UNIQ, (job.handle, f.name, job.unique, job.data)))
         entry = peer.abilities.get(f)
         timeout = entry[0] if entry is not None else 0
-        if timeout > 0 and self.call_later is not None:
-            job.timer = self.call_later(timeout / 1000.0, lambda: self._timed_out(job))
+        seconds = timeout / 1000.0 if timeout > 0 else self.policies.for_function(f.name).timeout
+        if seconds > 0 and self.call_later is not None:
+            job.timer = self.call_later(seconds, lambda: self._timed_out(job))
 
     def _timed_out(self, job: Job) -> None:
-        """CAN_DO_TIMEOUT expired: the job fails, as the protocol text says.
+        """CAN_DO_TIMEOUT expired: requeued if its policy retries timeouts, else the job
+        fails, as the protocol text says; a background one goes to the failed set.
 
-        gearmand requeues it silently instead (and 1.1 could hang doing so)."""
+        gearmand always requeues it silently (and 1.1 could hang doing so)."""
         job.timer = None
         if job.state is not RUNNING:
             return
         log.info("Job %s timed out on its worker", job.handle.decode(errors="replace"))
         self.stats.timed_out += 1
-        self._fail_clients(job)
-        self._finish(job)
+        policy = self._attempt_failed(job, "timeout", "the worker's time ran out")
+        if job.ignored or not self._retry(job, policy):
+            self._fail_clients(job)
+            self._keep_failed(job, policy, "timeout")
+            self._finish(job)
+
+    # -- failed attempts ------------------------------------------------------
+
+    def _attempt_failed(self, job: Job, kind: str, message: str) -> Policy:
+        """Note how this attempt ended; returns the job's policy."""
+        note_attempt(job, kind, message, self.clock())
+        return self.policies.for_function(job.function.name)
+
+    def _retry(self, job: Job, policy: Policy) -> bool:
+        """Schedule another attempt after the policy's backoff, if the policy allows one.
+
+        WORK_FAIL and WORK_EXCEPTION of a foreground job are final: its client is
+        waiting and is told.  A background retry is written to the store as a
+        scheduled job under the same handle, so it survives a restart."""
+        last = job.outcomes[-1]
+        kind = last.kind
+        if not policy.retries(kind) or job.attempts >= policy.attempts or job.ignored:
+            return False
+        if not job.background and kind in ("fail", "exception"):
+            return False
+        delay = policy.delay(job.attempts)
+        log.info(
+            "Retrying job %s (%s) in %.1fs after attempt %d of %d: %s %s",
+            job.handle.decode(errors="replace"),
+            job.function.name.decode(errors="replace"),
+            delay,
+            job.attempts,
+            policy.attempts,
+            kind,
+            last.message,
+        )
+        self.stats.retried += 1
+        self._release(job)
+        job.numerator = job.denominator = 0
+        job.when = self.clock() + delay
+        if job.background and self.persister is not None:
+            previous, job.store_id = job.store_id, self._take_store_id()
+            self.persister.add(job)
+            if previous:
+                self.persister.done(previous)
+        self._enqueue(job)
+        return True
+
+    def _keep_failed(self, job: Job, policy: Policy, kind: str) -> None:
+        """A job failed for good: log it, and keep it if it is a background job.
+
+        ``kind`` is the last attempt's outcome, or a reason."""
+        if not job.background or job.ignored:
+            return
+        record = failed_record(job, kind, self.clock())
+        log.log(
+            NOTICE,
+            "Job failed for good: %s %s unique %r after %d attempt(s): %s",
+            job.function.name.decode(errors="replace"),
+            job.handle.decode(errors="replace"),
+            job.unique.decode(errors="replace"),
+            job.attempts,
+            record.reason,
+        )
+        if policy.keep_failed:
+            self.failed.add(record)
+
+    # -- recurring schedules ----------------------------------------------------
+
+    def _fire_schedule(self, schedule: Schedule, when: int) -> None:
+        """A recurring schedule's minute came: an ordinary background job."""
+        log.info("Schedule %s fires %s", schedule.name, schedule.function.decode(errors="replace"))
+        self.submit(
+            self._internal,
+            schedule.function,
+            schedule.unique(when),
+            schedule.data,
+            schedule.priority,
+            True,
+        )
 
     def _cancel_timer(self, job: Job) -> None:
         if job.timer is not None:
@@ -732,7 +906,11 @@ class JobServer:
             peer.send(ERR_NO_JOB_RESULT)
             return
         self.stats.failed += 1
+        policy = self._attempt_failed(job, "fail", "")
+        if self._retry(job, policy):
+            return
         self._forward(job, T.WORK_FAIL, args)
+        self._keep_failed(job, policy, "fail")
         self._finish(job)
 
     def _h_work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -741,6 +919,11 @@ class JobServer:
             peer.send(ERR_NO_JOB_EXCEPTION)
             return
         self.stats.exceptions += 1
+        message = args[1][:1000].decode(errors="replace")
+        policy = self._attempt_failed(job, "exception", message)
+        if self._retry(job, policy):
+            return
+        self._keep_failed(job, policy, "exception")
         if job.clients and not job.ignored:
             exception = frame(RES, T.WORK_EXCEPTION, args)
             # gearmand sends these clients WORK_FAIL "H\0" (a stray NUL that Perl
@@ -814,7 +997,19 @@ class JobServer:
         self.submit(peer, args[0], args[1], args[4], NORMAL, True, reducer=args[2])
 
     def _h_submit_job_sched(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        peer.send(ERR_COMMAND)  # parsed, then refused: gearmand never implemented it
+        """A background job at the next minute that matches (gearmand never implemented
+        it); a minute that matches now runs at once."""
+        try:
+            when = sched_fields(args[2], args[3], args[4], args[5], args[6]).next_after(
+                self.clock() - 60
+            )
+        except ValueError as error:
+            peer.send(error_packet(b"INVALID_ARGUMENTS", str(error).encode()))
+            return
+        if when is None:
+            peer.send(error_packet(b"INVALID_ARGUMENTS", b"No time matches these fields"))
+            return
+        self.submit(peer, args[0], args[1], args[7], NORMAL, True, when=when)
 
     # -- admin support ------------------------------------------------------------
 

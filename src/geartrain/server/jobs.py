@@ -57,6 +57,8 @@ class Job:
         "timer",
         "waiters",
         "ignored",
+        "attempts",
+        "outcomes",
     )
 
     def __init__(
@@ -74,7 +76,7 @@ class Job:
         self.data = data
         self.priority = priority
         self.background = background
-        self.when = 0
+        self.when: float = 0.0  # epoch seconds; 0: now
         self.state = JobState.QUEUED
         # Foreground clients waiting for results (None rather than an empty list:
         # background jobs are the bulk of a large queue, and an empty list costs
@@ -91,6 +93,10 @@ class Job:
         self.waiters: list[Peer] | None = None
         # Cancelled or abandoned while running: the worker's result is dropped.
         self.ignored = False
+        # Failed attempts so far and how each ended (failures.Attempt records),
+        # for retries and the failed-job set.
+        self.attempts = 0
+        self.outcomes: tuple[Any, ...] = ()
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -218,6 +224,7 @@ STAT_NAMES = (
     "timed_out",
     "cancelled",
     "restored",
+    "retried",
     "limit_connections",
     "limit_input",
     "limit_output",
@@ -234,7 +241,7 @@ class Stats:
     def __init__(self) -> None:
         self.created = self.coalesced = self.completed = self.failed = 0
         self.exceptions = self.requeued = self.dropped = self.timed_out = 0
-        self.cancelled = self.restored = 0
+        self.cancelled = self.restored = self.retried = 0
         # Times a resource limit was reached (see .limits).
         self.limit_connections = self.limit_input = self.limit_output = self.limit_queue = 0
 

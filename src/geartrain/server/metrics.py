@@ -229,6 +229,7 @@ class _Collector:
             ("geartrain_jobs_coalesced", "Submissions joined to an existing job.", stats.coalesced),
             ("geartrain_jobs_requeued", "Jobs requeued after losing their worker.", stats.requeued),
             ("geartrain_jobs_restored", "Jobs loaded from the store at start.", stats.restored),
+            ("geartrain_jobs_retried", "Attempts scheduled by a retry policy.", stats.retried),
         ):
             yield CounterMetricFamily(name, text, value=value)
         limits = CounterMetricFamily(
@@ -237,6 +238,14 @@ class _Collector:
         for limit in ("connections", "input", "output", "queue"):
             limits.add_metric([limit], getattr(stats, "limit_" + limit))
         yield limits
+        failed = GaugeMetricFamily(
+            "geartrain_jobs_failed_stored",
+            "Background jobs in the failed-job set.",
+            labels=["function"],
+        )
+        for function, count in core.failed.counts.items():
+            failed.add_metric([_name(function)], count)
+        yield failed
         writer = self.metrics.writer
         if writer is not None:
             yield GaugeMetricFamily(

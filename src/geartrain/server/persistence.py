@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
 from ..store import Store, StoredJob
+from .failures import FailedJob, encode_outcomes
 
 if TYPE_CHECKING:
     from .core import JobServer
@@ -78,6 +80,9 @@ class StoreWriter:
         # The regulars a write is waiting for, and what wakes it.
         self._awaited: set[Peer] = set()
         self._gathered: asyncio.Future[None] | None = None
+        # Changes to the failed-job set, written before the queue changes of the same round.
+        self._failed_added: dict[bytes, FailedJob] = {}
+        self._failed_removed: set[bytes] = set()
 
     def add(self, job: Job) -> None:
         self._adds.append(job)
@@ -101,6 +106,19 @@ class StoreWriter:
         if self._gathered is not None and not self._gathered.done():
             self._gathered.set_result(None)
 
+    def failed_changed(self, added: list[FailedJob], removed: list[bytes]) -> None:
+        """Record changes to the failed-job set (``FailedJobs.persist``)."""
+        for handle in removed:
+            self._failed_added.pop(handle, None)
+            self._failed_removed.add(handle)
+        for record in added:
+            self._failed_removed.discard(record.handle)
+            self._failed_added[record.handle] = record
+        if self._outage:
+            self._later(RETRY_DELAY)
+        else:
+            self._kick()
+
     def done(self, store_id: int) -> None:
         self._dones.append(store_id)
         if self._outage:
@@ -115,11 +133,17 @@ class StoreWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._adds) + len(self._dones)
+        return (
+            len(self._adds) + len(self._dones) + len(self._failed_added) + len(self._failed_removed)
+        )
 
     async def drain(self) -> None:
         """Wait until everything asked for so far has been written (or refused)."""
-        while self._task is not None or self._adds or (self._dones and not self._outage):
+        while (
+            self._task is not None
+            or self._adds
+            or ((self._dones or self._failed_changes) and not self._outage)
+        ):
             if self._task is None:
                 self._kick()
             assert self._task is not None
@@ -145,15 +169,34 @@ class StoreWriter:
         try:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
-            while self._adds or self._dones:
+            while self._adds or self._dones or self._failed_changes:
                 if self.gather and self._adds and len(self._adds) < MAX_BATCH:
                     await self._gather()
                 if not await self._write_batch() and not self._adds:
                     break
         finally:
             self._task = None
-        if self._dones:
+        if self._dones or self._failed_changes:
             self._later(RETRY_DELAY)
+
+    @property
+    def _failed_changes(self) -> bool:
+        return bool(self._failed_added or self._failed_removed)
+
+    async def _write_failed(self) -> None:
+        """The failed-set changes, before the queue write that deletes those jobs' rows
+        (a crash in between leaves a job in both: at least once, never lost)."""
+        added, self._failed_added = self._failed_added, {}
+        removed, self._failed_removed = self._failed_removed, set()
+        try:
+            await self.store.write_failed(list(added.values()), list(removed))
+        except Exception:
+            # Keep them for the next round, unless newer changes replaced them.
+            for handle, record in added.items():
+                if handle not in self._failed_removed:
+                    self._failed_added.setdefault(handle, record)
+            self._failed_removed |= removed - set(self._failed_added)
+            raise
 
     async def _gather(self) -> None:
         """Wait (at most RETURN_WINDOW) for the regulars just acknowledged to submit again."""
@@ -209,11 +252,10 @@ class StoreWriter:
             written = [j for j in adds if j.store_id not in ending]
         else:
             written = adds
-        records = [
-            StoredJob(j.store_id, j.function.name, j.unique, j.data, int(j.priority), j.when)
-            for j in written
-        ]
+        records = [_record(j) for j in written]
         try:
+            if self._failed_changes:
+                await self._write_failed()
             await self.store.write(records, dones)
         except Exception as error:  # any failure of the backend is an outage
             self._on_failure(error, adds, dones)
@@ -241,3 +283,17 @@ class StoreWriter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _record(job: Job) -> StoredJob:
+    return StoredJob(
+        job.store_id,
+        job.function.name,
+        job.unique,
+        job.data,
+        int(job.priority),
+        math.ceil(job.when),  # a retry's sub-second wait rounds up to the store's seconds
+        job.handle,
+        job.attempts,
+        encode_outcomes(job.outcomes) if job.outcomes else "",
+    )

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..server.failures import FailedJob
 
 __all__ = ["STORES", "StoreError", "Store", "StoredJob", "store_class"]
 
@@ -37,6 +40,13 @@ class StoredJob:
     """0 high, 1 normal, 2 low (gearmand's numbering, which its queue tables use)."""
     when: int = 0
     """Epoch seconds at which the job may run; 0 means now."""
+    handle: bytes = b""
+    """The job's handle, so that a retried job keeps it across a restart (empty in
+    rows written before handles were kept, or by gearmand)."""
+    attempts: int = 0
+    """Failed attempts so far (a retry waiting for its time)."""
+    outcomes: str = ""
+    """How those attempts ended, as JSON (see ``geartrain.server.failures``)."""
 
 
 @runtime_checkable
@@ -60,6 +70,12 @@ class Store(Protocol):
         change is durable.  (After a StoreError from a lost connection the
         outcome can be unknown: the batch may have been committed.)
         """
+
+    async def load_failed(self) -> list[FailedJob]:
+        """The failed-job set (``geartrain.server.failures``), oldest first."""
+
+    async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        """Store (or replace) ``added`` and delete the handles in ``removed``, atomically."""
 
     async def close(self) -> None:
         """Release connections; the store may be opened again."""

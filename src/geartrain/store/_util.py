@@ -7,6 +7,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from ..server.failures import FailedJob, encode_outcomes
 from . import StoredJob
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "REDIS_PREFIX",
     "SQLITE_TABLE",
     "check_identifier",
+    "failed_row",
     "once_more_if_lost",
     "without_overlap",
 ]
@@ -92,3 +94,18 @@ async def once_more_if_lost(
     if reset is not None:
         await reset()
     return await call()
+
+
+def failed_row(record: FailedJob) -> tuple[bytes, bytes, bytes, bytes, int, int, float, str, str]:
+    """A failed job as the SQL backends' failed table stores it, in column order."""
+    return (
+        record.handle,
+        record.function,
+        record.unique,
+        record.data,
+        record.priority,
+        record.attempts,
+        record.failed_at,
+        record.reason,
+        encode_outcomes(record.outcomes),
+    )

@@ -25,8 +25,9 @@ from typing import Any
 
 import asyncmy
 
+from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
-from ._util import MYSQL_TABLE, check_identifier, once_more_if_lost, without_overlap
+from ._util import MYSQL_TABLE, check_identifier, failed_row, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
@@ -56,6 +57,20 @@ _CREATE = (
     "CREATE TABLE IF NOT EXISTS {table} (id BIGINT NOT NULL PRIMARY KEY,"
     " unique_key BLOB NOT NULL, function_name BLOB NOT NULL, priority INT NOT NULL,"
     " data LONGBLOB NOT NULL, when_to_run BIGINT NOT NULL) ENGINE=InnoDB"
+)
+
+
+# Kept with each job since retries (added to older tables on open).
+_RETRY_COLUMNS = (
+    ("handle", "VARBINARY(64) NOT NULL DEFAULT ''"),
+    ("attempts", "INT NOT NULL DEFAULT 0"),
+    ("outcomes", "MEDIUMTEXT NULL"),
+)
+_CREATE_FAILED = (
+    "CREATE TABLE IF NOT EXISTS {table} (handle VARBINARY(64) NOT NULL PRIMARY KEY,"
+    " function_name BLOB NOT NULL, unique_key BLOB NOT NULL, data LONGBLOB NOT NULL,"
+    " priority INT NOT NULL, attempts INT NOT NULL, failed_at DOUBLE NOT NULL,"
+    " reason TEXT NOT NULL, outcomes MEDIUMTEXT NOT NULL) ENGINE=InnoDB"
 )
 
 
@@ -98,9 +113,10 @@ class MysqlStore:
         self._pool: Any = None
         self._insert = (
             f"INSERT INTO {self.table}"
-            " (id, function_name, unique_key, data, priority, when_to_run)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
+            " (id, function_name, unique_key, data, priority, when_to_run,"
+            " handle, attempts, outcomes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
+        self.failed_table = f"{self.table[:50]}_failed"
 
     def __str__(self) -> str:
         a = self.connect_args
@@ -173,6 +189,20 @@ class MysqlStore:
             await self._convert_gearmand_table(cur, "when_to_run" in columns)
         elif not {"unique_key", "function_name", "priority", "data", "when_to_run"} <= columns:
             raise StoreError(f"{self}: the table exists but is not a job queue")
+        await self._prepare_failures(cur)
+
+    async def _prepare_failures(self, cur: Any) -> None:
+        """Add the retry columns to a queue table that lacks them; create the failed set."""
+        await cur.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = DATABASE() AND table_name = %s",
+            (self.table,),
+        )
+        columns = {str(row[0]).lower() for row in await cur.fetchall()}
+        for name, kind in _RETRY_COLUMNS:
+            if name not in columns:
+                await cur.execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
+        await cur.execute(_CREATE_FAILED.format(table=self.failed_table))
 
     async def _convert_gearmand_table(self, cur: Any, has_when: bool) -> None:
         """Copy a table written by gearmand's mysql plugin into geartrain's layout.
@@ -209,8 +239,8 @@ class MysqlStore:
 
         async def body(cur: Any) -> list[StoredJob]:
             await cur.execute(
-                "SELECT id, function_name, unique_key, data, priority, when_to_run"
-                f" FROM {self.table} ORDER BY id"
+                "SELECT id, function_name, unique_key, data, priority, when_to_run,"
+                f" handle, attempts, coalesce(outcomes, '') FROM {self.table} ORDER BY id"
             )
             return [StoredJob(*row) for row in await cur.fetchall()]
 
@@ -239,12 +269,59 @@ class MysqlStore:
         if added:
             await cur.executemany(
                 self._insert,
-                [(j.id, j.function, j.unique, j.data, j.priority, j.when) for j in added],
+                [
+                    (j.id, j.function, j.unique, j.data, j.priority, j.when)
+                    + (j.handle, j.attempts, j.outcomes)
+                    for j in added
+                ],
             )
         for start in range(0, len(done), _DELETE_CHUNK):
             ids = done[start : start + _DELETE_CHUNK]
             marks = ", ".join(["%s"] * len(ids))
             await cur.execute(f"DELETE FROM {self.table} WHERE id IN ({marks})", list(ids))
+
+    async def load_failed(self) -> list[FailedJob]:
+        """The failed-job set, oldest first."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+
+        async def body(cur: Any) -> list[FailedJob]:
+            await cur.execute(
+                "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
+                f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at"
+            )
+            return [
+                FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
+                for h, f, u, d, p, a, t, r, o in await cur.fetchall()
+            ]
+
+        try:
+            records: list[FailedJob] = await once_more_if_lost(
+                lambda: self._transaction(body), _lost, self
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return records
+
+    async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+
+        async def body(cur: Any) -> None:
+            for handle in removed:
+                await cur.execute(f"DELETE FROM {self.failed_table} WHERE handle = %s", (handle,))
+            if added:
+                await cur.executemany(
+                    f"REPLACE INTO {self.failed_table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [failed_row(r) for r in added],
+                )
+
+        if added or removed:
+            try:
+                await once_more_if_lost(lambda: self._transaction(body), _lost, self)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

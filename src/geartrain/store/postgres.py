@@ -21,8 +21,9 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
-from ._util import LIBPQ_TABLE, check_identifier, once_more_if_lost, without_overlap
+from ._util import LIBPQ_TABLE, check_identifier, failed_row, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
@@ -48,6 +49,19 @@ _CREATE = (
     "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, unique_key BYTEA NOT NULL,"
     " function_name BYTEA NOT NULL, priority INTEGER NOT NULL, data BYTEA NOT NULL,"
     " when_to_run BIGINT NOT NULL)"
+)
+
+# Kept with each job since retries (added to older tables on open).
+_ADD_RETRY_COLUMNS = (
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS handle BYTEA NOT NULL DEFAULT '',"
+    " ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS outcomes TEXT NOT NULL DEFAULT ''"
+)
+_CREATE_FAILED = (
+    "CREATE TABLE IF NOT EXISTS {table} (handle BYTEA PRIMARY KEY, function_name BYTEA NOT NULL,"
+    " unique_key BYTEA NOT NULL, data BYTEA NOT NULL, priority INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL, failed_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL,"
+    " outcomes TEXT NOT NULL)"
 )
 
 # The session died (server restart, terminated backend): worth one more try
@@ -177,13 +191,15 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         t = self.table
         self._insert = (
-            f"INSERT INTO {t} (id, function_name, unique_key, data, priority, when_to_run)"
+            f"INSERT INTO {t} (id, function_name, unique_key, data, priority, when_to_run,"
+            " handle, attempts, outcomes)"
             " SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],"
-            " $5::int[], $6::bigint[])"
+            " $5::int[], $6::bigint[], $7::bytea[], $8::int[], $9::text[])"
         )
         self._write_one = (
-            f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($7::bigint[])) {self._insert}"
+            f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($10::bigint[])) {self._insert}"
         )
+        self.failed_table = f"{t[:50]}_failed"
 
     def __str__(self) -> str:
         return f"postgresql {_describe(self.conninfo)} table {self.table}"
@@ -233,6 +249,8 @@ class PostgresStore:
             await self._convert_gearmand_table(pool, "when_to_run" in columns)
         elif not {"unique_key", "function_name", "priority", "data", "when_to_run"} <= columns:
             raise StoreError(f"{self}: the table exists but is not a job queue")
+        await pool.execute(_ADD_RETRY_COLUMNS.format(table=self.table))
+        await pool.execute(_CREATE_FAILED.format(table=self.failed_table))
 
     async def _convert_gearmand_table(self, pool: asyncpg.Pool, has_when: bool) -> None:
         """Rebuild a table written by gearmand's libpq plugin, in one transaction."""
@@ -258,8 +276,8 @@ class PostgresStore:
         if pool is None:
             raise StoreError(f"{self}: not open")
         query = (
-            "SELECT id, function_name, unique_key, data, priority, when_to_run"
-            f" FROM {self.table} ORDER BY id"
+            "SELECT id, function_name, unique_key, data, priority, when_to_run,"
+            f" handle, attempts, outcomes FROM {self.table} ORDER BY id"
         )
         try:
             rows = await once_more_if_lost(
@@ -294,6 +312,54 @@ class PostgresStore:
             for chunk in chunks:
                 await conn.execute(self._insert, *_columns(chunk))
 
+    async def load_failed(self) -> list[FailedJob]:
+        """The failed-job set, oldest first."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        query = (
+            "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
+            f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at"
+        )
+        try:
+            rows = await once_more_if_lost(
+                lambda: pool.fetch(query), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [
+            FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
+            for h, f, u, d, p, a, t, r, o in rows
+        ]
+
+    async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.failed_table
+
+        async def body() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    f"DELETE FROM {t} WHERE handle = ANY($1::bytea[])", list(removed)
+                )
+                await conn.executemany(
+                    f"INSERT INTO {t} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    " ON CONFLICT (handle) DO UPDATE SET function_name = EXCLUDED.function_name,"
+                    " unique_key = EXCLUDED.unique_key, data = EXCLUDED.data,"
+                    " priority = EXCLUDED.priority, attempts = EXCLUDED.attempts,"
+                    " failed_at = EXCLUDED.failed_at, reason = EXCLUDED.reason,"
+                    " outcomes = EXCLUDED.outcomes",
+                    [failed_row(r) for r in added],
+                )
+
+        if added or removed:
+            try:
+                await once_more_if_lost(body, _lost, self, pool.expire_connections)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
+
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
         pool, self._pool = self._pool, None
@@ -312,6 +378,9 @@ def _columns(jobs: Sequence[StoredJob]) -> tuple[list[Any], ...]:
         [j.data for j in jobs],
         [j.priority for j in jobs],
         [j.when for j in jobs],
+        [j.handle for j in jobs],
+        [j.attempts for j in jobs],
+        [j.outcomes for j in jobs],
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from ..server.failures import FailedJob, decode_outcomes, encode_outcomes
 from . import StoredJob, StoreError
 from ._util import REDIS_PREFIX, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
@@ -39,7 +40,18 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = REDIS_PREFIX
 """gearmand's ``--redis-prefix`` default."""
 
-_FIELDS = ("function", "unique", "data", "priority", "when")
+_FIELDS = ("function", "unique", "data", "priority", "when", "handle", "attempts", "outcomes")
+_FAILED_FIELDS = (
+    "handle",
+    "function",
+    "unique",
+    "data",
+    "priority",
+    "attempts",
+    "failed_at",
+    "reason",
+    "outcomes",
+)
 _LOAD_CHUNK = 1000
 _ERRORS = (RedisError, OSError)
 
@@ -84,6 +96,7 @@ class RedisStore:
             "socket_connect_timeout": connect_timeout,
         }
         self._index = f"{prefix}jobs"
+        self._failed_index = f"{prefix}failed"  # sorted set of handles, score = failed_at
         self._redis: aioredis.Redis | None = None
 
     def __str__(self) -> str:
@@ -163,12 +176,23 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for job_id in ids:
                 pipe.hmget(self._key(job_id), _FIELDS)
-            for job_id, (fn, uniq, data, prio, when) in zip(ids, await pipe.execute(), strict=True):
+            for job_id, row in zip(ids, await pipe.execute(), strict=True):
+                fn, uniq, data, prio, when, handle, attempts, outcomes = row
                 if fn is None:
                     missing += 1
                     continue
                 jobs.append(
-                    StoredJob(int(job_id), fn, uniq or b"", data or b"", int(prio), int(when))
+                    StoredJob(
+                        int(job_id),
+                        fn,
+                        uniq or b"",
+                        data or b"",
+                        int(prio),
+                        int(when),
+                        handle or b"",
+                        int(attempts or 0),
+                        (outcomes or b"").decode(),
+                    )
                 )
             low = f"({int(ids[-1])}"
         if missing:
@@ -208,6 +232,7 @@ class RedisStore:
                             "data": j.data,
                             "priority": j.priority,
                             "when": j.when,
+                            **_retry_fields(j),
                         },
                     )
                 pipe.zadd(self._index, {str(j.id): j.id for j in added})
@@ -215,6 +240,57 @@ class RedisStore:
                 pipe.delete(*(self._key(i) for i in done))
                 pipe.zrem(self._index, *(str(i) for i in done))
             await pipe.execute()
+
+    def _failed_key(self, handle: bytes) -> bytes:
+        return self.prefix.encode() + b"failed:" + handle
+
+    async def load_failed(self) -> list[FailedJob]:
+        """The failed-job set, oldest first."""
+        client = self._client()
+        try:
+            handles = cast(list[bytes], await client.zrange(self._failed_index, 0, -1))
+            pipe = client.pipeline(transaction=False)
+            for handle in handles:
+                pipe.hmget(self._failed_key(handle), _FAILED_FIELDS)
+            rows = await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [
+            FailedJob(h, f, u, d, int(p), int(a), float(t), r.decode(), decode_outcomes(o))
+            for h, f, u, d, p, a, t, r, o in rows
+            if h is not None
+        ]
+
+    async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if not added and not removed:
+            return
+        client = self._client()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                if removed:
+                    pipe.delete(*(self._failed_key(h) for h in removed))
+                    pipe.zrem(self._failed_index, *removed)
+                for r in added:
+                    pipe.hset(
+                        self._failed_key(r.handle),
+                        mapping={
+                            "handle": r.handle,
+                            "function": r.function,
+                            "unique": r.unique,
+                            "data": r.data,
+                            "priority": r.priority,
+                            "attempts": r.attempts,
+                            "failed_at": repr(r.failed_at),
+                            "reason": r.reason,
+                            "outcomes": encode_outcomes(r.outcomes),
+                        },
+                    )
+                if added:
+                    pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
@@ -226,6 +302,14 @@ class RedisStore:
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
+
+
+def _retry_fields(job: StoredJob) -> dict[Any, Any]:
+    """The handle, attempts and outcomes, only when there are any (older hashes lack them)."""
+    fields: dict[Any, Any] = {"handle": job.handle} if job.handle else {}
+    if job.attempts:
+        fields.update(attempts=job.attempts, outcomes=job.outcomes)
+    return fields
 
 
 def _str(value: bytes | str) -> str:

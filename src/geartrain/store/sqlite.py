@@ -33,8 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
-from ._util import SQLITE_TABLE, check_identifier, without_overlap
+from ._util import SQLITE_TABLE, check_identifier, failed_row, without_overlap
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
@@ -51,6 +52,16 @@ _T = TypeVar("_T")
 _COLUMNS = (
     "id INTEGER PRIMARY KEY, unique_key TEXT, function_name TEXT,"
     " priority INTEGER, data BLOB, when_to_run INTEGER"
+)
+
+
+# Kept with each job since retries (added to older tables on open).
+_RETRY_COLUMNS = (("handle", "BLOB"), ("attempts", "INTEGER"), ("outcomes", "TEXT"))
+
+# The failed-job set, beside the queue table.
+_FAILED_COLUMNS = (
+    "handle BLOB PRIMARY KEY, function_name BLOB, unique_key BLOB, data BLOB,"
+    " priority INTEGER, attempts INTEGER, failed_at REAL, reason TEXT, outcomes TEXT"
 )
 
 
@@ -83,6 +94,7 @@ class SqliteStore:
         self.table = check_identifier(table)
         self.busy_timeout = busy_timeout
         self.durability = durability
+        self.failed_table = f"{self.table}_failed"
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
@@ -142,6 +154,15 @@ class SqliteStore:
             self._convert_gearmand_table(conn, "when_to_run" in columns)
         elif not {"unique_key", "function_name", "priority", "data"} <= columns:
             raise StoreError(f"{self}: the table exists but is not a job queue")
+        self._prepare_failures(conn)
+
+    def _prepare_failures(self, conn: sqlite3.Connection) -> None:
+        """Add the retry columns to a queue table that lacks them; create the failed set."""
+        columns = {row[1].lower() for row in conn.execute(f"PRAGMA table_info({self.table})")}
+        for name, kind in _RETRY_COLUMNS:
+            if name not in columns:
+                conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.failed_table} ({_FAILED_COLUMNS})")
 
     def _convert_gearmand_table(self, conn: sqlite3.Connection, has_when: bool) -> None:
         """Rebuild a gearmand table with an id column, in one transaction."""
@@ -178,11 +199,22 @@ class SqliteStore:
         assert self._conn is not None
         rows = self._conn.execute(
             "SELECT id, CAST(function_name AS BLOB), CAST(unique_key AS BLOB),"
-            f" CAST(data AS BLOB), priority, when_to_run FROM {self.table} ORDER BY id"
+            f" CAST(data AS BLOB), priority, when_to_run, handle, attempts, outcomes"
+            f" FROM {self.table} ORDER BY id"
         )
         return [
-            StoredJob(i, f or b"", u or b"", d or b"", 1 if p is None else p, w or 0)
-            for i, f, u, d, p, w in rows
+            StoredJob(
+                i,
+                f or b"",
+                u or b"",
+                d or b"",
+                1 if p is None else p,
+                w or 0,
+                h or b"",
+                a or 0,
+                o or "",
+            )
+            for i, f, u, d, p, w, h, a, o in rows
         ]
 
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
@@ -209,10 +241,11 @@ class SqliteStore:
         try:
             conn.executemany(
                 f"INSERT INTO {self.table}"
-                " (id, unique_key, function_name, priority, data, when_to_run)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " (id, unique_key, function_name, priority, data, when_to_run,"
+                " handle, attempts, outcomes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
+                    + (j.handle, j.attempts, j.outcomes)
                     for j in added
                 ],
             )
@@ -224,6 +257,44 @@ class SqliteStore:
             raise
         if self._syncer is not None:
             self._syncer.dirty = True
+
+    async def load_failed(self) -> list[FailedJob]:
+        """The failed-job set, oldest first."""
+        return await self._run(self._load_failed)
+
+    def _load_failed(self) -> list[FailedJob]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
+            f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at, rowid"
+        )
+        return [
+            FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
+            for h, f, u, d, p, a, t, r, o in rows
+        ]
+
+    async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if added or removed:
+            await self._run(self._write_failed, added, removed)
+
+    def _write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"DELETE FROM {self.failed_table} WHERE handle = ?", [(h,) for h in removed]
+            )
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {self.failed_table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [failed_row(r) for r in added],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         """Close the file and stop the thread; safe to call twice."""
