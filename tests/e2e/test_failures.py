@@ -255,12 +255,12 @@ async def test_admin_library_cli_and_metrics(start_server: Callable[..., ServerP
         assert c.expect(T.STATUS_RES) == (second, b"1", b"0", b"0", b"0")
 
 
-def test_a_bad_settings_file_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
+def test_a_bad_settings_file_is_one_line_and_exit_status_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[functions."x"]\nattempts = 0\n')
     argv = [sys.executable, "-m", "geartrain", "server", "-q", "builtin", "-p", str(free_port())]
     done = subprocess.run([*argv, "--settings", str(bad)], capture_output=True, timeout=60)
-    assert done.returncode == 2
+    assert done.returncode == 1
     [line] = done.stderr.decode().splitlines()
     assert str(bad) in line and "attempts must be a whole number of at least 1" in line
 
