@@ -19,13 +19,16 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ..__about__ import __version__
 from ..server.app import ServerApp
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import setup_logging
 from ..store import Store
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 log = logging.getLogger("geartrain.server")
 
@@ -144,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote-shutdown",
         action="store_true",
         help="accept the `shutdown` admin command from non-loopback peers",
+    )
+    ext.add_argument(
+        "--cluster",
+        action="store_true",
+        help="share background jobs with every server on the same -q postgres database",
+    )
+    ext.add_argument(
+        "--cluster-lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a dead server's jobs are taken over this long after it stops (10)",
     )
     _add_store_arguments(p)
     return p
@@ -289,9 +304,26 @@ def _prepare(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerA
         config = config_from_args(ns)
         ssl_context = _ssl_context(ns)
         store, description = _open_store(ns)
+        cluster = _cluster(ns, store) if ns.cluster else None
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
-    return ServerApp(config, store, ssl_context=ssl_context, store_description=description)
+    if cluster is not None:
+        store = None  # the cluster keeps its jobs in tables of its own
+    return ServerApp(
+        config, store, ssl_context=ssl_context, store_description=description, cluster=cluster
+    )
+
+
+def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
+    from ..cluster.node import ClusterNode, refuse
+    from ..cluster.postgres import PostgresCluster
+    from ..store.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        raise ValueError(refuse(ns.queue_type))
+    if not 1.0 <= ns.cluster_lease <= 3600:
+        raise ValueError("--cluster-lease must be between 1 and 3600 seconds")
+    return ClusterNode(PostgresCluster(store.conninfo, store.table), lease=ns.cluster_lease)
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

@@ -15,6 +15,7 @@ import os
 import signal
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..store import Store
 from .admin import AdminCommands
@@ -25,6 +26,9 @@ from .network import Network, is_loopback
 from .persistence import StoreWriter
 
 __all__ = ["ServerApp"]
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 log = logging.getLogger("geartrain.server")
 
@@ -40,12 +44,14 @@ class ServerApp:
         log_target: LogTarget | None = None,
         ssl_context: ssl.SSLContext | None = None,
         store_description: str = "memory only (-q builtin)",
+        cluster: ClusterNode | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.log_target = log_target
         self.ssl_context = ssl_context
         self.store_description = store_description
+        self.cluster = cluster
         self.core: JobServer | None = None
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
@@ -66,7 +72,11 @@ class ServerApp:
         admin = AdminCommands(core, lambda: self.verbose)
         self.network = Network(core, admin, self.config)
         try:
-            await self._open_store(core)
+            if self.cluster is not None:
+                log.log(NOTICE, "Queue: %s", self.cluster.backend.description)
+                await self.cluster.start(core, admin)
+            else:
+                await self._open_store(core)
             await self._listen(loop)
             await self._serve_metrics()
             self._install_signals(loop)
@@ -164,6 +174,8 @@ class ServerApp:
         if self.network is not None:
             self.network.flush()
             self.network.close_all()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self.writer is not None:
             try:
                 await asyncio.wait_for(self.writer.drain(), timeout=30)
