@@ -82,10 +82,14 @@ class ClusterNode:
 
     async def start(self, core: JobServer, admin: AdminCommands) -> None:
         """Join the cluster: tables, LISTEN, a lease; then serve the core."""
-        await self.backend.open(self.kick)
-        self.core = core
-        self.prefix = core.handle_prefix.rstrip(b":")
-        await self._renew()
+        try:
+            await self.backend.open(self.kick)
+            self.core = core
+            self.prefix = core.handle_prefix.rstrip(b":")
+            await self._renew()
+        except ERRORS as error:
+            await self.backend.close()
+            raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
         core.persister = self
         core.cluster = self
         admin.commands[b"status"] = self._admin_status
@@ -146,7 +150,6 @@ class ClusterNode:
                 log.warning("Cluster heartbeat failed: %s", error)
 
     async def _renew(self) -> None:
-        loop = asyncio.get_running_loop()
         sent = self.lease.clock()
         lease = self.lease
         if lease.server and not await self.backend.renew(lease.server, lease.ttl):
@@ -162,16 +165,21 @@ class ClusterNode:
             log.info("Cluster lease granted: server %d", lease.server)
         else:
             lease.granted(lease.server, sent)
+        self._arm_watchdog()
+        self.kick()
+
+    def _arm_watchdog(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self._watchdog = loop.call_at(
-            loop.time() + max(0.0, lease.deadline - lease.clock()), self._check_deadline
-        )
-        self.kick()
+        # A little late rather than early: event loop timers may fire early.
+        delay = max(0.0, self.lease.deadline - self.lease.clock()) + 0.01
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_deadline)
 
     def _check_deadline(self) -> None:
         self._watchdog = None
-        if not self.lease.valid and self.lease.server:
+        if self.lease.valid:
+            self._arm_watchdog()
+        elif self.lease.server:
             log.error("Cluster lease not renewed in time: stopped claiming")
             self._drop_unstarted()
 
