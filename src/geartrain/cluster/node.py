@@ -50,6 +50,11 @@ RETRY_DELAY = 1.0
 MAX_BATCH = 2000
 """Jobs per statement."""
 
+MAX_DEPTH = 32
+"""Most jobs held here per worker of a function.  The depth starts at one and
+doubles while workers go to sleep waiting for claims that come back full (many
+short jobs); it falls back to one once a claim finds fewer jobs than asked."""
+
 
 class ClusterNode:
     """This server's membership of the cluster, between the core and the database."""
@@ -71,6 +76,8 @@ class ClusterNode:
         self._writer: asyncio.Task[None] | None = None
         self._claimer: asyncio.Task[None] | None = None
         self._want = False
+        self._starved = False  # a worker went to sleep since the last claim
+        self._depth: dict[bytes, int] = {}  # jobs held per worker, by function
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._poller: asyncio.TimerHandle | None = None
@@ -208,22 +215,25 @@ class ClusterNode:
         if self._claimer is None and self.core is not None:
             self._claimer = asyncio.get_running_loop().create_task(self._claim())
 
-    hungry = kick
+    def hungry(self) -> None:
+        self._starved = True
+        self.kick()
 
     def _poll(self) -> None:
         self.kick()
         self._poller = asyncio.get_running_loop().call_later(POLL, self._poll)
 
     def _wants(self) -> list[tuple[bytes, int]]:
-        """(function, how many) for this server's idle workers, less what is here already."""
+        """(function, how many): ``depth`` jobs queued here per worker of the
+        function, so that a worker finishing a job finds its next one without
+        waiting for a round trip to the database."""
         assert self.core is not None
         wants = []
         for f in self.core.functions.values():
-            if not f.workers:
-                continue
-            idle = sum(1 for p in f.workers if not p.jobs) - f.queued[0] - f.queued[1] - f.queued[2]
-            if idle > 0:
-                wants.append((f.name, min(idle, MAX_BATCH)))
+            depth = self._depth.get(f.name, 1)
+            want = len(f.workers) * depth - f.queued[0] - f.queued[1] - f.queued[2]
+            if want > 0:
+                wants.append((f.name, min(want, MAX_BATCH)))
         return wants
 
     async def _claim(self) -> None:
@@ -246,6 +256,7 @@ class ClusterNode:
                     self._releases.extend((r.id, r.attempt, r.retries) for r in rows)
                     self._kick_writer()
                     return
+                starved, self._starved = self._starved, False
                 got: dict[bytes, int] = {}
                 for r in rows:
                     handle = cluster_handle(r.prefix, r.id)
@@ -255,9 +266,14 @@ class ClusterNode:
                     self.held[r.id] = (r.attempt, job)
                     got[r.function] = got.get(r.function, 0) + 1
                 self.claimed += len(rows)
-                # A function that got all it asked for may have more waiting.
-                if any(got.get(name, 0) >= n for name, n in wants):
-                    self._want = True
+                for name, n in wants:
+                    if got.get(name, 0) < n:
+                        self._depth.pop(name, None)  # the backlog is gone
+                        continue
+                    self._want = True  # it may have more waiting
+                    if starved:
+                        # Workers waited for this claim: hold more of a backlog here.
+                        self._depth[name] = min(MAX_DEPTH, self._depth.get(name, 1) * 2)
         finally:
             self._claimer = None
 

@@ -73,6 +73,10 @@ class PostgresCluster:
         self.description = f"cluster over postgresql table {self.jobs}"
         self.timeout = timeout
         self._dsn, self._kwargs = conninfo_to_asyncpg(conninfo)
+        # Submissions commit durably (JOB_CREATED follows); everything else may
+        # be lost in a database crash at no cost but a rerun: claims, acks,
+        # releases and leases commit without waiting for the disk.
+        self._durable: asyncpg.Pool | None = None
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         j, s = self.jobs, self.servers
@@ -148,23 +152,33 @@ class PostgresCluster:
     # -- life -----------------------------------------------------------------
 
     async def open(self, on_wake: Callable[[], None]) -> None:
-        kwargs = dict(self._kwargs)
-        settings = {"synchronous_commit": "on", "application_name": "geartrain-cluster"}
-        settings.update(kwargs.pop("server_settings", {}))
-        kwargs.setdefault("timeout", 5.0)
-        self._pool = await asyncpg.create_pool(
-            self._dsn,
-            min_size=1,
-            max_size=4,
-            command_timeout=self.timeout,
-            server_settings=settings,
-            **kwargs,
-        )
+        self._durable = await self._connect(synchronous_commit="on")
+        self._pool = await self._connect(synchronous_commit="off")
         async with self._pool.acquire() as conn, conn.transaction():
             # Servers starting together must not race on CREATE ... IF NOT EXISTS.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.jobs)
             await conn.execute(_SCHEMA.format(jobs=self.jobs, servers=self.servers))
         await self.listen(on_wake)
+
+    async def _connect(self, synchronous_commit: str) -> asyncpg.Pool:
+        kwargs = dict(self._kwargs)
+        # force_custom_plan: generic plans of these statements over unnest() arrays
+        # can be far worse than planning each one (as in store/postgres.py).
+        settings = {
+            "synchronous_commit": synchronous_commit,
+            "plan_cache_mode": "force_custom_plan",
+            "application_name": "geartrain",
+        }
+        settings.update(kwargs.pop("server_settings", {}))
+        kwargs.setdefault("timeout", 5.0)
+        return await asyncpg.create_pool(
+            self._dsn,
+            min_size=1,
+            max_size=2,
+            command_timeout=self.timeout,
+            server_settings=settings,
+            **kwargs,
+        )
 
     async def listen(self, on_wake: Callable[[], None]) -> None:
         """LISTEN on a connection of its own (a pooled one would lose it)."""
@@ -184,9 +198,10 @@ class PostgresCluster:
 
     async def close(self) -> None:
         await self._close_listener()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate()
+        pools, self._pool, self._durable = (self._pool, self._durable), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.terminate()
 
     def _p(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -225,7 +240,9 @@ class PostgresCluster:
     async def submit(self, jobs: Sequence[Submission], prefix: bytes) -> list[tuple[int, bytes]]:
         """Insert or coalesce each job; its (id, handle prefix) in order."""
         keys = [_coalesce_key(s.unique, s.data) for s in jobs]
-        rows = await self._p().fetch(
+        if self._durable is None:
+            raise ConnectionError("cluster store is closed")
+        rows = await self._durable.fetch(
             self._submit,
             [s.function for s in jobs],
             [s.unique for s in jobs],
