@@ -93,7 +93,8 @@ def main() -> None:
     for _ in range(args.runs):
         for case, (members, cluster) in CASES.items():  # interleaved: drift hits all alike
             figures[case].append(once(members, cluster, args.jobs, args.clients, args.workers))
-    print(f"{args.jobs} jobs, {args.clients} clients, {args.workers} workers, median of {args.runs}")
+    load = f"{args.jobs} jobs, {args.clients} clients, {args.workers} workers"
+    print(f"{load}, median of {args.runs} runs")
     print(f"{'case':28} {'jobs/s':>8} {'submit/s':>9} {'drain/s':>8} {'server CPU µs/job':>18}")
     medians = {}
     for case, runs in figures.items():
