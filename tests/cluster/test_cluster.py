@@ -125,3 +125,37 @@ def test_cluster_refuses_queues_that_cannot_be_shared(queue: str) -> None:
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert "--cluster needs -q postgres" in lines[-1]
+
+
+async def test_job_retries_count_server_deaths(start_member: StartMember) -> None:
+    # -j 1: one attempt in all; a job whose server dies under it is dropped, not rerun.
+    a, b = start_member("-j", "1"), start_member("-j", "1")
+    started: list[int] = []
+
+    def worker_on(port: int, address: str) -> Worker:
+        worker = Worker([address], max_backoff=0.3)
+
+        @worker.register("cl_once")
+        async def slow(job: WorkerJob) -> bytes:
+            started.append(port)
+            await asyncio.sleep(30)
+            return b""
+
+        return worker
+
+    on_a, on_b = worker_on(a.port, a.address), worker_on(b.port, b.address)
+    await on_a.start()
+    try:
+        async with Client([a.address]) as client:
+            await client.submit_background("cl_once", b"x")
+        await wait_for(lambda: started == [a.port], timeout=10)
+        await on_b.start()
+        a.kill()
+        await wait_for(lambda: "1 dropped (--job-retries)" in b.log(), timeout=15)
+        assert status_line(b.port, "cl_once") in (None, [0, 0, 1])
+        await asyncio.sleep(1.5)  # a poll later: nothing for b's worker
+        assert started == [a.port]
+    finally:
+        for w in (on_a, on_b):
+            w.stop(graceful=False)
+            await w.wait()

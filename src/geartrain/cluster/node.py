@@ -142,7 +142,7 @@ class ClusterNode:
             try:
                 await asyncio.wait_for(self._renew(), timeout=self.lease.interval * 2)
                 dead, moved, dropped = await self.backend.rescue(self._retry_limit())
-                if dead or moved:
+                if dead or moved or dropped:
                     log.warning(
                         "Took over from %d dead server(s): %d job(s) queued again, %d dropped"
                         " (--job-retries)",
