@@ -174,7 +174,7 @@ class JobServer:
             return None
         f = self.functions.get(name) or self.function(name)
         # A shared job coalesces in the cluster's store, not here.
-        local_unique = unique and not (background and self.cluster is not None)
+        local_unique = bool(unique) and not (background and self.cluster is not None)
         if local_unique:
             existing = self._find_unique(f, unique, data)
             if existing is not None:
