@@ -220,6 +220,7 @@ class ClusterNode:
         self.kick()
 
     def _poll(self) -> None:
+        self._give_back()
         self.kick()
         self._poller = asyncio.get_running_loop().call_later(POLL, self._poll)
 
@@ -235,6 +236,24 @@ class ClusterNode:
             if want > 0:
                 wants.append((f.name, min(want, MAX_BATCH)))
         return wants
+
+    def _give_back(self) -> None:
+        """Queue again in the cluster the jobs held here beyond what this server's
+        workers want (workers left, or the backlog shrank)."""
+        core = self.core
+        assert core is not None
+        room = {
+            f.name: len(f.workers) * self._depth.get(f.name, 1) for f in core.functions.values()
+        }
+        for job_id, (attempt, job) in list(self.held.items()):
+            f = job.function
+            queued = f.queued[0] + f.queued[1] + f.queued[2]
+            if job.worker is None and queued > room.get(f.name, 0) and core.disown(job.handle):
+                del self.held[job_id]
+                self._progress.pop(job_id, None)
+                self._releases.append((job_id, attempt, job.retries))
+        if self._releases:
+            self._kick_writer()
 
     async def _claim(self) -> None:
         core = self.core
