@@ -20,7 +20,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ..__about__ import __version__
 from ..server.app import ServerApp, StartupError
@@ -28,6 +28,9 @@ from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_
 from ..server.logs import add_syslog, setup_logging
 from ..server.settings import Settings, load_settings
 from ..store import Store
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 log = logging.getLogger("geartrain.server")
 
@@ -153,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote-shutdown",
         action="store_true",
         help="accept the `shutdown` admin command from non-loopback peers",
+    )
+    ext.add_argument(
+        "--cluster",
+        action="store_true",
+        help="share background jobs with every server on the same -q postgres database",
+    )
+    ext.add_argument(
+        "--cluster-lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a dead server's jobs are taken over this long after it stops (10)",
     )
     _add_store_arguments(p)
     return p
@@ -337,11 +352,31 @@ def _prepare(
         settings = load_settings(ns.settings) if ns.settings else Settings()
         ssl_context = None if check_only else _ssl_context(ns)
         store, description, config.durability = _open_store(ns)
+        cluster = _cluster(ns, store) if ns.cluster else None
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
+    if cluster is not None:
+        store = None  # the cluster keeps its jobs in tables of its own
     return ServerApp(
-        config, store, ssl_context=ssl_context, store_description=description, settings=settings
+        config,
+        store,
+        ssl_context=ssl_context,
+        store_description=description,
+        settings=settings,
+        cluster=cluster,
     )
+
+
+def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
+    from ..cluster.node import ClusterNode, refuse
+    from ..cluster.postgres import PostgresCluster
+    from ..store.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        raise ValueError(refuse(ns.queue_type))
+    if not 1.0 <= ns.cluster_lease <= 3600:
+        raise ValueError("--cluster-lease must be between 1 and 3600 seconds")
+    return ClusterNode(PostgresCluster(store.conninfo, store.table), lease=ns.cluster_lease)
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

@@ -19,6 +19,7 @@ import os
 import signal
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..store import Store, StoreError
 from .admin import AdminCommands
@@ -31,6 +32,9 @@ from .persistence import StoreWriter
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["ServerApp", "StartupError"]
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 log = logging.getLogger("geartrain.server")
 
@@ -51,6 +55,7 @@ class ServerApp:
         ssl_context: ssl.SSLContext | None = None,
         store_description: str = "memory only (-q builtin)",
         settings: Settings | None = None,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -58,6 +63,7 @@ class ServerApp:
         self.ssl_context = ssl_context
         self.store_description = store_description
         self.settings = settings or Settings()
+        self.cluster = cluster
         self.core: JobServer | None = None
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
@@ -84,7 +90,11 @@ class ServerApp:
         self.network = Network(core, admin, self.config)
         try:
             await self._bind(loop)
-            await self._open_store(core)
+            if self.cluster is not None:
+                log.log(NOTICE, "Queue: %s", self.cluster.backend.description)
+                await self.cluster.start(core, admin)
+            else:
+                await self._open_store(core)
             await self._start_serving()
             self.trimmer = IdleTrimmer(self.network)
             self.trimmer.start(loop)
@@ -240,6 +250,8 @@ class ServerApp:
         if self.network is not None:
             self.network.flush()
             self.network.close_all()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self.writer is not None:
             try:
                 await asyncio.wait_for(self.writer.drain(), timeout=30)

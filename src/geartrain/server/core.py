@@ -24,7 +24,7 @@ from ..store import StoredJob
 from .config import ServerConfig
 from .failures import FailedJob, FailedJobs, failed_record, note_attempt
 from .failures import decode_outcomes as _decode_outcomes
-from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
+from .jobs import ClusterHooks, Function, Job, JobState, Peer, Persister, Priority, Stats
 from .limits import LimitEpisode
 from .logs import NOTICE
 from .policies import Policies, Policy
@@ -97,6 +97,8 @@ class JobServer:
         self.call_later = call_later
         self.clock = clock
         self.persister: Persister | None = None
+        # Cluster mode: background jobs live in the shared store (the persister).
+        self.cluster: ClusterHooks | None = None
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
@@ -203,7 +205,9 @@ class JobServer:
             peer.send(ERR_UNIQUE)
             return None
         f = self.functions.get(name) or self.function(name)
-        if unique:
+        # A shared job coalesces in the cluster's store, not here.
+        local_unique = bool(unique) and not (background and self.cluster is not None)
+        if local_unique:
             existing = self._find_unique(f, unique, data)
             if existing is not None:
                 self.stats.coalesced += 1
@@ -231,7 +235,7 @@ class JobServer:
         self.jobs[job.handle] = job
         self.job_bytes += len(data)
         f.total += 1
-        if unique:
+        if local_unique:
             if unique == b"-":
                 f.by_data[data] = job
             else:
@@ -330,6 +334,46 @@ class JobServer:
         # queued, running or even finished (its done() then follows this add).
         if job.state is PENDING:
             self._enqueue(job)
+
+    def shared(self, job: Job, handle: bytes) -> None:
+        """Cluster mode: the shared store committed ``job`` (or coalesced it into the
+        job ``handle``).  Acknowledge it; any server of the cluster may run it now."""
+        waiters, job.waiters = job.waiters, None
+        self._remove(job)
+        created = HEADER.pack(RES, T.JOB_CREATED, len(handle)) + handle
+        for peer in waiters or ():
+            if not peer.closed:
+                peer.send(created)
+
+    def adopt(
+        self,
+        handle: bytes,
+        name: bytes,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        reducer: bytes,
+        store_id: int,
+        retries: int,
+    ) -> Job:
+        """Cluster mode: a job this server claimed from the shared store, for its workers."""
+        f = self.function(name)
+        job = Job(handle, f, unique, data, priority if priority in (0, 1, 2) else NORMAL, True)
+        job.reducer = reducer
+        job.store_id = store_id
+        job.retries = retries
+        self.jobs[handle] = job
+        f.total += 1
+        self._enqueue(job)
+        return job
+
+    def disown(self, handle: bytes) -> bool:
+        """Cluster mode: forget a claimed job no worker has started (the lease is gone)."""
+        job = self.jobs.get(handle)
+        if job is None or job.state is not QUEUED:
+            return False
+        self._remove(job)
+        return True
 
     def store_failed(self, job: Job, reason: bytes) -> None:
         """The store could not take ``job``: tell its submitters; it never existed."""
@@ -619,6 +663,10 @@ class JobServer:
         self.stats.requeued += 1
         self._release(job)
         job.numerator = job.denominator = 0
+        if self.cluster is not None and job.store_id:
+            self._remove(job)  # back to the cluster, for any server's workers
+            self.cluster.release(job)
+            return
         self._enqueue(job)
 
     def _release(self, job: Job) -> None:
@@ -849,6 +897,8 @@ class JobServer:
         if not peer.noop_sent:
             for f in peer.abilities:
                 f.sleepers[peer] = None
+        if self.cluster is not None:
+            self.cluster.hungry()
 
     def _h_grab_job(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         self._assign(peer, T.GRAB_JOB)
@@ -936,6 +986,8 @@ class JobServer:
     def _h_get_status(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle = args[0][: MAX_HANDLE - 1]
         job = self.jobs.get(handle)
+        if job is None and self.cluster is not None and self.cluster.status(peer, handle):
+            return
         if job is None or job.state is PENDING:
             reply = (handle, b"0", b"0", b"0", b"0")
         else:
@@ -956,6 +1008,8 @@ class JobServer:
             if job is not None and job.state is not PENDING:
                 break
             job = None
+        if job is None and self.cluster is not None and self.cluster.status_unique(peer, unique):
+            return
         if job is None:
             reply = (unique, b"0", b"0", b"0", b"0", b"0")
         else:

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Protocol
 
-__all__ = ["STAT_NAMES", "Function", "Job", "JobState", "Peer", "Persister", "Priority", "Stats"]
+__all__ = [
+    "STAT_NAMES",
+    "ClusterHooks",
+    "Function",
+    "Job",
+    "JobState",
+    "Peer",
+    "Persister",
+    "Priority",
+    "Stats",
+]
 
 
 class Priority(IntEnum):
@@ -254,3 +264,20 @@ class Persister(Protocol):
 
     def done(self, store_id: int) -> None:
         """The job left for good; delete it from the store."""
+
+
+class ClusterHooks(Protocol):
+    """What the core asks of cluster mode (see :mod:`geartrain.cluster`), where
+    background jobs live in a store shared by several servers."""
+
+    def hungry(self) -> None:
+        """A worker went to sleep: claim shared jobs for the idle workers."""
+
+    def release(self, job: Job) -> None:
+        """The worker of a shared job was lost: give the job back to the cluster."""
+
+    def status(self, peer: Peer, handle: bytes) -> bool:
+        """GET_STATUS of a handle not held here: True if the cluster answers it."""
+
+    def status_unique(self, peer: Peer, unique: bytes) -> bool:
+        """GET_STATUS_UNIQUE of a unique key not held here: True if the cluster answers it."""

@@ -1,0 +1,57 @@
+"""Cluster mode: several servers share their background jobs through one database.
+
+Every background and epoch job goes into the shared store; an idle worker on
+any server of the cluster gets it; foreground jobs stay on the server their
+client is connected to.  The distributed part rests on the database (row
+locks, ``SKIP LOCKED``, LISTEN/NOTIFY), never on a protocol of our own: see
+docs/cluster.md for what holds across servers and what is approximate.
+
+- :mod:`.node`: one server's part (lease, claims, acknowledgements, wake-ups);
+- :mod:`.lease`: when this server may still trust its lease;
+- :mod:`.postgres`: the tables and statements.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["Claimed", "Submission", "parse_handle"]
+
+
+class Submission(NamedTuple):
+    """A background job on its way into the shared store."""
+
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    when: int
+    reducer: bytes
+
+
+class Claimed(NamedTuple):
+    """A job this server took from the shared store, at attempt ``attempt``."""
+
+    id: int
+    prefix: bytes
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    reducer: bytes
+    attempt: int
+    retries: int
+
+
+def cluster_handle(prefix: bytes, job_id: int) -> bytes:
+    """A shared job's handle: its submitting server's prefix and ``c`` + its row id,
+    the same on every server."""
+    return b"%s:c%d" % (prefix, job_id)
+
+
+def parse_handle(handle: bytes) -> tuple[bytes, int] | None:
+    """(prefix, row id) of a shared job's handle; None for a server's own handles."""
+    prefix, sep, tail = handle.rpartition(b":")
+    if not sep or not tail.startswith(b"c") or not tail[1:].isdigit() or len(tail) > 20:
+        return None
+    return prefix, int(tail[1:])

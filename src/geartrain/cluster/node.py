@@ -1,0 +1,524 @@
+"""One server's part in a cluster: its lease, claims, acknowledgements and wake-ups.
+
+The core hands every background job to :meth:`ClusterNode.add` (it is the
+core's persister); after the commit the job belongs to the cluster, and the
+core forgets it.  When this server has idle workers, the node claims up to
+that many jobs of their functions in one statement and gives them to the core
+(:meth:`~geartrain.server.core.JobServer.adopt`), which wakes the workers
+with NOOP as usual.  Finished jobs are acknowledged in batches, fenced by
+their attempt number.
+
+What triggers a claim: a worker going to sleep, a job finishing here, a
+NOTIFY from any server's commit (one per transaction, not per job), and a
+poll every :data:`POLL` seconds behind them, which also promotes epoch jobs
+as they fall due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import RES, PacketType, pack
+from . import Submission, cluster_handle, parse_handle
+from .lease import Lease
+from .postgres import ERRORS, PostgresCluster
+
+if TYPE_CHECKING:
+    from ..server.admin import AdminCommands
+    from ..server.core import JobServer
+    from ..server.jobs import Job, Peer
+
+__all__ = ["DEFAULT_LEASE", "ClusterNode"]
+
+log = logging.getLogger("geartrain.cluster")
+
+DEFAULT_LEASE = 10.0
+"""Seconds a server's lease lasts; its jobs are taken over this long (plus one
+sweep) after it dies."""
+
+POLL = 1.0
+"""Seconds between claims while workers are idle, in case a NOTIFY was missed."""
+
+RETRY_DELAY = 1.0
+"""Seconds between attempts to write acknowledgements while the database is down."""
+
+MAX_BATCH = 2000
+"""Jobs per statement."""
+
+MAX_DEPTH = 32
+"""Most jobs held here per worker of a function.  The depth starts at one and
+doubles while workers go to sleep waiting for claims that come back full (many
+short jobs); it falls back to one once a claim finds fewer jobs than asked."""
+
+
+class ClusterNode:
+    """This server's membership of the cluster, between the core and the database."""
+
+    def __init__(
+        self, backend: PostgresCluster, *, lease: float = DEFAULT_LEASE, name: str = ""
+    ) -> None:
+        self.backend = backend
+        self.lease = Lease(lease)
+        self.name = name or f"{socket.gethostname()} pid {os.getpid()}"
+        self.core: JobServer | None = None
+        self.prefix = b""
+        # Jobs claimed by this server and not yet acknowledged: id -> (attempt, job).
+        self.held: dict[int, tuple[int, Job]] = {}
+        self._progress: dict[int, tuple[int, int]] = {}  # last written per held job
+        self._adds: list[Job] = []
+        self._acks: list[tuple[int, int]] = []
+        self._releases: list[tuple[int, int, int]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._claimer: asyncio.Task[None] | None = None
+        self._want = False
+        self._starved = False  # a worker went to sleep since the last claim
+        self._depth: dict[bytes, int] = {}  # jobs held per worker, by function
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._poller: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._outage = False
+        self.claims = self.claimed = self.writes = 0  # counters, for tests and metrics
+
+    # -- life -----------------------------------------------------------------
+
+    async def start(self, core: JobServer, admin: AdminCommands) -> None:
+        """Join the cluster: tables, LISTEN, a lease; then serve the core."""
+        try:
+            await self.backend.open(self.kick)
+            self.core = core
+            self.prefix = core.handle_prefix.rstrip(b":")
+            await self._renew()
+        except ERRORS as error:
+            await self.backend.close()
+            raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
+        core.persister = self
+        core.cluster = self
+        admin.commands[b"status"] = self._admin_status
+        admin.commands[b"cluster"] = self._admin_cluster
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self._poll()
+        log.info("Joined the cluster as server %d (%s)", self.lease.server, self.name)
+
+    async def close(self) -> None:
+        """Leave: finish the writes, give back unstarted jobs, drop the lease."""
+        for handle in (self._poller, self._watchdog):
+            if handle is not None:
+                handle.cancel()
+        for task in (self._heartbeat, self._claimer):
+            if task is not None:
+                task.cancel()
+        for job_id, (attempt, job) in list(self.held.items()):
+            if self.core is not None and self.core.disown(job.handle):
+                del self.held[job_id]
+                self._releases.append((job_id, attempt, job.retries))
+        try:
+            await asyncio.wait_for(self._flush(), timeout=10)
+            if self.lease.server:
+                await self.backend.leave(self.lease.server)
+        except (*ERRORS, asyncio.CancelledError) as error:
+            log.error("Leaving the cluster uncleanly: %s", error)
+        await self.backend.close()
+
+    async def _flush(self) -> None:
+        while self._writer is not None or self._adds or self._acks or self._releases:
+            if self._writer is None:
+                self._kick_writer()
+            assert self._writer is not None
+            await asyncio.shield(self._writer)
+            if self._outage:
+                return
+
+    # -- the lease --------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.interval)
+            try:
+                await asyncio.wait_for(self._renew(), timeout=self.lease.interval * 2)
+                dead, moved, dropped = await self.backend.rescue(self._retry_limit())
+                if dead or moved or dropped:
+                    log.warning(
+                        "Took over from %d dead server(s): %d job(s) queued again, %d dropped"
+                        " (--job-retries)",
+                        dead,
+                        moved,
+                        dropped,
+                    )
+                if not self.backend.listening:
+                    await self.backend.listen(self.kick)
+                await self._write_progress()
+            except (*ERRORS, TimeoutError) as error:
+                log.warning("Cluster heartbeat failed: %s", error)
+
+    async def _renew(self) -> None:
+        sent = self.lease.clock()
+        lease = self.lease
+        if lease.server and not await self.backend.renew(lease.server, lease.ttl):
+            log.error(
+                "Lost the cluster lease of server %d (expired); its running jobs may run again"
+                " elsewhere. Joining again.",
+                lease.server,
+            )
+            self._lease_gone()
+            sent = lease.clock()
+        if not lease.server:
+            lease.granted(await self.backend.register(self.name, lease.ttl), sent)
+            log.info("Cluster lease granted: server %d", lease.server)
+        else:
+            lease.granted(lease.server, sent)
+        self._arm_watchdog()
+        self.kick()
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        # A little late rather than early: event loop timers may fire early.
+        delay = max(0.0, self.lease.deadline - self.lease.clock()) + 0.01
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if self.lease.valid:
+            self._arm_watchdog()
+        elif self.lease.server:
+            log.error("Cluster lease not renewed in time: stopped claiming")
+            self._drop_unstarted()
+
+    def _lease_gone(self) -> None:
+        self._drop_unstarted()
+        self.lease.lost()
+
+    def _drop_unstarted(self) -> None:
+        """Jobs claimed but not started are the cluster's again once the lease lapses."""
+        core = self.core
+        if core is None:
+            return
+        for job_id, (_attempt, job) in list(self.held.items()):
+            if core.disown(job.handle):
+                del self.held[job_id]
+                self._progress.pop(job_id, None)
+
+    def _retry_limit(self) -> int:
+        return self.core.config.job_retries if self.core is not None else -1
+
+    # -- claims -----------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Claim for idle workers soon (coalesces any number of calls)."""
+        self._want = True
+        if self._claimer is None and self.core is not None:
+            self._claimer = asyncio.get_running_loop().create_task(self._claim())
+
+    def hungry(self) -> None:
+        self._starved = True
+        self.kick()
+
+    def _poll(self) -> None:
+        self._give_back()
+        self.kick()
+        self._poller = asyncio.get_running_loop().call_later(POLL, self._poll)
+
+    def _wants(self) -> list[tuple[bytes, int]]:
+        """(function, how many): ``depth`` jobs queued here per worker of the
+        function, so that a worker finishing a job finds its next one without
+        waiting for a round trip to the database."""
+        assert self.core is not None
+        wants = []
+        for f in self.core.functions.values():
+            depth = self._depth.get(f.name, 1)
+            want = len(f.workers) * depth - f.queued[0] - f.queued[1] - f.queued[2]
+            if want > 0:
+                wants.append((f.name, min(want, MAX_BATCH)))
+        return wants
+
+    def _give_back(self) -> None:
+        """Queue again in the cluster the jobs held here beyond what this server's
+        workers want (workers left, or the backlog shrank)."""
+        core = self.core
+        assert core is not None
+        room = {
+            f.name: len(f.workers) * self._depth.get(f.name, 1) for f in core.functions.values()
+        }
+        for job_id, (attempt, job) in list(self.held.items()):
+            f = job.function
+            queued = f.queued[0] + f.queued[1] + f.queued[2]
+            if job.worker is None and queued > room.get(f.name, 0) and core.disown(job.handle):
+                del self.held[job_id]
+                self._progress.pop(job_id, None)
+                self._releases.append((job_id, attempt, job.retries))
+        if self._releases:
+            self._kick_writer()
+
+    async def _claim(self) -> None:
+        core = self.core
+        assert core is not None
+        try:
+            while self._want:
+                self._want = False
+                wants = self._wants()
+                if not wants or not self.lease.valid:
+                    return
+                try:
+                    rows = await self.backend.claim(self.lease.server, wants)
+                except ERRORS as error:
+                    log.warning("Cluster claim failed: %s", error)
+                    return
+                self.claims += 1
+                if not self.lease.valid:
+                    # The lease lapsed during the claim: these go straight back.
+                    self._releases.extend((r.id, r.attempt, r.retries) for r in rows)
+                    self._kick_writer()
+                    return
+                starved, self._starved = self._starved, False
+                got: dict[bytes, int] = {}
+                for r in rows:
+                    handle = cluster_handle(r.prefix, r.id)
+                    job = core.adopt(
+                        handle, r.function, r.unique, r.data, r.priority, r.reducer, r.id, r.retries
+                    )
+                    self.held[r.id] = (r.attempt, job)
+                    got[r.function] = got.get(r.function, 0) + 1
+                self.claimed += len(rows)
+                for name, n in wants:
+                    if got.get(name, 0) < n:
+                        self._depth.pop(name, None)  # the backlog is gone
+                        continue
+                    self._want = True  # it may have more waiting
+                    if starved:
+                        # Workers waited for this claim: hold more of a backlog here.
+                        self._depth[name] = min(MAX_DEPTH, self._depth.get(name, 1) * 2)
+        finally:
+            self._claimer = None
+
+    # -- the core's persister and hooks -------------------------------------------
+
+    def add(self, job: Job) -> None:
+        self._adds.append(job)
+        self._kick_writer()
+
+    def done(self, store_id: int) -> None:
+        held = self.held.pop(store_id, None)
+        self._progress.pop(store_id, None)
+        if held is not None:
+            self._acks.append((store_id, held[0]))
+            self._kick_writer()
+        self.kick()  # a worker is free
+
+    def release(self, job: Job) -> None:
+        held = self.held.pop(job.store_id, None)
+        self._progress.pop(job.store_id, None)
+        if held is not None:
+            self._releases.append((job.store_id, held[0], job.retries))
+            self._kick_writer()
+
+    def status(self, peer: Peer, handle: bytes) -> bool:
+        parsed = parse_handle(handle)
+        if parsed is None:
+            return False
+        self._spawn(self._status(peer, handle, *parsed))
+        return True
+
+    def status_unique(self, peer: Peer, unique: bytes) -> bool:
+        if not unique:
+            return False
+        self._spawn(self._status_unique(peer, unique))
+        return True
+
+    async def _status(self, peer: Peer, handle: bytes, prefix: bytes, job_id: int) -> None:
+        try:
+            row = await self.backend.status(job_id)
+        except ERRORS:
+            row = None
+        if row is None or row[0] != prefix:
+            reply = (handle, b"0", b"0", b"0", b"0")
+        else:
+            running = b"1" if row[1] == 2 else b"0"
+            reply = (handle, b"1", running, b"%d" % row[2], b"%d" % row[3])
+        if not peer.closed:
+            peer.send(pack(RES, PacketType.STATUS_RES, reply))
+
+    async def _status_unique(self, peer: Peer, unique: bytes) -> None:
+        try:
+            row = await self.backend.status_unique(unique)
+        except ERRORS:
+            row = None
+        if row is None:
+            reply = (unique, b"0", b"0", b"0", b"0", b"0")
+        else:
+            running = b"1" if row[0] == 2 else b"0"
+            reply = (unique, b"1", running, b"%d" % row[1], b"%d" % row[2], b"0")
+        if not peer.closed:
+            peer.send(pack(RES, PacketType.STATUS_RES_UNIQUE, reply))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- writes -------------------------------------------------------------------
+
+    def _kick_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the rest of this loop turn joins the batch
+            while self._adds or self._acks or self._releases:
+                if not await self._write_once():
+                    await asyncio.sleep(RETRY_DELAY)
+                    if not self._acks and not self._releases:
+                        break
+        finally:
+            self._writer = None
+
+    async def _write_once(self) -> bool:
+        core = self.core
+        assert core is not None
+        adds, self._adds = self._adds[:MAX_BATCH], self._adds[MAX_BATCH:]
+        acks, self._acks = self._acks[:MAX_BATCH], self._acks[MAX_BATCH:]
+        releases, self._releases = self._releases[:MAX_BATCH], self._releases[MAX_BATCH:]
+        try:
+            if adds:
+                submissions = [
+                    Submission(
+                        j.function.name,
+                        j.unique,
+                        j.data,
+                        int(j.priority),
+                        math.ceil(j.when),
+                        j.reducer,
+                    )
+                    for j in adds
+                ]
+                answers = await self.backend.submit(submissions, self.prefix)
+                for job, (job_id, prefix) in zip(adds, answers, strict=True):
+                    core.shared(job, cluster_handle(prefix, job_id))
+                adds = []
+            if acks:
+                deleted = await self.backend.ack(acks)
+                for job_id, attempt in acks:
+                    if job_id not in deleted:
+                        log.warning(
+                            "Job %d (attempt %d) finished here after another server took it"
+                            " over; its result stands there",
+                            job_id,
+                            attempt,
+                        )
+                acks = []
+            if releases:
+                await self.backend.release(releases)
+        except ERRORS as error:
+            self._failed(error, adds, acks, releases)
+            return False
+        self.writes += 1
+        if self._outage:
+            self._outage = False
+            log.warning("Cluster store is back")
+        return True
+
+    def _failed(
+        self,
+        error: Exception,
+        adds: list[Job],
+        acks: list[tuple[int, int]],
+        releases: list[tuple[int, int, int]],
+    ) -> None:
+        if not self._outage:
+            self._outage = True
+            log.error("Cluster store failed (%s); refusing background jobs until it is back", error)
+        assert self.core is not None
+        reason = f"Queue store unavailable: {error}".encode(errors="replace")[:200]
+        for job in adds:
+            self.core.store_failed(job, reason)
+        self._acks[:0] = acks
+        self._releases[:0] = releases
+
+    async def _write_progress(self) -> None:
+        """Write the progress of running jobs, so that GET_STATUS elsewhere sees it."""
+        changed = []
+        for job_id, (attempt, job) in self.held.items():
+            now = (job.numerator, job.denominator)
+            if now != self._progress.get(job_id, (0, 0)):
+                changed.append((job_id, attempt, now[0], now[1]))
+                self._progress[job_id] = now
+        if changed:
+            await self.backend.progress(changed)
+
+    # -- admin ----------------------------------------------------------------------
+
+    def _admin_status(self, peer: Peer, words: list[bytes]) -> bytes:
+        """`status` over the cluster: jobs and running jobs of every server; the
+        workers column counts this server's workers."""
+        self._spawn(self._send_status(peer))
+        return b""
+
+    async def _send_status(self, peer: Peer) -> None:
+        core = self.core
+        assert core is not None
+        try:
+            shared = {
+                name: (total, running) for name, total, running in await self.backend.queues()
+            }
+        except ERRORS as error:
+            peer.send(b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n")
+            return
+        held_total: dict[bytes, int] = {}
+        held_running: dict[bytes, int] = {}
+        for _attempt, job in self.held.values():
+            name = job.function.name
+            held_total[name] = held_total.get(name, 0) + 1
+            if job.worker is not None:
+                held_running[name] = held_running.get(name, 0) + 1
+        out = []
+        for f in core.functions.values():
+            total, running = shared.pop(f.name, (0, 0))
+            # Local foreground jobs, plus the cluster's (which count the ones held here).
+            total += f.total - held_total.get(f.name, 0)
+            running += f.running - held_running.get(f.name, 0)
+            out.append(b"%s\t%d\t%d\t%d\n" % (f.name, total, running, len(f.workers)))
+        for name, (total, running) in shared.items():
+            out.append(b"%s\t%d\t%d\t0\n" % (name, total, running))
+        out.append(b".\n")
+        if not peer.closed:
+            peer.send(b"".join(out))
+
+    def _admin_cluster(self, peer: Peer, words: list[bytes]) -> bytes:
+        """`cluster`: id, name, seconds since start, lease seconds left, running jobs,
+        and ``*`` for this server."""
+        self._spawn(self._send_members(peer))
+        return b""
+
+    async def _send_members(self, peer: Peer) -> None:
+        try:
+            members = await self.backend.members()
+        except ERRORS as error:
+            peer.send(b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n")
+            return
+        out = [
+            b"%d\t%s\t%.1f\t%.1f\t%d\t%s\n"
+            % (
+                server,
+                name.encode(errors="replace"),
+                age,
+                left,
+                running,
+                b"*" if server == self.lease.server else b"-",
+            )
+            for server, name, age, left, running in members
+        ]
+        out.append(b".\n")
+        if not peer.closed:
+            peer.send(b"".join(out))
+
+
+def refuse(queue_type: str) -> str:
+    """The one-line error for ``--cluster`` over a queue that cannot be shared."""
+    return f"--cluster needs -q postgres (the {queue_type} queue cannot be shared between servers)"

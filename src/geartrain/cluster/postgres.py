@@ -1,0 +1,338 @@
+"""The cluster's shared state in PostgreSQL: jobs, server leases, claims, fenced acks.
+
+Two tables of the cluster's own beside the queue table: ``<table>_cluster_jobs``
+(every background job of the cluster, queued or running) and
+``<table>_cluster_servers`` (one row per running server, a lease).  Each
+operation is one statement, so a batch costs one round trip and one commit.
+Every plan was checked with EXPLAIN (docs/cluster.md lists them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+import asyncpg  # type: ignore[import-untyped]
+
+from ..store.postgres import conninfo_to_asyncpg
+from . import Claimed, Submission
+
+__all__ = ["ERRORS", "PostgresCluster"]
+
+log = logging.getLogger("geartrain.cluster")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {servers} (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name TEXT NOT NULL,
+  started TIMESTAMPTZ NOT NULL DEFAULT now(),
+  expires_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS {jobs} (
+  id BIGSERIAL PRIMARY KEY,
+  function_name BYTEA NOT NULL,
+  unique_key BYTEA NOT NULL,
+  coalesce_key BYTEA,
+  priority SMALLINT NOT NULL,
+  state SMALLINT NOT NULL DEFAULT 0,
+  run_at TIMESTAMPTZ NOT NULL,
+  owner BIGINT,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  retries INTEGER NOT NULL DEFAULT 0,
+  numerator BIGINT NOT NULL DEFAULT 0,
+  denominator BIGINT NOT NULL DEFAULT 0,
+  prefix BYTEA NOT NULL,
+  reducer BYTEA NOT NULL,
+  data BYTEA NOT NULL)
+  WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02);
+CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (function_name, priority, run_at, id)
+  WHERE state = 0;
+CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = 2;
+CREATE UNIQUE INDEX IF NOT EXISTS {jobs}_coalesce ON {jobs} (coalesce_key, function_name)
+  WHERE coalesce_key IS NOT NULL;
+"""
+
+ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+"""What a lost or failing database raises."""
+
+
+class PostgresCluster:
+    """The statements of cluster mode over one PostgreSQL database."""
+
+    def __init__(self, conninfo: str, table: str, *, timeout: float = 10.0) -> None:
+        base = table[:40]
+        self.jobs = f"{base}_cluster_jobs"
+        self.servers = f"{base}_cluster_servers"
+        self.channel = f"{base}_cluster"
+        self.description = f"cluster over postgresql table {self.jobs}"
+        self.timeout = timeout
+        self._dsn, self._kwargs = conninfo_to_asyncpg(conninfo)
+        # Submissions commit durably (JOB_CREATED follows); everything else may
+        # be lost in a database crash at no cost but a rerun: claims, acks,
+        # releases and leases commit without waiting for the disk.
+        self._durable: asyncpg.Pool | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        j, s = self.jobs, self.servers
+        # Pre-allocated ids tie each answer to its submission; a conflict on the
+        # coalescing index means the job already exists: answer with its id.
+        self._submit = (
+            f"WITH input AS MATERIALIZED (SELECT nextval('{j}_id_seq') AS id, u.* FROM"
+            " unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::smallint[], $5::bigint[],"
+            " $6::bytea[], $7::bytea[], $8::int[]) AS u(fn, uniq, ckey, prio, due, reducer,"
+            " data, ord)),"
+            f" ins AS (INSERT INTO {j} (id, function_name, unique_key, coalesce_key, priority,"
+            " run_at, prefix, reducer, data) SELECT id, fn, uniq, ckey, prio,"
+            " CASE WHEN due > 0 THEN to_timestamp(due) ELSE now() END, $9, reducer, data"
+            f" FROM input ORDER BY ord ON CONFLICT (coalesce_key, function_name)"
+            " WHERE coalesce_key IS NOT NULL DO NOTHING RETURNING id, prefix)"
+            " SELECT i.ord, coalesce(ins.id, old.id), coalesce(ins.prefix, old.prefix)"
+            " FROM input i LEFT JOIN ins ON ins.id = i.id"
+            f" LEFT JOIN {j} old ON ins.id IS NULL AND old.function_name = i.fn"
+            " AND old.coalesce_key = i.ckey"
+            " CROSS JOIN (SELECT pg_notify($10, '')) AS wake"
+        )
+        # Oldest first within a priority, per function; the lease is checked in
+        # the same statement, so a server declared dead claims nothing.
+        self._claim = (
+            "WITH c AS MATERIALIZED (SELECT j.id FROM unnest($1::bytea[], $2::int[]) AS"
+            " w(name, n) CROSS JOIN LATERAL (SELECT id FROM"
+            f" {j} WHERE state = 0 AND function_name = w.name AND run_at <= now()"
+            " ORDER BY priority, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j)"
+            f" UPDATE {j} g SET state = 2, owner = $3, attempt = g.attempt + 1 FROM c"
+            f" WHERE g.id = c.id AND EXISTS (SELECT 1 FROM {s} WHERE id = $3"
+            " AND expires_at > now())"
+            " RETURNING g.id, g.prefix, g.function_name, g.unique_key, g.data, g.priority,"
+            " g.reducer, g.attempt, g.retries"
+        )
+        # Fenced by the attempt: a job taken over since is claimed again with a
+        # higher attempt and is not touched.
+        self._ack = (
+            f"DELETE FROM {j} g USING unnest($1::bigint[], $2::int[]) AS d(id, att)"
+            " WHERE g.id = d.id AND g.attempt = d.att RETURNING g.id"
+        )
+        self._release = (
+            f"WITH r AS (UPDATE {j} g SET state = 0, owner = NULL, retries = d.retries,"
+            " numerator = 0, denominator = 0"
+            " FROM unnest($1::bigint[], $2::int[], $3::int[]) AS d(id, att, retries)"
+            " WHERE g.id = d.id AND g.attempt = d.att AND g.state = 2 RETURNING g.id)"
+            " SELECT count(*) FROM r CROSS JOIN (SELECT pg_notify($4, '')) AS wake"
+        )
+        self._progress = (
+            f"UPDATE {j} g SET numerator = d.num, denominator = d.den FROM"
+            " unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS d(id, att, num, den)"
+            " WHERE g.id = d.id AND g.attempt = d.att"
+        )
+        self._renew = (
+            f"UPDATE {s} SET expires_at = now() + make_interval(secs => $2)"
+            " WHERE id = $1 AND expires_at > now() RETURNING id"
+        )
+        # One server at a time sweeps; dead servers go, their running jobs are
+        # queued again (or dropped past --job-retries), and sleepers are woken.
+        self._rescue = (
+            f"WITH dead AS (DELETE FROM {s} WHERE expires_at <= now() RETURNING id),"
+            f" orphans AS (SELECT id, retries + 1 AS retries FROM {j} WHERE state = 2"
+            f" AND NOT EXISTS (SELECT 1 FROM {s} WHERE {s}.id = {j}.owner"
+            f" AND {s}.expires_at > now())),"
+            f" moved AS (UPDATE {j} g SET state = 0, owner = NULL, retries = o.retries,"
+            " numerator = 0, denominator = 0 FROM orphans o WHERE g.id = o.id"
+            " AND NOT ($1 = 0 OR ($1 > 0 AND o.retries >= $1)) RETURNING g.id),"
+            f" dropped AS (DELETE FROM {j} g USING orphans o WHERE g.id = o.id"
+            " AND ($1 = 0 OR ($1 > 0 AND o.retries >= $1)) RETURNING g.id)"
+            " SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM moved),"
+            " (SELECT count(*) FROM dropped),"
+            " (SELECT pg_notify($2, '') FROM moved LIMIT 1)"
+        )
+
+    # -- life -----------------------------------------------------------------
+
+    async def open(self, on_wake: Callable[[], None]) -> None:
+        self._durable = await self._connect(synchronous_commit="on")
+        self._pool = await self._connect(synchronous_commit="off")
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Servers starting together must not race on CREATE ... IF NOT EXISTS.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.jobs)
+            await conn.execute(_SCHEMA.format(jobs=self.jobs, servers=self.servers))
+        await self.listen(on_wake)
+
+    async def _connect(self, synchronous_commit: str) -> asyncpg.Pool:
+        kwargs = dict(self._kwargs)
+        # force_custom_plan: generic plans of these statements over unnest() arrays
+        # can be far worse than planning each one (as in store/postgres.py).
+        settings = {
+            "synchronous_commit": synchronous_commit,
+            "plan_cache_mode": "force_custom_plan",
+            "application_name": "geartrain",
+        }
+        settings.update(kwargs.pop("server_settings", {}))
+        kwargs.setdefault("timeout", 5.0)
+        return await asyncpg.create_pool(
+            self._dsn,
+            min_size=1,
+            max_size=2,
+            command_timeout=self.timeout,
+            server_settings=settings,
+            **kwargs,
+        )
+
+    async def listen(self, on_wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own (a pooled one would lose it)."""
+        await self._close_listener()
+        conn = await asyncpg.connect(self._dsn, **{"timeout": 5.0, **self._kwargs})
+        await conn.add_listener(self.channel, lambda *_args: on_wake())
+        self._listener = conn
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            conn.terminate()
+
+    async def close(self) -> None:
+        await self._close_listener()
+        pools, self._pool, self._durable = (self._pool, self._durable), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.terminate()
+
+    def _p(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise ConnectionError("cluster store is closed")
+        return self._pool
+
+    # -- leases ---------------------------------------------------------------
+
+    async def register(self, name: str, ttl: float) -> int:
+        row = await self._p().fetchrow(
+            f"INSERT INTO {self.servers} (name, expires_at)"
+            " VALUES ($1, now() + make_interval(secs => $2)) RETURNING id",
+            name,
+            ttl,
+        )
+        return int(row[0])
+
+    async def renew(self, server: int, ttl: float) -> bool:
+        return await self._p().fetchval(self._renew, server, ttl) is not None
+
+    async def leave(self, server: int) -> None:
+        await self._p().execute(f"DELETE FROM {self.servers} WHERE id = $1", server)
+
+    async def rescue(self, retry_limit: int) -> tuple[int, int, int]:
+        """(dead servers removed, jobs queued again, jobs dropped), if this server swept."""
+        async with self._p().acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))", self.servers
+            ):
+                return 0, 0, 0
+            row = await conn.fetchrow(self._rescue, retry_limit, self.channel)
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def submit(self, jobs: Sequence[Submission], prefix: bytes) -> list[tuple[int, bytes]]:
+        """Insert or coalesce each job; its (id, handle prefix) in order."""
+        keys = [_coalesce_key(s.unique, s.data) for s in jobs]
+        if self._durable is None:
+            raise ConnectionError("cluster store is closed")
+        rows = await self._durable.fetch(
+            self._submit,
+            [s.function for s in jobs],
+            [s.unique for s in jobs],
+            keys,
+            [s.priority for s in jobs],
+            [s.when for s in jobs],
+            [s.reducer for s in jobs],
+            [s.data for s in jobs],
+            list(range(len(jobs))),
+            prefix,
+            self.channel,
+        )
+        answers: list[tuple[int, bytes] | None] = [None] * len(jobs)
+        for ord_, id_, pre in rows:
+            if id_ is not None:
+                answers[ord_] = (int(id_), bytes(pre))
+        missing = [i for i, a in enumerate(answers) if a is None]
+        if missing:
+            # Coalesced with a job committed (or finished) while this statement
+            # ran, or with another job of this batch: ask again.
+            again = await self.submit([jobs[i] for i in missing], prefix)
+            for i, answer in zip(missing, again, strict=True):
+                answers[i] = answer
+        return [a for a in answers if a is not None]
+
+    async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
+        rows = await self._p().fetch(
+            self._claim, [w[0] for w in wants], [w[1] for w in wants], server
+        )
+        return [Claimed(*row) for row in rows]
+
+    async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
+        """Delete finished jobs still at the given attempt; the ids deleted."""
+        rows = await self._p().fetch(self._ack, [d[0] for d in done], [d[1] for d in done])
+        return {int(r[0]) for r in rows}
+
+    async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
+        """(id, attempt, retries): queue again jobs this server gives back."""
+        await self._p().fetchval(
+            self._release,
+            [j[0] for j in jobs],
+            [j[1] for j in jobs],
+            [j[2] for j in jobs],
+            self.channel,
+        )
+
+    async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
+        """(id, attempt, numerator, denominator) of running jobs, for GET_STATUS elsewhere."""
+        await self._p().execute(self._progress, *(list(c) for c in zip(*jobs, strict=True)))
+
+    # -- status -----------------------------------------------------------------
+
+    async def status(self, job_id: int) -> tuple[bytes, int, int, int] | None:
+        """(handle prefix, state, numerator, denominator) of a job, or None."""
+        row = await self._p().fetchrow(
+            f"SELECT prefix, state, numerator, denominator FROM {self.jobs} WHERE id = $1", job_id
+        )
+        return None if row is None else (bytes(row[0]), row[1], row[2], row[3])
+
+    async def status_unique(self, unique: bytes) -> tuple[int, int, int] | None:
+        """(state, numerator, denominator) of the job with this unique key, or None."""
+        row = await self._p().fetchrow(
+            f"SELECT state, numerator, denominator FROM {self.jobs}"
+            " WHERE coalesce_key = $1 ORDER BY id LIMIT 1",
+            unique,
+        )
+        return None if row is None else (row[0], row[1], row[2])
+
+    async def queues(self) -> list[tuple[bytes, int, int]]:
+        """(function, jobs, running) over the whole cluster."""
+        rows = await self._p().fetch(
+            f"SELECT function_name, count(*), count(*) FILTER (WHERE state = 2)"
+            f" FROM {self.jobs} GROUP BY function_name ORDER BY function_name"
+        )
+        return [(bytes(r[0]), r[1], r[2]) for r in rows]
+
+    async def members(self) -> list[tuple[int, str, float, float, int]]:
+        """(id, name, seconds since start, seconds left on the lease, running jobs)."""
+        rows = await self._p().fetch(
+            "SELECT s.id, s.name, extract(epoch FROM now() - s.started)::float8,"
+            " extract(epoch FROM s.expires_at - now())::float8,"
+            f" (SELECT count(*) FROM {self.jobs} j WHERE j.state = 2 AND j.owner = s.id)"
+            f" FROM {self.servers} s ORDER BY s.id"
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def _coalesce_key(unique: bytes, data: bytes) -> bytes | None:
+    """The key jobs coalesce on: the unique key, or the data's digest for "-"."""
+    if unique == b"-":
+        return b"-" + hashlib.sha256(data).digest() if data else None
+    return unique or None

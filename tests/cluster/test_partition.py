@@ -1,0 +1,74 @@
+"""A member cut off from the database stops handing out work before its lease
+expires, so the partition itself makes no job run twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from geartrain import Client
+from gt_helpers import registered, wait_for
+from store.conftest import PG
+from store.proxy import TcpProxy
+
+from .conftest import LEASE, StartMember
+from .test_crash import Run, worker_for
+
+pytestmark = [pytest.mark.backend, pytest.mark.slow, pytest.mark.timeout(120)]
+
+JOBS = 300
+TRUST = 0.8  # geartrain.cluster.lease.TRUST: the share of the lease a member relies on
+
+
+async def test_partitioned_member_stops_claiming(
+    start_member: StartMember, cluster_conninfo: str
+) -> None:
+    proxy = await TcpProxy(str(PG["host"]), int(PG["port"])).start()
+    via_proxy = cluster_conninfo.replace(f"port={PG['port']}", f"port={proxy.port}")
+    # Started from a thread: the proxy runs on this loop, and starting waits for the server.
+    cut_off = await asyncio.to_thread(start_member, conninfo=via_proxy)
+    healthy = start_member()
+    runs: list[Run] = []
+    workers = [worker_for(s, runs) for s in (cut_off, healthy)]
+    for w in workers:
+        await w.start()
+    try:
+        for s in (cut_off, healthy):
+            await wait_for(lambda s=s: registered(s.address, "work", 1), timeout=20)
+        async with Client([healthy.address]) as client:
+            for i in range(JOBS):
+                await client.submit_background("work", b"j%d" % i)
+        await wait_for(lambda: sum(r.port == cut_off.port for r in runs) > 30, timeout=30)
+        cut = time.monotonic()
+        await proxy.stop()
+        in_flight = {r.data for r in runs if r.port == cut_off.port and r.end > cut - 1.0}
+        await asyncio.sleep(LEASE + 2)
+        await proxy.start()  # the same port: the member finds its database again
+        await wait_for(lambda: {b"j%d" % i for i in range(JOBS)} <= finished(runs), timeout=60)
+    finally:
+        for w in workers:
+            w.stop(graceful=False)
+        for w in workers:
+            await w.wait()
+        await proxy.stop()
+    deadline = cut + LEASE * TRUST
+    late = [
+        r for r in runs if r.port == cut_off.port and deadline + 0.3 < r.start < cut + LEASE + 2
+    ]
+    assert not late, f"{len(late)} job(s) started on the cut-off member after its deadline"
+    # Jobs it had started before its own deadline may run again elsewhere; no other job does.
+    before_deadline = in_flight | {
+        r.data for r in runs if r.port == cut_off.port and cut <= r.start <= deadline + 0.3
+    }
+    counts: dict[bytes, int] = {}
+    for r in runs:
+        counts[r.data] = counts.get(r.data, 0) + 1
+    twice = {d for d, n in counts.items() if n > 1}
+    assert twice <= before_deadline, sorted(twice - before_deadline)[:10]
+    assert "stopped claiming" in cut_off.log()
+
+
+def finished(runs: list[Run]) -> set[bytes]:
+    return {r.data for r in runs if r.end != float("inf")}
