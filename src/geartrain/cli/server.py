@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (default 127.0.0.1; use 0.0.0.0 or :: for remote peers)",
     )
     g.add_argument("-P", "--pid-file", help="write the process id to this file")
-    g.add_argument("-r", "--protocol", help="protocol module (only the Gear protocol is built in)")
+    g.add_argument("-r", "--protocol", help="extra protocol: http (the HTTP job gateway)")
+    g.add_argument(
+        "--http-port", type=_port, default=8080, help="port of --protocol=http's gateway (8080)"
+    )
     g.add_argument("-R", "--round-robin", action="store_true", help="rotate a worker's functions")
     g.add_argument("--config-file", help="read more flags from this file (whitespace-separated)")
     g.add_argument("--syslog", action="store_true", help="also log to syslog")
@@ -135,10 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse packets larger than this many bytes (64 MiB)",
     )
     ext.add_argument(
+        "--console-port",
         "--metrics-port",
+        dest="metrics_port",
         type=_port,
         default=0,
-        help="serve /metrics (Prometheus), /status.json and a dashboard on this port",
+        help="serve the web console, /api/, /metrics, /healthz and /readyz on this port",
+    )
+    ext.add_argument(
+        "--http-token",
+        default=os.environ.get("GEARTRAIN_HTTP_TOKEN"),
+        help="token the console's actions need ($GEARTRAIN_HTTP_TOKEN); "
+        "without one only loopback may act",
     )
     ext.add_argument(
         "--allow-remote-shutdown",
@@ -186,6 +197,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         max_packet_size=ns.max_packet_size,
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
+        http_token=ns.http_token or None,
+        http_port=ns.http_port if (ns.protocol or "").lower() == "http" else 0,
         allow_remote_shutdown=ns.allow_remote_shutdown,
     )
 
@@ -283,7 +296,7 @@ def _run_loop(app: ServerApp) -> None:
 
 def _prepare(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerApp:
     """Turn parsed flags into a server, or exit with a one-line error."""
-    if ns.protocol and ns.protocol.lower() != "gear":
+    if ns.protocol and ns.protocol.lower() not in ("gear", "http"):
         parser.error(f"protocol module {ns.protocol!r} is not available")
     try:
         config = config_from_args(ns)

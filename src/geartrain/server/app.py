@@ -16,6 +16,8 @@ import signal
 import ssl
 from collections.abc import Callable
 
+from aiohttp import web
+
 from ..store import Store
 from .admin import AdminCommands
 from .config import ServerConfig
@@ -51,6 +53,9 @@ class ServerApp:
         self.writer: StoreWriter | None = None
         self.listeners: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Future[None] | None = None
+        self.ready = False  # the stored queue is loaded and the job port listens (/readyz)
+        self.loading = "starting"
+        self._http: list[web.AppRunner] = []
         self.on_listening: Callable[[], None] | None = None
 
     @property
@@ -66,9 +71,10 @@ class ServerApp:
         admin = AdminCommands(core, lambda: self.verbose)
         self.network = Network(core, admin, self.config)
         try:
+            await self._serve_http(core)  # first, so /readyz answers while the store loads
             await self._open_store(core)
             await self._listen(loop)
-            await self._serve_metrics()
+            self.ready, self.loading = True, "done"
             self._install_signals(loop)
             if self.on_listening is not None:
                 self.on_listening()
@@ -80,8 +86,11 @@ class ServerApp:
         log.log(NOTICE, "Queue: %s", self.store_description)
         if self.store is None:
             return
+        self.loading = "opening the store"
         await self.store.open()
+        self.loading = "loading the stored queue"
         jobs = await self.store.load()
+        self.loading = f"restoring {len(jobs)} stored job(s)"
         count = core.restore(jobs)
         if count:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
@@ -110,19 +119,25 @@ class ServerApp:
                 "start with -L 0.0.0.0 (or -L ::) to accept remote ones",
             )
 
-    async def _serve_metrics(self) -> None:
-        if not self.config.metrics_port:
-            return
-        from .metrics import MetricsServer
+    async def _serve_http(self, core: JobServer) -> None:
+        """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
+        from ..console import Console, Gateway
 
-        assert self.core is not None
-        metrics = MetricsServer(self.core, self.writer, self.store_description)
-        server = await asyncio.start_server(
-            metrics.handle, self.config.host, self.config.metrics_port, reuse_address=True
-        )
-        self.listeners.append(server)
-        addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
-        log.log(NOTICE, "Metrics and dashboard on http://%s/", addresses)
+        config = self.config
+        if config.metrics_port:
+            console = Console(core, self, config.http_token)
+            await self._serve_app(console.application(), config.metrics_port, "Console")
+        if config.http_port:
+            await self._serve_app(Gateway(core).application(), config.http_port, "HTTP gateway")
+
+    async def _serve_app(self, app: web.Application, port: int, what: str) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._http.append(runner)
+        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        await site.start()
+        names = site.name.removeprefix("http://")
+        log.log(NOTICE, "%s on http://%s/", what, names)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         handlers: dict[int, Callable[[], None]] = {
@@ -161,6 +176,8 @@ class ServerApp:
     async def _close(self) -> None:
         for listener in self.listeners:
             listener.close()
+        for runner in self._http:
+            await runner.cleanup()
         if self.network is not None:
             self.network.flush()
             self.network.close_all()

@@ -22,7 +22,7 @@ from typing import Any
 from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
 from .config import ServerConfig
-from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
+from .jobs import Function, Job, JobState, Observer, Peer, Persister, Priority, Stats
 from .logs import NOTICE
 from .replies import (
     ERR_ARGS,
@@ -86,6 +86,7 @@ class JobServer:
         self.call_later = call_later
         self.clock = clock
         self.persister: Persister | None = None
+        self.observer: Observer | None = None  # the console's metrics, when it runs
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
@@ -108,6 +109,7 @@ class JobServer:
 
     def connect(self, peer: Peer) -> None:
         peer.exceptions = self.config.exceptions
+        peer.connected_at = self.clock()
         self.peers[peer] = None
 
     def disconnect(self, peer: Peer) -> None:
@@ -193,7 +195,10 @@ class JobServer:
         )
         job.when = when
         job.reducer = reducer
+        job.created_at = self.clock()
         self.jobs[job.handle] = job
+        if self.observer is not None:
+            self.observer.event(job, "submitted")
         f.total += 1
         if unique:
             if unique == b"-":
@@ -317,6 +322,7 @@ class JobServer:
             )
             job.when = s.when
             job.store_id = s.id
+            job.created_at = self.clock()
             self.next_store_id = max(self.next_store_id, s.id + 1)
             self.jobs[job.handle] = job
             f.total += 1
@@ -453,6 +459,8 @@ class JobServer:
             self._finish(job)
             return
         self.stats.requeued += 1
+        if self.observer is not None:
+            self.observer.event(job, "requeued")
         self._release(job)
         job.numerator = job.denominator = 0
         self._enqueue(job)
@@ -479,6 +487,7 @@ class JobServer:
             return
         job.state = RUNNING
         job.worker = peer
+        job.started_at = self.clock()
         peer.jobs.add(job)
         f = job.function
         f.running += 1
@@ -507,6 +516,8 @@ class JobServer:
             return
         log.info("Job %s timed out on its worker", job.handle.decode(errors="replace"))
         self.stats.timed_out += 1
+        if self.observer is not None:
+            self.observer.event(job, "timed_out")
         self._fail_clients(job)
         self._finish(job)
 
@@ -638,6 +649,8 @@ class JobServer:
             peer.send(ERR_NO_JOB_RESULT)
             return
         self.stats.completed += 1
+        if self.observer is not None:
+            self.observer.event(job, "completed")
         self._forward(job, T.WORK_COMPLETE, args)
         self._finish(job)
 
@@ -650,6 +663,8 @@ class JobServer:
             peer.send(ERR_NO_JOB_RESULT)
             return
         self.stats.failed += 1
+        if self.observer is not None:
+            self.observer.event(job, "failed")
         self._forward(job, T.WORK_FAIL, args)
         self._finish(job)
 
@@ -659,6 +674,8 @@ class JobServer:
             peer.send(ERR_NO_JOB_EXCEPTION)
             return
         self.stats.exceptions += 1
+        if self.observer is not None:
+            self.observer.event(job, "exception")
         if job.clients and not job.ignored:
             exception = frame(RES, T.WORK_EXCEPTION, args)
             # gearmand sends these clients WORK_FAIL "H\0" (a stray NUL that Perl
@@ -744,6 +761,8 @@ class JobServer:
         if job is None or job.state is PENDING:
             return False
         self.stats.cancelled += 1
+        if self.observer is not None:
+            self.observer.event(job, "cancelled")
         self._fail_clients(job)
         if job.store_id and self.persister is not None:
             self.persister.done(job.store_id)

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Protocol
 
-__all__ = ["STAT_NAMES", "Function", "Job", "JobState", "Peer", "Persister", "Priority", "Stats"]
+__all__ = [
+    "STAT_NAMES",
+    "Function",
+    "Job",
+    "JobState",
+    "Observer",
+    "Peer",
+    "Persister",
+    "Priority",
+    "Stats",
+]
 
 
 class Priority(IntEnum):
@@ -57,6 +67,8 @@ class Job:
         "timer",
         "waiters",
         "ignored",
+        "created_at",
+        "started_at",
     )
 
     def __init__(
@@ -91,6 +103,9 @@ class Job:
         self.waiters: list[Peer] | None = None
         # Cancelled or abandoned while running: the worker's result is dropped.
         self.ignored = False
+        # Epoch seconds, for the console's ages and the wait/run histograms.
+        self.created_at = 0.0
+        self.started_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -162,6 +177,7 @@ class Peer:
         "jobs",
         "attached",
         "closed",
+        "connected_at",
     )
 
     def __init__(
@@ -186,6 +202,7 @@ class Peer:
         self.jobs: set[Job] = set()  # jobs this worker is running
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False
+        self.connected_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
@@ -225,3 +242,12 @@ class Persister(Protocol):
 
     def done(self, store_id: int) -> None:
         """The job left for good; delete it from the store."""
+
+
+class Observer(Protocol):
+    """Who hears of each job's events (the operations console's metrics).
+
+    ``kind`` is one of "submitted", "completed", "failed", "exception",
+    "timed_out", "requeued", "cancelled"; called once per event, never per packet."""
+
+    def event(self, job: Job, kind: str) -> None: ...
