@@ -49,7 +49,7 @@ class Api:
         self.core = console.core
 
     def routes(self, r: web.UrlDispatcher) -> None:
-        r.add_get("/status.json", self._status)  # the older dashboard's address
+        r.add_get("/status.json", self._legacy_status)  # the older dashboard's address
         r.add_get("/api/status", self._status)
         r.add_get("/api/history", self._history)
         r.add_get("/api/functions", self._functions)
@@ -78,6 +78,10 @@ class Api:
 
     async def _status(self, request: web.Request) -> web.Response:
         return _reply(self.status())
+
+    async def _legacy_status(self, request: web.Request) -> web.Response:
+        functions = function_views(self.core, time.time(), MAX_LIMIT)
+        return _reply(self.status() | {"functions": functions})
 
     async def _history(self, request: web.Request) -> web.Response:
         return _reply(self.console.history.as_json())
