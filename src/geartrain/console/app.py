@@ -38,6 +38,22 @@ class ServerFacts(Protocol):
     loading: str
 
 
+class _OneLine(logging.Filter):
+    """aiohttp logs a traceback for each malformed request; one line says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {str(error)[:200]}"
+            record.args = None
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_OneLine())
+
+
 class Console:
     """One aiohttp application serving the console, /api/, /metrics and health."""
 
