@@ -85,7 +85,8 @@ function fill(id, rows, columns, empty) {
 }
 
 const num = (v) => ({ v, cls: "num" });
-const payload = (v) => ({ v, cls: "payload", title: v });
+const payload = (v) => ({ v, cls: "payload opt", title: v });
+const unique = (v) => ({ v, cls: "unique opt", title: v });
 const enc = encodeURIComponent;
 
 function progress(job) {
@@ -123,7 +124,7 @@ function showStatus(s) {
 function showFunctions(list) {
   fill("functions", list.map((f) => [
     el("code", { textContent: f.function }), num(f.queued.high), num(f.queued.normal), num(f.queued.low),
-    num(f.scheduled), num(f.running), num(f.workers), ago(f.oldest_queued_seconds),
+    num(f.scheduled), num(f.running), num(f.workers), num(ago(f.oldest_queued_seconds)),
     f.total || f.workers ? "" : button("Drop", `/api/functions/${enc(f.function)}/drop`, "dropped " + f.function, true),
   ]), 9, "no functions yet");
 }
@@ -143,9 +144,9 @@ function showWorkers(list) {
 
 function showJobs(list) {
   fill("jobs", list.map((j) => [
-    el("code", { textContent: j.handle }), j.function, j.unique, j.priority,
-    el("span", { className: "tag " + (j.state === "running" ? "running" : "idle"), textContent: j.state + (j.worker ? " on " + j.worker : "") }),
-    ago(j.age_seconds), progress(j), payload(j.data_preview),
+    el("code", { textContent: j.handle }), j.function,
+    el("span", { className: "tag " + (j.state === "running" ? "running" : "idle"), textContent: j.state, title: j.worker ? "on " + j.worker : "" }),
+    progress(j), num(ago(j.age_seconds)), { v: j.priority, cls: "opt" }, unique(j.unique), payload(j.data_preview),
     button("Cancel", `/api/jobs/${enc(j.handle)}/cancel`, "cancelled " + j.handle, true),
   ]), 9, "no running or queued jobs");
 }
@@ -189,6 +190,14 @@ async function refresh() {
   }
 }
 
+function niceCeiling(value) {
+  // The axis top: 4, 8, 20, 40, 80, 200 ... so the four gridlines get round labels.
+  if (value <= 4) return 4;
+  const magnitude = Math.pow(10, Math.floor(Math.log10(value / 4)));
+  for (const step of [1, 2, 5, 10]) if (value <= 4 * step * magnitude) return 4 * step * magnitude;
+  return 40 * magnitude;
+}
+
 function drawChart() {
   const canvas = $("chart");
   const ratio = window.devicePixelRatio || 1;
@@ -199,14 +208,15 @@ function drawChart() {
   g.scale(ratio, ratio);
   g.clearRect(0, 0, width, height);
   const left = 44, bottom = height - 18, top = 8;
-  const max = Math.max(1, ...points.map((p) => Math.max(p[1], p[2], p[3])));
+  const peak = Math.max(0, ...points.map((p) => Math.max(p[1], p[2], p[3])));
+  const max = niceCeiling(peak);
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#6b7280";
   g.strokeStyle = "#e5e7eb";
   for (let i = 0; i <= 4; i++) {
     const y = bottom - ((bottom - top) * i) / 4;
     g.beginPath(); g.moveTo(left, y); g.lineTo(width, y); g.stroke();
-    g.fillText(String(Math.round((max * i) / 4)), 4, y + 4);
+    g.fillText(((max * i) / 4).toLocaleString(), 4, y + 4);
   }
   g.fillText(`last ${Math.round(points.length / 60) || "<1"} min`, left, height - 3);
   const styles = { 1: "#7c3aed", 2: "#16a34a", 3: "#dc2626" };
