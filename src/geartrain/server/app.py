@@ -15,8 +15,7 @@ import os
 import signal
 import ssl
 from collections.abc import Callable
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from ..store import Store
 from .admin import AdminCommands
@@ -25,6 +24,9 @@ from .core import JobServer
 from .logs import NOTICE, LogTarget
 from .network import Network, is_loopback
 from .persistence import StoreWriter
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["ServerApp"]
 
@@ -55,7 +57,7 @@ class ServerApp:
         self._stop: asyncio.Future[None] | None = None
         self.ready = False  # the stored queue is loaded and the job port listens (/readyz)
         self.loading = "starting"
-        self._http: list[web.AppRunner] = []
+        self._http: list[web.AppRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
 
     @property
@@ -121,9 +123,11 @@ class ServerApp:
 
     async def _serve_http(self, core: JobServer) -> None:
         """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
+        config = self.config
+        if not (config.metrics_port or config.http_port):
+            return
         from ..console import Console, Gateway
 
-        config = self.config
         if config.metrics_port:
             console = Console(core, self, config.http_token)
             await self._serve_app(console.application(), config.metrics_port, "Console")
@@ -131,6 +135,8 @@ class ServerApp:
             await self._serve_app(Gateway(core).application(), config.http_port, "HTTP gateway")
 
     async def _serve_app(self, app: web.Application, port: int, what: str) -> None:
+        from aiohttp import web
+
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._http.append(runner)
