@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +145,7 @@ def failed_store_present(console: Console) -> bool:
     return console.get("/api/status")["counts"]["dead"] is not None
 
 
-def test_failed_job_retried_from_the_console(
-    console: Console, php_worker: Path, page: Any, start_console: Callable[..., Console]
-) -> None:
+def test_failed_job_retried_from_the_console(console: Console, php_worker: Path, page: Any) -> None:
     # Needs the server's failed-job store (core.failed); runs once that is merged.
     if not failed_store_present(console):
         pytest.skip("this build keeps no failed jobs (core.failed)")

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..server.network import is_loopback
 from .gateway import PRIORITY_NAMES
 from .submit import HttpSubmission
 from .views import failed_view, function_views, job_view, jobs, status_view, text, worker_views
@@ -26,12 +25,15 @@ def _reply(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
 
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+}
+
+
 def _error(status: int, message: str) -> web.HTTPException:
-    cls = web.HTTPException
-    for candidate in (web.HTTPBadRequest, web.HTTPNotFound, web.HTTPConflict):
-        if candidate.status_code == status:
-            cls = candidate
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+    return _ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
 
 
 def _limit(request: web.Request) -> int:
@@ -178,8 +180,7 @@ class Api:
             ) from None
         if not function:
             raise _error(400, "function is empty")
-        host = request.remote or "-"
-        job = HttpSubmission(self.core, host, is_loopback(host))
+        job = HttpSubmission(self.core, request.remote)
         job.submit(function, unique, data, priority, background)
         try:
             outcome = await job.wait(background, timeout)

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from ..__about__ import __version__
 from ..server.core import JobServer
-from ..server.network import is_loopback
 from .submit import HttpSubmission
 
 __all__ = ["Gateway", "PRIORITY_NAMES"]
@@ -51,8 +50,7 @@ class Gateway:
         background = request.headers.get("X-Gearman-Background", "").lower() == "true"
         priority = PRIORITY_NAMES.get(request.headers.get("X-Gearman-Priority", "").lower(), 1)
         unique = request.headers.get("X-Gearman-Unique", "-").encode()
-        host = request.remote or "-"
-        job = HttpSubmission(self.core, host, is_loopback(host))
+        job = HttpSubmission(self.core, request.remote)
         job.submit(function, unique, data, priority, background)
         outcome = await job.wait(background, None)
         if outcome.command in ("", "ERROR"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..protocol import Decoder, Packet, PacketType
 from ..server.core import JobServer
 from ..server.jobs import Peer
+from ..server.network import is_loopback
 
 __all__ = ["HttpSubmission", "Outcome"]
 
@@ -35,13 +36,14 @@ class Outcome:
 class HttpSubmission:
     """One job submitted on behalf of an HTTP request."""
 
-    def __init__(self, core: JobServer, host: str, loopback: bool) -> None:
+    def __init__(self, core: JobServer, remote: str | None) -> None:
+        host = remote or "-"
         self.core = core
         self.decoder = Decoder()
         self.outcome = Outcome()
         self.created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.peer = Peer(self._receive, self._closed, host, -1, loopback)
+        self.peer = Peer(self._receive, self._closed, host, -1, is_loopback(host))
         self.peer.client_id = b"http"
 
     def submit(
