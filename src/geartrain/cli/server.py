@@ -101,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (default 127.0.0.1; use 0.0.0.0 or :: for remote peers)",
     )
     g.add_argument("-P", "--pid-file", help="write the process id to this file")
-    g.add_argument("-r", "--protocol", help="protocol module (only the Gear protocol is built in)")
+    g.add_argument("-r", "--protocol", help="extra protocol: http (the HTTP job gateway)")
+    g.add_argument(
+        "--http-port", type=_port, default=8080, help="port of --protocol=http's gateway (8080)"
+    )
     g.add_argument("-R", "--round-robin", action="store_true", help="rotate a worker's functions")
     g.add_argument("--config-file", help="read more flags from this file (whitespace-separated)")
     g.add_argument("--syslog", action="store_true", help="also log to syslog")
@@ -147,10 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_limit_arguments(ext)
     ext.add_argument(
+        "--console-port",
         "--metrics-port",
+        dest="metrics_port",
         type=_port,
         default=0,
-        help="serve /metrics (Prometheus), /status.json and a dashboard on this port",
+        help="serve the web console, /api/, /metrics, /healthz and /readyz on this port",
+    )
+    ext.add_argument(
+        "--http-token",
+        default=os.environ.get("GEARTRAIN_HTTP_TOKEN"),
+        help="token the console's actions need ($GEARTRAIN_HTTP_TOKEN); "
+        "without one only loopback may act",
     )
     ext.add_argument(
         "--allow-remote-shutdown",
@@ -240,6 +251,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         **{field: getattr(ns, field) for _flag, field, _text in _LIMITS},
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
+        http_token=ns.http_token or None,
+        http_port=ns.http_port if (ns.protocol or "").lower() == "http" else 0,
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,
     )
@@ -345,7 +358,7 @@ def _prepare(
     read, as gearmand does: ``--ssl`` alone passes its check."""
     if ns.protocol == "":
         parser.error("--protocol needs a module name")
-    if ns.protocol is not None and ns.protocol.lower() != "gear":
+    if ns.protocol is not None and ns.protocol.lower() not in ("gear", "http"):
         parser.error(f"protocol module {ns.protocol!r} is not available")
     try:
         config = config_from_args(ns)

@@ -34,6 +34,8 @@ from .settings import Settings, SettingsError, load_settings
 __all__ = ["ServerApp", "StartupError"]
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from ..cluster.node import ClusterNode
 
 log = logging.getLogger("geartrain.server")
@@ -73,6 +75,9 @@ class ServerApp:
         self._stop: asyncio.Future[None] | None = None
         self._store_opened = False
         self._started = False
+        self.ready = False  # the stored queue is loaded and the job port listens (/readyz)
+        self.loading = "starting"
+        self._http: list[web.AppRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
 
     @property
@@ -90,15 +95,16 @@ class ServerApp:
         self.network = Network(core, admin, self.config)
         try:
             await self._bind(loop)
+            await self._serve_http(core)  # before the store, so /readyz answers while it loads
             if self.cluster is not None:
                 log.log(NOTICE, "Queue: %s", self.cluster.backend.description)
                 await self.cluster.start(core, admin)
             else:
                 await self._open_store(core)
             await self._start_serving()
+            self.ready, self.loading = True, "done"
             self.trimmer = IdleTrimmer(self.network)
             self.trimmer.start(loop)
-            await self._serve_metrics()
             self._install_signals(loop)
             self._started = True
             if self.on_listening is not None:
@@ -112,13 +118,16 @@ class ServerApp:
         if self.store is None:
             return
         try:
+            self.loading = "opening the store"
             await self.store.open()
             self._store_opened = True
+            self.loading = "loading the stored queue"
             jobs = await self.store.load()
         except Exception as error:  # each driver has its own errors; all mean the same here
             # A StoreError names its store already.
             where = "" if isinstance(error, StoreError) else f"{self.store_description}: "
             raise StartupError(f"cannot open the queue: {where}{error}") from error
+        self.loading = f"restoring {len(jobs)} stored job(s)"
         count = core.restore(jobs)
         if count:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
@@ -175,19 +184,29 @@ class ServerApp:
                 "start with -L 0.0.0.0 (or -L ::) to accept remote ones",
             )
 
-    async def _serve_metrics(self) -> None:
-        if not self.config.metrics_port:
+    async def _serve_http(self, core: JobServer) -> None:
+        """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
+        config = self.config
+        if not (config.metrics_port or config.http_port):
             return
-        from .metrics import MetricsServer
+        from ..console import Console, Gateway
 
-        assert self.core is not None
-        metrics = MetricsServer(self.core, self.writer, self.store_description)
-        server = await asyncio.start_server(
-            metrics.handle, self.config.host, self.config.metrics_port, reuse_address=True
-        )
-        self.listeners.append(server)
-        addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
-        log.log(NOTICE, "Metrics and dashboard on http://%s/", addresses)
+        if config.metrics_port:
+            console = Console(core, self, config.http_token)
+            await self._serve_app(console.application(), config.metrics_port, "Console")
+        if config.http_port:
+            await self._serve_app(Gateway(core).application(), config.http_port, "HTTP gateway")
+
+    async def _serve_app(self, app: web.Application, port: int, what: str) -> None:
+        from aiohttp import web
+
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._http.append(runner)
+        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        await site.start()
+        names = site.name.removeprefix("http://")
+        log.log(NOTICE, "%s on http://%s/", what, names)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         handlers: dict[int, Callable[[], None]] = {
@@ -247,6 +266,8 @@ class ServerApp:
             listener.close()
         if self.core is not None:
             self.core.recurring.close()
+        for runner in self._http:
+            await runner.cleanup()
         if self.network is not None:
             self.network.flush()
             self.network.close_all()

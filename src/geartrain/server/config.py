@@ -59,7 +59,13 @@ class ServerConfig:
     verbose: str = "NOTICE"
     """gearmand defaults to ERROR; NOTICE shows the startup lines but nothing per job."""
     metrics_port: int = 0
-    """Serve /metrics, /status.json and a dashboard on this port (same address); 0: off."""
+    """The operations listener (console, /api/, /metrics, /healthz, /readyz) on this
+    port (same address); 0: off.  `--console-port` and `--metrics-port` set it."""
+    http_token: str | None = None
+    """Token the console's actions need (`--http-token`, $GEARTRAIN_HTTP_TOKEN); without
+    one, actions are allowed from loopback only."""
+    http_port: int = 0
+    """gearmand's HTTP job gateway (`--protocol=http --http-port N`); 0: off."""
     allow_remote_shutdown: bool = False
     """Accept the `shutdown` admin command from non-loopback peers."""
     durability: str = "memory"

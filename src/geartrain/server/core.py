@@ -24,7 +24,7 @@ from ..store import StoredJob
 from .config import ServerConfig
 from .failures import FailedJob, FailedJobs, failed_record, note_attempt
 from .failures import decode_outcomes as _decode_outcomes
-from .jobs import ClusterHooks, Function, Job, JobState, Peer, Persister, Priority, Stats
+from .jobs import ClusterHooks, Function, Job, JobState, Observer, Peer, Persister, Priority, Stats
 from .limits import LimitEpisode
 from .logs import NOTICE
 from .policies import Policies, Policy
@@ -99,6 +99,7 @@ class JobServer:
         self.persister: Persister | None = None
         # Cluster mode: background jobs live in the shared store (the persister).
         self.cluster: ClusterHooks | None = None
+        self.observer: Observer | None = None  # the console's metrics, when it runs
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
@@ -142,6 +143,7 @@ class JobServer:
 
     def connect(self, peer: Peer) -> None:
         peer.exceptions = self.config.exceptions
+        peer.connected_at = self.clock()
         self.peers[peer] = None
 
     def disconnect(self, peer: Peer) -> None:
@@ -232,8 +234,11 @@ class JobServer:
         )
         job.when = when
         job.reducer = reducer
+        job.created_at = self.clock()
         self.jobs[job.handle] = job
         self.job_bytes += len(data)
+        if self.observer is not None:
+            self.observer.event(job, "submitted")
         f.total += 1
         if local_unique:
             if unique == b"-":
@@ -431,6 +436,7 @@ class JobServer:
             job.store_id = s.id
             job.attempts = s.attempts
             job.outcomes = _decode_outcomes(s.outcomes)
+            job.created_at = self.clock()
             self.next_store_id = max(self.next_store_id, s.id + 1)
             self._index(job)
             self._enqueue(job)
@@ -661,6 +667,8 @@ class JobServer:
             self._finish(job)
             return
         self.stats.requeued += 1
+        if self.observer is not None:
+            self.observer.event(job, "requeued")
         self._release(job)
         job.numerator = job.denominator = 0
         if self.cluster is not None and job.store_id:
@@ -691,6 +699,7 @@ class JobServer:
             return
         job.state = RUNNING
         job.worker = peer
+        job.started_at = self.clock()
         peer.jobs.add(job)
         f = job.function
         f.running += 1
@@ -720,6 +729,8 @@ class JobServer:
             return
         log.info("Job %s timed out on its worker", job.handle.decode(errors="replace"))
         self.stats.timed_out += 1
+        if self.observer is not None:
+            self.observer.event(job, "timed_out")
         policy = self._attempt_failed(job, "timeout", "the worker's time ran out")
         if job.ignored or not self._retry(job, policy):
             self._fail_clients(job)
@@ -944,6 +955,8 @@ class JobServer:
             peer.send(ERR_NO_JOB_RESULT)
             return
         self.stats.completed += 1
+        if self.observer is not None:
+            self.observer.event(job, "completed")
         self._forward(job, T.WORK_COMPLETE, args)
         self._finish(job)
 
@@ -956,6 +969,8 @@ class JobServer:
             peer.send(ERR_NO_JOB_RESULT)
             return
         self.stats.failed += 1
+        if self.observer is not None:
+            self.observer.event(job, "failed")
         policy = self._attempt_failed(job, "fail", "")
         if self._retry(job, policy):
             return
@@ -969,6 +984,8 @@ class JobServer:
             peer.send(ERR_NO_JOB_EXCEPTION)
             return
         self.stats.exceptions += 1
+        if self.observer is not None:
+            self.observer.event(job, "exception")
         message = args[1][:1000].decode(errors="replace")
         policy = self._attempt_failed(job, "exception", message)
         if self._retry(job, policy):
@@ -1075,6 +1092,8 @@ class JobServer:
         if job is None or job.state is PENDING:
             return False
         self.stats.cancelled += 1
+        if self.observer is not None:
+            self.observer.event(job, "cancelled")
         self._fail_clients(job)
         if job.store_id and self.persister is not None:
             self.persister.done(job.store_id)

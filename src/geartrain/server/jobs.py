@@ -20,6 +20,7 @@ __all__ = [
     "Function",
     "Job",
     "JobState",
+    "Observer",
     "Peer",
     "Persister",
     "Priority",
@@ -69,6 +70,8 @@ class Job:
         "ignored",
         "attempts",
         "outcomes",
+        "created_at",
+        "started_at",
     )
 
     def __init__(
@@ -107,6 +110,9 @@ class Job:
         # for retries and the failed-job set.
         self.attempts = 0
         self.outcomes: tuple[Any, ...] = ()
+        # Epoch seconds, for the console's ages and the wait/run histograms.
+        self.created_at = 0.0
+        self.started_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -187,6 +193,7 @@ class Peer:
         "jobs",
         "attached",
         "closed",
+        "connected_at",
     )
 
     def __init__(
@@ -213,6 +220,7 @@ class Peer:
         self.jobs: set[Job] = set()  # jobs this worker is running
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False
+        self.connected_at = 0.0
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""
@@ -281,3 +289,10 @@ class ClusterHooks(Protocol):
 
     def status_unique(self, peer: Peer, unique: bytes) -> bool:
         """GET_STATUS_UNIQUE of a unique key not held here: True if the cluster answers it."""
+class Observer(Protocol):
+    """Who hears of each job's events (the operations console's metrics).
+
+    ``kind`` is one of "submitted", "completed", "failed", "exception",
+    "timed_out", "requeued", "cancelled"; called once per event, never per packet."""
+
+    def event(self, job: Job, kind: str) -> None: ...

@@ -1,0 +1,201 @@
+"""The JSON API under /api/: everything the console shows and does (docs/operations.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .gateway import PRIORITY_NAMES
+from .submit import HttpSubmission
+from .views import failed_view, function_views, job_view, jobs, status_view, text, worker_views
+
+if TYPE_CHECKING:
+    from .app import Console
+
+__all__ = ["Api"]
+
+MAX_LIMIT = 1000
+STATES = ("running", "queued", "scheduled", "all")
+
+
+def _reply(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+}
+
+
+def _error(status: int, message: str) -> web.HTTPException:
+    return _ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(MAX_LIMIT, int(request.query.get("limit", "200"))))
+    except ValueError:
+        raise _error(400, "limit must be a number") from None
+
+
+class Api:
+    """Handlers over the console's core."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.core = console.core
+
+    def routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/status.json", self._legacy_status)  # the older dashboard's address
+        r.add_get("/api/status", self._status)
+        r.add_get("/api/history", self._history)
+        r.add_get("/api/functions", self._functions)
+        r.add_get("/api/workers", self._workers)
+        r.add_get("/api/jobs", self._jobs)
+        r.add_get("/api/jobs/{handle}", self._job)
+        r.add_get("/api/failed", self._failed)
+        r.add_post("/api/jobs", self._submit)
+        r.add_post("/api/jobs/{handle}/cancel", self._cancel)
+        r.add_post("/api/functions/{function}/drop", self._drop)
+        r.add_post("/api/failed/retry", self._failed_all("retry_all"))
+        r.add_post("/api/failed/delete", self._failed_all("delete_all"))
+        r.add_post("/api/failed/{handle}/retry", self._failed_one("retry"))
+        r.add_post("/api/failed/{handle}/delete", self._failed_one("delete"))
+
+    # -- reading ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        writer = self.console.server.writer
+        store: dict[str, Any] = {"description": self.console.server.store_description}
+        if writer is not None:
+            store |= {"up": not writer.outage, "writes": writer.writes, "pending": writer.pending}
+        return status_view(self.core, self.console.started, store) | {
+            "ready": self.console.server.ready
+        }
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return _reply(self.status())
+
+    async def _legacy_status(self, request: web.Request) -> web.Response:
+        functions = function_views(self.core, time.time(), MAX_LIMIT)
+        return _reply(self.status() | {"functions": functions})
+
+    async def _history(self, request: web.Request) -> web.Response:
+        return _reply(self.console.history.as_json())
+
+    async def _functions(self, request: web.Request) -> web.Response:
+        return _reply({"functions": function_views(self.core, time.time(), _limit(request))})
+
+    async def _workers(self, request: web.Request) -> web.Response:
+        return _reply({"workers": worker_views(self.core, time.time(), _limit(request))})
+
+    async def _jobs(self, request: web.Request) -> web.Response:
+        state = request.query.get("state", "all")
+        if state not in STATES:
+            raise _error(400, f"state must be one of {', '.join(STATES)}")
+        found = jobs(self.core, state, request.query.get("function"), _limit(request))
+        return _reply({"jobs": found})
+
+    async def _job(self, request: web.Request) -> web.Response:
+        handle = request.match_info["handle"].encode()
+        job = self.core.jobs.get(handle)
+        if job is None:
+            failed = getattr(self.core, "failed", None)
+            record = failed.get(handle) if failed is not None else None
+            if record is None:
+                raise _error(404, "no such job")
+            return _reply(failed_view(record) | {"state": "failed"})
+        return _reply(job_view(job, time.time()))
+
+    async def _failed(self, request: web.Request) -> web.Response:
+        failed = self._failed_store()
+        function = request.query.get("function")
+        records = failed.records(function.encode() if function is not None else None)
+        limit = _limit(request)
+        return _reply({"total": len(records), "failed": [failed_view(r) for r in records[:limit]]})
+
+    # -- actions --------------------------------------------------------------
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        handle = request.match_info["handle"].encode()
+        if not self.core.cancel(handle):
+            raise _error(404, "no such job, or it is not yet stored")
+        return _reply({"cancelled": text(handle)})
+
+    async def _drop(self, request: web.Request) -> web.Response:
+        name = request.match_info["function"].encode()
+        f = self.core.functions.get(name)
+        if f is None:
+            raise _error(404, "no such function")
+        if f.total or f.workers:
+            raise _error(409, "the function has jobs or workers")
+        self.core.drop_function(f)
+        return _reply({"dropped": text(name)})
+
+    def _failed_store(self) -> Any:
+        failed = getattr(self.core, "failed", None)
+        if failed is None:
+            raise _error(404, "this server keeps no failed jobs")
+        return failed
+
+    def _failed_one(self, action: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            handle = request.match_info["handle"]
+            if not getattr(self._failed_store(), action)(handle.encode()):
+                raise _error(404, "no such failed job")
+            return _reply({action: handle})
+
+        return handler
+
+    def _failed_all(self, action: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            function = request.query.get("function")
+            count = getattr(self._failed_store(), action)(
+                function.encode() if function is not None else None
+            )
+            return _reply({action: count})
+
+        return handler
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        """{"function", "data", "unique"?, "priority"?, "background"?, "timeout"?}."""
+        try:
+            body = await request.json()
+            function = str(body["function"]).encode()
+            data = str(body.get("data", "")).encode()
+            unique = str(body.get("unique", "")).encode()
+            priority = PRIORITY_NAMES[str(body.get("priority", "normal"))]
+            background = bool(body.get("background", False))
+            timeout = float(body.get("timeout", 30))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise _error(
+                400,
+                'give {"function": NAME, "data": TEXT} and optionally unique, '
+                "priority (high|normal|low), background, timeout (seconds)",
+            ) from None
+        if not function:
+            raise _error(400, "function is empty")
+        job = HttpSubmission(self.core, request.remote)
+        job.submit(function, unique, data, priority, background)
+        try:
+            outcome = await job.wait(background, timeout)
+        except TimeoutError:
+            return _reply(
+                {"handle": job.outcome.handle, "state": "waiting", "timed_out": True}, 202
+            )
+        if outcome.command in ("", "ERROR"):
+            raise _error(409, outcome.data.decode(errors="replace") or "job lost")
+        result = b"".join(outcome.chunks) + outcome.data
+        return _reply(
+            {
+                "handle": outcome.handle,
+                "command": outcome.command,
+                "result": result.decode(errors="replace") if not background else None,
+            },
+            202 if background else 200,
+        )

@@ -1,0 +1,202 @@
+"""The operations listener: routes, access rules, health probes and live events."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..server.core import JobServer
+from ..server.network import is_loopback
+from ..server.persistence import StoreWriter
+from .api import Api
+from .history import History
+from .metrics import JobMetrics, prometheus_text, registry
+
+__all__ = ["Console", "ServerFacts"]
+
+log = logging.getLogger("geartrain.server.console")
+
+STATIC = resources.files(__package__) / "static"
+CSRF_HEADER = "X-Geartrain-Console"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ServerFacts(Protocol):
+    """What the console reads of the running server (a :class:`ServerApp`)."""
+
+    writer: StoreWriter | None
+    store_description: str
+    ready: bool
+    loading: str
+
+
+class _OneLine(logging.Filter):
+    """aiohttp logs a traceback for each malformed request; one line says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {str(error)[:200]}"
+            record.args = None
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_OneLine())
+
+
+class Console:
+    """One aiohttp application serving the console, /api/, /metrics and health."""
+
+    def __init__(self, core: JobServer, server: ServerFacts, token: str | None = None) -> None:
+        self.core = core
+        self.server = server
+        self.token = token or None
+        self.started = time.time()
+        self.history = History(core.stats)
+        self.metrics = JobMetrics(core.clock)
+        core.observer = self.metrics
+        self.registry = registry(core, self.metrics, lambda: server.writer)
+        self.last_tick = time.monotonic()
+        self.ticks: list[asyncio.Queue[dict[str, Any]]] = []
+        self._ticker: asyncio.Task[None] | None = None
+        self.api = Api(self)
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=1 << 20)
+        r = app.router
+        r.add_get("/", self._page("index.html", "text/html"))
+        r.add_get("/index.html", self._page("index.html", "text/html"))
+        r.add_get("/console.css", self._page("console.css", "text/css"))
+        r.add_get("/console.js", self._page("console.js", "text/javascript"))
+        r.add_get("/metrics", self._prometheus)
+        r.add_get("/healthz", self._healthz)
+        r.add_get("/readyz", self._readyz)
+        r.add_get("/api/events", self._events)
+        self.api.routes(r)
+        app.on_startup.append(self._start_ticker)
+        app.on_shutdown.append(self._stop_ticker)
+        return app
+
+    # -- access ----------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            self._check_action(request)
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # a bug here must not cost the job server anything
+            log.exception("console request %s %s failed", request.method, request.path)
+            raise web.HTTPInternalServerError(text="internal error\n") from None
+
+    def _check_action(self, request: web.Request) -> None:
+        """Actions: a token when one is set, else loopback only; and never cross-site."""
+        if self.token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                raise web.HTTPUnauthorized(
+                    text="actions need the console token (Authorization: Bearer TOKEN)\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="geartrain"'},
+                )
+        elif not is_loopback(request.remote or ""):
+            raise web.HTTPForbidden(text="actions from other hosts need --http-token\n")
+        # A browser sends this header only from our own page's scripts: a form or a
+        # cross-site fetch cannot add it without a CORS preflight we never grant.
+        if request.headers.get(CSRF_HEADER) != "1":
+            raise web.HTTPForbidden(text=f"actions need the header {CSRF_HEADER}: 1\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.host:
+            raise web.HTTPForbidden(text="cross-origin action refused\n")
+
+    # -- pages, metrics, health ---------------------------------------------------
+
+    def _page(self, name: str, ctype: str) -> Handler:
+        body = (STATIC / name).read_bytes()
+
+        async def page(request: web.Request) -> web.StreamResponse:
+            return web.Response(
+                body=body, content_type=ctype, charset="utf-8", headers=_PAGE_HEADERS
+            )
+
+        return page
+
+    async def _prometheus(self, request: web.Request) -> web.StreamResponse:
+        body = prometheus_text(self.registry)
+        return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TYPE})
+
+    async def _healthz(self, request: web.Request) -> web.StreamResponse:
+        lag = time.monotonic() - self.last_tick
+        if lag > 10:
+            return _plain(503, f"event loop stalled: last tick {lag:.0f} s ago\n")
+        return _plain(200, "ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.StreamResponse:
+        if not self.server.ready:
+            return _plain(503, f"not ready: {self.server.loading}\n")
+        return _plain(200, "ready\n")
+
+    # -- live events ------------------------------------------------------------
+
+    async def _start_ticker(self, app: web.Application) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _stop_ticker(self, app: web.Application) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for queue in self.ticks:
+            queue.put_nowait({})  # ends each open event stream
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.last_tick = time.monotonic()
+            point = self.history.sample()
+            if self.ticks:
+                message = {"point": list(point), "status": self.api.status()}
+                for queue in self.ticks:
+                    if queue.qsize() < 5:  # a slow reader skips ticks, never grows memory
+                        queue.put_nowait(message)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: one ``tick`` a second with the newest chart point and counts."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.ticks.append(queue)
+        try:
+            await response.write(b"retry: 2000\n\n")
+            while message := await queue.get():
+                await response.write(
+                    b"event: tick\ndata: " + json.dumps(message).encode() + b"\n\n"
+                )
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.ticks.remove(queue)
+        return response
+
+
+_PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def _plain(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})

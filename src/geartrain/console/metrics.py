@@ -1,0 +1,267 @@
+"""Prometheus metrics: gearman-exporter's gauges, per-function outcomes and latency histograms.
+
+The gauges keep the names of the widely used gearman-exporter
+(``gearman_jobs``, ``gearman_jobs_running``, ``gearman_jobs_waiting``,
+``gearman_workers``, ``gearman_up``) so existing dashboards work.  Counters and
+histograms are kept incrementally by :class:`JobMetrics`, the core's observer,
+so a scrape only formats numbers.  With very many function names, only the
+busiest ``max_functions`` get their own label; the rest are summed under
+``function="~other"``, which keeps a scrape bounded (100,000 names stay cheap).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+from ..__about__ import __version__
+from ..server.core import JobServer
+from ..server.jobs import Function, Job
+from ..server.persistence import StoreWriter
+
+__all__ = ["EVENTS", "JobMetrics", "prometheus_text", "registry"]
+
+PRIORITIES = ("high", "normal", "low")
+OUTCOMES = ("completed", "failed", "exceptions", "timed_out", "dropped", "cancelled")
+EVENTS = ("submitted", "completed", "failed", "exception", "timed_out", "requeued", "cancelled")
+_EVENT_INDEX = {kind: i for i, kind in enumerate(EVENTS)}
+_FINISHED = frozenset(("completed", "failed", "exception", "timed_out"))
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+OTHER = "~other"
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+class _Histogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def add(self, other: _Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return out
+
+
+class _FunctionStats:
+    __slots__ = ("events", "wait", "run")
+
+    def __init__(self) -> None:
+        self.events = [0] * len(EVENTS)
+        self.wait = _Histogram()
+        self.run = _Histogram()
+
+    def add(self, other: _FunctionStats) -> None:
+        self.events = [a + b for a, b in zip(self.events, other.events, strict=True)]
+        self.wait.add(other.wait)
+        self.run.add(other.run)
+
+
+class JobMetrics:
+    """The core's observer: counts each job event per function, times waits and runs."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.functions: dict[bytes, _FunctionStats] = {}
+
+    def event(self, job: Job, kind: str) -> None:
+        name = job.function.name
+        stats = self.functions.get(name)
+        if stats is None:
+            stats = self.functions[name] = _FunctionStats()
+        stats.events[_EVENT_INDEX[kind]] += 1
+        if kind in _FINISHED and job.started_at:
+            stats.wait.observe(max(0.0, job.started_at - job.created_at))
+            stats.run.observe(max(0.0, self.clock() - job.started_at))
+
+    def bounded(self, limit: int) -> dict[str, _FunctionStats]:
+        """Per-function stats with at most ``limit`` labels, the rest summed as "~other"."""
+        if len(self.functions) <= limit:
+            return {_name(k): v for k, v in self.functions.items()}
+        top = heapq.nlargest(limit, self.functions.items(), key=lambda kv: kv[1].events[0])
+        kept = {k for k, _ in top}
+        other = _FunctionStats()
+        for k, v in self.functions.items():
+            if k not in kept:
+                other.add(v)
+        return {_name(k): v for k, v in top} | {OTHER: other}
+
+
+def _bounded_functions(core: JobServer, limit: int) -> list[tuple[str, Function]]:
+    functions: Iterable[Function] = core.functions.values()
+    if len(core.functions) > limit:
+        functions = heapq.nlargest(limit, functions, key=lambda f: f.total)
+    return [(_name(f.name), f) for f in functions]
+
+
+class _Collector:
+    """Reads the core and the observer at scrape time."""
+
+    def __init__(
+        self,
+        core: JobServer,
+        metrics: JobMetrics,
+        writer: Callable[[], StoreWriter | None],
+        max_functions: int,
+    ) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.writer = writer
+        self.max_functions = max_functions
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._queue_gauges()
+        yield from self._server_metrics()
+        yield from self._per_function()
+        yield from self._store_metrics()
+
+    def _queue_gauges(self) -> Iterator[Any]:
+        by_function = [
+            ("gearman_jobs", "Jobs of the function: queued, scheduled and running."),
+            ("gearman_jobs_running", "Jobs of the function running on a worker."),
+            ("gearman_jobs_waiting", "Jobs of the function waiting for a worker."),
+            ("gearman_workers", "Worker registrations for the function."),
+        ]
+        families = {
+            name: GaugeMetricFamily(name, text, labels=["function"]) for name, text in by_function
+        }
+        queued = GaugeMetricFamily(
+            "geartrain_jobs_queued", "Queued jobs by priority.", labels=["function", "priority"]
+        )
+        for name, f in _bounded_functions(self.core, self.max_functions):
+            families["gearman_jobs"].add_metric([name], f.total)
+            families["gearman_jobs_running"].add_metric([name], f.running)
+            families["gearman_jobs_waiting"].add_metric([name], f.total - f.running)
+            families["gearman_workers"].add_metric([name], len(f.workers))
+            for priority, count in zip(PRIORITIES, f.queued, strict=True):
+                queued.add_metric([name, priority], count)
+        yield from families.values()
+        yield queued
+
+    def _server_metrics(self) -> Iterator[Any]:
+        core = self.core
+        yield GaugeMetricFamily("gearman_up", "The job server answers.", value=1)
+        info = GaugeMetricFamily("gearman_version_info", "Server version.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        level = GaugeMetricFamily(
+            "geartrain_store_durability_info",
+            "What an acknowledged background job survives: crash, power or memory.",
+            labels=["level"],
+        )
+        level.add_metric([core.config.durability], 1)
+        yield level
+        yield GaugeMetricFamily("geartrain_connections", "Open connections.", value=len(core.peers))
+        stats = core.stats
+        outcomes = CounterMetricFamily(
+            "geartrain_jobs_finished", "Jobs that ended, by outcome.", labels=["outcome"]
+        )
+        for outcome in OUTCOMES:
+            outcomes.add_metric([outcome], getattr(stats, outcome))
+        yield outcomes
+        for name, text, value in (
+            ("geartrain_jobs_created", "Jobs created (not counting coalesced).", stats.created),
+            ("geartrain_jobs_coalesced", "Submissions joined to an existing job.", stats.coalesced),
+            ("geartrain_jobs_requeued", "Jobs requeued after losing their worker.", stats.requeued),
+            ("geartrain_jobs_restored", "Jobs loaded from the store at start.", stats.restored),
+            ("geartrain_jobs_retried", "Attempts scheduled by a retry policy.", stats.retried),
+        ):
+            yield CounterMetricFamily(name, text, value=value)
+        limits = CounterMetricFamily(
+            "geartrain_limit_reached", "Times a resource limit was reached.", labels=["limit"]
+        )
+        for limit in ("connections", "input", "output", "queue"):
+            limits.add_metric([limit], getattr(stats, "limit_" + limit))
+        yield limits
+        failed = GaugeMetricFamily(
+            "geartrain_jobs_failed_stored",
+            "Background jobs in the failed-job set.",
+            labels=["function"],
+        )
+        for function, count in core.failed.counts.items():
+            failed.add_metric([_name(function)], count)
+        yield failed
+
+    def _per_function(self) -> Iterator[Any]:
+        per = self.metrics.bounded(self.max_functions)
+        events = CounterMetricFamily(
+            "geartrain_function_jobs",
+            "Job events per function: submitted, completed, failed, exception, timed_out, "
+            "requeued (retried after losing its worker), cancelled.",
+            labels=["function", "event"],
+        )
+        wait = HistogramMetricFamily(
+            "geartrain_job_queue_wait_seconds",
+            "Time from submission until a worker took the job, per function.",
+            labels=["function"],
+        )
+        run = HistogramMetricFamily(
+            "geartrain_job_run_seconds",
+            "Time a worker spent on a job until it ended, per function.",
+            labels=["function"],
+        )
+        for name, s in per.items():
+            for kind, count in zip(EVENTS, s.events, strict=True):
+                events.add_metric([name, kind], count)
+            wait.add_metric([name], s.wait.buckets(), s.wait.total)
+            run.add_metric([name], s.run.buckets(), s.run.total)
+        yield events
+        yield wait
+        yield run
+
+    def _store_metrics(self) -> Iterator[Any]:
+        writer = self.writer()
+        if writer is None:
+            return
+        yield GaugeMetricFamily(
+            "geartrain_store_up", "The store accepts writes.", value=int(not writer.outage)
+        )
+        yield CounterMetricFamily(
+            "geartrain_store_writes", "Store transactions.", value=writer.writes
+        )
+        yield GaugeMetricFamily(
+            "geartrain_store_pending", "Jobs waiting to be written.", value=writer.pending
+        )
+
+
+def registry(
+    core: JobServer,
+    metrics: JobMetrics,
+    writer: Callable[[], StoreWriter | None],
+    max_functions: int = 1000,
+) -> CollectorRegistry:
+    """A registry with the server's metrics and the ``process_*`` collector."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Collector(core, metrics, writer, max_functions))
+    ProcessCollector(registry=reg)
+    return reg
+
+
+def prometheus_text(reg: CollectorRegistry) -> bytes:
+    data: bytes = generate_latest(reg)
+    return data

@@ -1,0 +1,62 @@
+"""A real server with the operations listener, and small HTTP helpers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from serverproc import ServerProc, free_port
+
+
+@dataclass
+class Console:
+    server: ServerProc
+    port: int
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            reply = conn.getresponse()
+            return reply.status, dict(reply.getheaders()), reply.read()
+        finally:
+            conn.close()
+
+    def get(self, path: str) -> Any:
+        status, _, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return json.loads(body)
+
+    def act(self, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+        sent = {"X-Geartrain-Console": "1", **headers}
+        data = json.dumps(body) if body is not None else None
+        status, _, reply = self.request("POST", path, data, sent)
+        try:
+            return status, json.loads(reply)
+        except ValueError:
+            return status, reply.decode()
+
+
+@pytest.fixture
+def start_console(start_server: Callable[..., ServerProc]) -> Callable[..., Console]:
+    def start(*args: str) -> Console:
+        port = free_port()
+        return Console(start_server("geartrain", ["--console-port", str(port), *args]), port)
+
+    return start
+
+
+@pytest.fixture
+def console(start_console: Callable[..., Console]) -> Console:
+    return start_console()
