@@ -289,6 +289,8 @@ class ClusterHooks(Protocol):
 
     def status_unique(self, peer: Peer, unique: bytes) -> bool:
         """GET_STATUS_UNIQUE of a unique key not held here: True if the cluster answers it."""
+
+
 class Observer(Protocol):
     """Who hears of each job's events (the operations console's metrics).
 
