@@ -25,6 +25,7 @@ from ..__about__ import __version__
 from ..server.app import ServerApp
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import setup_logging
+from ..server.settings import load_settings
 from ..store import Store
 
 log = logging.getLogger("geartrain.server")
@@ -141,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics (Prometheus), /status.json and a dashboard on this port",
     )
     ext.add_argument(
+        "--settings", metavar="FILE", help="TOML settings file ([access] rules), reread on SIGHUP"
+    )
+    ext.add_argument(
+        "--ssl-handshake-timeout",
+        type=float,
+        default=ServerConfig.tls_handshake_timeout,
+        help="seconds a TLS peer has to finish its handshake (10)",
+    )
+    ext.add_argument(
         "--allow-remote-shutdown",
         action="store_true",
         help="accept the `shutdown` admin command from non-loopback peers",
@@ -187,6 +197,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
         allow_remote_shutdown=ns.allow_remote_shutdown,
+        settings_path=ns.settings,
+        tls_handshake_timeout=ns.ssl_handshake_timeout,
     )
 
 
@@ -288,10 +300,13 @@ def _prepare(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerA
     try:
         config = config_from_args(ns)
         ssl_context = _ssl_context(ns)
+        settings = load_settings(ns.settings) if ns.settings else None
         store, description = _open_store(ns)
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
-    return ServerApp(config, store, ssl_context=ssl_context, store_description=description)
+    return ServerApp(
+        config, store, ssl_context=ssl_context, store_description=description, settings=settings
+    )
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

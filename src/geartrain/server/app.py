@@ -23,6 +23,7 @@ from .core import JobServer
 from .logs import NOTICE, LogTarget
 from .network import Network, is_loopback
 from .persistence import StoreWriter
+from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["ServerApp"]
 
@@ -40,18 +41,21 @@ class ServerApp:
         log_target: LogTarget | None = None,
         ssl_context: ssl.SSLContext | None = None,
         store_description: str = "memory only (-q builtin)",
+        settings: Settings | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.log_target = log_target
         self.ssl_context = ssl_context
         self.store_description = store_description
+        self.settings = settings
         self.core: JobServer | None = None
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
         self.listeners: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Future[None] | None = None
         self.on_listening: Callable[[], None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
 
     @property
     def verbose(self) -> str:
@@ -63,6 +67,8 @@ class ServerApp:
         self._stop = loop.create_future()
         core = self.core = JobServer(self.config, call_later=loop.call_later)
         core.on_shutdown = self.shutdown
+        if self.settings is not None:
+            core.apply_access(self.settings.access)
         admin = AdminCommands(core, lambda: self.verbose)
         self.network = Network(core, admin, self.config)
         try:
@@ -90,13 +96,22 @@ class ServerApp:
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.network is not None
         config = self.config
+        factory: Callable[[], asyncio.BaseProtocol] = self.network.protocol_factory
+        if self.ssl_context is not None:
+            from .handshake import TlsHandshake, TlsRefusals
+
+            network, context, refusals = self.network, self.ssl_context, TlsRefusals()
+            timeout, tasks = config.tls_handshake_timeout, self._handshakes
+
+            def factory() -> asyncio.BaseProtocol:
+                return TlsHandshake(network, context, timeout, refusals, tasks)
+
         server = await loop.create_server(
-            self.network.protocol_factory,
+            factory,
             host=config.host,
             port=config.port,
             backlog=config.backlog,
             reuse_address=True,
-            ssl=self.ssl_context,
         )
         self.listeners.append(server)
         addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
@@ -129,17 +144,34 @@ class ServerApp:
             signal.SIGTERM: lambda: self.shutdown(False),
             signal.SIGINT: lambda: self.shutdown(False),
             signal.SIGUSR1: lambda: self.shutdown(True),
-            signal.SIGHUP: self._reopen_log,
+            signal.SIGHUP: self._hangup,
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
         # Writes to a closed socket must fail with an error, not kill the process.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
+    def _hangup(self) -> None:
+        self._reopen_log()
+        self._reload_settings()
+
     def _reopen_log(self) -> None:
         if self.log_target is not None:
             self.log_target.reopen()
         log.log(NOTICE, "Log file reopened")
+
+    def _reload_settings(self) -> None:
+        """Read the settings file again; a bad one changes nothing."""
+        path = self.config.settings_path
+        if path is None or self.core is None:
+            return
+        try:
+            self.settings = load_settings(path)
+        except SettingsError as error:
+            log.error("%s; the previous settings stay", error)
+            return
+        self.core.apply_access(self.settings.access)
+        log.log(NOTICE, "Settings reloaded from %s", path)
 
     def shutdown(self, graceful: bool) -> None:
         """Stop now, or (graceful) stop listening and stop once no job is left."""
@@ -161,6 +193,8 @@ class ServerApp:
     async def _close(self) -> None:
         for listener in self.listeners:
             listener.close()
+        for task in list(self._handshakes):
+            task.cancel()
         if self.network is not None:
             self.network.flush()
             self.network.close_all()

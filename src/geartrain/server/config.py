@@ -50,3 +50,7 @@ class ServerConfig:
     """Serve /metrics, /status.json and a dashboard on this port (same address); 0: off."""
     allow_remote_shutdown: bool = False
     """Accept the `shutdown` admin command from non-loopback peers."""
+    settings_path: str | None = None
+    """The TOML settings file (``--settings``), read again on SIGHUP."""
+    tls_handshake_timeout: float = 10.0
+    """Seconds a TLS peer has to complete its handshake (asyncio's default is 60)."""

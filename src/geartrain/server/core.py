@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import heapq
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
+from .access import ANONYMOUS, AccessRules, RefusalLog
 from .config import ServerConfig
 from .jobs import Function, Job, JobState, Peer, Persister, Priority, Stats
 from .logs import NOTICE
@@ -33,6 +35,7 @@ from .replies import (
     ERR_NO_JOB_EXCEPTION,
     ERR_NO_JOB_RESULT,
     ERR_OPTION,
+    ERR_PERMISSION,
     ERR_QUEUE_FULL,
     ERR_UNIQUE,
     NO_JOB,
@@ -95,6 +98,10 @@ class JobServer:
         self.next_store_id = 1
         self.on_idle: Callable[[], None] | None = None  # called when the last job leaves
         self.on_shutdown: Callable[[bool], None] | None = None  # set by the app
+        # Access rules (see .access); None when there are none: nothing is checked.
+        self.access: AccessRules | None = None
+        self.random_handles = False
+        self.refusals = RefusalLog()
         self._epoch_heap: list[tuple[int, int, Job]] = []
         self._epoch_timer: Any = None
         self._epoch_seq = 0
@@ -108,6 +115,8 @@ class JobServer:
 
     def connect(self, peer: Peer) -> None:
         peer.exceptions = self.config.exceptions
+        if self.access is not None:
+            peer.identity = self.access.identify(peer.host, peer.names)
         self.peers[peer] = None
 
     def disconnect(self, peer: Peer) -> None:
@@ -170,32 +179,36 @@ class JobServer:
         if len(unique) > MAX_UNIQUE:
             peer.send(ERR_UNIQUE)
             return None
+        access = self.access
+        if access is not None and not access.may("submit", peer.identity, name):
+            self.refused(peer, "submit", name)
+            peer.send(ERR_PERMISSION)
+            return None
         f = self.functions.get(name) or self.function(name)
+        index = bool(unique)
         if unique:
             existing = self._find_unique(f, unique, data)
             if existing is not None:
-                self.stats.coalesced += 1
-                self._coalesce(existing, peer, background)
-                return existing
+                if access is None or access.joins(existing.owner, peer.identity):
+                    self.stats.coalesced += 1
+                    self._coalesce(existing, peer, background)
+                    return existing
+                # Another identity's job: this one runs on its own and the key
+                # stays with the first, so nobody joins a stranger's job.
+                index = False
         limits = f.max_queue
         if limits is not None and limits[priority] and f.total >= limits[priority]:
             peer.send(ERR_QUEUE_FULL)
             return None
-        self.handle_count += 1
         self.stats.created += 1
-        job = Job(
-            self.handle_prefix + str(self.handle_count).encode(),
-            f,
-            unique,
-            data,
-            priority,
-            background,
-        )
+        job = Job(self._new_handle(), f, unique, data, priority, background)
         job.when = when
         job.reducer = reducer
+        if access is not None:
+            job.owner = peer.identity
         self.jobs[job.handle] = job
         f.total += 1
-        if unique:
+        if index:
             if unique == b"-":
                 f.by_data[data] = job
             else:
@@ -236,6 +249,14 @@ class JobServer:
             job.waiters.append(peer)
         else:
             peer.send(HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle)
+
+    def _new_handle(self) -> bytes:
+        self.handle_count += 1
+        handle = self.handle_prefix + str(self.handle_count).encode()
+        if self.random_handles:
+            # Some status queries are refused: a handle must not be guessable.
+            handle += b"-" + secrets.token_hex(8).encode()
+        return handle
 
     def _take_store_id(self) -> int:
         self.next_store_id += 1
@@ -306,9 +327,8 @@ class JobServer:
         count = 0
         for s in stored:
             f = self.function(s.function)
-            self.handle_count += 1
             job = Job(
-                self.handle_prefix + str(self.handle_count).encode(),
+                self._new_handle(),
                 f,
                 s.unique,
                 s.data,
@@ -411,6 +431,11 @@ class JobServer:
     # -- workers --------------------------------------------------------------
 
     def _can_do(self, peer: Peer, name: bytes, timeout: int) -> None:
+        if self.access is not None and not self.access.may("work", peer.identity, name):
+            # No reply: CAN_DO has none, and an ERROR would be read by libgearman
+            # workers as the answer to their next GRAB_JOB.
+            self.refused(peer, "work", name)
+            return
         f = self.function(name)
         peer.abilities.insert(0, (f, timeout))
         f.workers.append(peer)
@@ -670,7 +695,7 @@ class JobServer:
 
     def _h_get_status(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle = args[0][: MAX_HANDLE - 1]
-        job = self.jobs.get(handle)
+        job = self._status_job(peer, self.jobs.get(handle))
         if job is None or job.state is PENDING:
             reply = (handle, b"0", b"0", b"0", b"0")
         else:
@@ -691,6 +716,7 @@ class JobServer:
             if job is not None and job.state is not PENDING:
                 break
             job = None
+        job = self._status_job(peer, job)
         if job is None:
             reply = (unique, b"0", b"0", b"0", b"0", b"0")
         else:
@@ -703,6 +729,14 @@ class JobServer:
                 str(len(job.clients or ())).encode(),
             )
         peer.send(pack(RES, T.STATUS_RES_UNIQUE, reply))
+
+    def _status_job(self, peer: Peer, job: Job | None) -> Job | None:
+        """The job, or None (answered as unknown) if the rules hide its status."""
+        access = self.access
+        if job is None or access is None or access.may("status", peer.identity, job.function.name):
+            return job
+        self.refused(peer, "status", job.function.name)
+        return None
 
     def _h_echo_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         peer.send(frame(RES, T.ECHO_RES, args))
@@ -754,6 +788,39 @@ class JobServer:
             return True
         self._remove(job)
         return True
+
+    # -- access control -------------------------------------------------------------
+
+    def apply_access(self, rules: AccessRules) -> None:
+        """New access rules, for new requests: every peer is identified anew, and
+        registrations the rules no longer allow are dropped (jobs already running
+        there finish; nobody is disconnected)."""
+        access = self.access = rules if rules.active else None
+        self.random_handles = rules.restricts_status
+        for peer in self.peers:
+            if access is None:
+                peer.identity = ANONYMOUS
+                continue
+            peer.identity = access.identify(peer.host, peer.names)
+            for f, _t in list(peer.abilities):
+                if not access.may("work", peer.identity, f.name):
+                    peer.abilities = [a for a in peer.abilities if a[0] is not f]
+                    while peer in f.workers:
+                        f.workers.remove(peer)
+                    f.sleepers.pop(peer, None)
+
+    def refused(self, peer: Peer, kind: str, what: bytes) -> None:
+        """Count and (rate-limited) log a request the rules refused."""
+        stats = self.stats
+        if kind == "submit":
+            stats.refused_submit += 1
+        elif kind == "work":
+            stats.refused_work += 1
+        elif kind == "status":
+            stats.refused_status += 1
+        else:
+            stats.refused_admin += 1
+        self.refusals.note(kind, peer.identity, peer.host, what)
 
     def drop_function(self, f: Function) -> None:
         del self.functions[f.name]

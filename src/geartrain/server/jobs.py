@@ -57,6 +57,7 @@ class Job:
         "timer",
         "waiters",
         "ignored",
+        "owner",
     )
 
     def __init__(
@@ -91,6 +92,8 @@ class Job:
         self.waiters: list[Peer] | None = None
         # Cancelled or abandoned while running: the worker's result is dropped.
         self.ignored = False
+        # The submitter's identity, when access rules decide who may coalesce.
+        self.owner = ""
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -162,6 +165,8 @@ class Peer:
         "jobs",
         "attached",
         "closed",
+        "names",
+        "identity",
     )
 
     def __init__(
@@ -186,6 +191,10 @@ class Peer:
         self.jobs: set[Job] = set()  # jobs this worker is running
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False
+        # TLS client certificate names (set by the I/O layer), and the identity
+        # the access rules give this peer (set by the core).
+        self.names: tuple[str, ...] = ()
+        self.identity = "anonymous"
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
@@ -202,6 +211,10 @@ STAT_NAMES = (
     "timed_out",
     "cancelled",
     "restored",
+    "refused_submit",
+    "refused_work",
+    "refused_status",
+    "refused_admin",
 )
 """The counters of :class:`Stats`, in the order metrics list them."""
 
@@ -215,6 +228,8 @@ class Stats:
         self.created = self.coalesced = self.completed = self.failed = 0
         self.exceptions = self.requeued = self.dropped = self.timed_out = 0
         self.cancelled = self.restored = 0
+        # Requests the access rules refused, by kind.
+        self.refused_submit = self.refused_work = self.refused_status = self.refused_admin = 0
 
 
 class Persister(Protocol):
