@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..__about__ import __version__
+from .access import KINDS
 from .core import JobServer
 from .jobs import STAT_NAMES
 from .persistence import StoreWriter
@@ -224,6 +225,12 @@ class _Collector:
             ("geartrain_jobs_restored", "Jobs loaded from the store at start.", stats.restored),
         ):
             yield CounterMetricFamily(name, text, value=value)
+        refused = CounterMetricFamily(
+            "geartrain_access_refused", "Requests the access rules refused.", labels=["kind"]
+        )
+        for kind in KINDS:
+            refused.add_metric([kind], getattr(stats, "refused_" + kind))
+        yield refused
         writer = self.metrics.writer
         if writer is not None:
             yield GaugeMetricFamily(
