@@ -100,4 +100,6 @@ def _reason(error: BaseException, timeout: float) -> str:
         return error.reason or str(error)
     if isinstance(error, TimeoutError) or "longer than" in str(error):
         return f"no handshake within {timeout:g} s"
+    if isinstance(error, ConnectionError):
+        return "the peer closed the connection during the handshake"
     return str(error) or type(error).__name__
