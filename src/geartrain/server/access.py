@@ -32,10 +32,11 @@ import fnmatch
 import ipaddress
 import logging
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .logs import LogThrottle
 
 __all__ = [
     "ACTIONS",
@@ -192,7 +193,9 @@ class AccessRules:
     anonymous: Rights = field(default_factory=Rights.everything)
     coalesce_any: bool = False
     active: bool = False
-    _cache: dict[tuple[str, str, bytes], bool] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str, bytes], bool] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def from_toml(cls, table: Mapping[str, Any] | None) -> AccessRules:
@@ -317,27 +320,17 @@ def certificate_names(peercert: Mapping[str, Any] | None) -> tuple[str, ...]:
 
 
 class RefusalLog:
-    """One log line per identity, kind and function per ``interval`` seconds, so
-    a peer retrying a refused request in a loop cannot flood the log."""
+    """Logs refused requests: one line per identity, kind and function a minute."""
 
-    def __init__(self, interval: float = 60.0, clock: Any = time.monotonic) -> None:
-        self.interval = interval
-        self.clock = clock
-        self._last: dict[tuple[str, str, bytes], float] = {}
+    def __init__(self) -> None:
+        self.throttle = LogThrottle()
 
     def note(self, kind: str, identity: str, host: str, function: bytes) -> None:
-        now = self.clock()
-        key = (kind, identity, function)
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            return
-        if len(self._last) >= _CACHE_LIMIT:
-            self._last.clear()
-        self._last[key] = now
-        log.warning(
-            "Refused %s %s for %s from %s",
-            kind,
-            function.decode(errors="replace"),
-            identity,
-            host,
-        )
+        if self.throttle.due((kind, identity, function)):
+            log.warning(
+                "Refused %s %s for %s from %s",
+                kind,
+                function.decode(errors="replace"),
+                identity,
+                host,
+            )

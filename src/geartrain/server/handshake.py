@@ -17,34 +17,25 @@ import asyncio
 import logging
 import socket
 import ssl
-import time
 from typing import Any, cast
 
+from .logs import LogThrottle
 from .network import Network
 
 __all__ = ["TlsHandshake", "TlsRefusals"]
 
 log = logging.getLogger("geartrain.server.tls")
 
-_LOG_INTERVAL = 60.0
-
 
 class TlsRefusals:
-    """Refused handshakes: a count, and when each reason was last logged."""
+    """Logs refused handshakes: one line per reason a minute."""
 
     def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.count = 0
+        self.throttle = LogThrottle()
 
     def note(self, host: str, reason: str) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if now - self.last.get(reason, -_LOG_INTERVAL) < _LOG_INTERVAL:
-            return
-        if len(self.last) > 1000:
-            self.last.clear()
-        self.last[reason] = now
-        log.warning("Refused TLS handshake from %s: %s", host, reason)
+        if self.throttle.due(reason):
+            log.warning("Refused TLS handshake from %s: %s", host, reason)
 
 
 class TlsHandshake(asyncio.Protocol):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Hashable
 from typing import TextIO
 
-__all__ = ["NOTICE", "LogTarget", "level_for", "setup_logging"]
+__all__ = ["NOTICE", "LogTarget", "LogThrottle", "level_for", "setup_logging"]
 
 NOTICE = 25
 """gearmand's NOTICE sits between WARNING and INFO; Python has no such level."""
@@ -77,3 +79,22 @@ def setup_logging(target: str, verbose: str) -> LogTarget:
     root.setLevel(level_for(verbose))
     root.propagate = False
     return log_target
+
+
+class LogThrottle:
+    """At most one log line per key every ``interval`` seconds, so that a peer
+    repeating a refused request in a loop cannot flood the log."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[Hashable, float] = {}
+
+    def due(self, key: Hashable) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        if len(self._last) >= 65536:  # bounded, whatever peers send
+            self._last.clear()
+        self._last[key] = now
+        return True
