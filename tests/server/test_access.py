@@ -240,7 +240,8 @@ def test_acl_commands_as_gear() -> None:
     assert server.functions[b"thumb.small"].workers == []
     assert admin(server, conn(server), "acl self-revoke all") == b"ERR PERMISSION_DENIED\r\n"
     assert admin(server, ops, "acl revoke all newworker") == b"OK\r\n"
-    assert "newworker" not in admin(server, reader, "acl list").decode()
+    listing = admin(server, reader, "acl list").decode()
+    assert "newworker\tregister=None\tinvoke=None\tgrant=False" in listing
 
 
 def test_acl_commands_without_rules_are_disabled() -> None:

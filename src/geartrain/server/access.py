@@ -279,32 +279,20 @@ class AccessRules:
     # -- live changes (the acl admin commands) ----------------------------------------
 
     def changed(self, identity: str, **changes: Any) -> AccessRules:
-        """New rules in which ``identity`` (created, recognised by its certificate
-        name, if unknown) has ``changes``; an identity left with no rights and
-        no way to be recognised but its name is removed."""
+        """New rules in which ``identity`` has ``changes``; an identity not known
+        yet is created, recognised by a certificate name equal to it.  Identities
+        are never removed: one left with no rights still denies its peers
+        everything, where removing it would give them anonymous rights."""
         identities = dict(self.identities)
+        anonymous = self.anonymous
         if identity == ANONYMOUS:
-            anonymous = replace(self.anonymous, **changes)
+            anonymous = replace(anonymous, **changes)
         else:
-            anonymous = self.anonymous
             current = identities.get(identity) or Rights(
                 identity, certificates=frozenset({identity})
             )
-            updated = replace(current, **changes)
-            if _empty(updated):
-                identities.pop(identity, None)
-            else:
-                identities[identity] = updated
+            identities[identity] = replace(current, **changes)
         return AccessRules(identities, anonymous, self.coalesce_any, active=True)
-
-    def without(self, identity: str) -> AccessRules:
-        identities = {n: r for n, r in self.identities.items() if n != identity}
-        anonymous = Rights(ANONYMOUS) if identity == ANONYMOUS else self.anonymous
-        return AccessRules(identities, anonymous, self.coalesce_any, active=True)
-
-
-def _empty(rights: Rights) -> bool:
-    return not (rights.submit.globs or rights.work.globs or rights.status.globs or rights.admin)
 
 
 def certificate_names(peercert: Mapping[str, Any] | None) -> tuple[str, ...]:

@@ -5,9 +5,11 @@ and ``acl self-revoke VERB``, where VERB is gear's ``invoke`` (submit),
 ``register`` (work) or ``grant`` (the admin right to change rules), plus
 geartrain's ``status`` (and ``all`` for the revokes).  Unlike gear, patterns
 are globs (as in the settings file), a grant adds a pattern rather than
-replacing one, and an identity that does not exist yet is created, recognised
-by a certificate name equal to it.  Changes last until the settings file is
-read again (SIGHUP), which replaces them.
+replacing one, an identity that does not exist yet is created, recognised
+by a certificate name equal to it, and ``revoke all`` leaves the identity
+with no rights rather than removing it (its peers would become anonymous).
+Changes last until the settings file is read again (SIGHUP), which replaces
+them.
 """
 
 from __future__ import annotations
@@ -85,7 +87,12 @@ class AclCommands:
 
     def revoke(self, rules: AccessRules, verb: bytes, identity: str) -> bytes:
         if verb == b"all":
-            return self._apply(rules.without(identity))
+            nothing = Patterns([])
+            return self._apply(
+                rules.changed(
+                    identity, submit=nothing, work=nothing, status=nothing, admin=frozenset()
+                )
+            )
         if verb == b"grant":
             rights = _current(rules, identity)
             return self._apply(rules.changed(identity, admin=rights.admin - {"grant"}))
