@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -343,3 +344,16 @@ async def test_python_client_without_certificate_cannot_connect(
     with pytest.raises((ConnectionLost, ssl.SSLError, OSError)):
         async with Client([tls_server.address], ssl=pki.context(None)) as client:
             await client.echo(b"x")
+
+
+def test_a_bad_settings_file_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text('[access.identities.x]\nwork = "resize.*"\nadmin = ["everything"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "geartrain", "server", f"--settings={path}", "--check-args"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "[access.identities.x] admin: unknown action 'everything'" in result.stderr
