@@ -164,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "without one only loopback may act",
     )
     ext.add_argument(
+        "--settings", metavar="FILE", help="TOML settings file ([access] rules), reread on SIGHUP"
+    )
+    ext.add_argument(
+        "--ssl-handshake-timeout",
+        type=float,
+        default=ServerConfig.tls_handshake_timeout,
+        help="seconds a TLS peer has to finish its handshake (10)",
+    )
+    ext.add_argument(
         "--allow-remote-shutdown",
         action="store_true",
         help="accept the `shutdown` admin command from non-loopback peers",
@@ -255,6 +264,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         http_port=ns.http_port if (ns.protocol or "").lower() == "http" else 0,
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,
+        tls_handshake_timeout=ns.ssl_handshake_timeout,
     )
 
 

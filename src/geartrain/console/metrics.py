@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from ..__about__ import __version__
+from ..server.access import KINDS
 from ..server.core import JobServer
 from ..server.jobs import Function, Job
 from ..server.persistence import StoreWriter
@@ -198,6 +199,12 @@ class _Collector:
         for limit in ("connections", "input", "output", "queue"):
             limits.add_metric([limit], getattr(stats, "limit_" + limit))
         yield limits
+        refused = CounterMetricFamily(
+            "geartrain_access_refused", "Requests the access rules refused.", labels=["kind"]
+        )
+        for kind in KINDS:
+            refused.add_metric([kind], getattr(stats, "refused_" + kind))
+        yield refused
         failed = GaugeMetricFamily(
             "geartrain_jobs_failed_stored",
             "Background jobs in the failed-job set.",

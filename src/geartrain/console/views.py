@@ -81,7 +81,7 @@ def _worker_view(peer: Peer, now: float) -> dict[str, Any]:
         "fd": peer.fd,
         "address": peer.host,
         "client_id": text(peer.client_id),
-        "functions": [text(f.name) for f, _t in peer.abilities],
+        "functions": [text(f.name) for f in peer.functions()],
         "sleeping": peer.sleeping,
         "jobs": [job_view(j, now) for j in peer.jobs],
         "connected_seconds": round(now - peer.connected_at, 1) if peer.connected_at else None,

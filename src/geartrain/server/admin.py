@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 
 from ..__about__ import __version__
+from .access import ADMIN_COMMAND_ACTIONS
+from .acl_admin import AclCommands
 from .core import JobServer
 from .jobs import JobState, Peer
 from .replies import c_atoi
@@ -29,6 +31,7 @@ ERR_SHOW = b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
 ERR_BUSY = b"ERR there are still connected workers or executing clients\r\n"
 ERR_NO_FUNCTION = b"ERR function not found\r\n"
 ERR_SHUTDOWN_REMOTE = b"ERR PERMISSION_DENIED shutdown+is+accepted+only+from+loopback\r\n"
+ERR_DENIED = b"ERR PERMISSION_DENIED not+allowed+by+the+access+rules\r\n"
 
 _SPACES = re.compile(rb" +")
 _CONTROL = re.compile(rb"[\t\n\r]")
@@ -83,6 +86,7 @@ class AdminCommands:
             b"shutdown": self.shutdown,
             b"retry": self.failed_command,
             b"delete": self.failed_command,
+            b"acl": AclCommands(server).line,
         }
 
     def line(self, peer: Peer, line: bytes) -> bytes | None:
@@ -90,9 +94,18 @@ class AdminCommands:
         words = _SPACES.split(line)
         if len(words) > MAX_TOKENS:
             return None
-        command = self.commands.get(words[0].lower())
+        word = words[0].lower()
+        command = self.commands.get(word)
         if command is None:
             return _unknown(words[0])
+        access, action = self.server.access, ADMIN_COMMAND_ACTIONS.get(word)
+        if (
+            access is not None
+            and action is not None
+            and not access.may_admin(peer.identity, action)
+        ):
+            self.server.refused(peer, "admin", word)
+            return ERR_DENIED
         return command(peer, words)
 
     def workers(self, peer: Peer, words: list[bytes]) -> bytes:

@@ -79,6 +79,7 @@ class ServerApp:
         self.loading = "starting"
         self._http: list[web.AppRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
 
     @property
     def verbose(self) -> str:
@@ -152,14 +153,23 @@ class ServerApp:
         """Take the port; connections wait until `_start_serving`."""
         assert self.network is not None
         config = self.config
+        factory: Callable[[], asyncio.BaseProtocol] = self.network.protocol_factory
+        if self.ssl_context is not None:
+            from .handshake import TlsHandshake, TlsRefusals
+
+            network, context, refusals = self.network, self.ssl_context, TlsRefusals()
+            timeout, tasks = config.tls_handshake_timeout, self._handshakes
+
+            def factory() -> asyncio.BaseProtocol:
+                return TlsHandshake(network, context, timeout, refusals, tasks)
+
         try:
             server = await loop.create_server(
-                self.network.protocol_factory,
+                factory,
                 host=config.host,
                 port=config.port,
                 backlog=config.backlog,
                 reuse_address=True,
-                ssl=self.ssl_context,
                 start_serving=False,
             )
         except OSError as error:  # asyncio's text repeats the address; say it once
@@ -268,6 +278,8 @@ class ServerApp:
             self.core.recurring.close()
         for runner in self._http:
             await runner.cleanup()
+        for task in list(self._handshakes):
+            task.cancel()
         if self.network is not None:
             self.network.flush()
             self.network.close_all()

@@ -73,3 +73,5 @@ class ServerConfig:
     (see geartrain.store.durability); shown on the status page and /metrics."""
     settings_file: str | None = None
     """The TOML settings file (``--settings``): failure policies, schedules; reread on SIGHUP."""
+    tls_handshake_timeout: float = 10.0
+    """Seconds a TLS peer has to complete its handshake (asyncio's default is 60)."""

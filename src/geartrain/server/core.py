@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol import HEADER, PACKETS, REQ, RES, Packet, PacketType, frame, pack
 from ..store import StoredJob
+from .access import ANONYMOUS, AccessRules, RefusalLog
 from .config import ServerConfig
 from .failures import FailedJob, FailedJobs, failed_record, note_attempt
 from .failures import decode_outcomes as _decode_outcomes
@@ -37,6 +39,7 @@ from .replies import (
     ERR_NO_JOB_EXCEPTION,
     ERR_NO_JOB_RESULT,
     ERR_OPTION,
+    ERR_PERMISSION,
     ERR_QUEUE_FULL,
     ERR_UNIQUE,
     MAX_NUMBER,
@@ -117,6 +120,12 @@ class JobServer:
         self.next_store_id = 1
         self.on_idle: Callable[[], None] | None = None  # called when the last job leaves
         self.on_shutdown: Callable[[bool], None] | None = None  # set by the app
+        # Access rules (see .access); None when there are none: nothing is checked.
+        self.access: AccessRules | None = None
+        self.random_handles = False
+        self._entropy = b""
+        self._entropy_at = 0
+        self.refusals = RefusalLog()
         self._epoch_heap: list[tuple[float, int, Job]] = []
         self._epoch_timer: Any = None
         self._epoch_seq = 0
@@ -138,12 +147,15 @@ class JobServer:
         self.failed.max_age = settings.failed_max_age
         self.failed.expire()
         self.recurring.set(settings.schedules)
+        self.apply_access(settings.access)
 
     # -- connections ------------------------------------------------------
 
     def connect(self, peer: Peer) -> None:
         peer.exceptions = self.config.exceptions
         peer.connected_at = self.clock()
+        if self.access is not None:
+            peer.identity = self.access.identify(peer.host, peer.names)
         self.peers[peer] = None
 
     def disconnect(self, peer: Peer) -> None:
@@ -206,15 +218,24 @@ class JobServer:
         if len(unique) > MAX_UNIQUE:
             peer.send(ERR_UNIQUE)
             return None
+        access = self.access
+        if access is not None and not access.may("submit", peer.identity, name):
+            self.refused(peer, "submit", name)
+            peer.send(ERR_PERMISSION)
+            return None
         f = self.functions.get(name) or self.function(name)
         # A shared job coalesces in the cluster's store, not here.
-        local_unique = bool(unique) and not (background and self.cluster is not None)
-        if local_unique:
+        index = bool(unique) and not (background and self.cluster is not None)
+        if index:
             existing = self._find_unique(f, unique, data)
             if existing is not None:
-                self.stats.coalesced += 1
-                self._coalesce(existing, peer, background)
-                return existing
+                if access is None or access.joins(existing.owner, peer.identity):
+                    self.stats.coalesced += 1
+                    self._coalesce(existing, peer, background)
+                    return existing
+                # Another identity's job: this one runs on its own and the key
+                # stays with the first, so nobody joins a stranger's job.
+                index = False
         limits = f.max_queue
         if limits is not None and limits[priority] and f.total >= limits[priority]:
             peer.send(ERR_QUEUE_FULL)
@@ -222,25 +243,19 @@ class JobServer:
         if self._over_job_limits(len(data)):
             peer.send(ERR_QUEUE_FULL)
             return None
-        self.handle_count += 1
         self.stats.created += 1
-        job = Job(
-            self.handle_prefix + str(self.handle_count).encode(),
-            f,
-            unique,
-            data,
-            priority,
-            background,
-        )
+        job = Job(self._new_handle(), f, unique, data, priority, background)
         job.when = when
         job.reducer = reducer
         job.created_at = self.clock()
+        if access is not None:
+            job.owner = peer.identity
         self.jobs[job.handle] = job
         self.job_bytes += len(data)
         if self.observer is not None:
             self.observer.event(job, "submitted")
         f.total += 1
-        if local_unique:
+        if index:
             if unique == b"-":
                 f.by_data[data] = job
             else:
@@ -292,6 +307,20 @@ class JobServer:
             job.waiters.append(peer)
         else:
             peer.send(HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle)
+
+    def _new_handle(self) -> bytes:
+        self.handle_count += 1
+        handle = self.handle_prefix + str(self.handle_count).encode()
+        if self.random_handles:
+            # Some status queries are refused: a handle must not be guessable.
+            # 64 random bits, from a 4 KiB draw of the OS's CSPRNG (one system
+            # call per 512 handles rather than one each).
+            at = self._entropy_at
+            if at + 8 > len(self._entropy):
+                self._entropy, at = os.urandom(4096), 0
+            self._entropy_at = at + 8
+            handle += b"-" + self._entropy[at : at + 8].hex().encode()
+        return handle
 
     def _take_store_id(self) -> int:
         self.next_store_id += 1
@@ -447,15 +476,14 @@ class JobServer:
     def _restored_handle(self, handle: bytes) -> bytes:
         """A kept handle (new numbers then go past it), or a new one."""
         if not handle:
-            self.handle_count += 1
-            return self.handle_prefix + str(self.handle_count).encode()
+            return self._new_handle()
         self.saw_handle(handle)
         return handle
 
     def saw_handle(self, handle: bytes) -> None:
         """A handle of ours from the store: never hand out its number again."""
         if handle.startswith(self.handle_prefix):
-            tail = handle[len(self.handle_prefix) :]
+            tail = handle[len(self.handle_prefix) :].split(b"-", 1)[0]  # random suffix
             if tail.isdigit():
                 self.handle_count = max(self.handle_count, int(tail))
 
@@ -601,6 +629,11 @@ class JobServer:
     # -- workers --------------------------------------------------------------
 
     def _can_do(self, peer: Peer, name: bytes, timeout: int) -> None:
+        if self.access is not None and not self.access.may("work", peer.identity, name):
+            # No reply: CAN_DO has none, and an ERROR would be read by libgearman
+            # workers as the answer to their next GRAB_JOB.
+            self.refused(peer, "work", name)
+            return
         f = self.function(name)
         # A repeated CAN_DO updates the registration rather than adding a second
         # one (gearmand adds one, listed twice, and each GRAB_JOB walks them all).
@@ -1005,6 +1038,7 @@ class JobServer:
         job = self.jobs.get(handle)
         if job is None and self.cluster is not None and self.cluster.status(peer, handle):
             return
+        job = self._status_job(peer, job)
         if job is None or job.state is PENDING:
             reply = (handle, b"0", b"0", b"0", b"0")
         else:
@@ -1027,6 +1061,7 @@ class JobServer:
             job = None
         if job is None and self.cluster is not None and self.cluster.status_unique(peer, unique):
             return
+        job = self._status_job(peer, job)
         if job is None:
             reply = (unique, b"0", b"0", b"0", b"0", b"0")
         else:
@@ -1039,6 +1074,14 @@ class JobServer:
                 str(len(job.clients or ())).encode(),
             )
         peer.send(pack(RES, T.STATUS_RES_UNIQUE, reply))
+
+    def _status_job(self, peer: Peer, job: Job | None) -> Job | None:
+        """The job, or None (answered as unknown) if the rules hide its status."""
+        access = self.access
+        if job is None or access is None or access.may("status", peer.identity, job.function.name):
+            return job
+        self.refused(peer, "status", job.function.name)
+        return None
 
     def _h_echo_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         peer.send(frame(RES, T.ECHO_RES, args))
@@ -1104,6 +1147,37 @@ class JobServer:
             return True
         self._remove(job)
         return True
+
+    # -- access control -------------------------------------------------------------
+
+    def apply_access(self, rules: AccessRules) -> None:
+        """New access rules, for new requests: every peer is identified anew, and
+        registrations the rules no longer allow are dropped (jobs already running
+        there finish; nobody is disconnected)."""
+        access = self.access = rules if rules.active else None
+        self.random_handles = rules.restricts_status
+        for peer in self.peers:
+            if access is None:
+                peer.identity = ANONYMOUS
+                continue
+            peer.identity = access.identify(peer.host, peer.names)
+            for f in [f for f in peer.abilities if not access.may("work", peer.identity, f.name)]:
+                del peer.abilities[f]
+                f.workers.pop(peer, None)
+                f.sleepers.pop(peer, None)
+
+    def refused(self, peer: Peer, kind: str, what: bytes) -> None:
+        """Count and (rate-limited) log a request the rules refused."""
+        stats = self.stats
+        if kind == "submit":
+            stats.refused_submit += 1
+        elif kind == "work":
+            stats.refused_work += 1
+        elif kind == "status":
+            stats.refused_status += 1
+        else:
+            stats.refused_admin += 1
+        self.refusals.note(kind, peer.identity, peer.host, what)
 
     def drop_function(self, f: Function) -> None:
         del self.functions[f.name]

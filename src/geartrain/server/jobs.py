@@ -72,6 +72,7 @@ class Job:
         "outcomes",
         "created_at",
         "started_at",
+        "owner",
     )
 
     def __init__(
@@ -113,6 +114,8 @@ class Job:
         # Epoch seconds, for the console's ages and the wait/run histograms.
         self.created_at = 0.0
         self.started_at = 0.0
+        # The submitter's identity, when access rules decide who may coalesce.
+        self.owner = ""
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -194,6 +197,8 @@ class Peer:
         "attached",
         "closed",
         "connected_at",
+        "names",
+        "identity",
     )
 
     def __init__(
@@ -226,6 +231,10 @@ class Peer:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""
         ranked = sorted(self.abilities.items(), key=lambda item: item[1][1], reverse=True)
         return [f for f, _entry in ranked]
+        # TLS client certificate names (set by the I/O layer), and the identity
+        # the access rules give this peer (set by the core).
+        self.names: tuple[str, ...] = ()
+        self.identity = "anonymous"
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
@@ -247,6 +256,10 @@ STAT_NAMES = (
     "limit_input",
     "limit_output",
     "limit_queue",
+    "refused_submit",
+    "refused_work",
+    "refused_status",
+    "refused_admin",
 )
 """The counters of :class:`Stats`, in the order metrics list them."""
 
@@ -262,6 +275,8 @@ class Stats:
         self.cancelled = self.restored = self.retried = 0
         # Times a resource limit was reached (see .limits).
         self.limit_connections = self.limit_input = self.limit_output = self.limit_queue = 0
+        # Requests the access rules refused, by kind.
+        self.refused_submit = self.refused_work = self.refused_status = self.refused_admin = 0
 
 
 class Persister(Protocol):

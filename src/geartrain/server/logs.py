@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import time
+from collections.abc import Hashable
 from logging.handlers import SysLogHandler
 from typing import TextIO
 
-__all__ = ["NOTICE", "LogTarget", "add_syslog", "level_for", "setup_logging"]
+__all__ = ["NOTICE", "LogTarget", "LogThrottle", "add_syslog", "level_for", "setup_logging"]
 
 NOTICE = 25
 """gearmand's NOTICE sits between WARNING and INFO; Python has no such level."""
@@ -117,3 +119,22 @@ def add_syslog(address: str = "/dev/log") -> bool:
     for name in _LOGGERS:
         logging.getLogger(name).addHandler(handler)
     return True
+
+
+class LogThrottle:
+    """At most one log line per key every ``interval`` seconds, so that a peer
+    repeating a refused request in a loop cannot flood the log."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[Hashable, float] = {}
+
+    def due(self, key: Hashable) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        if len(self._last) >= 65536:  # bounded, whatever peers send
+            self._last.clear()
+        self._last[key] = now
+        return True

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from ..errors import ProtocolError
 from ..protocol import Decoder, Packet
+from .access import certificate_names
 from .admin import AdminCommands
 from .config import ServerConfig
 from .core import JobServer
@@ -153,6 +154,7 @@ class Connection(asyncio.BufferedProtocol):
             fd = sock.fileno()
             self._tune_socket(sock)
         self.peer = Peer(self.write, self.close, host, fd, is_loopback(host))
+        self.peer.names = certificate_names(transport.get_extra_info("peercert"))
         self.core.connect(self.peer)
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -24,8 +24,11 @@ file holds what flags cannot say well::
     function = "report"
     payload = "daily"
 
+    [access]                      # who may submit, work, query and administer
+    ...                           # (see geartrain.server.access and docs/security.md)
+
 Unknown tables and keys are errors, so a typo is noticed at start rather
-than ignored; ``[access]`` is reserved for access control.
+than ignored.
 """
 
 from __future__ import annotations
@@ -35,16 +38,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .access import AccessError, AccessRules
 from .failures import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS
 from .policies import Policies, Policy, policy_from_table
 from .schedules import Schedule, schedule_from_table
 
-__all__ = ["RESERVED_TABLES", "Settings", "SettingsError", "load_settings", "parse_settings"]
+__all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
 
-RESERVED_TABLES = frozenset({"access"})
-"""Top-level tables read by other modules; accepted here and left alone."""
-
-_TABLES = frozenset({"defaults", "functions", "failed", "schedules"}) | RESERVED_TABLES
+_TABLES = frozenset({"defaults", "functions", "failed", "schedules", "access"})
 
 
 class SettingsError(ValueError):
@@ -59,8 +60,7 @@ class Settings:
     schedules: tuple[Schedule, ...] = ()
     failed_max_jobs: int = DEFAULT_MAX_JOBS
     failed_max_age: float = DEFAULT_MAX_AGE
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    """The whole parsed file, for the reserved tables' own parsers."""
+    access: AccessRules = field(default_factory=AccessRules)
 
 
 def load_settings(path: str) -> Settings:
@@ -123,7 +123,11 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
     names = [s.name for s in schedules]
     if len(set(names)) != len(names):
         raise ValueError("two schedules have the same name")
-    return Settings(Policies(default, patterns), schedules, max_jobs, float(max_age), data)
+    try:
+        access = AccessRules.from_toml(data.get("access"))
+    except AccessError as error:
+        raise ValueError(str(error)) from None
+    return Settings(Policies(default, patterns), schedules, max_jobs, float(max_age), access)
 
 
 def _table(data: Any, key: str | None, where: str | None = None) -> Mapping[str, Any]:
