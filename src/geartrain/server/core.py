@@ -236,11 +236,7 @@ class JobServer:
                 # Another identity's job: this one runs on its own and the key
                 # stays with the first, so nobody joins a stranger's job.
                 index = False
-        limits = f.max_queue
-        if limits is not None and limits[priority] and f.total >= limits[priority]:
-            peer.send(ERR_QUEUE_FULL)
-            return None
-        if self._over_job_limits(len(data)):
+        if self._queue_full(f, priority, len(data)):
             peer.send(ERR_QUEUE_FULL)
             return None
         self.stats.created += 1
@@ -256,10 +252,7 @@ class JobServer:
             self.observer.event(job, "submitted")
         f.total += 1
         if index:
-            if unique == b"-":
-                f.by_data[data] = job
-            else:
-                f.uniques[unique] = job
+            _index_unique(f, job)
         if not background:
             self._attach(job, peer)
         if background and self.persister is not None:
@@ -272,8 +265,12 @@ class JobServer:
         self._enqueue(job)
         return job
 
-    def _over_job_limits(self, size: int) -> bool:
-        """max_jobs and max_job_bytes (0: none); reaching one is counted and logged."""
+    def _queue_full(self, f: Function, priority: int, size: int) -> bool:
+        """The function's `maxqueue`, or max_jobs and max_job_bytes (0: none); reaching
+        one of the latter is counted and logged."""
+        limits = f.max_queue
+        if limits is not None and limits[priority] and f.total >= limits[priority]:
+            return True
         config = self.config
         if (config.max_jobs and len(self.jobs) >= config.max_jobs) or (
             config.max_job_bytes and self.job_bytes + size > config.max_job_bytes
@@ -494,10 +491,7 @@ class JobServer:
         self.job_bytes += len(job.data)
         f.total += 1
         if job.unique and self._find_unique(f, job.unique, job.data) is None:
-            if job.unique == b"-":
-                f.by_data[job.data] = job
-            else:
-                f.uniques[job.unique] = job
+            _index_unique(f, job)
 
     def resubmit(self, record: FailedJob) -> bool:
         """Run a failed job again under its old handle and unique key (a fresh set of
@@ -1186,6 +1180,14 @@ class JobServer:
     def shutdown(self, graceful: bool) -> None:
         if self.on_shutdown is not None:
             self.on_shutdown(graceful)
+
+
+def _index_unique(f: Function, job: Job) -> None:
+    """Make the job the one its unique key (or, for "-", its data) coalesces with."""
+    if job.unique == b"-":
+        f.by_data[job.data] = job
+    else:
+        f.uniques[job.unique] = job
 
 
 _HANDLER_NAMES: dict[int, str] = {
