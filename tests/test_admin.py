@@ -77,7 +77,7 @@ async def test_show_jobs_and_unique_jobs(server: ServerProc) -> None:
     async with Client(server.address) as client, Admin(server.address) as admin:
         handle = await client.submit_background("s", b"", unique="u-1")
         jobs = await admin.show_jobs()
-        assert JobInfo(handle.decode(), 0, False, True) in jobs
+        assert JobInfo(handle, 0, False, True) in jobs
         assert await admin.show_unique_jobs() == ["u-1"]
 
 
@@ -185,3 +185,12 @@ async def test_cancelling_a_waiting_foreground_job_fails_it(server: ServerProc) 
         assert await admin.cancel_job(job.handle)
         with pytest.raises(JobFailed):
             await asyncio.wait_for(job.result(), 5)
+
+
+async def test_admin_takes_a_server_list_and_skips_a_dead_server(server: ServerProc) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    async with Admin([dead, server.address]) as admin:
+        assert (await admin.version()).strip()
+        assert str(admin.server) == server.address
+    async with Admin([server.address]) as admin:
+        assert await admin.getpid() == server.pid

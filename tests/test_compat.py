@@ -79,7 +79,7 @@ def test_submit_job_waits_for_the_result(server: ServerProc) -> None:
         assert request.state == gearman.JOB_COMPLETE and request.complete
         assert request.result == b"olleh"
         assert not request.timed_out
-        assert isinstance(request.job.handle, str) and request.job.task == "reverse"
+        assert isinstance(request.job.handle, bytes) and request.job.task == "reverse"
         assert len(request.job.unique) == 32  # 16 random bytes, hex
         client.shutdown()
     assert worker.threads == {"work"}  # callbacks ran in the thread that called work()
@@ -105,6 +105,24 @@ def test_failures(server: ServerProc) -> None:
         request = client.submit_job("excepting", b"x")
         assert request.state == gearman.JOB_FAILED
         assert request.exception == b"it broke"
+
+
+def python2_greeter(worker: gearman.GearmanWorker, job: gearman.GearmanJob) -> str:
+    return "Hello, " + job.data  # type: ignore[no-any-return]  # data is bytes now
+
+
+def test_callback_exceptions_are_logged_with_their_traceback(
+    server: ServerProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    with working(server.address, {"greet": python2_greeter}):
+        client = gearman.GearmanClient([server.address])
+        request = client.submit_job("greet", b"world")
+        assert request.state == gearman.JOB_FAILED
+    logged = [r for r in caplog.records if r.name == "gearman" and r.exc_info]
+    assert len(logged) == 1
+    assert "greet" in logged[0].getMessage()
+    exc_info = logged[0].exc_info
+    assert exc_info is not None and exc_info[0] is TypeError
 
 
 def test_background_job_and_status(server: ServerProc) -> None:

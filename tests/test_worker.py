@@ -381,3 +381,20 @@ async def test_start_twice_is_an_error(server: ServerProc) -> None:
     finally:
         worker.stop()
         await worker.wait()
+
+
+async def test_function_exception_is_logged_once_with_traceback(
+    server: ServerProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(server.address)
+
+    @worker.register("greet")
+    def greet(job: WorkerJob) -> str:
+        return "Hello, " + job.data  # type: ignore[operator]
+
+    async with working(worker), Client(server.address) as client:
+        with pytest.raises(JobException) as info:
+            await client.submit("greet", b"world")
+    assert str(info.value).startswith("TypeError: can only concatenate str")
+    logged = [r for r in caplog.records if r.name.startswith("geartrain") and r.exc_info]
+    assert len(logged) == 1 and "greet" in logged[0].getMessage()

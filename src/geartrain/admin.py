@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .codecs import Payload, to_bytes
@@ -19,9 +20,9 @@ from .connection import (
     DEFAULT_IO_TIMEOUT,
     Connection,
     ServerSpec,
-    parse_address,
+    parse_servers,
 )
-from .errors import ServerError
+from .errors import ConnectionLost, ServerError
 from .protocol import PacketType
 
 __all__ = [
@@ -91,7 +92,8 @@ class WorkerInfo:
 class JobInfo:
     """A line of ``show jobs``."""
 
-    handle: str
+    handle: bytes
+    """As the binary protocol carries it (bytes everywhere in the libraries)."""
     retries: int
     ignored: bool
     """Cancelled or abandoned: it will be dropped instead of run."""
@@ -103,17 +105,23 @@ class Admin:
     """An asyncio admin client for one job server.
 
     Use it as ``async with Admin("host:4730") as admin: print(await admin.status())``.
+
+    Args:
+        server: the server, in any form :class:`~geartrain.Client` takes.  Given
+            several, the admin talks to the first one that accepts a connection
+            (``server`` then says which).
     """
 
     def __init__(
         self,
-        server: ServerSpec = "localhost:4730",
+        server: ServerSpec | Iterable[ServerSpec] = "localhost:4730",
         *,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         io_timeout: float | None = DEFAULT_IO_TIMEOUT,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        self.server = parse_address(server)
+        self.servers = parse_servers(server)
+        self.server = self.servers[0]
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
         self.ssl = ssl
@@ -137,13 +145,27 @@ class Admin:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._conn is None or self._conn.closed:
-                self._conn = await Connection.open(
-                    self.server,
+                self._conn = await self._open()
+            return self._conn
+
+    async def _open(self) -> Connection:
+        # The server that answered last goes first.
+        order = [self.server, *(s for s in self.servers if s != self.server)]
+        for address in order:
+            try:
+                conn = await Connection.open(
+                    address,
                     connect_timeout=self.connect_timeout,
                     ssl=self.ssl,
                     io_timeout=self.io_timeout,
                 )
-            return self._conn
+            except ConnectionLost:
+                if address == order[-1]:
+                    raise
+                continue
+            self.server = address
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def command(self, line: str | bytes, *, listing: bool | None = None) -> bytes:
         """Send one admin command line; return the raw answer, line endings included.
@@ -220,7 +242,8 @@ class Admin:
         for line in await self._lines("show jobs"):
             parts = line.split("\t")
             if len(parts) >= 4:
-                out.append(JobInfo(parts[0], _int(parts[1]), parts[2] == "1", parts[3] == "1"))
+                handle = parts[0].encode("utf-8", errors="surrogateescape")
+                out.append(JobInfo(handle, _int(parts[1]), parts[2] == "1", parts[3] == "1"))
         return out
 
     async def show_unique_jobs(self) -> list[str]:

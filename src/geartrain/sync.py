@@ -369,7 +369,9 @@ class Worker:
 class Admin:
     """Blocking :class:`geartrain.Admin` (same arguments and methods)."""
 
-    def __init__(self, server: ServerSpec = "localhost:4730", **kwargs: Any) -> None:
+    def __init__(
+        self, server: ServerSpec | Iterable[ServerSpec] = "localhost:4730", **kwargs: Any
+    ) -> None:
         self._runner = _loop()
         self._admin = self._runner.run(_make(lambda: _admin.Admin(server, **kwargs)))
 

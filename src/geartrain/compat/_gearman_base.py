@@ -102,7 +102,7 @@ class GearmanJob:
     """A job: on the client, inside a request; on the worker, the job being run."""
 
     def __init__(
-        self, connection: Any, handle: str | None, task: str, unique: str | None, data: Any
+        self, connection: Any, handle: bytes | None, task: str, unique: str | None, data: Any
     ) -> None:
         self.connection = connection
         self.handle = handle
@@ -184,7 +184,7 @@ class GearmanJobRequest:
 
 
 def _status_dict(
-    handle: str | None, known: bool, running: bool, num: int, den: int
+    handle: bytes | None, known: bool, running: bool, num: int, den: int
 ) -> dict[str, Any]:
     return {
         "handle": handle,

@@ -180,7 +180,7 @@ class GearmanClient:
         except ConnectionLost as exc:
             request.state = JOB_UNKNOWN
             raise ServerUnavailable(str(exc)) from exc
-        job.handle = handle.decode(errors="surrogateescape")
+        job.handle = handle
         job.connection = server
         request.state = JOB_CREATED
 

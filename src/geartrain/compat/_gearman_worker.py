@@ -138,7 +138,7 @@ class GearmanWorker:
     def create_job(self, wjob: WorkerJob) -> GearmanJob:
         return self.job_class(
             wjob,
-            wjob.handle.decode(errors="surrogateescape"),
+            wjob.handle,
             wjob.function,
             wjob.unique.decode(errors="surrogateescape"),
             self.data_encoder.decode(wjob.data),
@@ -167,6 +167,14 @@ class GearmanWorker:
         current_job: GearmanJob,
         exc_info: tuple[type[BaseException] | None, BaseException | None, TracebackType | None],
     ) -> bool:
+        # python-gearman fails the job silently; a traceback in the log is
+        # what tells a ported Python 2 callback (str + bytes) from a bad job.
+        log.error(
+            "job %s (%s) raised; failing it",
+            current_job.handle,
+            current_job.task,
+            exc_info=exc_info[1],
+        )
         self.send_job_failure(current_job)
         return False
 
@@ -303,7 +311,7 @@ class GearmanAdminClient:
     def get_pid(self) -> int:
         return int(self._call(self._sync().getpid))
 
-    def cancel_job(self, handle: str) -> bool:
+    def cancel_job(self, handle: bytes | str) -> bool:
         return bool(self._call(self._sync().cancel_job, handle))
 
     def get_jobs(self) -> tuple[dict[str, Any], ...]:
