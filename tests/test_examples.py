@@ -74,3 +74,19 @@ def test_sync_script(server: ServerProc) -> None:
 
 def test_python_gearman_port(server: ServerProc) -> None:
     assert run("python_gearman_port.py", server.address) == "COMPLETE b'olleh'\n"
+
+
+def test_python_gearman_port_ends_beside_another_reverse_worker(server: ServerProc) -> None:
+    other = sync.Worker(server.address)
+    other.register("reverse", lambda job: job.data[::-1])
+    other.start()
+    try:
+        with sync.Admin(server.address) as admin:
+            deadline = time.monotonic() + 10
+            while not any(s.function == "reverse" and s.workers for s in admin.status()):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        assert run("python_gearman_port.py", server.address) == "COMPLETE b'olleh'\n"
+    finally:
+        other.stop(graceful=False)
+        other.wait()
