@@ -208,6 +208,20 @@ def test_connection_refused() -> None:
     assert rc == 0 and b"GEARMAN_COULD_NOT_CONNECT" in err
 
 
+@pytest.mark.parametrize("background", [True, False], ids=["-b", "foreground"])
+def test_queue_full(server: ServerProc, background: bool) -> None:
+    with sync.Client(server.address) as client:
+        client.submit_background("full", b"first")
+    with sync.Admin(server.address) as admin:  # after the function exists, as gearmand wants
+        admin.maxqueue("full", 1)
+    flags = ["-b"] if background else []
+    rc, out, err = compare("gearman", ["-p", str(server.port), *flags, "-f", "full", "x"])
+    assert err == (
+        b"gearman: gearman_client_run_tasks : "
+        b"_client_run_tasks(GEARMAN_QUEUE_ERROR) QUEUE_ERROR:Job queue is full\n"
+    )
+
+
 def test_client_timeout(peers: ServerProc) -> None:
     rc, _, err = compare("gearman", ["-p", str(peers.port), "-t", "300", "-f", "nobody", "x"])
     assert rc == 0 and b"GEARMAN_TIMEOUT" in err

@@ -220,9 +220,31 @@ async def _until_idle(
             return False
 
 
+# ERROR codes a server may answer a submission with that libgearman knows by
+# name (its error_code.gperf); any other it reports as GEARMAN_SERVER_ERROR.
+_LIBGEARMAN_CODES = frozenset(
+    {
+        "ARGUMENT_TOO_LARGE",
+        "INVALID_ARGUMENT",
+        "INVALID_COMMAND",
+        "INVALID_FUNCTION_NAME",
+        "INVALID_PACKET",
+        "JOB_EXISTS",
+        "JOB_NOT_FOUND",
+        "JOB_QUEUE_FULL",
+        "QUEUE_ERROR",
+        "SERVER_ERROR",
+        "TOO_MANY_ARGS",
+        "UNKNOWN_OPTION",
+    }
+)
+
+
 def _describe(exc: Exception, client: Client) -> str:
     if isinstance(exc, ServerError):
-        return f"gearman_client_run_tasks : GEARMAN_SERVER_ERROR {exc.code}: {exc.text}"
+        # libgearman's wording for an ERROR packet answering a submission.
+        kind = exc.code if exc.code in _LIBGEARMAN_CODES else "SERVER_ERROR"
+        return f"gearman_client_run_tasks : _client_run_tasks(GEARMAN_{kind}) {exc.code}:{exc.text}"
     return (
         "gearman_client_run_tasks : flush(GEARMAN_COULD_NOT_CONNECT) "
         f"Connection to {client.servers[-1]} failed"
