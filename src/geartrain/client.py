@@ -21,7 +21,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 from typing import Any, TypeAlias
 
@@ -53,6 +52,7 @@ from .job import (
     as_completed,
     parse_status,
 )
+from .priority import Priority
 from .protocol import Packet, PacketType
 
 __all__ = [
@@ -71,14 +71,6 @@ __all__ = [
 log = logging.getLogger("geartrain.client")
 
 T = PacketType
-
-
-class Priority(StrEnum):
-    """Job priority: the server hands out HIGH before NORMAL before LOW."""
-
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
 
 
 _SUBMIT = {

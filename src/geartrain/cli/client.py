@@ -17,18 +17,16 @@ connection dies is resubmitted on another server.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import sys
 import time
 from collections.abc import Coroutine, Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import Client
-from ..connection import DEFAULT_CONNECT_TIMEOUT
+from ..address import Address
 from ..errors import JobException, JobFailed, NoServersAvailable, ServerError
+from . import submit_background
 from .gearman_args import (
     CStdout,
     GearmanArgs,
@@ -39,6 +37,11 @@ from .gearman_args import (
     usage,
     write_all,
 )
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..client import Client
 
 __all__ = ["main", "run"]
 
@@ -60,11 +63,20 @@ def run(args: GearmanArgs, name: str) -> int:
         return 1
     if args.daemon and daemonize():
         return 0
-    # The tools report errors in the C tools' words; the libraries' own
-    # warnings (a resubmitted job, a failed job's traceback) stay quiet.
-    logging.getLogger("geartrain").setLevel(logging.ERROR)
     try:
         with pid_file(args.pid_file):
+            if not args.worker and submit_background.applies(args):
+                status = submit_background.run(args, _Output(args, CStdout()), _describe)
+                if status is not None:
+                    return status
+            # Loaded only here: `client -b`, the usual call in a shell loop,
+            # starts without asyncio, logging and the libraries.
+            import asyncio
+            import logging
+
+            # The tools report errors in the C tools' words; the libraries' own
+            # warnings (a resubmitted job, a failed job's traceback) stay quiet.
+            logging.getLogger("geartrain").setLevel(logging.ERROR)
             if args.worker:
                 from .worker import work
 
@@ -144,6 +156,9 @@ async def _client(args: GearmanArgs) -> int:
 
 
 async def _client_runs(args: GearmanArgs, out: _Output) -> int:
+    from ..client import Client
+    from ..connection import DEFAULT_CONNECT_TIMEOUT
+
     timeout = args.timeout_seconds
     client = Client(
         args.servers(),
@@ -190,6 +205,8 @@ async def _run_tasks(client: Client, args: GearmanArgs, workload: bytes, out: _O
         except (NoServersAvailable, ServerError) as exc:
             errors.append(exc)
 
+    import asyncio
+
     tasks = asyncio.gather(*(one(function) for function in args.functions))
     finished = await _until_idle(tasks, args.timeout_seconds, out)
     if not finished:
@@ -198,7 +215,7 @@ async def _run_tasks(client: Client, args: GearmanArgs, workload: bytes, out: _O
             f"{len(client.servers)} servers were poll(), no servers were available, pipe:false"
         )
     elif errors:
-        print_error(_describe(errors[0], client))
+        print_error(_describe(errors[0], client.servers))
 
 
 async def _until_idle(
@@ -207,6 +224,8 @@ async def _until_idle(
     out: _Output,
 ) -> bool:
     """Wait for ``work``; give up (cancel it) after ``timeout`` seconds with no activity."""
+    import asyncio
+
     task = asyncio.ensure_future(work)
     while True:
         remaining = None if timeout is None else out.last_activity + timeout - time.monotonic()
@@ -240,12 +259,12 @@ _LIBGEARMAN_CODES = frozenset(
 )
 
 
-def _describe(exc: Exception, client: Client) -> str:
+def _describe(exc: Exception, servers: list[Address]) -> str:
     if isinstance(exc, ServerError):
         # libgearman's wording for an ERROR packet answering a submission.
         kind = exc.code if exc.code in _LIBGEARMAN_CODES else "SERVER_ERROR"
         return f"gearman_client_run_tasks : _client_run_tasks(GEARMAN_{kind}) {exc.code}:{exc.text}"
     return (
         "gearman_client_run_tasks : flush(GEARMAN_COULD_NOT_CONNECT) "
-        f"Connection to {client.servers[-1]} failed"
+        f"Connection to {servers[-1]} failed"
     )

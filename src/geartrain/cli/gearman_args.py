@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..client import Priority
-from ..connection import DEFAULT_PORT, Address, parse_servers
+if TYPE_CHECKING:
+    import ssl
+
+from ..address import DEFAULT_PORT, Address, parse_servers
+from ..priority import Priority
 
 __all__ = [
     "CStdout",
@@ -107,6 +109,8 @@ def tls_context() -> ssl.SSLContext:
     ``GEARMAN_CLIENT_KEY``) if set.  Debian's tools are built without TLS and
     ignore ``-S``; these use it.
     """
+    import ssl  # only for --ssl: loading it costs start-up time
+
     context = ssl.create_default_context(cafile=os.environ.get("GEARMAN_CA_CERTIFICATE"))
     cert = os.environ.get("GEARMAN_CLIENT_PEM")
     if cert:
