@@ -23,7 +23,7 @@ from .__about__ import __version__
 if TYPE_CHECKING:
     from .admin import Admin, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
     from .client import Client, JobRequest, Priority
-    from .codecs import dumps, loads
+    from .codecs import Codec, dumps, loads
     from .connection import Address
     from .errors import (
         ConnectionLost,
@@ -44,6 +44,7 @@ _WHERE = {
     "Address": "connection",
     "Admin": "admin",
     "Client": "client",
+    "Codec": "codecs",
     "ConnectionLost": "errors",
     "DataUpdate": "job",
     "FunctionStatus": "admin",
@@ -76,6 +77,7 @@ __all__ = [
     "Address",
     "Admin",
     "Client",
+    "Codec",
     "ConnectionLost",
     "DataUpdate",
     "FunctionStatus",

@@ -18,13 +18,14 @@ import ssl as _ssl
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeAlias
 
-from .codecs import Payload, to_bytes
+from . import tracing
+from .codecs import Codec, Payload, encode, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -93,7 +94,8 @@ class JobRequest:
     """One job of a batch (see :meth:`Client.submit_batch`)."""
 
     function: str
-    data: Payload = b""
+    data: Any = b""
+    """Bytes, str, or an object for the function's codec (JSON by default)."""
     unique: Payload | None = None
     priority: Priority = Priority.NORMAL
     timeout: float | None = None
@@ -273,6 +275,10 @@ class Client:
         max_backoff: the longest time a failed server is skipped before it is
             tried again.
         ssl: a TLS context, for servers that require TLS.
+        codecs: a :class:`~geartrain.codecs.Codec` per function name: objects
+            (not bytes or str) submitted to it are encoded with it, and its
+            results decoded with it.  Without one, objects go as JSON and
+            results come back as bytes.
     """
 
     def __init__(
@@ -286,8 +292,10 @@ class Client:
         resubmit: bool = True,
         max_backoff: float = 30.0,
         ssl: _ssl.SSLContext | None = None,
+        codecs: Mapping[str, Codec] | None = None,
     ) -> None:
         self.servers = parse_servers(servers)
+        self.codecs: dict[str, Codec] = dict(codecs or {})
         self.client_id = to_bytes(client_id) if client_id else b""
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
@@ -334,13 +342,17 @@ class Client:
     async def submit(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
-    ) -> bytes:
-        """Run a job and return its result.
+    ) -> Any:
+        """Run a job and return its result: bytes, or decoded by the function's codec.
+
+        ``data`` is bytes, str (sent as UTF-8) or an object for the
+        function's codec (JSON by default).  With OpenTelemetry installed the
+        call is a PRODUCER span ``gearman.submit <function>``.
 
         Raises:
             JobFailed: the worker failed the job (WORK_FAIL).
@@ -349,19 +361,23 @@ class Client:
             NoServersAvailable: no server could take the job.
             ServerError: the server refused the job (e.g. its queue is full).
         """
-        job = await self.submit_job(
-            function, data, unique=unique, priority=priority, timeout=timeout
-        )
-        try:
-            return await job.result()
-        except asyncio.CancelledError:
-            job._abandon(JobCancelled(job.handle or b""))
-            raise
+        with tracing.span("gearman.submit", "PRODUCER", function) as span:
+            job = await self.submit_job(
+                function, data, unique=unique, priority=priority, timeout=timeout
+            )
+            tracing.set_handle(span, job.handle)
+            try:
+                result = await job.result()
+            except asyncio.CancelledError:
+                job._abandon(JobCancelled(job.handle or b""))
+                raise
+        codec = self.codecs.get(function)
+        return codec.decode(result) if codec is not None else result
 
     async def submit_job(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
@@ -385,7 +401,7 @@ class Client:
         await self._start(job)
         return job
 
-    async def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Payload]]) -> list[Job]:
+    async def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Any]]) -> list[Job]:
         """Submit many foreground jobs at once (pipelined), in order.
 
         Never raises for one job: a job that could not be submitted is
@@ -402,7 +418,12 @@ class Client:
     def _new_job(self, req: JobRequest) -> Job:
         unique = to_bytes(req.unique) if req.unique is not None else b""
         return Job(
-            self, req.function, to_bytes(req.data), unique, Priority(req.priority), req.timeout
+            self,
+            req.function,
+            self._encode(req.function, req.data),
+            unique,
+            Priority(req.priority),
+            req.timeout,
         )
 
     async def _start(self, job: Job, *, raise_errors: bool = True) -> None:
@@ -458,7 +479,7 @@ class Client:
     async def submit_background(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
@@ -477,11 +498,16 @@ class Client:
         if when is not None and priority is not Priority.NORMAL:
             raise ValueError("epoch jobs always run at normal priority")
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
-        job = Job(self, function, to_bytes(data), key, Priority(priority), None)
+        job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
         epoch = _epoch(when) if when is not None else None
-        await self._dispatch(job, background=True, epoch=epoch)
+        with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
+            await self._dispatch(job, background=True, epoch=epoch)
+            tracing.set_handle(span, job.handle)
         assert job.handle is not None
         return job.handle
+
+    def _encode(self, function: str, data: Any) -> bytes:
+        return encode(data, self.codecs.get(function))
 
     def _remember(self, handle: bytes, link: _Link) -> None:
         self._handles[handle] = link

@@ -1,18 +1,20 @@
 """Payload conversions.
 
 Gearman moves opaque bytes and never converts data between languages, so the
-libraries take ``bytes`` (``str`` is encoded as UTF-8) and hand back
-``bytes``.  Structured data is the application's business; :func:`dumps` and
-:func:`loads` are a small JSON convention for it that PHP's ``json_encode``,
-Perl's JSON and friends read and write as well.
+wire always carries bytes and any language's peer can read them.  In the
+Python API, ``bytes`` go as they are, ``str`` as UTF-8, and any other object
+through the function's :class:`Codec`, JSON unless one was given
+(:data:`JSON`: compact UTF-8 JSON, which PHP's ``json_encode``, Perl's JSON and
+friends read and write as well).  A client or worker given a codec for a
+function also decodes that function's results (or workloads) with it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
-__all__ = ["Payload", "dumps", "loads", "to_bytes"]
+__all__ = ["JSON", "RAW", "Codec", "Payload", "dumps", "encode", "loads", "to_bytes"]
 
 Payload: TypeAlias = bytes | bytearray | memoryview | str
 """What the libraries accept as job data, results, unique keys and updates."""
@@ -50,3 +52,42 @@ def loads(data: Payload) -> Any:
         ValueError: the data is not valid UTF-8 JSON.
     """
     return json.loads(to_bytes(data))
+
+
+class Codec(Protocol):
+    """Turns a function's objects into payload bytes and back."""
+
+    def encode(self, obj: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+class _Json:
+    def encode(self, obj: Any) -> bytes:
+        return dumps(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return loads(data)
+
+
+class _Raw:
+    def encode(self, obj: Any) -> bytes:
+        return to_bytes(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return data
+
+
+JSON: Codec = _Json()
+"""The default codec: compact UTF-8 JSON."""
+
+RAW: Codec = _Raw()
+"""No conversion: bytes (or str as UTF-8) only; other objects are a TypeError."""
+
+
+def encode(obj: Any, codec: Codec | None = None) -> bytes:
+    """Payload bytes for ``obj``: bytes as they are, ``str`` as UTF-8, ``None`` as
+    empty, anything else with ``codec`` (JSON by default)."""
+    if obj is None or isinstance(obj, bytes | bytearray | memoryview | str):
+        return to_bytes(obj)
+    return (codec or JSON).encode(obj)

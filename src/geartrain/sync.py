@@ -27,7 +27,7 @@ from . import job as _job
 from . import worker as _worker
 from .admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from .client import JobRequest, Priority
-from .codecs import Payload
+from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
 from .errors import JobTimeout
 from .job import JobStatus, Update
@@ -205,12 +205,12 @@ class Client:
     def submit(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
-    ) -> bytes:
+    ) -> Any:
         """Run a job and return its result (see :meth:`geartrain.Client.submit`)."""
         return self._runner.run(
             self._client.submit(function, data, unique=unique, priority=priority, timeout=timeout)
@@ -219,7 +219,7 @@ class Client:
     def submit_job(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
@@ -243,7 +243,7 @@ class Client:
         )
         return Job(job, self._runner)
 
-    def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Payload]]) -> list[Job]:
+    def submit_batch(self, requests: Iterable[JobRequest | tuple[str, Any]]) -> list[Job]:
         """Submit many foreground jobs at once (see :meth:`geartrain.Client.submit_batch`)."""
         jobs = self._runner.run(self._client.submit_batch(list(requests)))
         return [Job(job, self._runner) for job in jobs]
@@ -251,7 +251,7 @@ class Client:
     def submit_background(
         self,
         function: str,
-        data: Payload = b"",
+        data: Any = b"",
         *,
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
@@ -311,25 +311,39 @@ class Worker:
         return self._worker.connected
 
     @overload
-    def register(self, name: str, func: F, *, timeout: float | None = None) -> F: ...
+    def register(
+        self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
+    ) -> F: ...
 
     @overload
     def register(
-        self, name: str, func: None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        func: None = None,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
     ) -> Callable[[F], F]: ...
 
     def register(
-        self, name: str, func: F | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        func: F | None = None,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function (see :meth:`geartrain.Worker.register`)."""
         if func is None:
 
             def decorator(f: F) -> F:
-                self.register(name, f, timeout=timeout)
+                self.register(name, f, timeout=timeout, codec=codec)
                 return f
 
             return decorator
-        self._runner.run(_make(lambda: self._worker.register(name, func, timeout=timeout)))
+        self._runner.run(
+            _make(lambda: self._worker.register(name, func, timeout=timeout, codec=codec))
+        )
         return func
 
     def unregister(self, name: str) -> None:

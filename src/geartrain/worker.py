@@ -27,7 +27,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, overload
 
-from .codecs import Payload, to_bytes
+from . import tracing
+from .codecs import Codec, Payload, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -70,6 +71,7 @@ class _Function:
     func: JobFunction
     timeout: float | None
     is_async: bool
+    codec: Codec | None = None
 
     def can_do(self) -> tuple[PacketType, tuple[bytes, ...]]:
         name = self.name.encode()
@@ -247,21 +249,37 @@ class Worker:
     # -- functions -------------------------------------------------------------
 
     @overload
-    def register(self, name: str, func: F, *, timeout: float | None = None) -> F: ...
+    def register(
+        self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
+    ) -> F: ...
 
     @overload
     def register(
-        self, name: str, func: None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        func: None = None,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
     ) -> Callable[[F], F]: ...
 
     def register(
-        self, name: str, func: F | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        func: F | None = None,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
     ) -> F | Callable[[F], F]:
         """Register ``func`` for jobs of function ``name``; usable as a decorator.
 
         ``timeout`` (seconds) bounds each job: past it the job fails
         (WORK_FAIL), an async function is cancelled and a plain one's result
         is discarded.  The server is told with CAN_DO_TIMEOUT.
+
+        ``codec`` decodes :attr:`WorkerJob.value` and encodes results that are
+        not bytes or str (JSON when not given).  With OpenTelemetry installed
+        each job runs in a CONSUMER span ``gearman.run <name>``.
 
         Raises:
             TypeError: ``func`` is not callable.
@@ -274,13 +292,13 @@ class Worker:
         if func is None:
 
             def decorator(f: F) -> F:
-                self.register(name, f, timeout=timeout)
+                self.register(name, f, timeout=timeout, codec=codec)
                 return f
 
             return decorator
         if not callable(func):
             raise TypeError(f"{name!r}: job function must be callable, not {type(func).__name__}")
-        fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func))
+        fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func), codec)
         self._functions[name] = fn
         for session in self._sessions.values():
             _quietly(session.register, fn)
@@ -527,7 +545,10 @@ class Worker:
                 log.warning("got a job for unregistered function %r; failing it", job.function)
                 job.fail()
                 return
-            await self._execute(fn, job)
+            job._codec = fn.codec
+            with tracing.span("gearman.run", "CONSUMER", fn.name) as span:
+                tracing.set_handle(span, job.handle)
+                await self._execute(fn, job)
         finally:
             self._job_done()
 

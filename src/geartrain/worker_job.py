@@ -16,7 +16,7 @@ import logging
 import threading
 from typing import Any
 
-from .codecs import Payload, loads, to_bytes
+from .codecs import Codec, Payload, encode, loads, to_bytes
 from .connection import Connection
 from .errors import ConnectionLost
 from .protocol import PacketType
@@ -64,6 +64,7 @@ class WorkerJob:
         self._loop = asyncio.get_running_loop()
         self._finished = False
         self._lock = threading.Lock()
+        self._codec: Codec | None = None
 
     def __repr__(self) -> str:
         return f"<WorkerJob {self.function!r} handle={self.handle!r}>"
@@ -76,6 +77,11 @@ class WorkerJob:
     def json(self) -> Any:
         """The workload decoded as JSON (see :func:`geartrain.codecs.loads`)."""
         return loads(self.data)
+
+    @property
+    def value(self) -> Any:
+        """The workload decoded by the function's codec (JSON unless registered with another)."""
+        return self._codec.decode(self.data) if self._codec is not None else loads(self.data)
 
     @property
     def finished(self) -> bool:
@@ -98,13 +104,16 @@ class WorkerJob:
 
     # -- ending ------------------------------------------------------------------------
 
-    def complete(self, result: Payload | None = b"") -> None:
+    def complete(self, result: Any = b"") -> None:
         """End the job with a result (WORK_COMPLETE).
 
+        Bytes go as they are, str as UTF-8, None as empty, anything else
+        through the function's codec (JSON by default).
+
         Raises:
-            TypeError: the result is not bytes, str or None.
+            TypeError: the codec cannot encode the result.
         """
-        data = to_bytes(result)
+        data = encode(result, self._codec)
         if self._end():
             self._send(T.WORK_COMPLETE, data)
 

@@ -1,0 +1,96 @@
+"""Typed payloads (a codec per function) and OpenTelemetry spans, against both servers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from geartrain import Client, JobException, Worker, WorkerJob
+from geartrain.codecs import JSON, RAW, Codec
+from gt_helpers import working
+from serverproc import ServerProc
+
+pytestmark = pytest.mark.timeout(30)
+
+EXPORTER = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+trace.set_tracer_provider(_provider)
+
+
+class Upper:
+    """A codec of its own: text, upper-cased on the way out."""
+
+    def encode(self, obj: Any) -> bytes:
+        return str(obj).upper().encode()
+
+    def decode(self, data: bytes) -> Any:
+        return data.decode().lower()
+
+
+async def test_objects_go_as_json_and_come_back_typed(server: ServerProc) -> None:
+    worker = Worker(server.address)
+
+    @worker.register("add")
+    async def add(job: WorkerJob) -> dict[str, float]:
+        return {"sum": sum(job.value["numbers"])}  # a dict result goes as JSON
+
+    codecs: dict[str, Codec] = {"add": JSON}
+    async with working(worker), Client(server.address, codecs=codecs) as client:
+        assert await client.submit("add", {"numbers": [1, 2, 3.5]}) == {"sum": 6.5}
+    async with Client(server.address) as plain, working(worker):
+        # Without a codec the result is the raw bytes: any peer reads the same.
+        assert await plain.submit("add", {"numbers": [1]}) == b'{"sum":1}'
+
+
+async def test_a_codec_per_function(server: ServerProc) -> None:
+    worker = Worker(server.address)
+    worker.register("shout", lambda job: job.value + "!", codec=Upper())
+    worker.register("raw", lambda job: {"not": "bytes"}, codec=RAW)
+    codecs: dict[str, Codec] = {"shout": Upper()}
+    async with working(worker), Client(server.address, codecs=codecs) as client:
+        # The client sends HI, the worker reads "hi" and answers "hi!" as HI!.
+        assert await client.submit("shout", {"x"}) == "{'x'}!"
+        assert await client.submit("shout", "Hi") == "hi!"  # str is UTF-8 as it is
+        with pytest.raises(JobException, match="TypeError"):
+            await client.submit("raw", b"")
+
+
+async def test_spans_around_submit_and_run(server: ServerProc) -> None:
+    EXPORTER.clear()
+    worker = Worker(server.address)
+    worker.register("traced", lambda job: b"ok")
+    worker.register("boom", lambda job: 1 / 0)
+    async with working(worker), Client(server.address) as client:
+        assert await client.submit("traced", b"x") == b"ok"
+        with pytest.raises(JobException):
+            await client.submit("boom", b"x")
+        handle = await client.submit_background("traced", b"y")
+    spans = {(s.name, s.kind.name): s for s in EXPORTER.get_finished_spans()}
+    submit = spans[("gearman.submit traced", "PRODUCER")]
+    run = spans[("gearman.run traced", "CONSUMER")]
+    assert submit.attributes is not None and run.attributes is not None
+    assert submit.attributes["gearman.job.handle"] == run.attributes["gearman.job.handle"]
+    assert submit.attributes["messaging.destination.name"] == "traced"
+    failed = spans[("gearman.submit boom", "PRODUCER")]
+    assert not failed.status.is_ok and failed.events[0].name == "exception"
+    background = spans[("gearman.submit_background traced", "PRODUCER")]
+    assert background.attributes is not None
+    assert background.attributes["gearman.job.handle"] == handle.decode()
+
+
+def test_no_opentelemetry_no_spans() -> None:
+    # Without the package installed the libraries work the same.
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from geartrain import tracing\n"
+        "with tracing.span('gearman.submit', 'PRODUCER', 'f') as s: assert s is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
