@@ -48,9 +48,11 @@ async def test_plain_functions_run_in_threads_async_ones_on_the_loop(server: Ser
 async def test_result_types(server: ServerProc) -> None:
     worker = Worker(server.address)
     worker.register("none", lambda job: None)
-    worker.register("bad", lambda job: 42)
+    worker.register("number", lambda job: 42)  # objects go as JSON
+    worker.register("bad", lambda job: object())
     async with working(worker), Client(server.address) as client:
         assert await client.submit("none") == b""
+        assert await client.submit("number") == b"42"
         with pytest.raises(JobException) as info:
             await client.submit("bad")
         assert info.value.data.startswith(b"TypeError: ")

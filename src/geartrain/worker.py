@@ -371,7 +371,7 @@ class Worker:
         hand to another worker.
         """
         if graceful and self._jobs and self.grace_period is not None and not self._grace_timer:
-            loop = asyncio.get_running_loop()
+            loop = next(iter(self._jobs)).get_loop()  # stop() may be called from outside it
             self._grace_timer = loop.call_later(self.grace_period, self._grace_over)
         elif not graceful and self._grace_timer is not None:
             self._grace_timer.cancel()
