@@ -583,7 +583,10 @@ class JobServer:
         if len(raw) > 20:  # gearmand closes on an overlong number
             peer.close()
             return
-        self._can_do(peer, args[0], max(0, c_atoi(raw)))
+        timeout = max(0, c_atoi(raw))
+        # gearmand raises a timeout under a second to one (connection.cc); libraries
+        # that send seconds ("2") and gearmand's own test suite rely on it.
+        self._can_do(peer, args[0], 1000 if 0 < timeout < 1000 else timeout)
 
     def _h_cant_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         self._drop_abilities(peer, args[0])
