@@ -141,6 +141,18 @@ def test_can_do_timeout_fails_the_job(server: ServerProc) -> None:
         assert w.expect(T.ERROR) == (b"JOB_NOT_FOUND", b"Job given in work result not found")
 
 
+def test_can_do_timeout_under_a_second_is_one_second(server: ServerProc) -> None:
+    """As gearmand: CAN_DO_TIMEOUT "5" (or "2", from libraries that send seconds)
+    gives the worker a second, not 5 ms."""
+    with Wire(server.port) as c, Wire(server.port) as w:
+        w.send(T.CAN_DO_TIMEOUT, b"slow", b"5")
+        handle = c.submit(b"slow", b"x")
+        assert w.grab() is not None
+        time.sleep(0.3)
+        w.send(T.WORK_COMPLETE, handle, b"done")
+        assert c.expect(T.WORK_COMPLETE) == (handle, b"done")
+
+
 def test_epoch_job_runs_when_due_and_wakes_workers(server: ServerProc) -> None:
     with Wire(server.port) as c, Wire(server.port) as w:
         w.send(T.CAN_DO, b"f")
