@@ -157,6 +157,25 @@ def test_failing_php_job_is_retried_kept_retried_and_deleted(
         worker.stop()
 
 
+def test_throwing_php_job_is_retried_then_kept_with_the_exception(
+    start: Callable[[], ServerProc],
+) -> None:
+    server = start()
+    worker = PhpWorker(server.port)
+    try:
+        handle = submit_bg(server.port, b"flaky_raise", b"job-5")
+        starts = worker.wait_for_starts(3)
+        assert {s[1] for s in starts} == {handle.decode()}
+        gaps = [b[3] - a[3] for a, b in zip(starts, starts[1:], strict=False)]
+        assert gaps[0] >= 0.45 and gaps[1] >= 0.95, gaps
+        wait_until(lambda: bool(failed_lines(server.port)))
+        [line] = failed_lines(server.port)
+        assert line[:4] == [handle, b"flaky_raise", b"job-5", b"3"]
+        assert line[5].startswith(b"exception")  # with the text php-gearman sent
+    finally:
+        worker.stop()
+
+
 def test_a_waiting_retry_survives_a_restart_under_its_handle(
     start: Callable[[], ServerProc],
 ) -> None:

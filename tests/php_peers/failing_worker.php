@@ -1,7 +1,8 @@
 <?php
 // php-gearman worker whose jobs go wrong, for the failure-handling tests.
 // usage: php failing_worker.php HOST PORT
-// "flaky_fail" ends each job with GEARMAN_WORK_FAIL, "flaky_throw" throws,
+// "flaky_fail" ends each job with GEARMAN_WORK_FAIL, "flaky_throw" and
+// "flaky_raise" throw (php-gearman then sends WORK_EXCEPTION),
 // "flaky_sleep" sleeps 30 s (to be killed mid-job); "flaky_ok" succeeds.
 // Each job start is printed as "<function> <handle> <unique> <epoch seconds>".
 [$_, $host, $port] = $argv;
@@ -18,10 +19,12 @@ $worker->addFunction("flaky_fail", function (GearmanJob $job) use ($started) {
     $job->setReturn(GEARMAN_WORK_FAIL);
     return null;
 });
-$worker->addFunction("flaky_throw", function (GearmanJob $job) use ($started) {
+$throw = function (GearmanJob $job) use ($started) {
     $started($job);
     throw new Exception("disk full");
-});
+};
+$worker->addFunction("flaky_throw", $throw);
+$worker->addFunction("flaky_raise", $throw);
 $worker->addFunction("flaky_sleep", function (GearmanJob $job) use ($started) {
     $started($job);
     sleep(30);

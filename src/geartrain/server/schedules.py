@@ -12,9 +12,10 @@ that matches.
 
 A recurring schedule fires an ordinary background job at every matching
 minute; the job's unique key names the schedule and the minute
-(``cron:<name>:<YYYYmmddHHMM>``), so a server that restarts within the minute
-it has fired, or a second server sharing the store, coalesces instead of
-running it twice.  Firings missed while the server was down are not caught up.
+(``cron:<name>:<YYYYmmddHHMM>``), the same on every server and restart.  A
+server starts with the first matching minute after its start, so a restart
+within a minute that fired does not fire it again; firings missed while the
+server was down are not caught up.
 """
 
 from __future__ import annotations
