@@ -60,7 +60,7 @@ def _oldest_queued(queues: Iterable[Iterable[Job]]) -> float:
 def function_views(core: JobServer, now: float, limit: int) -> list[dict[str, Any]]:
     out = []
     for f in islice(core.functions.values(), limit):
-        oldest = _oldest_queued(f.queues)
+        oldest = _oldest_queued(f.queues or ())
         out.append(
             {
                 "function": text(f.name),
@@ -99,7 +99,7 @@ def _by_state(core: JobServer, state: str) -> Iterator[Job]:
             yield from peer.jobs
     elif state == "queued":
         for f in core.functions.values():
-            for queue in f.queues:
+            for queue in f.queues or ():
                 yield from (j for j in queue if j.state is JobState.QUEUED)
     elif state == "scheduled":
         if any(f.scheduled for f in core.functions.values()):

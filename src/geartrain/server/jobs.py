@@ -226,15 +226,15 @@ class Peer:
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False
         self.connected_at = 0.0
+        # TLS client certificate names (set by the I/O layer), and the identity
+        # the access rules give this peer (set by the core).
+        self.names: tuple[str, ...] = ()
+        self.identity = "anonymous"
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""
         ranked = sorted(self.abilities.items(), key=lambda item: item[1][1], reverse=True)
         return [f for f, _entry in ranked]
-        # TLS client certificate names (set by the I/O layer), and the identity
-        # the access rules give this peer (set by the core).
-        self.names: tuple[str, ...] = ()
-        self.identity = "anonymous"
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
