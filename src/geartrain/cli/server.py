@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument(
         "--settings",
         metavar="FILE",
-        help="TOML settings: retry policies, failed-job set, schedules (reread on SIGHUP)",
+        help="TOML settings: retry policies, failed jobs, schedules, access (reread on SIGHUP)",
     )
     ext.add_argument(
         "--max-packet-size",
@@ -162,9 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("GEARTRAIN_HTTP_TOKEN"),
         help="token the console's actions need ($GEARTRAIN_HTTP_TOKEN); "
         "without one only loopback may act",
-    )
-    ext.add_argument(
-        "--settings", metavar="FILE", help="TOML settings file ([access] rules), reread on SIGHUP"
     )
     ext.add_argument(
         "--ssl-handshake-timeout",
