@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -62,7 +61,6 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector(no_gc: 
     while conn.decoder.buffered < 40_000:
         await asyncio.sleep(0.01)
     assert conn.decoder.allocated >= 40_000
-    gone = weakref.ref(conn)
     ours.close()
     while network.connections:
         await asyncio.sleep(0.01)
@@ -70,7 +68,8 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector(no_gc: 
     assert network.input_bytes == 0
     assert conn.decoder.allocated == 0  # the buffer went at close
     del conn
-    assert gone() is None, gc.get_referrers(gone())
+    # Counted rather than watched with a weakref: the compiled build's classes have none.
+    assert not any(type(o) is Connection for o in gc.get_objects())
 
 
 async def test_a_flood_is_handled_a_turn_at_a_time() -> None:
