@@ -159,3 +159,38 @@ async def test_job_retries_count_server_deaths(start_member: StartMember) -> Non
         for w in (on_a, on_b):
             w.stop(graceful=False)
             await w.wait()
+
+
+async def test_jobs_held_for_a_worker_that_left_go_to_another_member(
+    start_member: StartMember,
+) -> None:
+    a, b = start_member(), start_member()
+    ran: list[tuple[int, bytes]] = []
+
+    def worker_on(port: int, address: str, seconds: float) -> Worker:
+        worker = Worker([address])
+
+        @worker.register("cl_left")
+        async def work(job: WorkerJob) -> bytes:
+            ran.append((port, job.data))
+            await asyncio.sleep(seconds)
+            return b""
+
+        return worker
+
+    on_a = worker_on(a.port, a.address, 30)
+    await on_a.start()
+    async with Client([b.address]) as client:
+        for i in range(3):
+            await client.submit_background("cl_left", b"%d" % i)
+    await wait_for(lambda: len(ran) == 1, timeout=10)
+    await asyncio.sleep(1.5)  # a holds the next job for its busy worker
+    on_a.stop(graceful=False)
+    await on_a.wait()
+    on_b = worker_on(b.port, b.address, 0)
+    await on_b.start()
+    try:
+        await wait_for(lambda: {d for p, d in ran if p == b.port} == {b"0", b"1", b"2"}, timeout=15)
+    finally:
+        on_b.stop(graceful=False)
+        await on_b.wait()

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from geartrain import Worker, WorkerJob
@@ -23,6 +24,7 @@ from gt_helpers import registered, wait_for
 from serverproc import ServerProc
 
 from .conftest import LEASE, StartMember
+from .test_cluster import members
 
 PHP = shutil.which("php")
 SUBMIT = Path(__file__).parent / "submit.php"
@@ -38,6 +40,7 @@ pytestmark = [pytest.mark.backend, pytest.mark.slow, pytest.mark.interop, pytest
 @dataclass
 class Run:
     data: bytes
+    handle: bytes  # the same job on every server; a client's resubmission is another
     port: int
     start: float
     end: float = field(default=float("inf"))
@@ -48,7 +51,7 @@ def worker_for(server: ServerProc, runs: list[Run]) -> Worker:
 
     @worker.register("work")
     async def work(job: WorkerJob) -> bytes:
-        run = Run(job.data, server.port, time.monotonic())
+        run = Run(job.data, job.handle, server.port, time.monotonic())
         runs.append(run)
         await asyncio.sleep(0.02)
         run.end = time.monotonic()
@@ -57,7 +60,24 @@ def worker_for(server: ServerProc, runs: list[Run]) -> Worker:
     return worker
 
 
-async def test_kill_members_mid_drain(start_member: StartMember) -> None:
+async def held_by(conn: asyncpg.Connection, server: int) -> set[bytes]:
+    """Handles of the jobs a server had claimed and not acknowledged: its running
+    jobs and the ones it held for its workers, as the database saw them."""
+    rows = await conn.fetch(
+        "SELECT prefix, id FROM queue_cluster_jobs WHERE state = 2 AND owner = $1", server
+    )
+    return {bytes(r[0]) + b":c%d" % r[1] for r in rows}
+
+
+async def _none_held(conn: asyncpg.Connection, server: int) -> bool:
+    return not await held_by(conn, server)
+
+
+def own_id(server: ServerProc) -> int:
+    return next(int(row[0]) for row in members(server.port) if row[5] == "*")
+
+
+async def test_kill_members_mid_drain(start_member: StartMember, cluster_conninfo: str) -> None:
     servers = [start_member() for _ in range(3)]
     runs: list[Run] = []
     workers = [worker_for(s, runs) for s in servers]
@@ -73,25 +93,30 @@ async def test_kill_members_mid_drain(start_member: StartMember) -> None:
         for i, s in enumerate(servers)
     ]
     kills: list[tuple[int, float, list[Run]]] = []  # port, time, runs in flight then
+    claimed_by_killed: set[bytes] = set()
+    settings = dict(pair.split("=") for pair in cluster_conninfo.split())
+    db = await asyncpg.connect(
+        host=settings["host"],
+        port=settings["port"],
+        user=settings["user"],
+        database=settings["dbname"],
+    )
     takeovers: list[float] = []
     try:
         for k in range(KILLS):
             await wait_for(lambda k=k: len(runs) > 80 * (k + 1), timeout=60)
             victim = servers[k % 3]
+            victim_id = own_id(victim)
             at = time.monotonic()
             victim.kill()
+            held = await held_by(db, victim_id)
             in_flight = [r for r in runs if r.port == victim.port and r.end > at - IN_FLIGHT_MARGIN]
             kills.append((victim.port, at, in_flight))
             victim.start()  # the same port, a new identity in the cluster
-            # Takeover: every job that was running there has started again elsewhere.
-            unfinished = {r.data for r in in_flight if r.end == float("inf")}
-
-            def retaken(unfinished: set[bytes] = unfinished, at: float = at) -> bool:
-                again = {r.data for r in runs if r.start > at}
-                return unfinished <= again
-
-            await wait_for(retaken, timeout=15, interval=0.05)
-            if unfinished:
+            claimed_by_killed |= held
+            # Takeover: the others have queued again every job it had claimed.
+            if held:
+                await wait_for(lambda v=victim_id: _none_held(db, v), timeout=15, interval=0.05)
                 takeovers.append(time.monotonic() - at)
         outputs = [c.communicate(timeout=120)[0] for c in clients]
         acknowledged = {line for out in outputs for line in out.split(b"\n") if line}
@@ -103,18 +128,22 @@ async def test_kill_members_mid_drain(start_member: StartMember) -> None:
 
         await wait_for(drained, timeout=60, interval=0.1)
     finally:
+        await db.close()
         for c in clients:
             c.kill()
         for w in workers:
             w.stop(graceful=False)
         for w in workers:
             await w.wait()
+    # One job run twice: one handle.  (A client that loses its server mid-submission
+    # may submit the same data again: another job, with another handle.)
     starts: dict[bytes, list[Run]] = {}
     for r in runs:
-        starts.setdefault(r.data, []).append(r)
-    twice = {data: rs for data, rs in starts.items() if len(rs) > 1}
-    in_flight_at_a_kill = {r.data for _port, _at, flight in kills for r in flight}
-    assert set(twice) <= in_flight_at_a_kill, sorted(set(twice) - in_flight_at_a_kill)[:10]
+        starts.setdefault(r.handle, []).append(r)
+    twice = {handle for handle, rs in starts.items() if len(rs) > 1}
+    in_flight_at_a_kill = {r.handle for _port, _at, flight in kills for r in flight}
+    in_flight_at_a_kill |= claimed_by_killed
+    assert twice <= in_flight_at_a_kill, sorted(twice - in_flight_at_a_kill)[:10]
     print(
         f"\n{len(acknowledged)} acknowledged, {len(starts)} run, {len(twice)} run twice;"
         f" takeover after kill -9: {', '.join(f'{t:.1f}' for t in takeovers)} s"

@@ -114,10 +114,7 @@ class ClusterNode:
         for task in (self._heartbeat, self._claimer):
             if task is not None:
                 task.cancel()
-        for job_id, (attempt, job) in list(self.held.items()):
-            if self.core is not None and self.core.disown(job.handle):
-                del self.held[job_id]
-                self._releases.append((job_id, attempt, job.retries))
+        self._drop_unstarted(give_back=True)
         try:
             await asyncio.wait_for(self._flush(), timeout=10)
             if self.lease.server:
@@ -195,15 +192,18 @@ class ClusterNode:
         self._drop_unstarted()
         self.lease.lost()
 
-    def _drop_unstarted(self) -> None:
-        """Jobs claimed but not started are the cluster's again once the lease lapses."""
+    def _drop_unstarted(self, give_back: bool = False) -> None:
+        """Forget the jobs claimed here that no worker has started: once the lease
+        lapses they are the cluster's again; ``give_back`` queues them again at once."""
         core = self.core
         if core is None:
             return
-        for job_id, (_attempt, job) in list(self.held.items()):
+        for job_id, (attempt, job) in list(self.held.items()):
             if core.disown(job.handle):
                 del self.held[job_id]
                 self._progress.pop(job_id, None)
+                if give_back:
+                    self._releases.append((job_id, attempt, job.retries))
 
     def _retry_limit(self) -> int:
         return self.core.config.job_retries if self.core is not None else -1
