@@ -35,7 +35,8 @@ test-compiled: deps
 	rm -rf build/compiled && PATH=$(CURDIR)/$(VENV)/bin:$$PATH scripts/build-compiled build/compiled
 	python3 -m venv build/compiled/venv
 	build/compiled/venv/bin/pip install -q "$$(ls build/compiled/geartrain-*.whl)[test]"
-	build/compiled/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_protocol.py tests/server tests/e2e
+	build/compiled/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_protocol.py tests/server tests/e2e \
+		tests/console/test_api.py tests/console/test_metrics.py
 
 bench: deps
 	$(PY) benchmarks/run.py

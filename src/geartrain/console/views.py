@@ -10,7 +10,7 @@ from typing import Any
 
 from ..__about__ import __version__
 from ..server.core import JobServer
-from ..server.jobs import Job, JobState, Peer, Priority
+from ..server.jobs import STAT_NAMES, Job, JobState, Peer, Priority
 
 __all__ = ["failed_view", "function_views", "job_view", "jobs", "status_view", "worker_views"]
 
@@ -171,7 +171,7 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
             else 0,
             "dead": len(failed.records()) if failed is not None else None,
         },
-        "counters": {name: getattr(stats, name) for name in stats.__slots__},
+        "counters": {name: getattr(stats, name) for name in STAT_NAMES},
         "memory_bytes": _rss(),
         "durability": core.config.durability,
         "store": store,
