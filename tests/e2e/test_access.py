@@ -372,7 +372,16 @@ async def test_refusals_are_counted_in_metrics(
     async with Client([server.address]) as client:
         with pytest.raises(ServerError):
             await client.submit_background("billing", b"x")
-    _, _, text = await asyncio.to_thread(get, metrics_port, "/metrics")
-    lines = set(text.splitlines())
+    lines: set[str] = set()
+
+    async def scraped() -> bool:  # the metrics port opens just after the job port
+        try:
+            _, _, text = await asyncio.to_thread(get, metrics_port, "/metrics")
+        except OSError:
+            return False
+        lines.update(text.splitlines())
+        return True
+
+    await wait_for(scraped, timeout=20)
     assert 'geartrain_access_refused_total{kind="submit"} 1.0' in lines
     assert 'geartrain_access_refused_total{kind="work"} 0.0' in lines
