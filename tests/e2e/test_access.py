@@ -22,7 +22,7 @@ from geartrain import Admin, Client, Worker
 from geartrain.errors import ConnectionLost, ServerError
 from geartrain.protocol import REQ, PacketType, pack
 from gt_helpers import wait_for, working
-from serverproc import ServerProc
+from serverproc import ServerProc, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -357,3 +357,31 @@ def test_a_bad_settings_file_stops_the_start_with_one_line(tmp_path: Path) -> No
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "[access.identities.x] admin: unknown action 'everything'" in result.stderr
+
+
+async def test_refusals_are_counted_in_metrics(
+    start_server: Callable[..., ServerProc], settings: Path
+) -> None:
+    from server.test_metrics import get
+
+    settings.write_text("[access.anonymous]\nadmin = ['read']\n")
+    metrics_port = free_port()
+    server = start_server(
+        "geartrain", [f"--settings={settings}", "--metrics-port", str(metrics_port)]
+    )
+    async with Client([server.address]) as client:
+        with pytest.raises(ServerError):
+            await client.submit_background("billing", b"x")
+    lines: set[str] = set()
+
+    async def scraped() -> bool:  # the metrics port opens just after the job port
+        try:
+            _, _, text = await asyncio.to_thread(get, metrics_port, "/metrics")
+        except OSError:
+            return False
+        lines.update(text.splitlines())
+        return True
+
+    await wait_for(scraped, timeout=20)
+    assert 'geartrain_access_refused_total{kind="submit"} 1.0' in lines
+    assert 'geartrain_access_refused_total{kind="work"} 0.0' in lines
