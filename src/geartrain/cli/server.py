@@ -388,14 +388,19 @@ def _prepare(
 
 
 def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
-    from ..cluster.node import ClusterNode, refuse
+    # Checked by module name: the PostgreSQL driver may not be installed.
+    if store is None or type(store).__module__ != "geartrain.store.postgres":
+        raise ValueError(
+            f"--cluster needs -q postgres (the {ns.queue_type} queue cannot be shared"
+            " between servers)"
+        )
+    if not 1.0 <= ns.cluster_lease <= 3600:
+        raise ValueError("--cluster-lease must be between 1 and 3600 seconds")
+    from ..cluster.node import ClusterNode
     from ..cluster.postgres import PostgresCluster
     from ..store.postgres import PostgresStore
 
-    if not isinstance(store, PostgresStore):
-        raise ValueError(refuse(ns.queue_type))
-    if not 1.0 <= ns.cluster_lease <= 3600:
-        raise ValueError("--cluster-lease must be between 1 and 3600 seconds")
+    assert isinstance(store, PostgresStore)
     return ClusterNode(PostgresCluster(store.conninfo, store.table), lease=ns.cluster_lease)
 
 

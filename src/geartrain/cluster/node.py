@@ -517,8 +517,3 @@ class ClusterNode:
         out.append(b".\n")
         if not peer.closed:
             peer.send(b"".join(out))
-
-
-def refuse(queue_type: str) -> str:
-    """The one-line error for ``--cluster`` over a queue that cannot be shared."""
-    return f"--cluster needs -q postgres (the {queue_type} queue cannot be shared between servers)"
