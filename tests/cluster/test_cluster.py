@@ -122,7 +122,7 @@ def test_cluster_refuses_queues_that_cannot_be_shared(queue: str) -> None:
         capture_output=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
     assert "--cluster needs -q postgres" in lines[-1]
 

@@ -7,6 +7,7 @@ import http.client
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from geartrain import Client, Worker
 from gt_helpers import wait_for, working
@@ -120,12 +121,24 @@ def test_token(start_console: Callable[..., Console]) -> None:
     assert console.request("GET", "/api/status")[0] == 200  # reading stays open
 
 
-def test_failed_jobs_need_the_failure_store(console: Console) -> None:
-    status = console.get("/api/status")
-    if status["counts"]["dead"] is None:
-        assert console.request("GET", "/api/failed")[0] == 404
-    else:
-        assert console.get("/api/failed")["failed"] == []
+def test_failed_jobs_start_empty(console: Console) -> None:
+    assert console.get("/api/status")["counts"]["dead"] == 0
+    assert console.get("/api/failed")["failed"] == []
+
+
+def test_access_rules_hold_for_console_actions(
+    start_console: Callable[..., Console], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[access.anonymous]\nsubmit = ["*"]\nadmin = ["read"]\n')
+    console = start_console(f"--settings={settings}")
+    assert console.act("/api/jobs", {"function": "f", "background": True})[0] == 202
+    handle = console.get("/api/jobs")["jobs"][0]["handle"]
+    status, reply = console.act(f"/api/jobs/{handle}/cancel")
+    assert status == 403 and "cancel" in reply
+    assert console.act("/api/failed/retry")[0] == 403
+    assert console.get("/api/status")["counters"]["refused_admin"] == 2
+    assert console.get("/api/status")["jobs"] == 1  # nothing was cancelled
 
 
 def test_history_and_live_events(console: Console) -> None:

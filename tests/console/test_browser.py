@@ -141,14 +141,7 @@ def test_chart_moves_under_load(console: Console, php_worker: Path, page: Any) -
     shoot(page, "console-under-load")
 
 
-def failed_store_present(console: Console) -> bool:
-    return console.get("/api/status")["counts"]["dead"] is not None
-
-
 def test_failed_job_retried_from_the_console(console: Console, php_worker: Path, page: Any) -> None:
-    # Needs the server's failed-job store (core.failed); runs once that is merged.
-    if not failed_store_present(console):
-        pytest.skip("this build keeps no failed jobs (core.failed)")
     handle = php_submit(console, "flaky", b"try me")
     page.goto(f"http://127.0.0.1:{console.port}/")
     row = page.locator("#failed tbody tr", has_text=handle)

@@ -416,7 +416,11 @@ def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
 
     def listening() -> None:
         if ns.pid_file:
-            Path(ns.pid_file).write_text(f"{os.getpid()}\n")
+            # Written whole then renamed, so a reader never sees an empty file.
+            pid_file = Path(ns.pid_file)
+            partial = pid_file.with_name(pid_file.name + ".tmp")
+            partial.write_text(f"{os.getpid()}\n")
+            partial.replace(pid_file)
         if ns.user:
             _switch_user(ns.user)
 

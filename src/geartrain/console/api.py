@@ -71,7 +71,10 @@ class Api:
 
     def status(self) -> dict[str, Any]:
         writer = self.console.server.writer
-        store: dict[str, Any] = {"description": self.console.server.store_description}
+        store: dict[str, Any] = {
+            "description": self.console.server.store_description,
+            "durability": self.core.config.durability,
+        }
         if writer is not None:
             store |= {"up": not writer.outage, "writes": writer.writes, "pending": writer.pending}
         return status_view(self.core, self.console.started, store) | {
@@ -105,15 +108,14 @@ class Api:
         handle = request.match_info["handle"].encode()
         job = self.core.jobs.get(handle)
         if job is None:
-            failed = getattr(self.core, "failed", None)
-            record = failed.get(handle) if failed is not None else None
+            record = self.core.failed.get(handle)
             if record is None:
                 raise _error(404, "no such job")
             return _reply(failed_view(record) | {"state": "failed"})
         return _reply(job_view(job, time.time()))
 
     async def _failed(self, request: web.Request) -> web.Response:
-        failed = self._failed_store()
+        failed = self.core.failed
         function = request.query.get("function")
         records = failed.records(function.encode() if function is not None else None)
         limit = _limit(request)
@@ -137,16 +139,10 @@ class Api:
         self.core.drop_function(f)
         return _reply({"dropped": text(name)})
 
-    def _failed_store(self) -> Any:
-        failed = getattr(self.core, "failed", None)
-        if failed is None:
-            raise _error(404, "this server keeps no failed jobs")
-        return failed
-
     def _failed_one(self, action: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             handle = request.match_info["handle"]
-            if not getattr(self._failed_store(), action)(handle.encode()):
+            if not getattr(self.core.failed, action)(handle.encode()):
                 raise _error(404, "no such failed job")
             return _reply({action: handle})
 
@@ -155,7 +151,7 @@ class Api:
     def _failed_all(self, action: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             function = request.query.get("function")
-            count = getattr(self._failed_store(), action)(
+            count = getattr(self.core.failed, action)(
                 function.encode() if function is not None else None
             )
             return _reply({action: count})

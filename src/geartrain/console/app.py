@@ -119,6 +119,15 @@ class Console:
         origin = request.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise web.HTTPForbidden(text="cross-origin action refused\n")
+        # The access rules' admin rights hold here as on the admin protocol
+        # (submissions are checked by the core, like any client's).
+        access, action = self.core.access, _admin_action(request.path)
+        if access is not None and action is not None:
+            identity = access.identify(request.remote or "", ())
+            if not access.may_admin(identity, action):
+                self.core.stats.refused_admin += 1
+                self.core.refusals.note("admin", identity, request.remote or "-", action.encode())
+                raise web.HTTPForbidden(text=f"the access rules do not allow {action!r} here\n")
 
     # -- pages, metrics, health ---------------------------------------------------
 
@@ -200,3 +209,14 @@ _PAGE_HEADERS = {
 
 def _plain(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
+
+
+def _admin_action(path: str) -> str | None:
+    """The admin right (geartrain.server.access.ACTIONS) a console action needs."""
+    if path.startswith("/api/failed/"):
+        return "failed"
+    if path.endswith("/cancel"):
+        return "cancel"
+    if path.endswith("/drop"):
+        return "drop"
+    return None

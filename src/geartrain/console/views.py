@@ -39,7 +39,7 @@ def job_view(job: Job, now: float) -> dict[str, Any]:
         "running_seconds": round(now - job.started_at, 3) if worker is not None else None,
         "progress": [job.numerator, job.denominator],
         "due": job.when or None,
-        "attempts": getattr(job, "attempts", 0) or job.retries,
+        "attempts": job.attempts or job.retries,
         "worker": text(worker.client_id) if worker is not None else None,
         "data_preview": preview(job.data),
         "size": len(job.data),
@@ -151,7 +151,6 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         counts["queued"] += sum(f.queued)
         counts["running"] += f.running
         counts["scheduled"] += f.scheduled
-    failed = getattr(core, "failed", None)
     workers = sum(1 for p in core.peers if p.abilities)
     return {
         "version": __version__,
@@ -166,10 +165,10 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         | {
             "processed": stats.completed,
             "failed": stats.failed + stats.exceptions + stats.timed_out + stats.dropped,
-            "retries": sum(1 for j in core.jobs.values() if getattr(j, "attempts", 0))
+            "retries": sum(1 for j in core.jobs.values() if j.attempts)
             if counts["scheduled"]
             else 0,
-            "dead": len(failed.records()) if failed is not None else None,
+            "dead": len(core.failed),
         },
         "counters": {name: getattr(stats, name) for name in STAT_NAMES},
         "memory_bytes": _rss(),

@@ -74,6 +74,8 @@ ADMIN_COMMAND_ACTIONS: dict[bytes, str] = {
     b"drop": "drop",
     b"maxqueue": "maxqueue",
     b"shutdown": "shutdown",
+    b"retry": "failed",  # retry failed ...
+    b"delete": "failed",  # delete failed ...
 }
 """The right each gearmand admin command needs (``version`` needs none)."""
 
