@@ -160,10 +160,12 @@ def test_finished_jobs_do_not_run_again_after_a_kill(tmp_path: Path, level: str)
     print(f"{level}: {len(completed)} completed before the kill, {len(again)} ran again")
     assert not lost, f"{len(lost)} acknowledged jobs lost"
     if level == "crash":
-        # Deletions start a write at once: what runs again is what was in flight.
+        # Deletions start a write at once: what runs again is what finished while
+        # the last write or two were in flight (1-2 on a quiet machine, up to ~15
+        # on a busy one; the old 50 ms deletion delay replayed hundreds here).
         # (At the power level each deletion write waits for an fsync, so what
         # runs again is what finished during the last few fsyncs.)
-        assert len(again) <= 10, f"{len(again)} finished jobs ran again"
+        assert len(again) <= 50, f"{len(again)} finished jobs ran again"
 
 
 @pytest.mark.timeout(60)
