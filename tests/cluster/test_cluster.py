@@ -115,16 +115,17 @@ def test_cluster_lists_its_members(start_member: StartMember) -> None:
     assert len(members(a.port)) == 1
 
 
-@pytest.mark.parametrize("queue", ["sqlite", "builtin"])
+@pytest.mark.parametrize("queue", ["sqlite", "builtin", "mysql"])
 def test_cluster_refuses_queues_that_cannot_be_shared(queue: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "geartrain", "server", "--cluster", "-q", queue, "--check-args"],
+        [sys.executable, "-m", "geartrain", "server", "--cluster", "-q", queue]
+        + ["--mysql-db", "test", "--check-args"],
         capture_output=True,
         timeout=30,
     )
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
-    assert "--cluster needs -q postgres" in lines[-1]
+    assert f"--cluster needs -q postgres or -q redis (the {queue} queue" in lines[-1]
 
 
 async def test_job_retries_count_server_deaths(start_member: StartMember) -> None:

@@ -1,6 +1,6 @@
 """kill -9 of cluster members mid-drain: no acknowledged job is lost.
 
-Three servers on one database, a PHP client submitting to each, Python
+Three servers on one database (or Redis), a PHP client submitting to each, Python
 workers on each.  One server after another is killed with SIGKILL and
 started again (a new identity); its running jobs are taken over by the others
 once its lease expires.  Every job a client was told exists runs, and every
@@ -16,14 +16,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from geartrain import Worker, WorkerJob
 from gt_helpers import registered, wait_for
 from serverproc import ServerProc
 
-from .conftest import LEASE, StartMember
+from .conftest import LEASE, SharedStore, StartMember
 from .test_cluster import members
 
 PHP = shutil.which("php")
@@ -60,24 +59,15 @@ def worker_for(server: ServerProc, runs: list[Run]) -> Worker:
     return worker
 
 
-async def held_by(conn: asyncpg.Connection, server: int) -> set[bytes]:
-    """Handles of the jobs a server had claimed and not acknowledged: its running
-    jobs and the ones it held for its workers, as the database saw them."""
-    rows = await conn.fetch(
-        "SELECT prefix, id FROM queue_cluster_jobs WHERE state = 2 AND owner = $1", server
-    )
-    return {bytes(r[0]) + b":c%d" % r[1] for r in rows}
-
-
-async def _none_held(conn: asyncpg.Connection, server: int) -> bool:
-    return not await held_by(conn, server)
+async def none_held(store: SharedStore, server: int) -> bool:
+    return not await store.held_by(server)
 
 
 def own_id(server: ServerProc) -> int:
     return next(int(row[0]) for row in members(server.port) if row[5] == "*")
 
 
-async def test_kill_members_mid_drain(start_member: StartMember, cluster_conninfo: str) -> None:
+async def test_kill_members_mid_drain(start_member: StartMember, shared_store: SharedStore) -> None:
     servers = [start_member() for _ in range(3)]
     runs: list[Run] = []
     workers = [worker_for(s, runs) for s in servers]
@@ -94,13 +84,6 @@ async def test_kill_members_mid_drain(start_member: StartMember, cluster_conninf
     ]
     kills: list[tuple[int, float, list[Run]]] = []  # port, time, runs in flight then
     claimed_by_killed: set[bytes] = set()
-    settings = dict(pair.split("=") for pair in cluster_conninfo.split())
-    db = await asyncpg.connect(
-        host=settings["host"],
-        port=settings["port"],
-        user=settings["user"],
-        database=settings["dbname"],
-    )
     takeovers: list[float] = []
     try:
         for k in range(KILLS):
@@ -109,14 +92,16 @@ async def test_kill_members_mid_drain(start_member: StartMember, cluster_conninf
             victim_id = own_id(victim)
             at = time.monotonic()
             victim.kill()
-            held = await held_by(db, victim_id)
+            held = await shared_store.held_by(victim_id)
             in_flight = [r for r in runs if r.port == victim.port and r.end > at - IN_FLIGHT_MARGIN]
             kills.append((victim.port, at, in_flight))
             victim.start()  # the same port, a new identity in the cluster
             claimed_by_killed |= held
             # Takeover: the others have queued again every job it had claimed.
             if held:
-                await wait_for(lambda v=victim_id: _none_held(db, v), timeout=15, interval=0.05)
+                await wait_for(
+                    lambda v=victim_id: none_held(shared_store, v), timeout=15, interval=0.05
+                )
                 takeovers.append(time.monotonic() - at)
         outputs = [c.communicate(timeout=120)[0] for c in clients]
         acknowledged = {line for out in outputs for line in out.split(b"\n") if line}
@@ -128,7 +113,6 @@ async def test_kill_members_mid_drain(start_member: StartMember, cluster_conninf
 
         await wait_for(drained, timeout=60, interval=0.1)
     finally:
-        await db.close()
         for c in clients:
             c.kill()
         for w in workers:
@@ -147,6 +131,6 @@ async def test_kill_members_mid_drain(start_member: StartMember, cluster_conninf
     print(
         f"\n{len(acknowledged)} acknowledged, {len(starts)} run, {len(twice)} run twice;"
         f" takeover after kill -9: {', '.join(f'{t:.1f}' for t in takeovers)} s"
-        f" (lease {LEASE} s)"
+        f" (lease {LEASE} s, {shared_store.kind})"
     )
     assert takeovers and max(takeovers) <= 15

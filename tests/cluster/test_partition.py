@@ -1,4 +1,4 @@
-"""A member cut off from the database stops handing out work before its lease
+"""A member cut off from the shared store stops handing out work before its lease
 expires, so the partition itself makes no job run twice."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import pytest
 
 from geartrain import Client
 from gt_helpers import registered, wait_for
-from store.conftest import PG
 from store.proxy import TcpProxy
 
-from .conftest import LEASE, StartMember
+from .conftest import LEASE, SharedStore, StartMember
 from .test_crash import Run, worker_for
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -23,12 +22,11 @@ TRUST = 0.8  # geartrain.cluster.lease.TRUST: the share of the lease a member re
 
 
 async def test_partitioned_member_stops_claiming(
-    start_member: StartMember, cluster_conninfo: str
+    start_member: StartMember, shared_store: SharedStore
 ) -> None:
-    proxy = await TcpProxy(str(PG["host"]), int(PG["port"])).start()
-    via_proxy = cluster_conninfo.replace(f"port={PG['port']}", f"port={proxy.port}")
+    proxy = await TcpProxy(*shared_store.target).start()
     # Started from a thread: the proxy runs on this loop, and starting waits for the server.
-    cut_off = await asyncio.to_thread(start_member, conninfo=via_proxy)
+    cut_off = await asyncio.to_thread(start_member, via=proxy.port)
     healthy = start_member()
     runs: list[Run] = []
     workers = [worker_for(s, runs) for s in (cut_off, healthy)]
@@ -45,7 +43,7 @@ async def test_partitioned_member_stops_claiming(
         await proxy.stop()
         in_flight = {r.data for r in runs if r.port == cut_off.port and r.end > cut - 1.0}
         await asyncio.sleep(LEASE + 2)
-        await proxy.start()  # the same port: the member finds its database again
+        await proxy.start()  # the same port: the member finds its store again
         await wait_for(lambda: {b"j%d" % i for i in range(JOBS)} <= finished(runs), timeout=60)
     finally:
         for w in workers:

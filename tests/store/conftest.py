@@ -133,17 +133,18 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted after (found by SCAN)."""
     prefix = unique_name("gt_test") + ":"
     yield prefix
+    run_in_thread(delete_redis_keys(prefix))
 
-    async def clean() -> None:
-        client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]
-        try:
-            keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
 
-    run_in_thread(clean())
+async def delete_redis_keys(prefix: str) -> None:
+    """Delete every key under ``prefix`` (found by SCAN)."""
+    client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from ..server.settings import Settings, load_settings
 from ..store import Store
 
 if TYPE_CHECKING:
+    from ..cluster.backend import ClusterBackend
     from ..cluster.node import ClusterNode
 
 log = logging.getLogger("geartrain.server")
@@ -177,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument(
         "--cluster",
         action="store_true",
-        help="share background jobs with every server on the same -q postgres database",
+        help="share background jobs with every server on the same -q postgres database"
+        " or -q redis server and prefix",
     )
     ext.add_argument(
         "--cluster-lease",
@@ -388,20 +390,31 @@ def _prepare(
 
 
 def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
-    # Checked by module name: the PostgreSQL driver may not be installed.
-    if store is None or type(store).__module__ != "geartrain.store.postgres":
+    # Checked by module name: the backend's driver may not be installed.
+    module = type(store).__module__ if store is not None else ""
+    if module not in ("geartrain.store.postgres", "geartrain.store.redis"):
         raise ValueError(
-            f"--cluster needs -q postgres (the {ns.queue_type} queue cannot be shared"
-            " between servers)"
+            f"--cluster needs -q postgres or -q redis (the {ns.queue_type} queue cannot be"
+            " shared between servers)"
         )
     if not 1.0 <= ns.cluster_lease <= 3600:
         raise ValueError("--cluster-lease must be between 1 and 3600 seconds")
     from ..cluster.node import ClusterNode
-    from ..cluster.postgres import PostgresCluster
-    from ..store.postgres import PostgresStore
 
-    assert isinstance(store, PostgresStore)
-    return ClusterNode(PostgresCluster(store.conninfo, store.table), lease=ns.cluster_lease)
+    backend: ClusterBackend
+    if module == "geartrain.store.redis":
+        from ..cluster.redis import RedisCluster
+        from ..store.redis import RedisStore
+
+        assert isinstance(store, RedisStore)
+        backend = RedisCluster(store)
+    else:
+        from ..cluster.postgres import PostgresCluster
+        from ..store.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        backend = PostgresCluster(store.conninfo, store.table)
+    return ClusterNode(backend, lease=ns.cluster_lease)
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

@@ -1,21 +1,24 @@
-"""Cluster mode: several servers share their background jobs through one database.
+"""Cluster mode: several servers share their background jobs through one store.
 
 Every background and epoch job goes into the shared store; an idle worker on
 any server of the cluster gets it; foreground jobs stay on the server their
-client is connected to.  The distributed part rests on the database (row
-locks, ``SKIP LOCKED``, LISTEN/NOTIFY), never on a protocol of our own: see
-docs/cluster.md for what holds across servers and what is approximate.
+client is connected to.  The distributed part rests on the store (PostgreSQL's
+row locks, ``SKIP LOCKED`` and LISTEN/NOTIFY; Redis's Lua scripts, sorted sets
+and pub/sub), never on a protocol of our own: see docs/cluster.md for what
+holds across servers and what is approximate.
 
 - :mod:`.node`: one server's part (lease, claims, acknowledgements, wake-ups);
 - :mod:`.lease`: when this server may still trust its lease;
-- :mod:`.postgres`: the tables and statements.
+- :mod:`.backend`: what the node asks of a shared store;
+- :mod:`.postgres`, :mod:`.redis`: the two stores.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
-__all__ = ["Claimed", "Submission", "parse_handle"]
+__all__ = ["Claimed", "Submission", "coalesce_key", "parse_handle"]
 
 
 class Submission(NamedTuple):
@@ -55,3 +58,11 @@ def parse_handle(handle: bytes) -> tuple[bytes, int] | None:
     if not sep or not tail.startswith(b"c") or not tail[1:].isdigit() or len(tail) > 20:
         return None
     return prefix, int(tail[1:])
+
+
+def coalesce_key(unique: bytes, data: bytes) -> bytes | None:
+    """The key background jobs coalesce on cluster-wide: the unique key, or the
+    data's digest for "-"."""
+    if unique == b"-":
+        return b"-" + hashlib.sha256(data).digest() if data else None
+    return unique or None

@@ -3,15 +3,15 @@
 The core hands every background job to :meth:`ClusterNode.add` (it is the
 core's persister); after the commit the job belongs to the cluster, and the
 core forgets it.  When this server has idle workers, the node claims up to
-that many jobs of their functions in one statement and gives them to the core
+that many jobs of their functions in one round trip and gives them to the core
 (:meth:`~geartrain.server.core.JobServer.adopt`), which wakes the workers
 with NOOP as usual.  Finished jobs are acknowledged in batches, fenced by
 their attempt number.
 
 What triggers a claim: a worker going to sleep, a job finishing here, a
-NOTIFY from any server's commit (one per transaction, not per job), and a
-poll every :data:`POLL` seconds behind them, which also promotes epoch jobs
-as they fall due.
+wake-up hint from any server's commit (PostgreSQL's NOTIFY or Redis pub/sub,
+one per batch, not per job), and a poll every :data:`POLL` seconds behind
+them, which also promotes epoch jobs as they fall due.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 from ..protocol import RES, PacketType, pack
 from . import Submission, cluster_handle, parse_handle
 from .lease import Lease
-from .postgres import ERRORS, PostgresCluster
 
 if TYPE_CHECKING:
     from ..server.admin import AdminCommands
     from ..server.core import JobServer
     from ..server.jobs import Job, Peer
+    from .backend import ClusterBackend
 
 __all__ = ["DEFAULT_LEASE", "ClusterNode"]
 
@@ -61,7 +61,7 @@ class ClusterNode:
     """This server's membership of the cluster, between the core and the database."""
 
     def __init__(
-        self, backend: PostgresCluster, *, lease: float = DEFAULT_LEASE, name: str = ""
+        self, backend: ClusterBackend, *, lease: float = DEFAULT_LEASE, name: str = ""
     ) -> None:
         self.backend = backend
         self.lease = Lease(lease)
@@ -95,7 +95,7 @@ class ClusterNode:
             self.core = core
             self.prefix = core.handle_prefix.rstrip(b":")
             await self._renew()
-        except ERRORS as error:
+        except self.backend.errors as error:
             await self.backend.close()
             raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
         core.persister = self
@@ -119,7 +119,7 @@ class ClusterNode:
             await asyncio.wait_for(self._flush(), timeout=10)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
-        except (*ERRORS, asyncio.CancelledError) as error:
+        except self.backend.errors + (asyncio.CancelledError,) as error:
             log.error("Leaving the cluster uncleanly: %s", error)
         await self.backend.close()
 
@@ -151,7 +151,7 @@ class ClusterNode:
                 if not self.backend.listening:
                     await self.backend.listen(self.kick)
                 await self._write_progress()
-            except (*ERRORS, TimeoutError) as error:
+            except self.backend.errors + (TimeoutError,) as error:
                 log.warning("Cluster heartbeat failed: %s", error)
 
     async def _renew(self) -> None:
@@ -267,7 +267,7 @@ class ClusterNode:
                     return
                 try:
                     rows = await self.backend.claim(self.lease.server, wants)
-                except ERRORS as error:
+                except self.backend.errors as error:
                     log.warning("Cluster claim failed: %s", error)
                     return
                 self.claims += 1
@@ -334,7 +334,7 @@ class ClusterNode:
     async def _status(self, peer: Peer, handle: bytes, prefix: bytes, job_id: int) -> None:
         try:
             row = await self.backend.status(job_id)
-        except ERRORS:
+        except self.backend.errors:
             row = None
         if row is None or row[0] != prefix:
             reply = (handle, b"0", b"0", b"0", b"0")
@@ -347,7 +347,7 @@ class ClusterNode:
     async def _status_unique(self, peer: Peer, unique: bytes) -> None:
         try:
             row = await self.backend.status_unique(unique)
-        except ERRORS:
+        except self.backend.errors:
             row = None
         if row is None:
             reply = (unique, b"0", b"0", b"0", b"0", b"0")
@@ -415,7 +415,7 @@ class ClusterNode:
                 acks = []
             if releases:
                 await self.backend.release(releases)
-        except ERRORS as error:
+        except self.backend.errors as error:
             self._failed(error, adds, acks, releases)
             return False
         self.writes += 1
@@ -467,7 +467,7 @@ class ClusterNode:
             shared = {
                 name: (total, running) for name, total, running in await self.backend.queues()
             }
-        except ERRORS as error:
+        except self.backend.errors as error:
             peer.send(b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n")
             return
         held_total: dict[bytes, int] = {}
@@ -499,7 +499,7 @@ class ClusterNode:
     async def _send_members(self, peer: Peer) -> None:
         try:
             members = await self.backend.members()
-        except ERRORS as error:
+        except self.backend.errors as error:
             peer.send(b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n")
             return
         out = [

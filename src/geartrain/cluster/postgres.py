@@ -9,14 +9,13 @@ Every plan was checked with EXPLAIN (docs/cluster.md lists them).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 
 from ..store.postgres import conninfo_to_asyncpg
-from . import Claimed, Submission
+from . import Claimed, Submission, coalesce_key
 
 __all__ = ["ERRORS", "PostgresCluster"]
 
@@ -64,6 +63,8 @@ ERRORS = (
 
 class PostgresCluster:
     """The statements of cluster mode over one PostgreSQL database."""
+
+    errors = ERRORS
 
     def __init__(self, conninfo: str, table: str, *, timeout: float = 10.0) -> None:
         base = table[:40]
@@ -240,7 +241,7 @@ class PostgresCluster:
 
     async def submit(self, jobs: Sequence[Submission], prefix: bytes) -> list[tuple[int, bytes]]:
         """Insert or coalesce each job; its (id, handle prefix) in order."""
-        keys = [_coalesce_key(s.unique, s.data) for s in jobs]
+        keys = [coalesce_key(s.unique, s.data) for s in jobs]
         if self._durable is None:
             raise ConnectionError("cluster store is closed")
         rows = await self._durable.fetch(
@@ -329,10 +330,3 @@ class PostgresCluster:
             f" FROM {self.servers} s ORDER BY s.id"
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-
-def _coalesce_key(unique: bytes, data: bytes) -> bytes | None:
-    """The key jobs coalesce on: the unique key, or the data's digest for "-"."""
-    if unique == b"-":
-        return b"-" + hashlib.sha256(data).digest() if data else None
-    return unique or None

@@ -112,9 +112,19 @@ class RedisStore:
         """Connect, and warn if Redis is not set up to keep writes on disk."""
         if self._redis is not None:
             return
+        self._redis = self.connect()
+        try:
+            await self._redis.ping()
+            await self.check_persistence(self._redis)
+        except _ERRORS as exc:
+            await self.close()
+            raise self._error(exc) from exc
+
+    def connect(self) -> aioredis.Redis:
+        """A client (a pool of connections) to this store's Redis."""
         # One attempt per call: the caller decides about retrying, and a
         # silently repeated EXEC could apply a batch twice.
-        self._redis = aioredis.Redis(
+        return aioredis.Redis(
             host=self.host,
             port=self.port,
             db=self.db,
@@ -122,14 +132,9 @@ class RedisStore:
             client_name="geartrain",
             **self._options,  # type: ignore[arg-type]
         )
-        try:
-            await self._redis.ping()
-            await self._check_persistence(self._redis)
-        except _ERRORS as exc:
-            await self.close()
-            raise self._error(exc) from exc
 
-    async def _check_persistence(self, client: aioredis.Redis) -> None:
+    async def check_persistence(self, client: aioredis.Redis) -> None:
+        """Warn if Redis is set up to keep writes on disk less well than asked."""
         try:
             config = await client.config_get("append*")
         except RedisError as exc:  # CONFIG may be renamed away on managed servers

@@ -1,0 +1,419 @@
+"""The cluster's shared state in Redis: jobs, server leases, claims, fenced acks.
+
+Keys under ``<prefix>cluster:`` (``--redis-prefix``, default ``_gear_``):
+
+- ``job:<id>``: a hash per job (function, unique key, data, priority, state
+  0 queued or 2 running, owner, attempt, retries, progress, handle prefix);
+- ``ready:<function>``: a sorted set of queued ids, scored priority * 2^50 + id,
+  so ZPOPMIN takes the highest priority first and the oldest within it;
+- ``scheduled``: epoch jobs by due time, moved to ``ready:`` by claims;
+- ``u:<key>``: a hash from function to the id of the job with that unique key
+  (the cluster-wide coalescing index);
+- ``servers``: a sorted set of server ids scored by the lease's expiry (ms,
+  Redis's clock); ``server:<id>``: its name and start; ``owned:<id>``: the
+  ids it claimed and has not acknowledged;
+- ``total`` and ``running``: hashes of counts per function, for ``status``;
+- ``seq``, ``sseq``: id counters; ``wake``: the pub/sub channel.
+
+Every operation that changes more than one key is one Lua script (EVALSHA),
+so a batch is atomic and costs one round trip; Redis's clock decides leases
+and due times.  Keys carry no hash tag: one Redis primary (with replicas or
+Sentinel), not a sharded Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from ..store.redis import RedisStore
+from . import Claimed, Submission, coalesce_key
+
+__all__ = ["RedisCluster"]
+
+log = logging.getLogger("geartrain.cluster")
+
+ERRORS = (RedisError, OSError, TimeoutError)
+"""What a lost or failing Redis raises."""
+
+LISTEN_TIMEOUT = 5.0
+"""Seconds the listener waits for a message before it looks again (so a lost
+connection is noticed)."""
+
+# Helpers every script starts with.  K is the key prefix; ids arrive and are
+# compared as strings.
+_PRELUDE = """
+local K = KEYS[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function count(hash, fn, by)
+  if redis.call('HINCRBY', K .. hash, fn, by) <= 0 then redis.call('HDEL', K .. hash, fn) end
+end
+local function score(prio, id) return tonumber(prio) * 1125899906842624 + tonumber(id) end
+local function forget(id, fn, ckey, state, owner)
+  redis.call('DEL', K .. 'job:' .. id)
+  count('total', fn, -1)
+  if state == '2' then
+    redis.call('SREM', K .. 'owned:' .. owner, id)
+    count('running', fn, -1)
+  else
+    redis.call('ZREM', K .. 'ready:' .. fn, id)
+    redis.call('ZREM', K .. 'scheduled', id)
+  end
+  if ckey ~= '' and redis.call('HGET', K .. 'u:' .. ckey, fn) == id then
+    redis.call('HDEL', K .. 'u:' .. ckey, fn)
+  end
+end
+local function requeue(id, fn, owner, prio, retries)
+  redis.call('HSET', K .. 'job:' .. id, 'state', 0, 'owner', '', 'retries', retries,
+    'num', 0, 'den', 0)
+  redis.call('SREM', K .. 'owned:' .. owner, id)
+  count('running', fn, -1)
+  redis.call('ZADD', K .. 'ready:' .. fn, score(prio, id), id)
+end
+"""
+
+# ARGV: handle prefix, then (function, unique, coalescing key or '', priority,
+# due epoch second or 0, reducer, data) per job.  A key that exists answers
+# with that job; one hint for the whole batch.
+_SUBMIT = """
+local now = tonumber(redis.call('TIME')[1])
+local prefix = ARGV[1]
+local out, woke = {}, false
+for i = 2, #ARGV, 7 do
+  local fn, ckey = ARGV[i], ARGV[i + 2]
+  local id = false
+  if ckey ~= '' then id = redis.call('HGET', K .. 'u:' .. ckey, fn) end
+  if id then
+    out[#out + 1] = tonumber(id)
+    out[#out + 1] = redis.call('HGET', K .. 'job:' .. id, 'prefix')
+  else
+    id = redis.call('INCR', K .. 'seq')
+    redis.call('HSET', K .. 'job:' .. id, 'fn', fn, 'uniq', ARGV[i + 1], 'ckey', ckey,
+      'prio', ARGV[i + 3], 'state', 0, 'owner', '', 'att', 0, 'retries', 0, 'num', 0, 'den', 0,
+      'prefix', prefix, 'reducer', ARGV[i + 5], 'data', ARGV[i + 6])
+    if ckey ~= '' then redis.call('HSET', K .. 'u:' .. ckey, fn, id) end
+    count('total', fn, 1)
+    if tonumber(ARGV[i + 4]) > now then
+      redis.call('ZADD', K .. 'scheduled', ARGV[i + 4], id)
+    else
+      redis.call('ZADD', K .. 'ready:' .. fn, score(ARGV[i + 3], id), id)
+      woke = true
+    end
+    out[#out + 1] = id
+    out[#out + 1] = prefix
+  end
+end
+if woke then redis.call('PUBLISH', K .. 'wake', '') end
+return out
+"""
+
+# ARGV: server id, then (function, how many) pairs.  Nothing for a server
+# whose lease has lapsed.  Due epoch jobs are promoted first.
+_CLAIM = """
+local server = ARGV[1]
+local lease = redis.call('ZSCORE', K .. 'servers', server)
+if not lease or tonumber(lease) <= now_ms() then return {} end
+local due = redis.call('ZRANGEBYSCORE', K .. 'scheduled', '-inf', redis.call('TIME')[1],
+  'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', K .. 'scheduled', id)
+  local j = redis.call('HMGET', K .. 'job:' .. id, 'fn', 'prio')
+  if j[1] then redis.call('ZADD', K .. 'ready:' .. j[1], score(j[2], id), id) end
+end
+local out = {}
+for i = 2, #ARGV, 2 do
+  local fn = ARGV[i]
+  local popped = redis.call('ZPOPMIN', K .. 'ready:' .. fn, ARGV[i + 1])
+  for p = 1, #popped, 2 do
+    local id = popped[p]
+    local key = K .. 'job:' .. id
+    if redis.call('EXISTS', key) == 1 then
+      local att = redis.call('HINCRBY', key, 'att', 1)
+      redis.call('HSET', key, 'state', 2, 'owner', server)
+      redis.call('SADD', K .. 'owned:' .. server, id)
+      count('running', fn, 1)
+      local j = redis.call('HMGET', key, 'prefix', 'uniq', 'data', 'prio', 'reducer', 'retries')
+      out[#out + 1] = {tonumber(id), j[1], fn, j[2], j[3], tonumber(j[4]), j[5], att,
+        tonumber(j[6])}
+    end
+  end
+end
+return out
+"""
+
+# ARGV: (id, attempt) pairs; fenced by the attempt.
+_ACK = """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'fn', 'ckey', 'state', 'owner')
+  if j[1] == ARGV[i + 1] then
+    forget(id, j[2], j[3], j[4], j[5])
+    out[#out + 1] = tonumber(id)
+  end
+end
+return out
+"""
+
+# ARGV: (id, attempt, retries) triples.
+_RELEASE = """
+local woke = false
+for i = 1, #ARGV, 3 do
+  local id = ARGV[i]
+  local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'state', 'fn', 'owner', 'prio')
+  if j[1] == ARGV[i + 1] and j[2] == '2' then
+    requeue(id, j[3], j[4], j[5], ARGV[i + 2])
+    woke = true
+  end
+end
+if woke then redis.call('PUBLISH', K .. 'wake', '') end
+return 0
+"""
+
+# ARGV: (id, attempt, numerator, denominator) quadruples.
+_PROGRESS = """
+for i = 1, #ARGV, 4 do
+  local key = K .. 'job:' .. ARGV[i]
+  if redis.call('HGET', key, 'att') == ARGV[i + 1] then
+    redis.call('HSET', key, 'num', ARGV[i + 2], 'den', ARGV[i + 3])
+  end
+end
+return 0
+"""
+
+# ARGV: --job-retries.  Expired servers go; their claimed jobs are queued
+# again with one more retry, or dropped past the limit.
+_RESCUE = """
+local limit = tonumber(ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', K .. 'servers', '-inf', now_ms())
+local moved, dropped = 0, 0
+for _, s in ipairs(dead) do
+  local owned = K .. 'owned:' .. s
+  for _, id in ipairs(redis.call('SMEMBERS', owned)) do
+    local j = redis.call('HMGET', K .. 'job:' .. id, 'state', 'owner', 'fn', 'ckey', 'prio',
+      'retries')
+    if j[1] == '2' and j[2] == s then
+      local retries = tonumber(j[6]) + 1
+      if limit == 0 or (limit > 0 and retries >= limit) then
+        forget(id, j[3], j[4], j[1], j[2])
+        dropped = dropped + 1
+      else
+        requeue(id, j[3], s, j[5], retries)
+        moved = moved + 1
+      end
+    end
+  end
+  redis.call('DEL', owned, K .. 'server:' .. s)
+  redis.call('ZREM', K .. 'servers', s)
+end
+if moved > 0 then redis.call('PUBLISH', K .. 'wake', '') end
+return {#dead, moved, dropped}
+"""
+
+# ARGV: name, lease in ms.
+_REGISTER = """
+local id = redis.call('INCR', K .. 'sseq')
+local now = now_ms()
+redis.call('ZADD', K .. 'servers', now + tonumber(ARGV[2]), id)
+redis.call('HSET', K .. 'server:' .. id, 'name', ARGV[1], 'started', now)
+return id
+"""
+
+# ARGV: server id, lease in ms.  Only a lease that has not expired is renewed.
+_RENEW = """
+local now = now_ms()
+local lease = redis.call('ZSCORE', K .. 'servers', ARGV[1])
+if not lease or tonumber(lease) <= now then return 0 end
+redis.call('ZADD', K .. 'servers', 'XX', now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# ARGV: server id.  A server still owning jobs (workers busy at the stop) is
+# expired instead, so that the next sweep queues them again.
+_LEAVE = """
+if redis.call('SCARD', K .. 'owned:' .. ARGV[1]) == 0 then
+  redis.call('ZREM', K .. 'servers', ARGV[1])
+  redis.call('DEL', K .. 'server:' .. ARGV[1])
+else
+  redis.call('ZADD', K .. 'servers', 'XX', 0, ARGV[1])
+end
+return 0
+"""
+
+# ARGV: unique key.  The oldest job with that key, whatever its function.
+_STATUS_UNIQUE = """
+local ids = redis.call('HVALS', K .. 'u:' .. ARGV[1])
+local first = false
+for _, id in ipairs(ids) do
+  if not first or tonumber(id) < tonumber(first) then first = id end
+end
+if not first then return false end
+return redis.call('HMGET', K .. 'job:' .. first, 'state', 'num', 'den')
+"""
+
+_MEMBERS = """
+local out = {now_ms()}
+local servers = redis.call('ZRANGE', K .. 'servers', 0, -1, 'WITHSCORES')
+for i = 1, #servers, 2 do
+  local s = servers[i]
+  local info = redis.call('HMGET', K .. 'server:' .. s, 'name', 'started')
+  out[#out + 1] = {tonumber(s), info[1] or '', tonumber(info[2] or 0), tonumber(servers[i + 1]),
+    redis.call('SCARD', K .. 'owned:' .. s)}
+end
+return out
+"""
+
+
+class RedisCluster:
+    """The scripts of cluster mode over one Redis, under a store's key prefix."""
+
+    errors = ERRORS
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self.base = f"{store.prefix}cluster:"
+        self.channel = f"{self.base}wake"
+        self.description = (
+            f"cluster over redis {store.host}:{store.port}/{store.db} keys {self.base!r}*"
+        )
+        self._redis = store.connect()
+        self._listener: asyncio.Task[None] | None = None
+        script = self._redis.register_script
+        self._submit, self._claim, self._ack, self._release, self._progress = (
+            script(_PRELUDE + s) for s in (_SUBMIT, _CLAIM, _ACK, _RELEASE, _PROGRESS)
+        )
+        self._rescue, self._register, self._renew, self._leave = (
+            script(_PRELUDE + s) for s in (_RESCUE, _REGISTER, _RENEW, _LEAVE)
+        )
+        self._status_unique = script(_PRELUDE + _STATUS_UNIQUE)
+        self._members = script(_PRELUDE + _MEMBERS)
+
+    async def _run(self, script: AsyncScript, *args: Any) -> Any:
+        return await script(keys=[self.base], args=args)
+
+    # -- life -----------------------------------------------------------------
+
+    async def open(self, on_wake: Callable[[], None]) -> None:
+        await self._redis.ping()
+        await self._store.check_persistence(self._redis)
+        await self.listen(on_wake)
+
+    async def listen(self, on_wake: Callable[[], None]) -> None:
+        """Subscribe on a connection of its own; the task ends when it is lost."""
+        await self._close_listener()
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self.channel)
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub, on_wake))
+
+    async def _listen(self, pubsub: PubSub, on_wake: Callable[[], None]) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=LISTEN_TIMEOUT
+                )
+                if message is not None:
+                    on_wake()
+        except ERRORS as error:
+            log.warning("Cluster wake-up channel lost: %s", error)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and not self._listener.done()
+
+    async def _close_listener(self) -> None:
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self._close_listener()
+        await self._redis.aclose()
+
+    # -- leases ---------------------------------------------------------------
+
+    async def register(self, name: str, ttl: float) -> int:
+        return int(await self._run(self._register, name, round(ttl * 1000)))
+
+    async def renew(self, server: int, ttl: float) -> bool:
+        return bool(await self._run(self._renew, server, round(ttl * 1000)))
+
+    async def leave(self, server: int) -> None:
+        await self._run(self._leave, server)
+
+    async def rescue(self, retry_limit: int) -> tuple[int, int, int]:
+        dead, moved, dropped = await self._run(self._rescue, retry_limit)
+        return int(dead), int(moved), int(dropped)
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def submit(self, jobs: Sequence[Submission], prefix: bytes) -> list[tuple[int, bytes]]:
+        args: list[bytes | int] = [prefix]
+        for s in jobs:
+            key = coalesce_key(s.unique, s.data) or b""
+            args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
+        flat = await self._run(self._submit, *args)
+        return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
+        rows = await self._run(self._claim, server, *(x for want in wants for x in want))
+        return [Claimed(*row) for row in rows]
+
+    async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
+        return set(await self._run(self._ack, *(x for d in done for x in d)))
+
+    async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
+        await self._run(self._release, *(x for j in jobs for x in j))
+
+    async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
+        await self._run(self._progress, *(x for j in jobs for x in j))
+
+    # -- status -----------------------------------------------------------------
+
+    async def status(self, job_id: int) -> tuple[bytes, int, int, int] | None:
+        row = await self._redis.hmget(f"{self.base}job:{job_id}", ["prefix", "state", "num", "den"])
+        prefix, state, num, den = cast(list[bytes | None], row)
+        if prefix is None:
+            return None
+        return prefix, int(state or 0), int(num or 0), int(den or 0)
+
+    async def status_unique(self, unique: bytes) -> tuple[int, int, int] | None:
+        row = await self._run(self._status_unique, unique)
+        if not row or row[0] is None:
+            return None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def queues(self) -> list[tuple[bytes, int, int]]:
+        async with self._redis.pipeline(transaction=True) as pipe:  # MULTI: one snapshot
+            pipe.hgetall(f"{self.base}total")
+            pipe.hgetall(f"{self.base}running")
+            total, running = await pipe.execute()
+        return [(name, int(n), int(running.get(name, 0))) for name, n in sorted(total.items())]
+
+    async def members(self) -> list[tuple[int, str, float, float, int]]:
+        now, *rows = await self._run(self._members)
+        return [
+            (
+                server,
+                bytes(name).decode(errors="replace"),
+                (now - started) / 1000,
+                (expires - now) / 1000,
+                owned,
+            )
+            for server, name, started, expires, owned in rows
+        ]
