@@ -1,16 +1,19 @@
 """Cluster mode's throughput: clusters of 1, 2 and 3 servers against one server
-with the PostgreSQL queue, under the same load (a measurement, not a test).
+with the same store's queue, on PostgreSQL and on Redis, under the same load
+(a measurement, not a test).
 
     python benchmarks/cluster.py [--jobs 4000] [--clients 4] [--workers 4] [--runs 3]
+                                 [--stores postgres,redis]
 
 The load is the same in every case: ``--clients`` PHP clients submit
 ``--jobs`` background jobs in all (pipelined, 100 in flight each), then
 ``--workers`` PHP workers drain them; clients and workers are spread round-robin
 over the servers.  Reported: jobs/s for submit + drain, and the servers' CPU
 time per job (all servers together).  Each case runs in a scratch database of
-its own on 127.0.0.1:5432 (user postgres), dropped afterwards.  On one machine
-the servers, PostgreSQL and the PHP peers share the CPUs: this measures the
-cost of cluster mode per job, not scaling across machines (docs/cluster.md).
+its own on 127.0.0.1:5432 (user postgres), dropped afterwards, or under a key
+prefix of its own on the Redis at 127.0.0.1:6379, deleted afterwards.  On one
+machine the servers, the store and the PHP peers share the CPUs: this measures
+the cost of cluster mode per job, not scaling across machines (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -29,17 +36,47 @@ import servers
 from durable import PG, psql
 from scenarios import PHP_DIR, queued
 
-CASES = {"single server, -q postgres": (1, False)} | {
-    f"cluster of {n}": (n, True) for n in (1, 2, 3)
-}
+SIZES = (1, 2, 3)
 
 
-def once(members: int, cluster: bool, jobs: int, clients: int, workers: int) -> dict[str, float]:
-    database = "gt_bench_" + uuid.uuid4().hex[:8]
-    psql(f"CREATE DATABASE {database}")
-    flags = ["-q", "postgres", f"--libpq-conninfo={PG} dbname={database}"]
-    if cluster:
-        flags.append("--cluster")
+def cases(store: str) -> dict[str, tuple[str, int, bool]]:
+    """name -> (store, servers, cluster mode)."""
+    return {f"single server, -q {store}": (store, 1, False)} | {
+        f"{store} cluster of {n}": (store, n, True) for n in SIZES
+    }
+
+
+@contextmanager
+def scratch(store: str) -> Iterator[list[str]]:
+    """The queue flags of a scratch database or key prefix, removed afterwards."""
+    name = "gt_bench_" + uuid.uuid4().hex[:8]
+    if store == "postgres":
+        psql(f"CREATE DATABASE {name}")
+        try:
+            yield ["-q", "postgres", f"--libpq-conninfo={PG} dbname={name}"]
+        finally:
+            psql(f"DROP DATABASE {name} WITH (FORCE)")
+        return
+    try:
+        yield ["-q", "redis", f"--redis-prefix={name}:"]
+    finally:
+        client = redis.Redis()
+        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        client.close()
+
+
+def once(
+    store: str, members: int, cluster: bool, jobs: int, clients: int, workers: int
+) -> dict[str, float]:
+    with scratch(store) as flags:
+        return measure(flags + ["--cluster"] * cluster, members, jobs, clients, workers)
+
+
+def measure(
+    flags: list[str], members: int, jobs: int, clients: int, workers: int
+) -> dict[str, float]:
     started = [servers.start("geartrain", flags) for _ in range(members)]
     try:
         cpu0 = sum(s.cpu_seconds() for s in started)
@@ -79,7 +116,6 @@ def once(members: int, cluster: bool, jobs: int, clients: int, workers: int) -> 
     finally:
         for s in started:
             s.stop()
-        psql(f"DROP DATABASE {database} WITH (FORCE)")
 
 
 def main() -> None:
@@ -88,25 +124,31 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stores", default="postgres,redis")
     args = parser.parse_args()
-    figures: dict[str, list[dict[str, float]]] = {case: [] for case in CASES}
+    stores = args.stores.split(",")
+    all_cases = {name: case for store in stores for name, case in cases(store).items()}
+    figures: dict[str, list[dict[str, float]]] = {name: [] for name in all_cases}
     for _ in range(args.runs):
-        for case, (members, cluster) in CASES.items():  # interleaved: drift hits all alike
-            figures[case].append(once(members, cluster, args.jobs, args.clients, args.workers))
+        for name, case in all_cases.items():  # interleaved: drift hits all alike
+            figures[name].append(once(*case, args.jobs, args.clients, args.workers))
     load = f"{args.jobs} jobs, {args.clients} clients, {args.workers} workers"
     print(f"{load}, median of {args.runs} runs")
     print(f"{'case':28} {'jobs/s':>8} {'submit/s':>9} {'drain/s':>8} {'server CPU µs/job':>18}")
     medians = {}
-    for case, runs in figures.items():
-        med = medians[case] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    for name, runs in figures.items():
+        med = medians[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(
-            f"{case:28} {med['jobs_per_s']:8.0f} {med['submit_jobs_per_s']:9.0f}"
+            f"{name:28} {med['jobs_per_s']:8.0f} {med['submit_jobs_per_s']:9.0f}"
             f" {med['drain_jobs_per_s']:8.0f} {med['server_cpu_us_per_job']:18.0f}"
         )
-    single, one = medians["single server, -q postgres"], medians["cluster of 1"]
-    wall = 1e6 / one["jobs_per_s"] - 1e6 / single["jobs_per_s"]
-    cpu = one["server_cpu_us_per_job"] - single["server_cpu_us_per_job"]
-    print(f"cost of cluster mode per job: {wall:+.0f} µs wall, {cpu:+.0f} µs server CPU")
+    for store in stores:
+        single, one = medians[f"single server, -q {store}"], medians[f"{store} cluster of 1"]
+        wall = 1e6 / one["jobs_per_s"] - 1e6 / single["jobs_per_s"]
+        cpu = one["server_cpu_us_per_job"] - single["server_cpu_us_per_job"]
+        print(
+            f"cost of cluster mode per job ({store}): {wall:+.0f} µs wall, {cpu:+.0f} µs server CPU"
+        )
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable
 
 import pytest
 
-from geartrain import Client, Worker, WorkerJob
+from geartrain import Client, Priority, Worker, WorkerJob
 from gt_helpers import wait_for
 from serverproc import admin_command
 
@@ -195,3 +196,50 @@ async def test_jobs_held_for_a_worker_that_left_go_to_another_member(
     finally:
         on_b.stop(graceful=False)
         await on_b.wait()
+
+
+async def test_claims_take_priority_then_submission_order(start_member: StartMember) -> None:
+    a, b = start_member(), start_member()
+    order = [(Priority.LOW, b"l1"), (Priority.NORMAL, b"n1"), (Priority.HIGH, b"h1")]
+    order += [(Priority.LOW, b"l2"), (Priority.NORMAL, b"n2"), (Priority.HIGH, b"h2")]
+    async with Client([a.address]) as client:
+        for priority, data in order:
+            await client.submit_background("cl_order", data, priority=priority)
+    ran: list[bytes] = []
+    worker = Worker([b.address])  # one job at a time, on the other member
+
+    @worker.register("cl_order")
+    async def work(job: WorkerJob) -> bytes:
+        ran.append(job.data)
+        return b""
+
+    await worker.start()
+    try:
+        await wait_for(lambda: len(ran) == 6, timeout=15)
+    finally:
+        worker.stop(graceful=False)
+        await worker.wait()
+    assert ran == [b"h1", b"h2", b"n1", b"n2", b"l1", b"l2"]
+
+
+async def test_epoch_jobs_run_when_due_on_any_member(start_member: StartMember) -> None:
+    a, b = start_member(), start_member()
+    ran: list[float] = []
+    worker = Worker([b.address])
+
+    @worker.register("cl_epoch")
+    async def work(job: WorkerJob) -> bytes:
+        ran.append(time.time())
+        return b""
+
+    await worker.start()
+    try:
+        due = int(time.time()) + 3
+        async with Client([a.address]) as client:
+            await client.submit_background("cl_epoch", b"x", when=due)
+        assert status_line(b.port, "cl_epoch") == [1, 0, 1]  # known everywhere, not running
+        await wait_for(lambda: len(ran) == 1, timeout=15)
+    finally:
+        worker.stop(graceful=False)
+        await worker.wait()
+    assert ran[0] >= due - 0.05  # by the store's clock, which is this machine's here
