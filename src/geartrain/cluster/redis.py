@@ -13,7 +13,7 @@ Keys under ``<prefix>cluster:`` (``--redis-prefix``, default ``_gear_``):
   Redis's clock); ``server:<id>``: its name and start; ``owned:<id>``: the
   ids it claimed and has not acknowledged;
 - ``total`` and ``running``: hashes of counts per function, for ``status``;
-- ``seq``, ``sseq``: id counters; ``wake``: the pub/sub channel.
+- ``seq``: the job id counter; ``wake``: the pub/sub channel.
 
 Every operation that changes more than one key is one Lua script (EVALSHA),
 so a batch is atomic and costs one round trip; Redis's clock decides leases
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -41,6 +42,9 @@ log = logging.getLogger("geartrain.cluster")
 
 ERRORS = (RedisError, OSError, TimeoutError)
 """What a lost or failing Redis raises."""
+
+ID_RANGE = 1 << 48
+"""Server ids are drawn from 1 to this (exact as Lua numbers)."""
 
 LISTEN_TIMEOUT = 5.0
 """Seconds the listener waits for a message before it looks again (so a lost
@@ -150,13 +154,18 @@ end
 return out
 """
 
-# ARGV: (id, attempt) pairs; fenced by the attempt.
+# ARGV: how many server ids, this process's server ids, then (id, attempt)
+# pairs.  Fenced by the attempt, and by the owner: after Redis lost writes
+# (a failover), an id and attempt may name another job, claimed by another server.
 _ACK = """
+local mine = {}
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do mine[ARGV[i]] = true end
 local out = {}
-for i = 1, #ARGV, 2 do
+for i = n + 2, #ARGV, 2 do
   local id = ARGV[i]
   local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'fn', 'ckey', 'state', 'owner')
-  if j[1] == ARGV[i + 1] then
+  if j[1] == ARGV[i + 1] and (j[4] ~= '2' or mine[j[5]]) then
     forget(id, j[2], j[3], j[4], j[5])
     out[#out + 1] = tonumber(id)
   end
@@ -219,13 +228,14 @@ if moved > 0 then redis.call('PUBLISH', K .. 'wake', '') end
 return {#dead, moved, dropped}
 """
 
-# ARGV: name, lease in ms.
+# ARGV: a random server id, name, lease in ms.  0 if the id is taken.
 _REGISTER = """
-local id = redis.call('INCR', K .. 'sseq')
 local now = now_ms()
-redis.call('ZADD', K .. 'servers', now + tonumber(ARGV[2]), id)
-redis.call('HSET', K .. 'server:' .. id, 'name', ARGV[1], 'started', now)
-return id
+if redis.call('ZADD', K .. 'servers', 'NX', now + tonumber(ARGV[3]), ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', K .. 'server:' .. ARGV[1], 'name', ARGV[2], 'started', now)
+return 1
 """
 
 # ARGV: server id, lease in ms.  Only a lease that has not expired is renewed.
@@ -287,6 +297,7 @@ class RedisCluster:
         )
         self._redis = store.connect()
         self._listener: asyncio.Task[None] | None = None
+        self._identities: list[int] = []  # every server id this process registered
         script = self._redis.register_script
         self._submit, self._claim, self._ack, self._release, self._progress = (
             script(_PRELUDE + s) for s in (_SUBMIT, _CLAIM, _ACK, _RELEASE, _PROGRESS)
@@ -348,7 +359,13 @@ class RedisCluster:
     # -- leases ---------------------------------------------------------------
 
     async def register(self, name: str, ttl: float) -> int:
-        return int(await self._run(self._register, name, round(ttl * 1000)))
+        # Random rather than counted: a Redis that lost writes would count again
+        # from an older value and hand a live server's id to another.
+        while True:
+            server = secrets.randbelow(ID_RANGE) + 1
+            if await self._run(self._register, server, name, round(ttl * 1000)):
+                self._identities.append(server)
+                return server
 
     async def renew(self, server: int, ttl: float) -> bool:
         return bool(await self._run(self._renew, server, round(ttl * 1000)))
@@ -375,7 +392,8 @@ class RedisCluster:
         return [Claimed(*row) for row in rows]
 
     async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
-        return set(await self._run(self._ack, *(x for d in done for x in d)))
+        mine = self._identities
+        return set(await self._run(self._ack, len(mine), *mine, *(x for d in done for x in d)))
 
     async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
         await self._run(self._release, *(x for j in jobs for x in j))
