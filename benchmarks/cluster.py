@@ -8,12 +8,14 @@ with the same store's queue, on PostgreSQL and on Redis, under the same load
 The load is the same in every case: ``--clients`` PHP clients submit
 ``--jobs`` background jobs in all (pipelined, 100 in flight each), then
 ``--workers`` PHP workers drain them; clients and workers are spread round-robin
-over the servers.  Reported: jobs/s for submit + drain, and the servers' CPU
-time per job (all servers together).  Each case runs in a scratch database of
-its own on 127.0.0.1:5432 (user postgres), dropped afterwards, or under a key
-prefix of its own on the Redis at 127.0.0.1:6379, deleted afterwards.  On one
-machine the servers, the store and the PHP peers share the CPUs: this measures
-the cost of cluster mode per job, not scaling across machines (docs/cluster.md).
+over the servers.  Reported: jobs/s for submit + drain, the servers' CPU
+time per job (all servers together) and, on Redis, the Redis server's CPU time
+per job (from INFO; it counts whatever else uses that Redis meanwhile).  Each
+case runs in a scratch database of its own on 127.0.0.1:5432 (user postgres),
+dropped afterwards, or under a key prefix of its own on the Redis at
+127.0.0.1:6379, deleted afterwards.  On one machine the servers, the store
+and the PHP peers share the CPUs: this measures the cost of cluster mode per
+job, not scaling across machines (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -67,11 +69,23 @@ def scratch(store: str) -> Iterator[list[str]]:
         client.close()
 
 
+def redis_cpu() -> float:
+    """Seconds of CPU the Redis server has used (every client's work, not only ours)."""
+    client = redis.Redis()
+    info = client.info("cpu")
+    client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def once(
     store: str, members: int, cluster: bool, jobs: int, clients: int, workers: int
 ) -> dict[str, float]:
     with scratch(store) as flags:
-        return measure(flags + ["--cluster"] * cluster, members, jobs, clients, workers)
+        cpu0 = redis_cpu() if store == "redis" else 0.0
+        figures = measure(flags + ["--cluster"] * cluster, members, jobs, clients, workers)
+        if store == "redis":
+            figures["store_cpu_us_per_job"] = (redis_cpu() - cpu0) / figures["jobs"] * 1e6
+        return figures
 
 
 def measure(
@@ -108,6 +122,7 @@ def measure(
         end = time.perf_counter()
         cpu = sum(s.cpu_seconds() for s in started) - cpu0
         return {
+            "jobs": total,
             "jobs_per_s": total / (end - start),
             "submit_jobs_per_s": total / (submitted - start),
             "drain_jobs_per_s": total / (end - submitted),
@@ -134,13 +149,18 @@ def main() -> None:
             figures[name].append(once(*case, args.jobs, args.clients, args.workers))
     load = f"{args.jobs} jobs, {args.clients} clients, {args.workers} workers"
     print(f"{load}, median of {args.runs} runs")
-    print(f"{'case':28} {'jobs/s':>8} {'submit/s':>9} {'drain/s':>8} {'server CPU µs/job':>18}")
+    print(
+        f"{'case':28} {'jobs/s':>8} {'submit/s':>9} {'drain/s':>8} {'server CPU µs/job':>18}"
+        f" {'Redis CPU µs/job':>17}"
+    )
     medians = {}
     for name, runs in figures.items():
         med = medians[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        store_cpu = med.get("store_cpu_us_per_job")
         print(
             f"{name:28} {med['jobs_per_s']:8.0f} {med['submit_jobs_per_s']:9.0f}"
             f" {med['drain_jobs_per_s']:8.0f} {med['server_cpu_us_per_job']:18.0f}"
+            + (f" {store_cpu:17.0f}" if store_cpu is not None else "")
         )
     for store in stores:
         single, one = medians[f"single server, -q {store}"], medians[f"{store} cluster of 1"]

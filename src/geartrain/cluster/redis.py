@@ -51,36 +51,56 @@ LISTEN_TIMEOUT = 5.0
 connection is noticed)."""
 
 # Helpers every script starts with.  K is the key prefix; ids arrive and are
-# compared as strings.
+# compared as strings.  Each redis.call costs more in Lua than the command
+# itself, so counts and set changes are gathered per script and applied once
+# (settle) rather than per job.  Fields still at zero are not stored.
 _PRELUDE = """
 local K = KEYS[1]
+local counts = {total = {}, running = {}}
+local unowned = {}
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function count(hash, fn, by)
-  if redis.call('HINCRBY', K .. hash, fn, by) <= 0 then redis.call('HDEL', K .. hash, fn) end
-end
 local function score(prio, id) return tonumber(prio) * 1125899906842624 + tonumber(id) end
+local function bump(t, key, by) t[key] = (t[key] or 0) + by end
+local function chunked(cmd, key, list)
+  for i = 1, #list, 1000 do redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list))) end
+end
+local function disown(owner, id)
+  local ids = unowned[owner]
+  if not ids then ids = {}; unowned[owner] = ids end
+  ids[#ids + 1] = id
+end
+local function settle()
+  for hash, deltas in pairs(counts) do
+    for fn, by in pairs(deltas) do
+      if by ~= 0 and redis.call('HINCRBY', K .. hash, fn, by) <= 0 then
+        redis.call('HDEL', K .. hash, fn)
+      end
+    end
+  end
+  for owner, ids in pairs(unowned) do chunked('SREM', K .. 'owned:' .. owner, ids) end
+end
 local function forget(id, fn, ckey, state, owner)
   redis.call('DEL', K .. 'job:' .. id)
-  count('total', fn, -1)
+  bump(counts.total, fn, -1)
   if state == '2' then
-    redis.call('SREM', K .. 'owned:' .. owner, id)
-    count('running', fn, -1)
+    bump(counts.running, fn, -1)
+    disown(owner, id)
   else
     redis.call('ZREM', K .. 'ready:' .. fn, id)
     redis.call('ZREM', K .. 'scheduled', id)
   end
-  if ckey ~= '' and redis.call('HGET', K .. 'u:' .. ckey, fn) == id then
+  if ckey and ckey ~= '' and redis.call('HGET', K .. 'u:' .. ckey, fn) == id then
     redis.call('HDEL', K .. 'u:' .. ckey, fn)
   end
 end
 local function requeue(id, fn, owner, prio, retries)
   redis.call('HSET', K .. 'job:' .. id, 'state', 0, 'owner', '', 'retries', retries,
     'num', 0, 'den', 0)
-  redis.call('SREM', K .. 'owned:' .. owner, id)
-  count('running', fn, -1)
+  bump(counts.running, fn, -1)
+  disown(owner, id)
   redis.call('ZADD', K .. 'ready:' .. fn, score(prio, id), id)
 end
 """
@@ -91,32 +111,36 @@ end
 _SUBMIT = """
 local now = tonumber(redis.call('TIME')[1])
 local prefix = ARGV[1]
-local out, woke = {}, false
+local n = (#ARGV - 1) / 7
+local id = redis.call('INCRBY', K .. 'seq', n) - n
+local out, ready = {}, {}
 for i = 2, #ARGV, 7 do
   local fn, ckey = ARGV[i], ARGV[i + 2]
-  local id = false
-  if ckey ~= '' then id = redis.call('HGET', K .. 'u:' .. ckey, fn) end
-  if id then
-    out[#out + 1] = tonumber(id)
-    out[#out + 1] = redis.call('HGET', K .. 'job:' .. id, 'prefix')
+  local old = ckey ~= '' and redis.call('HGET', K .. 'u:' .. ckey, fn)
+  if old then
+    out[#out + 1] = tonumber(old)
+    out[#out + 1] = redis.call('HGET', K .. 'job:' .. old, 'prefix')
   else
-    id = redis.call('INCR', K .. 'seq')
+    id = id + 1
     redis.call('HSET', K .. 'job:' .. id, 'fn', fn, 'uniq', ARGV[i + 1], 'ckey', ckey,
-      'prio', ARGV[i + 3], 'state', 0, 'owner', '', 'att', 0, 'retries', 0, 'num', 0, 'den', 0,
-      'prefix', prefix, 'reducer', ARGV[i + 5], 'data', ARGV[i + 6])
+      'prio', ARGV[i + 3], 'prefix', prefix, 'reducer', ARGV[i + 5], 'data', ARGV[i + 6])
     if ckey ~= '' then redis.call('HSET', K .. 'u:' .. ckey, fn, id) end
-    count('total', fn, 1)
+    bump(counts.total, fn, 1)
     if tonumber(ARGV[i + 4]) > now then
       redis.call('ZADD', K .. 'scheduled', ARGV[i + 4], id)
     else
-      redis.call('ZADD', K .. 'ready:' .. fn, score(ARGV[i + 3], id), id)
-      woke = true
+      local r = ready[fn]
+      if not r then r = {}; ready[fn] = r end
+      r[#r + 1] = score(ARGV[i + 3], id)
+      r[#r + 1] = id
     end
     out[#out + 1] = id
     out[#out + 1] = prefix
   end
 end
-if woke then redis.call('PUBLISH', K .. 'wake', '') end
+for fn, r in pairs(ready) do chunked('ZADD', K .. 'ready:' .. fn, r) end
+settle()
+if next(ready) then redis.call('PUBLISH', K .. 'wake', '') end
 return out
 """
 
@@ -133,24 +157,27 @@ for _, id in ipairs(due) do
   local j = redis.call('HMGET', K .. 'job:' .. id, 'fn', 'prio')
   if j[1] then redis.call('ZADD', K .. 'ready:' .. j[1], score(j[2], id), id) end
 end
-local out = {}
+local out, claimed = {}, {}
 for i = 2, #ARGV, 2 do
   local fn = ARGV[i]
   local popped = redis.call('ZPOPMIN', K .. 'ready:' .. fn, ARGV[i + 1])
   for p = 1, #popped, 2 do
     local id = popped[p]
     local key = K .. 'job:' .. id
-    if redis.call('EXISTS', key) == 1 then
-      local att = redis.call('HINCRBY', key, 'att', 1)
-      redis.call('HSET', key, 'state', 2, 'owner', server)
-      redis.call('SADD', K .. 'owned:' .. server, id)
-      count('running', fn, 1)
-      local j = redis.call('HMGET', key, 'prefix', 'uniq', 'data', 'prio', 'reducer', 'retries')
+    local j = redis.call('HMGET', key, 'prefix', 'uniq', 'data', 'prio', 'reducer', 'retries',
+      'att')
+    if j[1] then
+      local att = tonumber(j[7] or 0) + 1
+      redis.call('HSET', key, 'state', 2, 'owner', server, 'att', att)
+      claimed[#claimed + 1] = id
+      bump(counts.running, fn, 1)
       out[#out + 1] = {tonumber(id), j[1], fn, j[2], j[3], tonumber(j[4]), j[5], att,
-        tonumber(j[6])}
+        tonumber(j[6] or 0)}
     end
   end
 end
+chunked('SADD', K .. 'owned:' .. server, claimed)
+settle()
 return out
 """
 
@@ -165,11 +192,12 @@ local out = {}
 for i = n + 2, #ARGV, 2 do
   local id = ARGV[i]
   local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'fn', 'ckey', 'state', 'owner')
-  if j[1] == ARGV[i + 1] and (j[4] ~= '2' or mine[j[5]]) then
+  if j[2] and j[1] == ARGV[i + 1] and (j[4] ~= '2' or mine[j[5]]) then
     forget(id, j[2], j[3], j[4], j[5])
     out[#out + 1] = tonumber(id)
   end
 end
+settle()
 return out
 """
 
@@ -184,6 +212,7 @@ for i = 1, #ARGV, 3 do
     woke = true
   end
 end
+settle()
 if woke then redis.call('PUBLISH', K .. 'wake', '') end
 return 0
 """
@@ -211,7 +240,7 @@ for _, s in ipairs(dead) do
     local j = redis.call('HMGET', K .. 'job:' .. id, 'state', 'owner', 'fn', 'ckey', 'prio',
       'retries')
     if j[1] == '2' and j[2] == s then
-      local retries = tonumber(j[6]) + 1
+      local retries = tonumber(j[6] or 0) + 1
       if limit == 0 or (limit > 0 and retries >= limit) then
         forget(id, j[3], j[4], j[1], j[2])
         dropped = dropped + 1
@@ -221,9 +250,10 @@ for _, s in ipairs(dead) do
       end
     end
   end
-  redis.call('DEL', owned, K .. 'server:' .. s)
   redis.call('ZREM', K .. 'servers', s)
 end
+settle()
+for _, s in ipairs(dead) do redis.call('DEL', K .. 'owned:' .. s, K .. 'server:' .. s) end
 if moved > 0 then redis.call('PUBLISH', K .. 'wake', '') end
 return {#dead, moved, dropped}
 """
@@ -412,9 +442,10 @@ class RedisCluster:
 
     async def status_unique(self, unique: bytes) -> tuple[int, int, int] | None:
         row = await self._run(self._status_unique, unique)
-        if not row or row[0] is None:
+        if not row:
             return None
-        return int(row[0]), int(row[1]), int(row[2])
+        state, num, den = row
+        return int(state or 0), int(num or 0), int(den or 0)
 
     async def queues(self) -> list[tuple[bytes, int, int]]:
         async with self._redis.pipeline(transaction=True) as pipe:  # MULTI: one snapshot
