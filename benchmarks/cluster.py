@@ -4,6 +4,7 @@ with the same store's queue, on PostgreSQL and on Redis, under the same load
 
     python benchmarks/cluster.py [--jobs 4000] [--clients 4] [--workers 4] [--runs 3]
                                  [--stores postgres,redis]
+    python benchmarks/cluster.py --script-costs [--redis-port 6379]
 
 The load is the same in every case: ``--clients`` PHP clients submit
 ``--jobs`` background jobs in all (pipelined, 100 in flight each), then
@@ -16,11 +17,17 @@ dropped afterwards, or under a key prefix of its own on the Redis at
 127.0.0.1:6379, deleted afterwards.  On one machine the servers, the store
 and the PHP peers share the CPUs: this measures the cost of cluster mode per
 job, not scaling across machines (docs/cluster.md).
+
+``--script-costs`` measures instead what bounds a Redis cluster: the Redis
+server's CPU time per job for each script (submit, claim, acknowledge) at
+batches of 1, 10 and 100 jobs, driven straight from Python.  Point it at a
+Redis nobody else uses (``--redis-port``): INFO counts every client's work.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import subprocess
 import sys
@@ -37,6 +44,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import servers
 from durable import PG, psql
 from scenarios import PHP_DIR, queued
+
+from geartrain.cluster import Submission
+from geartrain.cluster.redis import RedisCluster
+from geartrain.store.redis import RedisStore
 
 SIZES = (1, 2, 3)
 
@@ -69,12 +80,41 @@ def scratch(store: str) -> Iterator[list[str]]:
         client.close()
 
 
-def redis_cpu() -> float:
+def redis_cpu(port: int = 6379) -> float:
     """Seconds of CPU the Redis server has used (every client's work, not only ours)."""
-    client = redis.Redis()
+    client = redis.Redis(port=port)
     info = client.info("cpu")
     client.close()
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def script_costs(port: int, jobs: int = 4000) -> None:
+    """Redis CPU µs per job of each script, by batch size."""
+    print(f"Redis CPU µs per job, {jobs} jobs of 16 bytes")
+    print(f"{'batch':>6} {'submit':>7} {'claim':>7} {'ack':>7}")
+    for batch in (1, 10, 100):
+        prefix = "gt_bench_" + uuid.uuid4().hex[:8] + ":"
+        backend = RedisCluster(RedisStore(port=port, prefix=prefix))
+        await backend.open(lambda: None)
+        try:
+            server = await backend.register("bench", 600)
+            subs = [Submission(b"bench", b"", b"%016d" % i, 1, 0, b"") for i in range(jobs)]
+            cpu = [redis_cpu(port)]
+            for i in range(0, jobs, batch):
+                await backend.submit(subs[i : i + batch], b"H:bench")
+            cpu.append(redis_cpu(port))
+            claimed = []
+            while len(claimed) < jobs:
+                claimed += await backend.claim(server, [(b"bench", batch)])
+            cpu.append(redis_cpu(port))
+            for i in range(0, jobs, batch):
+                await backend.ack([(c.id, c.attempt) for c in claimed[i : i + batch]])
+            cpu.append(redis_cpu(port))
+            await backend.leave(server)
+        finally:
+            await backend.close()
+        costs = [(b - a) / jobs * 1e6 for a, b in zip(cpu, cpu[1:], strict=False)]
+        print(f"{batch:6} " + " ".join(f"{c:7.1f}" for c in costs))
 
 
 def once(
@@ -140,7 +180,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stores", default="postgres,redis")
+    parser.add_argument("--script-costs", action="store_true")
+    parser.add_argument("--redis-port", type=int, default=6379)
     args = parser.parse_args()
+    if args.script_costs:
+        asyncio.run(script_costs(args.redis_port))
+        return
     stores = args.stores.split(",")
     all_cases = {name: case for store in stores for name, case in cases(store).items()}
     figures: dict[str, list[dict[str, float]]] = {name: [] for name in all_cases}
