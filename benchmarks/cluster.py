@@ -90,6 +90,12 @@ def redis_cpu(port: int = 6379) -> float:
 
 async def script_costs(port: int, jobs: int = 4000) -> None:
     """Redis CPU µs per job of each script, by batch size."""
+    client = redis.Redis(port=port)
+    before = redis_cpu(port)
+    for _ in range(2000):
+        client.ping()
+    client.close()
+    print(f"a round trip (PING) costs Redis {(redis_cpu(port) - before) / 2000 * 1e6:.1f} µs CPU")
     print(f"Redis CPU µs per job, {jobs} jobs of 16 bytes")
     print(f"{'batch':>6} {'submit':>7} {'claim':>7} {'ack':>7}")
     for batch in (1, 10, 100):

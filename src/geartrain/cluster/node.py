@@ -58,7 +58,7 @@ short jobs); it falls back to one once a claim finds fewer jobs than asked."""
 
 
 class ClusterNode:
-    """This server's membership of the cluster, between the core and the database."""
+    """This server's membership of the cluster, between the core and the shared store."""
 
     def __init__(
         self, backend: ClusterBackend, *, lease: float = DEFAULT_LEASE, name: str = ""
