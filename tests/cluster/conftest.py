@@ -10,6 +10,10 @@ import pytest
 import redis.asyncio as aioredis
 
 import serverproc
+from geartrain.cluster.backend import ClusterBackend
+from geartrain.cluster.postgres import PostgresCluster
+from geartrain.cluster.redis import RedisCluster
+from geartrain.store.redis import RedisStore
 from serverproc import ServerProc
 from store.conftest import PG, REDIS, delete_redis_keys, run_in_thread, unique_name
 
@@ -26,6 +30,10 @@ class SharedStore:
 
     def flags(self, port: int | None = None) -> list[str]:
         """The server flags to join; ``port`` reaches the service through a proxy."""
+        raise NotImplementedError
+
+    def backend(self) -> ClusterBackend:
+        """The store as a server's node sees it (not yet opened)."""
         raise NotImplementedError
 
     async def held_by(self, server: int) -> set[bytes]:
@@ -46,8 +54,14 @@ class PostgresShared(SharedStore):
         run_in_thread(self._run(f"CREATE DATABASE {self.database}"))
 
     def flags(self, port: int | None = None) -> list[str]:
-        conninfo = f"host={PG['host']} port={port or PG['port']} user={PG['user']}"
-        return ["-q", "postgres", "--libpq-conninfo", f"{conninfo} dbname={self.database}"]
+        return ["-q", "postgres", "--libpq-conninfo", self._conninfo(port)]
+
+    def _conninfo(self, port: int | None = None) -> str:
+        where = f"host={PG['host']} port={port or PG['port']} user={PG['user']}"
+        return f"{where} dbname={self.database}"
+
+    def backend(self) -> ClusterBackend:
+        return PostgresCluster(self._conninfo(), "queue")  # the servers' default table
 
     async def held_by(self, server: int) -> set[bytes]:
         conn = await asyncpg.connect(database=self.database, **PG)
@@ -83,6 +97,9 @@ class RedisShared(SharedStore):
             "--redis-prefix",
             self.prefix,
         ]
+
+    def backend(self) -> ClusterBackend:
+        return RedisCluster(RedisStore(*self.target, prefix=self.prefix))
 
     async def held_by(self, server: int) -> set[bytes]:
         client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]
