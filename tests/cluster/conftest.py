@@ -15,7 +15,14 @@ from geartrain.cluster.postgres import PostgresCluster
 from geartrain.cluster.redis import RedisCluster
 from geartrain.store.redis import RedisStore
 from serverproc import ServerProc
-from store.conftest import PG, REDIS, delete_redis_keys, run_in_thread, unique_name
+from store.conftest import (
+    PG,
+    REDIS,
+    database_services,  # noqa: F401  (the services, here too)
+    delete_redis_keys,
+    run_in_thread,
+    unique_name,
+)
 
 LEASE = 3.0
 """Seconds of a test server's lease: takeover within about this plus one sweep."""
