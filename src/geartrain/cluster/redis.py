@@ -314,18 +314,19 @@ return out
 
 
 class RedisCluster:
-    """The scripts of cluster mode over one Redis, under a store's key prefix."""
+    """The scripts of cluster mode over one Redis, under a store's key prefix
+    (``timeout``: seconds allowed per command, as for PostgreSQL)."""
 
     errors = ERRORS
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, *, timeout: float = 10.0) -> None:
         self._store = store
         self.base = f"{store.prefix}cluster:"
         self.channel = f"{self.base}wake"
         self.description = (
             f"cluster over redis {store.host}:{store.port}/{store.db} keys {self.base!r}*"
         )
-        self._redis = store.connect()
+        self._redis = store.connect(timeout)
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
         script = self._redis.register_script

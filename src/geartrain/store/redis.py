@@ -120,8 +120,12 @@ class RedisStore:
             await self.close()
             raise self._error(exc) from exc
 
-    def connect(self) -> aioredis.Redis:
-        """A client (a pool of connections) to this store's Redis."""
+    def connect(self, timeout: float | None = None) -> aioredis.Redis:
+        """A client (a pool of connections) to this store's Redis; ``timeout``
+        replaces the store's seconds allowed per command."""
+        options = dict(self._options)
+        if timeout is not None:
+            options["socket_timeout"] = timeout
         # One attempt per call: the caller decides about retrying, and a
         # silently repeated EXEC could apply a batch twice.
         return aioredis.Redis(
@@ -130,7 +134,7 @@ class RedisStore:
             db=self.db,
             retry=Retry(NoBackoff(), 0),
             client_name="geartrain",
-            **self._options,  # type: ignore[arg-type]
+            **options,  # type: ignore[arg-type]
         )
 
     async def check_persistence(self, client: aioredis.Redis) -> None:
