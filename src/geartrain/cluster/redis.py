@@ -17,8 +17,8 @@ Keys under ``<prefix>cluster:`` (``--redis-prefix``, default ``_gear_``):
 
 Every operation that changes more than one key is one Lua script (EVALSHA),
 so a batch is atomic and costs one round trip; Redis's clock decides leases
-and due times.  Keys carry no hash tag: one Redis primary (with replicas or
-Sentinel), not a sharded Redis Cluster.
+and due times.  Keys carry no hash tag: one Redis primary at one address, not
+a sharded Redis Cluster.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ LISTEN_TIMEOUT = 5.0
 connection is noticed)."""
 
 # Helpers every script starts with.  K is the key prefix; ids arrive and are
-# compared as strings.  Each redis.call costs more in Lua than the command
-# itself, so counts and set changes are gathered per script and applied once
-# (settle) rather than per job.  Fields still at zero are not stored.
+# compared as strings.  Counts and owned-set changes are gathered per script
+# and applied once (settle), not per job.  Fields still at zero are not stored.
 _PRELUDE = """
 local K = KEYS[1]
 local counts = {total = {}, running = {}}
