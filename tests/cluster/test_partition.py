@@ -1,5 +1,6 @@
 """A member cut off from the shared store stops handing out work before its lease
-expires, so the partition itself makes no job run twice."""
+expires, so the partition itself makes no job run twice; on Redis it subscribes
+to the wake-up channel again once the store is back."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 import time
 
 import pytest
+import redis.asyncio as aioredis
 
 from geartrain import Client
 from gt_helpers import registered, wait_for
+from store.conftest import REDIS
 from store.proxy import TcpProxy
 
-from .conftest import LEASE, SharedStore, StartMember
+from .conftest import LEASE, RedisShared, SharedStore, StartMember
 from .test_crash import Run, worker_for
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -70,3 +73,28 @@ async def test_partitioned_member_stops_claiming(
 
 def finished(runs: list[Run]) -> set[bytes]:
     return {r.data for r in runs if r.end != float("inf")}
+
+
+@pytest.mark.parametrize("shared_store", [RedisShared], indirect=True)
+async def test_lost_wakeup_subscription_is_renewed(
+    start_member: StartMember, shared_store: RedisShared
+) -> None:
+    proxy = await TcpProxy(*shared_store.target).start()
+    await asyncio.to_thread(start_member, via=proxy.port)
+    start_member()
+    channel = f"{shared_store.prefix}cluster:wake"
+    client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]
+
+    async def subscribers(n: int) -> bool:
+        [(_channel, count)] = await client.pubsub_numsub(channel)
+        return bool(count == n)
+
+    try:
+        await wait_for(lambda: subscribers(2), timeout=10)
+        await proxy.stop()
+        await wait_for(lambda: subscribers(1), timeout=10)
+        await proxy.start()
+        await wait_for(lambda: subscribers(2), timeout=20)  # at a heartbeat
+    finally:
+        await client.aclose()
+        await proxy.stop()
