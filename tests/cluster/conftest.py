@@ -100,10 +100,8 @@ class RedisShared(SharedStore):
 
     def flags(self, port: int | None = None) -> list[str]:
         host, default = self.target
-        return ["-q", "redis", "--redis-server", host, "--redis-port", str(port or default)] + [
-            "--redis-prefix",
-            self.prefix,
-        ]
+        where = ["--redis-server", host, "--redis-port", str(port or default)]
+        return ["-q", "redis", *where, "--redis-prefix", self.prefix]
 
     def backend(self) -> ClusterBackend:
         return RedisCluster(RedisStore(*self.target, prefix=self.prefix))
