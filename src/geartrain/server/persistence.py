@@ -79,7 +79,7 @@ class StoreWriter:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._outage = False
-        self.writes = 0  # transactions committed, for metrics and tests
+        self.writes = 0  # transactions committed or log appends, for metrics and tests
         # Submitters acknowledged lately that have not sent another job yet, and when.
         self._acked: dict[Peer, float] = {}
         # Submitters whose last job came within RETURN_WINDOW of their acknowledgement.

@@ -170,7 +170,9 @@ def encode(added: Sequence[StoredJob], done: Sequence[int]) -> bytes:
             handle,
             outcomes,
         )
-    if done:
+    if len(done) == 1:
+        parts.append(_ID.pack(done[0]))
+    elif done:
         parts.append(struct.pack(f">{len(done)}Q", *done))
     return b"".join(parts)
 
