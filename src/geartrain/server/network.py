@@ -93,11 +93,11 @@ class Network:
 
     def flush(self) -> None:
         """Write out everything the core queued during this loop turn."""
-        self._scheduled = False
-        if self._before_flush:
+        while self._before_flush:
             callbacks, self._before_flush = self._before_flush, []
             for callback in callbacks:
                 callback()
+        self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
