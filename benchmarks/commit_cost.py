@@ -111,7 +111,7 @@ async def main(args: argparse.Namespace) -> None:
             wall, cpu = await on_loop(append, args.commits)
         finally:
             journal.close()
-        print(f"{'log append':12} {'on loop':10} {wall * 1e6:14,.1f} {cpu * 1e6:12,.1f}", flush=True)
+        print(f"{'log append':12} {'on loop':10} {wall * 1e6:14,.1f} {cpu * 1e6:12,.1f}")
         for sync in ("NORMAL", "FULL"):
             for where, run in (("on loop", on_loop), ("thread", via_thread)):
                 conn = connection(Path(tmp) / f"{sync}-{where}.sqlite3".replace(" ", "-"), sync)
