@@ -137,15 +137,18 @@ class PostgresCluster:
             " CROSS JOIN (SELECT pg_notify($10, '')) AS wake"
         )
         # Oldest first within a priority, per function; the lease is checked in
-        # the same statement, so a server declared dead claims nothing.
+        # the same statement, so a server declared dead claims nothing.  The
+        # rows are updated through an id array, which keeps the planner on
+        # primary-key probes (a join with the CTE could become a scan of the
+        # whole table once it has many updated rows).
         self._claim = (
             "WITH c AS MATERIALIZED (SELECT j.id FROM unnest($1::bytea[], $2::int[]) AS"
             " w(name, n) CROSS JOIN LATERAL (SELECT id FROM"
             f" {j} WHERE state = 0 AND function_name = w.name AND run_at <= now()"
             " ORDER BY priority, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j)"
-            f" UPDATE {j} g SET state = 2, owner = $3, attempt = g.attempt + 1 FROM c"
-            f" WHERE g.id = c.id AND EXISTS (SELECT 1 FROM {s} WHERE id = $3"
-            " AND expires_at > now())"
+            f" UPDATE {j} g SET state = 2, owner = $3, attempt = g.attempt + 1"
+            " WHERE g.id = ANY (ARRAY(SELECT id FROM c))"
+            f" AND EXISTS (SELECT 1 FROM {s} WHERE id = $3 AND expires_at > now())"
             " RETURNING g.id, g.prefix, g.function_name, g.unique_key, g.data, g.priority,"
             " g.reducer, g.attempt, g.retries, g.failures, g.outcomes"
         )
@@ -247,9 +250,10 @@ class PostgresCluster:
             f"WITH gone AS (DELETE FROM {f} WHERE {chosen} RETURNING id) SELECT count(*) FROM gone"
         )
         self._trim_failed = (
-            f"WITH gone AS (DELETE FROM {f} WHERE failed_at < now() - make_interval(secs => $2)"
-            f" OR id IN (SELECT id FROM {f} ORDER BY failed_at DESC, id DESC OFFSET $1))"
-            " SELECT count(*) FROM gone"
+            f"WITH gone AS (DELETE FROM {f} WHERE id IN (SELECT id FROM {f}"
+            " WHERE failed_at < now() - make_interval(secs => $2)"
+            f" UNION ALL (SELECT id FROM {f} ORDER BY failed_at DESC, id DESC OFFSET $1))"
+            " RETURNING id) SELECT count(*) FROM gone"
         )
         # The firing's row is inserted first; only the member whose insert wins
         # submits the job.  Old firings are forgotten on the way.
@@ -257,7 +261,7 @@ class PostgresCluster:
             f"WITH old AS (DELETE FROM {self.firings}"
             f" WHERE fired_at < now() - make_interval(secs => {FIRINGS_KEPT})),"
             f" won AS (INSERT INTO {self.firings} (key) VALUES ($1) ON CONFLICT DO NOTHING"
-            " RETURNING key)"
+            " RETURNING key),"
             f" ins AS (INSERT INTO {j} (function_name, unique_key, coalesce_key, priority, run_at,"
             " prefix, reducer, data) SELECT $2, $1, $1, $3, now(), $4, $5, $6 FROM won"
             " ON CONFLICT (coalesce_key, function_name) WHERE coalesce_key IS NOT NULL"
