@@ -75,6 +75,8 @@ async def test_a_failing_job_is_retried_after_its_backoff_and_kept_once_for_the_
         assert listed["total"] == 1 and listed["failed"][0]["handle"] == handle.decode()
         assert [o["kind"] for o in listed["failed"][0]["outcomes"]] == ["fail"] * 3
         assert not await known(a.port, handle)  # a failed job is no job any more
+        metric = b'geartrain_jobs_failed_stored{function="flaky_fail"} 1.0'
+        await wait_for(lambda: metric in Console(c, console_port).request("GET", "/metrics")[2], 10)
 
         # `retry failed` on a member where it never ran: it runs again, same handle.
         assert admin_command(c.port, f"retry failed {handle.decode()}") == b"OK\r\n"
