@@ -16,8 +16,10 @@ import pytest
 from console.conftest import Console
 from failing_peer import PhpWorker, failed_lines
 from geartrain import Client, Worker, WorkerJob
-from gt_helpers import registered, wait_for
+from geartrain.protocol import PacketType
+from gt_helpers import registered, wait_for, working
 from serverproc import admin_command, free_port
+from wire import Wire
 
 from .conftest import StartMember
 from .test_cluster import _not, known
@@ -167,3 +169,20 @@ async def test_a_recurring_schedule_fires_once_per_minute_for_the_cluster(
         for w in workers:
             w.stop(graceful=False)
             await w.wait()
+
+
+async def test_submit_job_sched_runs_on_any_member(start_member: StartMember) -> None:
+    a, b = start_member(), start_member()
+    ran: list[bytes] = []
+    worker = Worker([b.address])
+
+    @worker.register("cl_sched")
+    async def run(job: WorkerJob) -> bytes:
+        ran.append(job.data)
+        return b""
+
+    async with working(worker, "cl_sched"):
+        with Wire(a.port) as client:  # every field empty: any minute, so this one
+            client.send(PacketType.SUBMIT_JOB_SCHED, b"cl_sched", b"", *[b""] * 5, b"now")
+            client.expect(PacketType.JOB_CREATED)
+        await wait_for(lambda: ran == [b"now"], timeout=10)
