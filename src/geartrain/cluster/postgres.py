@@ -234,7 +234,8 @@ class PostgresCluster:
         # Back into the queue under the same id (so the same handle), with a fresh
         # count of attempts.  The unique key goes with it unless another job of the
         # cluster (or an earlier one of this batch) took it meanwhile: then it runs
-        # without coalescing, as on a single server.
+        # without coalescing, as on a single server.  (A submission of that key
+        # committing during the statement makes it fail whole: nothing is lost.)
         self._retry_failed = (
             f"WITH back AS (DELETE FROM {f} WHERE {chosen} RETURNING *),"
             f" ins AS (INSERT INTO {j} (id, function_name, unique_key, coalesce_key, priority,"
