@@ -47,6 +47,7 @@ def failed_handles(port: int) -> list[bytes]:
     return [fields[0] for fields in failed_lines(port)]
 
 
+@pytest.mark.slow
 async def test_a_failing_job_is_retried_after_its_backoff_and_kept_once_for_the_cluster(
     start_member: StartMember, settings: str
 ) -> None:
@@ -134,6 +135,7 @@ async def test_cancel_from_any_member(start_member: StartMember) -> None:
         await worker.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_a_recurring_schedule_fires_once_per_minute_for_the_cluster(
     start_member: StartMember, tmp_path: Path
