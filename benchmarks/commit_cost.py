@@ -1,13 +1,14 @@
-"""What one small SQLite commit costs, and where it costs the event loop least.
+"""What one acknowledgement's store work costs, and where it costs the event loop least.
 
     python benchmarks/commit_cost.py [--commits 2000] [--dir DIR]
 
-For each of SQLite's ``synchronous=NORMAL`` (geartrain's crash level) and
-``FULL`` (the power level), one job per transaction, as one-at-a-time clients
-cause: the commit run on the event loop itself, and the commit handed to a
-store thread and back (``run_in_executor``), as the wall time per commit and
-the event loop thread's own CPU time per commit.  Also the fsync (fdatasync of
-a 4 KiB append) of the disk under DIR, which bounds the power level.
+One job at a time, as one-at-a-time clients cause: the crash level's append of
+one record to the queue log (``geartrain.store.journal``), and, for each of
+SQLite's ``synchronous=NORMAL`` and ``FULL`` (the power level), one job per
+transaction, run on the event loop itself or handed to a store thread and back
+(``run_in_executor``); as the wall time per job and the event loop thread's own
+CPU time per job.  Also the fsync (fdatasync of a 4 KiB append) of the disk
+under DIR, which bounds the power level.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from geartrain.store import StoredJob
+from geartrain.store.journal import Journal
 
 
 def connection(path: Path, sync: str) -> sqlite3.Connection:
@@ -47,6 +51,18 @@ def committer(conn: sqlite3.Connection) -> Callable[[], None]:
         conn.execute("COMMIT")
 
     return commit
+
+
+def appender(directory: Path) -> tuple[Callable[[], None], Journal]:
+    """The crash level's acknowledgement: one record in the queue log."""
+    journal = Journal(directory / "log.sqlite3")
+    journal.start()
+    ids = iter(range(1, 1 << 62))
+
+    def append() -> None:
+        journal.append([StoredJob(next(ids), b"bench", b"", b"x" * 100, 1, 0, b"H:bench:1")], [])
+
+    return append, journal
 
 
 async def on_loop(commit: Callable[[], None], n: int) -> tuple[float, float]:
@@ -89,7 +105,13 @@ async def main(args: argparse.Namespace) -> None:
         print(f"fdatasync of a 4 KiB append: {fsync * 1e6:,.0f} µs (median)")
         print(f"  bound for two one-at-a-time clients at the power level: {2 / fsync:,.0f}")
         print("  acknowledgements/s (one fsync per pair)\n")
-        print(f"{'synchronous':12} {'where':10} {'µs per commit':>14} {'loop CPU µs':>12}")
+        print(f"{'store work':12} {'where':10} {'µs per job':>14} {'loop CPU µs':>12}")
+        append, journal = appender(Path(tmp))
+        try:
+            wall, cpu = await on_loop(append, args.commits)
+        finally:
+            journal.close()
+        print(f"{'log append':12} {'on loop':10} {wall * 1e6:14,.1f} {cpu * 1e6:12,.1f}")
         for sync in ("NORMAL", "FULL"):
             for where, run in (("on loop", on_loop), ("thread", via_thread)):
                 conn = connection(Path(tmp) / f"{sync}-{where}.sqlite3".replace(" ", "-"), sync)

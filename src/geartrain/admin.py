@@ -151,9 +151,10 @@ class Admin:
 
     async def close(self) -> None:
         """Close the connection (the next call reconnects)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
 
     async def _connection(self) -> Connection:
         if self._lock is None:

@@ -169,10 +169,12 @@ class _Link:
             self.backoff.reset()
             return conn, True
 
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+    def close(self) -> Connection | None:
+        """Close the connection; return it, to wait for with ``wait_closed``."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+        return conn
 
     async def _open(self) -> Connection:
         client = self.client
@@ -327,14 +329,17 @@ class Client:
         self.closing = True
         for task in list(self._tasks):
             task.cancel()
+        closed = []
         for link in self.links:
             jobs = [job for group in link.jobs.values() for job in group]
             link.jobs.clear()
-            link.close()
+            if (conn := link.close()) is not None:
+                closed.append(conn.wait_closed())
             for job in jobs:
                 job._finish_error(ConnectionLost("client closed"))
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*closed)
         self.closing = False  # usable again: the next call reconnects
 
     # -- foreground jobs --------------------------------------------------------

@@ -206,8 +206,12 @@ class Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._closed = False
         self._close_reason: BaseException | None = None
-        self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.closed_future: asyncio.Future[None] = loop.create_future()
         """Done once the connection has closed."""
+        # Done once the transport has let go of its socket (after TLS's closing
+        # handshake, later than close()): what wait_closed() also waits for.
+        self._released: asyncio.Future[None] = loop.create_future()
 
     # -- opening and closing -------------------------------------------------
 
@@ -256,6 +260,8 @@ class Connection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._released.done():
+            self._released.set_result(None)
         self._shutdown(exc or ConnectionLost(f"{self.address} closed the connection"))
 
     @property
@@ -275,9 +281,13 @@ class Connection(asyncio.Protocol):
             self._transport.abort()
         self._shutdown(reason)
 
-    async def wait_closed(self) -> None:
-        """Wait until the connection is closed."""
+    async def wait_closed(self, timeout: float = 2.0) -> None:
+        """Wait until the connection is closed and its socket released (a TLS
+        peer that never answers the closing handshake is waited for ``timeout``)."""
         await asyncio.shield(self.closed_future)
+        if self._transport is not None and not self._released.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._released), timeout)
 
     def _shutdown(self, reason: BaseException) -> None:
         if self._closed:

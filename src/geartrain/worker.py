@@ -123,6 +123,7 @@ class _Session:
                 # Graceful stop: the results of jobs in hand still go out.
                 await asyncio.gather(*self.jobs, return_exceptions=True)
             conn.close()
+            await conn.wait_closed()
 
     async def _grab_loop(self) -> None:
         worker = self.worker

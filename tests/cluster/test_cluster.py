@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 
 import pytest
 
+from failing_peer import failed_lines
 from geartrain import Client, Priority, Worker, WorkerJob
 from gt_helpers import wait_for
 from serverproc import admin_command
@@ -130,7 +131,7 @@ def test_cluster_refuses_queues_that_cannot_be_shared(queue: str) -> None:
 
 
 async def test_job_retries_count_server_deaths(start_member: StartMember) -> None:
-    # -j 1: one attempt in all; a job whose server dies under it is dropped, not rerun.
+    # -j 1: one attempt in all; a job whose server dies under it fails, not reruns.
     a, b = start_member("-j", "1"), start_member("-j", "1")
     started: list[int] = []
 
@@ -153,10 +154,14 @@ async def test_job_retries_count_server_deaths(start_member: StartMember) -> Non
         await wait_for(lambda: started == [a.port], timeout=10)
         await on_b.start()
         a.kill()
-        await wait_for(lambda: "1 dropped (--job-retries)" in b.log(), timeout=15)
+        await wait_for(lambda: "1 past --job-retries moved to the failed set" in b.log(), 15)
         assert status_line(b.port, "cl_once") in (None, [0, 0, 1])
         await asyncio.sleep(1.5)  # a poll later: nothing for b's worker
         assert started == [a.port]
+        # The death counted as an attempt; the job is kept in the cluster's failed set.
+        [fields] = failed_lines(b.port)
+        assert fields[1] == b"cl_once" and fields[3] == b"1"
+        assert fields[5].startswith(b"worker_lost: its server stopped renewing its lease")
     finally:
         for w in (on_a, on_b):
             w.stop(graceful=False)

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from failing_peer import PhpWorker, failed_lines
 from geartrain.protocol import PacketType
 from serverproc import HOST, ServerProc, admin_command, free_port, start_geartrain
 from wire import Wire
 
 T = PacketType
-PHP_WORKER = Path(__file__).parent.parent / "php_peers" / "failing_worker.php"
 
 SETTINGS = """
 [functions."flaky_*"]
@@ -74,44 +74,9 @@ def start(tmp_path: Path, store_args: list[str]) -> Iterator[Callable[[], Server
         server.cleanup()
 
 
-class PhpWorker:
-    """failing_worker.php, and the job starts it printed."""
-
-    def __init__(self, port: int) -> None:
-        self.proc = subprocess.Popen(
-            ["php", str(PHP_WORKER), HOST, str(port)], stdout=subprocess.PIPE, text=True
-        )
-        self.starts: list[tuple[str, str, str, float]] = []
-
-    def wait_for_starts(
-        self, count: int, timeout: float = 30.0
-    ) -> list[tuple[str, str, str, float]]:
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while len(self.starts) < count:
-            assert time.monotonic() < deadline, f"only {self.starts}"
-            line = self.proc.stdout.readline()
-            assert line, "the PHP worker exited"
-            function, handle, *unique, at = line.split()
-            self.starts.append((function, handle, unique[0] if unique else "", float(at)))
-        return self.starts
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 def submit_bg(port: int, function: bytes, unique: bytes) -> bytes:
     with Wire(port) as c:
         return c.submit(function, b"payload", unique, T.SUBMIT_JOB_BG)
-
-
-def failed_lines(port: int) -> list[list[bytes]]:
-    reply = admin_command(port, "show failed jobs")
-    assert reply.endswith(b".\n")
-    return [line.split(b"\t") for line in reply[:-2].splitlines()]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -26,6 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from geartrain.store import Store, StoredJob
+from geartrain.store.durability import Durability
 from geartrain.store.mysql import MysqlStore
 from geartrain.store.postgres import PostgresStore
 from geartrain.store.redis import RedisStore
@@ -157,6 +158,9 @@ def store_factory(
     def for_backend(backend: str) -> Callable[..., Store]:
         def make(**kw: Any) -> Store:
             if backend == "sqlite":
+                return SqliteStore(kw.pop("path", tmp_path / "queue.sqlite3"), table, **kw)
+            if backend == "sqlite-power":
+                kw.setdefault("durability", Durability.POWER)
                 return SqliteStore(kw.pop("path", tmp_path / "queue.sqlite3"), table, **kw)
             if backend == "postgres":
                 conninfo = kw.pop("conninfo", None) or request.getfixturevalue("pg_conninfo")

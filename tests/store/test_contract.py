@@ -11,6 +11,14 @@ from .conftest import MakeStore, job
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(30)]
 
+# SQLite at both levels: the crash level appends to its log, the power level commits.
+TRANSACTIONAL = ["sqlite-power", "postgres", "mysql", "redis"]
+
+
+@pytest.fixture(params=["sqlite", *TRANSACTIONAL])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 async def test_is_a_store(store: Store) -> None:
     assert isinstance(store, Store)
@@ -92,6 +100,8 @@ async def test_reopen_keeps_jobs(make_store: MakeStore) -> None:
     assert [j.id for j in await first.load()] == [2, 3]
 
 
+# A store that logs does not look for a taken id (the server never reuses one).
+@pytest.mark.parametrize("backend", TRANSACTIONAL)
 async def test_failed_write_raises_and_writes_nothing(store: Store) -> None:
     await store.write([job(1), job(2)], [])
     with pytest.raises(StoreError):
@@ -102,6 +112,7 @@ async def test_failed_write_raises_and_writes_nothing(store: Store) -> None:
     assert [j.id for j in await store.load()] == [2, 3]
 
 
+@pytest.mark.parametrize("backend", TRANSACTIONAL)
 async def test_same_id_twice_in_one_write_fails(store: Store) -> None:
     with pytest.raises(StoreError):
         await store.write([job(1), job(2), job(1, data=b"again")], [])
@@ -125,6 +136,7 @@ async def test_use_before_open_raises(make_store: MakeStore) -> None:
     await store.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql", "redis"])
 def test_names_resolve(backend: str) -> None:
     assert store_class(backend.upper()).__module__ == f"geartrain.store.{backend}"
 

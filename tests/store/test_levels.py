@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.backend, pytest.mark.slow]
 
 JOBS = 200
 SYNC_CALL = re.compile(r"\b(fsync|fdatasync)\((\d+)<([^>]*)>\) = 0")
+WRITE_CALL = re.compile(r"\b(?:write|pwrite64)\((\d+)<([^>]*)>, ")
 
 
 def queue_args(tmp_path: Path, level: str) -> list[str]:
@@ -63,6 +64,11 @@ def syncs(trace: Path) -> list[str]:
     return [m.group(3) for m in SYNC_CALL.finditer(trace.read_text())]
 
 
+def writes(trace: Path) -> list[str]:
+    """The files the traced server wrote to, one entry per call."""
+    return [m.group(2) for m in WRITE_CALL.finditer(trace.read_text())]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("level", ["crash", "power"])
 def test_the_default_level_keeps_fsync_out_of_the_acknowledgement(
@@ -71,20 +77,28 @@ def test_the_default_level_keeps_fsync_out_of_the_acknowledgement(
     port = serverproc.free_port()
     trace, pidfile = tmp_path / "trace", tmp_path / "pid"
     args = queue_args(tmp_path, level) + ["-P", str(pidfile)]
-    strace = ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace)]
+    strace = ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,write,pwrite64"]
+    strace += ["-o", str(trace)]
     server = ServerProc("geartrain", strace + serverproc.geartrain_argv(port, args), port)
     server.start(timeout=30)
     try:
-        opened = len(syncs(trace))
+        opened, written = len(syncs(trace)), len(writes(trace))
         started = time.monotonic()
         submit_one_at_a_time(port, JOBS)
         elapsed = time.monotonic() - started
         during = len(syncs(trace)) - opened
+        files = writes(trace)[written:]
         if level == "power":
             assert during >= JOBS, f"{during} fsyncs for {JOBS} transactions"
         else:
             # The beat fsyncs once a second at most; give the busy machine slack.
             assert during <= 2 * elapsed + 5, f"{during} fsyncs in {elapsed:.1f} s"
+            # Each acknowledgement is one write to the log, not a SQLite commit:
+            # the WAL is written by the checkpoints alone.
+            logged = sum(".pending-" in f for f in files)
+            wal = sum(f.endswith("-wal") for f in files)
+            assert logged >= JOBS, f"{logged} writes to the log for {JOBS} jobs"
+            assert wal <= 10 * (elapsed + 5), f"{wal} WAL writes in {elapsed:.1f} s"
             # ...and it does sync the WAL, within about a second.
             deadline = time.monotonic() + 10
             while not any(f.endswith("-wal") for f in syncs(trace)[opened:]):

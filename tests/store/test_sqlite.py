@@ -90,26 +90,59 @@ async def test_table_that_is_not_a_queue(tmp_path: Path) -> None:
     await store.close()
 
 
+def limit_pages(store: SqliteStore, pages: int) -> None:
+    """Keep the file from growing past ``pages``: "database or disk is full"."""
+    assert store._conn is not None
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+async def page_count(store: SqliteStore) -> int:
+    return int(await store._run(lambda: store._conn.execute("PRAGMA page_count").fetchone()[0]))  # type: ignore[union-attr]
+
+
 async def test_full_database_fails_the_write_and_recovers(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "q.db")
+    # At the power level the transaction is the acknowledgement.
+    store = SqliteStore(tmp_path / "q.db", durability=Durability.POWER)
     await store.open()
     try:
         await store.write([job(1)], [])
-
-        def limit(pages: int) -> None:
-            assert store._conn is not None
-            store._conn.execute(f"PRAGMA max_page_count = {pages}")
-
-        pages = await store._run(lambda: store._conn.execute("PRAGMA page_count").fetchone()[0])  # type: ignore[union-attr]
-        await store._run(limit, pages)  # the file may not grow: "database or disk is full"
+        await store._run(limit_pages, store, await page_count(store))
         with pytest.raises(StoreError, match="full"):
             await store.write([job(2, b"y" * 200_000)], [1])
         assert await store.load() == [job(1)]
-        await store._run(limit, 1 << 30)  # space again
+        await store._run(limit_pages, store, 1 << 30)  # space again
         await store.write([job(2, b"y" * 200_000)], [1])
         assert await store.load() == [job(2, b"y" * 200_000)]
     finally:
         await store.close()
+
+
+async def test_full_database_keeps_the_log_until_a_checkpoint_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # At the crash level the log is the acknowledgement: a table that cannot
+    # take the checkpoint leaves the jobs in the log, and a restart replays it.
+    path = tmp_path / "q.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.write([job(1)], [])
+        assert await store.load() == [job(1)]
+        await store._run(limit_pages, store, await page_count(store))
+        await store.write([job(2, b"y" * 200_000)], [1])
+        assert await store.load() == [job(1)]
+        assert "checkpoint of the queue log failed" in caplog.text
+        assert list(tmp_path.glob("q.db.pending-*"))
+    finally:
+        await store.close()  # its last checkpoint fails too: the log stays
+    assert list(tmp_path.glob("q.db.pending-*"))
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        assert await again.load() == [job(2, b"y" * 200_000)]
+    finally:
+        await again.close()
+    assert not list(tmp_path.glob("q.db.pending-*"))
 
 
 async def test_gearmand_table_without_epoch_column(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ holds across servers and what is approximate.
 
 - :mod:`.node`: one server's part (lease, claims, acknowledgements, wake-ups);
 - :mod:`.lease`: when this server may still trust its lease;
+- :mod:`.failures`: the failed-job set shared by the members (admin and console);
 - :mod:`.backend`: what the node asks of a shared store;
 - :mod:`.postgres`, :mod:`.redis`: the two stores.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-__all__ = ["Claimed", "Submission", "coalesce_key", "parse_handle"]
+__all__ = ["Claimed", "Failure", "Retry", "Submission", "cluster_handle", "coalesce_key", "parse_handle"]
 
 
 class Submission(NamedTuple):
@@ -44,6 +45,35 @@ class Claimed(NamedTuple):
     reducer: bytes
     attempt: int
     retries: int
+    failures: int = 0
+    """Failed attempts so far (the retry policy's count; server deaths included)."""
+    outcomes: str = "[]"
+    """How each failed attempt ended, as JSON (``server.failures.encode_outcomes``)."""
+
+
+class Retry(NamedTuple):
+    """An attempt at a job held here failed; it runs again, on any server, ``delay``
+    seconds from now (by the database's clock)."""
+
+    id: int
+    attempt: int
+    """The claim's attempt number: the fence (a job claimed again since is not touched)."""
+    retries: int
+    """Lost workers and server deaths so far, for --job-retries."""
+    failures: int
+    outcomes: str
+    delay: float
+
+
+class Failure(NamedTuple):
+    """A job held here failed for good: it moves to the cluster's failed-job set."""
+
+    id: int
+    attempt: int
+    """The fence, as for :class:`Retry`."""
+    failures: int
+    outcomes: str
+    reason: str
 
 
 def cluster_handle(prefix: bytes, job_id: int) -> bytes:

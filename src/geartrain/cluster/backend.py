@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from . import Claimed, Submission
+from ..server.failures import FailedJob
+from . import Claimed, Failure, Retry, Submission
 
 __all__ = ["ClusterBackend"]
 
@@ -47,8 +48,10 @@ class ClusterBackend(Protocol):
     async def leave(self, server: int) -> None: ...
 
     async def rescue(self, retry_limit: int) -> tuple[int, int, int]:
-        """Sweep servers whose lease expired: (servers removed, jobs queued again,
-        jobs dropped past ``retry_limit``)."""
+        """Sweep servers whose lease expired; each of their running jobs gets a
+        ``worker_lost`` outcome and one more retry and failure, and is queued
+        again, or past ``retry_limit`` (--job-retries) moves to the failed set:
+        (servers removed, jobs queued again, jobs moved to the failed set)."""
 
     # -- jobs -------------------------------------------------------------------
 
@@ -67,6 +70,53 @@ class ClusterBackend(Protocol):
 
     async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
         """(id, attempt, numerator, denominator) of running jobs."""
+
+    async def retry(self, jobs: Sequence[Retry]) -> None:
+        """Failed attempts of jobs held here, fenced by the attempt: each is queued
+        again due ``delay`` seconds from now (by the store's clock), with its
+        counts and outcomes, its progress cleared; other servers are woken."""
+
+    async def fail(self, jobs: Sequence[Failure]) -> None:
+        """Jobs held here that failed for good, fenced by the attempt: each moves to
+        the failed set, stamped with the store's time; its unique key no longer
+        coalesces."""
+
+    async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
+        """Record a schedule's firing ``key`` (kept a day) and submit ``job`` with
+        ``key`` as its unique key, atomically: the job's id, or None if the firing
+        was recorded already."""
+
+    async def cancel(self, job_id: int, prefix: bytes) -> bool | None:
+        """Delete a queued job: True if deleted, False if a server has claimed it,
+        None if there is no such job."""
+
+    # -- the failed-job set -------------------------------------------------------
+
+    async def failed_jobs(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> list[FailedJob]:
+        """The failed set, oldest first: one job (by id and handle prefix), one
+        function's, or all."""
+
+    async def retry_failed(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> int:
+        """Queue failed jobs again (chosen as for :meth:`failed_jobs`) under their
+        ids, keeping the claim counter and outcomes, failures and retries reset,
+        the unique key restored unless another job took it; wakes the servers.
+        How many."""
+
+    async def delete_failed(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> int:
+        """Drop failed jobs (chosen as for :meth:`failed_jobs`); how many."""
+
+    async def trim_failed(self, max_jobs: int, max_age: float) -> int:
+        """Drop the oldest failed jobs beyond ``max_jobs`` and those older than
+        ``max_age`` seconds; how many."""
+
+    async def failed_counts(self) -> dict[bytes, int]:
+        """The failed set's size per function."""
 
     # -- status -------------------------------------------------------------------
 

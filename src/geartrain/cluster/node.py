@@ -11,7 +11,14 @@ their attempt number.
 What triggers a claim: a worker going to sleep, a job finishing here, a
 wake-up hint from any server's commit (PostgreSQL's NOTIFY or Redis pub/sub,
 one per batch, not per job), and a poll every :data:`POLL` seconds behind
-them, which also promotes epoch jobs as they fall due.
+them, which also promotes epoch jobs and retries as they fall due.
+
+The retry policies are the core's: a failed attempt of a job held here goes
+back to the shared store due after its backoff (:meth:`ClusterNode.release`),
+a job that failed for good moves to the shared failed set
+(:meth:`ClusterNode.keep_failed`), and a recurring schedule's firing is
+submitted by whichever server records the firing first
+(:meth:`ClusterNode.fire`).
 """
 
 from __future__ import annotations
@@ -21,17 +28,21 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import RES, PacketType, pack
-from . import Submission, cluster_handle, parse_handle
+from ..server.failures import decode_outcomes, encode_outcomes
+from . import Failure, Retry, Submission, cluster_handle, parse_handle
+from .failures import SharedFailedJobs
 from .lease import Lease
 
 if TYPE_CHECKING:
     from ..server.admin import AdminCommands
     from ..server.core import JobServer
+    from ..server.failures import FailedJob
     from ..server.jobs import Job, Peer
+    from ..server.schedules import Schedule
     from .backend import ClusterBackend
 
 __all__ = ["DEFAULT_LEASE", "ClusterNode"]
@@ -74,6 +85,9 @@ class ClusterNode:
         self._adds: list[Job] = []
         self._acks: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int, int]] = []
+        self._retries: list[Retry] = []
+        self._fails: list[Failure] = []
+        self.failed = SharedFailedJobs(backend)
         self._writer: asyncio.Task[None] | None = None
         self._claimer: asyncio.Task[None] | None = None
         self._want = False
@@ -102,6 +116,8 @@ class ClusterNode:
         core.cluster = self
         admin.commands[b"status"] = self._admin_status
         admin.commands[b"cluster"] = self._admin_cluster
+        admin.cancel_job = self._admin_cancel
+        self.failed.install(admin, self.reply_later)
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         self._poll()
         log.info("Joined the cluster as server %d (%s)", self.lease.server, self.name)
@@ -123,8 +139,11 @@ class ClusterNode:
             log.error("Leaving the cluster uncleanly: %s", error)
         await self.backend.close()
 
+    def _unwritten(self) -> bool:
+        return bool(self._adds or self._acks or self._releases or self._retries or self._fails)
+
     async def _flush(self) -> None:
-        while self._writer is not None or self._adds or self._acks or self._releases:
+        while self._writer is not None or self._unwritten():
             if self._writer is None:
                 self._kick_writer()
             assert self._writer is not None
@@ -142,8 +161,8 @@ class ClusterNode:
                 dead, moved, dropped = await self.backend.rescue(self._retry_limit())
                 if dead or moved or dropped:
                     log.warning(
-                        "Took over from %d dead server(s): %d job(s) queued again, %d dropped"
-                        " (--job-retries)",
+                        "Took over from %d dead server(s): %d job(s) queued again, %d past"
+                        " --job-retries moved to the failed set",
                         dead,
                         moved,
                         dropped,
@@ -151,7 +170,8 @@ class ClusterNode:
                 if not self.backend.listening:
                     await self.backend.listen(self.kick)
                 await self._write_progress()
-            except self.backend.errors + (TimeoutError,) as error:
+                await self._tend_failed()
+            except (*self.backend.errors, TimeoutError) as error:
                 log.warning("Cluster heartbeat failed: %s", error)
 
     async def _renew(self) -> None:
@@ -204,6 +224,15 @@ class ClusterNode:
                 self._progress.pop(job_id, None)
                 if give_back:
                     self._releases.append((job_id, attempt, job.retries))
+
+    async def _tend_failed(self) -> None:
+        """Keep the shared failed set within the [failed] bounds, and its counts
+        (the metrics' and console's figures) up to date."""
+        core = self.core
+        assert core is not None
+        await self.backend.trim_failed(core.failed.max_jobs, core.failed.max_age)
+        # This server's own set stays empty in cluster mode: its counts are the cluster's.
+        core.failed.counts = await self.backend.failed_counts()
 
     def _retry_limit(self) -> int:
         return self.core.config.job_retries if self.core is not None else -1
@@ -283,6 +312,7 @@ class ClusterNode:
                     job = core.adopt(
                         handle, r.function, r.unique, r.data, r.priority, r.reducer, r.id, r.retries
                     )
+                    job.attempts, job.outcomes = r.failures, decode_outcomes(r.outcomes)
                     self.held[r.id] = (r.attempt, job)
                     got[r.function] = got.get(r.function, 0) + 1
                 self.claimed += len(rows)
@@ -312,11 +342,58 @@ class ClusterNode:
         self.kick()  # a worker is free
 
     def release(self, job: Job) -> None:
+        """An attempt at a held job failed and it runs again: at once (its worker
+        was lost) or at ``job.when`` (its retry policy's backoff)."""
+        held = self._let_go(job)
+        if held is not None:
+            assert self.core is not None
+            delay = max(0.0, job.when - self.core.clock()) if job.when else 0.0
+            outcomes = encode_outcomes(job.outcomes)
+            self._retries.append(
+                Retry(job.store_id, held, job.retries, job.attempts, outcomes, delay)
+            )
+            self._kick_writer()
+
+    def keep_failed(self, job: Job, record: FailedJob) -> None:
+        """A held job failed for good: it moves to the shared failed set."""
+        held = self._let_go(job)
+        if held is not None:
+            outcomes = encode_outcomes(record.outcomes)
+            failure = Failure(job.store_id, held, record.attempts, outcomes, record.reason)
+            self._fails.append(failure)
+            self._kick_writer()
+
+    def _let_go(self, job: Job) -> int | None:
+        """Stop holding ``job``; the attempt it was claimed at, if it was held."""
         held = self.held.pop(job.store_id, None)
         self._progress.pop(job.store_id, None)
-        if held is not None:
-            self._releases.append((job.store_id, held[0], job.retries))
-            self._kick_writer()
+        return None if held is None else held[0]
+
+    def fire(self, schedule: Schedule, when: int) -> None:
+        """A recurring schedule's minute came: fire it, unless another server did."""
+        job = Submission(schedule.function, b"", schedule.data, schedule.priority, 0, b"")
+        self._spawn(self._fire(schedule, schedule.unique(when), job))
+
+    async def _fire(self, schedule: Schedule, key: bytes, job: Submission) -> None:
+        try:
+            job_id = await self.backend.fire(key, job, self.prefix)
+        except self.backend.errors as error:
+            log.error("Schedule %s did not fire: %s", schedule.name, error)
+            return
+        if job_id is not None:
+            log.info("Schedule %s fired job %d", schedule.name, job_id)
+
+    async def cancel(self, handle: bytes) -> bool | None:
+        """``cancel job`` from any server: the holder cancels the job as a single
+        server does; elsewhere a queued job is deleted.  True if cancelled,
+        False if another server has claimed it, None if there is no such job."""
+        assert self.core is not None
+        if self.core.cancel(handle):
+            return True
+        parsed = parse_handle(handle)
+        if parsed is None:
+            return None
+        return await self.backend.cancel(parsed[1], parsed[0])
 
     def status(self, peer: Peer, handle: bytes) -> bool:
         parsed = parse_handle(handle)
@@ -371,10 +448,10 @@ class ClusterNode:
     async def _write(self) -> None:
         try:
             await asyncio.sleep(0)  # the rest of this loop turn joins the batch
-            while self._adds or self._acks or self._releases:
+            while self._unwritten():
                 if not await self._write_once():
                     await asyncio.sleep(RETRY_DELAY)
-                    if not self._acks and not self._releases:
+                    if not self._unwritten():
                         break
         finally:
             self._writer = None
@@ -385,6 +462,8 @@ class ClusterNode:
         adds, self._adds = self._adds[:MAX_BATCH], self._adds[MAX_BATCH:]
         acks, self._acks = self._acks[:MAX_BATCH], self._acks[MAX_BATCH:]
         releases, self._releases = self._releases[:MAX_BATCH], self._releases[MAX_BATCH:]
+        retries, self._retries = self._retries[:MAX_BATCH], self._retries[MAX_BATCH:]
+        fails, self._fails = self._fails[:MAX_BATCH], self._fails[MAX_BATCH:]
         try:
             if adds:
                 submissions = [
@@ -415,8 +494,16 @@ class ClusterNode:
                 acks = []
             if releases:
                 await self.backend.release(releases)
+                releases = []
+            if retries:
+                await self.backend.retry(retries)
+                retries = []
+            if fails:
+                await self.backend.fail(fails)
         except self.backend.errors as error:
             self._failed(error, adds, acks, releases)
+            self._retries[:0] = retries
+            self._fails[:0] = fails
             return False
         self.writes += 1
         if self._outage:
@@ -454,22 +541,40 @@ class ClusterNode:
 
     # -- admin ----------------------------------------------------------------------
 
+    def reply_later(self, peer: Peer, answer: Awaitable[bytes]) -> bytes:
+        """Answer an admin command once ``answer`` (a database round trip) is ready;
+        a database error answers ``ERR QUEUE_ERROR``.  Returns what to send now:
+        nothing."""
+
+        async def send() -> None:
+            try:
+                reply = await answer
+            except self.backend.errors as error:
+                reply = b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n"
+            if not peer.closed:
+                peer.send(reply)
+
+        self._spawn(send())
+        return b""
+
+    def _admin_cancel(self, peer: Peer, handle: bytes) -> bytes:
+        async def answer() -> bytes:
+            done = await self.cancel(handle)
+            if done is None:
+                return b"ERR UNKNOWN_JOB\r\n"
+            return b"OK\r\n" if done else ERR_CLAIMED
+
+        return self.reply_later(peer, answer())
+
     def _admin_status(self, peer: Peer, words: list[bytes]) -> bytes:
         """`status` over the cluster: jobs and running jobs of every server; the
         workers column counts this server's workers."""
-        self._spawn(self._send_status(peer))
-        return b""
+        return self.reply_later(peer, self._status_lines())
 
-    async def _send_status(self, peer: Peer) -> None:
+    async def _status_lines(self) -> bytes:
         core = self.core
         assert core is not None
-        try:
-            shared = {
-                name: (total, running) for name, total, running in await self.backend.queues()
-            }
-        except self.backend.errors as error:
-            peer.send(b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n")
-            return
+        shared = {name: (total, running) for name, total, running in await self.backend.queues()}
         held_total: dict[bytes, int] = {}
         held_running: dict[bytes, int] = {}
         for _attempt, job in self.held.values():
@@ -487,21 +592,14 @@ class ClusterNode:
         for name, (total, running) in shared.items():
             out.append(b"%s\t%d\t%d\t0\n" % (name, total, running))
         out.append(b".\n")
-        if not peer.closed:
-            peer.send(b"".join(out))
+        return b"".join(out)
 
     def _admin_cluster(self, peer: Peer, words: list[bytes]) -> bytes:
         """`cluster`: id, name, seconds since start, lease seconds left, running jobs,
         and ``*`` for this server."""
-        self._spawn(self._send_members(peer))
-        return b""
+        return self.reply_later(peer, self._member_lines())
 
-    async def _send_members(self, peer: Peer) -> None:
-        try:
-            members = await self.backend.members()
-        except self.backend.errors as error:
-            peer.send(b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n")
-            return
+    async def _member_lines(self) -> bytes:
         out = [
             b"%d\t%s\t%.1f\t%.1f\t%d\t%s\n"
             % (
@@ -512,8 +610,10 @@ class ClusterNode:
                 running,
                 b"*" if server == self.lease.server else b"-",
             )
-            for server, name, age, left, running in members
+            for server, name, age, left, running in await self.backend.members()
         ]
         out.append(b".\n")
-        if not peer.closed:
-            peer.send(b"".join(out))
+        return b"".join(out)
+
+
+ERR_CLAIMED = b"ERR JOB_CLAIMED claimed+by+another+server:+cancel+it+there\r\n"

@@ -1,8 +1,10 @@
 """The cluster's shared state in PostgreSQL: jobs, server leases, claims, fenced acks.
 
-Two tables of the cluster's own beside the queue table: ``<table>_cluster_jobs``
-(every background job of the cluster, queued or running) and
-``<table>_cluster_servers`` (one row per running server, a lease).  Each
+Tables of the cluster's own beside the queue table: ``<table>_cluster_jobs``
+(every background job of the cluster, queued, waiting for a retry or running),
+``<table>_cluster_servers`` (one row per running server, a lease),
+``<table>_cluster_failed`` (the failed-job set) and ``<table>_cluster_firings``
+(one row per firing of a recurring schedule, so that it fires once).  Each
 operation is one statement, so a batch costs one round trip and one commit.
 Every plan was checked with EXPLAIN (docs/cluster.md lists them).
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from ..server.failures import FailedJob, decode_outcomes
 from ..store.postgres import conninfo_to_asyncpg
-from . import Claimed, Submission, coalesce_key
+from . import Claimed, Failure, Retry, Submission, cluster_handle, coalesce_key
 
 __all__ = ["ERRORS", "PostgresCluster"]
 
@@ -42,14 +46,46 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   denominator BIGINT NOT NULL DEFAULT 0,
   prefix BYTEA NOT NULL,
   reducer BYTEA NOT NULL,
-  data BYTEA NOT NULL)
+  data BYTEA NOT NULL,
+  failures INTEGER NOT NULL DEFAULT 0,
+  outcomes JSONB NOT NULL DEFAULT '[]')
   WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02);
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS failures INTEGER NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS outcomes JSONB NOT NULL DEFAULT '[]';
 CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (function_name, priority, run_at, id)
   WHERE state = 0;
 CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = 2;
 CREATE UNIQUE INDEX IF NOT EXISTS {jobs}_coalesce ON {jobs} (coalesce_key, function_name)
   WHERE coalesce_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {failed} (
+  id BIGINT PRIMARY KEY,
+  function_name BYTEA NOT NULL,
+  unique_key BYTEA NOT NULL,
+  coalesce_key BYTEA,
+  priority SMALLINT NOT NULL,
+  attempt INTEGER NOT NULL,
+  failures INTEGER NOT NULL,
+  outcomes JSONB NOT NULL,
+  prefix BYTEA NOT NULL,
+  reducer BYTEA NOT NULL,
+  data BYTEA NOT NULL,
+  reason TEXT NOT NULL,
+  failed_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS {failed}_age ON {failed} (failed_at, id);
+CREATE TABLE IF NOT EXISTS {firings} (
+  key BYTEA PRIMARY KEY,
+  fired_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS {firings}_age ON {firings} (fired_at);
 """
+
+_FAILED_COLUMNS = (
+    "id, function_name, unique_key, coalesce_key, priority, attempt, failures, outcomes,"
+    " prefix, reducer, data, reason"
+)
+"""What a job takes into the failed set (a DELETE's RETURNING lists the same)."""
+
+FIRINGS_KEPT = 86400
+"""Seconds a firing is remembered: far longer than members' clocks can differ."""
 
 ERRORS = (
     asyncpg.PostgresError,
@@ -70,6 +106,8 @@ class PostgresCluster:
         base = table[:40]
         self.jobs = f"{base}_cluster_jobs"
         self.servers = f"{base}_cluster_servers"
+        self.failed = f"{base}_cluster_failed"
+        self.firings = f"{base}_cluster_firings"
         self.channel = f"{base}_cluster"
         self.description = f"cluster over postgresql table {self.jobs}"
         self.timeout = timeout
@@ -80,7 +118,7 @@ class PostgresCluster:
         self._durable: asyncpg.Pool | None = None
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        j, s = self.jobs, self.servers
+        j, s, f = self.jobs, self.servers, self.failed
         # Pre-allocated ids tie each answer to its submission; a conflict on the
         # coalescing index means the job already exists: answer with its id.
         self._submit = (
@@ -100,17 +138,20 @@ class PostgresCluster:
             " CROSS JOIN (SELECT pg_notify($10, '')) AS wake"
         )
         # Oldest first within a priority, per function; the lease is checked in
-        # the same statement, so a server declared dead claims nothing.
+        # the same statement, so a server declared dead claims nothing.  The
+        # rows are updated through an id array, which keeps the planner on
+        # primary-key probes (a join with the CTE could become a scan of the
+        # whole table once it has many updated rows).
         self._claim = (
             "WITH c AS MATERIALIZED (SELECT j.id FROM unnest($1::bytea[], $2::int[]) AS"
             " w(name, n) CROSS JOIN LATERAL (SELECT id FROM"
             f" {j} WHERE state = 0 AND function_name = w.name AND run_at <= now()"
             " ORDER BY priority, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j)"
-            f" UPDATE {j} g SET state = 2, owner = $3, attempt = g.attempt + 1 FROM c"
-            f" WHERE g.id = c.id AND EXISTS (SELECT 1 FROM {s} WHERE id = $3"
-            " AND expires_at > now())"
+            f" UPDATE {j} g SET state = 2, owner = $3, attempt = g.attempt + 1"
+            " WHERE g.id = ANY (ARRAY(SELECT id FROM c))"
+            f" AND EXISTS (SELECT 1 FROM {s} WHERE id = $3 AND expires_at > now())"
             " RETURNING g.id, g.prefix, g.function_name, g.unique_key, g.data, g.priority,"
-            " g.reducer, g.attempt, g.retries"
+            " g.reducer, g.attempt, g.retries, g.failures, g.outcomes"
         )
         # Fenced by the attempt: a job taken over since is claimed again with a
         # higher attempt and is not touched.
@@ -135,20 +176,107 @@ class PostgresCluster:
             " WHERE id = $1 AND expires_at > now() RETURNING id"
         )
         # One server at a time sweeps; dead servers go, their running jobs are
-        # queued again (or dropped past --job-retries), and sleepers are woken.
+        # queued again, each death counted as a lost worker's attempt (past
+        # --job-retries the job moves to the failed set), and sleepers are woken.
         self._rescue = (
             f"WITH dead AS (DELETE FROM {s} WHERE expires_at <= now() RETURNING id),"
-            f" orphans AS (SELECT id, retries + 1 AS retries FROM {j} WHERE state = 2"
+            " orphans AS (SELECT id, retries + 1 AS retries,"
+            " ($1 = 0 OR ($1 > 0 AND retries + 1 >= $1)) AS spent,"
+            " jsonb_build_array(jsonb_build_array('worker_lost', 'server ' || owner"
+            " || ' stopped renewing its lease', '-', extract(epoch FROM now()))) AS outcome"
+            f" FROM {j} WHERE state = 2"
             f" AND NOT EXISTS (SELECT 1 FROM {s} WHERE {s}.id = {j}.owner"
             f" AND {s}.expires_at > now())),"
             f" moved AS (UPDATE {j} g SET state = 0, owner = NULL, retries = o.retries,"
+            " failures = g.failures + 1, outcomes = g.outcomes || o.outcome,"
             " numerator = 0, denominator = 0 FROM orphans o WHERE g.id = o.id"
-            " AND NOT ($1 = 0 OR ($1 > 0 AND o.retries >= $1)) RETURNING g.id),"
-            f" dropped AS (DELETE FROM {j} g USING orphans o WHERE g.id = o.id"
-            " AND ($1 = 0 OR ($1 > 0 AND o.retries >= $1)) RETURNING g.id)"
+            " AND NOT o.spent RETURNING g.id),"
+            f" spent AS (DELETE FROM {j} g USING orphans o WHERE g.id = o.id AND o.spent"
+            " RETURNING g.id, g.function_name, g.unique_key, g.coalesce_key, g.priority,"
+            " g.attempt, g.failures + 1 AS failures, g.outcomes || o.outcome AS outcomes,"
+            " g.prefix, g.reducer, g.data,"
+            " 'worker_lost: its server stopped renewing its lease' AS reason),"
+            f" kept AS (INSERT INTO {f} ({_FAILED_COLUMNS}) SELECT {_FAILED_COLUMNS} FROM spent"
+            " RETURNING id)"
             " SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM moved),"
-            " (SELECT count(*) FROM dropped),"
+            " (SELECT count(*) FROM kept),"
             " (SELECT pg_notify($2, '') FROM moved LIMIT 1)"
+        )
+        # A failed attempt: the job waits for its next one as a queued row due
+        # later (a claim skips rows not yet due).
+        self._retry = (
+            f"WITH r AS (UPDATE {j} g SET state = 0, owner = NULL, retries = d.retries,"
+            " failures = d.failures, outcomes = d.outcomes::jsonb,"
+            " run_at = now() + make_interval(secs => d.delay), numerator = 0, denominator = 0"
+            " FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::text[],"
+            " $6::float8[]) AS d(id, att, retries, failures, outcomes, delay)"
+            " WHERE g.id = d.id AND g.attempt = d.att AND g.state = 2 RETURNING g.id)"
+            " SELECT count(*) FROM r CROSS JOIN (SELECT pg_notify($7, '')) AS wake"
+        )
+        self._fail = (
+            f"WITH spent AS (DELETE FROM {j} g USING unnest($1::bigint[], $2::int[],"
+            " $3::int[], $4::text[], $5::text[]) AS d(id, att, failures, outcomes, reason)"
+            " WHERE g.id = d.id AND g.attempt = d.att AND g.state = 2"
+            " RETURNING g.id, g.function_name, g.unique_key, g.coalesce_key, g.priority,"
+            " g.attempt, d.failures, d.outcomes::jsonb AS outcomes, g.prefix, g.reducer,"
+            " g.data, d.reason)"
+            f" INSERT INTO {f} ({_FAILED_COLUMNS}) SELECT {_FAILED_COLUMNS} FROM spent"
+        )
+        # Failed jobs chosen by id (with its handle's prefix) or by function, or all.
+        chosen = (
+            "($1::bigint IS NULL OR id = $1) AND ($2::bytea IS NULL OR prefix = $2)"
+            " AND ($3::bytea IS NULL OR function_name = $3)"
+        )
+        self._failed_list = (
+            "SELECT id, prefix, function_name, unique_key, data, priority, failures,"
+            " extract(epoch FROM failed_at)::float8, reason, outcomes"
+            f" FROM {f} WHERE {chosen} ORDER BY failed_at, id"
+        )
+        # Back into the queue under the same id (so the same handle), with a fresh
+        # count of attempts.  The unique key goes with it unless another job of the
+        # cluster (or an earlier one of this batch) took it meanwhile: then it runs
+        # without coalescing, as on a single server.  (A submission of that key
+        # committing during the statement makes it fail whole: nothing is lost.)
+        self._retry_failed = (
+            f"WITH back AS (DELETE FROM {f} WHERE {chosen} RETURNING *),"
+            f" ins AS (INSERT INTO {j} (id, function_name, unique_key, coalesce_key, priority,"
+            " run_at, attempt, outcomes, prefix, reducer, data)"
+            " SELECT id, function_name, unique_key, CASE WHEN row_number() OVER"
+            " (PARTITION BY coalesce_key, function_name ORDER BY id) = 1"
+            f" AND NOT EXISTS (SELECT 1 FROM {j} o WHERE o.coalesce_key = back.coalesce_key"
+            " AND o.function_name = back.function_name) THEN coalesce_key END,"
+            " priority, now(), attempt, outcomes, prefix, reducer, data FROM back RETURNING id)"
+            " SELECT count(*) FROM ins CROSS JOIN (SELECT pg_notify($4, '')) AS wake"
+        )
+        self._delete_failed = (
+            f"WITH gone AS (DELETE FROM {f} WHERE {chosen} RETURNING id) SELECT count(*) FROM gone"
+        )
+        self._trim_failed = (
+            f"WITH gone AS (DELETE FROM {f} WHERE id IN (SELECT id FROM {f}"
+            " WHERE failed_at < now() - make_interval(secs => $2)"
+            f" UNION ALL (SELECT id FROM {f} ORDER BY failed_at DESC, id DESC OFFSET $1))"
+            " RETURNING id) SELECT count(*) FROM gone"
+        )
+        # The firing's row is inserted first; only the member whose insert wins
+        # submits the job.  Old firings are forgotten on the way.
+        self._fire = (
+            f"WITH old AS (DELETE FROM {self.firings}"
+            f" WHERE fired_at < now() - make_interval(secs => {FIRINGS_KEPT})),"
+            f" won AS (INSERT INTO {self.firings} (key) VALUES ($1) ON CONFLICT DO NOTHING"
+            " RETURNING key),"
+            f" ins AS (INSERT INTO {j} (function_name, unique_key, coalesce_key, priority, run_at,"
+            " prefix, reducer, data) SELECT $2, $1, $1, $3, now(), $4, $5, $6 FROM won"
+            " ON CONFLICT (coalesce_key, function_name) WHERE coalesce_key IS NOT NULL"
+            " DO NOTHING RETURNING id)"
+            " SELECT (SELECT id FROM ins), (SELECT pg_notify($7, '') FROM ins)"
+        )
+        # Only a queued job: one claimed by a server is cancelled there.
+        self._cancel = (
+            f"WITH target AS (SELECT id, state FROM {j} WHERE id = $1 AND prefix = $2"
+            " FOR UPDATE),"
+            f" gone AS (DELETE FROM {j} g USING target t WHERE g.id = t.id AND t.state = 0"
+            " RETURNING g.id)"
+            " SELECT (SELECT count(*) FROM gone) > 0 FROM target"
         )
 
     # -- life -----------------------------------------------------------------
@@ -159,7 +287,11 @@ class PostgresCluster:
         async with self._pool.acquire() as conn, conn.transaction():
             # Servers starting together must not race on CREATE ... IF NOT EXISTS.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.jobs)
-            await conn.execute(_SCHEMA.format(jobs=self.jobs, servers=self.servers))
+            await conn.execute(
+                _SCHEMA.format(
+                    jobs=self.jobs, servers=self.servers, failed=self.failed, firings=self.firings
+                )
+            )
         await self.listen(on_wake)
 
     async def _connect(self, synchronous_commit: str) -> asyncpg.Pool:
@@ -210,6 +342,11 @@ class PostgresCluster:
             raise ConnectionError("cluster store is closed")
         return self._pool
 
+    def _durable_pool(self) -> asyncpg.Pool:
+        if self._durable is None:
+            raise ConnectionError("cluster store is closed")
+        return self._durable
+
     # -- leases ---------------------------------------------------------------
 
     async def register(self, name: str, ttl: float) -> int:
@@ -228,7 +365,13 @@ class PostgresCluster:
         await self._p().execute(f"DELETE FROM {self.servers} WHERE id = $1", server)
 
     async def rescue(self, retry_limit: int) -> tuple[int, int, int]:
-        """(dead servers removed, jobs queued again, jobs dropped), if this server swept."""
+        """Sweep for servers whose lease expired, if no other server is sweeping.
+
+        Their running jobs are queued again, each death counted as a lost
+        worker's attempt (``retries`` and ``failures`` raised, an outcome
+        added); a job past ``retry_limit`` (--job-retries) moves to the failed
+        set instead.  Returns (dead servers removed, jobs queued again, jobs
+        moved to the failed set)."""
         async with self._p().acquire() as conn, conn.transaction():
             if not await conn.fetchval(
                 "SELECT pg_try_advisory_xact_lock(hashtext($1))", self.servers
@@ -242,9 +385,7 @@ class PostgresCluster:
     async def submit(self, jobs: Sequence[Submission], prefix: bytes) -> list[tuple[int, bytes]]:
         """Insert or coalesce each job; its (id, handle prefix) in order."""
         keys = [coalesce_key(s.unique, s.data) for s in jobs]
-        if self._durable is None:
-            raise ConnectionError("cluster store is closed")
-        rows = await self._durable.fetch(
+        rows = await self._durable_pool().fetch(
             self._submit,
             [s.function for s in jobs],
             [s.unique for s in jobs],
@@ -295,6 +436,83 @@ class PostgresCluster:
         """(id, attempt, numerator, denominator) of running jobs, for GET_STATUS elsewhere."""
         await self._p().execute(self._progress, *(list(c) for c in zip(*jobs, strict=True)))
 
+    async def retry(self, jobs: Sequence[Retry]) -> None:
+        """Failed attempts of jobs held here: each is queued again, due ``delay``
+        seconds from now, with its counts and outcomes; fenced by the attempt."""
+        await self._p().fetchval(self._retry, *_columns(jobs, 6), self.channel)
+
+    async def fail(self, jobs: Sequence[Failure]) -> None:
+        """Jobs held here that failed for good: each moves to the failed set (its
+        unique key no longer coalesces); fenced by the attempt."""
+        await self._p().execute(self._fail, *_columns(jobs, 5))
+
+    async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
+        """One firing of a recurring schedule, ``key`` naming the schedule and the
+        minute (it is also the job's unique key): the id of the job submitted,
+        or None if another server fired it first."""
+        row = await self._durable_pool().fetchrow(
+            self._fire, key, job.function, job.priority, prefix, job.reducer, job.data, self.channel
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def cancel(self, job_id: int, prefix: bytes) -> bool | None:
+        """Delete a queued job (``cancel job``): True if deleted, False if a server
+        has claimed it (it is cancelled there), None if there is no such job."""
+        value = await self._p().fetchval(self._cancel, job_id, prefix)
+        return None if value is None else bool(value)
+
+    # -- the failed-job set -------------------------------------------------------
+
+    async def failed_jobs(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> list[FailedJob]:
+        """The failed set, oldest first: one job (by id and handle prefix), one
+        function's, or all."""
+        rows = await self._p().fetch(self._failed_list, job_id, prefix, function)
+        return [
+            FailedJob(
+                cluster_handle(bytes(r[1]), r[0]),
+                bytes(r[2]),
+                bytes(r[3]),
+                bytes(r[4]),
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                decode_outcomes(r[9]),
+            )
+            for r in rows
+        ]
+
+    async def retry_failed(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> int:
+        """Queue failed jobs again (chosen as for :meth:`failed_jobs`) under their
+        old handles, with a fresh count of attempts; how many."""
+        return int(
+            await self._durable_pool().fetchval(
+                self._retry_failed, job_id, prefix, function, self.channel
+            )
+        )
+
+    async def delete_failed(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> int:
+        """Drop failed jobs (chosen as for :meth:`failed_jobs`); how many."""
+        return int(await self._p().fetchval(self._delete_failed, job_id, prefix, function))
+
+    async def trim_failed(self, max_jobs: int, max_age: float) -> int:
+        """Bound the failed set: drop the oldest beyond ``max_jobs`` and those older
+        than ``max_age`` seconds; how many were dropped."""
+        return int(await self._p().fetchval(self._trim_failed, max_jobs, max_age))
+
+    async def failed_counts(self) -> dict[bytes, int]:
+        """The failed set's size per function (for metrics)."""
+        rows = await self._p().fetch(
+            f"SELECT function_name, count(*) FROM {self.failed} GROUP BY function_name"
+        )
+        return {bytes(r[0]): r[1] for r in rows}
+
     # -- status -----------------------------------------------------------------
 
     async def status(self, job_id: int) -> tuple[bytes, int, int, int] | None:
@@ -330,3 +548,9 @@ class PostgresCluster:
             f" FROM {self.servers} s ORDER BY s.id"
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """A batch of tuples as ``width`` column arrays, for ``unnest``."""
+    return [[row[i] for row in rows] for i in range(width)]
+

@@ -108,16 +108,25 @@ class Api:
         handle = request.match_info["handle"].encode()
         job = self.core.jobs.get(handle)
         if job is None:
-            record = self.core.failed.get(handle)
+            record = await self._failed_set("get", handle)
             if record is None:
                 raise _error(404, "no such job")
             return _reply(failed_view(record) | {"state": "failed"})
         return _reply(job_view(job, time.time()))
 
+    async def _failed_set(self, action: str, arg: bytes | None) -> Any:
+        """``action`` on the failed-job set: this server's, or in cluster mode the
+        cluster's (from the database, the same on every member)."""
+        cluster = self.console.server.cluster
+        if cluster is not None:
+            return await getattr(cluster.failed, action)(arg)
+        return getattr(self.core.failed, action)(arg)
+
     async def _failed(self, request: web.Request) -> web.Response:
-        failed = self.core.failed
         function = request.query.get("function")
-        records = failed.records(function.encode() if function is not None else None)
+        records = await self._failed_set(
+            "records", function.encode() if function is not None else None
+        )
         limit = _limit(request)
         return _reply({"total": len(records), "failed": [failed_view(r) for r in records[:limit]]})
 
@@ -125,7 +134,11 @@ class Api:
 
     async def _cancel(self, request: web.Request) -> web.Response:
         handle = request.match_info["handle"].encode()
-        if not self.core.cancel(handle):
+        cluster = self.console.server.cluster
+        done = await cluster.cancel(handle) if cluster is not None else self.core.cancel(handle)
+        if done is False and cluster is not None:
+            raise _error(409, "another server of the cluster runs it: cancel it there")
+        if not done:
             raise _error(404, "no such job, or it is not yet stored")
         return _reply({"cancelled": text(handle)})
 
@@ -142,7 +155,7 @@ class Api:
     def _failed_one(self, action: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             handle = request.match_info["handle"]
-            if not getattr(self.core.failed, action)(handle.encode()):
+            if not await self._failed_set(action, handle.encode()):
                 raise _error(404, "no such failed job")
             return _reply({action: handle})
 
@@ -151,8 +164,8 @@ class Api:
     def _failed_all(self, action: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             function = request.query.get("function")
-            count = getattr(self.core.failed, action)(
-                function.encode() if function is not None else None
+            count = await self._failed_set(
+                action, function.encode() if function is not None else None
             )
             return _reply({action: count})
 

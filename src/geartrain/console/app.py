@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -19,6 +19,9 @@ from ..server.persistence import StoreWriter
 from .api import Api
 from .history import History
 from .metrics import JobMetrics, prometheus_text, registry
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 __all__ = ["Console", "ServerFacts"]
 
@@ -36,6 +39,7 @@ class ServerFacts(Protocol):
     store_description: str
     ready: bool
     loading: str
+    cluster: ClusterNode | None
 
 
 class _OneLine(logging.Filter):

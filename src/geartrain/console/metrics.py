@@ -249,7 +249,9 @@ class _Collector:
             "geartrain_store_up", "The store accepts writes.", value=int(not writer.outage)
         )
         yield CounterMetricFamily(
-            "geartrain_store_writes", "Store transactions.", value=writer.writes
+            "geartrain_store_writes",
+            "Store writes: transactions, or appends to the queue log.",
+            value=writer.writes,
         )
         yield GaugeMetricFamily(
             "geartrain_store_pending", "Jobs waiting to be written.", value=writer.pending

@@ -168,7 +168,7 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
             "retries": sum(1 for j in core.jobs.values() if j.attempts)
             if counts["scheduled"]
             else 0,
-            "dead": len(core.failed),
+            "dead": sum(core.failed.counts.values()),  # the cluster's in cluster mode
         },
         "counters": {name: getattr(stats, name) for name in STAT_NAMES},
         "memory_bytes": _rss(),

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..__about__ import __version__
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
 from .core import JobServer
+from .failures import FailedJob
 from .jobs import JobState, Peer
 from .replies import c_atoi
 
-__all__ = ["MAX_TOKENS", "AdminCommands"]
+__all__ = ["MAX_TOKENS", "AdminCommands", "failed_listing"]
 
 MAX_TOKENS = 5  # gearmand closes the connection on a line with more words
 
@@ -65,6 +66,24 @@ def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
 
+def failed_listing(records: Iterable[FailedJob]) -> bytes:
+    """``show failed jobs``: handle, function, unique, attempts, failed-at epoch,
+    last reason; then ``.``."""
+    lines = [
+        b"%s\t%s\t%s\t%d\t%d\t%s\n"
+        % (
+            _field(r.handle),
+            _field(r.function),
+            _field(r.unique),
+            r.attempts,
+            int(r.failed_at),
+            _field(r.reason.encode(errors="replace")),
+        )
+        for r in records
+    ]
+    return b"".join(lines) + b".\n"
+
+
 class AdminCommands:
     """Answers admin lines for one server."""
 
@@ -88,6 +107,12 @@ class AdminCommands:
             b"delete": self.failed_command,
             b"acl": AclCommands(server).line,
         }
+        # Cluster mode answers these from the shared store (geartrain.cluster).
+        self.show_failed: Callable[[Peer, bytes | None], bytes] = self._show_failed
+        self.change_failed: Callable[[Peer, bytes, bytes | None, bytes | None], bytes] = (
+            self._change_failed
+        )
+        self.cancel_job: Callable[[Peer, bytes], bytes] = self._cancel_job
 
     def line(self, peer: Peer, line: bytes) -> bytes | None:
         """The reply to one admin line, or None to close the connection."""
@@ -139,13 +164,16 @@ class AdminCommands:
             return _unknown(words[0])
         if len(words) != 3 or words[1].lower() != b"job":
             return ERR_INTERNAL
-        return OK if self.server.cancel(words[2]) else ERR_UNKNOWN_JOB
+        return self.cancel_job(peer, words[2])
+
+    def _cancel_job(self, peer: Peer, handle: bytes) -> bytes:
+        return OK if self.server.cancel(handle) else ERR_UNKNOWN_JOB
 
     def show(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) < 2:
             return _unknown(words[0])
         if len(words) in (3, 4) and words[1].lower() == b"failed" and words[2].lower() == b"jobs":
-            return self.show_failed(words[3] if len(words) == 4 else None)
+            return self.show_failed(peer, words[3] if len(words) == 4 else None)
         jobs = [j for j in self.server.jobs.values() if j.state is not JobState.PENDING]
         if len(words) == 3 and words[1].lower() == b"unique" and words[2].lower() == b"jobs":
             return b"".join([_shown(j.unique) + b"\n" for j in jobs]) + b".\n"
@@ -158,35 +186,30 @@ class AdminCommands:
 
     # -- the failed-job set (geartrain's own commands) -------------------------
 
-    def show_failed(self, function: bytes | None) -> bytes:
-        """handle, function, unique, attempts, failed-at epoch, last reason; then ``.``."""
-        lines = [
-            b"%s\t%s\t%s\t%d\t%d\t%s\n"
-            % (
-                _field(r.handle),
-                _field(r.function),
-                _field(r.unique),
-                r.attempts,
-                int(r.failed_at),
-                _field(r.reason.encode(errors="replace")),
-            )
-            for r in self.server.failed.records(function)
-        ]
-        return b"".join(lines) + b".\n"
+    def _show_failed(self, peer: Peer, function: bytes | None) -> bytes:
+        return failed_listing(self.server.failed.records(function))
 
     def failed_command(self, peer: Peer, words: list[bytes]) -> bytes:
         """``retry|delete failed HANDLE`` and ``retry|delete failed all [FUNCTION]``."""
         if len(words) < 3 or words[1].lower() != b"failed" or len(words) > 4:
             return _args_error(words[0])
-        failed = self.server.failed
-        retry = words[0].lower() == b"retry"
+        action = words[0].lower()
         if words[2].lower() == b"all":
-            function = words[3] if len(words) == 4 else None
-            count = failed.retry_all(function) if retry else failed.delete_all(function)
-            return b"OK %d\n" % count
+            return self.change_failed(peer, action, None, words[3] if len(words) == 4 else None)
         if len(words) != 3:
             return _args_error(words[0])
-        done = failed.retry(words[2]) if retry else failed.delete(words[2])
+        return self.change_failed(peer, action, words[2], None)
+
+    def _change_failed(
+        self, peer: Peer, action: bytes, handle: bytes | None, function: bytes | None
+    ) -> bytes:
+        """``action`` (retry or delete) one failed job, or all (of ``function``)."""
+        failed = self.server.failed
+        retry = action == b"retry"
+        if handle is None:
+            count = failed.retry_all(function) if retry else failed.delete_all(function)
+            return b"OK %d\n" % count
+        done = failed.retry(handle) if retry else failed.delete(handle)
         return OK if done else ERR_UNKNOWN_JOB
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:

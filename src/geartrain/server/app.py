@@ -134,6 +134,8 @@ class ServerApp:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
         gather = self.config.durability == "power"
         self.writer = core.persister = StoreWriter(self.store, core, gather=gather)
+        if self.network is not None:
+            self.writer.at_turn_end = self.network.before_flush
         await self._load_failed(core, self.writer)
 
     async def _load_failed(self, core: JobServer, writer: StoreWriter) -> None:

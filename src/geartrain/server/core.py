@@ -798,6 +798,10 @@ class JobServer:
         self._release(job)
         job.numerator = job.denominator = 0
         job.when = self.clock() + delay
+        if self.cluster is not None and job.store_id:
+            self._remove(job)  # it waits in the cluster, for any server's workers
+            self.cluster.release(job)
+            return True
         if job.background and self.persister is not None:
             previous, job.store_id = job.store_id, self._take_store_id()
             self.persister.add(job)
@@ -822,7 +826,11 @@ class JobServer:
             job.attempts,
             record.reason,
         )
-        if policy.keep_failed:
+        if not policy.keep_failed:
+            return
+        if self.cluster is not None and job.store_id:
+            self.cluster.keep_failed(job, record)
+        else:
             self.failed.add(record)
 
     # -- recurring schedules ----------------------------------------------------
@@ -830,6 +838,9 @@ class JobServer:
     def _fire_schedule(self, schedule: Schedule, when: int) -> None:
         """A recurring schedule's minute came: an ordinary background job."""
         log.info("Schedule %s fires %s", schedule.name, schedule.function.decode(errors="replace"))
+        if self.cluster is not None:
+            self.cluster.fire(schedule, when)  # once in the cluster, whoever comes first
+            return
         self.submit(
             self._internal,
             schedule.function,

@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .failures import FailedJob
+    from .schedules import Schedule
 
 __all__ = [
     "STAT_NAMES",
@@ -297,7 +301,15 @@ class ClusterHooks(Protocol):
         """A worker went to sleep: claim shared jobs for the idle workers."""
 
     def release(self, job: Job) -> None:
-        """The worker of a shared job was lost: give the job back to the cluster."""
+        """An attempt at a shared job failed (its worker was lost, or its retry
+        policy retries it): give the job back to the cluster, due at ``job.when``
+        (0: now), with its attempts and outcomes."""
+
+    def keep_failed(self, job: Job, record: FailedJob) -> None:
+        """A shared job failed for good: keep ``record`` in the cluster's failed set."""
+
+    def fire(self, schedule: Schedule, when: int) -> None:
+        """A recurring schedule's minute ``when`` came: fire it once in the cluster."""
 
     def status(self, peer: Peer, handle: bytes) -> bool:
         """GET_STATUS of a handle not held here: True if the cluster answers it."""

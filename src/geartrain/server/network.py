@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 from ..errors import ProtocolError
@@ -51,6 +52,8 @@ class Network:
         self.config = config
         self.connections: set[Connection] = set()
         self._dirty: list[Connection] = []
+        self._before_flush: list[Callable[[], None]] = []
+        self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.max_connections = config.max_connections or default_max_connections()
         self.input_bytes = 0  # received and not yet handled, across connections
@@ -69,15 +72,32 @@ class Network:
     def protocol_factory(self) -> Connection:
         return Connection(self)
 
-    def mark_dirty(self, conn: Connection) -> None:
-        if not self._dirty:
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self.flush)
+
+    def mark_dirty(self, conn: Connection) -> None:
+        if not self._dirty:
+            self._schedule()
         self._dirty.append(conn)
+
+    def before_flush(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` at the end of this loop turn, just before the replies are
+        written, so that what it sends leaves in the same write (the store's append:
+        its acknowledgements cost no extra loop turn)."""
+        self._schedule()
+        self._before_flush.append(callback)
 
     def flush(self) -> None:
         """Write out everything the core queued during this loop turn."""
+        while self._before_flush:
+            callbacks, self._before_flush = self._before_flush, []
+            for callback in callbacks:
+                callback()
+        self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()

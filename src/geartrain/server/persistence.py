@@ -18,6 +18,12 @@ that their jobs share the transaction (as PostgreSQL's ``commit_delay``, but
 waiting only for submitters that are on their way).  Only where a transaction
 costs an fsync (``gather``, the power level) is that worth the wait.
 
+A store that keeps a log (SQLite at the crash level: ``store.journal``) needs
+no transaction to acknowledge: each loop turn's submissions and completions go
+to :meth:`append` together at the end of the turn, and are acknowledged at
+once.  Transactions remain for the failed-job set, for what comes during an
+outage, and for every other store.
+
 If the store fails, the jobs of that batch are refused (their submitters get
 ``ERROR QUEUE_ERROR``), deletions are kept and retried, and the outage is
 logged once; the next write that succeeds ends it.
@@ -29,6 +35,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..store import Store, StoredJob
@@ -72,7 +79,7 @@ class StoreWriter:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._outage = False
-        self.writes = 0  # transactions committed, for metrics and tests
+        self.writes = 0  # transactions committed or log appends, for metrics and tests
         # Submitters acknowledged lately that have not sent another job yet, and when.
         self._acked: dict[Peer, float] = {}
         # Submitters whose last job came within RETURN_WINDOW of their acknowledgement.
@@ -83,8 +90,49 @@ class StoreWriter:
         # Changes to the failed-job set, written before the queue changes of the same round.
         self._failed_added: dict[bytes, FailedJob] = {}
         self._failed_removed: set[bytes] = set()
+        # A logging store's append, and this loop turn's changes for it.
+        self._append: Callable[[Sequence[StoredJob], Sequence[int]], None] | None = (
+            getattr(store, "append", None) if getattr(store, "journaled", False) else None
+        )
+        self._turn_adds: list[Job] = []
+        self._turn_dones: list[int] = []
+        # How this turn's append is put off to the turn's end (the server hands
+        # in the network's, which runs it just before the replies are written).
+        self.at_turn_end: Callable[[Callable[[], None]], None] = _call_soon
+
+    def _appending(self) -> bool:
+        """Whether the next change can go to this turn's append: the store logs, and
+        nothing older is waiting for a transaction (order is kept)."""
+        # Without a write in flight or an outage, nothing waits for a transaction.
+        return self._append is not None and self._task is None and not self._outage
+
+    def _this_turn(self) -> None:
+        if not self._turn_adds and not self._turn_dones:
+            self.at_turn_end(self._append_turn)
+
+    def _append_turn(self) -> None:
+        adds, self._turn_adds = self._turn_adds, []
+        dones, self._turn_dones = self._turn_dones, []
+        if not adds and not dones:
+            return
+        assert self._append is not None
+        written, dones = _net(adds, dones)
+        try:
+            self._append([_record(j) for j in written], dones)
+        except Exception as error:  # as in _write_batch: any failure is an outage
+            self._on_failure(error, adds, dones)
+            self._later(RETRY_DELAY)
+            return
+        self.writes += 1
+        stored = self.core.stored
+        for job in adds:
+            stored(job)
 
     def add(self, job: Job) -> None:
+        if self._appending():
+            self._this_turn()
+            self._turn_adds.append(job)
+            return
         self._adds.append(job)
         if job.waiters:
             self._returned(job.waiters[0])
@@ -120,6 +168,10 @@ class StoreWriter:
             self._kick()
 
     def done(self, store_id: int) -> None:
+        if self._appending():
+            self._this_turn()
+            self._turn_dones.append(store_id)
+            return
         self._dones.append(store_id)
         if self._outage:
             self._later(RETRY_DELAY)
@@ -134,11 +186,17 @@ class StoreWriter:
     @property
     def pending(self) -> int:
         return (
-            len(self._adds) + len(self._dones) + len(self._failed_added) + len(self._failed_removed)
+            len(self._adds)
+            + len(self._dones)
+            + len(self._turn_adds)
+            + len(self._turn_dones)
+            + len(self._failed_added)
+            + len(self._failed_removed)
         )
 
     async def drain(self) -> None:
         """Wait until everything asked for so far has been written (or refused)."""
+        self._append_turn()
         while (
             self._task is not None
             or self._adds
@@ -243,15 +301,7 @@ class StoreWriter:
         del self._adds[:MAX_BATCH]
         dones = self._dones[:MAX_BATCH]
         del self._dones[:MAX_BATCH]
-        # A job can end before its add is written (a foreground job turned
-        # background while running): then neither needs to reach the store.
-        if adds and dones:
-            ending = set(dones)
-            added = {j.store_id for j in adds}
-            dones = [i for i in dones if i not in added]
-            written = [j for j in adds if j.store_id not in ending]
-        else:
-            written = adds
+        written, dones = _net(adds, dones)
         records = [_record(j) for j in written]
         try:
             if self._failed_changes:
@@ -283,6 +333,20 @@ class StoreWriter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_soon(callback)
+
+
+def _net(adds: list[Job], dones: list[int]) -> tuple[list[Job], list[int]]:
+    """What to write: a job can end before its add is written (a foreground job
+    turned background while running), and then neither needs to reach the store."""
+    if not adds or not dones:
+        return adds, dones
+    ending = set(dones)
+    added = {j.store_id for j in adds}
+    return [j for j in adds if j.store_id not in ending], [i for i in dones if i not in added]
 
 
 def _record(job: Job) -> StoredJob:

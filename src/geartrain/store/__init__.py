@@ -14,8 +14,7 @@ says where the queue is (without passwords), for the startup log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..server.failures import FailedJob
@@ -27,9 +26,9 @@ class StoreError(Exception):
     """The store could not be reached or refused a write."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredJob:
-    """A background job as a store keeps it."""
+class StoredJob(NamedTuple):
+    """A background job as a store keeps it (a tuple: one is made for every
+    background job on the acknowledgement path, so it must be cheap to make)."""
 
     id: int
     """Assigned by the server, increasing in submission order; unique in the store."""
@@ -64,7 +63,9 @@ class Store(Protocol):
 
         The additions apply first, so a job in both ends up absent.  Ids in
         ``done`` that are not stored are ignored; an id in ``added`` that is
-        already stored is an error and fails the whole write.
+        already stored is an error and fails the whole write (a store that
+        logs, SQLite at the crash level, does not look: the server never
+        reuses an id).
 
         Raises StoreError if nothing was written; after a successful return the
         change is durable.  (After a StoreError from a lost connection the

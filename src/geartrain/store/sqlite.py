@@ -2,13 +2,12 @@
 
 At the power level the WAL runs with ``synchronous=FULL``: every commit
 fsyncs, so every call runs on one dedicated thread and the event loop never
-waits on the disk.  At the crash level it runs with ``synchronous=NORMAL``: a
-commit is a write into the WAL file, in the operating system once it returns,
-and a background thread fsyncs the WAL at least once a second.  Such a commit
-costs less on the event loop itself than the hop to the thread and back
-(docs/queues.md has the figures), so at that level writes that carry
-submissions run on the loop; deletions alone, which no client waits for, and
-opening, loading and closing stay on the thread.
+waits on the disk.  At the crash level a change only has to reach the
+operating system before it is acknowledged: it is appended to a log file of
+our own (``store.journal``, one ``write()`` per batch), and about once a second
+a checkpoint moves the log into the table on the thread (``synchronous=NORMAL``),
+fsyncs the WAL and deletes the log.  A background thread also fsyncs the WAL
+after writes to the failed-job set.
 
 One server per file: the store holds an exclusive lock on ``FILE.lock``
 (holding the owner's pid) for as long as it is open, so a second server on
@@ -37,6 +36,7 @@ from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
 from ._util import SQLITE_TABLE, check_identifier, failed_row, without_overlap
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
+from .journal import Generation, Journal, replay
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
 
@@ -99,6 +99,11 @@ class SqliteStore:
         self._thread: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
         self._syncer: _WalSyncer | None = None
+        # The crash level's log, and the task that checkpoints it into the table.
+        self._journal: Journal | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._unapplied: list[Generation] = []  # checkpoints that failed, to retry in order
 
     def __str__(self) -> str:
         return f"sqlite {self.path} table {self.table}"
@@ -127,11 +132,7 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = _lock(Path(f"{self.path}.lock"), self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        # check_same_thread=False: at the crash level the event loop's thread
-        # writes; the two never use the connection at the same time.
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         self._conn = conn
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -144,6 +145,10 @@ class SqliteStore:
         self._prepare_table(conn)
         if not power:
             self._syncer = _WalSyncer(Path(f"{self.path}-wal"), str(self))
+            # What a crash left in the log goes into the table before anything new.
+            self._journal = Journal(self.path)
+            self._replay(self._journal)
+            self._journal.start()
 
     def _prepare_table(self, conn: sqlite3.Connection) -> None:
         columns = {row[1].lower() for row in conn.execute(f"PRAGMA table_info({self.table})")}
@@ -192,8 +197,25 @@ class SqliteStore:
         log.warning("%s: converted gearmand's table (%d jobs) to geartrain's layout", self, count)
 
     async def load(self) -> list[StoredJob]:
-        """Every stored job in ascending id order."""
+        """Every stored job in ascending id order (the log checkpointed first)."""
+        if self._journal is not None:
+            await self._checkpoint(self._journal)
         return await self._run(self._load)
+
+    def _replay(self, journal: Journal) -> None:
+        """Apply the log files a crash left, oldest first, as one checkpoint."""
+        files = journal.leftovers()
+        if not files:
+            return
+        replayed, records = replay(files)
+        self._apply(replayed)
+        log.warning(
+            "%s: replayed %d record(s) of the queue log (%d job(s) added, %d finished)",
+            self,
+            records,
+            len(replayed.added),
+            len(replayed.done),
+        )
 
     def _load(self) -> list[StoredJob]:
         assert self._conn is not None
@@ -217,30 +239,80 @@ class SqliteStore:
             for i, f, u, d, p, w, h, a, o in rows
         ]
 
+    @property
+    def journaled(self) -> bool:
+        """Whether :meth:`append` acknowledges (the crash level)."""
+        return self._journal is not None
+
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
-        """Insert ``added`` and delete ``done`` in one transaction (fsynced at the power level)."""
+        """Insert ``added`` and delete ``done`` in one transaction (fsynced at the power
+        level); at the crash level, :meth:`append` them to the log."""
         added, done = without_overlap(added, done)
         if not added and not done:
             return
-        # Deletions alone have no client waiting: on the thread, the loop goes
-        # on while the disk works, and completions meanwhile join the next write.
-        if self.durability is Durability.POWER or not added:
+        if self._journal is not None:
+            self.append(added, done)
+        else:
             await self._run(self._write, added, done)
-            return
-        if self._conn is None:
-            raise StoreError(f"{self}: not open")
-        try:
-            self._write(added, done)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self}: {exc}") from exc
 
-    def _write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+    def append(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        """Crash level: put the changes in the log now, on the event loop (one
+        ``write()``); the table gets them at the next checkpoint.  Raises StoreError."""
+        journal = self._journal
+        if journal is None or journal.current is None:
+            raise StoreError(f"{self}: not open")
+        journal.append(added, done)
+        if self._checkpointer is None:
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
+
+    async def _checkpoints(self) -> None:
+        """Move the log into the table once a second while appends come in."""
+        journal = self._journal
+        try:
+            while journal is not None and journal.current:
+                await asyncio.sleep(SYNC_INTERVAL)
+                # Shielded: a stop waits for a checkpoint under way rather than
+                # applying the same generation again behind it.
+                self._checkpointing = asyncio.ensure_future(self._checkpoint(journal))
+                await asyncio.shield(self._checkpointing)
+        finally:
+            self._checkpointer = None
+
+    async def _checkpoint(self, journal: Journal) -> None:
+        if journal.current:
+            try:
+                self._unapplied.append(journal.rotate())
+            except OSError as exc:
+                log.error("%s: cannot start a new queue log file: %s", self, exc)
+                return
+        while self._unapplied:
+            generation = self._unapplied[0]
+            try:
+                await self._run(self._apply, generation)
+            except StoreError as exc:
+                # The log keeps the jobs; the next checkpoint tries again.
+                log.error("%s: checkpoint of the queue log failed: %s", self, exc)
+                return
+            del self._unapplied[0]
+
+    def _apply(self, generation: Generation) -> None:
+        """One generation into the table, fsynced, then its log files deleted."""
+        self._write(list(generation.added.values()), generation.done, replace=True)
+        if self._syncer is not None and not self._syncer.sync():
+            raise OSError(f"fsync of {self._syncer.wal} failed")
+        for path in generation.paths:
+            path.unlink(missing_ok=True)
+
+    def _write(
+        self, added: Sequence[StoredJob], done: Sequence[int], *, replace: bool = False
+    ) -> None:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # A replayed log may hold jobs a checkpoint had already written.
             conn.executemany(
-                f"INSERT INTO {self.table}"
+                f"INSERT {'OR REPLACE ' if replace else ''}INTO {self.table}"
                 " (id, unique_key, function_name, priority, data, when_to_run,"
                 " handle, attempts, outcomes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -255,8 +327,6 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        if self._syncer is not None:
-            self._syncer.dirty = True
 
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
@@ -295,12 +365,34 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._syncer is not None:
+            self._syncer.dirty = True
+
+    async def _close_journal(self, journal: Journal) -> None:
+        """A clean stop leaves the queue in the table alone, as gearmand's tools expect."""
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.cancel()
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
+        try:
+            if journal.current is not None:
+                await self._checkpoint(journal)
+        finally:
+            empty = journal.current
+            journal.close()
+            if empty is not None and not empty and not self._unapplied:
+                for path in empty.paths:
+                    path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Close the file and stop the thread; safe to call twice."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        if self._thread is None:
             return
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            await self._close_journal(journal)
+        thread, self._thread = self._thread, None
         conn, self._conn = self._conn, None
         syncer, self._syncer = self._syncer, None
         if syncer is not None:
@@ -363,7 +455,8 @@ class _WalSyncer:
             if self.dirty:
                 self.sync()
 
-    def sync(self) -> None:
+    def sync(self) -> bool:
+        """Fsync the WAL now (from any thread); False if that failed (and was logged)."""
         # Cleared first: a commit made during the fsync marks it dirty again.
         self.dirty = False
         try:
@@ -377,9 +470,10 @@ class _WalSyncer:
             if not self._failing:
                 log.error("%s: background fsync of %s failed: %s", self.where, self.wal, exc)
             self._failing = True
-            return
+            return False
         self.syncs += 1
         self._failing = False
+        return True
 
     def stop(self) -> None:
         self._stop.set()

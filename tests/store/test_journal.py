@@ -1,0 +1,146 @@
+"""The crash level's log in front of the SQLite table (geartrain.store.journal).
+
+What a crash can leave: log files with complete records, a last record cut
+short by a kill in write() or garbled by a power cut, and files already
+applied to the table.  Each is replayed into the table at open, in order,
+without losing or resurrecting a job.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from geartrain.store import StoredJob
+from geartrain.store.journal import Journal, read_generation
+from geartrain.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def job(i: int, **kw: object) -> StoredJob:
+    fields: dict[str, object] = {
+        "function": b"f\xff",
+        "unique": b"u%d" % i,
+        "data": b"\0data %d" % i,
+        "priority": i % 3,
+        "when": 4_102_444_800 if i % 2 else 0,
+        "handle": b"H:host:%d" % i,
+        "attempts": i % 4,
+        "outcomes": '[["fail","",""]]' if i % 2 else "",
+    }
+    fields.update(kw)
+    return StoredJob(i, **fields)  # type: ignore[arg-type]
+
+
+def logs(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("q.db.pending-*"))
+
+
+async def crash(store: SqliteStore) -> None:
+    """Let go of the store as a killed process would: no checkpoint, logs left as they are."""
+    journal, store._journal = store._journal, None
+    assert journal is not None
+    journal.close()
+    await store.close()
+
+
+def test_records_read_back_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "q.db")
+    journal.start()
+    journal.append([job(1), job(2, data=bytes(range(256)) * 400)], [])
+    journal.append([job(3)], [1, 99])
+    journal.append([], [3])
+    journal.close()
+    [path] = logs(tmp_path)
+    assert list(read_generation(path)) == [
+        ([job(1), job(2, data=bytes(range(256)) * 400)], []),
+        ([job(3)], [1, 99]),
+        ([], [3]),
+    ]
+
+
+@pytest.mark.parametrize("damage", ["cut short", "garbled", "header only"])
+def test_replay_stops_at_a_damaged_last_record(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(tmp_path / "q.db")
+    journal.start()
+    journal.append([job(1)], [])
+    journal.append([job(2)], [])
+    journal.close()
+    [path] = logs(tmp_path)
+    raw = path.read_bytes()
+    if damage == "cut short":
+        path.write_bytes(raw[:-5])
+    elif damage == "garbled":
+        path.write_bytes(raw[:-3] + b"\xff\xfe\xfd")
+    else:
+        path.write_bytes(raw + b"\0\0\0\x05")
+    read = list(read_generation(path))
+    assert read[0] == ([job(1)], [])
+    assert len(read) == (2 if damage == "header only" else 1)
+    assert "incomplete last record" in caplog.text
+
+
+async def test_a_crash_leaves_logs_that_the_next_open_replays(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    store = SqliteStore(path)
+    await store.open()
+    store.append([job(1), job(2), job(3)], [])
+    store.append([job(4)], [2])
+    await crash(store)
+    assert logs(tmp_path)
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        assert await again.load() == [job(1), job(3), job(4)]
+        assert not logs(tmp_path)[:-1]  # replayed files are gone; one new, empty file
+    finally:
+        await again.close()
+    assert not logs(tmp_path)
+
+
+async def test_replaying_files_already_applied_changes_nothing(tmp_path: Path) -> None:
+    """A crash between a checkpoint's commit and its deletion of the files."""
+    path = tmp_path / "q.db"
+    store = SqliteStore(path)
+    await store.open()
+    store.append([job(1), job(2)], [])
+    assert store._journal is not None
+    first = store._journal.rotate()
+    await store._run(store._write, list(first.added.values()), first.done)  # applied, kept
+    store.append([job(3)], [1])
+    await crash(store)
+    assert len(logs(tmp_path)) == 2
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        assert await again.load() == [job(2), job(3)]
+    finally:
+        await again.close()
+
+
+async def test_a_checkpoint_moves_the_log_into_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        store.append([job(i) for i in range(1, 101)], [])
+        store.append([], list(range(1, 51)))
+        assert await store.load() == [job(i) for i in range(51, 101)]
+        assert [p.stat().st_size for p in logs(tmp_path)] == [0]
+    finally:
+        await store.close()
+    assert not logs(tmp_path)
+
+
+async def test_new_generations_number_past_leftovers(tmp_path: Path) -> None:
+    (tmp_path / "q.db.pending-7").write_bytes(b"")
+    journal = Journal(tmp_path / "q.db")
+    journal.start()
+    assert journal.current is not None and journal.current.number == 8
+    journal.close()
+    os.unlink(tmp_path / "q.db.pending-8")
