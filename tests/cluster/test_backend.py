@@ -4,12 +4,13 @@ geartrain.cluster.backend.ClusterBackend promises), driven without servers."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
-from geartrain.cluster import Submission
+from geartrain.cluster import Claimed, Failure, Retry, Submission
 from geartrain.cluster.backend import ClusterBackend
+from geartrain.server.failures import decode_outcomes
 from gt_helpers import wait_for
 
 from .conftest import SharedStore
@@ -151,3 +152,134 @@ async def test_epoch_jobs_wait_for_their_time(backend: ClusterBackend) -> None:
     server = await backend.register("s", 30)
     assert [c.data for c in await backend.claim(server, [(b"f", 5)])] == [b"now"]
     assert await backend.queues() == [(b"f", 2, 1)]
+
+
+async def test_a_retry_waits_its_delay_under_the_fence(backend: ClusterBackend) -> None:
+    [(job_id, _)] = await backend.submit([job(b"a", b"u")], b"H")
+    server = await backend.register("s", 30)
+    [claimed] = await backend.claim(server, [(b"f", 1)])
+    await backend.progress([(job_id, claimed.attempt, 1, 2)])
+    outcomes = '[["fail", "", "w", 1.0]]'
+    await backend.retry([Retry(job_id, claimed.attempt + 1, 0, 9, "[]", 0.0)])  # stale
+    assert await backend.status(job_id) == (b"H", 2, 1, 2)
+    await backend.retry([Retry(job_id, claimed.attempt, 0, 1, outcomes, 1.0)])
+    assert await backend.status(job_id) == (b"H", 0, 0, 0)  # known, not running, no progress
+    assert await backend.status_unique(b"u") == (0, 0, 0)
+    assert await backend.claim(server, [(b"f", 1)]) == []  # not due yet
+
+    async def due() -> list[Claimed]:
+        return await backend.claim(server, [(b"f", 1)])
+
+    got: list[Claimed] = []
+    await wait_for(lambda: _claimed_into(got, due()), timeout=10, interval=0.1)
+    [again] = got
+    assert (again.id, again.attempt, again.failures) == (job_id, 2, 1)
+    assert decode_outcomes(again.outcomes) == decode_outcomes(outcomes)
+    await backend.retry([Retry(job_id, again.attempt, 0, 2, outcomes, 0.0)])  # at once
+    [third] = await backend.claim(server, [(b"f", 1)])
+    assert (third.attempt, third.failures) == (3, 2)
+
+
+async def _claimed_into(got: list[Claimed], claim: Awaitable[list[Claimed]]) -> bool:
+    got.extend(await claim)
+    return bool(got)
+
+
+async def test_the_failed_set(backend: ClusterBackend) -> None:
+    ids = [i for i, _ in await backend.submit([job(b"a", b"u"), job(b"b", function=b"g")], b"H")]
+    server = await backend.register("s", 30)
+    claimed = {c.id: c for c in await backend.claim(server, [(b"f", 1), (b"g", 1)])}
+    outcomes = '[["exception", "boom", "w", 1.0]]'
+    stale = [Failure(ids[0], claimed[ids[0]].attempt + 1, 1, outcomes, "x")]
+    await backend.fail(stale)
+    assert await backend.failed_jobs() == []
+    reason = "exception: boom"
+    await backend.fail([Failure(i, claimed[i].attempt, 3, outcomes, reason) for i in ids])
+    assert await backend.queues() == []
+    assert await backend.failed_counts() == {b"f": 1, b"g": 1}
+    records = await backend.failed_jobs()
+    assert [r.handle for r in records] == [b"H:c%d" % i for i in ids]
+    first = records[0]
+    assert (first.function, first.unique, first.data, first.attempts) == (b"f", b"u", b"a", 3)
+    assert first.reason == "exception: boom" and abs(first.failed_at - time.time()) < 60
+    assert [(o.kind, o.message) for o in first.outcomes] == [("exception", "boom")]
+    assert [r.function for r in await backend.failed_jobs(function=b"g")] == [b"g"]
+    assert await backend.failed_jobs(ids[0], b"other") == []
+    # The unique key is free while the job is failed: a new submission is a new job.
+    [(taker, _)] = await backend.submit([job(b"new", b"u")], b"H")
+    assert taker not in ids
+    # Retried under the same id; the key stays with the job that took it.
+    assert await backend.retry_failed(ids[0], b"H") == 1
+    assert await backend.failed_counts() == {b"g": 1}
+    again = {c.id: c for c in await backend.claim(server, [(b"f", 2)])}
+    assert set(again) == {ids[0], taker}
+    assert (again[ids[0]].attempt, again[ids[0]].failures) == (claimed[ids[0]].attempt + 1, 0)
+    assert len(decode_outcomes(again[ids[0]].outcomes)) == 1
+    await backend.ack([(taker, again[taker].attempt)])
+    assert await backend.status_unique(b"u") is None  # the retried job runs without the key
+    assert await backend.delete_failed(function=b"f") == 0
+    assert await backend.delete_failed(ids[1], b"H") == 1
+    assert await backend.failed_jobs() == [] and await backend.failed_counts() == {}
+
+
+async def test_retrying_a_failed_job_restores_its_unique_key(backend: ClusterBackend) -> None:
+    [(job_id, _)] = await backend.submit([job(b"a", b"u")], b"H")
+    server = await backend.register("s", 30)
+    [claimed] = await backend.claim(server, [(b"f", 1)])
+    await backend.fail([Failure(job_id, claimed.attempt, 1, "[]", "fail")])
+    assert await backend.retry_failed(function=b"f") == 1
+    assert await backend.submit([job(b"b", b"u")], b"H2") == [(job_id, b"H")]
+
+
+async def test_the_failed_set_is_trimmed_by_count_and_age(backend: ClusterBackend) -> None:
+    ids = [i for i, _ in await backend.submit([job(b"%d" % n) for n in range(5)], b"H")]
+    server = await backend.register("s", 30)
+    for c in await backend.claim(server, [(b"f", 5)]):
+        await backend.fail([Failure(c.id, c.attempt, 1, "[]", "fail")])  # in order, one by one
+    assert await backend.trim_failed(10, 3600) == 0
+    assert await backend.trim_failed(2, 3600) == 3
+    assert [r.handle for r in await backend.failed_jobs()] == [b"H:c%d" % i for i in ids[3:]]
+    assert await backend.trim_failed(10, 0) == 2
+    assert await backend.failed_counts() == {}
+
+
+async def test_a_firing_submits_once(backend: ClusterBackend) -> None:
+    tick = job(b"t", function=b"tick")
+    job_id = await backend.fire(b"cron:tick:202612021030", tick, b"H")
+    assert job_id is not None
+    assert await backend.fire(b"cron:tick:202612021030", tick, b"H2") is None
+    server = await backend.register("s", 30)
+    [claimed] = await backend.claim(server, [(b"tick", 5)])
+    assert (claimed.id, claimed.unique, claimed.data) == (job_id, b"cron:tick:202612021030", b"t")
+    await backend.ack([(job_id, claimed.attempt)])
+    # The firing is remembered after its job finished.
+    assert await backend.fire(b"cron:tick:202612021030", tick, b"H") is None
+    assert await backend.fire(b"cron:tick:202612021031", tick, b"H") is not None
+
+
+async def test_cancel_deletes_only_a_queued_job(backend: ClusterBackend) -> None:
+    first, second = await backend.submit([job(b"a", b"u"), job(b"b")], b"H")
+    assert await backend.cancel(first[0], b"other") is None
+    assert await backend.cancel(first[0], b"H") is True
+    assert await backend.cancel(first[0], b"H") is None
+    assert await backend.status_unique(b"u") is None
+    assert await backend.submit([job(b"a", b"u")], b"H") != [first]  # the key is free
+    server = await backend.register("s", 30)
+    claimed = await backend.claim(server, [(b"f", 5)])
+    assert second[0] in {c.id for c in claimed}
+    assert await backend.cancel(second[0], b"H") is False
+    assert await backend.queues() == [(b"f", 2, 2)]
+
+
+async def test_a_server_death_is_a_lost_workers_attempt(backend: ClusterBackend) -> None:
+    [(job_id, _)] = await backend.submit([job(b"a")], b"H")
+    for n in (1, 2):
+        dying = await backend.register("dying", SHORT)
+        assert len(await backend.claim(dying, [(b"f", 1)])) == 1
+        assert await expired(backend, retry_limit=2) == (1, 2 - n, n - 1)
+    [record] = await backend.failed_jobs()
+    assert record.handle == b"H:c%d" % job_id and record.attempts == 2
+    assert record.reason == "worker_lost: its server stopped renewing its lease"
+    assert [o.kind for o in record.outcomes] == ["worker_lost"] * 2
+    assert "stopped renewing its lease" in record.outcomes[0].message
+    assert await backend.queues() == []

@@ -19,7 +19,15 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-__all__ = ["Claimed", "Failure", "Retry", "Submission", "cluster_handle", "coalesce_key", "parse_handle"]
+__all__ = [
+    "Claimed",
+    "Failure",
+    "Retry",
+    "Submission",
+    "cluster_handle",
+    "coalesce_key",
+    "parse_handle",
+]
 
 
 class Submission(NamedTuple):

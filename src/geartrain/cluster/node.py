@@ -171,7 +171,7 @@ class ClusterNode:
                     await self.backend.listen(self.kick)
                 await self._write_progress()
                 await self._tend_failed()
-            except (*self.backend.errors, TimeoutError) as error:
+            except self.backend.errors + (TimeoutError,) as error:
                 log.warning("Cluster heartbeat failed: %s", error)
 
     async def _renew(self) -> None:

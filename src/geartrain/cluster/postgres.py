@@ -553,4 +553,3 @@ class PostgresCluster:
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """A batch of tuples as ``width`` column arrays, for ``unnest``."""
     return [[row[i] for row in rows] for i in range(width)]
-

@@ -33,8 +33,9 @@ from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from ..server.failures import FailedJob, decode_outcomes
 from ..store.redis import RedisStore
-from . import Claimed, Submission, coalesce_key
+from . import Claimed, Failure, Retry, Submission, cluster_handle, coalesce_key
 
 __all__ = ["RedisCluster"]
 
@@ -51,27 +52,30 @@ LISTEN_TIMEOUT = 5.0
 connection is noticed)."""
 
 # Helpers every script starts with.  K is the key prefix; ids arrive and are
-# compared as strings.  Counts and owned-set changes are gathered per script
-# and applied once (settle), not per job.  Fields still at zero are not stored.
+# compared as strings.  Counts, owned-set changes and newly queued ids are
+# gathered per script and applied once (settle), not per job, with one wake-up
+# hint if anything was queued.  Fields still at zero are not stored.
 _PRELUDE = """
 local K = KEYS[1]
-local counts = {total = {}, running = {}}
-local unowned = {}
+local counts = {total = {}, running = {}, ['failed:count'] = {}}
+local nfailed = counts['failed:count']
+local unowned, queued = {}, {}
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function score(prio, id) return tonumber(prio) * 1125899906842624 + tonumber(id) end
 local function bump(t, key, by) t[key] = (t[key] or 0) + by end
+local function append(t, key, ...)
+  local list = t[key]
+  if not list then list = {}; t[key] = list end
+  for _, v in ipairs({...}) do list[#list + 1] = v end
+end
 local function chunked(cmd, key, list)
   for i = 1, #list, 1000 do redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list))) end
 end
-local function disown(owner, id)
-  local ids = unowned[owner]
-  if not ids then ids = {}; unowned[owner] = ids end
-  ids[#ids + 1] = id
-end
 local function settle()
+  for fn, ids in pairs(queued) do chunked('ZADD', K .. 'ready:' .. fn, ids) end
   for hash, deltas in pairs(counts) do
     for fn, by in pairs(deltas) do
       if by ~= 0 and redis.call('HINCRBY', K .. hash, fn, by) <= 0 then
@@ -80,13 +84,30 @@ local function settle()
     end
   end
   for owner, ids in pairs(unowned) do chunked('SREM', K .. 'owned:' .. owner, ids) end
+  if next(queued) then redis.call('PUBLISH', K .. 'wake', '') end
+end
+-- This process's server ids lead ARGV (how many, then the ids): a job running
+-- under any other owner is not this process's to change.
+local function fence()
+  local mine, n = {}, tonumber(ARGV[1])
+  for i = 2, n + 1 do mine[ARGV[i]] = true end
+  return mine, n + 2
+end
+-- A job enters the queue: ready now, or at epoch second ``due``.
+local function insert(id, fn, uniq, ckey, prio, prefix, reducer, data, due, ...)
+  redis.call('HSET', K .. 'job:' .. id, 'fn', fn, 'uniq', uniq, 'ckey', ckey, 'prio', prio,
+    'prefix', prefix, 'reducer', reducer, 'data', data, ...)
+  if ckey ~= '' then redis.call('HSET', K .. 'u:' .. ckey, fn, id) end
+  bump(counts.total, fn, 1)
+  if due then redis.call('ZADD', K .. 'scheduled', due, id)
+  else append(queued, fn, score(prio, id), id) end
 end
 local function forget(id, fn, ckey, state, owner)
   redis.call('DEL', K .. 'job:' .. id)
   bump(counts.total, fn, -1)
   if state == '2' then
     bump(counts.running, fn, -1)
-    disown(owner, id)
+    append(unowned, owner, id)
   else
     redis.call('ZREM', K .. 'ready:' .. fn, id)
     redis.call('ZREM', K .. 'scheduled', id)
@@ -95,12 +116,48 @@ local function forget(id, fn, ckey, state, owner)
     redis.call('HDEL', K .. 'u:' .. ckey, fn)
   end
 end
-local function requeue(id, fn, owner, prio, retries)
-  redis.call('HSET', K .. 'job:' .. id, 'state', 0, 'owner', '', 'retries', retries,
-    'num', 0, 'den', 0)
+-- A running job is queued again (at epoch second ``due`` if given), its
+-- progress cleared; the extra arguments are fields to set.
+local function requeue(id, fn, owner, prio, due, ...)
+  redis.call('HSET', K .. 'job:' .. id, 'state', 0, 'owner', '', 'num', 0, 'den', 0, ...)
   bump(counts.running, fn, -1)
-  disown(owner, id)
-  redis.call('ZADD', K .. 'ready:' .. fn, score(prio, id), id)
+  append(unowned, owner, id)
+  if due then redis.call('ZADD', K .. 'scheduled', due, id)
+  else append(queued, fn, score(prio, id), id) end
+end
+local function drop_failed(id, fn)
+  redis.call('DEL', K .. 'failed:' .. id)
+  redis.call('ZREM', K .. 'failed', id)
+  bump(nfailed, fn, -1)
+end
+-- A job moves to the failed set (``failed:<id>``, ``failed`` by time in ms).
+local function keep_failed(id, failures, outcomes, reason, at)
+  local j = redis.call('HMGET', K .. 'job:' .. id, 'fn', 'uniq', 'ckey', 'prio', 'att',
+    'prefix', 'reducer', 'data', 'state', 'owner')
+  forget(id, j[1], j[3], j[9], j[10])
+  local key = K .. 'failed:' .. id
+  local old = redis.call('HGET', key, 'fn')
+  if old then drop_failed(id, old) end  -- an id handed out again after Redis lost writes
+  redis.call('HSET', key, 'fn', j[1], 'uniq', j[2], 'ckey', j[3], 'prio', j[4], 'att', j[5] or 0,
+    'prefix', j[6], 'reducer', j[7], 'data', j[8], 'fails', failures, 'outs', outcomes,
+    'reason', reason, 'at', at)
+  redis.call('ZADD', K .. 'failed', at, id)
+  bump(nfailed, j[1], 1)
+end
+-- Failed ids chosen by ARGV[i .. i + 2]: id, handle prefix, function, each
+-- '=' .. value or '' for any; oldest first.
+local function chosen(i)
+  local function want(a) if a ~= '' then return string.sub(a, 2) end end
+  local id, prefix, fn = want(ARGV[i]), want(ARGV[i + 1]), want(ARGV[i + 2])
+  local ids = id and {id} or redis.call('ZRANGE', K .. 'failed', 0, -1)
+  local out = {}
+  for _, x in ipairs(ids) do
+    local f = redis.call('HMGET', K .. 'failed:' .. x, 'fn', 'prefix')
+    if f[1] and (not prefix or f[2] == prefix) and (not fn or f[1] == fn) then
+      out[#out + 1] = x
+    end
+  end
+  return out
 end
 """
 
@@ -112,7 +169,7 @@ local now = tonumber(redis.call('TIME')[1])
 local prefix = ARGV[1]
 local n = (#ARGV - 1) / 7
 local id = redis.call('INCRBY', K .. 'seq', n) - n
-local out, ready = {}, {}
+local out = {}
 for i = 2, #ARGV, 7 do
   local fn, ckey = ARGV[i], ARGV[i + 2]
   local old = ckey ~= '' and redis.call('HGET', K .. 'u:' .. ckey, fn)
@@ -121,36 +178,24 @@ for i = 2, #ARGV, 7 do
     out[#out + 1] = redis.call('HGET', K .. 'job:' .. old, 'prefix')
   else
     id = id + 1
-    redis.call('HSET', K .. 'job:' .. id, 'fn', fn, 'uniq', ARGV[i + 1], 'ckey', ckey,
-      'prio', ARGV[i + 3], 'prefix', prefix, 'reducer', ARGV[i + 5], 'data', ARGV[i + 6])
-    if ckey ~= '' then redis.call('HSET', K .. 'u:' .. ckey, fn, id) end
-    bump(counts.total, fn, 1)
-    if tonumber(ARGV[i + 4]) > now then
-      redis.call('ZADD', K .. 'scheduled', ARGV[i + 4], id)
-    else
-      local r = ready[fn]
-      if not r then r = {}; ready[fn] = r end
-      r[#r + 1] = score(ARGV[i + 3], id)
-      r[#r + 1] = id
-    end
+    local due = tonumber(ARGV[i + 4]) > now and ARGV[i + 4] or nil
+    insert(id, fn, ARGV[i + 1], ckey, ARGV[i + 3], prefix, ARGV[i + 5], ARGV[i + 6], due)
     out[#out + 1] = id
     out[#out + 1] = prefix
   end
 end
-for fn, r in pairs(ready) do chunked('ZADD', K .. 'ready:' .. fn, r) end
 settle()
-if next(ready) then redis.call('PUBLISH', K .. 'wake', '') end
 return out
 """
 
 # ARGV: server id, then (function, how many) pairs.  Nothing for a server
-# whose lease has lapsed.  Due epoch jobs are promoted first.
+# whose lease has lapsed.  Due epoch jobs and retries are promoted first.
 _CLAIM = """
 local server = ARGV[1]
+local now = now_ms()
 local lease = redis.call('ZSCORE', K .. 'servers', server)
-if not lease or tonumber(lease) <= now_ms() then return {} end
-local due = redis.call('ZRANGEBYSCORE', K .. 'scheduled', '-inf', redis.call('TIME')[1],
-  'LIMIT', 0, 1000)
+if not lease or tonumber(lease) <= now then return {} end
+local due = redis.call('ZRANGEBYSCORE', K .. 'scheduled', '-inf', now / 1000, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', K .. 'scheduled', id)
   local j = redis.call('HMGET', K .. 'job:' .. id, 'fn', 'prio')
@@ -164,14 +209,14 @@ for i = 2, #ARGV, 2 do
     local id = popped[p]
     local key = K .. 'job:' .. id
     local j = redis.call('HMGET', key, 'prefix', 'uniq', 'data', 'prio', 'reducer', 'retries',
-      'att')
+      'att', 'fails', 'outs')
     if j[1] then
       local att = tonumber(j[7] or 0) + 1
       redis.call('HSET', key, 'state', 2, 'owner', server, 'att', att)
       claimed[#claimed + 1] = id
       bump(counts.running, fn, 1)
       out[#out + 1] = {tonumber(id), j[1], fn, j[2], j[3], tonumber(j[4]), j[5], att,
-        tonumber(j[6] or 0)}
+        tonumber(j[6] or 0), tonumber(j[8] or 0), j[9] or '[]'}
     end
   end
 end
@@ -180,15 +225,13 @@ settle()
 return out
 """
 
-# ARGV: how many server ids, this process's server ids, then (id, attempt)
-# pairs.  Fenced by the attempt, and by the owner: after Redis lost writes
-# (a failover), an id and attempt may name another job, claimed by another server.
+# ARGV: the fence, then (id, attempt) pairs.  Fenced by the attempt, and by
+# the owner: after Redis lost writes (a failover), an id and attempt may name
+# another job, claimed by another server.
 _ACK = """
-local mine = {}
-local n = tonumber(ARGV[1])
-for i = 2, n + 1 do mine[ARGV[i]] = true end
+local mine, first = fence()
 local out = {}
-for i = n + 2, #ARGV, 2 do
+for i = first, #ARGV, 2 do
   local id = ARGV[i]
   local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'fn', 'ckey', 'state', 'owner')
   if j[2] and j[1] == ARGV[i + 1] and (j[4] ~= '2' or mine[j[5]]) then
@@ -200,20 +243,42 @@ settle()
 return out
 """
 
-# ARGV: (id, attempt, retries) triples.
-_RELEASE = """
-local woke = false
-for i = 1, #ARGV, 3 do
-  local id = ARGV[i]
-  local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'state', 'fn', 'owner', 'prio')
-  if j[1] == ARGV[i + 1] and j[2] == '2' then
-    requeue(id, j[3], j[4], j[5], ARGV[i + 2])
-    woke = true
+# The jobs of (id, attempt, ...) tuples of ``width`` at ARGV[first ..] that
+# this process holds: still running here at that attempt.  Each is passed to
+# ``each`` with its tuple's index and its job's fields.
+_HELD = """
+local function held(width, each)
+  local mine, first = fence()
+  for i = first, #ARGV, width do
+    local id = ARGV[i]
+    local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'state', 'fn', 'owner', 'prio')
+    if j[1] == ARGV[i + 1] and j[2] == '2' and mine[j[4]] then each(id, i, j) end
   end
+  settle()
+  return 0
 end
-settle()
-if woke then redis.call('PUBLISH', K .. 'wake', '') end
-return 0
+"""
+
+# ARGV: the fence, then (id, attempt, retries) triples.
+_RELEASE = """
+return held(3, function(id, i, j) requeue(id, j[3], j[4], j[5], nil, 'retries', ARGV[i + 2]) end)
+"""
+
+# ARGV: the fence, then (id, attempt, retries, failures, outcomes, delay in s).
+_RETRY = """
+local now = now_ms()
+return held(6, function(id, i, j)
+  local delay = tonumber(ARGV[i + 5])
+  local due = delay > 0 and (now + delay * 1000) / 1000 or nil
+  requeue(id, j[3], j[4], j[5], due, 'retries', ARGV[i + 2], 'fails', ARGV[i + 3],
+    'outs', ARGV[i + 4])
+end)
+"""
+
+# ARGV: the fence, then (id, attempt, failures, outcomes, reason).
+_FAIL = """
+local now = now_ms()
+return held(5, function(id, i, j) keep_failed(id, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], now) end)
 """
 
 # ARGV: (id, attempt, numerator, denominator) quadruples.
@@ -227,24 +292,30 @@ end
 return 0
 """
 
-# ARGV: --job-retries.  Expired servers go; their claimed jobs are queued
-# again with one more retry, or dropped past the limit.
+# ARGV: --job-retries.  Expired servers go; each of their claimed jobs gets a
+# worker_lost outcome and one more retry and failure, and is queued again, or
+# past the limit moves to the failed set.
 _RESCUE = """
 local limit = tonumber(ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', K .. 'servers', '-inf', now_ms())
-local moved, dropped = 0, 0
+local now = now_ms()
+local dead = redis.call('ZRANGEBYSCORE', K .. 'servers', '-inf', now)
+local moved, kept = 0, 0
 for _, s in ipairs(dead) do
   local owned = K .. 'owned:' .. s
+  local lost = cjson.encode({'worker_lost', 'server ' .. s .. ' stopped renewing its lease', '-',
+    now / 1000})
   for _, id in ipairs(redis.call('SMEMBERS', owned)) do
-    local j = redis.call('HMGET', K .. 'job:' .. id, 'state', 'owner', 'fn', 'ckey', 'prio',
-      'retries')
+    local j = redis.call('HMGET', K .. 'job:' .. id, 'state', 'owner', 'fn', 'prio', 'retries',
+      'fails', 'outs')
     if j[1] == '2' and j[2] == s then
-      local retries = tonumber(j[6] or 0) + 1
+      local retries, failures = tonumber(j[5] or 0) + 1, tonumber(j[6] or 0) + 1
+      local outs = j[7] or '[]'
+      outs = outs == '[]' and '[' .. lost .. ']' or string.sub(outs, 1, -2) .. ',' .. lost .. ']'
       if limit == 0 or (limit > 0 and retries >= limit) then
-        forget(id, j[3], j[4], j[1], j[2])
-        dropped = dropped + 1
+        keep_failed(id, failures, outs, 'worker_lost: its server stopped renewing its lease', now)
+        kept = kept + 1
       else
-        requeue(id, j[3], s, j[5], retries)
+        requeue(id, j[3], s, j[4], nil, 'retries', retries, 'fails', failures, 'outs', outs)
         moved = moved + 1
       end
     end
@@ -253,8 +324,87 @@ for _, s in ipairs(dead) do
 end
 settle()
 for _, s in ipairs(dead) do redis.call('DEL', K .. 'owned:' .. s, K .. 'server:' .. s) end
-if moved > 0 then redis.call('PUBLISH', K .. 'wake', '') end
-return {#dead, moved, dropped}
+return {#dead, moved, kept}
+"""
+
+# ARGV: firing key, function, priority, handle prefix, reducer, data.  The
+# firing is recorded (kept a day) and the job submitted with the key as its
+# unique key, or nothing if the firing was recorded already.
+_FIRE = """
+if not redis.call('SET', K .. 'fired:' .. ARGV[1], 1, 'NX', 'EX', 86400) then return false end
+if redis.call('HEXISTS', K .. 'u:' .. ARGV[1], ARGV[2]) == 1 then return false end
+local id = redis.call('INCR', K .. 'seq')
+insert(id, ARGV[2], ARGV[1], ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], nil)
+settle()
+return id
+"""
+
+# ARGV: id, handle prefix.  1 deleted, 0 claimed by a server, -1 no such job.
+_CANCEL = """
+local j = redis.call('HMGET', K .. 'job:' .. ARGV[1], 'prefix', 'state', 'fn', 'ckey', 'owner')
+if j[1] ~= ARGV[2] then return -1 end
+if j[2] == '2' then return 0 end
+forget(ARGV[1], j[3], j[4], j[2], j[5])
+settle()
+return 1
+"""
+
+# ARGV: the selection (see chosen).
+_FAILED_LIST = """
+local out = {}
+for _, id in ipairs(chosen(1)) do
+  local f = redis.call('HMGET', K .. 'failed:' .. id, 'prefix', 'fn', 'uniq', 'data', 'prio',
+    'fails', 'at', 'reason', 'outs')
+  table.insert(f, 1, tonumber(id))
+  out[#out + 1] = f
+end
+return out
+"""
+
+# ARGV: the selection.  Back in the queue under the same id, with its claim
+# counter and outcomes, fresh counts, and its unique key unless another job
+# (or an earlier one of this call) took it.
+_RETRY_FAILED = """
+local n = 0
+for _, id in ipairs(chosen(1)) do
+  if redis.call('EXISTS', K .. 'job:' .. id) == 0 then
+    local f = redis.call('HMGET', K .. 'failed:' .. id, 'fn', 'uniq', 'ckey', 'prio', 'att',
+      'outs', 'prefix', 'reducer', 'data')
+    drop_failed(id, f[1])
+    local ckey = f[3]
+    if ckey ~= '' and redis.call('HEXISTS', K .. 'u:' .. ckey, f[1]) == 1 then ckey = '' end
+    insert(id, f[1], f[2], ckey, f[4], f[7], f[8], f[9], nil, 'att', f[5], 'outs', f[6])
+    n = n + 1
+  end
+end
+settle()
+return n
+"""
+
+# ARGV: the selection.
+_DELETE_FAILED = """
+local ids = chosen(1)
+for _, id in ipairs(ids) do drop_failed(id, redis.call('HGET', K .. 'failed:' .. id, 'fn')) end
+settle()
+return #ids
+"""
+
+# ARGV: most records kept, most seconds kept.
+_TRIM_FAILED = """
+local gone, n = {}, 0
+local cutoff = now_ms() - tonumber(ARGV[2]) * 1000
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'failed', '-inf', '(' .. cutoff)) do
+  gone[id] = true
+end
+for _, id in ipairs(redis.call('ZRANGE', K .. 'failed', 0, -tonumber(ARGV[1]) - 1)) do
+  gone[id] = true
+end
+for id in pairs(gone) do
+  drop_failed(id, redis.call('HGET', K .. 'failed:' .. id, 'fn'))
+  n = n + 1
+end
+settle()
+return n
 """
 
 # ARGV: a random server id, name, lease in ms.  0 if the id is taken.
@@ -329,17 +479,31 @@ class RedisCluster:
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
         script = self._redis.register_script
-        self._submit, self._claim, self._ack, self._release, self._progress = (
-            script(_PRELUDE + s) for s in (_SUBMIT, _CLAIM, _ACK, _RELEASE, _PROGRESS)
+        self._submit, self._claim, self._ack, self._progress = (
+            script(_PRELUDE + s) for s in (_SUBMIT, _CLAIM, _ACK, _PROGRESS)
+        )
+        self._release, self._retry, self._fail = (
+            script(_PRELUDE + _HELD + s) for s in (_RELEASE, _RETRY, _FAIL)
         )
         self._rescue, self._register, self._renew, self._leave = (
             script(_PRELUDE + s) for s in (_RESCUE, _REGISTER, _RENEW, _LEAVE)
+        )
+        self._fire, self._cancel = (script(_PRELUDE + s) for s in (_FIRE, _CANCEL))
+        self._failed_list, self._retry_failed, self._delete_failed, self._trim_failed = (
+            script(_PRELUDE + s)
+            for s in (_FAILED_LIST, _RETRY_FAILED, _DELETE_FAILED, _TRIM_FAILED)
         )
         self._status_unique = script(_PRELUDE + _STATUS_UNIQUE)
         self._members = script(_PRELUDE + _MEMBERS)
 
     async def _run(self, script: AsyncScript, *args: Any) -> Any:
         return await script(keys=[self.base], args=args)
+
+    async def _held(self, script: AsyncScript, jobs: Sequence[Sequence[Any]]) -> None:
+        """Run a script over jobs held here, behind the fence of this process's
+        server ids."""
+        mine = self._identities
+        await self._run(script, len(mine), *mine, *(x for job in jobs for x in job))
 
     # -- life -----------------------------------------------------------------
 
@@ -419,17 +583,59 @@ class RedisCluster:
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
         rows = await self._run(self._claim, server, *(x for want in wants for x in want))
-        return [Claimed(*row) for row in rows]
+        return [Claimed._make([*row[:-1], row[-1].decode()]) for row in rows]
 
     async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
         mine = self._identities
         return set(await self._run(self._ack, len(mine), *mine, *(x for d in done for x in d)))
 
     async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
-        await self._run(self._release, *(x for j in jobs for x in j))
+        await self._held(self._release, jobs)
 
     async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
         await self._run(self._progress, *(x for j in jobs for x in j))
+
+    async def retry(self, jobs: Sequence[Retry]) -> None:
+        await self._held(self._retry, jobs)
+
+    async def fail(self, jobs: Sequence[Failure]) -> None:
+        await self._held(self._fail, jobs)
+
+    async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
+        args = (key, job.function, job.priority, prefix, job.reducer, job.data)
+        job_id = await self._run(self._fire, *args)
+        return None if job_id is None else int(job_id)
+
+    async def cancel(self, job_id: int, prefix: bytes) -> bool | None:
+        done = await self._run(self._cancel, job_id, prefix)
+        return None if done < 0 else bool(done)
+
+    # -- the failed-job set -------------------------------------------------------
+
+    async def failed_jobs(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> list[FailedJob]:
+        rows = await self._run(self._failed_list, *_selection(job_id, prefix, function))
+        records = [_failed_record(*row) for row in rows]
+        # Ties in time (the same millisecond) in id order, as on PostgreSQL.
+        return sorted(records, key=lambda r: (r.failed_at, len(r.handle), r.handle))
+
+    async def retry_failed(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> int:
+        return int(await self._run(self._retry_failed, *_selection(job_id, prefix, function)))
+
+    async def delete_failed(
+        self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
+    ) -> int:
+        return int(await self._run(self._delete_failed, *_selection(job_id, prefix, function)))
+
+    async def trim_failed(self, max_jobs: int, max_age: float) -> int:
+        return int(await self._run(self._trim_failed, max_jobs, max_age))
+
+    async def failed_counts(self) -> dict[bytes, int]:
+        counts = cast(dict[bytes, bytes], await self._redis.hgetall(f"{self.base}failed:count"))
+        return {name: int(n) for name, n in counts.items()}
 
     # -- status -----------------------------------------------------------------
 
@@ -466,3 +672,39 @@ class RedisCluster:
             )
             for server, name, started, expires, owned in rows
         ]
+
+
+def _selection(job_id: int | None, prefix: bytes | None, function: bytes | None) -> list[bytes]:
+    """Which failed jobs, as the scripts read it: each of id, handle prefix and
+    function as ``=`` + its value, or empty for any."""
+    return [b"" if v is None else b"=" + v for v in (_id(job_id), prefix, function)]
+
+
+def _id(job_id: int | None) -> bytes | None:
+    return None if job_id is None else b"%d" % job_id
+
+
+def _failed_record(
+    job_id: int,
+    prefix: bytes,
+    function: bytes,
+    unique: bytes,
+    data: bytes,
+    priority: bytes,
+    failures: bytes,
+    at: bytes,
+    reason: bytes,
+    outcomes: bytes,
+) -> FailedJob:
+    """A failed job as the list script gives it (the time in ms)."""
+    return FailedJob(
+        cluster_handle(prefix, job_id),
+        function,
+        unique,
+        data,
+        int(priority),
+        int(failures),
+        int(at) / 1000,
+        reason.decode(errors="replace"),
+        decode_outcomes(outcomes),
+    )
