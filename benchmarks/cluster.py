@@ -5,6 +5,7 @@ with the same store's queue, on PostgreSQL and on Redis, under the same load
     python benchmarks/cluster.py [--jobs 4000] [--clients 4] [--workers 4] [--runs 3]
                                  [--stores postgres,redis]
     python benchmarks/cluster.py --script-costs [--redis-port 6379]
+    python benchmarks/cluster.py --failed-costs [--redis-port 6379] [--failed 10000]
 
 The load is the same in every case: ``--clients`` PHP clients submit
 ``--jobs`` background jobs in all (pipelined, 100 in flight each), then
@@ -22,6 +23,10 @@ job, not scaling across machines (docs/cluster.md).
 server's CPU time per job for each script (submit, claim, acknowledge) at
 batches of 1, 10 and 100 jobs, driven straight from Python.  Point it at a
 Redis nobody else uses (``--redis-port``): INFO counts every client's work.
+
+``--failed-costs`` times the Redis scripts of retries, the failed-job set,
+schedules and cancel with ``--failed`` jobs in the failed set (three
+functions): the wall time of each call and the Redis CPU it used.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -45,7 +51,7 @@ import servers
 from durable import PG, psql
 from scenarios import PHP_DIR, queued
 
-from geartrain.cluster import Submission
+from geartrain.cluster import Failure, Retry, Submission
 from geartrain.cluster.redis import RedisCluster
 from geartrain.store.redis import RedisStore
 
@@ -179,6 +185,58 @@ def measure(
             s.stop()
 
 
+async def failed_costs(port: int, failed: int) -> None:
+    """Wall ms and Redis CPU ms of each failed-set, retry, fire and cancel call."""
+    prefix = "gt_bench_" + uuid.uuid4().hex[:8] + ":"
+    backend = RedisCluster(RedisStore(port=port, prefix=prefix))
+    await backend.open(lambda: None)
+
+    async def timed(name: str, call: Any) -> Any:
+        cpu, start = redis_cpu(port), time.perf_counter()
+        result = await call
+        wall, used = time.perf_counter() - start, redis_cpu(port) - cpu
+        print(f"{name:42} {wall * 1e3:8.2f} {used * 1e3:8.2f}")
+        return result
+
+    try:
+        server = await backend.register("bench", 600)
+        subs = [Submission(b"f%d" % (i % 3), b"u%d" % i, b"data", 1, 0, b"") for i in range(failed)]
+        for i in range(0, failed, 1000):
+            await backend.submit(subs[i : i + 1000], b"H:bench")
+        title = f"with {failed} jobs in the failed set"
+        print(f"{title:42} {'wall ms':>8} {'CPU ms':>8}")
+        claimed = []
+        while len(claimed) < failed:
+            claimed += await backend.claim(server, [(b"f0", 500), (b"f1", 500), (b"f2", 500)])
+        fails = [Failure(c.id, c.attempt, 3, '[["fail","","w",1.0]]', "fail") for c in claimed]
+        await timed("fail, a batch of 100", backend.fail(fails[:100]))
+        for i in range(100, failed, 1000):
+            await backend.fail(fails[i : i + 1000])
+        await timed("show failed jobs (all)", backend.failed_jobs())
+        await timed("show failed jobs FUNCTION", backend.failed_jobs(function=b"f1"))
+        one = claimed[0].id
+        await timed("one failed job (the console's view)", backend.failed_jobs(one, b"H:bench"))
+        await timed("failed counts (each renewal)", backend.failed_counts())
+        await timed("bound the failed set, nothing dropped", backend.trim_failed(failed, 86400))
+        await timed("retry failed HANDLE", backend.retry_failed(one, b"H:bench"))
+        await timed("delete failed HANDLE", backend.delete_failed(claimed[1].id, b"H:bench"))
+        await timed("retry failed all FUNCTION", backend.retry_failed(function=b"f2"))
+        [job] = await backend.claim(server, [(b"f0", 1)])
+        retry = Retry(job.id, job.attempt, 0, 1, "[]", 3600.0)
+        await timed("retry (a failed attempt)", backend.retry([retry]))
+        tick = Submission(b"tick", b"", b"t", 1, 0, b"")
+        fired = await timed("fire a schedule", backend.fire(b"cron:t:1", tick, b"H:bench"))
+        await timed("cancel from any member", backend.cancel(fired, b"H:bench"))
+        await backend.leave(server)
+    finally:
+        await backend.close()
+        client = redis.Redis(port=port)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=4000)
@@ -188,9 +246,14 @@ def main() -> None:
     parser.add_argument("--stores", default="postgres,redis")
     parser.add_argument("--script-costs", action="store_true")
     parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--failed-costs", action="store_true")
+    parser.add_argument("--failed", type=int, default=10_000)
     args = parser.parse_args()
     if args.script_costs:
         asyncio.run(script_costs(args.redis_port))
+        return
+    if args.failed_costs:
+        asyncio.run(failed_costs(args.redis_port, args.failed))
         return
     stores = args.stores.split(",")
     all_cases = {name: case for store in stores for name, case in cases(store).items()}

@@ -47,6 +47,9 @@ ERRORS = (RedisError, OSError, TimeoutError)
 ID_RANGE = 1 << 48
 """Server ids are drawn from 1 to this (exact as Lua numbers)."""
 
+FAILED_PAGE = 1000
+"""Failed jobs read, retried, deleted or trimmed per call."""
+
 LISTEN_TIMEOUT = 5.0
 """Seconds the listener waits for a message before it looks again (so a lost
 connection is noticed)."""
@@ -144,17 +147,16 @@ local function keep_failed(id, failures, outcomes, reason, at)
   redis.call('ZADD', K .. 'failed', at, id)
   bump(nfailed, j[1], 1)
 end
--- Failed ids chosen by ARGV[i .. i + 2]: id, handle prefix, function, each
--- '=' .. value or '' for any; oldest first.
-local function chosen(i)
+-- The failed ids among ARGV[3 ..] that match ARGV[1] (handle prefix) and
+-- ARGV[2] (function), each '=' .. value or '' for any.
+local function chosen()
   local function want(a) if a ~= '' then return string.sub(a, 2) end end
-  local id, prefix, fn = want(ARGV[i]), want(ARGV[i + 1]), want(ARGV[i + 2])
-  local ids = id and {id} or redis.call('ZRANGE', K .. 'failed', 0, -1)
+  local prefix, fn = want(ARGV[1]), want(ARGV[2])
   local out = {}
-  for _, x in ipairs(ids) do
-    local f = redis.call('HMGET', K .. 'failed:' .. x, 'fn', 'prefix')
+  for i = 3, #ARGV do
+    local f = redis.call('HMGET', K .. 'failed:' .. ARGV[i], 'fn', 'prefix')
     if f[1] and (not prefix or f[2] == prefix) and (not fn or f[1] == fn) then
-      out[#out + 1] = x
+      out[#out + 1] = ARGV[i]
     end
   end
   return out
@@ -349,24 +351,12 @@ settle()
 return 1
 """
 
-# ARGV: the selection (see chosen).
-_FAILED_LIST = """
-local out = {}
-for _, id in ipairs(chosen(1)) do
-  local f = redis.call('HMGET', K .. 'failed:' .. id, 'prefix', 'fn', 'uniq', 'data', 'prio',
-    'fails', 'at', 'reason', 'outs')
-  table.insert(f, 1, tonumber(id))
-  out[#out + 1] = f
-end
-return out
-"""
-
-# ARGV: the selection.  Back in the queue under the same id, with its claim
+# ARGV: the selection (see chosen).  Back in the queue under the same id, with its claim
 # counter and outcomes, fresh counts, and its unique key unless another job
 # (or an earlier one of this call) took it.
 _RETRY_FAILED = """
 local n = 0
-for _, id in ipairs(chosen(1)) do
+for _, id in ipairs(chosen()) do
   if redis.call('EXISTS', K .. 'job:' .. id) == 0 then
     local f = redis.call('HMGET', K .. 'failed:' .. id, 'fn', 'uniq', 'ckey', 'prio', 'att',
       'outs', 'prefix', 'reducer', 'data')
@@ -383,13 +373,14 @@ return n
 
 # ARGV: the selection.
 _DELETE_FAILED = """
-local ids = chosen(1)
+local ids = chosen()
 for _, id in ipairs(ids) do drop_failed(id, redis.call('HGET', K .. 'failed:' .. id, 'fn')) end
 settle()
 return #ids
 """
 
-# ARGV: most records kept, most seconds kept.
+# ARGV: most records kept, most seconds kept.  At most 1000 dropped a call,
+# so that Redis is never busy with one for long.
 _TRIM_FAILED = """
 local gone, n = {}, 0
 local cutoff = now_ms() - tonumber(ARGV[2]) * 1000
@@ -400,6 +391,7 @@ for _, id in ipairs(redis.call('ZRANGE', K .. 'failed', 0, -tonumber(ARGV[1]) - 
   gone[id] = true
 end
 for id in pairs(gone) do
+  if n == 1000 then break end  -- FAILED_PAGE
   drop_failed(id, redis.call('HGET', K .. 'failed:' .. id, 'fn'))
   n = n + 1
 end
@@ -489,9 +481,8 @@ class RedisCluster:
             script(_PRELUDE + s) for s in (_RESCUE, _REGISTER, _RENEW, _LEAVE)
         )
         self._fire, self._cancel = (script(_PRELUDE + s) for s in (_FIRE, _CANCEL))
-        self._failed_list, self._retry_failed, self._delete_failed, self._trim_failed = (
-            script(_PRELUDE + s)
-            for s in (_FAILED_LIST, _RETRY_FAILED, _DELETE_FAILED, _TRIM_FAILED)
+        self._retry_failed, self._delete_failed, self._trim_failed = (
+            script(_PRELUDE + s) for s in (_RETRY_FAILED, _DELETE_FAILED, _TRIM_FAILED)
         )
         self._status_unique = script(_PRELUDE + _STATUS_UNIQUE)
         self._members = script(_PRELUDE + _MEMBERS)
@@ -615,23 +606,59 @@ class RedisCluster:
     async def failed_jobs(
         self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
     ) -> list[FailedJob]:
-        rows = await self._run(self._failed_list, *_selection(job_id, prefix, function))
-        records = [_failed_record(*row) for row in rows]
+        # Read in pages, not in one script: a listing need not be atomic, and
+        # Redis stays free for the claims meanwhile.
+        records = []
+        for page in await self._failed_pages(job_id):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in page:
+                    pipe.hmget(f"{self.base}failed:{int(i)}", _FAILED_FIELDS)
+                rows = await pipe.execute()
+            records += [
+                _failed_record(int(i), *row)
+                for i, row in zip(page, rows, strict=True)
+                if row[0] is not None
+                and (prefix is None or row[0] == prefix)
+                and (function is None or row[1] == function)
+            ]
         # Ties in time (the same millisecond) in id order, as on PostgreSQL.
         return sorted(records, key=lambda r: (r.failed_at, len(r.handle), r.handle))
 
     async def retry_failed(
         self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
     ) -> int:
-        return int(await self._run(self._retry_failed, *_selection(job_id, prefix, function)))
+        return await self._each_failed(self._retry_failed, job_id, prefix, function)
 
     async def delete_failed(
         self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
     ) -> int:
-        return int(await self._run(self._delete_failed, *_selection(job_id, prefix, function)))
+        return await self._each_failed(self._delete_failed, job_id, prefix, function)
+
+    async def _failed_pages(self, job_id: int | None) -> list[list[bytes | int]]:
+        """The failed set's ids (or ``job_id``), oldest first, in pages of 1000."""
+        if job_id is not None:
+            return [[job_id]]
+        ids = cast(list[bytes | int], await self._redis.zrange(f"{self.base}failed", 0, -1))
+        return [ids[i : i + FAILED_PAGE] for i in range(0, len(ids), FAILED_PAGE)]
+
+    async def _each_failed(
+        self, script: AsyncScript, job_id: int | None, prefix: bytes | None, function: bytes | None
+    ) -> int:
+        """Run a script over the chosen failed jobs, a page per call: each job is
+        moved atomically, the whole selection is not."""
+        chosen = [b"" if v is None else b"=" + v for v in (prefix, function)]
+        done = 0
+        for page in await self._failed_pages(job_id):
+            done += int(await self._run(script, *chosen, *page))
+        return done
 
     async def trim_failed(self, max_jobs: int, max_age: float) -> int:
-        return int(await self._run(self._trim_failed, max_jobs, max_age))
+        dropped = 0
+        while True:
+            n = int(await self._run(self._trim_failed, max_jobs, max_age))
+            dropped += n
+            if n < FAILED_PAGE:
+                return dropped
 
     async def failed_counts(self) -> dict[bytes, int]:
         counts = cast(dict[bytes, bytes], await self._redis.hgetall(f"{self.base}failed:count"))
@@ -674,14 +701,7 @@ class RedisCluster:
         ]
 
 
-def _selection(job_id: int | None, prefix: bytes | None, function: bytes | None) -> list[bytes]:
-    """Which failed jobs, as the scripts read it: each of id, handle prefix and
-    function as ``=`` + its value, or empty for any."""
-    return [b"" if v is None else b"=" + v for v in (_id(job_id), prefix, function)]
-
-
-def _id(job_id: int | None) -> bytes | None:
-    return None if job_id is None else b"%d" % job_id
+_FAILED_FIELDS = ["prefix", "fn", "uniq", "data", "prio", "fails", "at", "reason", "outs"]
 
 
 def _failed_record(
@@ -696,7 +716,7 @@ def _failed_record(
     reason: bytes,
     outcomes: bytes,
 ) -> FailedJob:
-    """A failed job as the list script gives it (the time in ms)."""
+    """A failed job from its hash's ``_FAILED_FIELDS`` (the time in ms)."""
     return FailedJob(
         cluster_handle(prefix, job_id),
         function,
