@@ -1,18 +1,24 @@
-"""The cluster's shared state in Redis: jobs, server leases, claims, fenced acks.
+"""The cluster's shared state in Redis: jobs, server leases, claims, fenced acks,
+retries, the failed-job set and schedules' firings.
 
 Keys under ``<prefix>cluster:`` (``--redis-prefix``, default ``_gear_``):
 
 - ``job:<id>``: a hash per job (function, unique key, data, priority, state
-  0 queued or 2 running, owner, attempt, retries, progress, handle prefix);
+  0 queued or 2 running, owner, attempt, retries, failures, outcomes,
+  progress, handle prefix);
 - ``ready:<function>``: a sorted set of queued ids, scored priority * 2^50 + id,
   so ZPOPMIN takes the highest priority first and the oldest within it;
-- ``scheduled``: epoch jobs by due time, moved to ``ready:`` by claims;
+- ``scheduled``: epoch jobs and retries by due time (epoch seconds), moved to
+  ``ready:`` by claims;
 - ``u:<key>``: a hash from function to the id of the job with that unique key
   (the cluster-wide coalescing index);
 - ``servers``: a sorted set of server ids scored by the lease's expiry (ms,
   Redis's clock); ``server:<id>``: its name and start; ``owned:<id>``: the
   ids it claimed and has not acknowledged;
 - ``total`` and ``running``: hashes of counts per function, for ``status``;
+- ``failed``: the failed set's ids by the time they failed (ms);
+  ``failed:<id>``: a failed job; ``failed:count``: their counts per function;
+- ``fired:<key>``: a schedule's firing, expiring after a day;
 - ``seq``: the job id counter; ``wake``: the pub/sub channel.
 
 Every operation that changes more than one key is one Lua script (EVALSHA),
@@ -351,6 +357,18 @@ settle()
 return 1
 """
 
+# ARGV: the selection (see chosen).  Each chosen job's id and fields.
+_FAILED_LIST = """
+local out = {}
+for _, id in ipairs(chosen()) do
+  local f = redis.call('HMGET', K .. 'failed:' .. id, 'prefix', 'fn', 'uniq', 'data', 'prio',
+    'fails', 'at', 'reason', 'outs')
+  table.insert(f, 1, tonumber(id))
+  out[#out + 1] = f
+end
+return out
+"""
+
 # ARGV: the selection (see chosen).  Back in the queue under the same id, with its claim
 # counter and outcomes, fresh counts, and its unique key unless another job
 # (or an earlier one of this call) took it.
@@ -481,8 +499,9 @@ class RedisCluster:
             script(_PRELUDE + s) for s in (_RESCUE, _REGISTER, _RENEW, _LEAVE)
         )
         self._fire, self._cancel = (script(_PRELUDE + s) for s in (_FIRE, _CANCEL))
-        self._retry_failed, self._delete_failed, self._trim_failed = (
-            script(_PRELUDE + s) for s in (_RETRY_FAILED, _DELETE_FAILED, _TRIM_FAILED)
+        self._failed_list, self._retry_failed, self._delete_failed, self._trim_failed = (
+            script(_PRELUDE + s)
+            for s in (_FAILED_LIST, _RETRY_FAILED, _DELETE_FAILED, _TRIM_FAILED)
         )
         self._status_unique = script(_PRELUDE + _STATUS_UNIQUE)
         self._members = script(_PRELUDE + _MEMBERS)
@@ -606,23 +625,14 @@ class RedisCluster:
     async def failed_jobs(
         self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
     ) -> list[FailedJob]:
-        # Read in pages, not in one script: a listing need not be atomic, and
-        # Redis stays free for the claims meanwhile.
-        records = []
+        # Read a page per script, not all in one: a listing need not be atomic,
+        # and Redis stays free for the claims meanwhile.
+        found: list[list[Any]] = []
         for page in await self._failed_pages(job_id):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for i in page:
-                    pipe.hmget(f"{self.base}failed:{int(i)}", _FAILED_FIELDS)
-                rows = await pipe.execute()
-            records += [
-                _failed_record(int(i), *row)
-                for i, row in zip(page, rows, strict=True)
-                if row[0] is not None
-                and (prefix is None or row[0] == prefix)
-                and (function is None or row[1] == function)
-            ]
-        # Ties in time (the same millisecond) in id order, as on PostgreSQL.
-        return sorted(records, key=lambda r: (r.failed_at, len(r.handle), r.handle))
+            found += await self._run(self._failed_list, *_chosen(prefix, function), *page)
+        # Oldest first; within a millisecond in id order, as on PostgreSQL.
+        found.sort(key=lambda row: (int(row[7]), row[0]))
+        return [_failed_record(*row) for row in found]
 
     async def retry_failed(
         self, job_id: int | None = None, prefix: bytes | None = None, function: bytes | None = None
@@ -646,10 +656,9 @@ class RedisCluster:
     ) -> int:
         """Run a script over the chosen failed jobs, a page per call: each job is
         moved atomically, the whole selection is not."""
-        chosen = [b"" if v is None else b"=" + v for v in (prefix, function)]
         done = 0
         for page in await self._failed_pages(job_id):
-            done += int(await self._run(script, *chosen, *page))
+            done += int(await self._run(script, *_chosen(prefix, function), *page))
         return done
 
     async def trim_failed(self, max_jobs: int, max_age: float) -> int:
@@ -701,7 +710,9 @@ class RedisCluster:
         ]
 
 
-_FAILED_FIELDS = ["prefix", "fn", "uniq", "data", "prio", "fails", "at", "reason", "outs"]
+def _chosen(prefix: bytes | None, function: bytes | None) -> list[bytes]:
+    """Which failed jobs, as the scripts read it (see ``chosen``)."""
+    return [b"" if v is None else b"=" + v for v in (prefix, function)]
 
 
 def _failed_record(
@@ -716,7 +727,7 @@ def _failed_record(
     reason: bytes,
     outcomes: bytes,
 ) -> FailedJob:
-    """A failed job from its hash's ``_FAILED_FIELDS`` (the time in ms)."""
+    """A failed job as the list script gives it (the time in ms)."""
     return FailedJob(
         cluster_handle(prefix, job_id),
         function,
