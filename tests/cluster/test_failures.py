@@ -1,7 +1,8 @@
 """Retries, the failed-job set, schedules and cancel across the members of a cluster.
 
-Three servers on one database and real workers (failing_worker.php).  A retry
-waits in the shared table and may run on any member; the failed set is the
+Three servers on one shared store (each test runs on PostgreSQL and on Redis)
+and real workers (failing_worker.php).  A retry waits in the shared store and
+may run on any member; the failed set is the
 cluster's, so every member lists the same and any member retries or deletes;
 a recurring schedule read by every member fires once per minute."""
 
@@ -102,7 +103,7 @@ async def test_cancel_from_any_member(start_member: StartMember) -> None:
     async with Client([a.address]) as client:
         queued = await client.submit_background("cl_cancel", b"queued")
         other = await client.submit_background("cl_cancel", b"by console")
-    # No worker anywhere: the jobs wait in the shared table; any member deletes them.
+    # No worker anywhere: the jobs wait in the shared store; any member deletes them.
     assert admin_command(b.port, f"cancel job {queued.decode()}") == b"OK\r\n"
     assert not await known(a.port, queued)
     assert admin_command(b.port, f"cancel job {queued.decode()}").startswith(b"ERR UNKNOWN_JOB")
