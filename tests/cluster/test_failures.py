@@ -2,9 +2,9 @@
 
 Three servers on one shared store (each test runs on PostgreSQL and on Redis)
 and real workers (failing_worker.php).  A retry waits in the shared store and
-may run on any member; the failed set is the
-cluster's, so every member lists the same and any member retries or deletes;
-a recurring schedule read by every member fires once per minute."""
+may run on any member; the failed set is the cluster's, so every member lists
+the same and any member retries or deletes; a recurring schedule read by every
+member fires once per minute."""
 
 from __future__ import annotations
 
