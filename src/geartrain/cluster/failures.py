@@ -3,7 +3,7 @@
 Jobs that failed for good on any server go into one set in the shared store
 (see :meth:`.backend.ClusterBackend.fail`), so every member answers ``show failed
 jobs``, ``retry failed`` and ``delete failed`` (and the console's views) the
-same, from the database.  The methods are those of the single server's
+same, from the store.  The methods are those of the single server's
 :class:`~geartrain.server.failures.FailedJobs`, awaited.
 """
 
