@@ -468,10 +468,7 @@ class Decoder:
             )
         end = pos + 12 + size
         if self._end < end:
-            if size >= LARGE:
-                self._begin_body(magic, ptype, pos + 12, size)
-            else:
-                self._need = 12 + size
+            self._await(magic, ptype, pos + 12, size)
             return None
         self._need = 0
         self._start = end
@@ -485,8 +482,12 @@ class Decoder:
             args = tuple(bytes(self._view[pos + 12 : end]).split(b"\0", argc - 1))
         return Packet(magic, _TYPES[ptype], args)
 
-    def _begin_body(self, magic: bytes, ptype: int, start: int, size: int) -> None:
-        """Receive the rest of a large packet in pieces; what has arrived is the first."""
+    def _await(self, magic: bytes, ptype: int, start: int, size: int) -> None:
+        """Wait for the rest of a packet: a small one in the buffer, a large one's
+        body in pieces, of which what has arrived is the first."""
+        if size < LARGE:
+            self._need = 12 + size
+            return
         first = bytearray(self._view[start : self._end])
         self._body = [first]
         self._body_head = (magic, ptype)
@@ -499,9 +500,10 @@ class Decoder:
         pieces, self._body = self._body, None
         self._body_have = 0
         magic, ptype = self._body_head
-        argc = _ARGC[ptype]
+        argc, packet_type = _ARGC[ptype], _TYPES[ptype]
+        assert packet_type is not None  # checked with the header
         args = _cut([(p, 0, len(p)) for p in pieces], argc) if argc else ()
-        return Packet(magic, _TYPES[ptype], args)  # type: ignore[arg-type]
+        return Packet(magic, packet_type, args)
 
     def _next_line(self, buf: bytearray, pos: int) -> AdminLine | None:
         end = buf.find(b"\n", pos, self._end)
