@@ -268,7 +268,7 @@ KEEP_SIZE = 1 << 23
 Smaller ones are kept: allocating and faulting in fresh megabytes for every
 large packet costs more than the copies the buffer saves."""
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = 1 << 18
 """The largest piece a large packet's body is received in.  Pieces grow with the
 bytes received (memory follows what arrives), are never copied while the body
 grows, and are joined once at the end: a large packet costs its reads and one
