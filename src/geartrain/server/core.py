@@ -406,6 +406,8 @@ class JobServer:
         job.store_id = store_id
         job.retries = retries
         self.jobs[handle] = job
+        self.job_bytes += len(data)  # as every job: _remove takes it off again
+        f.data_bytes += len(data)
         f.total += 1
         self._enqueue(job)
         return job
