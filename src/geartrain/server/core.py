@@ -282,7 +282,8 @@ class JobServer:
         max_bytes = config.max_function_bytes if policy.max_bytes is None else policy.max_bytes
         if (max_jobs and f.total >= max_jobs) or (max_bytes and f.data_bytes + size > max_bytes):
             self.stats.limit_function += 1
-            self._limit_function.reached(f.name.decode(errors="replace"), f.total, f.data_bytes)
+            name = f.name.decode(errors="replace")
+            self._limit_function.reached(name, f.total, f.data_bytes, key=f.name)
             return True
         if (config.max_jobs and len(self.jobs) >= config.max_jobs) or (
             config.max_job_bytes and self.job_bytes + size > config.max_job_bytes
