@@ -4,6 +4,7 @@ a real server process and reads its memory from /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -119,7 +120,8 @@ class Flood:
 
     def stop(self) -> None:
         self._stop.set()
-        self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):  # unblocks both threads
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sender.join(30)
         self.reader.join(30)
         self.sock.close()
@@ -137,10 +139,10 @@ def test_a_client_is_answered_while_peers_flood(server: ServerProc, packet: byte
     """A flooding peer's packets are handled a slice at a time: others are answered
     while it is still sending."""
     if server.kind == "gearmand" and len(packet) < MiB:
-        pytest.xfail("gearmand 1.1 leaves others unanswered while peers pipeline small packets")
+        pytest.xfail("gearmand 1.1 starves connections that share an I/O thread with a flood")
     floods = [Flood(server.port, packet) for _ in range(2)]
     try:
-        assert eventually(lambda: all(f.sent >= 16 * MiB for f in floods), timeout=60)
+        assert eventually(lambda: all(f.sent >= 4 * MiB for f in floods), timeout=60)
         for _ in range(5):
             assert echo_ok(server.port)
         assert all(f.sender.is_alive() for f in floods), "the floods ended first"
