@@ -135,18 +135,18 @@ class Journal:
             raise StoreError("the queue log is not open")
         payload = encode(added, done)
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        end = self._at + len(record)
+        at = self._at
+        end = at + len(record)
         if end > len(mapped):
             try:
                 self.filled.append(self.rotate(len(record) + _HEADER.size))
             except OSError as exc:
                 raise StoreError(f"cannot start a new queue log file: {exc}") from exc
-            mapped, end = self._map, len(record)
+            mapped, at, end = self._map, 0, len(record)
             assert mapped is not None
-        mapped[self._at : end] = record
+        mapped[at:end] = record
         self._at = end
-        assert self.current is not None
-        self.current.note(added, done)
+        self.current.note(added, done)  # type: ignore[union-attr]  # set with the map
         self.touched.add(self._name)
         self.appends += 1
 
