@@ -1,6 +1,7 @@
 """Resource figures, geartrain beside gearmand in one run (loopback only, bounded in time).
 
     python benchmarks/resources.py [--idle 10000] [--attack 2000] [--seconds 5] [--json FILE]
+                                   [--only flood,fuzz]
 
 - idle: RSS per idle connection, for connections that never sent a byte and for
   connections that sent one ECHO and then went quiet (measured after the server has
@@ -187,18 +188,23 @@ def main() -> None:
     parser.add_argument("--attackers", type=int, default=4, help="flood/fuzz processes")
     parser.add_argument("--seconds", type=float, default=5.0, help="per flood/fuzz run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--only", default="idle,announce,flood,fuzz", help="comma-separated tests to run"
+    )
     args = parser.parse_args()
     fds = max(args.idle, args.attack) + 1000
     raise_fd_limit(fds + 1000)
+    tests = {
+        "idle": lambda s: idle(s, args.idle),
+        "announce": lambda s: announce(s, args.attack),
+        "flood": lambda s: under_abuse(s, "flood", args.attackers, args.seconds),
+        "fuzz": lambda s: under_abuse(s, "fuzz", args.attackers, args.seconds),
+    }
+    chosen = [(name, tests[name]) for name in args.only.split(",")]
     results: dict[str, dict[str, Any]] = {}
     for kind in ("geartrain", "gearmand"):
         figures: dict[str, Any] = {}
-        for name, run in (
-            ("idle", lambda s: idle(s, args.idle)),
-            ("announce", lambda s: announce(s, args.attack)),
-            ("flood", lambda s: under_abuse(s, "flood", args.attackers, args.seconds)),
-            ("fuzz", lambda s: under_abuse(s, "fuzz", args.attackers, args.seconds)),
-        ):
+        for name, run in chosen:
             server = servers.start(kind, ["-q", "builtin", "-f", str(fds)])
             try:
                 figures[name] = run(server)

@@ -268,6 +268,12 @@ KEEP_SIZE = 1 << 23
 Smaller ones are kept: allocating and faulting in fresh megabytes for every
 large packet costs more than the copies the buffer saves."""
 
+CHUNK_SIZE = 1 << 18
+"""The largest piece a large packet's body is received in.  Pieces grow with the
+bytes received (memory follows what arrives), are never copied while the body
+grows, and are joined once at the end: a large packet costs its reads and one
+copy, in steps of at most this size, so other connections wait little for it."""
+
 _EMPTY = bytearray()
 
 
@@ -279,11 +285,13 @@ class Decoder:
     ``asyncio.BufferedProtocol`` calls), so a large packet is received in
     place.  Take events with :meth:`next_event` until it returns ``None``.
 
-    Memory follows the bytes received, not the size a header announces: the
-    buffer doubles as a packet's bytes arrive, so a 12-byte header claiming
-    64 MiB costs a few kilobytes until the bytes come (each byte of a large
-    packet is copied about twice on the way).  No buffer is allocated before
-    the first read, and :meth:`release` gives it back while nothing is pending.
+    Memory follows the bytes received, not the size a header announces: a
+    small packet's bytes double the buffer as they arrive, and the body of a
+    large one (from :data:`LARGE` bytes) that does not fit is received in
+    pieces, each at most as large as what has arrived, joined once at the end;
+    so a 12-byte header claiming 64 MiB costs a few kilobytes until the bytes
+    come.  No buffer is allocated before the first read, and :meth:`release`
+    gives it back while nothing is pending.
 
     ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
     that cannot be framed (bad magic, unknown type, size over the limit, an
@@ -293,7 +301,20 @@ class Decoder:
     says; callers decide what to do about it.
     """
 
-    __slots__ = ("_buf", "_view", "_start", "_end", "_need", "max_packet_size", "max_line_size")
+    __slots__ = (
+        "_buf",
+        "_view",
+        "_start",
+        "_end",
+        "_need",
+        "_body",
+        "_body_head",
+        "_body_size",
+        "_body_have",
+        "_chunk_fill",
+        "max_packet_size",
+        "max_line_size",
+    )
 
     def __init__(
         self,
@@ -306,40 +327,77 @@ class Decoder:
         self._start = 0  # first byte not yet returned as an event
         self._end = 0  # end of the received bytes
         self._need = 0  # size of the packet being received, once its header is in
+        self._body: list[bytearray] | None = None  # a large packet's body, in pieces
+        self._body_head = (REQ, 0)  # its magic and type
+        self._body_size = 0
+        self._body_have = 0  # bytes of it received
+        self._chunk_fill = 0  # bytes in its last piece
         self.max_packet_size = max_packet_size
         self.max_line_size = max_line_size
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as an event."""
-        return self._end - self._start
+        return self._end - self._start + self._body_have
 
     @property
     def allocated(self) -> int:
-        """Size of the receive buffer."""
-        return len(self._buf)
+        """Size of the receive buffer and of a large packet's pieces."""
+        return len(self._buf) + (sum(map(len, self._body)) if self._body else 0)
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Writable space for the next read.
 
         ``sizehint`` is ignored (asyncio allows any size): uvloop always asks
         for 64 KiB, which would make every connection's buffer that large."""
+        if self._in_body():
+            return self._body_space()
         return self._space(RECV_SIZE)
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
-        self._end += nbytes
+        if self._in_body():
+            self._body_have += nbytes
+            self._chunk_fill += nbytes
+        else:
+            self._end += nbytes
 
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
-        size = len(data)
-        self._space(size)[:size] = data
-        self._end += size
+        view = memoryview(data)
+        while view:
+            space = self._body_space() if self._in_body() else self._space(len(view))
+            size = min(len(space), len(view))
+            space[:size] = view[:size]
+            self.buffer_updated(size)
+            view = view[size:]
+
+    def _in_body(self) -> bool:
+        """Whether the next bytes belong to a large packet's body."""
+        return self._body is not None and self._body_have < self._body_size
+
+    def _body_space(self) -> memoryview:
+        assert self._body is not None
+        last = self._body[-1]
+        if self._chunk_fill == len(last):
+            # A new piece, as large as what has arrived (memory follows the bytes),
+            # and never past the body's end, so what follows goes to the buffer.
+            have = self._body_have
+            size = min(self._body_size - have, max(RECV_SIZE, min(have, CHUNK_SIZE)))
+            last = bytearray(size)
+            self._body.append(last)
+            self._chunk_fill = 0
+        return memoryview(last)[self._chunk_fill :]
 
     def release(self, force: bool = False) -> bool:
         """Give back the buffer if nothing is pending (or ``force``: drop what
         is); True if one was freed."""
-        if (self._start != self._end and not force) or self._buf is _EMPTY:
+        if force:
+            self._body = None
+            self._body_have = 0
+        elif self._start != self._end or self._body is not None:
+            return False
+        if self._buf is _EMPTY:
             return False
         self._buf = _EMPTY
         self._view = memoryview(_EMPTY)
@@ -385,6 +443,8 @@ class Decoder:
 
     def next_event(self) -> Packet | AdminLine | None:
         """Return the next complete event, or ``None`` if more bytes are needed."""
+        if self._body is not None:
+            return None if self._in_body() else self._take_body()
         pos = self._start
         avail = self._end - pos
         if avail <= 0:
@@ -408,7 +468,7 @@ class Decoder:
             )
         end = pos + 12 + size
         if self._end < end:
-            self._need = 12 + size
+            self._await(magic, ptype, pos + 12, size)
             return None
         self._need = 0
         self._start = end
@@ -417,10 +477,33 @@ class Decoder:
         elif argc == 1:
             args = (bytes(self._view[pos + 12 : end]),)
         elif size >= LARGE:
-            args = _cut(buf, self._view, pos + 12, end, argc)
+            args = _cut([(buf, pos + 12, end)], argc)
         else:
             args = tuple(bytes(self._view[pos + 12 : end]).split(b"\0", argc - 1))
         return Packet(magic, _TYPES[ptype], args)
+
+    def _await(self, magic: bytes, ptype: int, start: int, size: int) -> None:
+        """Wait for the rest of a packet: a small one in the buffer, a large one's
+        body in pieces, of which what has arrived is the first."""
+        if size < LARGE:
+            self._need = 12 + size
+            return
+        first = bytearray(self._view[start : self._end])
+        self._body = [first]
+        self._body_head = (magic, ptype)
+        self._body_size = size
+        self._body_have = self._chunk_fill = len(first)
+        self._start = self._end = self._need = 0
+
+    def _take_body(self) -> Packet:
+        assert self._body is not None
+        pieces, self._body = self._body, None
+        self._body_have = 0
+        magic, ptype = self._body_head
+        argc, packet_type = _ARGC[ptype], _TYPES[ptype]
+        assert packet_type is not None  # checked with the header
+        args = _cut([(p, 0, len(p)) for p in pieces], argc) if argc else ()
+        return Packet(magic, packet_type, args)
 
     def _next_line(self, buf: bytearray, pos: int) -> AdminLine | None:
         end = buf.find(b"\n", pos, self._end)
@@ -436,14 +519,21 @@ class Decoder:
         return AdminLine(bytes(self._view[pos:end]))
 
 
-def _cut(buf: bytearray, view: memoryview, start: int, end: int, argc: int) -> tuple[bytes, ...]:
-    """Split a large payload into its arguments, copying each byte once."""
-    args = []
-    for _ in range(argc - 1):
-        nul = buf.find(b"\0", start, end)
-        if nul < 0:
-            break
-        args.append(bytes(view[start:nul]))
-        start = nul + 1
-    args.append(bytes(view[start:end]))
+def _cut(pieces: list[tuple[bytearray, int, int]], argc: int) -> tuple[bytes, ...]:
+    """Split a large payload, held in ``(buffer, start, end)`` pieces, into its
+    arguments, copying each byte once."""
+    args: list[bytes] = []
+    parts: list[memoryview] = []
+    for buf, start, end in pieces:
+        view = memoryview(buf)
+        while len(args) < argc - 1:
+            nul = buf.find(b"\0", start, end)
+            if nul < 0:
+                break
+            parts.append(view[start:nul])
+            args.append(b"".join(parts))
+            parts.clear()
+            start = nul + 1
+        parts.append(view[start:end])
+    args.append(b"".join(parts))
     return tuple(args)

@@ -145,6 +145,8 @@ class _CoreRun:
             round_robin=bool(reader.byte() & 1),
             job_retries=reader.byte() % 4 - 1,
             max_jobs=max(0, reader.byte() % 32 - 24),  # mostly none
+            max_function_jobs=max(0, reader.byte() % 16 - 10),
+            max_function_bytes=max(0, reader.byte() % 64 - 40),
             max_idle_functions=reader.byte() % 3,
         )
         self.core = JobServer(config, call_later=self.call_later, clock=lambda: self.now)
@@ -246,12 +248,14 @@ def check_core(core: JobServer) -> None:
     running: Counter[bytes] = Counter()
     scheduled: Counter[bytes] = Counter()
     size = 0
+    sizes: Counter[bytes] = Counter()
     for handle, job in core.jobs.items():
         assert job.handle == handle and job.state is not JobState.DONE
         f = job.function
         assert core.functions.get(f.name) is f, "a job's function was forgotten"
         totals[f.name] += 1
         size += len(job.data)
+        sizes[f.name] += len(job.data)
         if job.state is JobState.QUEUED:
             queued[f.name, job.priority] += 1
             assert f.queues is not None
@@ -269,6 +273,7 @@ def check_core(core: JobServer) -> None:
     for name, f in core.functions.items():
         assert f.name == name
         assert f.total == totals[name], (name, f.total, totals[name])
+        assert f.data_bytes == sizes[name]
         assert f.running == running[name]
         assert f.scheduled == scheduled[name]
         assert f.queued == [queued[name, p] for p in (0, 1, 2)]

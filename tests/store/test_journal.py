@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from geartrain.store import StoredJob
-from geartrain.store.journal import Journal, read_generation
+from geartrain.store.journal import SEGMENT_BYTES, Journal, read_generation, replay
 from geartrain.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -62,7 +62,12 @@ def test_records_read_back_in_order(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("damage", ["cut short", "garbled", "header only"])
+def used(path: Path) -> bytes:
+    """The written part of a log file (the rest is zeros)."""
+    return path.read_bytes().rstrip(b"\0")
+
+
+@pytest.mark.parametrize("damage", ["cut short", "garbled", "a header only"])
 def test_replay_stops_at_a_damaged_last_record(
     tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -72,17 +77,35 @@ def test_replay_stops_at_a_damaged_last_record(
     journal.append([job(2)], [])
     journal.close()
     [path] = logs(tmp_path)
-    raw = path.read_bytes()
-    if damage == "cut short":
-        path.write_bytes(raw[:-5])
+    raw = bytearray(path.read_bytes())
+    end = len(used(path))
+    if damage == "cut short":  # the copy of the second record stopped half way
+        raw[end - 20 : end] = bytes(20)
     elif damage == "garbled":
-        path.write_bytes(raw[:-3] + b"\xff\xfe\xfd")
-    else:
-        path.write_bytes(raw + b"\0\0\0\x05")
+        raw[end - 3 : end] = b"\xff\xfe\xfd"
+    else:  # a length and CRC with nothing behind them
+        raw[end : end + 8] = b"\0\0\0\x05\0\0\0\x01"
+    path.write_bytes(raw)
     read = list(read_generation(path))
     assert read[0] == ([job(1)], [])
-    assert len(read) == (2 if damage == "header only" else 1)
-    assert "incomplete last record" in caplog.text
+    assert len(read) == (2 if damage == "a header only" else 1)
+    assert "damaged last record" in caplog.text
+
+
+def test_a_full_file_is_followed_by_a_new_one(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "q.db")
+    journal.start()
+    big = job(1, data=b"x" * (SEGMENT_BYTES // 3))
+    for i in range(1, 4):
+        journal.append([big._replace(id=i)], [])
+    journal.append([job(9, data=b"y" * (SEGMENT_BYTES + 1))], [1])  # bigger than a file
+    journal.close()
+    files = logs(tmp_path)
+    assert len(files) == 3 and len(journal.filled) == 2
+    assert [len(list(read_generation(f))) for f in files] == [2, 1, 1]
+    changes, records = replay(files)
+    assert records == 4
+    assert sorted(changes.added) == [2, 3, 9] and changes.done == [1]
 
 
 async def test_a_crash_leaves_logs_that_the_next_open_replays(tmp_path: Path) -> None:
@@ -131,7 +154,8 @@ async def test_a_checkpoint_moves_the_log_into_the_table(tmp_path: Path) -> None
         store.append([job(i) for i in range(1, 101)], [])
         store.append([], list(range(1, 51)))
         assert await store.load() == [job(i) for i in range(51, 101)]
-        assert [p.stat().st_size for p in logs(tmp_path)] == [0]
+        [current] = logs(tmp_path)  # the applied file is gone; a new one is empty
+        assert not used(current)
     finally:
         await store.close()
     assert not logs(tmp_path)

@@ -208,6 +208,8 @@ _LIMITS = (
     ("--max-output-bytes", "max_output_bytes", "output queued for a peer that does not read"),
     ("--max-jobs", "max_jobs", "jobs held in all (0: no limit)"),
     ("--max-job-bytes", "max_job_bytes", "bytes of job data held in all (0: no limit)"),
+    ("--max-function-jobs", "max_function_jobs", "jobs held per function (0: no limit)"),
+    ("--max-function-bytes", "max_function_bytes", "job bytes held per function (0: no limit)"),
     ("--max-idle-functions", "max_idle_functions", "unused functions kept in `status`"),
 )
 """Resource limits (docs/operations.md, "Limits"): flag, ServerConfig field, help."""

@@ -196,7 +196,7 @@ class _Collector:
         limits = CounterMetricFamily(
             "geartrain_limit_reached", "Times a resource limit was reached.", labels=["limit"]
         )
-        for limit in ("connections", "input", "output", "queue"):
+        for limit in ("connections", "input", "output", "queue", "function"):
             limits.add_metric([limit], getattr(stats, "limit_" + limit))
         yield limits
         refused = CounterMetricFamily(

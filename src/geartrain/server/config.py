@@ -54,6 +54,10 @@ class ServerConfig:
     """Jobs held in all (queued, scheduled, running); 0: no limit, as gearmand."""
     max_job_bytes: int = 0
     """Bytes of job data held in all; 0: no limit, as gearmand."""
+    max_function_jobs: int = 0
+    """Jobs held per function, where the settings file does not say; 0: no limit."""
+    max_function_bytes: int = 0
+    """Bytes of job data held per function, where the settings file does not say; 0: no limit."""
     max_idle_functions: int = 10_000
     """Functions with no worker, job or maxqueue kept (listed in `status`)."""
     verbose: str = "NOTICE"

@@ -114,6 +114,9 @@ class JobServer:
         self._limit_queue = LimitEpisode(
             "Job limit reached (%d jobs, %d bytes held): refusing submissions"
         )
+        self._limit_function = LimitEpisode(
+            "Job limit of function %s reached (%d jobs, %d bytes held): refusing submissions"
+        )
         self.handle_prefix = self.config.handle_prefix.encode() + b":"
         self.handle_count = 0
         self.stats = Stats()
@@ -248,6 +251,7 @@ class JobServer:
             job.owner = peer.identity
         self.jobs[job.handle] = job
         self.job_bytes += len(data)
+        f.data_bytes += len(data)
         if self.observer is not None:
             self.observer.event(job, "submitted")
         f.total += 1
@@ -266,12 +270,21 @@ class JobServer:
         return job
 
     def _queue_full(self, f: Function, priority: int, size: int) -> bool:
-        """The function's `maxqueue`, or max_jobs and max_job_bytes (0: none); reaching
-        one of the latter is counted and logged."""
+        """The function's `maxqueue`, its own limits (settings file, or the
+        max_function_* defaults), or max_jobs and max_job_bytes (0: none); reaching
+        one but `maxqueue` is counted and logged."""
         limits = f.max_queue
         if limits is not None and limits[priority] and f.total >= limits[priority]:
             return True
         config = self.config
+        policy = self.policies.for_function(f.name)
+        max_jobs = config.max_function_jobs if policy.max_jobs is None else policy.max_jobs
+        max_bytes = config.max_function_bytes if policy.max_bytes is None else policy.max_bytes
+        if (max_jobs and f.total >= max_jobs) or (max_bytes and f.data_bytes + size > max_bytes):
+            self.stats.limit_function += 1
+            name = f.name.decode(errors="replace")
+            self._limit_function.reached(name, f.total, f.data_bytes, key=f.name)
+            return True
         if (config.max_jobs and len(self.jobs) >= config.max_jobs) or (
             config.max_job_bytes and self.job_bytes + size > config.max_job_bytes
         ):
@@ -394,6 +407,8 @@ class JobServer:
         job.store_id = store_id
         job.retries = retries
         self.jobs[handle] = job
+        self.job_bytes += len(data)  # as every job: _remove takes it off again
+        f.data_bytes += len(data)
         f.total += 1
         self._enqueue(job)
         return job
@@ -489,6 +504,7 @@ class JobServer:
         f = job.function
         self.jobs[job.handle] = job
         self.job_bytes += len(job.data)
+        f.data_bytes += len(job.data)
         f.total += 1
         if job.unique and self._find_unique(f, job.unique, job.data) is None:
             _index_unique(f, job)
@@ -898,6 +914,7 @@ class JobServer:
         job.state = DONE
         f.total -= 1
         self.job_bytes -= len(job.data)
+        f.data_bytes -= len(job.data)
         self.jobs.pop(job.handle, None)
         self._unindex_unique(job)
         if job.clients:

@@ -140,6 +140,7 @@ class Function:
         "uniques",
         "by_data",
         "max_queue",
+        "data_bytes",
         "wake_start",
     )
 
@@ -163,6 +164,7 @@ class Function:
         self.uniques: dict[bytes, Job] = {}
         self.by_data: dict[bytes, Job] = {}  # unique "-": coalesce on identical data
         self.max_queue: tuple[int, int, int] | None = None
+        self.data_bytes = 0  # data held by its jobs, for the per-function byte limit
         self.wake_start = 0
 
     def has_queued(self) -> bool:
@@ -260,6 +262,7 @@ STAT_NAMES = (
     "limit_input",
     "limit_output",
     "limit_queue",
+    "limit_function",
     "refused_submit",
     "refused_work",
     "refused_status",
@@ -279,6 +282,7 @@ class Stats:
         self.cancelled = self.restored = self.retried = 0
         # Times a resource limit was reached (see .limits).
         self.limit_connections = self.limit_input = self.limit_output = self.limit_queue = 0
+        self.limit_function = 0
         # Requests the access rules refused, by kind.
         self.refused_submit = self.refused_work = self.refused_status = self.refused_admin = 0
 

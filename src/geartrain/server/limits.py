@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
+from collections.abc import Hashable
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
@@ -58,16 +59,20 @@ def default_max_connections() -> int:
 
 
 class LimitEpisode:
-    """Logs a limit once per episode of it being reached."""
+    """Logs a limit once per episode of it being reached; with ``key``, once per
+    episode of each key (a limit that each function has on its own)."""
 
     __slots__ = ("message", "_last")
 
     def __init__(self, message: str) -> None:
         self.message = message
-        self._last = -EPISODE_GAP
+        self._last: dict[Hashable, float] = {}
 
-    def reached(self, *args: object) -> None:
+    def reached(self, *args: object, key: Hashable = None) -> None:
         now = time.monotonic()
-        if now - self._last >= EPISODE_GAP:
+        last = self._last.get(key)
+        if last is None or now - last >= EPISODE_GAP:
             log.warning(self.message, *args)
-        self._last = now
+            if len(self._last) >= 4096:  # bounded, however many functions hit theirs
+                self._last.clear()
+        self._last[key] = now

@@ -29,6 +29,7 @@ from .config import ServerConfig
 from .core import JobServer
 from .jobs import Peer
 from .limits import EVENTS_PER_TURN, LimitEpisode, default_max_connections
+from .logs import LogThrottle
 from .replies import error_packet
 
 __all__ = ["Connection", "Network", "is_loopback"]
@@ -68,6 +69,7 @@ class Network:
         self._limit_output = LimitEpisode(
             "Output limit (%d bytes) reached for %s, which does not read: closing it"
         )
+        self.protocol_errors = LogThrottle()
 
     def protocol_factory(self) -> Connection:
         return Connection(self)
@@ -207,7 +209,8 @@ class Connection(asyncio.BufferedProtocol):
                         break
                     self.write(reply)
         except ProtocolError as error:
-            log.info("Closing %s: %s", self.host, error)
+            if self.network.protocol_errors.due(self.host):  # a fuzzer makes thousands
+                log.info("Closing %s: %s", self.host, error)
             self.write(error_packet(error.code.encode(), error.text.encode()))
             self.close()
         held = decoder.buffered

@@ -116,9 +116,9 @@ class StoreWriter:
         if not adds and not dones:
             return
         assert self._append is not None
-        written, dones = _net(adds, dones)
+        written, dones = _net(adds, dones) if adds and dones else (adds, dones)
         try:
-            self._append([_record(j) for j in written], dones)
+            self._append(list(map(_record, written)), dones)
         except Exception as error:  # as in _write_batch: any failure is an outage
             self._on_failure(error, adds, dones)
             self._later(RETRY_DELAY)

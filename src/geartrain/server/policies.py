@@ -6,9 +6,11 @@ outcomes are retried (``fail``: WORK_FAIL, ``exception``: WORK_EXCEPTION,
 ``worker_lost``: the worker disconnected or dropped the function,
 ``timeout``: its CAN_DO_TIMEOUT expired), a timeout for workers that did not
 register one, and whether background jobs that fail for good are kept in the
-failed-job set.  Policies come from the ``[defaults]`` and ``[functions]``
-tables of the settings file (:mod:`.settings`); functions match glob patterns,
-the first matching pattern in file order wins.
+failed-job set; and how many jobs and bytes of job data the function may hold
+(past them a submission is refused as a full queue).  Policies come from the
+``[defaults]`` and ``[functions]`` tables of the settings file
+(:mod:`.settings`); functions match glob patterns, the first matching pattern
+in file order wins.
 
 The built-in default retries nothing, so a server without a settings file
 behaves as gearmand: WORK_FAIL is final and lost workers are governed by
@@ -49,6 +51,12 @@ class Policy:
     """Seconds a worker may run a job when it registered without CAN_DO_TIMEOUT; 0: no limit."""
     keep_failed: bool = True
     """Keep background jobs that failed for good in the failed-job set."""
+    max_jobs: int | None = None
+    """Jobs of the function held at once (queued, scheduled, running); 0: no limit,
+    None: ``--max-function-jobs``.  Past it submissions are refused as a full queue."""
+    max_bytes: int | None = None
+    """Bytes of the function's job data held at once; 0: no limit, None:
+    ``--max-function-bytes``."""
 
     def retries(self, outcome: str) -> bool:
         return outcome in self.retry_on
@@ -87,6 +95,10 @@ def _check(key: str, value: Any, where: str) -> Any:
     if key == "keep_failed":
         if not isinstance(value, bool):
             raise ValueError(f"{where}: keep_failed must be true or false")
+        return value
+    if key in ("max_jobs", "max_bytes"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{where}: {key} must be a whole number of at least 0")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{where}: {key} must be a number")

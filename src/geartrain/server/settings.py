@@ -13,6 +13,8 @@ file holds what flags cannot say well::
     backoff_cap = 600.0
     jitter = 0.25
     timeout = 300                 # for workers that registered without CAN_DO_TIMEOUT
+    max_jobs = 1000               # jobs held at once (0: none; unset: --max-function-jobs)
+    max_bytes = 104857600         # job data held at once (unset: --max-function-bytes)
 
     [failed]                      # the failed-job set
     max_jobs = 10000

@@ -1,28 +1,36 @@
 """An append-only log of queue changes, in front of the SQLite file at the crash level.
 
 At the crash level a job must be in the operating system before JOB_CREATED,
-not on the disk.  One ``write()`` to a file of our own gives exactly that for
-~1 µs, where a SQLite commit costs ~50 µs of the event loop.  So the store
-appends each loop turn's submissions and completions to the log as one record
-and acknowledges at once; about once a second a checkpoint moves what the log
-holds into the SQLite table on the store's thread, fsyncs it, and deletes the
-log file.  At start, logs left by a crash are replayed into the table first.
+not on the disk.  A SQLite commit gives far more than that for ~40 µs of the
+event loop.  So the store appends each loop turn's submissions and
+completions to a log of its own as one record and acknowledges at once.  The
+log file is mapped into memory (``MAP_SHARED``): a record is a copy into the
+kernel's page cache, with no system call, and it survives a kill of the
+process as a ``write()`` would.  A background thread fsyncs the log once a
+second (what a power cut can take).  When a log file is full, a checkpoint
+moves what it still holds into the SQLite table on the store's thread (jobs
+that came and went meanwhile never reach the table), fsyncs the table's WAL
+and deletes the file.  At start, logs left by a crash are replayed into the
+table first.
 
-The log is a series of generation files, ``FILE.pending-N``.  A checkpoint
-starts a new generation for the appends that follow and applies the old one;
-generations are applied and deleted in order, so a crash at any point leaves
-only files whose replay (in order) yields the right table: inserts replace,
-deletes of absent rows do nothing.
+The log is a series of generation files, ``FILE.pending-N``, each allocated
+whole when it is started (:data:`SEGMENT_BYTES`, so that a full disk is an
+error then rather than a SIGBUS when a mapped page is first written).
+Generations are applied and deleted in order, so a crash at any point leaves
+files whose replay (in order) yields the right table: inserts replace, deletes
+of absent rows do nothing.
 
 A record is ``length, crc32`` then its payload: the adds and the deletions of
-one append.  A process killed in ``write()`` or a power cut can leave a
-truncated or garbled last record; replay stops there, which loses nothing that
-was acknowledged (an acknowledgement follows a complete write).
+one append.  The unwritten rest of a file is zeros, and a length of zero ends
+it.  A process killed while copying a record, or a power cut, can leave a
+garbled last record; replay stops there, which loses nothing that was
+acknowledged (an acknowledgement follows a complete copy).
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import struct
 import zlib
@@ -31,9 +39,14 @@ from pathlib import Path
 
 from . import StoredJob, StoreError
 
-__all__ = ["Generation", "Journal", "read_generation", "replay"]
+__all__ = ["SEGMENT_BYTES", "Generation", "Journal", "read_generation", "replay"]
 
 log = logging.getLogger(__name__)
+
+SEGMENT_BYTES = 8 << 20
+"""Bytes of log per generation file: about 50,000 small jobs submitted and
+finished.  A bigger file means rarer checkpoints and a longer replay after a
+crash (8 MiB replays in well under a second)."""
 
 _HEADER = struct.Struct(">II")  # payload length, crc32 of the payload
 _COUNTS = struct.Struct(">II")  # adds, deletions
@@ -47,7 +60,7 @@ class Generation:
     __slots__ = ("added", "done", "number", "paths")
 
     def __init__(self, path: Path, number: int) -> None:
-        self.paths = [path]  # the files its checkpoint deletes: its own, and any it took over
+        self.paths = [path]  # the files its checkpoint deletes
         self.number = number
         self.added: dict[int, StoredJob] = {}
         self.done: list[int] = []
@@ -72,7 +85,11 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.stem = f"{path}.pending-"
         self.current: Generation | None = None
-        self._fd = -1
+        self.filled: list[Generation] = []  # full generations, oldest first, for checkpoints
+        self.touched: set[str] = set()  # files written since their last fsync (the syncer's)
+        self._map: mmap.mmap | None = None
+        self._name = ""  # the current file, as the syncer names it
+        self._at = 0  # where the next record goes
         self.appends = 0  # records written, for metrics and tests
 
     def leftovers(self) -> list[Path]:
@@ -86,64 +103,65 @@ class Journal:
                 found.append((int(number), entry))
         return [entry for _, entry in sorted(found)]
 
-    def start(self, after: int = 0) -> None:
-        """Open a new generation numbered above ``after`` and above anything on disk."""
+    def start(self) -> None:
+        """Open a new generation numbered above anything on disk."""
         existing = self.leftovers()
-        last = int(existing[-1].name.rsplit("-", 1)[1]) if existing else 0
-        self._open(max(after, last) + 1)
+        self._open(int(existing[-1].name.rsplit("-", 1)[1]) + 1 if existing else 1)
 
-    def _open(self, number: int) -> None:
+    def _open(self, number: int, size: int = SEGMENT_BYTES) -> None:
         path = Path(f"{self.stem}{number}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = fd
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+            mapped = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)  # the mapping keeps the file
+        if self._map is not None:
+            self._map.close()
+        self._map, self._at, self._name = mapped, 0, str(path)
         self.current = Generation(path, number)
+        # A new file's name must reach the disk too.
+        self.touched.add(str(path.parent))
 
     def append(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
-        """Write one record; once this returns, a crash of this process keeps it."""
-        current = self.current
-        if current is None:
+        """Copy one record into the log; once this returns, a crash of this process keeps it.
+
+        Raises StoreError if a full file cannot be followed by a new one."""
+        mapped = self._map
+        if mapped is None:
             raise StoreError("the queue log is not open")
         payload = encode(added, done)
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        try:
-            written = os.write(self._fd, record)
-            if written != len(record):
-                raise OSError(f"short write ({written} of {len(record)} bytes)")
-        except OSError as exc:
-            # The file may end in a partial record now: later records go to a
-            # new generation, so replay (which stops at a bad record) reads them.
-            self._rotate_after_failure()
-            raise StoreError(f"{current.paths[-1]}: {exc}") from exc
-        current.note(added, done)
+        at = self._at
+        end = at + len(record)
+        if end > len(mapped):
+            try:
+                self.filled.append(self.rotate(len(record) + _HEADER.size))
+            except OSError as exc:
+                raise StoreError(f"cannot start a new queue log file: {exc}") from exc
+            mapped, at, end = self._map, 0, len(record)
+            assert mapped is not None
+        mapped[at:end] = record
+        self._at = end
+        self.current.note(added, done)  # type: ignore[union-attr]  # set with the map
+        self.touched.add(self._name)
         self.appends += 1
 
-    def _rotate_after_failure(self) -> None:
-        current = self.current
-        assert current is not None
-        try:
-            self._open(current.number + 1)
-        except OSError:
-            pass  # the next append fails again and is refused again
-        else:
-            # Its changes still need their checkpoint: carry them over, with its file.
-            successor = self.current
-            assert successor is not None
-            successor.note(list(current.added.values()), current.done)
-            successor.paths[:0] = current.paths
-
-    def rotate(self) -> Generation:
-        """Start the next generation; return the previous one for its checkpoint."""
+    def rotate(self, room: int = 0) -> Generation:
+        """Start the next generation (with room for ``room`` bytes at least); return the
+        previous one for its checkpoint."""
         old = self.current
         assert old is not None
-        self._open(old.number + 1)
+        self._open(old.number + 1, max(SEGMENT_BYTES, room))
         return old
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         self.current = None
 
 
@@ -221,13 +239,13 @@ def replay(paths: list[Path]) -> tuple[Generation, int]:
 
 
 def read_generation(path: Path) -> Iterator[tuple[list[StoredJob], list[int]]]:
-    """The records of one log file, in order, up to the first incomplete or damaged one."""
+    """The records of one log file, in order, up to its end or a damaged record."""
     raw = path.read_bytes()
     at = 0
-    while at < len(raw):
-        if at + _HEADER.size > len(raw):
-            break
+    while at + _HEADER.size <= len(raw):
         length, crc = _HEADER.unpack_from(raw, at)
+        if length == 0:
+            return  # the unwritten rest of the file
         payload = raw[at + _HEADER.size : at + _HEADER.size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             break
@@ -236,6 +254,6 @@ def read_generation(path: Path) -> Iterator[tuple[list[StoredJob], list[int]]]:
         except (struct.error, ValueError, UnicodeDecodeError):
             break
         at += _HEADER.size + length
-    if at < len(raw):
-        # A crash in write() or a power cut; nothing after it was acknowledged.
-        log.warning("%s: ignored %d bytes of an incomplete last record", path, len(raw) - at)
+    if raw[at:].strip(b"\0"):
+        # A crash while copying a record, or a power cut; nothing after it was acknowledged.
+        log.warning("%s: ignored a damaged last record (%d bytes from its start)", path, at)

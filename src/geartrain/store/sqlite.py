@@ -4,10 +4,10 @@ At the power level the WAL runs with ``synchronous=FULL``: every commit
 fsyncs, so every call runs on one dedicated thread and the event loop never
 waits on the disk.  At the crash level a change only has to reach the
 operating system before it is acknowledged: it is appended to a log file of
-our own (``store.journal``, one ``write()`` per batch), and about once a second
-a checkpoint moves the log into the table on the thread (``synchronous=NORMAL``),
-fsyncs the WAL and deletes the log.  A background thread also fsyncs the WAL
-after writes to the failed-job set.
+our own (``store.journal``, a copy into a mapped file per loop turn) that a
+background thread fsyncs once a second; when a log file is full, a checkpoint
+moves what it still holds into the table on the store's thread
+(``synchronous=NORMAL``), fsyncs the WAL and deletes the file.
 
 One server per file: the store holds an exclusive lock on ``FILE.lock``
 (holding the owner's pid) for as long as it is open, so a second server on
@@ -98,12 +98,12 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
-        self._syncer: _WalSyncer | None = None
+        self._syncer: _Syncer | None = None
+        self._wal = f"{self.path}-wal"
         # The crash level's log, and the task that checkpoints it into the table.
         self._journal: Journal | None = None
         self._checkpointer: asyncio.Task[None] | None = None
-        self._checkpointing: asyncio.Future[None] | None = None
-        self._unapplied: list[Generation] = []  # checkpoints that failed, to retry in order
+        self._checkpointing: asyncio.Future[bool] | None = None
 
     def __str__(self) -> str:
         return f"sqlite {self.path} table {self.table}"
@@ -144,11 +144,12 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={'FULL' if power else 'NORMAL'}")
         self._prepare_table(conn)
         if not power:
-            self._syncer = _WalSyncer(Path(f"{self.path}-wal"), str(self))
             # What a crash left in the log goes into the table before anything new.
-            self._journal = Journal(self.path)
-            self._replay(self._journal)
-            self._journal.start()
+            journal = Journal(self.path)
+            self._syncer = _Syncer(journal.touched, str(self))
+            self._replay(journal)
+            journal.start()
+            self._journal = journal
 
     def _prepare_table(self, conn: sqlite3.Connection) -> None:
         columns = {row[1].lower() for row in conn.execute(f"PRAGMA table_info({self.table})")}
@@ -256,50 +257,55 @@ class SqliteStore:
             await self._run(self._write, added, done)
 
     def append(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
-        """Crash level: put the changes in the log now, on the event loop (one
-        ``write()``); the table gets them at the next checkpoint.  Raises StoreError."""
+        """Crash level: put the changes in the log now, on the event loop (a copy into
+        the mapped file); the table gets them at a checkpoint.  Raises StoreError."""
         journal = self._journal
-        if journal is None or journal.current is None:
+        if journal is None:
             raise StoreError(f"{self}: not open")
         journal.append(added, done)
-        if self._checkpointer is None:
+        if journal.filled and self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
 
     async def _checkpoints(self) -> None:
-        """Move the log into the table once a second while appends come in."""
+        """Apply the full log files, oldest first; after a failure, try again each second."""
         journal = self._journal
         try:
-            while journal is not None and journal.current:
-                await asyncio.sleep(SYNC_INTERVAL)
+            while journal is not None and journal.filled:
                 # Shielded: a stop waits for a checkpoint under way rather than
                 # applying the same generation again behind it.
-                self._checkpointing = asyncio.ensure_future(self._checkpoint(journal))
-                await asyncio.shield(self._checkpointing)
+                self._checkpointing = asyncio.ensure_future(self._apply_filled(journal))
+                if not await asyncio.shield(self._checkpointing):
+                    await asyncio.sleep(SYNC_INTERVAL)
         finally:
             self._checkpointer = None
 
-    async def _checkpoint(self, journal: Journal) -> None:
+    async def _apply_filled(self, journal: Journal) -> bool:
+        while journal.filled:
+            try:
+                await self._run(self._apply, journal.filled[0])
+            except StoreError as exc:
+                # The log keeps the jobs; the next attempt applies them.
+                log.error("%s: checkpoint of the queue log failed: %s", self, exc)
+                return False
+            del journal.filled[0]
+        return True
+
+    async def _checkpoint(self, journal: Journal) -> bool:
+        """Everything in the log into the table now (to load it, or at a stop)."""
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
         if journal.current:
             try:
-                self._unapplied.append(journal.rotate())
+                journal.filled.append(journal.rotate())
             except OSError as exc:
                 log.error("%s: cannot start a new queue log file: %s", self, exc)
-                return
-        while self._unapplied:
-            generation = self._unapplied[0]
-            try:
-                await self._run(self._apply, generation)
-            except StoreError as exc:
-                # The log keeps the jobs; the next checkpoint tries again.
-                log.error("%s: checkpoint of the queue log failed: %s", self, exc)
-                return
-            del self._unapplied[0]
+        return await self._apply_filled(journal)
 
     def _apply(self, generation: Generation) -> None:
         """One generation into the table, fsynced, then its log files deleted."""
         self._write(list(generation.added.values()), generation.done, replace=True)
-        if self._syncer is not None and not self._syncer.sync():
-            raise OSError(f"fsync of {self._syncer.wal} failed")
+        if self._syncer is not None and not self._syncer.sync(self._wal):
+            raise OSError(f"fsync of {self._wal} failed")
         for path in generation.paths:
             path.unlink(missing_ok=True)
 
@@ -366,24 +372,21 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
         if self._syncer is not None:
-            self._syncer.dirty = True
+            self._syncer.touched.add(self._wal)
 
     async def _close_journal(self, journal: Journal) -> None:
         """A clean stop leaves the queue in the table alone, as gearmand's tools expect."""
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             checkpointer.cancel()
-        if self._checkpointing is not None:
-            await asyncio.wait([self._checkpointing])
         try:
-            if journal.current is not None:
-                await self._checkpoint(journal)
+            applied = await self._checkpoint(journal)
         finally:
             empty = journal.current
             journal.close()
-            if empty is not None and not empty and not self._unapplied:
-                for path in empty.paths:
-                    path.unlink(missing_ok=True)
+        if applied and empty is not None and not empty:
+            for path in empty.paths:
+                path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Close the file and stop the thread; safe to call twice."""
@@ -432,48 +435,62 @@ def _lock(lock_path: Path, path: Path) -> int:
     return fd
 
 
-class _WalSyncer:
-    """Fsyncs the WAL file every SYNC_INTERVAL seconds when commits were made.
+class _Syncer:
+    """Fsyncs the files written since the last beat (the log, the WAL, the directory
+    of a new log file) every SYNC_INTERVAL seconds.
 
     Its own thread, so neither the event loop nor the store's thread ever waits
     for the disk.  fsync of another descriptor of the same file flushes what
-    the connection wrote (the page cache is the file's, not the descriptor's).
+    was written through the connection or the mapping (the page cache is the
+    file's, not the descriptor's).  ``touched`` is shared with the writers: a
+    set's add and pop are atomic.
     """
 
-    def __init__(self, wal: Path, where: str) -> None:
-        self.wal = wal
+    def __init__(self, touched: set[str], where: str) -> None:
+        self.touched = touched
         self.where = where
-        self.dirty = False
         self.syncs = 0
         self._failing = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="geartrain-wal-sync", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="geartrain-sync", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(SYNC_INTERVAL):
-            if self.dirty:
-                self.sync()
+            failed = []
+            while self.touched:
+                try:
+                    name = self.touched.pop()
+                except KeyError:
+                    break
+                if not self.sync(name):
+                    failed.append(name)
+            self.touched.update(failed)
 
-    def sync(self) -> bool:
-        """Fsync the WAL now (from any thread); False if that failed (and was logged)."""
-        # Cleared first: a commit made during the fsync marks it dirty again.
-        self.dirty = False
+    def sync(self, name: str) -> bool:
+        """Fsync one file or directory now (from any thread); False if that failed
+        (and was logged).  A file gone since needs nothing: a checkpoint removed it."""
         try:
-            fd = os.open(self.wal, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True
         except OSError as exc:
-            self.dirty = True
-            if not self._failing:
-                log.error("%s: background fsync of %s failed: %s", self.where, self.wal, exc)
-            self._failing = True
-            return False
+            return self._failed(name, exc)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            return self._failed(name, exc)
+        finally:
+            os.close(fd)
         self.syncs += 1
         self._failing = False
         return True
+
+    def _failed(self, name: str, exc: OSError) -> bool:
+        if not self._failing:
+            log.error("%s: background fsync of %s failed: %s", self.where, name, exc)
+        self._failing = True
+        return False
 
     def stop(self) -> None:
         self._stop.set()
