@@ -283,3 +283,28 @@ async def test_a_server_death_is_a_lost_workers_attempt(backend: ClusterBackend)
     assert [o.kind for o in record.outcomes] == ["worker_lost"] * 2
     assert "stopped renewing its lease" in record.outcomes[0].message
     assert await backend.queues() == []
+
+
+async def test_on_redis_only_the_owner_retries_or_fails_a_job(
+    backend: ClusterBackend, shared_store: SharedStore
+) -> None:
+    """Redis fences by the owner too: after Redis lost writes, an id and attempt
+    may name another server's job (PostgreSQL's ids are never handed out again)."""
+    if shared_store.kind != "redis":
+        pytest.skip("PostgreSQL fences by the attempt alone")
+    other = shared_store.backend()
+    await other.open(lambda: None)
+    try:
+        [(job_id, _)] = await backend.submit([job(b"a")], b"H")
+        owner = await other.register("owner", 30)
+        [claimed] = await other.claim(owner, [(b"f", 1)])
+        await backend.register("bystander", 30)
+        await backend.fail([Failure(job_id, claimed.attempt, 1, "[]", "fail")])
+        await backend.retry([Retry(job_id, claimed.attempt, 0, 1, "[]", 0.0)])
+        await backend.release([(job_id, claimed.attempt, 1)])
+        assert await backend.status(job_id) == (b"H", 2, 0, 0)
+        assert await backend.failed_jobs() == []
+        await other.fail([Failure(job_id, claimed.attempt, 1, "[]", "fail")])
+        assert [r.handle for r in await backend.failed_jobs()] == [b"H:c%d" % job_id]
+    finally:
+        await other.close()
