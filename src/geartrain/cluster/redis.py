@@ -509,11 +509,11 @@ class RedisCluster:
     async def _run(self, script: AsyncScript, *args: Any) -> Any:
         return await script(keys=[self.base], args=args)
 
-    async def _held(self, script: AsyncScript, jobs: Sequence[Sequence[Any]]) -> None:
+    async def _fenced(self, script: AsyncScript, jobs: Sequence[Sequence[Any]]) -> Any:
         """Run a script over jobs held here, behind the fence of this process's
         server ids."""
         mine = self._identities
-        await self._run(script, len(mine), *mine, *(x for job in jobs for x in job))
+        return await self._run(script, len(mine), *mine, *(x for job in jobs for x in job))
 
     # -- life -----------------------------------------------------------------
 
@@ -596,20 +596,19 @@ class RedisCluster:
         return [Claimed._make([*row[:-1], row[-1].decode()]) for row in rows]
 
     async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
-        mine = self._identities
-        return set(await self._run(self._ack, len(mine), *mine, *(x for d in done for x in d)))
+        return set(await self._fenced(self._ack, done))
 
     async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
-        await self._held(self._release, jobs)
+        await self._fenced(self._release, jobs)
 
     async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
         await self._run(self._progress, *(x for j in jobs for x in j))
 
     async def retry(self, jobs: Sequence[Retry]) -> None:
-        await self._held(self._retry, jobs)
+        await self._fenced(self._retry, jobs)
 
     async def fail(self, jobs: Sequence[Failure]) -> None:
-        await self._held(self._fail, jobs)
+        await self._fenced(self._fail, jobs)
 
     async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
         args = (key, job.function, job.priority, prefix, job.reducer, job.data)
