@@ -13,7 +13,7 @@ from geartrain.cluster.backend import ClusterBackend
 from geartrain.server.failures import decode_outcomes
 from gt_helpers import wait_for
 
-from .conftest import SharedStore
+from .conftest import RedisShared, SharedStore
 
 pytestmark = [pytest.mark.backend]
 
@@ -285,13 +285,13 @@ async def test_a_server_death_is_a_lost_workers_attempt(backend: ClusterBackend)
     assert await backend.queues() == []
 
 
+# PostgreSQL fences by the attempt alone: its ids are never handed out again.
+@pytest.mark.parametrize("shared_store", [RedisShared], ids=["redis"], indirect=True)
 async def test_on_redis_only_the_owner_retries_or_fails_a_job(
     backend: ClusterBackend, shared_store: SharedStore
 ) -> None:
     """Redis fences by the owner too: after Redis lost writes, an id and attempt
-    may name another server's job (PostgreSQL's ids are never handed out again)."""
-    if shared_store.kind != "redis":
-        pytest.skip("PostgreSQL fences by the attempt alone")
+    may name another server's job."""
     other = shared_store.backend()
     await other.open(lambda: None)
     try:
