@@ -116,7 +116,7 @@ class StoreWriter:
         if not adds and not dones:
             return
         assert self._append is not None
-        written, dones = _net(adds, dones) if adds and dones else (adds, dones)
+        written, dones = _net(adds, dones)
         try:
             self._append(list(map(_record, written)), dones)
         except Exception as error:  # as in _write_batch: any failure is an outage
