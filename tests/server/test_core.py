@@ -374,15 +374,41 @@ def test_errors_for_bad_requests(server: JobServer) -> None:
 
 
 class ListPersister:
+    """A store that commits later (a transaction)."""
+
     def __init__(self) -> None:
         self.added: list[Job] = []
+        self.logged: list[Job] = []
         self.done_ids: list[int] = []
+
+    def store_now(self, job: Job) -> bool:
+        return False
 
     def add(self, job: Job) -> None:
         self.added.append(job)
 
     def done(self, store_id: int) -> None:
         self.done_ids.append(store_id)
+
+
+class LogPersister(ListPersister):
+    """A store that takes a new job at once (a log append)."""
+
+    def store_now(self, job: Job) -> bool:
+        self.logged.append(job)
+        return True
+
+
+def test_a_job_stored_at_once_is_acknowledged_at_once(server: JobServer) -> None:
+    persister = server.persister = LogPersister()
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    handle = client.submit(b"f", b"x", b"u", T.SUBMIT_JOB_BG)
+    [job] = persister.logged
+    assert job.handle == handle and job.store_id and persister.added == []
+    assert worker.grab()[0] == handle  # type: ignore[index]
+    worker.send(T.WORK_COMPLETE, handle, b"")
+    assert persister.done_ids == [job.store_id]
 
 
 def test_background_job_acknowledged_only_once_stored(server: JobServer) -> None:

@@ -69,8 +69,12 @@ def submit_one_at_a_time(port: int, count: int, created: list[bytes]) -> None:
         conn.close()
 
 
-def test_pipelined_submissions_share_transactions(durable: tuple[ServerProc, int]) -> None:
-    server, metrics = durable
+def test_pipelined_submissions_share_transactions(
+    durable_power: tuple[ServerProc, int],
+) -> None:
+    """Where each job costs a transaction (at the crash level it is a record in
+    the queue's log instead), a burst of submissions shares a few."""
+    server, metrics = durable_power
     before = store_writes(metrics)
     conn = Conn(server.port)
     packets = [pack(REQ, T.SUBMIT_JOB_BG, [b"durable", b"", b"%d" % i]) for i in range(500)]

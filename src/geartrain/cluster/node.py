@@ -329,6 +329,9 @@ class ClusterNode:
 
     # -- the core's persister and hooks -------------------------------------------
 
+    def store_now(self, job: Job) -> bool:
+        return False  # a shared job is the cluster's once its commit returns
+
     def add(self, job: Job) -> None:
         self._adds.append(job)
         self._kick_writer()

@@ -260,11 +260,12 @@ class JobServer:
         if not background:
             self._attach(job, peer)
         if background and self.persister is not None:
-            job.state = PENDING
             job.store_id = self._take_store_id()
-            job.waiters = [peer]
-            self.persister.add(job)
-            return job
+            if not self.persister.store_now(job):
+                job.state = PENDING
+                job.waiters = [peer]
+                self.persister.add(job)
+                return job
         peer.send(HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle)
         self._enqueue(job)
         return job

@@ -290,6 +290,10 @@ class Stats:
 class Persister(Protocol):
     """How the core reaches the durable store (see :mod:`.persistence`)."""
 
+    def store_now(self, job: Job) -> bool:
+        """Store a new job at once if the store can (a log append): True if it is
+        stored, and the core acknowledges it now; False to :meth:`add` it instead."""
+
     def add(self, job: Job) -> None:
         """Store the job; later call ``JobServer.stored`` or ``JobServer.store_failed``."""
 

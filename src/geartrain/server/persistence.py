@@ -134,6 +134,22 @@ class StoreWriter:
         for job in adds:
             stored(job)
 
+    def store_now(self, job: Job) -> bool:
+        """A new job into a logging store's log at once (one record): True if it is
+        there, so the core can acknowledge it in this turn as a memory queue would.
+        A failure starts an outage; the core then hands the job to :meth:`add`,
+        which refuses it until a write succeeds again."""
+        if not self._appending():
+            return False
+        assert self._append is not None
+        try:
+            self._append([_record(job)], ())
+        except Exception as error:  # as in _write_batch: any failure is an outage
+            self._begin_outage(error)
+            return False
+        self.writes += 1
+        return True
+
     def add(self, job: Job) -> None:
         if self._appending():
             if not self._turn_adds:
@@ -329,10 +345,13 @@ class StoreWriter:
             stored(job)
         return True
 
-    def _on_failure(self, error: Exception, adds: list[Job], dones: list[int]) -> None:
+    def _begin_outage(self, error: Exception) -> None:
         if not self._outage:
             self._outage = True
             log.error("Queue store failed (%s); refusing background jobs until it is back", error)
+
+    def _on_failure(self, error: Exception, adds: list[Job], dones: list[int]) -> None:
+        self._begin_outage(error)
         reason = f"Queue store unavailable: {error}".encode(errors="replace")[:200]
         for job in adds:
             self.core.store_failed(job, reason)
