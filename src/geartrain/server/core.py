@@ -259,16 +259,23 @@ class JobServer:
             _index_unique(f, job)
         if not background:
             self._attach(job, peer)
-        if background and self.persister is not None:
-            job.store_id = self._take_store_id()
-            if not self.persister.store_now(job):
-                job.state = PENDING
-                job.waiters = [peer]
-                self.persister.add(job)
-                return job
+        if background and self.persister is not None and not self._stored_now(job, peer):
+            return job
         peer.send(HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle)
         self._enqueue(job)
         return job
+
+    def _stored_now(self, job: Job, peer: Peer) -> bool:
+        """Make a new background job durable: True if the store took it at once (a
+        log append); else it waits, unacknowledged, for the store's ``stored``."""
+        assert self.persister is not None
+        job.store_id = self._take_store_id()
+        if self.persister.store_now(job):
+            return True
+        job.state = PENDING
+        job.waiters = [peer]
+        self.persister.add(job)
+        return False
 
     def _queue_full(self, f: Function, priority: int, size: int) -> bool:
         """The function's `maxqueue`, its own limits (settings file, or the
