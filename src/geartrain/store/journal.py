@@ -134,17 +134,20 @@ class Journal:
         if mapped is None:
             raise StoreError("the queue log is not open")
         payload = encode(added, done)
-        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        header = _HEADER.pack(len(payload), zlib.crc32(payload))
         at = self._at
-        end = at + len(record)
+        end = at + _HEADER.size + len(payload)
         if end > len(mapped):
             try:
-                self.filled.append(self.rotate(len(record) + _HEADER.size))
+                self.filled.append(self.rotate(end - at + _HEADER.size))
             except OSError as exc:
                 raise StoreError(f"cannot start a new queue log file: {exc}") from exc
-            mapped, at, end = self._map, 0, len(record)
+            mapped, at, end = self._map, 0, end - at
             assert mapped is not None
-        mapped[at:end] = record
+        # The payload first, then its header: a kill in between leaves a zero
+        # length, the clean end of the file.
+        mapped[at + _HEADER.size : end] = payload
+        mapped[at : at + _HEADER.size] = header
         self._at = end
         self.current.note(added, done)  # type: ignore[union-attr]  # set with the map
         self.touched.add(self._name)
@@ -165,7 +168,27 @@ class Journal:
         self.current = None
 
 
+_ONE = struct.Struct(">II" + _JOB.format[1:])  # counts (1, 0) and one job, packed at once
+
+
 def encode(added: Sequence[StoredJob], done: Sequence[int]) -> bytes:
+    if len(added) == 1 and not done:  # a submission: the acknowledgement's path
+        job_id, function, unique, data, priority, when, handle, attempts, text = added[0]
+        outcomes = text.encode() if text else b""
+        head = _ONE.pack(
+            1,
+            0,
+            job_id,
+            priority,
+            when,
+            attempts,
+            len(function),
+            len(unique),
+            len(data),
+            len(handle),
+            len(outcomes),
+        )
+        return b"".join((head, function, unique, data, handle, outcomes))
     parts = [_COUNTS.pack(len(added), len(done))]
     pack = _JOB.pack
     for job_id, function, unique, data, priority, when, handle, attempts, text in added:
