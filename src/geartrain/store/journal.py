@@ -2,8 +2,8 @@
 
 At the crash level a job must be in the operating system before JOB_CREATED,
 not on the disk.  A SQLite commit gives far more than that for ~40 µs of the
-event loop.  So the store appends each loop turn's submissions and
-completions to a log of its own as one record and acknowledges at once.  The
+event loop.  So the store appends each new job to a log of its own as a
+record and acknowledges it at once (completions share a record a millisecond).  The
 log file is mapped into memory (``MAP_SHARED``): a record is a copy into the
 kernel's page cache, with no system call, and it survives a kill of the
 process as a ``write()`` would.  A background thread fsyncs the log once a
@@ -34,7 +34,7 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import StoredJob, StoreError
@@ -90,7 +90,6 @@ class Journal:
         self._map: mmap.mmap | None = None
         self._name = ""  # the current file, as the syncer names it
         self._at = 0  # where the next record goes
-        self.appends = 0  # records written, for metrics and tests
 
     def leftovers(self) -> list[Path]:
         """Generation files on disk, oldest first (at open: what a crash left)."""
@@ -151,7 +150,6 @@ class Journal:
         self._at = end
         self.current.note(added, done)  # type: ignore[union-attr]  # set with the map
         self.touched.add(self._name)
-        self.appends += 1
 
     def rotate(self, room: int = 0) -> Generation:
         """Start the next generation (with room for ``room`` bytes at least); return the
@@ -171,46 +169,31 @@ class Journal:
 _ONE = struct.Struct(">II" + _JOB.format[1:])  # counts (1, 0) and one job, packed at once
 
 
+def _job_parts(pack: Callable[..., bytes], job: StoredJob, *counts: int) -> tuple[bytes, ...]:
+    """One job's packed head (after ``counts``, if any) and its variable fields."""
+    job_id, function, unique, data, priority, when, handle, attempts, text = job
+    outcomes = text.encode()
+    head = pack(
+        *counts,
+        job_id,
+        priority,
+        when,
+        attempts,
+        len(function),
+        len(unique),
+        len(data),
+        len(handle),
+        len(outcomes),
+    )
+    return head, function, unique, data, handle, outcomes
+
+
 def encode(added: Sequence[StoredJob], done: Sequence[int]) -> bytes:
     if len(added) == 1 and not done:  # a submission: the acknowledgement's path
-        job_id, function, unique, data, priority, when, handle, attempts, text = added[0]
-        outcomes = text.encode() if text else b""
-        head = _ONE.pack(
-            1,
-            0,
-            job_id,
-            priority,
-            when,
-            attempts,
-            len(function),
-            len(unique),
-            len(data),
-            len(handle),
-            len(outcomes),
-        )
-        return b"".join((head, function, unique, data, handle, outcomes))
+        return b"".join(_job_parts(_ONE.pack, added[0], 1, 0))
     parts = [_COUNTS.pack(len(added), len(done))]
-    pack = _JOB.pack
-    for job_id, function, unique, data, priority, when, handle, attempts, text in added:
-        outcomes = text.encode()
-        parts += (
-            pack(
-                job_id,
-                priority,
-                when,
-                attempts,
-                len(function),
-                len(unique),
-                len(data),
-                len(handle),
-                len(outcomes),
-            ),
-            function,
-            unique,
-            data,
-            handle,
-            outcomes,
-        )
+    for job in added:
+        parts += _job_parts(_JOB.pack, job)
     if len(done) == 1:
         parts.append(_ID.pack(done[0]))
     elif done:

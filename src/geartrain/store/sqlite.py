@@ -449,7 +449,6 @@ class _Syncer:
     def __init__(self, touched: set[str], where: str) -> None:
         self.touched = touched
         self.where = where
-        self.syncs = 0
         self._failing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="geartrain-sync", daemon=True)
@@ -482,7 +481,6 @@ class _Syncer:
             return self._failed(name, exc)
         finally:
             os.close(fd)
-        self.syncs += 1
         self._failing = False
         return True
 
