@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,31 @@ def test_two_servers_one_stopped(
 def test_one_mib_payload(server: ServerProc, spawn: Spawn) -> None:
     worker(spawn, server.port, "big")
     assert client(server.port, "big", "big") == ["same"]
+
+
+@pytest.mark.parametrize("level", ["crash", "power"])
+def test_pipelined_background_and_foreground_tasks_keep_their_handles(
+    start_server: Callable[..., ServerProc], spawn: Spawn, tmp_path: Path, level: str
+) -> None:
+    # libgearman pairs each JOB_CREATED with its oldest unanswered submission; at the
+    # power level a background job's comes after a commit, and a foreground job's
+    # that was asked for later must wait behind it (else the tasks swap handles).
+    db = tmp_path / "q.sqlite3"
+    server = start_server(
+        args=["-q", "libsqlite3", f"--libsqlite3-db={db}", f"--durability={level}"]
+    )
+    worker(spawn, server.port, "echo", "echo")
+    lines = client(server.port, "mixed", "echo", "later", "20")
+    assert lines[-1] == "run ok"
+    completed = sorted(line for line in lines if line.startswith("complete "))
+    assert completed == sorted(f"complete f{i} f{i}" for i in range(20))
+    created = [line.split()[1:] for line in lines if line.startswith("created ")]
+    queued = {handle: unique for handle, unique in created if unique.startswith("b")}
+    assert len(queued) == 20
+    # The handles the client was given name the jobs it submitted.
+    handles = spawn(
+        [tool("php"), str(PHP / "worker.php"), str(server.port), "later", "handles", "20"]
+    )
+    out, _ = handles.communicate(timeout=30)
+    ran = dict(line.split() for line in out.decode().splitlines())
+    assert ran == queued

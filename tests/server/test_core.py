@@ -426,6 +426,37 @@ def test_background_job_acknowledged_only_once_stored(server: JobServer) -> None
     assert persister.done_ids == [job.store_id]
 
 
+def test_answers_wait_behind_an_acknowledgement_owed(server: JobServer) -> None:
+    # A pipelining client matches JOB_CREATED to its submissions by order: a foreground
+    # job's must not overtake that of a background job still waiting for the store.
+    persister = server.persister = ListPersister()
+    client = Conn(server, "c")
+    client.send(T.SUBMIT_JOB_BG, b"f", b"a", b"x")
+    client.send(T.SUBMIT_JOB, b"f", b"b", b"y")
+    client.send(T.ECHO_REQ, b"ping")
+    client.send(T.SUBMIT_JOB_BG, b"f", b"c", b"z")
+    assert client.received() == []
+    first, second = persister.added
+    server.stored(second)  # commits may come back in any order
+    assert client.received() == []
+    server.stored(first)
+    answers = client.received()
+    assert [p[0] for p in answers] == [T.JOB_CREATED, T.JOB_CREATED, T.ECHO_RES, T.JOB_CREATED]
+    handles = [args[0] for ptype, args in answers if ptype == T.JOB_CREATED]
+    assert [server.jobs[h].data for h in handles] == [b"x", b"y", b"z"]
+    client.send(T.ECHO_REQ, b"again")  # nothing owed any more: answered at once
+    assert client.one(T.ECHO_RES) == (b"again",)
+
+
+def test_an_answer_owed_to_a_refused_job_keeps_its_place(server: JobServer) -> None:
+    persister = server.persister = ListPersister()
+    client = Conn(server, "c")
+    client.send(T.SUBMIT_JOB_BG, b"f", b"a", b"x")
+    client.send(T.SUBMIT_JOB, b"f", b"b", b"y")
+    server.store_failed(persister.added[0], b"disk full")
+    assert [p[0] for p in client.received()] == [T.ERROR, T.JOB_CREATED]
+
+
 def test_store_failure_refuses_the_job(server: JobServer) -> None:
     persister = server.persister = ListPersister()
     client = Conn(server, "c")

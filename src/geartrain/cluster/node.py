@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import RES, PacketType, pack
 from ..server.failures import decode_outcomes, encode_outcomes
+from ..server.reply_order import owe, pay
 from . import Failure, Retry, Submission, cluster_handle, parse_handle
 from .failures import SharedFailedJobs
 from .lease import Lease
@@ -402,40 +403,54 @@ class ClusterNode:
         parsed = parse_handle(handle)
         if parsed is None:
             return False
-        self._spawn(self._status(peer, handle, *parsed))
+        unknown = pack(RES, PacketType.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))
+        self._answer_later(peer, self._status(handle, *parsed), unknown)
         return True
 
     def status_unique(self, peer: Peer, unique: bytes) -> bool:
         if not unique:
             return False
-        self._spawn(self._status_unique(peer, unique))
+        unknown = pack(RES, PacketType.STATUS_RES_UNIQUE, (unique, b"0", b"0", b"0", b"0", b"0"))
+        self._answer_later(peer, self._status_unique(unique), unknown)
         return True
 
-    async def _status(self, peer: Peer, handle: bytes, prefix: bytes, job_id: int) -> None:
+    def _answer_later(self, peer: Peer, answer: Awaitable[bytes | None], unknown: bytes) -> None:
+        """Answer ``peer`` once the shared store has, in the order of its requests
+        (``unknown`` if the store cannot say)."""
+        key = object()
+        owe(peer, key)
+
+        async def answer_then_pay() -> None:
+            packet = None
+            try:
+                packet = await answer
+            finally:
+                if not peer.closed:
+                    pay(peer, key, packet or unknown)
+
+        self._spawn(answer_then_pay())
+
+    async def _status(self, handle: bytes, prefix: bytes, job_id: int) -> bytes | None:
         try:
             row = await self.backend.status(job_id)
         except self.backend.errors:
-            row = None
+            return None
         if row is None or row[0] != prefix:
-            reply = (handle, b"0", b"0", b"0", b"0")
-        else:
-            running = b"1" if row[1] == 2 else b"0"
-            reply = (handle, b"1", running, b"%d" % row[2], b"%d" % row[3])
-        if not peer.closed:
-            peer.send(pack(RES, PacketType.STATUS_RES, reply))
+            return None
+        running = b"1" if row[1] == 2 else b"0"
+        reply = (handle, b"1", running, b"%d" % row[2], b"%d" % row[3])
+        return pack(RES, PacketType.STATUS_RES, reply)
 
-    async def _status_unique(self, peer: Peer, unique: bytes) -> None:
+    async def _status_unique(self, unique: bytes) -> bytes | None:
         try:
             row = await self.backend.status_unique(unique)
         except self.backend.errors:
-            row = None
+            return None
         if row is None:
-            reply = (unique, b"0", b"0", b"0", b"0", b"0")
-        else:
-            running = b"1" if row[0] == 2 else b"0"
-            reply = (unique, b"1", running, b"%d" % row[1], b"%d" % row[2], b"0")
-        if not peer.closed:
-            peer.send(pack(RES, PacketType.STATUS_RES_UNIQUE, reply))
+            return None
+        running = b"1" if row[0] == 2 else b"0"
+        reply = (unique, b"1", running, b"%d" % row[1], b"%d" % row[2], b"0")
+        return pack(RES, PacketType.STATUS_RES_UNIQUE, reply)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -49,6 +49,7 @@ from .replies import (
     c_strtol,
     error_packet,
 )
+from .reply_order import owe, pay
 from .schedules import Recurring, Schedule, sched_fields
 from .settings import Settings
 
@@ -274,6 +275,7 @@ class JobServer:
             return True
         job.state = PENDING
         job.waiters = [peer]
+        owe(peer, job)
         self.persister.add(job)
         return False
 
@@ -323,6 +325,7 @@ class JobServer:
         if job.waiters is not None:
             # A store write for this job is in flight: acknowledge after it.
             job.waiters.append(peer)
+            owe(peer, job)
         else:
             peer.send(HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle)
 
@@ -381,7 +384,7 @@ class JobServer:
         created = HEADER.pack(RES, T.JOB_CREATED, len(job.handle)) + job.handle
         for peer in waiters or ():
             if not peer.closed:
-                peer.send(created)
+                pay(peer, job, created)
         # A job made durable by a later background submission may already be
         # queued, running or even finished (its done() then follows this add).
         if job.state is PENDING:
@@ -395,7 +398,7 @@ class JobServer:
         created = HEADER.pack(RES, T.JOB_CREATED, len(handle)) + handle
         for peer in waiters or ():
             if not peer.closed:
-                peer.send(created)
+                pay(peer, job, created)
 
     def adopt(
         self,
@@ -435,7 +438,7 @@ class JobServer:
         error = error_packet(b"QUEUE_ERROR", reason)
         for peer in waiters or ():
             if not peer.closed:
-                peer.send(error)
+                pay(peer, job, error)
         job.store_id = 0
         if job.state is PENDING:
             self._remove(job)

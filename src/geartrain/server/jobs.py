@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .failures import FailedJob
+    from .reply_order import HeldReplies
     from .schedules import Schedule
 
 __all__ = [
@@ -205,6 +206,7 @@ class Peer:
         "connected_at",
         "names",
         "identity",
+        "held",
     )
 
     def __init__(
@@ -236,6 +238,8 @@ class Peer:
         # the access rules give this peer (set by the core).
         self.names: tuple[str, ...] = ()
         self.identity = "anonymous"
+        # What waits behind an answer owed to this peer (reply_order), if any.
+        self.held: HeldReplies | None = None
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""

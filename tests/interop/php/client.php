@@ -36,6 +36,17 @@ switch ($mode) {
         $ok = $c->runTasks();
         out($ok ? "run ok" : "run error " . $c->error());
         break;
+    case 'mixed':  // mixed FG BG N: N background and N foreground tasks, alternating, in one run
+        [, , , $fg, $bg, $n] = $argv;
+        $c->setCreatedCallback(function ($t) { out("created {$t->jobHandle()} {$t->unique()}"); });
+        $c->setCompleteCallback(function ($t) { out("complete {$t->unique()} {$t->data()}"); });
+        for ($i = 0; $i < (int)$n; $i++) {
+            $c->addTaskBackground($bg, "b$i", null, "b$i");
+            $c->addTask($fg, "f$i", null, "f$i");
+        }
+        $ok = $c->runTasks();
+        out($ok ? "run ok" : "run error " . $c->error());
+        break;
     case 'big':  // big FUNC: 1 MiB with every byte value
         $data = str_repeat(implode('', array_map('chr', range(0, 255))), 4096);
         $r = $c->doNormal($argv[3], $data);

@@ -1,7 +1,8 @@
 <?php
 // php worker.php PORT FUNC MODE [MAXJOBS]
 // MODE: echo (return the workload), progress (status, data, warning, then complete),
-//       exception, fail, slow (sleep 30 s: to be killed mid-job), upper.
+//       exception, fail, slow (sleep 30 s: to be killed mid-job), upper,
+//       handles (print "handle workload" for each job).
 [$_, $port, $func, $mode] = $argv;
 $max = (int)($argv[4] ?? 0);
 $w = new GearmanWorker();
@@ -28,6 +29,9 @@ $w->addFunction($func, function (GearmanJob $job) use ($mode) {
             return 'slow';
         case 'upper':
             return strtoupper($job->workload());
+        case 'handles':
+            echo $job->handle(), ' ', $job->workload(), "\n";
+            return '';
         default:
             return $job->workload();
     }

@@ -1,0 +1,81 @@
+"""Answers leave in the order of the requests, even when one must wait.
+
+A client may send several requests before reading the answers, and match them
+by order: libgearman pairs each JOB_CREATED with its oldest submission still
+unanswered (the packet carries no other key).  Most answers go out at once,
+but some wait for a store: a background job is acknowledged only once the
+store has it (the power level, a store outage, a cluster's shared store), and
+a cluster answers a status query after asking the shared store.  While such
+an answer is owed, everything else the server sends that peer queues behind
+it, so a foreground job's JOB_CREATED cannot overtake an earlier background
+one's.  The usual path (nothing owed) costs nothing: the peer's ``send`` is
+the connection's own until an answer is owed, and again once all are paid.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from .jobs import Peer
+
+Send = Callable[[bytes | list[bytes]], None]
+
+__all__ = ["owe", "pay"]
+
+
+class _Owed:
+    """A place in the queue for an answer still to come."""
+
+    __slots__ = ("key", "data")
+
+    def __init__(self, key: object) -> None:
+        self.key = key
+        self.data: bytes | None = None
+
+
+class HeldReplies:
+    """A peer's output while it is owed an answer: the connection's own send, and
+    what waits to be sent, oldest first."""
+
+    __slots__ = ("send", "queue")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.queue: deque[bytes | list[bytes] | _Owed] = deque()
+
+
+def owe(peer: Peer, key: object) -> None:
+    """The answer to ``peer``'s latest request comes later (``pay`` with the same
+    ``key``); until then what the server sends ``peer`` waits behind it."""
+    held = peer.held
+    if held is None:
+        held = peer.held = HeldReplies(peer.send)
+        peer.send = held.queue.append
+    held.queue.append(_Owed(key))
+
+
+def pay(peer: Peer, key: object, data: bytes) -> None:
+    """Send the answer owed for ``key``, then whatever waited behind it."""
+    held = peer.held
+    if held is None:  # nothing owed (any more): an answer like any other
+        peer.send(data)
+        return
+    queue = held.queue
+    for item in queue:
+        if isinstance(item, _Owed) and item.key is key and item.data is None:
+            item.data = data
+            break
+    else:
+        queue.append(data)
+    send = held.send
+    while queue:
+        head = queue[0]
+        if isinstance(head, _Owed):
+            if head.data is None:
+                return  # an older answer is still owed
+            head = head.data
+        queue.popleft()
+        send(head)
+    peer.send = send
+    peer.held = None
