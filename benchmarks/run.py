@@ -1,8 +1,12 @@
 """geartrain against gearmand, side by side: the same loads, alternating runs, medians.
 
     python benchmarks/run.py [--scenarios 1,2,3] [--runs 3] [--quick]
-                             [--servers gearmand,geartrain] [--geartrain-python PATH]
-                             [--profile KEY]
+                             [--servers gearmand,geartrain]
+                             [--geartrain-python PATH | --installed] [--profile KEY]
+
+geartrain runs on this interpreter unless --geartrain-python names another, or
+--installed installs it as the README does (`pip install .`, which compiles the
+server's hot modules, into build/bench-venv) and runs that.
 
 Prints a table, writes benchmarks/results/<time>.json and .png.  Needs Debian's
 gearman-job-server and php-cli php-gearman (scripts/install-system-deps) and, for
@@ -170,9 +174,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run")
     parser.add_argument("--servers", default="gearmand,geartrain")
     parser.add_argument("--geartrain-python", default=sys.executable)
+    parser.add_argument(
+        "--installed", action="store_true", help="run geartrain as `pip install .` installs it"
+    )
     parser.add_argument("--profile", metavar="KEY", help="profile geartrain in one scenario")
     args = parser.parse_args()
     args.servers = args.servers.split(",")
+    if args.installed:
+        args.geartrain_python = servers.install(Path(__file__).parent.parent)
     if args.quick:
         args.runs = 1
     chosen = [s for s in SCENARIOS if s.key in args.scenarios.split(",")]
@@ -189,10 +198,12 @@ def main() -> None:
             [servers.GEARMAND, "--version"], capture_output=True, text=True
         ).stdout.split()[1],
         "geartrain_python": args.geartrain_python,
+        "geartrain_build": servers.build_of(args.geartrain_python),
         "runs": args.runs,
         "quick": args.quick,
         "scenarios": {},
     }
+    print(f"geartrain: {report['geartrain_build']} ({args.geartrain_python})", flush=True)
     for scenario in chosen:
         print(f"{scenario.key}: {scenario.title}", flush=True)
         report["scenarios"][scenario.key] = measure(args, scenario)

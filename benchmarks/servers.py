@@ -16,6 +16,21 @@ GEARMAND = "/usr/sbin/gearmand"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def install(root: Path) -> str:
+    """geartrain as a user installs it (`pip install .`) in build/bench-venv: its python."""
+    venv = root / "build" / "bench-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(root)], check=True)
+    return str(venv / "bin" / "python")
+
+
+def build_of(python: str) -> str:
+    """Whether ``python``'s geartrain has the compiled server modules."""
+    probe = "import geartrain.server.core as m; print(m.__file__.endswith('.so'))"
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
+    return "compiled (mypyc)" if out.stdout.strip() == "True" else "pure Python"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
