@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .jobs import Peer
+if TYPE_CHECKING:
+    from .jobs import Peer
 
 Send = Callable[[bytes | list[bytes]], None]
 
