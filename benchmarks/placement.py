@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 import servers
-from scenarios import PHP_DIR, php_clients
+from scenarios import submit_then_drain
 
 # (name, server CPUs, one CPU list per worker); "" leaves the choice to the scheduler.
 PLACEMENTS = [
@@ -33,10 +31,6 @@ PLACEMENTS = [
 ]
 
 
-def pinned(cpus: str, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", cpus, *argv] if cpus else argv
-
-
 def drain(kind: str, python: str, server_cpus: str, worker_cpus: list[str], jobs: int) -> float:
     queue = ["-q", "builtin"] if kind == "gearmand" else []
     server = servers.start(kind, queue, python)
@@ -45,14 +39,7 @@ def drain(kind: str, python: str, server_cpus: str, worker_cpus: list[str], jobs
             # Every thread of the server (gearmand has several).
             for task in os.listdir(f"/proc/{server.pid}/task"):
                 os.sched_setaffinity(int(task), {int(c) for c in server_cpus.split(",")})
-        php_clients(server.port, 2, "bg", jobs // 2)
-        per = jobs // len(worker_cpus)
-        argv = ["php", str(PHP_DIR / "worker.php"), str(server.port), str(per)]
-        start = time.perf_counter()
-        procs = [subprocess.Popen(pinned(cpus, argv)) for cpus in worker_cpus]
-        for proc in procs:
-            proc.wait(timeout=600)
-        return per * len(worker_cpus) / (time.perf_counter() - start)
+        return submit_then_drain(server, "bg", 2, jobs, worker_cpus)["drain_jobs_per_s"]
     finally:
         server.stop()
 

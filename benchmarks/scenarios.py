@@ -7,7 +7,7 @@ import json
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,16 +95,26 @@ def queued(port: int, function: str = "bench") -> int:
         return sum(line.total for line in admin.status() if line.function == function)
 
 
-def submit_then_drain(server: Server, mode: str, clients: int, total: int) -> dict[str, float]:
+def pinned(cpus: str, argv: list[str]) -> list[str]:
+    """``argv`` run on the CPUs ``cpus`` (taskset); "": wherever the scheduler likes."""
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def submit_then_drain(
+    server: Server, mode: str, clients: int, total: int, worker_cpus: Sequence[str] = ("", "")
+) -> dict[str, float]:
+    """Submit ``total`` jobs, then drain them with one PHP worker per ``worker_cpus``."""
     cpu0 = server.cpu_seconds()
     done, submit = php_clients(server.port, clients, mode, total // clients, batch=100)
     # Usually `done`, but libgearman's time-based unique keys (libuuid without uuidd)
     # now and then repeat across client processes, and both servers coalesce such jobs.
     done = queued(server.port)
     start = time.perf_counter()
+    n = len(worker_cpus)
+    argv = ["php", str(PHP_DIR / "worker.php"), str(server.port)]
     workers = [
-        subprocess.Popen(["php", str(PHP_DIR / "worker.php"), str(server.port), str(share)])
-        for share in (done // 2, done - done // 2)
+        subprocess.Popen(pinned(cpus, [*argv, str(done // n + (i < done % n))]))
+        for i, cpus in enumerate(worker_cpus)
     ]
     for proc in workers:
         proc.wait(600)

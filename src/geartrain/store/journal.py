@@ -134,20 +134,21 @@ class Journal:
             raise StoreError("the queue log is not open")
         payload = encode(added, done)
         header = _HEADER.pack(len(payload), zlib.crc32(payload))
+        size = _HEADER.size + len(payload)
         at = self._at
-        end = at + _HEADER.size + len(payload)
-        if end > len(mapped):
+        if at + size > len(mapped):
             try:
-                self.filled.append(self.rotate(end - at + _HEADER.size))
+                # Room for the record and a zero header after it.
+                self.filled.append(self.rotate(size + _HEADER.size))
             except OSError as exc:
                 raise StoreError(f"cannot start a new queue log file: {exc}") from exc
-            mapped, at, end = self._map, 0, end - at
+            mapped, at = self._map, 0
             assert mapped is not None
         # The payload first, then its header: a kill in between leaves a zero
         # length, the clean end of the file.
-        mapped[at + _HEADER.size : end] = payload
+        mapped[at + _HEADER.size : at + size] = payload
         mapped[at : at + _HEADER.size] = header
-        self._at = end
+        self._at = at + size
         self.current.note(added, done)  # type: ignore[union-attr]  # set with the map
         self.touched.add(self._name)
 
