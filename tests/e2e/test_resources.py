@@ -457,3 +457,14 @@ def test_admin_line_limit(start_server: Callable[..., ServerProc]) -> None:
         assert a.admin("version").startswith(b"OK")
         a.raw(b"s" * 200)
         assert a.closed_by_server()
+
+
+def test_the_server_sleeps_once_a_busy_spell_is_over(geartrain: ServerProc) -> None:
+    with Wire(geartrain.port) as w:  # round trips back to back: the loop polls between them
+        for _ in range(2000):
+            w.send(T.ECHO_REQ, b"x")
+            w.expect(T.ECHO_RES)
+    time.sleep(0.5)
+    used = cpu_seconds(geartrain.pid)
+    time.sleep(2)
+    assert cpu_seconds(geartrain.pid) - used < 0.1, "the server polls while idle"

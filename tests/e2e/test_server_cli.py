@@ -64,7 +64,16 @@ def test_gearmand_flags_are_accepted(flags: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "flags", ["--bogus", "-p notaport", "-p 70000", "--verbose=LOUD", "-j 300", "-q nosuchqueue"]
+    "flags",
+    [
+        "--bogus",
+        "-p notaport",
+        "-p 70000",
+        "--verbose=LOUD",
+        "-j 300",
+        "-q nosuchqueue",
+        "--busy-poll=-1",
+    ],
 )
 def test_bad_flags_are_one_line_and_status_1(flags: str) -> None:
     result = run(*flags.split(), "--check-args")

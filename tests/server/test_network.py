@@ -98,3 +98,14 @@ async def test_idle_buffers_are_released() -> None:
     await loop.sock_sendall(ours, pack(REQ, T.ECHO_REQ, (b"again",)))
     assert (await receive(ours, 17)).endswith(b"again")  # a new buffer as soon as bytes come
     ours.close()
+
+
+@pytest.mark.parametrize("busy_poll_us", [100_000, 0])
+async def test_answering_keeps_the_loop_polling_unless_turned_off(busy_poll_us: int) -> None:
+    network = make_network(busy_poll_us=busy_poll_us)
+    conn, ours = await connect(network)
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(ours, pack(REQ, T.ECHO_REQ, (b"hello",)))
+    await receive(ours, 17)
+    assert network.busy_poll.polling is bool(busy_poll_us)
+    ours.close()

@@ -166,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         "without one only loopback may act",
     )
     ext.add_argument(
+        "--busy-poll",
+        type=_size,
+        default=ServerConfig.busy_poll_us,
+        metavar="USEC",
+        help="keep polling this long after work before sleeping, when that pays "
+        f"({ServerConfig.busy_poll_us}; 0: off)",
+    )
+    ext.add_argument(
         "--ssl-handshake-timeout",
         type=float,
         default=ServerConfig.tls_handshake_timeout,
@@ -267,6 +275,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,
         tls_handshake_timeout=ns.ssl_handshake_timeout,
+        busy_poll_us=ns.busy_poll,
     )
 
 

@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..protocol import DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_PACKET_SIZE
+from .busy_poll import DEFAULT_BUSY_POLL_US
 from .limits import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES
 
 __all__ = ["DEFAULT_PORT", "VERBOSE_LEVELS", "ServerConfig", "default_handle_prefix"]
@@ -77,5 +78,8 @@ class ServerConfig:
     (see geartrain.store.durability); shown on the status page and /metrics."""
     settings_file: str | None = None
     """The TOML settings file (``--settings``): failure policies, schedules; reread on SIGHUP."""
+    busy_poll_us: int = DEFAULT_BUSY_POLL_US
+    """Microseconds the event loop may keep polling after work before it sleeps
+    (see .busy_poll); 0: off."""
     tls_handshake_timeout: float = 10.0
     """Seconds a TLS peer has to complete its handshake (asyncio's default is 60)."""

@@ -25,6 +25,7 @@ from ..errors import ProtocolError
 from ..protocol import Decoder, Packet
 from .access import certificate_names
 from .admin import AdminCommands
+from .busy_poll import BusyPoll
 from .config import ServerConfig
 from .core import JobServer
 from .jobs import Peer
@@ -56,6 +57,7 @@ class Network:
         self._before_flush: list[Callable[[], None]] = []
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.busy_poll = BusyPoll(config.busy_poll_us)
         self.max_connections = config.max_connections or default_max_connections()
         self.input_bytes = 0  # received and not yet handled, across connections
         self.reads = 0  # reads so far, for the idle memory trimmer
@@ -103,6 +105,7 @@ class Network:
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
+        self.busy_poll.worked()
 
     def close_all(self) -> None:
         for conn in list(self.connections):
