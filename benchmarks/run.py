@@ -36,9 +36,11 @@ RESULTS = Path(__file__).parent / "results"
 KINDS = ("gearmand", "geartrain")
 
 
-def run_once(scenario: Scenario, kind: str, quick: bool, python: str) -> dict[str, float]:
+def run_once(
+    scenario: Scenario, kind: str, quick: bool, python: str, extra: list[str]
+) -> dict[str, float]:
     tmp = Path(servers.tempfile.mkdtemp(prefix="gt-bench-q-"))
-    flags = scenario.queue + (scenario.geartrain if kind == "geartrain" else ())
+    flags = [*scenario.queue, *((*scenario.geartrain, *extra) if kind == "geartrain" else ())]
     server = servers.start(kind, [arg.format(tmp=tmp) for arg in flags], python, state_dir=tmp)
     try:
         return scenario.run(server, quick)
@@ -63,7 +65,9 @@ def measure(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
     for i in range(args.runs):
         order = kinds if i % 2 == 0 else kinds[::-1]  # alternate who goes first
         for kind in order:
-            result = run_once(scenario, kind, args.quick, args.geartrain_python)
+            result = run_once(
+                scenario, kind, args.quick, args.geartrain_python, args.geartrain_flags
+            )
             runs[kind].append(result)
             print(f"  {scenario.key} {kind:9} run {i + 1}: {fmt(result)}", flush=True)
     medians = {
@@ -177,9 +181,13 @@ def main() -> None:
     parser.add_argument(
         "--installed", action="store_true", help="run geartrain as `pip install .` installs it"
     )
+    parser.add_argument(
+        "--geartrain-flags", default="", help='more flags for geartrain, e.g. "--busy-poll=0"'
+    )
     parser.add_argument("--profile", metavar="KEY", help="profile geartrain in one scenario")
     args = parser.parse_args()
     args.servers = args.servers.split(",")
+    args.geartrain_flags = args.geartrain_flags.split()
     if args.installed:
         args.geartrain_python = servers.install(Path(__file__).parent.parent)
     if args.quick:
@@ -199,6 +207,7 @@ def main() -> None:
         ).stdout.split()[1],
         "geartrain_python": args.geartrain_python,
         "geartrain_build": servers.build_of(args.geartrain_python),
+        "geartrain_flags": args.geartrain_flags,
         "runs": args.runs,
         "quick": args.quick,
         "scenarios": {},

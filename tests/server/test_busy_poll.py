@@ -40,9 +40,9 @@ async def test_the_loop_polls_for_the_window_after_work_then_sleeps() -> None:
     poll = BusyPoll(limit_us=200_000)
     poll.worked()  # the first work came "long" after none: the window halves, to 100 ms
     assert poll.window == 0.1
-    assert await cpu_while_waiting(0.05) > 0.02  # polling: the loop did not sleep
+    assert await cpu_while_waiting(0.05) > 0.01  # polling: the loop did not sleep
     await asyncio.sleep(0.1)  # the window is over
-    assert await cpu_while_waiting(0.2) < 0.02  # asleep
+    assert await cpu_while_waiting(0.2) < 0.01  # asleep
 
 
 async def test_no_polling_when_turned_off() -> None:
