@@ -5,7 +5,8 @@ acknowledged was lost.
 
 Load: Python (geartrain's client) and PHP (php-gearman) clients submit background
 jobs, foreground jobs and status requests; Python workers and a PHP worker run
-them.  Faults: a worker is SIGKILLed and restarted now and then, and so is the
+them.  The Python submitters pause while more than MAX_BACKLOG background jobs are
+queued, as the clients of a system whose workers keep up would never see more.  Faults: a worker is SIGKILLed and restarted now and then, and so is the
 server (SIGKILL, then a restart on the same queue file).  With ``--queue redis``
 the queue is a Redis reached through a TCP proxy (tests/store/proxy.py), and a
 third fault cuts the proxy for a few seconds: a store outage.  The last part of
@@ -63,6 +64,9 @@ from store.proxy import TcpProxy  # noqa: E402  (the tests' proxy: a link to cut
 
 HOST = "127.0.0.1"
 BG, FG = "soak_bg", "reverse"
+MAX_BACKLOG = 5000
+"""Background submitters wait while more soak_bg jobs than this are queued or running:
+a queue that grows for the whole run would outlast the drain at the end."""
 
 
 # -- the worker processes ----------------------------------------------------
@@ -124,6 +128,7 @@ class Soak:
     stopping: bool = False
     next_id: int = 0
     worker_logs: int = 0
+    backlog: int = 0
     proxy: TcpProxy | None = None
     prefix: str = ""
 
@@ -165,6 +170,9 @@ class Soak:
     async def python_background(self) -> None:
         async with Client([f"{HOST}:{self.port}"], max_backoff=0.5, io_timeout=10) as client:
             while not self.stopping:
+                if self.backlog > MAX_BACKLOG:
+                    await asyncio.sleep(0.1)
+                    continue
                 job_id = self.new_id("py")
                 try:
                     handle = await client.submit_background(BG, job_id, unique=job_id)
@@ -272,22 +280,35 @@ class Soak:
                 self.samples.append((time.time(), pid, rss, fds))
             await asyncio.sleep(1)
 
+    def queued(self) -> int | None:
+        """soak_bg jobs queued or running, from the admin `status` (None: no answer)."""
+        try:
+            with socket.create_connection((HOST, self.port), timeout=5) as s:
+                s.sendall(b"status\n")
+                out = b""
+                while not out.endswith(b".\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return None
+                    out += chunk
+        except OSError:
+            return None
+        rows = [line.split(b"\t") for line in out.splitlines()]
+        return sum(int(r[1]) for r in rows if len(r) > 2 and r[0] == BG.encode())
+
+    async def watch_backlog(self) -> None:
+        while not self.stopping:
+            queued = await asyncio.to_thread(self.queued)
+            if queued is not None:
+                self.backlog = queued
+            await asyncio.sleep(0.5)
+
     async def drain(self, timeout: float) -> bool:
         """Wait until no soak_bg job is queued or running."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with socket.create_connection((HOST, self.port), timeout=5) as s:
-                    s.sendall(b"status\n")
-                    out = b""
-                    while not out.endswith(b".\n"):
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            break
-                        out += chunk
-                rows = [line.split(b"\t") for line in out.splitlines()]
-                if not any(r[0] == BG.encode() and r[1] != b"0" for r in rows if len(r) > 2):
-                    return True
+            if await asyncio.to_thread(self.queued) == 0:
+                return True
             await asyncio.sleep(0.5)
         return False
 
@@ -303,7 +324,7 @@ class Soak:
         self.workers = [self.start_worker(i) for i in range(args.workers + args.php_workers)]
         load = [self.python_background() for _ in range(args.clients)]
         load += [self.python_foreground() for _ in range(args.clients)]
-        load += [self.python_status()]
+        load += [self.python_status(), self.watch_backlog()]
         load += [self.php_client() for _ in range(args.php_clients)]
         tasks = [asyncio.ensure_future(c) for c in [*load, self.sample()]]
         chaos = asyncio.ensure_future(self.chaos())
