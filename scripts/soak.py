@@ -6,8 +6,9 @@ acknowledged was lost.
 Load: Python (geartrain's client) and PHP (php-gearman) clients submit background
 jobs, foreground jobs and status requests; Python workers and a PHP worker run
 them.  The Python submitters pause while more than MAX_BACKLOG background jobs are
-queued, as the clients of a system whose workers keep up would never see more.  Faults: a worker is SIGKILLed and restarted now and then, and so is the
-server (SIGKILL, then a restart on the same queue file).  With ``--queue redis``
+queued, as the clients of a system whose workers keep up would never see more.
+Faults: a worker is SIGKILLed and restarted now and then, and so is the server
+(SIGKILL, then a restart on the same queue file).  With ``--queue redis``
 the queue is a Redis reached through a TCP proxy (tests/store/proxy.py), and a
 third fault cuts the proxy for a few seconds: a store outage.  The last part of
 the run (``--steady``) has no faults, so the server's RSS and open fds can be
