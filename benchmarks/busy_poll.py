@@ -20,7 +20,12 @@ import time
 import servers
 from pyload import Conn, T, echo_worker
 
-KINDS = [("gearmand", []), ("geartrain", []), ("geartrain --busy-poll=0", ["--busy-poll=0"])]
+# (label, server, flags): each server with its default queue.
+KINDS = [
+    ("gearmand", "gearmand", ["-q", "builtin"]),
+    ("geartrain", "geartrain", []),
+    ("geartrain --busy-poll=0", "geartrain", ["--busy-poll=0"]),
+]
 
 
 def paced(port: int, rate: float, seconds: float) -> tuple[float, list[float]]:
@@ -46,8 +51,7 @@ def paced(port: int, rate: float, seconds: float) -> tuple[float, list[float]]:
 
 
 def measure(kind: str, flags: list[str], python: str, rate: float, seconds: float) -> list[float]:
-    queue = ["-q", "builtin"] if kind == "gearmand" else []
-    server = servers.start(kind.split()[0], [*queue, *flags], python)
+    server = servers.start(kind, flags, python)
     try:
         cpu = server.cpu_seconds()
         wall = time.perf_counter()
@@ -68,14 +72,14 @@ def main() -> None:
     print(f"geartrain: {servers.build_of(args.geartrain_python)}; medians of {args.runs} runs")
     print(f"{'rate asked':>10}  {'server':24} {'jobs/s':>7} {'CPU %':>6} {'p50 µs':>7}")
     for rate in (float(r) for r in args.rates.split(",")):
-        runs: dict[str, list[list[float]]] = {kind: [] for kind, _ in KINDS}
+        runs: dict[str, list[list[float]]] = {label: [] for label, _, _ in KINDS}
         for _ in range(args.runs):
-            for kind, flags in KINDS:
-                runs[kind].append(measure(kind, flags, args.geartrain_python, rate, args.seconds))
-        for kind, _ in KINDS:
-            achieved, cpu, p50 = (statistics.median(col) for col in zip(*runs[kind], strict=True))
+            for label, kind, flags in KINDS:
+                runs[label].append(measure(kind, flags, args.geartrain_python, rate, args.seconds))
+        for label, row in runs.items():
+            achieved, cpu, p50 = (statistics.median(col) for col in zip(*row, strict=True))
             asked = f"{rate:,.0f}" if rate else "max"
-            print(f"{asked:>10}  {kind:24} {achieved:7,.0f} {cpu:6.1f} {p50:7.0f}")
+            print(f"{asked:>10}  {label:24} {achieved:7,.0f} {cpu:6.1f} {p50:7.0f}")
 
 
 if __name__ == "__main__":

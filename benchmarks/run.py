@@ -40,7 +40,9 @@ def run_once(
     scenario: Scenario, kind: str, quick: bool, python: str, extra: list[str]
 ) -> dict[str, float]:
     tmp = Path(servers.tempfile.mkdtemp(prefix="gt-bench-q-"))
-    flags = [*scenario.queue, *((*scenario.geartrain, *extra) if kind == "geartrain" else ())]
+    flags = [*scenario.queue]
+    if kind == "geartrain":
+        flags += [*scenario.geartrain, *extra]
     server = servers.start(kind, [arg.format(tmp=tmp) for arg in flags], python, state_dir=tmp)
     try:
         return scenario.run(server, quick)

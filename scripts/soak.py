@@ -56,7 +56,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from geartrain import Client, Worker, WorkerJob
+from geartrain import Admin, Client, Worker, WorkerJob
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 PHP_PEERS = TESTS / "php_peers"
@@ -281,25 +281,18 @@ class Soak:
                 self.samples.append((time.time(), pid, rss, fds))
             await asyncio.sleep(1)
 
-    def queued(self) -> int | None:
+    async def queued(self) -> int | None:
         """soak_bg jobs queued or running, from the admin `status` (None: no answer)."""
         try:
-            with socket.create_connection((HOST, self.port), timeout=5) as s:
-                s.sendall(b"status\n")
-                out = b""
-                while not out.endswith(b".\n"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return None
-                    out += chunk
+            async with Admin(f"{HOST}:{self.port}", connect_timeout=5, io_timeout=5) as admin:
+                rows = await admin.status()
         except OSError:
             return None
-        rows = [line.split(b"\t") for line in out.splitlines()]
-        return sum(int(r[1]) for r in rows if len(r) > 2 and r[0] == BG.encode())
+        return sum(row.total for row in rows if row.function == BG)
 
     async def watch_backlog(self) -> None:
         while not self.stopping:
-            queued = await asyncio.to_thread(self.queued)
+            queued = await self.queued()
             if queued is not None:
                 self.backlog = queued
             await asyncio.sleep(0.5)
@@ -308,7 +301,7 @@ class Soak:
         """Wait until no soak_bg job is queued or running."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await asyncio.to_thread(self.queued) == 0:
+            if await self.queued() == 0:
                 return True
             await asyncio.sleep(0.5)
         return False

@@ -58,7 +58,6 @@ class BusyPoll:
         self.limit = limit_us / 1e6
         self.window = self.limit
         self._last_work = 0.0
-        self._until = 0.0
         self._polling = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -73,18 +72,16 @@ class BusyPoll:
         now = monotonic()
         self.window = next_window(self.window, now - self._last_work, self.limit)
         self._last_work = now
-        if self.window:
-            self._until = now + self.window
-            if not self._polling:
-                self._polling = True
-                if self._loop is None:
-                    self._loop = asyncio.get_running_loop()
-                self._loop.call_soon(self._poll)
+        if self.window and not self._polling:
+            self._polling = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._poll)
 
     def _poll(self) -> None:
         # A callback that is ready keeps the loop's next poll of its sockets from
         # blocking; rescheduling ourselves keeps the loop polling.
-        if monotonic() < self._until:
+        if monotonic() < self._last_work + self.window:
             _yield_cpu()
             assert self._loop is not None
             self._loop.call_soon(self._poll)
