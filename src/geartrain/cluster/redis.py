@@ -529,7 +529,7 @@ class RedisCluster:
         try:
             await pubsub.subscribe(self.channel)
         except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             raise
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub, on_wake))
 
@@ -544,7 +544,7 @@ class RedisCluster:
         except ERRORS as error:
             log.warning("Cluster wake-up channel lost: %s", error)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     @property
     def listening(self) -> bool:
