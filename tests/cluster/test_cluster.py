@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 import pytest
 
 from failing_peer import failed_lines
-from geartrain import Client, Priority, Worker, WorkerJob
+from geartrain import Admin, Client, Priority, Worker, WorkerJob
 from gt_helpers import wait_for
 from serverproc import admin_command
 
@@ -248,3 +248,30 @@ async def test_epoch_jobs_run_when_due_on_any_member(start_member: StartMember) 
         worker.stop(graceful=False)
         await worker.wait()
     assert ran[0] >= due - 0.05  # by the store's clock, which is this machine's here
+
+
+async def test_admin_replies_leave_in_request_order(start_member: StartMember) -> None:
+    """Answers that need the shared store (status, failed jobs, cluster) do not let
+    the ones after them overtake: a client matches answers to commands by order."""
+    member = start_member()
+    with socket.create_connection(("127.0.0.1", member.port), timeout=10) as s:
+        s.sendall(b"status\nversion\nshow failed jobs\ngetpid\ncluster\nversion\n")
+        reply = b""
+        while reply.count(b".\n") < 3 or reply.count(b"OK") < 3:
+            reply += s.recv(65536)
+    version = admin_command(member.port, "version")
+    pid = b"OK %d\n" % member.pid
+    status, rest = reply.split(b".\n", 1)
+    assert b"OK" not in status
+    assert rest.startswith(version)
+    failed, rest = rest[len(version) :].split(b".\n", 1)
+    assert failed == b""
+    assert rest.startswith(pid)
+    members_listing, rest = rest[len(pid) :].split(b".\n", 1)
+    assert members_listing.count(b"\n") == 1 and members_listing.endswith(b"*\n")
+    assert rest == version
+    async with Admin(member.address) as admin:
+        status_rows, text, pid_number = await asyncio.gather(
+            admin.status(), admin.version(), admin.getpid()
+        )
+    assert text.strip() and pid_number == member.pid

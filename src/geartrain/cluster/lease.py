@@ -20,6 +20,10 @@ TRUST = 0.8
 RENEWALS = 5
 """Renewal attempts per lease time: a few lost round trips do not cost the lease."""
 
+CALL_SHARE = 0.5
+"""Share of the lease time a call to the store may take: a black-holed store is
+noticed (a renewal fails) well before the lease runs out."""
+
 
 class Lease:
     """This server's membership of the cluster: an id and a local deadline."""
@@ -34,6 +38,11 @@ class Lease:
     def interval(self) -> float:
         """Seconds between renewals (and sweeps for dead servers)."""
         return self.ttl / RENEWALS
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds any call to the shared store may take."""
+        return self.ttl * CALL_SHARE
 
     def granted(self, server: int, sent: float) -> None:
         """The database granted (or renewed) the lease asked for at ``sent``."""

@@ -28,13 +28,16 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Awaitable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import RES, PacketType, pack
 from ..server.failures import decode_outcomes, encode_outcomes
 from ..server.reply_order import owe, pay
 from . import Failure, Retry, Submission, cluster_handle, parse_handle
+from .claims import Claims
+from .deadline import with_deadline
 from .failures import SharedFailedJobs
 from .lease import Lease
 
@@ -73,16 +76,20 @@ class ClusterNode:
     """This server's membership of the cluster, between the core and the shared store."""
 
     def __init__(
-        self, backend: ClusterBackend, *, lease: float = DEFAULT_LEASE, name: str = ""
+        self,
+        backend: ClusterBackend,
+        *,
+        lease: float = DEFAULT_LEASE,
+        name: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.backend = backend
-        self.lease = Lease(lease)
+        self.lease = Lease(lease, clock)
+        self.backend = with_deadline(backend, self.lease.call_timeout)
+        self.errors = backend.errors
         self.name = name or f"{socket.gethostname()} pid {os.getpid()}"
         self.core: JobServer | None = None
         self.prefix = b""
-        # Jobs claimed by this server and not yet acknowledged: id -> (attempt, job).
-        self.held: dict[int, tuple[int, Job]] = {}
-        self._progress: dict[int, tuple[int, int]] = {}  # last written per held job
+        self.held = Claims(self.lease)
         self._adds: list[Job] = []
         self._acks: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int, int]] = []
@@ -107,10 +114,10 @@ class ClusterNode:
         """Join the cluster: tables, LISTEN, a lease; then serve the core."""
         try:
             await self.backend.open(self.kick)
-            self.core = core
+            self.core = self.held.core = core
             self.prefix = core.handle_prefix.rstrip(b":")
             await self._renew()
-        except self.backend.errors as error:
+        except self.errors as error:
             await self.backend.close()
             raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
         core.persister = self
@@ -131,12 +138,12 @@ class ClusterNode:
         for task in (self._heartbeat, self._claimer):
             if task is not None:
                 task.cancel()
-        self._drop_unstarted(give_back=True)
+        self._releases.extend(self.held.drop_unstarted())
         try:
             await asyncio.wait_for(self._flush(), timeout=10)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
-        except self.backend.errors + (asyncio.CancelledError,) as error:
+        except self.errors + (asyncio.CancelledError,) as error:
             log.error("Leaving the cluster uncleanly: %s", error)
         await self.backend.close()
 
@@ -158,7 +165,7 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self.lease.interval)
             try:
-                await asyncio.wait_for(self._renew(), timeout=self.lease.interval * 2)
+                await self._renew()
                 dead, moved, dropped = await self.backend.rescue(self._retry_limit())
                 if dead or moved or dropped:
                     log.warning(
@@ -172,7 +179,7 @@ class ClusterNode:
                     await self.backend.listen(self.kick)
                 await self._write_progress()
                 await self._tend_failed()
-            except self.backend.errors + (TimeoutError,) as error:
+            except self.errors as error:
                 log.warning("Cluster heartbeat failed: %s", error)
 
     async def _renew(self) -> None:
@@ -202,29 +209,23 @@ class ClusterNode:
         self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_deadline)
 
     def _check_deadline(self) -> None:
+        """Tidy up when the lease lapses (what the core holds is checked at every
+        hand-out anyway: see :meth:`before_hand_out`)."""
         self._watchdog = None
         if self.lease.valid:
             self._arm_watchdog()
         elif self.lease.server:
             log.error("Cluster lease not renewed in time: stopped claiming")
-            self._drop_unstarted()
+            self.held.check()
 
     def _lease_gone(self) -> None:
-        self._drop_unstarted()
+        self.held.drop_unstarted()
         self.lease.lost()
 
-    def _drop_unstarted(self, give_back: bool = False) -> None:
-        """Forget the jobs claimed here that no worker has started: once the lease
-        lapses they are the cluster's again; ``give_back`` queues them again at once."""
-        core = self.core
-        if core is None:
-            return
-        for job_id, (attempt, job) in list(self.held.items()):
-            if core.disown(job.handle):
-                del self.held[job_id]
-                self._progress.pop(job_id, None)
-                if give_back:
-                    self._releases.append((job_id, attempt, job.retries))
+    def before_hand_out(self) -> None:
+        """The core is about to hand a job to a worker: claims that may have lapsed
+        are dropped first (:meth:`.Claims.check`)."""
+        self.held.check()
 
     async def _tend_failed(self) -> None:
         """Keep the shared failed set within the [failed] bounds, and its counts
@@ -276,12 +277,11 @@ class ClusterNode:
         room = {
             f.name: len(f.workers) * self._depth.get(f.name, 1) for f in core.functions.values()
         }
-        for job_id, (attempt, job) in list(self.held.items()):
+        for job_id, attempt, job in self.held.items():
             f = job.function
             queued = f.queued[0] + f.queued[1] + f.queued[2]
             if job.worker is None and queued > room.get(f.name, 0) and core.disown(job.handle):
-                del self.held[job_id]
-                self._progress.pop(job_id, None)
+                self.held.let_go(job_id)
                 self._releases.append((job_id, attempt, job.retries))
         if self._releases:
             self._kick_writer()
@@ -297,7 +297,7 @@ class ClusterNode:
                     return
                 try:
                     rows = await self.backend.claim(self.lease.server, wants)
-                except self.backend.errors as error:
+                except self.errors as error:
                     log.warning("Cluster claim failed: %s", error)
                     return
                 self.claims += 1
@@ -314,7 +314,7 @@ class ClusterNode:
                         handle, r.function, r.unique, r.data, r.priority, r.reducer, r.id, r.retries
                     )
                     job.attempts, job.outcomes = r.failures, decode_outcomes(r.outcomes)
-                    self.held[r.id] = (r.attempt, job)
+                    self.held.hold(r.id, r.attempt, job)
                     got[r.function] = got.get(r.function, 0) + 1
                 self.claimed += len(rows)
                 for name, n in wants:
@@ -338,17 +338,16 @@ class ClusterNode:
         self._kick_writer()
 
     def done(self, store_id: int) -> None:
-        held = self.held.pop(store_id, None)
-        self._progress.pop(store_id, None)
-        if held is not None:
-            self._acks.append((store_id, held[0]))
+        attempt = self.held.let_go(store_id)
+        if attempt is not None:
+            self._acks.append((store_id, attempt))
             self._kick_writer()
         self.kick()  # a worker is free
 
     def release(self, job: Job) -> None:
         """An attempt at a held job failed and it runs again: at once (its worker
         was lost) or at ``job.when`` (its retry policy's backoff)."""
-        held = self._let_go(job)
+        held = self.held.let_go(job.store_id)
         if held is not None:
             assert self.core is not None
             delay = max(0.0, job.when - self.core.clock()) if job.when else 0.0
@@ -360,18 +359,12 @@ class ClusterNode:
 
     def keep_failed(self, job: Job, record: FailedJob) -> None:
         """A held job failed for good: it moves to the shared failed set."""
-        held = self._let_go(job)
+        held = self.held.let_go(job.store_id)
         if held is not None:
             outcomes = encode_outcomes(record.outcomes)
             failure = Failure(job.store_id, held, record.attempts, outcomes, record.reason)
             self._fails.append(failure)
             self._kick_writer()
-
-    def _let_go(self, job: Job) -> int | None:
-        """Stop holding ``job``; the attempt it was claimed at, if it was held."""
-        held = self.held.pop(job.store_id, None)
-        self._progress.pop(job.store_id, None)
-        return None if held is None else held[0]
 
     def fire(self, schedule: Schedule, when: int) -> None:
         """A recurring schedule's minute came: fire it, unless another server did."""
@@ -381,7 +374,7 @@ class ClusterNode:
     async def _fire(self, schedule: Schedule, key: bytes, job: Submission) -> None:
         try:
             job_id = await self.backend.fire(key, job, self.prefix)
-        except self.backend.errors as error:
+        except self.errors as error:
             log.error("Schedule %s did not fire: %s", schedule.name, error)
             return
         if job_id is not None:
@@ -404,50 +397,51 @@ class ClusterNode:
         if parsed is None:
             return False
         unknown = pack(RES, PacketType.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))
-        self._answer_later(peer, self._status(handle, *parsed), unknown)
+        self._answer_later(peer, self._status(handle, *parsed, unknown), lambda _error: unknown)
         return True
 
     def status_unique(self, peer: Peer, unique: bytes) -> bool:
         if not unique:
             return False
         unknown = pack(RES, PacketType.STATUS_RES_UNIQUE, (unique, b"0", b"0", b"0", b"0", b"0"))
-        self._answer_later(peer, self._status_unique(unique), unknown)
+        self._answer_later(peer, self._status_unique(unique, unknown), lambda _error: unknown)
         return True
 
-    def _answer_later(self, peer: Peer, answer: Awaitable[bytes | None], unknown: bytes) -> None:
-        """Answer ``peer`` once the shared store has, in the order of its requests
-        (``unknown`` if the store cannot say)."""
+    def _answer_later(
+        self, peer: Peer, answer: Awaitable[bytes], failed: Callable[[Exception], bytes]
+    ) -> None:
+        """Answer ``peer`` once ``answer`` (a round trip to the shared store) is ready,
+        in the order of its requests: what the server sends ``peer`` meanwhile waits
+        behind it (:mod:`~geartrain.server.reply_order`).  If the store fails,
+        ``failed`` gives the answer."""
         key = object()
         owe(peer, key)
 
         async def answer_then_pay() -> None:
-            packet = None
             try:
-                packet = await answer
-            finally:
-                if not peer.closed:
-                    pay(peer, key, packet or unknown)
+                reply = await answer
+            except self.errors as error:
+                reply = failed(error)
+            except Exception as error:  # a bug must not leave the peer waiting for ever
+                log.exception("Answer from the cluster store failed")
+                reply = failed(error)
+            if not peer.closed:
+                pay(peer, key, reply)
 
         self._spawn(answer_then_pay())
 
-    async def _status(self, handle: bytes, prefix: bytes, job_id: int) -> bytes | None:
-        try:
-            row = await self.backend.status(job_id)
-        except self.backend.errors:
-            return None
+    async def _status(self, handle: bytes, prefix: bytes, job_id: int, unknown: bytes) -> bytes:
+        row = await self.backend.status(job_id)
         if row is None or row[0] != prefix:
-            return None
+            return unknown
         running = b"1" if row[1] == 2 else b"0"
         reply = (handle, b"1", running, b"%d" % row[2], b"%d" % row[3])
         return pack(RES, PacketType.STATUS_RES, reply)
 
-    async def _status_unique(self, unique: bytes) -> bytes | None:
-        try:
-            row = await self.backend.status_unique(unique)
-        except self.backend.errors:
-            return None
+    async def _status_unique(self, unique: bytes, unknown: bytes) -> bytes:
+        row = await self.backend.status_unique(unique)
         if row is None:
-            return None
+            return unknown
         running = b"1" if row[0] == 2 else b"0"
         reply = (unique, b"1", running, b"%d" % row[1], b"%d" % row[2], b"0")
         return pack(RES, PacketType.STATUS_RES_UNIQUE, reply)
@@ -518,7 +512,7 @@ class ClusterNode:
                 retries = []
             if fails:
                 await self.backend.fail(fails)
-        except self.backend.errors as error:
+        except self.errors as error:
             self._failed(error, adds, acks, releases)
             self._retries[:0] = retries
             self._fails[:0] = fails
@@ -548,31 +542,17 @@ class ClusterNode:
 
     async def _write_progress(self) -> None:
         """Write the progress of running jobs, so that GET_STATUS elsewhere sees it."""
-        changed = []
-        for job_id, (attempt, job) in self.held.items():
-            now = (job.numerator, job.denominator)
-            if now != self._progress.get(job_id, (0, 0)):
-                changed.append((job_id, attempt, now[0], now[1]))
-                self._progress[job_id] = now
+        changed = self.held.progress_changes()
         if changed:
             await self.backend.progress(changed)
 
     # -- admin ----------------------------------------------------------------------
 
     def reply_later(self, peer: Peer, answer: Awaitable[bytes]) -> bytes:
-        """Answer an admin command once ``answer`` (a database round trip) is ready;
-        a database error answers ``ERR QUEUE_ERROR``.  Returns what to send now:
-        nothing."""
-
-        async def send() -> None:
-            try:
-                reply = await answer
-            except self.backend.errors as error:
-                reply = b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n"
-            if not peer.closed:
-                peer.send(reply)
-
-        self._spawn(send())
+        """Answer an admin command once ``answer`` (a round trip to the shared store)
+        is ready, in request order; a store error answers ``ERR QUEUE_ERROR``.
+        Returns what to send now: nothing."""
+        self._answer_later(peer, answer, _queue_error)
         return b""
 
     def _admin_cancel(self, peer: Peer, handle: bytes) -> bytes:
@@ -595,7 +575,7 @@ class ClusterNode:
         shared = {name: (total, running) for name, total, running in await self.backend.queues()}
         held_total: dict[bytes, int] = {}
         held_running: dict[bytes, int] = {}
-        for _attempt, job in self.held.values():
+        for _id, _attempt, job in self.held.items():
             name = job.function.name
             held_total[name] = held_total.get(name, 0) + 1
             if job.worker is not None:
@@ -632,6 +612,10 @@ class ClusterNode:
         ]
         out.append(b".\n")
         return b"".join(out)
+
+
+def _queue_error(error: Exception) -> bytes:
+    return b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n"
 
 
 ERR_CLAIMED = b"ERR JOB_CLAIMED claimed+by+another+server:+cancel+it+there\r\n"

@@ -747,6 +747,8 @@ class JobServer:
                     f.sleepers.pop(peer, None)
             peer.sleeping = False
         peer.noop_sent = False
+        if self.cluster is not None:
+            self.cluster.before_hand_out()  # no claim that may have lapsed is handed out
         job = self._take(peer)
         if job is None:
             peer.send(NO_JOB)

@@ -309,6 +309,10 @@ class ClusterHooks(Protocol):
     """What the core asks of cluster mode (see :mod:`geartrain.cluster`), where
     background jobs live in a store shared by several servers."""
 
+    def before_hand_out(self) -> None:
+        """A worker asks for a job: drop claimed jobs whose claim may have lapsed,
+        so the core does not hand them out."""
+
     def hungry(self) -> None:
         """A worker went to sleep: claim shared jobs for the idle workers."""
 

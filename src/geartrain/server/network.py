@@ -210,7 +210,8 @@ class Connection(asyncio.BufferedProtocol):
                     if reply is None:
                         self.close()
                         break
-                    self.write(reply)
+                    if reply:  # empty: the answer comes later (reply_order)
+                        peer.send(reply)
         except ProtocolError as error:
             if self.network.protocol_errors.due(self.host):  # a fuzzer makes thousands
                 log.info("Closing %s: %s", self.host, error)
