@@ -30,15 +30,12 @@ class ProtocolError(GearmanError):
     Attributes:
         code: the ERROR packet's code, e.g. ``"INVALID_MAGIC"``.
         text: the ERROR packet's text.
-        close: True when the byte stream cannot be trusted any more and the
-            connection must be closed rather than answered.
     """
 
-    def __init__(self, code: str, text: str, *, close: bool = False) -> None:
+    def __init__(self, code: str, text: str) -> None:
         super().__init__(f"{code}: {text}")
         self.code = code
         self.text = text
-        self.close = close
 
 
 class ServerError(GearmanError):

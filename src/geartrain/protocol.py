@@ -27,9 +27,9 @@ __all__ = [
     "PACKETS",
     "REQ",
     "RES",
+    "SUBMIT_KINDS",
     "AdminLine",
     "Decoder",
-    "Magic",
     "Packet",
     "PacketSpec",
     "PacketType",
@@ -37,6 +37,7 @@ __all__ = [
     "encode",
     "frame",
     "pack",
+    "submit_packet",
 ]
 
 REQ = b"\0REQ"
@@ -54,13 +55,6 @@ DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
 # Admin commands are a few words; gearmand's receive buffer is 8192 bytes.  A
 # longer line without a newline is a broken or hostile peer.
 DEFAULT_MAX_LINE_SIZE = 8192
-
-
-class Magic(bytes, Enum):
-    """The 4-byte magic that starts a binary packet."""
-
-    REQ = REQ  #: sent by clients and workers
-    RES = RES  #: sent by the server
 
 
 class PacketType(IntEnum):
@@ -191,7 +185,24 @@ PACKETS: dict[PacketType, PacketSpec] = {
         ("unique", "known", "running", "numerator", "denominator", "clients"), _S
     ),
 }
+
+SUBMIT_KINDS: dict[PacketType, tuple[int, bool]] = {
+    T.SUBMIT_JOB: (1, False),
+    T.SUBMIT_JOB_BG: (1, True),
+    T.SUBMIT_JOB_HIGH: (0, False),
+    T.SUBMIT_JOB_HIGH_BG: (0, True),
+    T.SUBMIT_JOB_LOW: (2, False),
+    T.SUBMIT_JOB_LOW_BG: (2, True),
+}
+"""The plain SUBMIT_* packets: (priority level: 0 high, 1 normal, 2 low; background)."""
+_SUBMIT_PACKETS = {kind: ptype for ptype, kind in SUBMIT_KINDS.items()}
 del T
+
+
+def submit_packet(level: int, background: bool) -> PacketType:
+    """The SUBMIT_* packet of a priority level and kind of job."""
+    return _SUBMIT_PACKETS[level, background]
+
 
 # Indexed by type number for the decoder's hot path: the number of arguments,
 # or -1 for numbers outside 1..42.
@@ -456,15 +467,14 @@ class Decoder:
             return None
         magic, ptype, size = HEADER.unpack_from(buf, pos)
         if magic != REQ and magic != RES:
-            raise ProtocolError("INVALID_MAGIC", "Invalid magic", close=True)
+            raise ProtocolError("INVALID_MAGIC", "Invalid magic")
         argc = _ARGC[ptype] if ptype < 64 else -1
         if argc < 0:
-            raise ProtocolError("INVALID_COMMAND", f"Unknown packet type {ptype}", close=True)
+            raise ProtocolError("INVALID_COMMAND", f"Unknown packet type {ptype}")
         if size > self.max_packet_size:
             raise ProtocolError(
                 "ARGUMENT_TOO_LARGE",
                 f"Packet size {size} exceeds the limit of {self.max_packet_size}",
-                close=True,
             )
         end = pos + 12 + size
         if self._end < end:
@@ -509,10 +519,10 @@ class Decoder:
         end = buf.find(b"\n", pos, self._end)
         if end < 0:
             if self._end - pos > self.max_line_size:
-                raise ProtocolError("INVALID_PACKET", "Admin line too long", close=True)
+                raise ProtocolError("INVALID_PACKET", "Admin line too long")
             return None
         if end - pos > self.max_line_size:
-            raise ProtocolError("INVALID_PACKET", "Admin line too long", close=True)
+            raise ProtocolError("INVALID_PACKET", "Admin line too long")
         self._start = end + 1
         if end > pos and buf[end - 1] == 13:  # "\r"
             end -= 1

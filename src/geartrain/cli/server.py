@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from ..__about__ import __version__
-from ..server.app import ServerApp, StartupError
+from ..server.app import HttpListener, ServerApp, StartupError
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import add_syslog, setup_logging
 from ..server.settings import Settings, load_settings
 from ..store import Store
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from ..cluster.backend import ClusterBackend
     from ..cluster.node import ClusterNode
 
@@ -414,7 +416,32 @@ def _prepare(
         store_description=description,
         settings=settings,
         cluster=cluster,
+        http=_http_listeners(config),
     )
+
+
+def _http_listeners(config: ServerConfig) -> list[HttpListener]:
+    """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
+    listeners = []
+    if config.metrics_port:
+
+        def console(app: ServerApp) -> web.Application:
+            from ..console import Console
+
+            assert app.core is not None
+            return Console(app.core, app, config.http_token).application()
+
+        listeners.append(HttpListener(config.metrics_port, "Console", console))
+    if config.http_port:
+
+        def gateway(app: ServerApp) -> web.Application:
+            from ..console import Gateway
+
+            assert app.core is not None
+            return Gateway(app.core).application()
+
+        listeners.append(HttpListener(config.http_port, "HTTP gateway", gateway))
+    return listeners
 
 
 def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
@@ -427,6 +454,7 @@ def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
         )
     if not 1.0 <= ns.cluster_lease <= 3600:
         raise ValueError("--cluster-lease must be between 1 and 3600 seconds")
+
     from ..cluster.node import ClusterNode
 
     backend: ClusterBackend

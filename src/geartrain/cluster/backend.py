@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..server.failures import FailedJob
+from ..store.records import FailedJob
 from . import Claimed, Failure, Retry, Submission
 
 __all__ = ["ClusterBackend"]

@@ -22,7 +22,7 @@ from .lease import Lease
 
 if TYPE_CHECKING:
     from ..server.core import JobServer
-    from ..server.jobs import Job
+    from ..server.model import Job
 
 __all__ = ["Claims"]
 

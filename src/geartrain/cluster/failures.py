@@ -1,61 +1,52 @@
-"""The cluster's failed-job set, as the admin commands and the console reach it.
+"""The cluster's failed-job set, as the core, the admin commands and the console
+reach it (:class:`geartrain.server.ports.FailedSet`).
 
-Jobs that failed for good on any server go into one set in the shared store
+Jobs that failed for good on any member go into one set in the shared store
 (see :meth:`.backend.ClusterBackend.fail`), so every member answers ``show failed
 jobs``, ``retry failed`` and ``delete failed`` (and the console's views) the
-same, from the store.  The methods are those of the single server's
-:class:`~geartrain.server.failures.FailedJobs`, awaited.
+same, from the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from ..server.admin import ERR_UNKNOWN_JOB, OK, failed_listing
-from ..server.failures import FailedJob
+from ..server.failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS
+from ..store.records import FailedJob
 from . import parse_handle
 
 if TYPE_CHECKING:
-    from ..server.admin import AdminCommands
-    from ..server.jobs import Peer
+    from ..server.model import Job
     from .backend import ClusterBackend
 
 __all__ = ["SharedFailedJobs"]
 
-ReplyLater = Callable[["Peer", Awaitable[bytes]], bytes]
-
 
 class SharedFailedJobs:
-    """The failed set shared by the members of a cluster."""
+    """The failed set shared by the members of a cluster.  ``keep`` is the node's:
+    a held job moves to the set in the store, fenced by its claim."""
 
-    def __init__(self, backend: ClusterBackend) -> None:
+    def __init__(self, backend: ClusterBackend, keep: Callable[[Job, FailedJob], None]) -> None:
         self.backend = backend
+        self.keep = keep
+        self.max_jobs = DEFAULT_MAX_JOBS
+        self.max_age = DEFAULT_MAX_AGE
+        self._counts: dict[bytes, int] = {}
 
-    def install(self, admin: AdminCommands, reply_later: ReplyLater) -> None:
-        """Answer the failed-set admin commands from the shared set."""
+    def bound(self, max_jobs: int, max_age: float) -> None:
+        """Applied by every member at each lease renewal (:meth:`tend`)."""
+        self.max_jobs = max_jobs
+        self.max_age = max_age
 
-        def show(peer: Peer, function: bytes | None) -> bytes:
-            return reply_later(peer, self._listing(function))
+    def counts(self) -> Mapping[bytes, int]:
+        return self._counts
 
-        def change(peer: Peer, action: bytes, handle: bytes | None, name: bytes | None) -> bytes:
-            return reply_later(peer, self._change(action, handle, name))
-
-        admin.show_failed = show
-        admin.change_failed = change
-
-    async def _listing(self, function: bytes | None) -> bytes:
-        return failed_listing(await self.records(function))
-
-    async def _change(self, action: bytes, handle: bytes | None, function: bytes | None) -> bytes:
-        retry = action == b"retry"
-        if handle is None:
-            count = await (self.retry_all(function) if retry else self.delete_all(function))
-            return b"OK %d\n" % count
-        done = await (self.retry(handle) if retry else self.delete(handle))
-        return OK if done else ERR_UNKNOWN_JOB
-
-    # -- the interface of FailedJobs, awaited --------------------------------------
+    async def tend(self) -> None:
+        """Keep the set within its bounds, and its counts (the metrics' and
+        console's figures) up to date."""
+        await self.backend.trim_failed(self.max_jobs, self.max_age)
+        self._counts = await self.backend.failed_counts()
 
     async def records(self, function: bytes | None = None) -> list[FailedJob]:
         return await self.backend.failed_jobs(function=function)

@@ -33,20 +33,20 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import RES, PacketType, pack
-from ..server.failures import decode_outcomes, encode_outcomes
-from ..server.reply_order import owe, pay
+from ..server.reply_order import answer_later
+from ..store.records import decode_outcomes, encode_outcomes
 from . import Failure, Retry, Submission, cluster_handle, parse_handle
+from .answers import SharedAnswers
 from .claims import Claims
 from .deadline import with_deadline
 from .failures import SharedFailedJobs
 from .lease import Lease
 
 if TYPE_CHECKING:
-    from ..server.admin import AdminCommands
     from ..server.core import JobServer
-    from ..server.failures import FailedJob
-    from ..server.jobs import Job, Peer
+    from ..server.model import Job, Peer
     from ..server.schedules import Schedule
+    from ..store.records import FailedJob
     from .backend import ClusterBackend
 
 __all__ = ["DEFAULT_LEASE", "ClusterNode"]
@@ -90,12 +90,13 @@ class ClusterNode:
         self.core: JobServer | None = None
         self.prefix = b""
         self.held = Claims(self.lease)
+        self.answers = SharedAnswers(self)  # for the admin commands
         self._adds: list[Job] = []
         self._acks: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int, int]] = []
         self._retries: list[Retry] = []
         self._fails: list[Failure] = []
-        self.failed = SharedFailedJobs(backend)
+        self.failed = SharedFailedJobs(self.backend, self.keep_failed)
         self._writer: asyncio.Task[None] | None = None
         self._claimer: asyncio.Task[None] | None = None
         self._want = False
@@ -110,22 +111,23 @@ class ClusterNode:
 
     # -- life -----------------------------------------------------------------
 
-    async def start(self, core: JobServer, admin: AdminCommands) -> None:
-        """Join the cluster: tables, LISTEN, a lease; then serve the core."""
+    @property
+    def description(self) -> str:
+        return self.backend.description
+
+    async def start(self, core: JobServer) -> None:
+        """Join the cluster: tables, LISTEN, a lease; then keep the core's
+        background jobs and failed set."""
         try:
             await self.backend.open(self.kick)
             self.core = self.held.core = core
-            self.prefix = core.handle_prefix.rstrip(b":")
+            self.prefix = core.handles.prefix.rstrip(b":")
             await self._renew()
         except self.errors as error:
             await self.backend.close()
             raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
-        core.persister = self
-        core.cluster = self
-        admin.commands[b"status"] = self._admin_status
-        admin.commands[b"cluster"] = self._admin_cluster
-        admin.cancel_job = self._admin_cancel
-        self.failed.install(admin, self.reply_later)
+        core.keeper = self
+        core.failed = self.failed
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         self._poll()
         log.info("Joined the cluster as server %d (%s)", self.lease.server, self.name)
@@ -178,7 +180,7 @@ class ClusterNode:
                 if not self.backend.listening:
                     await self.backend.listen(self.kick)
                 await self._write_progress()
-                await self._tend_failed()
+                await self.failed.tend()
             except self.errors as error:
                 log.warning("Cluster heartbeat failed: %s", error)
 
@@ -226,15 +228,6 @@ class ClusterNode:
         """The core is about to hand a job to a worker: claims that may have lapsed
         are dropped first (:meth:`.Claims.check`)."""
         self.held.check()
-
-    async def _tend_failed(self) -> None:
-        """Keep the shared failed set within the [failed] bounds, and its counts
-        (the metrics' and console's figures) up to date."""
-        core = self.core
-        assert core is not None
-        await self.backend.trim_failed(core.failed.max_jobs, core.failed.max_age)
-        # This server's own set stays empty in cluster mode: its counts are the cluster's.
-        core.failed.counts = await self.backend.failed_counts()
 
     def _retry_limit(self) -> int:
         return self.core.config.job_retries if self.core is not None else -1
@@ -313,7 +306,7 @@ class ClusterNode:
                     job = core.adopt(
                         handle, r.function, r.unique, r.data, r.priority, r.reducer, r.id, r.retries
                     )
-                    job.attempts, job.outcomes = r.failures, decode_outcomes(r.outcomes)
+                    job.failures, job.outcomes = r.failures, decode_outcomes(r.outcomes)
                     self.held.hold(r.id, r.attempt, job)
                     got[r.function] = got.get(r.function, 0) + 1
                 self.claimed += len(rows)
@@ -328,34 +321,46 @@ class ClusterNode:
         finally:
             self._claimer = None
 
-    # -- the core's persister and hooks -------------------------------------------
+    # -- the core's keeper ---------------------------------------------------------
 
-    def store_now(self, job: Job) -> bool:
-        return False  # a shared job is the cluster's once its commit returns
+    coalesces_background = False  # in the shared store, over the whole cluster's jobs
 
-    def add(self, job: Job) -> None:
+    def keep(self, job: Job) -> bool:
+        """A background job is the cluster's once its commit returns (``core.shared``)."""
         self._adds.append(job)
         self._kick_writer()
+        return False
 
-    def done(self, store_id: int) -> None:
-        attempt = self.held.let_go(store_id)
+    def forget(self, job: Job) -> None:
+        if not job.store_id:
+            return
+        attempt = self.held.let_go(job.store_id)
         if attempt is not None:
-            self._acks.append((store_id, attempt))
+            self._acks.append((job.store_id, attempt))
             self._kick_writer()
         self.kick()  # a worker is free
 
-    def release(self, job: Job) -> None:
-        """An attempt at a held job failed and it runs again: at once (its worker
-        was lost) or at ``job.when`` (its retry policy's backoff)."""
+    def retry(self, job: Job) -> bool:
+        return self._release(job)
+
+    def requeue(self, job: Job) -> bool:
+        return self._release(job)
+
+    def _release(self, job: Job) -> bool:
+        """An attempt at a shared job failed and it runs again, on any member: at
+        once (its worker was lost) or at ``job.when`` (its policy's backoff)."""
+        if not job.store_id:
+            return False  # a foreground job: this server's own
         held = self.held.let_go(job.store_id)
         if held is not None:
             assert self.core is not None
             delay = max(0.0, job.when - self.core.clock()) if job.when else 0.0
             outcomes = encode_outcomes(job.outcomes)
             self._retries.append(
-                Retry(job.store_id, held, job.retries, job.attempts, outcomes, delay)
+                Retry(job.store_id, held, job.retries, job.failures, outcomes, delay)
             )
             self._kick_writer()
+        return True
 
     def keep_failed(self, job: Job, record: FailedJob) -> None:
         """A held job failed for good: it moves to the shared failed set."""
@@ -366,10 +371,11 @@ class ClusterNode:
             self._fails.append(failure)
             self._kick_writer()
 
-    def fire(self, schedule: Schedule, when: int) -> None:
+    def fire(self, schedule: Schedule, when: int) -> bool:
         """A recurring schedule's minute came: fire it, unless another server did."""
         job = Submission(schedule.function, b"", schedule.data, schedule.priority, 0, b"")
         self._spawn(self._fire(schedule, schedule.unique(when), job))
+        return True
 
     async def _fire(self, schedule: Schedule, key: bytes, job: Submission) -> None:
         try:
@@ -380,55 +386,23 @@ class ClusterNode:
         if job_id is not None:
             log.info("Schedule %s fired job %d", schedule.name, job_id)
 
-    async def cancel(self, handle: bytes) -> bool | None:
-        """``cancel job`` from any server: the holder cancels the job as a single
-        server does; elsewhere a queued job is deleted.  True if cancelled,
-        False if another server has claimed it, None if there is no such job."""
-        assert self.core is not None
-        if self.core.cancel(handle):
-            return True
-        parsed = parse_handle(handle)
-        if parsed is None:
-            return None
-        return await self.backend.cancel(parsed[1], parsed[0])
-
     def status(self, peer: Peer, handle: bytes) -> bool:
         parsed = parse_handle(handle)
         if parsed is None:
             return False
         unknown = pack(RES, PacketType.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))
-        self._answer_later(peer, self._status(handle, *parsed, unknown), lambda _error: unknown)
+        self._answer_later(peer, self._status(handle, *parsed, unknown), unknown)
         return True
 
     def status_unique(self, peer: Peer, unique: bytes) -> bool:
         if not unique:
             return False
         unknown = pack(RES, PacketType.STATUS_RES_UNIQUE, (unique, b"0", b"0", b"0", b"0", b"0"))
-        self._answer_later(peer, self._status_unique(unique, unknown), lambda _error: unknown)
+        self._answer_later(peer, self._status_unique(unique, unknown), unknown)
         return True
 
-    def _answer_later(
-        self, peer: Peer, answer: Awaitable[bytes], failed: Callable[[Exception], bytes]
-    ) -> None:
-        """Answer ``peer`` once ``answer`` (a round trip to the shared store) is ready,
-        in the order of its requests: what the server sends ``peer`` meanwhile waits
-        behind it (:mod:`~geartrain.server.reply_order`).  If the store fails,
-        ``failed`` gives the answer."""
-        key = object()
-        owe(peer, key)
-
-        async def answer_then_pay() -> None:
-            try:
-                reply = await answer
-            except self.errors as error:
-                reply = failed(error)
-            except Exception as error:  # a bug must not leave the peer waiting for ever
-                log.exception("Answer from the cluster store failed")
-                reply = failed(error)
-            if not peer.closed:
-                pay(peer, key, reply)
-
-        self._spawn(answer_then_pay())
+    def _answer_later(self, peer: Peer, answer: Awaitable[bytes], unknown: bytes) -> None:
+        answer_later(peer, answer, lambda _error: unknown, self._tasks)
 
     async def _status(self, handle: bytes, prefix: bytes, job_id: int, unknown: bytes) -> bytes:
         row = await self.backend.status(job_id)
@@ -545,77 +519,3 @@ class ClusterNode:
         changed = self.held.progress_changes()
         if changed:
             await self.backend.progress(changed)
-
-    # -- admin ----------------------------------------------------------------------
-
-    def reply_later(self, peer: Peer, answer: Awaitable[bytes]) -> bytes:
-        """Answer an admin command once ``answer`` (a round trip to the shared store)
-        is ready, in request order; a store error answers ``ERR QUEUE_ERROR``.
-        Returns what to send now: nothing."""
-        self._answer_later(peer, answer, _queue_error)
-        return b""
-
-    def _admin_cancel(self, peer: Peer, handle: bytes) -> bytes:
-        async def answer() -> bytes:
-            done = await self.cancel(handle)
-            if done is None:
-                return b"ERR UNKNOWN_JOB\r\n"
-            return b"OK\r\n" if done else ERR_CLAIMED
-
-        return self.reply_later(peer, answer())
-
-    def _admin_status(self, peer: Peer, words: list[bytes]) -> bytes:
-        """`status` over the cluster: jobs and running jobs of every server; the
-        workers column counts this server's workers."""
-        return self.reply_later(peer, self._status_lines())
-
-    async def _status_lines(self) -> bytes:
-        core = self.core
-        assert core is not None
-        shared = {name: (total, running) for name, total, running in await self.backend.queues()}
-        held_total: dict[bytes, int] = {}
-        held_running: dict[bytes, int] = {}
-        for _id, _attempt, job in self.held.items():
-            name = job.function.name
-            held_total[name] = held_total.get(name, 0) + 1
-            if job.worker is not None:
-                held_running[name] = held_running.get(name, 0) + 1
-        out = []
-        for f in core.functions.values():
-            total, running = shared.pop(f.name, (0, 0))
-            # Local foreground jobs, plus the cluster's (which count the ones held here).
-            total += f.total - held_total.get(f.name, 0)
-            running += f.running - held_running.get(f.name, 0)
-            out.append(b"%s\t%d\t%d\t%d\n" % (f.name, total, running, len(f.workers)))
-        for name, (total, running) in shared.items():
-            out.append(b"%s\t%d\t%d\t0\n" % (name, total, running))
-        out.append(b".\n")
-        return b"".join(out)
-
-    def _admin_cluster(self, peer: Peer, words: list[bytes]) -> bytes:
-        """`cluster`: id, name, seconds since start, lease seconds left, running jobs,
-        and ``*`` for this server."""
-        return self.reply_later(peer, self._member_lines())
-
-    async def _member_lines(self) -> bytes:
-        out = [
-            b"%d\t%s\t%.1f\t%.1f\t%d\t%s\n"
-            % (
-                server,
-                name.encode(errors="replace"),
-                age,
-                left,
-                running,
-                b"*" if server == self.lease.server else b"-",
-            )
-            for server, name, age, left, running in await self.backend.members()
-        ]
-        out.append(b".\n")
-        return b"".join(out)
-
-
-def _queue_error(error: Exception) -> bytes:
-    return b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n"
-
-
-ERR_CLAIMED = b"ERR JOB_CLAIMED claimed+by+another+server:+cancel+it+there\r\n"

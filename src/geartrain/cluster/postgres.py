@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from ..server.failures import FailedJob, decode_outcomes
 from ..store.postgres import conninfo_to_asyncpg
+from ..store.records import FailedJob, decode_outcomes
 from . import Claimed, Failure, Retry, Submission, cluster_handle, coalesce_key
 
 __all__ = ["ERRORS", "PostgresCluster"]

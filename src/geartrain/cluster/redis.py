@@ -39,7 +39,7 @@ from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..server.failures import FailedJob, decode_outcomes
+from ..store.records import FailedJob, decode_outcomes
 from ..store.redis import RedisStore
 from . import Claimed, Failure, Retry, Submission, cluster_handle, coalesce_key
 

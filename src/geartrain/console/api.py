@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -13,9 +13,12 @@ from .submit import HttpSubmission
 from .views import failed_view, function_views, job_view, jobs, status_view, text, worker_views
 
 if TYPE_CHECKING:
-    from .app import Console
+    from ..server.app import Shared
+    from ..server.core import JobServer
+    from ..server.persistence import StoreWriter
+    from .history import History
 
-__all__ = ["Api"]
+__all__ = ["Api", "ServerFacts"]
 
 MAX_LIMIT = 1000
 STATES = ("running", "queued", "scheduled", "all")
@@ -36,6 +39,10 @@ def _error(status: int, message: str) -> web.HTTPException:
     return _ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
 
 
+def _bytes(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
 def _limit(request: web.Request) -> int:
     try:
         return max(1, min(MAX_LIMIT, int(request.query.get("limit", "200"))))
@@ -43,12 +50,26 @@ def _limit(request: web.Request) -> int:
         raise _error(400, "limit must be a number") from None
 
 
+class ServerFacts(Protocol):
+    """What the console reads of the running server (a :class:`ServerApp`)."""
+
+    writer: StoreWriter | None
+    store_description: str
+    ready: bool
+    loading: str
+    cluster: Shared | None
+
+
 class Api:
     """Handlers over the console's core."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.core = console.core
+    def __init__(
+        self, core: JobServer, server: ServerFacts, started: float, history: History
+    ) -> None:
+        self.core = core
+        self.server = server
+        self.started = started
+        self.history = history
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/status.json", self._legacy_status)  # the older dashboard's address
@@ -62,24 +83,22 @@ class Api:
         r.add_post("/api/jobs", self._submit)
         r.add_post("/api/jobs/{handle}/cancel", self._cancel)
         r.add_post("/api/functions/{function}/drop", self._drop)
-        r.add_post("/api/failed/retry", self._failed_all("retry_all"))
-        r.add_post("/api/failed/delete", self._failed_all("delete_all"))
-        r.add_post("/api/failed/{handle}/retry", self._failed_one("retry"))
-        r.add_post("/api/failed/{handle}/delete", self._failed_one("delete"))
+        r.add_post("/api/failed/retry", self._failed_all(retry=True))
+        r.add_post("/api/failed/delete", self._failed_all(retry=False))
+        r.add_post("/api/failed/{handle}/retry", self._failed_one(retry=True))
+        r.add_post("/api/failed/{handle}/delete", self._failed_one(retry=False))
 
     # -- reading ----------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        writer = self.console.server.writer
+        writer = self.server.writer
         store: dict[str, Any] = {
-            "description": self.console.server.store_description,
+            "description": self.server.store_description,
             "durability": self.core.config.durability,
         }
         if writer is not None:
             store |= {"up": not writer.outage, "writes": writer.writes, "pending": writer.pending}
-        return status_view(self.core, self.console.started, store) | {
-            "ready": self.console.server.ready
-        }
+        return status_view(self.core, self.started, store) | {"ready": self.server.ready}
 
     async def _status(self, request: web.Request) -> web.Response:
         return _reply(self.status())
@@ -89,7 +108,7 @@ class Api:
         return _reply(self.status() | {"functions": functions})
 
     async def _history(self, request: web.Request) -> web.Response:
-        return _reply(self.console.history.as_json())
+        return _reply(self.history.as_json())
 
     async def _functions(self, request: web.Request) -> web.Response:
         return _reply({"functions": function_views(self.core, time.time(), _limit(request))})
@@ -108,25 +127,15 @@ class Api:
         handle = request.match_info["handle"].encode()
         job = self.core.jobs.get(handle)
         if job is None:
-            record = await self._failed_set("get", handle)
+            record = await self.core.failed.get(handle)
             if record is None:
                 raise _error(404, "no such job")
             return _reply(failed_view(record) | {"state": "failed"})
         return _reply(job_view(job, time.time()))
 
-    async def _failed_set(self, action: str, arg: bytes | None) -> Any:
-        """``action`` on the failed-job set: this server's, or in cluster mode the
-        cluster's (from the database, the same on every member)."""
-        cluster = self.console.server.cluster
-        if cluster is not None:
-            return await getattr(cluster.failed, action)(arg)
-        return getattr(self.core.failed, action)(arg)
-
     async def _failed(self, request: web.Request) -> web.Response:
         function = request.query.get("function")
-        records = await self._failed_set(
-            "records", function.encode() if function is not None else None
-        )
+        records = await self.core.failed.records(_bytes(function))
         limit = _limit(request)
         return _reply({"total": len(records), "failed": [failed_view(r) for r in records[:limit]]})
 
@@ -134,8 +143,11 @@ class Api:
 
     async def _cancel(self, request: web.Request) -> web.Response:
         handle = request.match_info["handle"].encode()
-        cluster = self.console.server.cluster
-        done = await cluster.cancel(handle) if cluster is not None else self.core.cancel(handle)
+        cluster = self.server.cluster
+        if cluster is not None:
+            done = await cluster.answers.cancel(handle)
+        else:
+            done = self.core.cancel(handle)
         if done is False and cluster is not None:
             raise _error(409, "another server of the cluster runs it: cancel it there")
         if not done:
@@ -144,30 +156,29 @@ class Api:
 
     async def _drop(self, request: web.Request) -> web.Response:
         name = request.match_info["function"].encode()
-        f = self.core.functions.get(name)
-        if f is None:
+        dropped = self.core.drop_function(name)
+        if dropped == "unknown":
             raise _error(404, "no such function")
-        if f.total or f.workers:
+        if dropped == "busy":
             raise _error(409, "the function has jobs or workers")
-        self.core.drop_function(f)
         return _reply({"dropped": text(name)})
 
-    def _failed_one(self, action: str) -> Any:
+    def _failed_one(self, retry: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:
             handle = request.match_info["handle"]
-            if not await self._failed_set(action, handle.encode()):
+            failed = self.core.failed
+            if not await (failed.retry if retry else failed.delete)(handle.encode()):
                 raise _error(404, "no such failed job")
-            return _reply({action: handle})
+            return _reply({"retry" if retry else "delete": handle})
 
         return handler
 
-    def _failed_all(self, action: str) -> Any:
+    def _failed_all(self, retry: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:
-            function = request.query.get("function")
-            count = await self._failed_set(
-                action, function.encode() if function is not None else None
-            )
-            return _reply({action: count})
+            function = _bytes(request.query.get("function"))
+            failed = self.core.failed
+            count = await (failed.retry_all if retry else failed.delete_all)(function)
+            return _reply({"retry_all" if retry else "delete_all": count})
 
         return handler
 

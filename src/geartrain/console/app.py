@@ -9,37 +9,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
 from ..server.core import JobServer
 from ..server.network import is_loopback
-from ..server.persistence import StoreWriter
-from .api import Api
+from .api import Api, ServerFacts
 from .history import History
 from .metrics import JobMetrics, prometheus_text, registry
 
-if TYPE_CHECKING:
-    from ..cluster.node import ClusterNode
-
-__all__ = ["Console", "ServerFacts"]
+__all__ = ["Console"]
 
 log = logging.getLogger("geartrain.server.console")
 
 STATIC = resources.files(__package__) / "static"
 CSRF_HEADER = "X-Geartrain-Console"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ServerFacts(Protocol):
-    """What the console reads of the running server (a :class:`ServerApp`)."""
-
-    writer: StoreWriter | None
-    store_description: str
-    ready: bool
-    loading: str
-    cluster: ClusterNode | None
 
 
 class _OneLine(logging.Filter):
@@ -73,7 +59,7 @@ class Console:
         self.last_tick = time.monotonic()
         self.ticks: list[asyncio.Queue[dict[str, Any]]] = []
         self._ticker: asyncio.Task[None] | None = None
-        self.api = Api(self)
+        self.api = Api(core, server, self.started, self.history)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=1 << 20)

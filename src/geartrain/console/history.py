@@ -6,7 +6,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ..server.jobs import Stats
+from ..server.stats import Stats
 
 __all__ = ["History"]
 

@@ -27,7 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from ..__about__ import __version__
 from ..server.access import KINDS
 from ..server.core import JobServer
-from ..server.jobs import Function, Job
+from ..server.model import Function, Job
 from ..server.persistence import StoreWriter
 
 __all__ = ["EVENTS", "JobMetrics", "prometheus_text", "registry"]
@@ -210,7 +210,7 @@ class _Collector:
             "Background jobs in the failed-job set.",
             labels=["function"],
         )
-        for function, count in core.failed.counts.items():
+        for function, count in core.failed.counts().items():
             failed.add_metric([_name(function)], count)
         yield failed
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..protocol import Decoder, Packet, PacketType
 from ..server.core import JobServer
-from ..server.jobs import Peer
+from ..server.model import Peer
 from ..server.network import is_loopback
 
 __all__ = ["HttpSubmission", "Outcome"]

@@ -9,8 +9,10 @@ from itertools import islice
 from typing import Any
 
 from ..__about__ import __version__
+from ..priority import Priority
 from ..server.core import JobServer
-from ..server.jobs import STAT_NAMES, Job, JobState, Peer, Priority
+from ..server.model import Job, JobState, Peer
+from ..server.stats import STAT_NAMES
 
 __all__ = ["failed_view", "function_views", "job_view", "jobs", "status_view", "worker_views"]
 
@@ -32,14 +34,14 @@ def job_view(job: Job, now: float) -> dict[str, Any]:
         "handle": text(job.handle),
         "function": text(job.function.name),
         "unique": text(job.unique),
-        "priority": Priority(job.priority).name.lower(),
+        "priority": Priority.of_level(job.priority).value,
         "background": job.background,
         "state": state,
         "age_seconds": round(now - job.created_at, 3) if job.created_at else None,
         "running_seconds": round(now - job.started_at, 3) if worker is not None else None,
         "progress": [job.numerator, job.denominator],
         "due": job.when or None,
-        "attempts": job.attempts or job.retries,
+        "attempts": job.failures or job.retries,
         "worker": text(worker.client_id) if worker is not None else None,
         "data_preview": preview(job.data),
         "size": len(job.data),
@@ -123,7 +125,7 @@ def failed_view(record: Any) -> dict[str, Any]:
         "handle": text(record.handle),
         "function": text(record.function),
         "unique": text(record.unique),
-        "priority": Priority(record.priority).name.lower(),
+        "priority": Priority.of_level(record.priority).value,
         "attempts": record.attempts,
         "failed_at": record.failed_at,
         "reason": record.reason,
@@ -165,10 +167,10 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         | {
             "processed": stats.completed,
             "failed": stats.failed + stats.exceptions + stats.timed_out + stats.dropped,
-            "retries": sum(1 for j in core.jobs.values() if j.attempts)
+            "retries": sum(1 for j in core.jobs.values() if j.failures)
             if counts["scheduled"]
             else 0,
-            "dead": sum(core.failed.counts.values()),  # the cluster's in cluster mode
+            "dead": sum(core.failed.counts().values()),  # the cluster's in cluster mode
         },
         "counters": {name: getattr(stats, name) for name in STAT_NAMES},
         "memory_bytes": _rss(),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .access import ANONYMOUS, AccessRules, Patterns, Rights
 from .core import JobServer
-from .jobs import Peer
+from .model import Peer
 
 __all__ = ["AclCommands"]
 

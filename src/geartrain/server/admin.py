@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from ..__about__ import __version__
+from ..store.records import FailedJob
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
 from .core import JobServer
-from .failures import FailedJob
-from .jobs import JobState, Peer
+from .model import JobState, Peer
 from .replies import c_atoi
 
-__all__ = ["MAX_TOKENS", "AdminCommands", "failed_listing"]
+__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing"]
+
+Answer = bytes | Awaitable[bytes]
+"""An admin reply: now, or once a store has answered (sent in request order)."""
 
 MAX_TOKENS = 5  # gearmand closes the connection on a line with more words
 
@@ -33,6 +37,7 @@ ERR_BUSY = b"ERR there are still connected workers or executing clients\r\n"
 ERR_NO_FUNCTION = b"ERR function not found\r\n"
 ERR_SHUTDOWN_REMOTE = b"ERR PERMISSION_DENIED shutdown+is+accepted+only+from+loopback\r\n"
 ERR_DENIED = b"ERR PERMISSION_DENIED not+allowed+by+the+access+rules\r\n"
+ERR_CLAIMED = b"ERR JOB_CLAIMED claimed+by+another+server:+cancel+it+there\r\n"
 
 _SPACES = re.compile(rb" +")
 _CONTROL = re.compile(rb"[\t\n\r]")
@@ -84,13 +89,30 @@ def failed_listing(records: Iterable[FailedJob]) -> bytes:
     return b"".join(lines) + b".\n"
 
 
-class AdminCommands:
-    """Answers admin lines for one server."""
+class SharedAdmin(Protocol):
+    """The admin answers a cluster's shared store gives (geartrain.cluster)."""
 
-    def __init__(self, server: JobServer, verbose: Callable[[], str]) -> None:
+    async def status(self) -> bytes:
+        """`status` over the cluster."""
+
+    async def cancel(self, handle: bytes) -> bool | None:
+        """`cancel job` of any member's job: True if cancelled, False if another
+        member runs it, None if there is no such job."""
+
+    async def members(self) -> bytes:
+        """`cluster`: the members."""
+
+
+class AdminCommands:
+    """Answers admin lines for one server; ``shared`` in cluster mode."""
+
+    def __init__(
+        self, server: JobServer, verbose: Callable[[], str], shared: SharedAdmin | None = None
+    ) -> None:
         self.server = server
         self.verbose = verbose
-        self.commands: dict[bytes, Callable[[Peer, list[bytes]], bytes]] = {
+        self.shared = shared
+        self.commands: dict[bytes, Callable[[Peer, list[bytes]], Answer]] = {
             b"workers": self.workers,
             b"status": self.status,
             b"prioritystatus": self.priority_status,
@@ -107,14 +129,10 @@ class AdminCommands:
             b"delete": self.failed_command,
             b"acl": AclCommands(server).line,
         }
-        # Cluster mode answers these from the shared store (geartrain.cluster).
-        self.show_failed: Callable[[Peer, bytes | None], bytes] = self._show_failed
-        self.change_failed: Callable[[Peer, bytes, bytes | None, bytes | None], bytes] = (
-            self._change_failed
-        )
-        self.cancel_job: Callable[[Peer, bytes], bytes] = self._cancel_job
+        if shared is not None:
+            self.commands[b"cluster"] = lambda peer, words: shared.members()
 
-    def line(self, peer: Peer, line: bytes) -> bytes | None:
+    def line(self, peer: Peer, line: bytes) -> Answer | None:
         """The reply to one admin line, or None to close the connection."""
         words = _SPACES.split(line)
         if len(words) > MAX_TOKENS:
@@ -141,7 +159,9 @@ class AdminCommands:
         out.append(b".\n")
         return b"".join(out)
 
-    def status(self, peer: Peer, words: list[bytes]) -> bytes:
+    def status(self, peer: Peer, words: list[bytes]) -> Answer:
+        if self.shared is not None:
+            return self.shared.status()
         out = [
             b"%s\t%d\t%d\t%d\n" % (_shown(f.name), f.total, f.running, len(f.workers))
             for f in self.server.functions.values()
@@ -159,21 +179,27 @@ class AdminCommands:
         out.append(b".\n")
         return b"".join(out)
 
-    def cancel(self, peer: Peer, words: list[bytes]) -> bytes:
+    def cancel(self, peer: Peer, words: list[bytes]) -> Answer:
         if len(words) < 3:
             return _unknown(words[0])
         if len(words) != 3 or words[1].lower() != b"job":
             return ERR_INTERNAL
-        return self.cancel_job(peer, words[2])
+        if self.shared is not None:
+            return self._cancel_shared(self.shared, words[2])
+        return OK if self.server.cancel(words[2]) else ERR_UNKNOWN_JOB
 
-    def _cancel_job(self, peer: Peer, handle: bytes) -> bytes:
-        return OK if self.server.cancel(handle) else ERR_UNKNOWN_JOB
+    @staticmethod
+    async def _cancel_shared(shared: SharedAdmin, handle: bytes) -> bytes:
+        done = await shared.cancel(handle)
+        if done is None:
+            return ERR_UNKNOWN_JOB
+        return OK if done else ERR_CLAIMED
 
-    def show(self, peer: Peer, words: list[bytes]) -> bytes:
+    def show(self, peer: Peer, words: list[bytes]) -> Answer:
         if len(words) < 2:
             return _unknown(words[0])
         if len(words) in (3, 4) and words[1].lower() == b"failed" and words[2].lower() == b"jobs":
-            return self.show_failed(peer, words[3] if len(words) == 4 else None)
+            return self._show_failed(words[3] if len(words) == 4 else None)
         jobs = [j for j in self.server.jobs.values() if j.state is not JobState.PENDING]
         if len(words) == 3 and words[1].lower() == b"unique" and words[2].lower() == b"jobs":
             return b"".join([_shown(j.unique) + b"\n" for j in jobs]) + b".\n"
@@ -186,30 +212,30 @@ class AdminCommands:
 
     # -- the failed-job set (geartrain's own commands) -------------------------
 
-    def _show_failed(self, peer: Peer, function: bytes | None) -> bytes:
-        return failed_listing(self.server.failed.records(function))
+    async def _show_failed(self, function: bytes | None) -> bytes:
+        return failed_listing(await self.server.failed.records(function))
 
-    def failed_command(self, peer: Peer, words: list[bytes]) -> bytes:
+    def failed_command(self, peer: Peer, words: list[bytes]) -> Answer:
         """``retry|delete failed HANDLE`` and ``retry|delete failed all [FUNCTION]``."""
         if len(words) < 3 or words[1].lower() != b"failed" or len(words) > 4:
             return _args_error(words[0])
         action = words[0].lower()
         if words[2].lower() == b"all":
-            return self.change_failed(peer, action, None, words[3] if len(words) == 4 else None)
+            return self._change_failed(action, None, words[3] if len(words) == 4 else None)
         if len(words) != 3:
             return _args_error(words[0])
-        return self.change_failed(peer, action, words[2], None)
+        return self._change_failed(action, words[2], None)
 
-    def _change_failed(
-        self, peer: Peer, action: bytes, handle: bytes | None, function: bytes | None
+    async def _change_failed(
+        self, action: bytes, handle: bytes | None, function: bytes | None
     ) -> bytes:
         """``action`` (retry or delete) one failed job, or all (of ``function``)."""
         failed = self.server.failed
         retry = action == b"retry"
         if handle is None:
-            count = failed.retry_all(function) if retry else failed.delete_all(function)
+            count = await (failed.retry_all(function) if retry else failed.delete_all(function))
             return b"OK %d\n" % count
-        done = failed.retry(handle) if retry else failed.delete(handle)
+        done = await (failed.retry(handle) if retry else failed.delete(handle))
         return OK if done else ERR_UNKNOWN_JOB
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
@@ -221,16 +247,8 @@ class AdminCommands:
     def drop(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
             return _args_error(words[0])
-        name = words[2].lower()
-        for f in self.server.functions.values():
-            if f.name.lower() == name:
-                # gearmand drops a function with queued jobs and loses them; a
-                # function that still holds jobs is refused here instead.
-                if f.workers or f.total:
-                    return ERR_BUSY
-                self.server.drop_function(f)
-                return OK
-        return ERR_NO_FUNCTION
+        dropped = self.server.drop_function(words[2])
+        return OK if dropped == "dropped" else ERR_BUSY if dropped == "busy" else ERR_NO_FUNCTION
 
     def maxqueue(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 1:

@@ -18,27 +18,54 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..store import Store, StoreError
-from .admin import AdminCommands
+from .admin import AdminCommands, SharedAdmin
 from .config import ServerConfig
 from .core import JobServer
+from .failed import FailedJobs
 from .logs import NOTICE, LogTarget
 from .memory import IdleTrimmer
 from .network import Network, is_loopback
 from .persistence import StoreWriter
+from .requests import Requests
 from .settings import Settings, SettingsError, load_settings
 
-__all__ = ["ServerApp", "StartupError"]
+__all__ = ["HttpListener", "ServerApp", "Shared", "StartupError"]
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ..cluster.node import ClusterNode
-
 log = logging.getLogger("geartrain.server")
+
+
+class Shared(Protocol):
+    """A cluster's shared store, where this server keeps its background jobs
+    (:class:`geartrain.cluster.node.ClusterNode`)."""
+
+    @property
+    def description(self) -> str:
+        """One line for the log: where the shared jobs are."""
+
+    @property
+    def answers(self) -> SharedAdmin:
+        """The admin answers that come from the shared store."""
+
+    async def start(self, core: JobServer) -> None:
+        """Join: from now on the core keeps its background jobs there."""
+
+    async def close(self) -> None: ...
+
+
+class HttpListener(NamedTuple):
+    """An HTTP application served beside the job port (the console, the gateway)."""
+
+    port: int
+    what: str
+    """For the log: "Console", "HTTP gateway"."""
+    application: Callable[[ServerApp], web.Application]
 
 
 class StartupError(Exception):
@@ -57,7 +84,8 @@ class ServerApp:
         ssl_context: ssl.SSLContext | None = None,
         store_description: str = "memory only (-q builtin)",
         settings: Settings | None = None,
-        cluster: ClusterNode | None = None,
+        cluster: Shared | None = None,
+        http: Sequence[HttpListener] = (),
     ) -> None:
         self.config = config
         self.store = store
@@ -66,6 +94,7 @@ class ServerApp:
         self.store_description = store_description
         self.settings = settings or Settings()
         self.cluster = cluster
+        self.http = http
         self.core: JobServer | None = None
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
@@ -92,14 +121,16 @@ class ServerApp:
         core = self.core = JobServer(self.config, call_later=loop.call_later)
         core.on_shutdown = self.shutdown
         core.apply_settings(self.settings)
-        admin = AdminCommands(core, lambda: self.verbose)
-        self.network = Network(core, admin, self.config)
+        shared = self.cluster.answers if self.cluster is not None else None
+        admin = AdminCommands(core, lambda: self.verbose, shared)
+        self.network = Network(Requests(core), admin, self.config)
         try:
             await self._bind(loop)
-            await self._serve_http(core)  # before the store, so /readyz answers while it loads
+            for listener in self.http:  # before the store, so /readyz answers while it loads
+                await self._serve_app(listener)
             if self.cluster is not None:
-                log.log(NOTICE, "Queue: %s", self.cluster.backend.description)
-                await self.cluster.start(core, admin)
+                log.log(NOTICE, "Queue: %s", self.cluster.description)
+                await self.cluster.start(core)
             else:
                 await self._open_store(core)
             await self._start_serving()
@@ -129,27 +160,29 @@ class ServerApp:
             where = "" if isinstance(error, StoreError) else f"{self.store_description}: "
             raise StartupError(f"cannot open the queue: {where}{error}") from error
         self.loading = f"restoring {len(jobs)} stored job(s)"
-        count = core.restore(jobs)
+        gather = self.config.durability == "power"
+        self.writer = writer = StoreWriter(self.store, core, gather=gather)
+        if self.network is not None:
+            writer.at_turn_end = self.network.before_flush
+        count = core.restore(writer.restorable(jobs))
         if count:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
-        gather = self.config.durability == "power"
-        self.writer = core.persister = StoreWriter(self.store, core, gather=gather)
-        if self.network is not None:
-            self.writer.at_turn_end = self.network.before_flush
-        await self._load_failed(core, self.writer)
+        core.keeper = writer
+        await self._load_failed(core, writer)
 
     async def _load_failed(self, core: JobServer, writer: StoreWriter) -> None:
         """The failed-job set from the store, and the store as its home from now on."""
         assert self.store is not None
-        for stale in core.stale_store_ids:
-            writer.done(stale)
-        core.failed.persist = writer.failed_changed
+        failed = FailedJobs(core.resubmit, core.clock)
+        failed.bound(self.settings.failed_max_jobs, self.settings.failed_max_age)
+        failed.persist = writer.failed_changed
         records = await self.store.load_failed()
         for record in records:
-            core.saw_handle(record.handle)
-        core.failed.load(records)
+            core.handles.saw(record.handle)
+        failed.load(records)
         if records:
-            log.log(NOTICE, "Loaded %d failed job(s) from the store", len(core.failed))
+            log.log(NOTICE, "Loaded %d failed job(s) from the store", len(failed))
+        core.failed = failed
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the port; connections wait until `_start_serving`."""
@@ -196,29 +229,17 @@ class ServerApp:
                 "start with -L 0.0.0.0 (or -L ::) to accept remote ones",
             )
 
-    async def _serve_http(self, core: JobServer) -> None:
-        """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
-        config = self.config
-        if not (config.metrics_port or config.http_port):
-            return
-        from ..console import Console, Gateway
-
-        if config.metrics_port:
-            console = Console(core, self, config.http_token)
-            await self._serve_app(console.application(), config.metrics_port, "Console")
-        if config.http_port:
-            await self._serve_app(Gateway(core).application(), config.http_port, "HTTP gateway")
-
-    async def _serve_app(self, app: web.Application, port: int, what: str) -> None:
+    async def _serve_app(self, listener: HttpListener) -> None:
         from aiohttp import web
 
+        app = listener.application(self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._http.append(runner)
-        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        site = web.TCPSite(runner, self.config.host, listener.port, reuse_address=True)
         await site.start()
         names = site.name.removeprefix("http://")
-        log.log(NOTICE, "%s on http://%s/", what, names)
+        log.log(NOTICE, "%s on http://%s/", listener.what, names)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         handlers: dict[int, Callable[[], None]] = {

@@ -27,11 +27,12 @@ from .access import certificate_names
 from .admin import AdminCommands
 from .busy_poll import BusyPoll
 from .config import ServerConfig
-from .core import JobServer
-from .jobs import Peer
 from .limits import EVENTS_PER_TURN, LimitEpisode, default_max_connections
 from .logs import LogThrottle
+from .model import Peer
 from .replies import error_packet
+from .reply_order import answer_later
+from .requests import Requests
 
 __all__ = ["Connection", "Network", "is_loopback"]
 
@@ -48,9 +49,11 @@ _KEEPALIVE_OPTIONS = (
 class Network:
     """Shared state of all connections: the core, the admin commands, the flush list."""
 
-    def __init__(self, core: JobServer, admin: AdminCommands, config: ServerConfig) -> None:
-        self.core = core
+    def __init__(self, requests: Requests, admin: AdminCommands, config: ServerConfig) -> None:
+        self.requests = requests
+        self.core = requests.core
         self.admin = admin
+        self.answering: set[asyncio.Task[Any]] = set()  # admin answers waiting for a store
         self.config = config
         self.connections: set[Connection] = set()
         self._dirty: list[Connection] = []
@@ -191,7 +194,7 @@ class Connection(asyncio.BufferedProtocol):
         """Handle what has arrived, up to EVENTS_PER_TURN events; the rest waits
         for a later loop turn, with reading paused meanwhile."""
         decoder = self.decoder
-        core_packet = self.core.packet
+        core_packet = self.network.requests.packet
         peer = self.peer
         budget = EVENTS_PER_TURN
         try:
@@ -210,8 +213,10 @@ class Connection(asyncio.BufferedProtocol):
                     if reply is None:
                         self.close()
                         break
-                    if reply:  # empty: the answer comes later (reply_order)
+                    if isinstance(reply, bytes):
                         peer.send(reply)
+                    else:  # the answer comes once a store has answered, in order
+                        answer_later(peer, reply, _admin_error, self.network.answering)
         except ProtocolError as error:
             if self.network.protocol_errors.due(self.host):  # a fuzzer makes thousands
                 log.info("Closing %s: %s", self.host, error)
@@ -320,6 +325,10 @@ class Connection(asyncio.BufferedProtocol):
                         sock.setsockopt(socket.IPPROTO_TCP, option, value)
         except OSError:  # not a TCP socket (tests over socketpair, Unix sockets)
             pass
+
+
+def _admin_error(error: Exception) -> bytes:
+    return b"ERR QUEUE_ERROR " + str(error).encode(errors="replace")[:200] + b"\r\n"
 
 
 def is_loopback(host: str) -> bool:

@@ -1,13 +1,14 @@
 """Group commit between the core and a durable store.
 
-The core calls :meth:`StoreWriter.add` for each background job and
-:meth:`StoreWriter.done` when a stored job is over.  Everything asked for while
-a write is in flight goes into the next write, so under load each transaction
-carries many jobs and throughput is bounded by the disk and the batch, not by
-one fsync per job.  Only after a write returns does the core acknowledge the
-jobs it carried (JOB_CREATED) and queue them for workers.  Deletions start a
-write at once too, so that a crash replays only the jobs that were running,
-not ones that had already finished.
+The :class:`StoreWriter` is the core's keeper (:class:`~.ports.Keeper`) when
+there is a durable store: the core hands it each background job
+(:meth:`StoreWriter.keep`) and each job that is over (:meth:`StoreWriter.forget`).
+Everything asked for while a write is in flight goes into the next write, so
+under load each transaction carries many jobs and throughput is bounded by the
+disk and the batch, not by one fsync per job.  Only after a write returns does
+the core acknowledge the jobs it carried (JOB_CREATED) and queue them for
+workers.  Deletions start a write at once too, so that a crash replays only the
+jobs that were running, not ones that had already finished.
 
 Clients that submit one background job at a time fall into lockstep with the
 writer: each one's next job arrives while another's is being written, so every
@@ -40,12 +41,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..store import Store, StoredJob
-from .failures import FailedJob, encode_outcomes
+from ..store import Store
+from ..store.records import FailedJob, StoredJob, encode_outcomes
+from .ports import LocalKeeper
 
 if TYPE_CHECKING:
     from .core import JobServer
-    from .jobs import Job, Peer
+    from .model import Job, Peer
 
 __all__ = ["StoreWriter"]
 
@@ -67,7 +69,7 @@ acknowledgement to count as a regular, and the longest a write waits for the
 regulars it has just acknowledged (about the event loop's timer resolution)."""
 
 
-class StoreWriter:
+class StoreWriter(LocalKeeper):
     """Batches the core's store requests into transactions, one at a time.
 
     A submission or a deletion starts a write at once (unless one is in
@@ -100,6 +102,7 @@ class StoreWriter:
         self._append: Callable[[Sequence[StoredJob], Sequence[int]], None] | None = (
             getattr(store, "append", None) if getattr(store, "journaled", False) else None
         )
+        self.next_id = 1  # store ids: increasing in submission order
         self._turn_adds: list[Job] = []
         self._turn_dones: list[int] = []
         self._done_timer: asyncio.TimerHandle | None = None
@@ -134,21 +137,59 @@ class StoreWriter:
         for job in adds:
             stored(job)
 
-    def store_now(self, job: Job) -> bool:
-        """A new job into a logging store's log at once (one record): True if it is
-        there, so the core can acknowledge it in this turn as a memory queue would.
-        A failure starts an outage; the core then hands the job to :meth:`add`,
-        which refuses it until a write succeeds again."""
-        if not self._appending():
-            return False
-        assert self._append is not None
-        try:
-            self._append([_record(job)], ())
-        except Exception as error:  # as in _write_batch: any failure is an outage
-            self._begin_outage(error)
-            return False
-        self.writes += 1
-        return True
+    # -- the core's keeper --------------------------------------------------------
+
+    def restorable(self, stored: list[StoredJob]) -> list[StoredJob]:
+        """The jobs to restore of what the store kept, in submission order: of two
+        copies of one handle (a crash between writing a retry and deleting its
+        previous copy) the later one, the earlier one being deleted."""
+        latest: dict[bytes, StoredJob] = {}
+        for s in stored:
+            self.next_id = max(self.next_id, s.id + 1)
+            if s.handle:
+                previous = latest.get(s.handle)
+                if previous is not None:
+                    self.done(previous.id)
+                latest[s.handle] = s
+        return [s for s in stored if not s.handle or latest[s.handle] is s]
+
+    def keep(self, job: Job) -> bool:
+        """A background job into the store: into a logging store's log at once (one
+        record), so the core can acknowledge it in this turn as a memory queue
+        would; else into the next transaction, acknowledged after its commit."""
+        job.store_id = self._take_id()
+        if self._appending():
+            assert self._append is not None
+            try:
+                self._append([_record(job)], ())
+            except Exception as error:  # as in _write_batch: any failure is an outage
+                self._begin_outage(error)
+            else:
+                self.writes += 1
+                return True
+        self.add(job)
+        return False
+
+    def forget(self, job: Job) -> None:
+        if job.store_id:
+            self.done(job.store_id)
+
+    def retry(self, job: Job) -> bool:
+        """A background retry is written anew under a new id, due at ``job.when``
+        with its outcomes; its previous copy is deleted after it."""
+        if job.background:
+            previous, job.store_id = job.store_id, self._take_id()
+            self.add(job)
+            if previous:
+                self.done(previous)
+        return False
+
+    def requeue(self, job: Job) -> bool:
+        return False
+
+    def _take_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
 
     def add(self, job: Job) -> None:
         if self._appending():
@@ -389,6 +430,6 @@ def _record(job: Job) -> StoredJob:
         int(job.priority),
         math.ceil(job.when),  # a retry's sub-second wait rounds up to the store's seconds
         job.handle,
-        job.attempts,
+        job.failures,
         encode_outcomes(job.outcomes) if job.outcomes else "",
     )

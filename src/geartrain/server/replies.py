@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 
-from ..protocol import RES, PacketType, pack
+from ..protocol import HEADER, RES, PacketType, pack
 
 T = PacketType
 
 NOOP = pack(RES, T.NOOP, ())
 NO_JOB = pack(RES, T.NO_JOB, ())
+
+
+def job_created(handle: bytes) -> bytes:
+    return HEADER.pack(RES, T.JOB_CREATED, len(handle)) + handle
 
 
 def error_packet(code: bytes, text: bytes) -> bytes:

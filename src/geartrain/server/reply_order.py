@@ -14,16 +14,20 @@ the connection's own until an answer is owed, and again once all are paid.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .jobs import Peer
+    from .model import Peer
 
 Send = Callable[[bytes | list[bytes]], None]
 
-__all__ = ["owe", "pay"]
+__all__ = ["answer_later", "owe", "pay"]
+
+log = logging.getLogger("geartrain.server")
 
 
 class _Owed:
@@ -81,3 +85,29 @@ def pay(peer: Peer, key: object, data: bytes) -> None:
         send(head)
     peer.send = send
     peer.held = None
+
+
+def answer_later(
+    peer: Peer,
+    answer: Awaitable[bytes],
+    failed: Callable[[Exception], bytes],
+    tasks: set[asyncio.Task[Any]],
+) -> None:
+    """Answer ``peer`` once ``answer`` (a round trip to a store) is ready, in the
+    order of its requests; if it raises, ``failed`` gives the answer.  The task
+    that waits is kept in ``tasks`` until it ends."""
+    key = object()
+    owe(peer, key)
+
+    async def answer_then_pay() -> None:
+        try:
+            reply = await answer
+        except Exception as error:  # a store's failure, whatever its driver raises
+            log.warning("An answer from the store failed: %s", error)
+            reply = failed(error)
+        if not peer.closed:
+            pay(peer, key, reply)
+
+    task = asyncio.get_running_loop().create_task(answer_then_pay())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .access import AccessError, AccessRules
-from .failures import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS
+from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS
 from .policies import Policies, Policy, policy_from_table
 from .schedules import Schedule, schedule_from_table
 

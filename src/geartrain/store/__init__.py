@@ -14,38 +14,15 @@ says where the queue is (without passwords), for the startup log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from ..server.failures import FailedJob
+from .records import FailedJob, StoredJob
 
 __all__ = ["STORES", "StoreError", "Store", "StoredJob", "store_class"]
 
 
 class StoreError(Exception):
     """The store could not be reached or refused a write."""
-
-
-class StoredJob(NamedTuple):
-    """A background job as a store keeps it (a tuple: one is made for every
-    background job on the acknowledgement path, so it must be cheap to make)."""
-
-    id: int
-    """Assigned by the server, increasing in submission order; unique in the store."""
-    function: bytes
-    unique: bytes
-    data: bytes
-    priority: int
-    """0 high, 1 normal, 2 low (gearmand's numbering, which its queue tables use)."""
-    when: int = 0
-    """Epoch seconds at which the job may run; 0 means now."""
-    handle: bytes = b""
-    """The job's handle, so that a retried job keeps it across a restart (empty in
-    rows written before handles were kept, or by gearmand)."""
-    attempts: int = 0
-    """Failed attempts so far (a retry waiting for its time)."""
-    outcomes: str = ""
-    """How those attempts ended, as JSON (see ``geartrain.server.failures``)."""
 
 
 @runtime_checkable
@@ -73,7 +50,7 @@ class Store(Protocol):
         """
 
     async def load_failed(self) -> list[FailedJob]:
-        """The failed-job set (``geartrain.server.failures``), oldest first."""
+        """The failed-job set, oldest first."""
 
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         """Store (or replace) ``added`` and delete the handles in ``removed``, atomically."""

@@ -7,8 +7,8 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from ..server.failures import FailedJob, encode_outcomes
 from . import StoredJob
+from .records import FailedJob, encode_outcomes
 
 __all__ = [
     "LIBPQ_TABLE",

@@ -25,10 +25,10 @@ from typing import Any
 
 import asyncmy
 
-from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
 from ._util import MYSQL_TABLE, check_identifier, failed_row, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
+from .records import FailedJob, decode_outcomes
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
@@ -271,7 +271,7 @@ class MysqlStore:
                 self._insert,
                 [
                     (j.id, j.function, j.unique, j.data, j.priority, j.when)
-                    + (j.handle, j.attempts, j.outcomes)
+                    + (j.handle, j.failures, j.outcomes)
                     for j in added
                 ],
             )

@@ -21,10 +21,10 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
 from ._util import LIBPQ_TABLE, check_identifier, failed_row, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
+from .records import FailedJob, decode_outcomes
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
 
@@ -379,7 +379,7 @@ def _columns(jobs: Sequence[StoredJob]) -> tuple[list[Any], ...]:
         [j.priority for j in jobs],
         [j.when for j in jobs],
         [j.handle for j in jobs],
-        [j.attempts for j in jobs],
+        [j.failures for j in jobs],
         [j.outcomes for j in jobs],
     )
 

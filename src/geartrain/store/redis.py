@@ -28,10 +28,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..server.failures import FailedJob, decode_outcomes, encode_outcomes
 from . import StoredJob, StoreError
 from ._util import REDIS_PREFIX, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
+from .records import FailedJob, decode_outcomes, encode_outcomes
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -316,8 +316,8 @@ class RedisStore:
 def _retry_fields(job: StoredJob) -> dict[Any, Any]:
     """The handle, attempts and outcomes, only when there are any (older hashes lack them)."""
     fields: dict[Any, Any] = {"handle": job.handle} if job.handle else {}
-    if job.attempts:
-        fields.update(attempts=job.attempts, outcomes=job.outcomes)
+    if job.failures:
+        fields.update(attempts=job.failures, outcomes=job.outcomes)
     return fields
 
 

@@ -32,11 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from ..server.failures import FailedJob, decode_outcomes
 from . import StoredJob, StoreError
 from ._util import SQLITE_TABLE, check_identifier, failed_row, without_overlap
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 from .journal import Generation, Journal, replay
+from .records import FailedJob, decode_outcomes
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
 
@@ -323,7 +323,7 @@ class SqliteStore:
                 " handle, attempts, outcomes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
-                    + (j.handle, j.attempts, j.outcomes)
+                    + (j.handle, j.failures, j.outcomes)
                     for j in added
                 ],
             )

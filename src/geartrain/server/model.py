@@ -1,10 +1,9 @@
-"""The server's data: jobs, functions, the connections the core talks to, its counters.
+"""The server's data: jobs, functions and the connections the core talks to.
 
 These are plain slotted classes with no behaviour beyond bookkeeping; every
 decision about which job runs where lives in :mod:`geartrain.server.core`.
 They are mutable and slotted because a server holds hundreds of thousands of
-jobs and touches them on every packet.  :class:`Persister` is the durable
-store as the core sees it.
+jobs and touches them on every packet.
 """
 
 from __future__ import annotations
@@ -12,33 +11,17 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .failures import FailedJob
+    from ..store.records import Attempt
     from .reply_order import HeldReplies
-    from .schedules import Schedule
 
-__all__ = [
-    "STAT_NAMES",
-    "ClusterHooks",
-    "Function",
-    "Job",
-    "JobState",
-    "Observer",
-    "Peer",
-    "Persister",
-    "Priority",
-    "Stats",
-]
+__all__ = ["HIGH", "LOW", "NORMAL", "Function", "Job", "JobState", "Peer"]
 
-
-class Priority(IntEnum):
-    """Job priority; the numbers are gearmand's, which its queue tables store."""
-
-    HIGH = 0
-    NORMAL = 1
-    LOW = 2
+HIGH, NORMAL, LOW = 0, 1, 2
+"""Priorities as the server keeps them: gearmand's numbers, which its queue
+tables store, and the index of a function's queue (``Priority.level``)."""
 
 
 class JobState(IntEnum):
@@ -73,7 +56,7 @@ class Job:
         "timer",
         "waiters",
         "ignored",
-        "attempts",
+        "failures",
         "outcomes",
         "created_at",
         "started_at",
@@ -102,7 +85,7 @@ class Job:
         # 56 bytes each).
         self.clients: list[Peer] | None = None
         self.worker: Peer | None = None
-        self.retries = 0
+        self.retries = 0  # times its worker was lost and it was queued again (-j)
         self.numerator = 0
         self.denominator = 0
         self.reducer = b""
@@ -112,10 +95,10 @@ class Job:
         self.waiters: list[Peer] | None = None
         # Cancelled or abandoned while running: the worker's result is dropped.
         self.ignored = False
-        # Failed attempts so far and how each ended (failures.Attempt records),
-        # for retries and the failed-job set.
-        self.attempts = 0
-        self.outcomes: tuple[Any, ...] = ()
+        # Failed attempts so far and how each ended, for the retry policy and
+        # the failed-job set.
+        self.failures = 0
+        self.outcomes: tuple[Attempt, ...] = ()
         # Epoch seconds, for the console's ages and the wait/run histograms.
         self.created_at = 0.0
         self.started_at = 0.0
@@ -142,7 +125,6 @@ class Function:
         "by_data",
         "max_queue",
         "data_bytes",
-        "wake_start",
     )
 
     def __init__(self, name: bytes) -> None:
@@ -166,7 +148,6 @@ class Function:
         self.by_data: dict[bytes, Job] = {}  # unique "-": coalesce on identical data
         self.max_queue: tuple[int, int, int] | None = None
         self.data_bytes = 0  # data held by its jobs, for the per-function byte limit
-        self.wake_start = 0
 
     def has_queued(self) -> bool:
         q = self.queued
@@ -248,96 +229,3 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
-
-
-STAT_NAMES = (
-    "created",
-    "coalesced",
-    "completed",
-    "failed",
-    "exceptions",
-    "requeued",
-    "dropped",
-    "timed_out",
-    "cancelled",
-    "restored",
-    "retried",
-    "limit_connections",
-    "limit_input",
-    "limit_output",
-    "limit_queue",
-    "limit_function",
-    "refused_submit",
-    "refused_work",
-    "refused_status",
-    "refused_admin",
-)
-"""The counters of :class:`Stats`, in the order metrics list them."""
-
-
-class Stats:
-    """Counters since start, for metrics: what happened to jobs, not what is queued."""
-
-    __slots__ = STAT_NAMES
-
-    def __init__(self) -> None:
-        self.created = self.coalesced = self.completed = self.failed = 0
-        self.exceptions = self.requeued = self.dropped = self.timed_out = 0
-        self.cancelled = self.restored = self.retried = 0
-        # Times a resource limit was reached (see .limits).
-        self.limit_connections = self.limit_input = self.limit_output = self.limit_queue = 0
-        self.limit_function = 0
-        # Requests the access rules refused, by kind.
-        self.refused_submit = self.refused_work = self.refused_status = self.refused_admin = 0
-
-
-class Persister(Protocol):
-    """How the core reaches the durable store (see :mod:`.persistence`)."""
-
-    def store_now(self, job: Job) -> bool:
-        """Store a new job at once if the store can (a log append): True if it is
-        stored, and the core acknowledges it now; False to :meth:`add` it instead."""
-
-    def add(self, job: Job) -> None:
-        """Store the job; later call ``JobServer.stored`` or ``JobServer.store_failed``."""
-
-    def done(self, store_id: int) -> None:
-        """The job left for good; delete it from the store."""
-
-
-class ClusterHooks(Protocol):
-    """What the core asks of cluster mode (see :mod:`geartrain.cluster`), where
-    background jobs live in a store shared by several servers."""
-
-    def before_hand_out(self) -> None:
-        """A worker asks for a job: drop claimed jobs whose claim may have lapsed,
-        so the core does not hand them out."""
-
-    def hungry(self) -> None:
-        """A worker went to sleep: claim shared jobs for the idle workers."""
-
-    def release(self, job: Job) -> None:
-        """An attempt at a shared job failed (its worker was lost, or its retry
-        policy retries it): give the job back to the cluster, due at ``job.when``
-        (0: now), with its attempts and outcomes."""
-
-    def keep_failed(self, job: Job, record: FailedJob) -> None:
-        """A shared job failed for good: keep ``record`` in the cluster's failed set."""
-
-    def fire(self, schedule: Schedule, when: int) -> None:
-        """A recurring schedule's minute ``when`` came: fire it once in the cluster."""
-
-    def status(self, peer: Peer, handle: bytes) -> bool:
-        """GET_STATUS of a handle not held here: True if the cluster answers it."""
-
-    def status_unique(self, peer: Peer, unique: bytes) -> bool:
-        """GET_STATUS_UNIQUE of a unique key not held here: True if the cluster answers it."""
-
-
-class Observer(Protocol):
-    """Who hears of each job's events (the operations console's metrics).
-
-    ``kind`` is one of "submitted", "completed", "failed", "exception",
-    "timed_out", "requeued", "cancelled"; called once per event, never per packet."""
-
-    def event(self, job: Job, kind: str) -> None: ...

@@ -11,28 +11,17 @@ by the same group-commit writer as the queue.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .core import JobServer
-    from .jobs import Job
+from ..store.records import FailedJob
 
-__all__ = [
-    "DEFAULT_MAX_AGE",
-    "DEFAULT_MAX_JOBS",
-    "Attempt",
-    "FailedJob",
-    "FailedJobs",
-    "decode_outcomes",
-    "encode_outcomes",
-    "failed_record",
-    "note_attempt",
-]
+if TYPE_CHECKING:
+    from .model import Job
+
+__all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_JOBS", "FailedJobs"]
 
 log = logging.getLogger("geartrain.server")
 
@@ -40,117 +29,52 @@ DEFAULT_MAX_JOBS = 10_000
 DEFAULT_MAX_AGE = 30 * 86400.0  # seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """How one attempt at a job ended."""
-
-    kind: str
-    """"fail", "exception", "worker_lost" or "timeout"."""
-    message: str
-    """The exception text, or a few words on what happened."""
-    worker: str
-    """The worker's client id (SET_CLIENT_ID), or its address if it set none."""
-    at: float
-    """Epoch seconds."""
-
-
-@dataclass(frozen=True, slots=True)
-class FailedJob:
-    """A background job that failed for good."""
-
-    handle: bytes
-    function: bytes
-    unique: bytes
-    data: bytes
-    priority: int
-    attempts: int
-    failed_at: float
-    reason: str
-    outcomes: tuple[Attempt, ...] = ()
-
-
-MAX_OUTCOMES = 20
-"""Attempts remembered per job (a worker that keeps dying under ``-j -1`` would add without end)."""
-
-
-def note_attempt(job: Job, kind: str, message: str, now: float) -> None:
-    """Count a failed attempt of ``job`` and remember how it ended."""
-    worker = job.worker
-    name = "-"
-    if worker is not None:
-        name = (
-            worker.host if worker.client_id == b"-" else worker.client_id.decode(errors="replace")
-        )
-    job.attempts += 1
-    job.outcomes = (*job.outcomes[1 - MAX_OUTCOMES :], Attempt(kind, message, name, now))
-
-
-def failed_record(job: Job, kind: str, now: float) -> FailedJob:
-    """The failed-set record of a job that failed for good; ``kind`` is the last
-    attempt's outcome (its message is added) or a reason of its own."""
-    last = job.outcomes[-1] if job.outcomes else None
-    reason = f"{kind}: {last.message}" if last and last.kind == kind and last.message else kind
-    return FailedJob(
-        job.handle,
-        job.function.name,
-        job.unique,
-        job.data,
-        int(job.priority),
-        job.attempts,
-        now,
-        reason,
-        tuple(job.outcomes),
-    )
-
-
-def encode_outcomes(outcomes: Iterable[Attempt]) -> str:
-    """Outcomes as the JSON text the stores keep."""
-    return json.dumps([[a.kind, a.message, a.worker, a.at] for a in outcomes])
-
-
-def decode_outcomes(text: str | bytes | None) -> tuple[Attempt, ...]:
-    """The inverse of :func:`encode_outcomes`; unreadable text gives no outcomes."""
-    if not text:
-        return ()
-    try:
-        return tuple(Attempt(str(k), str(m), str(w), float(t)) for k, m, w, t in json.loads(text))
-    except (ValueError, TypeError):
-        return ()
-
-
 class FailedJobs:
-    """The failed set of one server, oldest first; what ``JobServer.failed`` is."""
+    """The failed set of one server, oldest first (a :class:`~.ports.FailedSet`).
+
+    ``resubmit`` runs a record's job again (False if its handle is in use);
+    ``clock`` gives epoch seconds."""
 
     def __init__(
         self,
-        server: JobServer,
+        resubmit: Callable[[FailedJob], bool],
+        clock: Callable[[], float],
         max_jobs: int = DEFAULT_MAX_JOBS,
         max_age: float = DEFAULT_MAX_AGE,
     ) -> None:
-        self.server = server
+        self.resubmit = resubmit
+        self.clock = clock
         self.max_jobs = max_jobs
         self.max_age = max_age
         self._records: OrderedDict[bytes, FailedJob] = OrderedDict()
-        self.counts: dict[bytes, int] = {}  # per function, for metrics
+        self._counts: dict[bytes, int] = {}  # per function, for metrics
         # Set by the app when there is a durable store: (added, removed handles).
         self.persist: Callable[[list[FailedJob], list[bytes]], None] | None = None
 
     def __len__(self) -> int:
         return len(self._records)
 
+    def counts(self) -> Mapping[bytes, int]:
+        return self._counts
+
+    def bound(self, max_jobs: int, max_age: float) -> None:
+        self.max_jobs = max_jobs
+        self.max_age = max_age
+        self.expire()
+
     # -- the console's and admin's interface -----------------------------------
 
-    def records(self, function: bytes | None = None) -> list[FailedJob]:
+    async def records(self, function: bytes | None = None) -> list[FailedJob]:
         self.expire()
         return [r for r in self._records.values() if function is None or r.function == function]
 
-    def get(self, handle: bytes) -> FailedJob | None:
+    async def get(self, handle: bytes) -> FailedJob | None:
         return self._records.get(handle)
 
-    def retry(self, handle: bytes) -> bool:
+    async def retry(self, handle: bytes) -> bool:
         """Run the job again under its old handle and unique key."""
         record = self._records.get(handle)
-        if record is None or not self.server.resubmit(record):
+        if record is None or not self.resubmit(record):
             return False
         self._forget([record])
         log.info(
@@ -160,24 +84,27 @@ class FailedJobs:
         )
         return True
 
-    def retry_all(self, function: bytes | None = None) -> int:
-        retried = [r for r in self.records(function) if self.server.resubmit(r)]
+    async def retry_all(self, function: bytes | None = None) -> int:
+        retried = [r for r in await self.records(function) if self.resubmit(r)]
         self._forget(retried)
         return len(retried)
 
-    def delete(self, handle: bytes) -> bool:
+    async def delete(self, handle: bytes) -> bool:
         record = self._records.get(handle)
         if record is None:
             return False
         self._forget([record])
         return True
 
-    def delete_all(self, function: bytes | None = None) -> int:
-        records = self.records(function)
+    async def delete_all(self, function: bytes | None = None) -> int:
+        records = await self.records(function)
         self._forget(records)
         return len(records)
 
     # -- the core's side -------------------------------------------------------
+
+    def keep(self, job: Job, record: FailedJob) -> None:
+        self.add(record)
 
     def add(self, record: FailedJob) -> None:
         """Keep a job that failed for good, making room by dropping the oldest."""
@@ -195,13 +122,13 @@ class FailedJobs:
         for record in records:
             self._records[record.handle] = record
             self._count(record.function, 1)
-        dropped = self._trim(self.server.clock())
+        dropped = self._trim(self.clock())
         if dropped and self.persist is not None:
             self.persist([], [r.handle for r in dropped])
 
     def expire(self) -> None:
         """Drop records older than ``max_age``."""
-        dropped = self._trim(self.server.clock())
+        dropped = self._trim(self.clock())
         if dropped and self.persist is not None:
             self.persist([], [r.handle for r in dropped])
 
@@ -225,8 +152,8 @@ class FailedJobs:
             self.persist([], [r.handle for r in records])
 
     def _count(self, function: bytes, delta: int) -> None:
-        count = self.counts.get(function, 0) + delta
+        count = self._counts.get(function, 0) + delta
         if count:
-            self.counts[function] = count
+            self._counts[function] = count
         else:
-            self.counts.pop(function, None)
+            self._counts.pop(function, None)

@@ -1,0 +1,82 @@
+"""What the stores keep: a queued job, a job that failed for good, and how each
+failed attempt ended.
+
+These records are the stores' own: the server makes them from its jobs, and
+every backend reads and writes them without knowing the server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = ["Attempt", "FailedJob", "StoredJob", "decode_outcomes", "encode_outcomes"]
+
+
+class StoredJob(NamedTuple):
+    """A background job as a store keeps it (a tuple: one is made for every
+    background job on the acknowledgement path, so it must be cheap to make)."""
+
+    id: int
+    """Assigned by the server, increasing in submission order; unique in the store."""
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    """0 high, 1 normal, 2 low (gearmand's numbering, which its queue tables use)."""
+    when: int = 0
+    """Epoch seconds at which the job may run; 0 means now."""
+    handle: bytes = b""
+    """The job's handle, so that a retried job keeps it across a restart (empty in
+    rows written before handles were kept, or by gearmand)."""
+    failures: int = 0
+    """Failed attempts so far (a retry waiting for its time); its column is
+    ``attempts`` where a backend has columns."""
+    outcomes: str = ""
+    """How those attempts ended, as JSON (:func:`encode_outcomes`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one attempt at a job ended."""
+
+    kind: str
+    """"fail", "exception", "worker_lost" or "timeout"."""
+    message: str
+    """The exception text, or a few words on what happened."""
+    worker: str
+    """The worker's client id (SET_CLIENT_ID), or its address if it set none."""
+    at: float
+    """Epoch seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    """A background job that failed for good."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    attempts: int
+    failed_at: float
+    reason: str
+    outcomes: tuple[Attempt, ...] = ()
+
+
+def encode_outcomes(outcomes: Iterable[Attempt]) -> str:
+    """Outcomes as the JSON text the stores keep."""
+    return json.dumps([[a.kind, a.message, a.worker, a.at] for a in outcomes])
+
+
+def decode_outcomes(text: str | bytes | None) -> tuple[Attempt, ...]:
+    """The inverse of :func:`encode_outcomes`; unreadable text gives no outcomes."""
+    if not text:
+        return ()
+    try:
+        return tuple(Attempt(str(k), str(m), str(w), float(t)) for k, m, w, t in json.loads(text))
+    except (ValueError, TypeError):
+        return ()
