@@ -11,7 +11,7 @@ import pytest
 
 from geartrain.cluster import Claimed, Failure, Retry, Submission
 from geartrain.cluster.backend import ClusterBackend
-from geartrain.server.failures import decode_outcomes
+from geartrain.store.records import decode_outcomes
 from gt_helpers import wait_for
 
 from .conftest import RedisShared, SharedStore

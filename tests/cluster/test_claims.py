@@ -7,7 +7,7 @@ from geartrain.cluster.lease import TRUST
 from geartrain.cluster.node import ClusterNode
 from geartrain.cluster.postgres import PostgresCluster
 from geartrain.protocol import PacketType as T
-from server.test_core import Clock, Conn, make
+from server.harness import Clock, Conn, make
 
 LEASE = 3.0
 
@@ -19,7 +19,7 @@ def member(clock: Clock) -> ClusterNode:
         PostgresCluster("host=127.0.0.1", "queue"), lease=LEASE, clock=lambda: clock.now
     )
     node.core = node.held.core = core
-    core.cluster = core.persister = node
+    core.keeper = node
     node.lease.granted(7, clock.now)
     return node
 

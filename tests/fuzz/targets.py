@@ -13,7 +13,10 @@ from geartrain.protocol import REQ, RES, Decoder, Packet, PacketType
 from geartrain.server.admin import AdminCommands
 from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
-from geartrain.server.jobs import Job, JobState, Peer
+from geartrain.server.model import Job, JobState, Peer
+from geartrain.server.ports import LocalKeeper
+from geartrain.server.requests import Requests
+from server.harness import resolved
 
 T = PacketType
 
@@ -62,11 +65,12 @@ def admin_target(data: bytes) -> None:
     core = JobServer(ServerConfig(handle_prefix="H:fuzz"))
     peer = Peer(lambda data: None, lambda: None)
     core.connect(peer)
-    core.packet(peer, Packet(REQ, T.CAN_DO, (b"f",)))
-    core.packet(peer, Packet(REQ, T.SUBMIT_JOB_BG, (b"f", b"u", b"x")))
+    requests = Requests(core)
+    requests.packet(peer, Packet(REQ, T.CAN_DO, (b"f",)))
+    requests.packet(peer, Packet(REQ, T.SUBMIT_JOB_BG, (b"f", b"u", b"x")))
     admin = AdminCommands(core, lambda: "NOTICE")
     for line in data.split(b"\n"):
-        reply = admin.line(peer, line.rstrip(b"\r"))
+        reply = resolved(admin.line(peer, line.rstrip(b"\r")))
         assert reply is None or reply.endswith(b"\n")
     check_core(core)
 
@@ -101,20 +105,29 @@ REQUESTS = [
 ]
 
 
-class _Persister:
+class _Keeper(LocalKeeper):
     """Half the new jobs are stored at once (a log), half later (a transaction)."""
 
     def __init__(self) -> None:
         self.pending: list[Job] = []
+        self.next_id = 0
 
-    def store_now(self, job: Job) -> bool:
-        return job.store_id % 2 == 0
-
-    def add(self, job: Job) -> None:
+    def keep(self, job: Job) -> bool:
+        self.next_id += 1
+        job.store_id = self.next_id
+        if job.store_id % 2 == 0:
+            return True
         self.pending.append(job)
+        return False
 
-    def done(self, store_id: int) -> None:
+    def forget(self, job: Job) -> None:
         pass
+
+    def retry(self, job: Job) -> bool:
+        return False
+
+    def requeue(self, job: Job) -> bool:
+        return False
 
 
 class _Timer:
@@ -155,9 +168,10 @@ class _CoreRun:
             max_idle_functions=reader.byte() % 3,
         )
         self.core = JobServer(config, call_later=self.call_later, clock=lambda: self.now)
-        self.persister = _Persister()
+        self.requests = Requests(self.core)
+        self.keeper = _Keeper()
         if reader.byte() & 1:
-            self.core.persister = self.persister
+            self.core.keeper = self.keeper
         self.admin = AdminCommands(self.core, lambda: "NOTICE")
         self.peers = [self.new_peer() for _ in range(4)]
 
@@ -182,7 +196,7 @@ class _CoreRun:
             mine = sorted(j.handle for j in peer.jobs)
             handles = mine if mine and reader.byte() % 4 else [*core.jobs, b"H:fuzz:99"]
             args = _args_for(ptype, reader, handles)
-            core.packet(peer, Packet(RES if op % 97 == 0 else REQ, ptype, args))
+            self.requests.packet(peer, Packet(RES if op % 97 == 0 else REQ, ptype, args))
         elif op < 215:
             core.disconnect(peer)
             self.peers[index] = self.new_peer()
@@ -190,9 +204,9 @@ class _CoreRun:
             line = reader.pick(ADMIN_LINES)
             if reader.byte() & 1 and core.jobs:
                 line = b"cancel job " + next(iter(core.jobs))
-            self.admin.line(peer, line)
-        elif op < 240 and self.persister.pending:
-            job = self.persister.pending.pop(0)
+            resolved(self.admin.line(peer, line))
+        elif op < 240 and self.keeper.pending:
+            job = self.keeper.pending.pop(0)
             if reader.byte() & 1:
                 core.stored(job)
             else:
@@ -274,7 +288,7 @@ def check_core(core: JobServer) -> None:
                 scheduled[f.name] += 1
         if job.state is not JobState.RUNNING:
             assert all(job not in p.jobs for p in core.peers)
-    assert size == core.job_bytes
+    assert size == core.table.job_bytes
     for name, f in core.functions.items():
         assert f.name == name
         assert f.total == totals[name], (name, f.total, totals[name])
@@ -282,10 +296,10 @@ def check_core(core: JobServer) -> None:
         assert f.running == running[name]
         assert f.scheduled == scheduled[name]
         assert f.queued == [queued[name, p] for p in (0, 1, 2)]
-        assert (f in core.ready) == f.has_queued()
+        assert (f in core.queues.ready) == f.has_queued()
         assert set(f.workers) == {p for p in core.peers if f in p.abilities}
         assert all(s in f.workers for s in f.sleepers)
-    assert set(core.ready) <= set(core.functions.values())
+    assert set(core.queues.ready) <= set(core.functions.values())
     for peer in core.peers:
         for f in peer.abilities:
             assert core.functions.get(f.name) is f, "a registered function was forgotten"

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from geartrain.protocol import Decoder
 from geartrain.server.access import ANONYMOUS, AccessRules, certificate_names
 from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
-from geartrain.server.jobs import Peer
 from geartrain.server.settings import SettingsError, load_settings
 
-from .test_core import Conn, T
+from .harness import Conn, T
 
 RULES = """
 [access.anonymous]
@@ -48,18 +46,8 @@ def server_with(text: str = RULES) -> JobServer:
     return server
 
 
-class NamedConn(Conn):
-    """A connection from ``host`` whose TLS certificate carries ``names``."""
-
-    def __init__(self, server: JobServer, host: str, names: tuple[str, ...]) -> None:
-        self.server, self.decoder, self.closed = server, Decoder(), False
-        self.peer = Peer(self.decoder.feed, self._close, host=host)
-        self.peer.names = names
-        server.connect(self.peer)
-
-
 def conn(server: JobServer, host: str = "192.0.2.1", *names: str) -> Conn:
-    return NamedConn(server, host, names)
+    return Conn(server, host, names)
 
 
 def test_identities_come_from_certificate_names_then_the_narrowest_network() -> None:

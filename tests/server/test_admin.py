@@ -11,7 +11,10 @@ from geartrain.protocol import REQ, Decoder, Packet, PacketType
 from geartrain.server.admin import AdminCommands
 from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
-from geartrain.server.jobs import Peer
+from geartrain.server.model import Peer
+from geartrain.server.requests import Requests
+
+from .harness import resolved
 
 T = PacketType
 
@@ -19,6 +22,7 @@ T = PacketType
 class Setup:
     def __init__(self) -> None:
         self.server = JobServer(ServerConfig(handle_prefix="H:t"))
+        self.requests = Requests(self.server)
         self.admin = AdminCommands(self.server, lambda: "NOTICE")
         self.fd = 10
 
@@ -29,10 +33,10 @@ class Setup:
         return peer
 
     def send(self, peer: Peer, ptype: PacketType, *args: bytes) -> None:
-        self.server.packet(peer, Packet(REQ, ptype, args))
+        self.requests.packet(peer, Packet(REQ, ptype, args))
 
     def ask(self, line: bytes, peer: Peer | None = None) -> bytes | None:
-        return self.admin.line(peer or self.peer(), line)
+        return resolved(self.admin.line(peer or self.peer(), line))
 
 
 @pytest.fixture

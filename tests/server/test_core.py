@@ -2,110 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import pytest
 
-from geartrain.protocol import REQ, RES, Decoder, Packet, PacketType
-from geartrain.server.config import ServerConfig
+from geartrain.protocol import REQ, RES, Packet
 from geartrain.server.core import JobServer
-from geartrain.server.jobs import Job, Peer
 from geartrain.store import StoredJob
 
-T = PacketType
-
-
-@dataclass
-class Timer:
-    when: float
-    callback: Callable[[], None]
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-@dataclass
-class Clock:
-    now: float = 1_000_000.0
-    timers: list[Timer] = field(default_factory=list)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(self.now + delay, callback)
-        self.timers.append(timer)
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for timer in sorted(self.timers, key=lambda t: t.when):
-            if timer.when <= self.now and not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
-
-
-class Conn:
-    """A peer whose sent bytes are decoded back into packets."""
-
-    def __init__(self, server: JobServer, name: str) -> None:
-        self.server = server
-        self.decoder = Decoder()
-        self.closed = False
-        self.peer = Peer(self.decoder.feed, self._close, host=name)
-        server.connect(self.peer)
-
-    def _close(self) -> None:
-        self.closed = True
-
-    def send(self, ptype: PacketType, *args: bytes) -> None:
-        self.server.packet(self.peer, Packet(REQ, ptype, args))
-
-    def received(self) -> list[tuple[PacketType, tuple[bytes, ...]]]:
-        out = []
-        while (event := self.decoder.next_event()) is not None:
-            assert isinstance(event, Packet) and event.magic == RES
-            out.append((event.type, event.args))
-        return out
-
-    def one(self, ptype: PacketType) -> tuple[bytes, ...]:
-        packets = self.received()
-        assert [p[0] for p in packets] == [ptype], packets
-        return packets[0][1]
-
-    def submit(
-        self, function: bytes, data: bytes, unique: bytes = b"", kind: T = T.SUBMIT_JOB
-    ) -> bytes:
-        self.send(kind, function, unique, data)
-        return self.one(T.JOB_CREATED)[0]
-
-    def grab(self) -> tuple[bytes, ...] | None:
-        self.send(T.GRAB_JOB_UNIQ)
-        [(ptype, args)] = self.received()
-        if ptype == T.NO_JOB:
-            return None
-        assert ptype == T.JOB_ASSIGN_UNIQ
-        return args
-
-    def leave(self) -> None:
-        self.server.disconnect(self.peer)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def make(clock: Clock, **config: object) -> JobServer:
-    return JobServer(
-        ServerConfig(handle_prefix="H:test", **config),  # type: ignore[arg-type]
-        call_later=clock.call_later,
-        clock=lambda: clock.now,
-    )
-
-
-@pytest.fixture
-def server(clock: Clock) -> JobServer:
-    return make(clock)
+from .harness import Clock, Conn, ListKeeper, LogKeeper, T, make
 
 
 def test_round_trip(server: JobServer) -> None:
@@ -358,10 +261,10 @@ def test_cancel_removes_a_queued_job(server: JobServer) -> None:
 
 def test_errors_for_bad_requests(server: JobServer) -> None:
     conn = Conn(server, "x")
-    server.packet(conn.peer, Packet(RES, T.SUBMIT_JOB, (b"f", b"", b"")))
+    conn.requests.packet(conn.peer, Packet(RES, T.SUBMIT_JOB, (b"f", b"", b"")))
     assert conn.one(T.ERROR) == (b"INVALID_MAGIC", b"Request magic expected")
     for ptype in (T.NOOP, T.JOB_CREATED, T.ALL_YOURS, T.UNUSED, T.ECHO_RES):
-        server.packet(conn.peer, Packet(REQ, ptype, ()))
+        conn.requests.packet(conn.peer, Packet(REQ, ptype, ()))
         assert conn.one(T.ERROR) == (b"INVALID_COMMAND", b"Command not expected")
     conn.send(T.SUBMIT_JOB, b"f", b"u" * 65, b"")
     assert conn.one(T.ERROR) == (b"ARGUMENT_TOO_LARGE", b"Unique value too large")
@@ -369,38 +272,12 @@ def test_errors_for_bad_requests(server: JobServer) -> None:
     assert conn.one(T.ERROR) == (b"JOB_NOT_FOUND", b"Job does not exist on server")
     conn.send(T.OPTION_REQ, b"nonsense")
     assert conn.one(T.ERROR) == (b"UNKNOWN_OPTION", b"Server does not recognize given option")
-    server.packet(conn.peer, Packet(REQ, T.SUBMIT_JOB, (b"f",)))
+    conn.requests.packet(conn.peer, Packet(REQ, T.SUBMIT_JOB, (b"f",)))
     assert conn.one(T.ERROR)[0] == b"INVALID_PACKET"
 
 
-class ListPersister:
-    """A store that commits later (a transaction)."""
-
-    def __init__(self) -> None:
-        self.added: list[Job] = []
-        self.logged: list[Job] = []
-        self.done_ids: list[int] = []
-
-    def store_now(self, job: Job) -> bool:
-        return False
-
-    def add(self, job: Job) -> None:
-        self.added.append(job)
-
-    def done(self, store_id: int) -> None:
-        self.done_ids.append(store_id)
-
-
-class LogPersister(ListPersister):
-    """A store that takes a new job at once (a log append)."""
-
-    def store_now(self, job: Job) -> bool:
-        self.logged.append(job)
-        return True
-
-
 def test_a_job_stored_at_once_is_acknowledged_at_once(server: JobServer) -> None:
-    persister = server.persister = LogPersister()
+    persister = server.keeper = LogKeeper()
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     handle = client.submit(b"f", b"x", b"u", T.SUBMIT_JOB_BG)
@@ -412,7 +289,7 @@ def test_a_job_stored_at_once_is_acknowledged_at_once(server: JobServer) -> None
 
 
 def test_background_job_acknowledged_only_once_stored(server: JobServer) -> None:
-    persister = server.persister = ListPersister()
+    persister = server.keeper = ListKeeper()
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"x")
@@ -429,7 +306,7 @@ def test_background_job_acknowledged_only_once_stored(server: JobServer) -> None
 def test_answers_wait_behind_an_acknowledgement_owed(server: JobServer) -> None:
     # A pipelining client matches JOB_CREATED to its submissions by order: a foreground
     # job's must not overtake that of a background job still waiting for the store.
-    persister = server.persister = ListPersister()
+    persister = server.keeper = ListKeeper()
     client = Conn(server, "c")
     client.send(T.SUBMIT_JOB_BG, b"f", b"a", b"x")
     client.send(T.SUBMIT_JOB, b"f", b"b", b"y")
@@ -449,7 +326,7 @@ def test_answers_wait_behind_an_acknowledgement_owed(server: JobServer) -> None:
 
 
 def test_an_answer_owed_to_a_refused_job_keeps_its_place(server: JobServer) -> None:
-    persister = server.persister = ListPersister()
+    persister = server.keeper = ListKeeper()
     client = Conn(server, "c")
     client.send(T.SUBMIT_JOB_BG, b"f", b"a", b"x")
     client.send(T.SUBMIT_JOB, b"f", b"b", b"y")
@@ -458,7 +335,7 @@ def test_an_answer_owed_to_a_refused_job_keeps_its_place(server: JobServer) -> N
 
 
 def test_store_failure_refuses_the_job(server: JobServer) -> None:
-    persister = server.persister = ListPersister()
+    persister = server.keeper = ListKeeper()
     client = Conn(server, "c")
     client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"x")
     server.store_failed(persister.added[0], b"disk full")
@@ -476,7 +353,7 @@ def test_restore_keeps_order_priority_and_epoch(server: JobServer, clock: Clock)
             StoredJob(11, b"f", b"d", b"4", 1, when=int(clock.now) + 100),
         ]
     )
-    assert count == 4 and server.next_store_id == 12
+    assert count == 4
     worker = Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     got = []
@@ -524,4 +401,4 @@ def test_round_robin_rotates_with_ranks(clock: Clock) -> None:
         worker.send(T.WORK_COMPLETE, job[0], b"")
     # Most recent registration first, then each function that ran goes to the back.
     assert order == [b"c0", b"b0", b"a0", b"c1", b"b1", b"a1"]
-    assert server.ready == {}
+    assert server.queues.ready == {}

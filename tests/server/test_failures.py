@@ -12,13 +12,11 @@ import pytest
 from geartrain.protocol import PacketType
 from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
-from geartrain.server.jobs import JobState, Peer
+from geartrain.server.model import JobState, Peer
 from geartrain.server.settings import parse_settings
 from geartrain.store import StoredJob
 
-from .test_core import Clock, Conn, ListPersister, clock, make
-
-__all__ = ["clock"]  # the fixture
+from .harness import Clock, Conn, ListKeeper, make, resolved
 
 T = PacketType
 
@@ -66,7 +64,7 @@ def test_background_failure_is_retried_with_growing_gaps_then_kept(clock: Clock)
     clock.advance(20)
     assert run_and(worker, T.WORK_FAIL) == handle
     assert handle not in server.jobs
-    [record] = server.failed.records()
+    [record] = resolved(server.failed.records())
     assert (record.handle, record.function, record.unique, record.data) == (
         handle,
         b"flaky",
@@ -76,7 +74,7 @@ def test_background_failure_is_retried_with_growing_gaps_then_kept(clock: Clock)
     assert record.attempts == 3 and record.reason == "fail"
     assert [a.kind for a in record.outcomes] == ["fail", "exception", "fail"]
     assert record.outcomes[1].message == "boom" and record.outcomes[1].worker == "worker-7"
-    assert server.failed.counts == {b"flaky": 1}
+    assert server.failed.counts() == {b"flaky": 1}
 
 
 def test_defaults_keep_gearmands_behaviour_and_keep_the_failed_job(clock: Clock) -> None:
@@ -86,7 +84,7 @@ def test_defaults_keep_gearmands_behaviour_and_keep_the_failed_job(clock: Clock)
     handle = client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
     run_and(worker, T.WORK_EXCEPTION, b"bad input")
     assert handle not in server.jobs  # not retried
-    [record] = server.failed.records()
+    [record] = resolved(server.failed.records())
     assert record.reason == "exception: bad input" and record.attempts == 1
 
 
@@ -97,7 +95,9 @@ def test_foreground_jobs_are_never_retried_on_fail(clock: Clock) -> None:
     handle = client.submit(b"flaky", b"x")
     run_and(worker, T.WORK_FAIL)
     assert client.one(T.WORK_FAIL) == (handle,)
-    assert handle not in server.jobs and not server.failed.records()  # foreground: not kept
+    assert handle not in server.jobs and not resolved(
+        server.failed.records()
+    )  # foreground: not kept
 
 
 def test_lost_worker_counts_as_worker_lost(clock: Clock) -> None:
@@ -110,7 +110,7 @@ def test_lost_worker_counts_as_worker_lost(clock: Clock) -> None:
         clock.advance(100)
         assert worker.grab() is not None
         worker.leave()
-    [record] = server.failed.records()
+    [record] = resolved(server.failed.records())
     assert record.handle == handle and record.reason.startswith("worker_lost")
 
 
@@ -123,7 +123,7 @@ def test_job_retries_flag_still_governs_lost_workers_and_keeps_the_job(clock: Cl
         worker.send(T.CAN_DO, b"f")
         assert worker.grab() is not None  # requeued at once, no backoff
         worker.leave()
-    [record] = server.failed.records()
+    [record] = resolved(server.failed.records())
     assert record.handle == handle and record.attempts == 2
 
 
@@ -140,7 +140,7 @@ def test_timeout_requeues_with_a_policy_and_fails_without(clock: Clock) -> None:
     clock.advance(10)
     assert {worker.grab()[0], worker.grab()[0]} == {retried, failed}  # type: ignore[index]
     clock.advance(1)
-    assert server.jobs[retried].attempts == 2
+    assert server.jobs[retried].failures == 2
     assert client.one(T.WORK_FAIL) == (failed,)  # foreground, no policy: fails as PROTOCOL says
 
 
@@ -151,7 +151,7 @@ def test_policy_timeout_applies_to_workers_without_can_do_timeout(clock: Clock) 
     handle = client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
     assert worker.grab() is not None
     clock.advance(5)
-    [record] = server.failed.records()
+    [record] = resolved(server.failed.records())
     assert record.handle == handle and record.reason.startswith("timeout")
 
 
@@ -161,12 +161,12 @@ def test_retry_failed_runs_it_again_under_its_handle(clock: Clock) -> None:
     worker.send(T.CAN_DO, b"f")
     handle = client.submit(b"f", b"x", b"u", T.SUBMIT_JOB_BG)
     run_and(worker, T.WORK_FAIL)
-    assert server.failed.retry(handle)
-    assert not server.failed.records()
+    assert resolved(server.failed.retry(handle))
+    assert not resolved(server.failed.records())
     job = worker.grab()
     assert job is not None and job[0] == handle and job[2] == b"u"
     worker.send(T.WORK_COMPLETE, handle, b"ok")
-    assert not server.jobs and not server.failed.records()
+    assert not server.jobs and not resolved(server.failed.records())
 
 
 def test_failed_set_is_bounded_by_count_and_age(clock: Clock) -> None:
@@ -178,9 +178,9 @@ def test_failed_set_is_bounded_by_count_and_age(clock: Clock) -> None:
         handles.append(client.submit(b"f", str(i).encode(), kind=T.SUBMIT_JOB_BG))
         run_and(worker, T.WORK_FAIL)
         clock.advance(60)
-    assert [r.handle for r in server.failed.records()] == handles[1:]
+    assert [r.handle for r in resolved(server.failed.records())] == handles[1:]
     clock.advance(50)  # the second is 170 s old, the third 110 s
-    assert [r.handle for r in server.failed.records()] == handles[2:]
+    assert [r.handle for r in resolved(server.failed.records())] == handles[2:]
 
 
 def test_keep_failed_false_drops_them(clock: Clock) -> None:
@@ -189,7 +189,7 @@ def test_keep_failed_false_drops_them(clock: Clock) -> None:
     worker.send(T.CAN_DO, b"f")
     client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
     run_and(worker, T.WORK_FAIL)
-    assert server.failed.records() == []
+    assert resolved(server.failed.records()) == []
 
 
 def test_admin_commands(clock: Clock) -> None:
@@ -204,7 +204,7 @@ def test_admin_commands(clock: Clock) -> None:
     second = client.submit(b"b", b"2", b"ub", T.SUBMIT_JOB_BG)
     run_and(worker, T.WORK_FAIL)
     epoch = b"%d" % int(clock.now)
-    assert admin.line(peer, b"show failed jobs") == (
+    assert resolved(admin.line(peer, b"show failed jobs")) == (
         first
         + b"\ta\tua\t1\t"
         + epoch
@@ -215,17 +215,18 @@ def test_admin_commands(clock: Clock) -> None:
         + b"\tfail\n.\n"
     )
     assert (
-        admin.line(peer, b"show failed jobs b") == second + b"\tb\tub\t1\t" + epoch + b"\tfail\n.\n"
+        resolved(admin.line(peer, b"show failed jobs b"))
+        == second + b"\tb\tub\t1\t" + epoch + b"\tfail\n.\n"
     )
-    assert admin.line(peer, b"delete failed nosuch") == b"ERR UNKNOWN_JOB\r\n"
-    assert admin.line(peer, b"retry failed") == (
+    assert resolved(admin.line(peer, b"delete failed nosuch")) == b"ERR UNKNOWN_JOB\r\n"
+    assert resolved(admin.line(peer, b"retry failed")) == (
         b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+retry\r\n"
     )
-    assert admin.line(peer, b"delete failed " + first) == b"OK\r\n"
-    assert admin.line(peer, b"retry failed all a") == b"OK 0\n"
-    assert admin.line(peer, b"retry failed all") == b"OK 1\n"
+    assert resolved(admin.line(peer, b"delete failed " + first)) == b"OK\r\n"
+    assert resolved(admin.line(peer, b"retry failed all a")) == b"OK 0\n"
+    assert resolved(admin.line(peer, b"retry failed all")) == b"OK 1\n"
     assert worker.grab()[0] == second  # type: ignore[index]
-    assert admin.line(peer, b"show failed jobs") == b".\n"
+    assert resolved(admin.line(peer, b"show failed jobs")) == b".\n"
 
 
 def test_restored_retry_keeps_handle_attempts_and_outcomes(clock: Clock) -> None:
@@ -233,14 +234,12 @@ def test_restored_retry_keeps_handle_attempts_and_outcomes(clock: Clock) -> None
     outcomes = '[["fail", "", "w1", 5.0]]'
     server.restore(
         [
-            StoredJob(3, b"f", b"u", b"d", 1, 0, b"H:test:41", 1, outcomes),
-            StoredJob(4, b"f", b"u", b"d", 1, 0, b"H:test:41", 2, outcomes),  # a later copy
+            StoredJob(4, b"f", b"u", b"d", 1, 0, b"H:test:41", 2, outcomes),
             StoredJob(5, b"g", b"", b"e", 1),  # written before handles were kept
         ]
     )
     job = server.jobs[b"H:test:41"]
-    assert (job.store_id, job.attempts, job.outcomes[0].worker) == (4, 2, "w1")
-    assert server.stale_store_ids == [3]
+    assert (job.store_id, job.failures, job.outcomes[0].worker) == (4, 2, "w1")
     assert set(server.jobs) == {b"H:test:41", b"H:test:42"}  # new handles go past kept ones
 
 
@@ -346,7 +345,7 @@ def test_a_reload_replaces_schedules_without_firing_twice(clock: Clock) -> None:
 
 def test_retries_are_stored_under_a_new_id_and_the_old_copy_deleted(clock: Clock) -> None:
     server = configured(clock, RETRY_ALL)
-    persister = server.persister = ListPersister()
+    persister = server.keeper = ListKeeper()
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"flaky")
     client.send(T.SUBMIT_JOB_BG, b"flaky", b"u", b"x")
@@ -366,9 +365,9 @@ def test_a_retry_the_store_refuses_stays_failed(clock: Clock) -> None:
     worker.send(T.CAN_DO, b"f")
     handle = client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
     run_and(worker, T.WORK_FAIL)
-    persister = server.persister = ListPersister()
-    assert server.failed.retry(handle)
+    persister = server.keeper = ListKeeper()
+    assert resolved(server.failed.retry(handle))
     server.store_failed(persister.added[0], b"disk full")
-    [record] = server.failed.records()
+    [record] = resolved(server.failed.records())
     assert record.handle == handle and record.reason == "the store refused its retry"
     assert handle not in server.jobs

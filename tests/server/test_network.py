@@ -15,6 +15,7 @@ from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
 from geartrain.server.limits import EVENTS_PER_TURN
 from geartrain.server.network import Connection, Network
+from geartrain.server.requests import Requests
 
 T = PacketType
 
@@ -49,7 +50,7 @@ async def receive(sock: socket.socket, size: int) -> bytes:
 
 def make_network(**config: int) -> Network:
     core = JobServer(ServerConfig(**config))  # type: ignore[arg-type]
-    return Network(core, AdminCommands(core, lambda: "NOTICE"), core.config)
+    return Network(Requests(core), AdminCommands(core, lambda: "NOTICE"), core.config)
 
 
 async def test_a_closed_connection_is_freed_without_the_cyclic_collector(no_gc: None) -> None:

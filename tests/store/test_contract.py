@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geartrain.server.failures import Attempt, FailedJob, decode_outcomes, encode_outcomes
+from geartrain.store.records import Attempt, FailedJob, decode_outcomes, encode_outcomes
 from geartrain.store import Store, StoreError, store_class
 
 from .conftest import MakeStore, job
@@ -150,7 +150,7 @@ OUTCOMES = (
 
 
 async def test_retry_fields_are_kept(store: Store) -> None:
-    retry = job(1, handle=b"H:x:7", attempts=2, outcomes=encode_outcomes(OUTCOMES), when=5)
+    retry = job(1, handle=b"H:x:7", failures=2, outcomes=encode_outcomes(OUTCOMES), when=5)
     plain = job(2, handle=b"H:x:8")
     await store.write([retry, plain], [])
     assert await store.load() == [retry, plain]

@@ -28,7 +28,7 @@ def job(i: int, **kw: object) -> StoredJob:
         "priority": i % 3,
         "when": 4_102_444_800 if i % 2 else 0,
         "handle": b"H:host:%d" % i,
-        "attempts": i % 4,
+        "failures": i % 4,
         "outcomes": '[["fail","",""]]' if i % 2 else "",
     }
     fields.update(kw)

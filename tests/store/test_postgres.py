@@ -224,8 +224,8 @@ async def test_table_from_before_retries_gets_the_new_columns(
     store = PostgresStore(pg_conninfo, table)
     await store.open()
     try:
-        assert [(j.id, j.handle, j.attempts) for j in await store.load()] == [(4, b"", 0)]
-        retry = job(5, handle=b"H:x:5", attempts=1, outcomes="[]")
+        assert [(j.id, j.handle, j.failures) for j in await store.load()] == [(4, b"", 0)]
+        retry = job(5, handle=b"H:x:5", failures=1, outcomes="[]")
         await store.write([retry], [])
         assert (await store.load())[1] == retry
         assert await store.load_failed() == []
