@@ -259,6 +259,7 @@ async def test_client_id_register_and_unregister(server: ServerProc) -> None:
         assert worker.functions == ["b"]
 
 
+@pytest.mark.gearmand_differs
 async def test_function_registered_while_asleep_gets_its_queued_jobs(
     geartrain: ServerProc,
 ) -> None:
