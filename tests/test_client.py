@@ -439,14 +439,15 @@ async def test_a_stopped_server_fails_over_within_one_io_timeout(
             await client.echo(server=address)
         stopped.signal(signal.SIGSTOP)
         started = time.monotonic()
-        result = await CALLS[call](client)
+        result = await CALLS[call](client)  # answered by the other server
         assert time.monotonic() - started < WITHIN
-    assert result in (b"x", b"") or isinstance(result, (bytes, geartrain.JobStatus))
+    if call == "submit":
+        assert result == b"x"
 
 
 async def test_concurrent_calls_to_a_silent_server_wait_one_io_timeout() -> None:
-    # A peer that accepts connections and never answers: each call waited for
-    # the connection the one before it tried, one io_timeout after another.
+    # A peer that accepts connections and never answers.  Calls queued behind
+    # one another's connection attempts used to wait one io_timeout each in turn.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
