@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 import geartrain
 from geartrain import (
     Client,
+    ConnectionLost,
     DataUpdate,
     JobException,
     JobFailed,
@@ -395,6 +398,69 @@ async def test_silent_server_does_not_hang_the_client() -> None:
             assert time.monotonic() - started < 2
 
 
+# A call gives each server it tries one io_timeout to answer (docs/client.md).
+IO_TIMEOUT = 2.0
+WITHIN = 3.5  # one io_timeout and a generous margin; a second wait would take 4 s
+# A unique key that hashes to the first of two servers.
+FIRST = next(key for i in range(100) if hash_key(key := b"k%d" % i) % 2 == 0)
+CALLS: dict[str, Callable[[Client], Awaitable[object]]] = {
+    "submit": lambda client: client.submit("echo", b"x", unique=FIRST),
+    "submit_background": lambda client: client.submit_background("echo", b"x", unique=FIRST),
+    "get_status": lambda client: client.get_status(b"H:nowhere:1"),
+    "get_status_unique": lambda client: client.get_status_unique(FIRST),
+    "echo": lambda client: client.echo(),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_a_stopped_server_costs_a_call_one_io_timeout(
+    geartrain: ServerProc, call: str
+) -> None:
+    async with Client(geartrain.address, io_timeout=IO_TIMEOUT) as client:
+        await client.echo()  # the call will wait on this connection first
+        geartrain.signal(signal.SIGSTOP)  # its kernel still accepts new connections
+        started = time.monotonic()
+        with pytest.raises(ConnectionLost):
+            await CALLS[call](client)
+        assert time.monotonic() - started < WITHIN
+
+
+@pytest.mark.parametrize("call", [name for name in CALLS if name != "echo"])
+async def test_a_stopped_server_fails_over_within_one_io_timeout(
+    start_server: Callable[..., ServerProc], call: str
+) -> None:
+    stopped, alive = start_server(), start_server()
+    addresses = [stopped.address, alive.address]
+    async with (
+        working(echo_worker(alive.address)),
+        Client(addresses, io_timeout=IO_TIMEOUT) as client,
+    ):
+        for address in addresses:
+            await client.echo(server=address)
+        stopped.signal(signal.SIGSTOP)
+        started = time.monotonic()
+        result = await CALLS[call](client)  # answered by the other server
+        assert time.monotonic() - started < WITHIN
+    if call == "submit":
+        assert result == b"x"
+
+
+async def test_concurrent_calls_to_a_silent_server_wait_one_io_timeout() -> None:
+    # A peer that accepts connections and never answers.  Calls queued behind
+    # one another's connection attempts used to wait one io_timeout each in turn.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        async with Client(address, io_timeout=IO_TIMEOUT) as client:
+            started = time.monotonic()
+            outcomes = await asyncio.gather(
+                *(call(client) for call in CALLS.values()), return_exceptions=True
+            )
+            assert time.monotonic() - started < WITHIN
+        assert all(isinstance(o, ConnectionLost) for o in outcomes), outcomes
+
+
 async def test_dead_server_is_skipped(server: ServerProc) -> None:
     dead = f"127.0.0.1:{free_port()}"
     async with working(echo_worker(server.address)), Client([dead, server.address]) as client:
@@ -454,12 +520,19 @@ async def test_connect_timeout() -> None:
             fillers.append(filler)
         try:
             await asyncio.sleep(0.1)
-            async with Client(f"127.0.0.1:{port}", connect_timeout=0.3) as client:
+            async with Client(f"127.0.0.1:{port}", connect_timeout=0.5) as client:
                 started = time.monotonic()
                 with pytest.raises(NoServersAvailable) as info:
                     await client.submit("f", b"x")
                 assert time.monotonic() - started < 1.5
                 assert "timed out" in str(info.value)
+                # Concurrent calls do not each wait for a connect of their own.
+                started = time.monotonic()
+                outcomes = await asyncio.gather(
+                    *(call(client) for call in CALLS.values()), return_exceptions=True
+                )
+                assert time.monotonic() - started < 1.5
+                assert all(isinstance(o, ConnectionLost) for o in outcomes), outcomes
         finally:
             for filler in fillers:
                 filler.close()

@@ -259,6 +259,21 @@ async def test_client_id_register_and_unregister(server: ServerProc) -> None:
         assert worker.functions == ["b"]
 
 
+@pytest.mark.gearmand_differs
+async def test_function_registered_while_asleep_gets_its_queued_jobs(
+    geartrain: ServerProc,
+) -> None:
+    # The server wakes the sleeping connection (gearmand leaves it asleep until
+    # idle_timeout or the next submission: see docs/compatibility.md).
+    worker = Worker(geartrain.address, idle_timeout=60)
+    worker.register("a", lambda job: b"a")
+    async with working(worker), Client(geartrain.address) as client:
+        job = await client.submit_job("b")
+        await asyncio.sleep(0.3)  # the worker has found nothing and sleeps
+        worker.register("b", lambda job: b"b")
+        assert await asyncio.wait_for(job.result(), 10) == b"b"
+
+
 async def _functions_of(admin: Admin, client_id: str, expected: set[str]) -> bool:
     return any(
         w.client_id == client_id and set(w.functions) == expected for w in await admin.workers()

@@ -106,6 +106,26 @@ def hash_key(unique: bytes) -> int:
     return (zlib.crc32(unique) >> 16) & 0x7FFF
 
 
+class _AnswerClock:
+    """How long a call may still wait for one server's answers: ``io_timeout``
+    in all, counted from the first packet the call sends it."""
+
+    __slots__ = ("limit", "deadline")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.deadline: float | None = None
+
+    def left(self) -> float | None:
+        """Seconds left, never below 0 (None: no limit); the first call starts the clock."""
+        if self.limit is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        if self.deadline is None:
+            self.deadline = now + self.limit
+        return max(0.0, self.deadline - now)
+
+
 class _Link:
     """The client's state for one server: its connection and the jobs on it."""
 
@@ -134,33 +154,49 @@ class _Link:
     ) -> Packet:
         """Send a request on this server's connection (opened if needed); return the reply.
 
+        The server has ``io_timeout`` in all to answer, counted from the first
+        packet sent: a new connection's handshake and the retry below wait
+        within it, so a stopped server (whose kernel still accepts
+        connections) costs one io_timeout.
+
         Raises:
-            ConnectionLost: the server could not be reached or dropped the
-                connection; it is then marked down for a while.
+            ConnectionLost: the server could not be reached, dropped the
+                connection or did not answer in time; it is then marked down
+                for a while.
         """
+        wait = _AnswerClock(self.client.io_timeout)
         for attempt in (1, 2):
-            conn, fresh = await self.connection()
+            conn, fresh = await self.connection(wait)
             try:
-                return await conn.request(packet_type, *args, on_reply=on_reply)
+                return await conn.request(
+                    packet_type, *args, on_reply=on_reply, timeout=wait.left()
+                )
             except ConnectionLost:
                 # An idle connection the server closed (say, it restarted)
                 # may not have been noticed yet: try once on a new one.
-                if fresh or attempt == 2:
+                if fresh or attempt == 2 or wait.left() == 0:
                     if not self.is_down(asyncio.get_running_loop().time()):
                         self.mark_down()
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def connection(self) -> tuple[Connection, bool]:
-        """The open connection, and whether it was opened just now."""
+    async def connection(self, wait: _AnswerClock) -> tuple[Connection, bool]:
+        """The open connection, and whether it was opened just now.
+
+        A caller that waited while another one failed to connect does not try
+        again: the server was found down just now.
+        """
         conn = self.conn
         if conn is not None and not conn.closed:
             return conn, False
+        down_until = self.down_until
         async with self._lock:
             if self.conn is not None and not self.conn.closed:
                 return self.conn, False
+            if self.down_until != down_until:
+                raise ConnectionLost(f"connection to {self.address} failed just now")
             try:
-                conn = await self._open()
+                conn = await self._open(wait)
             except ConnectionLost:
                 self.mark_down()
                 raise
@@ -176,7 +212,7 @@ class _Link:
             conn.close()
         return conn
 
-    async def _open(self) -> Connection:
+    async def _open(self, wait: _AnswerClock) -> Connection:
         client = self.client
         conn = await Connection.open(
             self.address,
@@ -190,7 +226,7 @@ class _Link:
             if client.exceptions:
                 # Without it gearmand turns WORK_EXCEPTION into WORK_FAIL.  An
                 # old server answers ERROR UNKNOWN_OPTION: fine, we get FAILs.
-                reply = await conn.request(T.OPTION_REQ, b"exceptions")
+                reply = await conn.request(T.OPTION_REQ, b"exceptions", timeout=wait.left())
                 if reply.type is T.ERROR:
                     log.info("%s does not support the exceptions option", self.address)
             if client.client_id:

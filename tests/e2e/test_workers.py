@@ -31,6 +31,21 @@ def test_one_noop_per_sleeping_worker(server: ServerProc) -> None:
         assert w.expect(T.NOOP) == ()
 
 
+def test_sleeping_worker_woken_when_it_gains_a_function_with_jobs(server: ServerProc) -> None:
+    for ptype, *args in ((T.CAN_DO, b"f"), (T.CAN_DO_TIMEOUT, b"f", b"5000")):
+        with Wire(server.port) as c, Wire(server.port) as w:
+            c.submit(b"f", b"queued", b"", T.SUBMIT_JOB_BG)
+            w.send(T.PRE_SLEEP)  # asleep before it registers anything (aiogear does this)
+            w.expect_nothing()
+            w.send(ptype, *args)
+            if server.kind == "gearmand":
+                # gearmand_differs: no NOOP; the worker waits for the next submission.
+                w.expect_nothing()
+                continue
+            assert w.expect(T.NOOP) == (), ptype
+            assert w.grab()[3] == b"queued"  # type: ignore[index]
+
+
 def test_worker_wakeup_limits_noops(start_server: Start) -> None:
     for kind in ("geartrain", "gearmand"):
         srv = start_server(kind, ["--worker-wakeup=1"])

@@ -8,7 +8,7 @@ from geartrain.protocol import REQ, RES, Packet
 from geartrain.server.core import JobServer
 from geartrain.store import StoredJob
 
-from .harness import Clock, Conn, ListKeeper, LogKeeper, T, make
+from .harness import Clock, Conn, ListKeeper, LogKeeper, PacketType, T, make
 
 
 def test_round_trip(server: JobServer) -> None:
@@ -208,6 +208,34 @@ def test_one_noop_per_sleeping_worker(server: JobServer) -> None:
     assert worker.received() == [(T.NOOP, ())]
     assert idle.received() == []
     worker.send(T.PRE_SLEEP)  # work is waiting: woken at once
+    assert worker.received() == [(T.NOOP, ())]
+
+
+@pytest.mark.parametrize(
+    ("ptype", "args"),
+    [(T.CAN_DO, (b"f",)), (T.CAN_DO_TIMEOUT, (b"f", b"5000"))],
+    ids=["can_do", "can_do_timeout"],
+)
+def test_sleeping_worker_woken_when_it_gains_a_function_with_jobs(
+    server: JobServer, ptype: PacketType, args: tuple[bytes, ...]
+) -> None:
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    client.submit(b"f", b"1", kind=T.SUBMIT_JOB_BG)
+    client.submit(b"g", b"2", kind=T.SUBMIT_JOB_BG)
+    worker.send(T.CAN_DO, b"idle")
+    worker.send(T.PRE_SLEEP)  # asleep before registering the functions with work
+    assert worker.received() == []
+    worker.send(ptype, *args)
+    assert worker.received() == [(T.NOOP, ())]
+    worker.send(T.CAN_DO, b"g")  # already woken: one NOOP until the next grab
+    assert worker.received() == []
+    assert worker.grab() is not None
+    assert worker.grab() is not None
+    assert worker.grab() is None
+    worker.send(T.PRE_SLEEP)
+    worker.send(T.CAN_DO, b"h")  # nothing queued: no NOOP, until a job comes
+    assert worker.received() == []
+    client.submit(b"h", b"3", kind=T.SUBMIT_JOB_BG)
     assert worker.received() == [(T.NOOP, ())]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from geartrain.store.records import Attempt, FailedJob, decode_outcomes, encode_outcomes
 from geartrain.store import Store, StoreError, store_class
+from geartrain.store.records import Attempt, FailedJob, decode_outcomes, encode_outcomes
 
 from .conftest import MakeStore, job
 

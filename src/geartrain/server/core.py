@@ -412,13 +412,15 @@ class JobServer:
         limit = self.config.worker_wakeup or len(f.sleepers)
         sleepers = f.sleepers
         while limit and sleepers:
-            peer, _ = sleepers.popitem(last=False)
-            peer.noop_sent = True
-            for other in peer.abilities:
-                if other is not f:
-                    other.sleepers.pop(peer, None)
-            peer.send(NOOP)
+            self._noop(next(iter(sleepers)))
             limit -= 1
+
+    def _noop(self, peer: Peer) -> None:
+        """Wake a sleeping worker: one NOOP, none more until its next grab."""
+        peer.noop_sent = True
+        for f in peer.abilities:
+            f.sleepers.pop(peer, None)
+        peer.send(NOOP)
 
     def drop_abilities(self, peer: Peer, name: bytes | None) -> None:
         """CANT_DO (one function), RESET_ABILITIES or disconnect (all): the worker's
@@ -653,7 +655,12 @@ class JobServer:
         peer.abilities[f] = (timeout, self.queues.next_rank())
         f.workers[peer] = None
         if peer.sleeping and not peer.noop_sent:
-            f.sleepers[peer] = None
+            if f.has_queued():
+                # Asleep before it could do these jobs: nothing else would wake it
+                # (gearmand does not; see docs/compatibility.md).
+                self._noop(peer)
+            else:
+                f.sleepers[peer] = None
 
     def pre_sleep(self, peer: Peer) -> None:
         if self.queues.has_work(peer):
