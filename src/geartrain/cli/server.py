@@ -160,10 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the web console, /api/, /metrics, /healthz and /readyz on this port",
     )
     ext.add_argument(
+        "--console-listen",
+        default=ServerConfig.console_host,
+        metavar="ADDR",
+        help=f"address of --console-port, whatever -L is ({ServerConfig.console_host})",
+    )
+    ext.add_argument(
         "--http-token",
         default=os.environ.get("GEARTRAIN_HTTP_TOKEN"),
-        help="token the console's actions need ($GEARTRAIN_HTTP_TOKEN); "
-        "without one only loopback may act",
+        help="token the console needs for actions, and from other hosts for reads "
+        "($GEARTRAIN_HTTP_TOKEN); without one only loopback may act or read",
+    )
+    ext.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="serve /metrics to other hosts without the token",
     )
     ext.add_argument(
         "--busy-poll",
@@ -270,7 +281,9 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         **{field: getattr(ns, field) for _flag, field, _text in _LIMITS},
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
+        console_host=ns.console_listen,
         http_token=ns.http_token or None,
+        metrics_public=ns.metrics_public,
         http_port=ns.http_port if (ns.protocol or "").lower() == "http" else 0,
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,

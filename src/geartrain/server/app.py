@@ -77,7 +77,7 @@ class ServerApp:
         self._started = False
         self.ready = False  # the stored queue is loaded and the job port listens (/readyz)
         self.loading = "starting"
-        self._http: list[web.AppRunner] = []  # the HTTP listeners (aiohttp, imported when used)
+        self._http: list[web.BaseRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
 
@@ -197,25 +197,39 @@ class ServerApp:
             )
 
     async def _serve_http(self, core: JobServer) -> None:
-        """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
+        """The operations listener (--console-port) on its own address, and gearmand's
+        job gateway (--http-port) on the job port's, as gearmand has it."""
         config = self.config
         if not (config.metrics_port or config.http_port):
             return
+        from aiohttp import web
+
         from ..console import Console, Gateway
 
         if config.metrics_port:
-            console = Console(core, self, config.http_token)
-            await self._serve_app(console.application(), config.metrics_port, "Console")
+            console = Console(core, self, config.http_token, config.metrics_public)
+            runner: web.BaseRunner = web.AppRunner(
+                console.application(), access_log=None, handle_signals=False
+            )
+            await self._serve(runner, config.console_host, config.metrics_port, "Console")
+            remote = not all(is_loopback(str(a[0])) for a in runner.addresses)
+            if remote and config.http_token is None:
+                log.log(
+                    NOTICE,
+                    "The console answers other hosts only /healthz and /readyz%s; "
+                    "give --http-token to let them read the rest",
+                    ", /metrics" if config.metrics_public else "",
+                )
         if config.http_port:
-            await self._serve_app(Gateway(core).application(), config.http_port, "HTTP gateway")
+            runner = web.ServerRunner(Gateway(core).server(), handle_signals=False)
+            await self._serve(runner, config.host, config.http_port, "HTTP gateway")
 
-    async def _serve_app(self, app: web.Application, port: int, what: str) -> None:
+    async def _serve(self, runner: web.BaseRunner, host: str | None, port: int, what: str) -> None:
         from aiohttp import web
 
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._http.append(runner)
-        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         names = site.name.removeprefix("http://")
         log.log(NOTICE, "%s on http://%s/", what, names)
