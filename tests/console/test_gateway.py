@@ -113,6 +113,12 @@ def test_not_found_is_empty_and_closes_the_connection(
     assert (b"Connection: close" in lines) == (version == "1.1")
 
 
+def test_a_head_with_bare_line_feeds_is_answered(gateway: Gateway) -> None:
+    # gearmand reads it; aiohttp refuses it: either way an answer, then the close.
+    reply = exchange(gateway.port, b"GET / HTTP/1.0\nX-Any: 1\n\n")
+    assert reply.startswith((b"HTTP/1.0 400 ", b"HTTP/1.0 404 ")), reply
+
+
 def test_unknown_method_closes_the_connection(
     gateway: Gateway, request: pytest.FixtureRequest
 ) -> None:

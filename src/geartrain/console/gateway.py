@@ -84,6 +84,8 @@ class _LenientServer(web.Server):
 
 _HEADER_LINE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:")
 """A header line aiohttp can read: the name is an RFC 9110 token."""
+_HEAD_END = re.compile(rb"\n\r?\n")
+"""The empty line after the head (gearmand takes bare LFs too; aiohttp then refuses them)."""
 _MAX_HEAD = 1 << 16
 """A longer head goes to aiohttp unfiltered, which refuses it."""
 
@@ -107,14 +109,15 @@ class _SkipBadHeaderLines(asyncio.Protocol):
             self.handler.data_received(data)
             return
         self.head += data
-        end = self.head.find(b"\r\n\r\n")
-        if end < 0 and len(self.head) <= _MAX_HEAD:
+        end = _HEAD_END.search(self.head)
+        if end is None and len(self.head) <= _MAX_HEAD:
             return
         head, self.head = bytes(self.head), None
-        if end >= 0:
-            request_line, *lines = head[:end].split(b"\r\n")
+        if end is not None:
+            cut = end.start() + 1  # through the last header line's end
+            request_line, *lines, rest = head[:cut].split(b"\n")  # rest: b""
             kept = [line for line in lines if _HEADER_LINE.match(line)]
-            head = b"\r\n".join([request_line, *kept]) + head[end:]
+            head = b"\n".join([request_line, *kept, rest]) + head[cut:]
         self.handler.data_received(head)
 
     def eof_received(self) -> bool | None:
