@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,21 @@ class Console:
             return status, json.loads(reply)
         except ValueError:
             return status, reply.decode()
+
+
+def exchange(port: int, raw: bytes) -> bytes:
+    """Send ``raw``; return all the server sends until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(raw)
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except ConnectionResetError:  # the server closed with our excess input unread
+            pass
+        except TimeoutError:
+            raise AssertionError(f"the connection was left open after {out!r}") from None
+        return out
 
 
 @pytest.fixture

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 
 from serverproc import admin_command
 
-from .conftest import Console
-
-
-def exchange(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(raw)
-        out = b""
-        try:
-            while chunk := sock.recv(65536):
-                out += chunk
-        except ConnectionResetError:  # the server closed with our excess input unread
-            pass
-        return out
+from .conftest import Console, exchange
 
 
 def statuses(reply: bytes) -> list[int]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from geartrain import sync
+from otherhost import other_host
 
 from .conftest import Console
 
@@ -35,11 +36,16 @@ PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture
@@ -155,3 +161,29 @@ def test_failed_job_retried_from_the_console(console: Console, php_worker: Path,
         assert time.monotonic() < deadline, "the retried job did not run"
         time.sleep(0.1)
     assert (php_worker / "ran").read_bytes() == b"try me"
+
+
+def test_browser_on_another_host_gives_the_token_as_password(
+    start_console: Callable[..., Console], playwright: Any, tmp_path: Path
+) -> None:
+    token = "s3cret-token"
+    with other_host() as host:
+        console = start_console("--console-listen", host.here, "--http-token", token)
+        chromium = tmp_path / "chromium"  # Chromium on the other host
+        chromium.write_text(f'#!/bin/sh\nexec ip netns exec {host.namespace} {CHROMIUM} "$@"\n')
+        chromium.chmod(0o755)
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
+        try:
+            credentials = {"username": "ops", "password": token}
+            context = browser.new_context(viewport=DESKTOP, http_credentials=credentials)
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(host.url(console.port, "/"))
+            page.locator("#live.on").wait_for()  # the event stream carries the password too
+            handle = php_submit(console, "nobody-works-this", b"payload")
+            row = page.locator("#jobs tbody tr", has_text=handle)
+            row.get_by_role("button", name="Cancel").click()  # and so does an action
+            row.wait_for(state="detached")
+            shoot(page, "console-other-host")
+        finally:
+            browser.close()

@@ -14,6 +14,8 @@ from geartrain import Worker
 from gt_helpers import working
 from serverproc import ServerProc, admin_command, free_port
 
+from .conftest import exchange
+
 
 @dataclass
 class Gateway:
@@ -85,6 +87,91 @@ def test_background_and_priority_with_curl(gateway: Gateway) -> None:
 
 def test_empty_function_is_not_found(gateway: Gateway) -> None:
     assert post(gateway.port, "/", b"x")[0] == 404
+
+
+def split_reply(reply: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """Status line, header lines, body."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    return status, lines, body
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_not_found_is_empty_and_closes_the_connection(
+    gateway: Gateway, version: str, request: pytest.FixtureRequest
+) -> None:
+    # exchange() reads until the server closes; gearmand's test suite reads no body.
+    reply = exchange(gateway.port, f"GET / HTTP/{version}\r\nHost: x\r\n\r\n".encode())
+    status, lines, body = split_reply(reply)
+    assert status.split(b" ")[1] == b"404" and body == b""
+    assert b"Content-Length: 0" in lines
+    if gateway.server.kind == "gearmand":
+        request.applymarker(pytest.mark.gearmand_differs)
+        assert status.startswith(b"HTTP/1.0 ")  # 1.1 answers 1.0 to all (2.0's #391 fix)
+        return
+    assert status.startswith(f"HTTP/{version} ".encode())
+    assert (b"Connection: close" in lines) == (version == "1.1")
+
+
+def test_a_head_with_bare_line_feeds_is_answered(gateway: Gateway) -> None:
+    # gearmand reads it; aiohttp refuses it: either way an answer, then the close.
+    reply = exchange(gateway.port, b"GET / HTTP/1.0\nX-Any: 1\n\n")
+    assert reply.startswith((b"HTTP/1.0 400 ", b"HTTP/1.0 404 ")), reply
+
+
+def test_unknown_method_closes_the_connection(
+    gateway: Gateway, request: pytest.FixtureRequest
+) -> None:
+    reply = exchange(gateway.port, b"DELETE /reverse HTTP/1.1\r\nHost: x\r\n\r\n")
+    if gateway.server.kind == "gearmand":
+        request.applymarker(pytest.mark.gearmand_differs)
+        assert reply == b""  # it closes without an answer
+        return
+    status, lines, body = split_reply(reply)
+    assert status == b"HTTP/1.1 405 Method Not Allowed" and body == b""
+    assert b"Connection: close" in lines and b"Allow: GET, HEAD, POST, PUT, TRACE" in lines
+
+
+# What curl sends for gearmand's test suite (t/httpd), whose --header has literal quotes.
+CURL_QUOTED_HEADER = (
+    b"Host: 127.0.0.1\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n"
+    b'"X-Gearman-Unique: curl_function_no_body_TEST"\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "result"),
+    [
+        (b"GET /reverse HTTP/1.1\r\n" + CURL_QUOTED_HEADER + b"\r\n", b""),
+        (
+            b"POST /reverse HTTP/1.1\r\n"
+            + CURL_QUOTED_HEADER
+            + b"Content-Length: 5\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nfubar",
+            b"rabuf",
+        ),
+    ],
+)
+async def test_malformed_header_line_is_ignored(
+    gateway: Gateway, raw: bytes, result: bytes
+) -> None:
+    async with working(reverse_worker(gateway)):
+        reply = await asyncio.to_thread(exchange, gateway.port, raw)
+    status, lines, body = split_reply(reply)
+    assert status.split(b" ")[1] == b"200" and body == result
+    assert b"X-Gearman-Command: WORK_COMPLETE" in lines
+
+
+def test_refused_submission_closes_the_connection(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    port = free_port()
+    start_server("geartrain", ["-r", "http", "--http-port", str(port), "--max-jobs", "1"])
+    submit = b"POST /later HTTP/1.1\r\nHost: x\r\nX-Gearman-Background: true\r\n"
+    first = exchange(port, submit + b"Content-Length: 1\r\n\r\n1")
+    assert split_reply(first)[0] == b"HTTP/1.1 200 OK"
+    status, lines, body = split_reply(exchange(port, submit + b"Content-Length: 1\r\n\r\n2"))
+    assert status == b"HTTP/1.1 503 Service Unavailable" and b"Connection: close" in lines
+    assert body
 
 
 async def test_work_data_does_not_corrupt_the_reply(

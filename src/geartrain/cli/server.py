@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, NoReturn
 from ..__about__ import __version__
 from ..server.app import HttpListener, ServerApp, StartupError
 from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
-from ..server.logs import add_syslog, setup_logging
+from ..server.logs import NOTICE, add_syslog, setup_logging
+from ..server.network import is_loopback
 from ..server.settings import Settings, load_settings
 from ..store import Store
 
@@ -162,10 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the web console, /api/, /metrics, /healthz and /readyz on this port",
     )
     ext.add_argument(
+        "--console-listen",
+        default=ServerConfig.console_host,
+        metavar="ADDR",
+        help=f"address of --console-port, whatever -L is ({ServerConfig.console_host})",
+    )
+    ext.add_argument(
         "--http-token",
         default=os.environ.get("GEARTRAIN_HTTP_TOKEN"),
-        help="token the console's actions need ($GEARTRAIN_HTTP_TOKEN); "
-        "without one only loopback may act",
+        help="token the console needs for actions, and from other hosts for reads "
+        "($GEARTRAIN_HTTP_TOKEN); without one only loopback may act or read",
+    )
+    ext.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="serve /metrics to other hosts without the token",
     )
     ext.add_argument(
         "--busy-poll",
@@ -272,7 +284,9 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         **{field: getattr(ns, field) for _flag, field, _text in _LIMITS},
         verbose=ns.verbose,
         metrics_port=ns.metrics_port,
+        console_host=ns.console_listen,
         http_token=ns.http_token or None,
+        metrics_public=ns.metrics_public,
         http_port=ns.http_port if (ns.protocol or "").lower() == "http" else 0,
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,
@@ -421,26 +435,43 @@ def _prepare(
 
 
 def _http_listeners(config: ServerConfig) -> list[HttpListener]:
-    """The operations listener (--console-port) and gearmand's job gateway (--http-port)."""
+    """The operations listener (--console-port) on its own address, and gearmand's
+    job gateway (--http-port) on the job port's, as gearmand has it."""
     listeners = []
     if config.metrics_port:
 
-        def console(app: ServerApp) -> web.Application:
+        def console(app: ServerApp) -> web.BaseRunner:
+            from aiohttp import web
+
             from ..console import Console
 
             assert app.core is not None
-            return Console(app.core, app, config.http_token).application()
+            console = Console(app.core, app, config.http_token, config.metrics_public)
+            return web.AppRunner(console.application(), access_log=None, handle_signals=False)
 
-        listeners.append(HttpListener(config.metrics_port, "Console", console))
+        def started(addresses: list[str]) -> None:
+            if config.http_token is None and not all(map(is_loopback, addresses)):
+                log.log(
+                    NOTICE,
+                    "The console answers other hosts only /healthz and /readyz%s; "
+                    "give --http-token to let them read the rest",
+                    ", /metrics" if config.metrics_public else "",
+                )
+
+        listeners.append(
+            HttpListener(config.console_host, config.metrics_port, "Console", console, started)
+        )
     if config.http_port:
 
-        def gateway(app: ServerApp) -> web.Application:
+        def gateway(app: ServerApp) -> web.BaseRunner:
+            from aiohttp import web
+
             from ..console import Gateway
 
             assert app.core is not None
-            return Gateway(app.core).application()
+            return web.ServerRunner(Gateway(app.core).server(), handle_signals=False)
 
-        listeners.append(HttpListener(config.http_port, "HTTP gateway", gateway))
+        listeners.append(HttpListener(config.host, config.http_port, "HTTP gateway", gateway))
     return listeners
 
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 from ..server.core import JobServer
 from ..server.network import is_loopback
@@ -47,10 +47,18 @@ logging.getLogger("aiohttp.server").addFilter(_OneLine())
 class Console:
     """One aiohttp application serving the console, /api/, /metrics and health."""
 
-    def __init__(self, core: JobServer, server: ServerFacts, token: str | None = None) -> None:
+    def __init__(
+        self,
+        core: JobServer,
+        server: ServerFacts,
+        token: str | None = None,
+        metrics_public: bool = False,
+    ) -> None:
         self.core = core
         self.server = server
         self.token = token or None
+        self.public = _PROBES | ({"/metrics"} if metrics_public else set())
+        """What other hosts may read without the token."""
         self.started = time.time()
         self.history = History(core.stats)
         self.metrics = JobMetrics(core.clock)
@@ -83,6 +91,8 @@ class Console:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             self._check_action(request)
+        elif request.path not in self.public and not is_loopback(request.remote or ""):
+            self._check_read(request)
         try:
             return await handler(request)
         except web.HTTPException:
@@ -91,15 +101,17 @@ class Console:
             log.exception("console request %s %s failed", request.method, request.path)
             raise web.HTTPInternalServerError(text="internal error\n") from None
 
+    def _check_read(self, request: web.Request) -> None:
+        """Reads from other hosts need the token.  A browser gives it as the password of
+        its own Basic prompt (the page and its event stream cannot add a header)."""
+        if self.token is None:
+            raise web.HTTPForbidden(text="reads from other hosts need --http-token\n")
+        self._check_token(request, "reads from other hosts", 'Basic realm="geartrain console"')
+
     def _check_action(self, request: web.Request) -> None:
         """Actions: a token when one is set, else loopback only; and never cross-site."""
         if self.token is not None:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                raise web.HTTPUnauthorized(
-                    text="actions need the console token (Authorization: Bearer TOKEN)\n",
-                    headers={"WWW-Authenticate": 'Bearer realm="geartrain"'},
-                )
+            self._check_token(request, "actions", 'Bearer realm="geartrain"')
         elif not is_loopback(request.remote or ""):
             raise web.HTTPForbidden(text="actions from other hosts need --http-token\n")
         # A browser sends this header only from our own page's scripts: a form or a
@@ -118,6 +130,22 @@ class Console:
                 self.core.stats.refused_admin += 1
                 self.core.refusals.note("admin", identity, request.remote or "-", action.encode())
                 raise web.HTTPForbidden(text=f"the access rules do not allow {action!r} here\n")
+
+    def _check_token(self, request: web.Request, what: str, challenge: str) -> None:
+        """The token as ``Bearer TOKEN``, or as the password of Basic credentials."""
+        assert self.token is not None
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip()
+        if header.startswith("Basic "):
+            try:
+                given = BasicAuth.decode(header).password
+            except ValueError:
+                given = ""
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise web.HTTPUnauthorized(
+                text=f"{what} need the console token (Authorization: Bearer TOKEN)\n",
+                headers={"WWW-Authenticate": challenge},
+            )
 
     # -- pages, metrics, health ---------------------------------------------------
 
@@ -189,6 +217,7 @@ class Console:
         return response
 
 
+_PROBES = frozenset(("/healthz", "/readyz"))
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",

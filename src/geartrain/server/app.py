@@ -60,12 +60,15 @@ class Shared(Protocol):
 
 
 class HttpListener(NamedTuple):
-    """An HTTP application served beside the job port (the console, the gateway)."""
+    """An HTTP service beside the job port (the console, the gateway)."""
 
+    host: str | None
     port: int
     what: str
     """For the log: "Console", "HTTP gateway"."""
-    application: Callable[[ServerApp], web.Application]
+    runner: Callable[[ServerApp], web.BaseRunner]
+    started: Callable[[list[str]], None] | None = None
+    """Told the addresses it listens on."""
 
 
 class StartupError(Exception):
@@ -106,7 +109,7 @@ class ServerApp:
         self._started = False
         self.ready = False  # the stored queue is loaded and the job port listens (/readyz)
         self.loading = "starting"
-        self._http: list[web.AppRunner] = []  # the HTTP listeners (aiohttp, imported when used)
+        self._http: list[web.BaseRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
 
@@ -232,14 +235,15 @@ class ServerApp:
     async def _serve_app(self, listener: HttpListener) -> None:
         from aiohttp import web
 
-        app = listener.application(self)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = listener.runner(self)
         await runner.setup()
         self._http.append(runner)
-        site = web.TCPSite(runner, self.config.host, listener.port, reuse_address=True)
+        site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
         await site.start()
         names = site.name.removeprefix("http://")
         log.log(NOTICE, "%s on http://%s/", listener.what, names)
+        if listener.started is not None:
+            listener.started([str(address[0]) for address in runner.addresses])
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         handlers: dict[int, Callable[[], None]] = {

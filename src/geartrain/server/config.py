@@ -65,12 +65,18 @@ class ServerConfig:
     """gearmand defaults to ERROR; NOTICE shows the startup lines but nothing per job."""
     metrics_port: int = 0
     """The operations listener (console, /api/, /metrics, /healthz, /readyz) on this
-    port (same address); 0: off.  `--console-port` and `--metrics-port` set it."""
+    port; 0: off.  `--console-port` and `--metrics-port` set it."""
+    console_host: str = "127.0.0.1"
+    """The operations listener's address (`--console-listen`), whatever `host` is: it
+    shows payloads and client ids, so it is opened to the network only on purpose."""
     http_token: str | None = None
-    """Token the console's actions need (`--http-token`, $GEARTRAIN_HTTP_TOKEN); without
-    one, actions are allowed from loopback only."""
+    """Token the console needs (`--http-token`, $GEARTRAIN_HTTP_TOKEN) for actions, and
+    from other hosts for reads too; without one, other hosts may only probe health."""
+    metrics_public: bool = False
+    """`/metrics` answers other hosts without the token (`--metrics-public`)."""
     http_port: int = 0
-    """gearmand's HTTP job gateway (`--protocol=http --http-port N`); 0: off."""
+    """gearmand's HTTP job gateway (`--protocol=http --http-port N`) on `host`, as in
+    gearmand: it offers what the job port offers; 0: off."""
     allow_remote_shutdown: bool = False
     """Accept the `shutdown` admin command from non-loopback peers."""
     durability: str = "memory"
