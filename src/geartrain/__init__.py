@@ -23,6 +23,15 @@ from .__about__ import __version__
 if TYPE_CHECKING:
     from .admin import Admin, FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
     from .client import Client, JobRequest, Priority
+    from .client_job import (
+        DataUpdate,
+        Job,
+        JobStatus,
+        StatusUpdate,
+        Update,
+        WarningUpdate,
+        as_completed,
+    )
     from .codecs import Codec, dumps, loads
     from .connection import Address
     from .errors import (
@@ -36,7 +45,6 @@ if TYPE_CHECKING:
         ProtocolError,
         ServerError,
     )
-    from .job import DataUpdate, Job, JobStatus, StatusUpdate, Update, WarningUpdate, as_completed
     from .worker import Worker
     from .worker_job import WorkerJob
 
@@ -46,30 +54,30 @@ _WHERE = {
     "Client": "client",
     "Codec": "codecs",
     "ConnectionLost": "errors",
-    "DataUpdate": "job",
+    "DataUpdate": "client_job",
     "FailedJobInfo": "admin",
     "FunctionStatus": "admin",
     "GearmanError": "errors",
-    "Job": "job",
+    "Job": "client_job",
     "JobCancelled": "errors",
     "JobException": "errors",
     "JobFailed": "errors",
     "JobInfo": "admin",
     "JobRequest": "client",
-    "JobStatus": "job",
+    "JobStatus": "client_job",
     "JobTimeout": "errors",
     "NoServersAvailable": "errors",
     "Priority": "client",
     "PriorityStatus": "admin",
     "ProtocolError": "errors",
     "ServerError": "errors",
-    "StatusUpdate": "job",
-    "Update": "job",
-    "WarningUpdate": "job",
+    "StatusUpdate": "client_job",
+    "Update": "client_job",
+    "WarningUpdate": "client_job",
     "Worker": "worker",
     "WorkerInfo": "admin",
     "WorkerJob": "worker_job",
-    "as_completed": "job",
+    "as_completed": "client_job",
     "dumps": "codecs",
     "loads": "codecs",
 }

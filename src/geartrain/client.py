@@ -25,6 +25,16 @@ from functools import partial
 from typing import Any, TypeAlias
 
 from . import tracing
+from .client_job import (
+    DataUpdate,
+    Job,
+    JobStatus,
+    StatusUpdate,
+    Update,
+    WarningUpdate,
+    as_completed,
+    parse_status,
+)
 from .codecs import Codec, Payload, encode, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -42,16 +52,6 @@ from .errors import (
     JobTimeout,
     NoServersAvailable,
     ServerError,
-)
-from .job import (
-    DataUpdate,
-    Job,
-    JobStatus,
-    StatusUpdate,
-    Update,
-    WarningUpdate,
-    as_completed,
-    parse_status,
 )
 from .priority import Priority
 from .protocol import Packet, PacketType

@@ -23,14 +23,14 @@ from typing import Any, TypeVar, overload
 
 from . import admin as _admin
 from . import client as _client
-from . import job as _job
+from . import client_job as _job
 from . import worker as _worker
 from .admin import FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from .client import JobRequest, Priority
+from .client_job import JobStatus, Update
 from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
 from .errors import JobTimeout
-from .job import JobStatus, Update
 from .worker import JobFunction, WorkerJob
 
 __all__ = [

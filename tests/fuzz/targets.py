@@ -11,8 +11,8 @@ from collections.abc import Callable
 from geartrain.errors import ProtocolError
 from geartrain.protocol import REQ, RES, Decoder, Packet, PacketType
 from geartrain.server.admin import AdminCommands
-from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
+from geartrain.server.flags import ServerConfig
 from geartrain.server.model import Job, JobState, Peer
 from geartrain.server.ports import LocalKeeper
 from geartrain.server.requests import Requests

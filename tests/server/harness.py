@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from geartrain.protocol import REQ, RES, Decoder, Packet, PacketType
-from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
+from geartrain.server.flags import ServerConfig
 from geartrain.server.model import Job, Peer
 from geartrain.server.ports import LocalKeeper
 from geartrain.server.requests import Requests

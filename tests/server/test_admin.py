@@ -9,8 +9,8 @@ import pytest
 from geartrain.__about__ import __version__
 from geartrain.protocol import REQ, Decoder, Packet, PacketType
 from geartrain.server.admin import AdminCommands
-from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
+from geartrain.server.flags import ServerConfig
 from geartrain.server.model import Peer
 from geartrain.server.requests import Requests
 

@@ -11,8 +11,8 @@ import pytest
 
 from geartrain.protocol import REQ, RES, PacketType, pack
 from geartrain.server.admin import AdminCommands
-from geartrain.server.config import ServerConfig
 from geartrain.server.core import JobServer
+from geartrain.server.flags import ServerConfig
 from geartrain.server.limits import EVENTS_PER_TURN
 from geartrain.server.network import Connection, Network
 from geartrain.server.requests import Requests

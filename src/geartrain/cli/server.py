@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ..__about__ import __version__
 from ..server.app import HttpListener, ServerApp, StartupError
-from ..server.config import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
+from ..server.flags import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import NOTICE, add_syslog, setup_logging
 from ..server.network import is_loopback
 from ..server.settings import Settings, load_settings

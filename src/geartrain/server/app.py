@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..store import Store, StoreError
 from .admin import AdminCommands, SharedAdmin
-from .config import ServerConfig
 from .core import JobServer
 from .failed import FailedJobs
+from .flags import ServerConfig
 from .logs import NOTICE, LogTarget
 from .memory import IdleTrimmer
 from .network import Network, is_loopback

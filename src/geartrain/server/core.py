@@ -24,8 +24,8 @@ from typing import Any
 from ..protocol import HEADER, RES, PacketType, frame
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
-from .config import ServerConfig
 from .failed import FailedJobs
+from .flags import ServerConfig
 from .handles import Handles
 from .limits import LimitEpisode
 from .logs import NOTICE

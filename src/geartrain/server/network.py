@@ -26,7 +26,7 @@ from ..protocol import Decoder, Packet
 from .access import certificate_names
 from .admin import AdminCommands
 from .busy_poll import BusyPoll
-from .config import ServerConfig
+from .flags import ServerConfig
 from .limits import EVENTS_PER_TURN, LimitEpisode, default_max_connections
 from .logs import LogThrottle
 from .model import Peer
