@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..store.records import Attempt
-    from .reply_order import HeldReplies
 
-__all__ = ["HIGH", "LOW", "NORMAL", "Function", "Job", "JobState", "Peer"]
+Send = Callable[[bytes | list[bytes]], None]
+
+__all__ = ["HIGH", "LOW", "NORMAL", "Function", "HeldReplies", "Job", "JobState", "Owed", "Peer"]
 
 HIGH, NORMAL, LOW = 0, 1, 2
 """Priorities as the server keeps them: gearmand's numbers, which its queue
@@ -229,3 +230,24 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host} {self.client_id!r}>"
+
+
+class Owed:
+    """A place in a peer's held output for an answer still to come (see :mod:`.reply_order`)."""
+
+    __slots__ = ("key", "data")
+
+    def __init__(self, key: object) -> None:
+        self.key = key
+        self.data: bytes | None = None
+
+
+class HeldReplies:
+    """A peer's output while it is owed an answer: the connection's own send, and
+    what waits to be sent, oldest first."""
+
+    __slots__ = ("send", "queue")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.queue: deque[bytes | list[bytes] | Owed] = deque()

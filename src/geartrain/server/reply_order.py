@@ -16,39 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from .model import HeldReplies, Owed
 
 if TYPE_CHECKING:
     from .model import Peer
 
-Send = Callable[[bytes | list[bytes]], None]
-
 __all__ = ["answer_later", "owe", "pay"]
 
 log = logging.getLogger("geartrain.server")
-
-
-class _Owed:
-    """A place in the queue for an answer still to come."""
-
-    __slots__ = ("key", "data")
-
-    def __init__(self, key: object) -> None:
-        self.key = key
-        self.data: bytes | None = None
-
-
-class HeldReplies:
-    """A peer's output while it is owed an answer: the connection's own send, and
-    what waits to be sent, oldest first."""
-
-    __slots__ = ("send", "queue")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.queue: deque[bytes | list[bytes] | _Owed] = deque()
 
 
 def owe(peer: Peer, key: object) -> None:
@@ -58,7 +36,7 @@ def owe(peer: Peer, key: object) -> None:
     if held is None:
         held = peer.held = HeldReplies(peer.send)
         peer.send = held.queue.append
-    held.queue.append(_Owed(key))
+    held.queue.append(Owed(key))
 
 
 def pay(peer: Peer, key: object, data: bytes) -> None:
@@ -69,7 +47,7 @@ def pay(peer: Peer, key: object, data: bytes) -> None:
         return
     queue = held.queue
     for item in queue:
-        if isinstance(item, _Owed) and item.key is key and item.data is None:
+        if isinstance(item, Owed) and item.key is key and item.data is None:
             item.data = data
             break
     else:
@@ -77,7 +55,7 @@ def pay(peer: Peer, key: object, data: bytes) -> None:
     send = held.send
     while queue:
         head = queue[0]
-        if isinstance(head, _Owed):
+        if isinstance(head, Owed):
             if head.data is None:
                 return  # an older answer is still owed
             head = head.data
