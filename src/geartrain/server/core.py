@@ -244,9 +244,8 @@ class JobServer:
             # leave although this submitter was told it exists; keep it instead,
             # and make it durable like any background job.
             job.background = True
-            pending, state = job.waiters, job.state
-            if self._kept(job, pending or []):
-                job.waiters = pending
+            state = job.state  # queued or running as before; only its keeping changes
+            self._kept(job, [])
             job.state = state
         if job.waiters is not None:
             # A store write for this job is in flight: acknowledge after it.
