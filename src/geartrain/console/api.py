@@ -76,7 +76,14 @@ class Api:
             "durability": self.core.config.durability,
         }
         if writer is not None:
-            store |= {"up": not writer.outage, "writes": writer.writes, "pending": writer.pending}
+            state, reason = writer.state
+            store |= {
+                "up": not writer.outage,
+                "state": state,
+                "reason": reason,
+                "writes": writer.writes,
+                "pending": writer.pending,
+            }
         return status_view(self.core, self.console.started, store) | {
             "ready": self.console.server.ready
         }

@@ -2,7 +2,8 @@
 
 Start-up binds the listening socket before it opens the queue: a second
 server started on a taken port fails before it reads (or logs) another
-server's jobs.  Connections are accepted only once the queue is loaded.
+server's jobs, and a server started as root with ``--user`` opens its queue as
+that user.  Connections are accepted only once the queue is loaded.
 
 Shutdown happens in these steps: stop listening; close every connection
 (queued output is flushed first); wait for the store writer to finish what it
@@ -79,6 +80,8 @@ class ServerApp:
         self.loading = "starting"
         self._http: list[web.BaseRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
+        # Called once the ports are bound, before the store opens: where root is dropped.
+        self.on_bound: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
 
     @property
@@ -97,6 +100,8 @@ class ServerApp:
         try:
             await self._bind(loop)
             await self._serve_http(core)  # before the store, so /readyz answers while it loads
+            if self.on_bound is not None:
+                self.on_bound()
             if self.cluster is not None:
                 log.log(NOTICE, "Queue: %s", self.cluster.backend.description)
                 await self.cluster.start(core, admin)
