@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import StoredJob, StoreFull
-from .room import RESERVE_BYTES, failure, free_bytes
+from .room import RESERVE_BYTES, failure, free_bytes, mib
 
 __all__ = [
     "MIN_SEGMENT_BYTES",
@@ -210,11 +210,9 @@ class Journal:
         spare = free - RESERVE_BYTES if jobs else free
         size = max(room, MIN_SEGMENT_BYTES, min(SEGMENT_BYTES, spare // 2))
         if size > spare:
-            kept = f", {RESERVE_BYTES >> 20} MiB kept for deletions" if jobs else ""
-            raise StoreFull(
-                f"no room for a new queue log file in {self.directory}:"
-                f" {free >> 10} KiB free{kept}"
-            )
+            kept = f" and {mib(RESERVE_BYTES)} kept for deletions" if jobs else ""
+            where = f"a new queue log file in {self.directory}"
+            raise StoreFull(f"no room for {where}: {mib(free)} free, {mib(size)} needed{kept}")
         return size
 
     def seal(self) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import StoreError, StoreFull
 
-__all__ = ["RESERVE_BYTES", "check_room", "failure", "free_bytes"]
+__all__ = ["RESERVE_BYTES", "check_room", "failure", "free_bytes", "mib"]
 
 RESERVE_BYTES = 2 << 20
 """Bytes kept free for deletions: the table's write-ahead log between two of
@@ -37,8 +37,8 @@ def check_room(directory: Path, needed: int, what: str, reusable: int = 0) -> No
     free = free_bytes(directory) + reusable
     if free - needed < RESERVE_BYTES:
         raise StoreFull(
-            f"no room for {what} in {directory}: {_mib(free)} free, {_mib(needed)} needed"
-            f" and {_mib(RESERVE_BYTES)} kept for deletions"
+            f"no room for {what} in {directory}: {mib(free)} free, {mib(needed)} needed"
+            f" and {mib(RESERVE_BYTES)} kept for deletions"
         )
 
 
@@ -51,5 +51,5 @@ def failure(what: str, error: BaseException) -> StoreError:
     return (StoreFull if full else StoreError)(f"{what}: {error}")
 
 
-def _mib(size: int) -> str:
+def mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
