@@ -132,9 +132,10 @@ class Journal:
 
     def leftovers(self) -> list[Path]:
         """Generation files on disk, oldest first (at open: what a crash left)."""
+        prefix = Path(self.stem).name
         found = []
-        for entry in self.directory.glob(f"{Path(self.stem).name}*"):
-            number = entry.name[len(Path(self.stem).name) :]
+        for entry in self.directory.glob(f"{prefix}*"):
+            number = entry.name[len(prefix) :]
             if number.isdigit():
                 found.append((int(number), entry))
         return [entry for _, entry in sorted(found)]
