@@ -130,7 +130,6 @@ async def test_full_database_keeps_the_log_until_a_checkpoint_succeeds(tmp_path:
         await store._run(limit_pages, store, await page_count(store))
         await store.write([job(2, b"y" * 200_000)], [1])
         assert await store.load() == [job(2, b"y" * 200_000)]
-        assert "full" in str(store.health().problem)
         assert list(tmp_path.glob("q.db.pending-*"))
     finally:
         await store.close()  # its last checkpoint fails too: the log stays

@@ -247,11 +247,14 @@ class StoreWriter:
         return ("full" if isinstance(problem, StoreFull) else "failing", str(problem))
 
     def _check_health(self) -> None:
-        """Read the store's report: a full store with room again ends its outage; a
-        failing fsync refuses background jobs past the limit, until one succeeds."""
+        """Read the store's report: a store without room is an outage (before a write
+        fails, say after a restart on a full disk) until it has room again; a failing
+        fsync refuses background jobs past the limit, until one succeeds."""
         assert self._health is not None
         self.health = health = self._health()
-        if isinstance(self._failure, StoreFull) and not isinstance(health.problem, StoreFull):
+        if isinstance(health.problem, StoreFull):
+            self._failure = self._failure or health.problem
+        elif isinstance(self._failure, StoreFull):
             self._failure = None
         self._unsynced = health.unsynced >= SYNC_FAILURE_LIMIT
         self._log_state()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import StoreError, StoreFull
 
-__all__ = ["RESERVE_BYTES", "check_room", "failure", "free_bytes", "mib"]
+__all__ = ["RESERVE_BYTES", "check_room", "disk_full", "failure", "free_bytes", "mib"]
 
 RESERVE_BYTES = 2 << 20
 """Bytes kept free for deletions: the table's write-ahead log between two of
@@ -42,13 +42,16 @@ def check_room(directory: Path, needed: int, what: str, reusable: int = 0) -> No
         )
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (from the OS or SQLite) says the disk is full."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 def failure(what: str, error: BaseException) -> StoreError:
     """``error`` as a StoreError naming ``what``: a StoreFull if the disk is full."""
-    full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or (
-        isinstance(error, sqlite3.Error)
-        and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    )
-    return (StoreFull if full else StoreError)(f"{what}: {error}")
+    return (StoreFull if disk_full(error) else StoreError)(f"{what}: {error}")
 
 
 def mib(size: int) -> str:

@@ -44,7 +44,7 @@ from . import StoredJob, StoreError, StoreFull, StoreHealth
 from ._util import SQLITE_TABLE, check_identifier, failed_row, without_overlap
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 from .journal import Generation, Journal, net
-from .room import check_room, failure
+from .room import check_room, disk_full, failure
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
 
@@ -233,6 +233,7 @@ class SqliteStore:
         journal = self._journal
         if journal is not None and not await self._checkpoint(journal):
             log.warning("%s: the queue log stays in its files for now: %s", self, self._trouble)
+            self._checkpoint_soon()
         jobs = await self._run(self._load)
         if journal is None or not journal.filled:
             return jobs
@@ -303,7 +304,11 @@ class SqliteStore:
         if journal is None:
             raise StoreError(f"{self}: not open")
         journal.append(added, done)
-        if journal.filled and self._checkpointer is None:
+        if journal.filled:
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
 
     async def _checkpoints(self) -> None:
@@ -361,24 +366,26 @@ class SqliteStore:
         try:
             self._write((), ids)
         except sqlite3.Error as exc:
-            if not isinstance(failure("", exc), StoreFull):
+            if not disk_full(exc):
                 raise
             for at in range(0, len(ids), _DELETE_CHUNK):
                 self._write((), ids[at : at + _DELETE_CHUNK])
 
     def health(self) -> StoreHealth:
         """What is wrong in the background now: a failing fsync, a checkpoint that
-        failed, or no room for new jobs (checked on the disk only when the log has
-        none left)."""
+        failed (for want of room, only once the log has none left either), or no room
+        for new jobs (checked on the disk only when the log has none left)."""
         syncer = self._syncer
-        problem = self._trouble
+        problem = None if isinstance(self._trouble, StoreFull) else self._trouble
         if syncer is not None and syncer.unsynced:
             problem = StoreError(f"{self}: background fsync failed: {syncer.error}")
         if problem is None and self._thread is not None:
             try:
                 self.check_room()
-            except (StoreError, OSError) as exc:
-                problem = exc if isinstance(exc, StoreError) else failure(str(self), exc)
+            except StoreError as exc:
+                problem = exc
+            except OSError as exc:
+                problem = failure(str(self), exc)
         if syncer is None:
             return StoreHealth(problem, 0, 0)
         return StoreHealth(problem, syncer.failures, syncer.unsynced)
