@@ -100,7 +100,8 @@ def net(
     """What applying ``generations`` (oldest first) and then the deletions
     ``done_since`` does to the table: the jobs it still has to insert, and every
     deletion.  A deletion is kept even when it cancels an add of an earlier
-    generation: a checkpoint that failed half way may have inserted that job."""
+    generation: a checkpoint killed before it deleted its files may have inserted
+    that job."""
     added: dict[int, StoredJob] = {}
     done: list[int] = []
     for generation in generations:
