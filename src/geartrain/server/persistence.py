@@ -29,10 +29,10 @@ for what comes during an outage, and for every other store.
 If the store fails, the jobs of that batch are refused (their submitters get
 ``ERROR QUEUE_ERROR``), deletions are kept and retried, and the outage is
 logged once; the next write that succeeds ends it.  A full store (``StoreFull``)
-still takes deletions, written apart from the refused jobs, since they are how
-it gets room back; its outage ends when the store reports room again (read once
-a second, so that a disk on the edge of full is not logged full and back by the
-millisecond).
+still takes deletions: they are written on their own, since they are how it
+gets room back, and the jobs beside them tried once more.  Its outage ends when
+the store reports room again (read once a second, so that a disk on the edge of
+full is not logged full and back by the millisecond).
 
 A store that works in the background (SQLite: fsyncs, checkpoints) reports its
 state through ``health()``, read once a second.  The writer turns the reports
@@ -403,10 +403,18 @@ class StoreWriter:
         try:
             if self._failed_changes:
                 await self._write_failed()
-            await self.store.write(records, dones)
+            try:
+                await self.store.write(records, dones)
+            except StoreFull:
+                if not (records and dones):
+                    raise
+                # The deletions on their own (they are how a full store gets room
+                # back), then the new jobs once more.
+                await self.store.write([], dones)
+                self.writes += 1
+                dones = []
+                await self.store.write(records, [])
         except Exception as error:  # any failure of the backend is an outage
-            if isinstance(error, StoreFull) and records and dones:
-                dones = await self._write_dones(dones)
             self._on_failure(error, adds, dones)
             return False
         self.writes += 1
@@ -418,16 +426,6 @@ class StoreWriter:
         for job in adds:
             stored(job)
         return True
-
-    async def _write_dones(self, dones: list[int]) -> list[int]:
-        """Deletions alone, when the store refused new jobs beside them for lack of
-        room; returns what is left to write."""
-        try:
-            await self.store.write([], dones)
-        except Exception:
-            return dones
-        self.writes += 1
-        return []
 
     def _begin_outage(self, error: Exception) -> None:
         self.failed_writes += 1
