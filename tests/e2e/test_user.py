@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import subprocess
 import sys
 import sysconfig
@@ -27,6 +26,7 @@ from console.conftest import Console
 from geartrain.server.persistence import SYNC_FAILURE_LIMIT
 from serverproc import HOST, ServerProc, free_port
 from store.test_durability import Conn, drain, submit
+from store.test_full_disk import metric, readyz
 
 from .test_server_cli import wait_for
 from .test_startup_errors import assert_one_line_failure
@@ -85,16 +85,8 @@ def submit_jobs(port: int, count: int) -> list[bytes]:
         conn.close()
 
 
-def readyz(console: Console) -> tuple[int, str]:
-    status, _, body = console.request("GET", "/readyz")
-    return status, body.decode()
-
-
 def failed_fsyncs(console: Console) -> float:
-    text = console.request("GET", "/metrics")[2].decode()
-    found = re.search(r'^geartrain_store_failures_total\{kind="fsync"\} (\S+)$', text, re.M)
-    assert found, text
-    return float(found.group(1))
+    return metric(console, 'geartrain_store_failures_total{kind="fsync"}')
 
 
 def test_user_opens_the_queue_as_that_user_in_its_home(system_user: pwd.struct_passwd) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from console.conftest import Console
+from e2e.test_server_cli import wait_for
 from geartrain.protocol import PacketType
 from serverproc import ServerProc, free_port
 
@@ -133,13 +134,6 @@ def take_the_rest(disk: Path) -> Path:
     return filler
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def readyz(console: Console) -> tuple[int, str]:
     status, _, body = console.request("GET", "/readyz")
     return status, body.decode()
@@ -153,28 +147,34 @@ def metric(console: Console, sample: str) -> float:
 
 
 def check_full(console: Console) -> None:
-    wait_until(lambda: readyz(console)[0] == 503)
+    wait_for(lambda: readyz(console)[0] == 503, timeout=30)
     assert readyz(console)[1].startswith("not ready: queue store full: "), readyz(console)
     assert metric(console, 'geartrain_store_state{state="full"}') == 1
     assert metric(console, 'geartrain_store_state{state="ok"}') == 0
 
 
 def check_ok(console: Console) -> None:
-    wait_until(lambda: readyz(console) == (200, "ready\n"))
+    wait_for(lambda: readyz(console) == (200, "ready\n"), timeout=30)
     assert metric(console, 'geartrain_store_state{state="ok"}') == 1
+
+
+def filled_by_its_queue(
+    level: str, small_disk: Callable[[str], Path], servers: Callable[..., ServerProc]
+) -> tuple[Path, ServerProc, Console, list[bytes]]:
+    """A server whose jobs filled its small disk, with the jobs it acknowledged."""
+    disk = small_disk(DISK)
+    console_port = free_port()
+    server = servers(queue_args(disk, level, console_port))
+    acked = fill(server.port)
+    assert len(acked) > 5000
+    return disk, server, Console(server, console_port), acked
 
 
 @pytest.mark.parametrize("level", ["crash", "power"])
 def test_a_full_disk_refuses_then_recovers_without_restart(
     level: str, small_disk: Callable[[str], Path], servers: Callable[..., ServerProc]
 ) -> None:
-    disk = small_disk(DISK)
-    console_port = free_port()
-    server = servers(queue_args(disk, level, console_port))
-    console = Console(server, console_port)
-
-    acked = fill(server.port)
-    assert len(acked) > 5000  # the queue itself filled the disk
+    disk, server, console, acked = filled_by_its_queue(level, small_disk, servers)
     check_full(console)
     assert metric(console, 'geartrain_store_failures_total{kind="write"}') >= 1
 
@@ -205,11 +205,7 @@ def test_a_full_disk_refuses_then_recovers_without_restart(
 def test_a_server_killed_on_a_full_disk_starts_on_it_and_serves_its_jobs(
     level: str, small_disk: Callable[[str], Path], servers: Callable[..., ServerProc]
 ) -> None:
-    disk = small_disk(DISK)
-    console_port = free_port()
-    server = servers(queue_args(disk, level, console_port))
-    console = Console(server, console_port)
-    acked = fill(server.port)
+    disk, server, console, acked = filled_by_its_queue(level, small_disk, servers)
     filler = take_the_rest(disk)
     acked += fill(server.port)
     server.kill()
