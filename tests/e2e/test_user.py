@@ -23,6 +23,7 @@ import pytest
 
 import geartrain
 from console.conftest import Console
+from geartrain.protocol import PacketType
 from geartrain.server.persistence import SYNC_FAILURE_LIMIT
 from serverproc import HOST, ServerProc, free_port
 from store.test_durability import Conn, drain, submit
@@ -31,7 +32,7 @@ from store.test_full_disk import metric, readyz
 from .test_server_cli import wait_for
 from .test_startup_errors import assert_one_line_failure
 
-T = geartrain.protocol.PacketType
+T = PacketType
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
@@ -143,7 +144,7 @@ def test_a_failing_background_fsync_refuses_jobs_until_it_succeeds(
         acked += submit_jobs(srv.port, 1)
 
         wait_for(lambda: readyz(console)[0] == 503, timeout=30)
-        status, text = readyz(console)
+        text = readyz(console)[1]
         assert text.startswith("not ready: queue store failing: "), text
         assert "background fsync failed" in text and "Permission denied" in text
         assert failed_fsyncs(console) >= 1

@@ -30,9 +30,7 @@ from e2e.test_server_cli import wait_for
 from geartrain.protocol import PacketType
 from serverproc import ServerProc, free_port
 
-from .test_durability import Conn, drain, servers, submit
-
-__all__ = ["servers"]  # the fixture, shared with test_durability
+from .test_durability import Conn, drain, submit
 
 T = PacketType
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -159,12 +157,12 @@ def check_ok(console: Console) -> None:
 
 
 def filled_by_its_queue(
-    level: str, small_disk: Callable[[str], Path], servers: Callable[..., ServerProc]
+    level: str, small_disk: Callable[[str], Path], start_server: Callable[..., ServerProc]
 ) -> tuple[Path, ServerProc, Console, list[bytes]]:
     """A server whose jobs filled its small disk, with the jobs it acknowledged."""
     disk = small_disk(DISK)
     console_port = free_port()
-    server = servers(queue_args(disk, level, console_port))
+    server = start_server("geartrain", queue_args(disk, level, console_port))
     acked = fill(server.port)
     assert len(acked) > 5000
     return disk, server, Console(server, console_port), acked
@@ -172,9 +170,9 @@ def filled_by_its_queue(
 
 @pytest.mark.parametrize("level", ["crash", "power"])
 def test_a_full_disk_refuses_then_recovers_without_restart(
-    level: str, small_disk: Callable[[str], Path], servers: Callable[..., ServerProc]
+    level: str, small_disk: Callable[[str], Path], start_server: Callable[..., ServerProc]
 ) -> None:
-    disk, server, console, acked = filled_by_its_queue(level, small_disk, servers)
+    disk, server, console, acked = filled_by_its_queue(level, small_disk, start_server)
     check_full(console)
     assert metric(console, 'geartrain_store_failures_total{kind="write"}') >= 1
 
@@ -203,9 +201,9 @@ def test_a_full_disk_refuses_then_recovers_without_restart(
 
 @pytest.mark.parametrize("level", ["crash", "power"])
 def test_a_server_killed_on_a_full_disk_starts_on_it_and_serves_its_jobs(
-    level: str, small_disk: Callable[[str], Path], servers: Callable[..., ServerProc]
+    level: str, small_disk: Callable[[str], Path], start_server: Callable[..., ServerProc]
 ) -> None:
-    disk, server, console, acked = filled_by_its_queue(level, small_disk, servers)
+    disk, server, console, acked = filled_by_its_queue(level, small_disk, start_server)
     filler = take_the_rest(disk)
     acked += fill(server.port)
     server.kill()
