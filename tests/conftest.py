@@ -1,8 +1,15 @@
-"""Fixtures that start real servers.  See serverproc.py."""
+"""Fixtures that start real servers (see serverproc.py), and real faults: a small
+filesystem that fills, an unprivileged user."""
 
 from __future__ import annotations
 
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,3 +63,47 @@ def start_server() -> Iterator[Callable[..., ServerProc]]:
     yield start
     for srv in started:
         srv.cleanup()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[str], Path]]:
+    """Factory: ``small_disk("8m")`` mounts a tmpfs of that size (a filesystem that
+    really fills: ENOSPC, SQLite's "database or disk is full") and returns its
+    directory; unmounted after the test.  Needs root, as CI has."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = Path(tempfile.mkdtemp(prefix="gt-disk-"))
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+            check=True,
+            capture_output=True,
+        )
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)
+        where.rmdir()
+
+
+@pytest.fixture
+def system_user() -> Iterator[pwd.struct_passwd]:
+    """A real unprivileged user of this test's own (a system user whose home is in a
+    new temporary directory), removed after the test.  Needs root, as CI has.
+    Request it before any server fixture, so that its processes end first."""
+    name = f"gt-test-{secrets.token_hex(4)}"
+    base = Path(tempfile.mkdtemp(prefix="gt-user-"))
+    base.chmod(0o755)
+    subprocess.run(
+        ["useradd", "--system", "--create-home", "--home-dir", str(base / "home")]
+        + ["--shell", "/usr/sbin/nologin", name],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=True, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

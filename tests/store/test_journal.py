@@ -8,13 +8,12 @@ without losing or resurrecting a job.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from geartrain.store import StoredJob
-from geartrain.store.journal import SEGMENT_BYTES, Journal, read_generation, replay
+from geartrain.store.journal import SEGMENT_BYTES, Journal, net, read_generation
 from geartrain.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,7 +48,6 @@ async def crash(store: SqliteStore) -> None:
 
 def test_records_read_back_in_order(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "q.db")
-    journal.start()
     journal.append([job(1), job(2, data=bytes(range(256)) * 400)], [])
     journal.append([job(3)], [1, 99])
     journal.append([], [3])
@@ -72,7 +70,6 @@ def test_replay_stops_at_a_damaged_last_record(
     tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     journal = Journal(tmp_path / "q.db")
-    journal.start()
     journal.append([job(1)], [])
     journal.append([job(2)], [])
     journal.close()
@@ -94,7 +91,6 @@ def test_replay_stops_at_a_damaged_last_record(
 
 def test_a_full_file_is_followed_by_a_new_one(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "q.db")
-    journal.start()
     big = job(1, data=b"x" * (SEGMENT_BYTES // 3))
     for i in range(1, 4):
         journal.append([big._replace(id=i)], [])
@@ -103,9 +99,10 @@ def test_a_full_file_is_followed_by_a_new_one(tmp_path: Path) -> None:
     files = logs(tmp_path)
     assert len(files) == 3 and len(journal.filled) == 2
     assert [len(list(read_generation(f))) for f in files] == [2, 1, 1]
-    changes, records = replay(files)
-    assert records == 4
-    assert sorted(changes.added) == [2, 3, 9] and changes.done == [1]
+    again = Journal(tmp_path / "q.db")
+    assert again.recover() == 4
+    added, done = net(again.filled)
+    assert sorted(job.id for job in added) == [2, 3, 9] and done == [1]
 
 
 async def test_a_crash_leaves_logs_that_the_next_open_replays(tmp_path: Path) -> None:
@@ -120,7 +117,7 @@ async def test_a_crash_leaves_logs_that_the_next_open_replays(tmp_path: Path) ->
     await again.open()
     try:
         assert await again.load() == [job(1), job(3), job(4)]
-        assert not logs(tmp_path)[:-1]  # replayed files are gone; one new, empty file
+        assert not logs(tmp_path)  # replayed files are gone; the next record starts one
     finally:
         await again.close()
     assert not logs(tmp_path)
@@ -133,7 +130,8 @@ async def test_replaying_files_already_applied_changes_nothing(tmp_path: Path) -
     await store.open()
     store.append([job(1), job(2)], [])
     assert store._journal is not None
-    first = store._journal.rotate()
+    store._journal.seal()
+    [first] = store._journal.filled
     await store._run(store._write, list(first.added.values()), first.done)  # applied, kept
     store.append([job(3)], [1])
     await crash(store)
@@ -154,8 +152,7 @@ async def test_a_checkpoint_moves_the_log_into_the_table(tmp_path: Path) -> None
         store.append([job(i) for i in range(1, 101)], [])
         store.append([], list(range(1, 51)))
         assert await store.load() == [job(i) for i in range(51, 101)]
-        [current] = logs(tmp_path)  # the applied file is gone; a new one is empty
-        assert not used(current)
+        assert not logs(tmp_path)  # the applied file is gone; the next record starts one
     finally:
         await store.close()
     assert not logs(tmp_path)
@@ -164,7 +161,7 @@ async def test_a_checkpoint_moves_the_log_into_the_table(tmp_path: Path) -> None
 async def test_new_generations_number_past_leftovers(tmp_path: Path) -> None:
     (tmp_path / "q.db.pending-7").write_bytes(b"")
     journal = Journal(tmp_path / "q.db")
-    journal.start()
+    assert journal.recover() == 0
+    journal.append([job(1)], [])
     assert journal.current is not None and journal.current.number == 8
     journal.close()
-    os.unlink(tmp_path / "q.db.pending-8")

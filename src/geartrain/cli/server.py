@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import os
+import pwd
 import resource
 import ssl
 import sys
@@ -115,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--syslog", action="store_true", help="also log to syslog")
     g.add_argument("--coredump", action="store_true", help="accepted for compatibility; unused")
     g.add_argument("-t", "--threads", type=int, help="accepted for compatibility (one event loop)")
-    g.add_argument("-u", "--user", help="switch to this user after binding (needs root)")
+    g.add_argument(
+        "-u",
+        "--user",
+        help="switch to this user after binding, before opening the queue (needs root)",
+    )
     g.add_argument(
         "--verbose", type=_verbose, default="NOTICE", help=f"{', '.join(VERBOSE_LEVELS)}"
     )
@@ -254,15 +259,24 @@ def _size(text: str) -> int:
 _size.__name__ = "non-negative number"
 
 
-def _open_store(ns: argparse.Namespace) -> tuple[Store | None, str, str]:
-    """The store, its line for the start-up log, and its durability level."""
+def _open_store(
+    ns: argparse.Namespace, user: pwd.struct_passwd | None
+) -> tuple[Store | None, str, str]:
+    """The store, its line for the start-up log, and its durability level.  With
+    ``--user`` the default queue is in that user's state directory."""
     try:
-        from ..store.options import chosen_durability, describe_store, store_from_args
+        from ..store.options import (
+            chosen_durability,
+            default_state_dir,
+            describe_store,
+            store_from_args,
+        )
     except ImportError:
         if ns.queue_type.lower() != "builtin":
             raise ValueError(f"queue type {ns.queue_type!r} is not available") from None
         return None, "memory only (-q builtin)", "memory"
-    store = store_from_args(ns)
+    state_dir = default_state_dir(Path(user.pw_dir)) if user is not None else None
+    store = store_from_args(ns, state_dir)
     return store, describe_store(ns, store), chosen_durability(ns).value
 
 
@@ -342,13 +356,26 @@ def _daemonize() -> None:
         os.dup2(devnull, fd)
 
 
-def _switch_user(name: str) -> None:
-    import pwd
+def _target_user(name: str) -> pwd.struct_passwd:
+    """The user ``--user`` names; as in gearmand, only root may switch."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(f"--user {name}: no such user") from None
+    if os.geteuid() != 0:
+        raise ValueError(f"--user {name}: only root can switch users")
+    return entry
 
-    entry = pwd.getpwnam(name)
-    os.setgid(entry.pw_gid)
-    os.initgroups(name, entry.pw_gid)
-    os.setuid(entry.pw_uid)
+
+def _switch_user(entry: pwd.struct_passwd) -> None:
+    """Become ``--user`` once the ports are bound: the queue's files, its state
+    directory and its fsyncs are then the user's, as with gearmand."""
+    try:
+        os.setgid(entry.pw_gid)
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except OSError as error:
+        raise StartupError(f"cannot switch to user {entry.pw_name}: {error.strerror}") from error
 
 
 def _tune_allocator() -> None:
@@ -417,13 +444,14 @@ def _prepare(
         config = config_from_args(ns)
         settings = load_settings(ns.settings) if ns.settings else Settings()
         ssl_context = None if check_only else _ssl_context(ns)
-        store, description, config.durability = _open_store(ns)
+        user = _target_user(ns.user) if ns.user and not check_only else None
+        store, description, config.durability = _open_store(ns, user)
         cluster = _cluster(ns, store) if ns.cluster else None
     except (ValueError, OSError, ssl.SSLError) as error:
         parser.error(str(error))
     if cluster is not None:
         store = None  # the cluster keeps its jobs in tables of its own
-    return ServerApp(
+    app = ServerApp(
         config,
         store,
         ssl_context=ssl_context,
@@ -432,6 +460,9 @@ def _prepare(
         cluster=cluster,
         http=_http_listeners(config),
     )
+    if user is not None:
+        app.on_bound = lambda: _switch_user(user)
+    return app
 
 
 def _http_listeners(config: ServerConfig) -> list[HttpListener]:
@@ -505,7 +536,7 @@ def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
-    """Daemonize, set up logging and limits, and arrange the pid file and user switch."""
+    """Daemonize, set up logging and limits, and arrange the pid file."""
     if ns.daemon:
         _daemonize()
     app.log_target = setup_logging(ns.log_file, ns.verbose)
@@ -521,8 +552,6 @@ def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
             partial = pid_file.with_name(pid_file.name + ".tmp")
             partial.write_text(f"{os.getpid()}\n")
             partial.replace(pid_file)
-        if ns.user:
-            _switch_user(ns.user)
 
     app.on_listening = listening
 

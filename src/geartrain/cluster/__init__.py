@@ -56,7 +56,7 @@ class Claimed(NamedTuple):
     failures: int = 0
     """Failed attempts so far (the retry policy's count; server deaths included)."""
     outcomes: str = "[]"
-    """How each failed attempt ended, as JSON (``server.failures.encode_outcomes``)."""
+    """How each failed attempt ended, as JSON (``store.records.encode_outcomes``)."""
 
 
 class Retry(NamedTuple):

@@ -2,7 +2,7 @@
 
 Everything here runs on the server's own event loop (aiohttp's server) and
 reads the core directly; the core knows nothing of it but an optional
-:class:`~geartrain.server.jobs.Observer` that hears of each job's events.
+:class:`~geartrain.server.ports.Observer` that hears of each job's events.
 """
 
 from .app import Console

@@ -97,8 +97,17 @@ class Api:
             "durability": self.core.config.durability,
         }
         if writer is not None:
-            store |= {"up": not writer.outage, "writes": writer.writes, "pending": writer.pending}
-        return status_view(self.core, self.started, store) | {"ready": self.server.ready}
+            state, reason = writer.state
+            store |= {
+                "up": not writer.outage,
+                "state": state,
+                "reason": reason,
+                "writes": writer.writes,
+                "pending": writer.pending,
+            }
+        return status_view(self.core, self.started, store) | {
+            "ready": self.server.ready
+        }
 
     async def _status(self, request: web.Request) -> web.Response:
         return _reply(self.status())

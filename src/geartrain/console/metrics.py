@@ -39,6 +39,7 @@ _EVENT_INDEX = {kind: i for i, kind in enumerate(EVENTS)}
 _FINISHED = frozenset(("completed", "failed", "exception", "timed_out"))
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 OTHER = "~other"
+STORE_STATES = ("ok", "full", "failing")
 
 
 def _name(raw: bytes) -> str:
@@ -256,6 +257,23 @@ class _Collector:
         yield GaugeMetricFamily(
             "geartrain_store_pending", "Jobs waiting to be written.", value=writer.pending
         )
+        current = writer.state[0]
+        state = GaugeMetricFamily(
+            "geartrain_store_state",
+            "The store's state: 1 for the current one of ok, full and failing.",
+            labels=["state"],
+        )
+        for name in STORE_STATES:
+            state.add_metric([name], int(name == current))
+        yield state
+        failures = CounterMetricFamily(
+            "geartrain_store_failures",
+            "Store writes (or log appends) and background fsyncs that failed.",
+            labels=["kind"],
+        )
+        failures.add_metric(["write"], writer.failed_writes)
+        failures.add_metric(["fsync"], writer.health.failed_syncs)
+        yield failures
 
 
 def registry(

@@ -1,7 +1,7 @@
 """Submitting a job over HTTP: a short-lived connection as the core sees it.
 
 The HTTP job gateway and the API's submit both create a :class:`HttpSubmission`:
-a :class:`~geartrain.server.jobs.Peer` whose packets from the core are decoded
+a :class:`~geartrain.server.model.Peer` whose packets from the core are decoded
 here, so the core's rules (coalescing, the store, retries) apply unchanged.
 """
 

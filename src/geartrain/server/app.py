@@ -2,7 +2,8 @@
 
 Start-up binds the listening socket before it opens the queue: a second
 server started on a taken port fails before it reads (or logs) another
-server's jobs.  Connections are accepted only once the queue is loaded.
+server's jobs, and a server started as root with ``--user`` opens its queue as
+that user.  Connections are accepted only once the queue is loaded.
 
 Shutdown happens in these steps: stop listening; close every connection
 (queued output is flushed first); wait for the store writer to finish what it
@@ -111,6 +112,8 @@ class ServerApp:
         self.loading = "starting"
         self._http: list[web.BaseRunner] = []  # the HTTP listeners (aiohttp, imported when used)
         self.on_listening: Callable[[], None] | None = None
+        # Called once the ports are bound, before the store opens: where root is dropped.
+        self.on_bound: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
 
     @property
@@ -131,6 +134,8 @@ class ServerApp:
             await self._bind(loop)
             for listener in self.http:  # before the store, so /readyz answers while it loads
                 await self._serve_app(listener)
+            if self.on_bound is not None:
+                self.on_bound()
             if self.cluster is not None:
                 log.log(NOTICE, "Queue: %s", self.cluster.description)
                 await self.cluster.start(core)

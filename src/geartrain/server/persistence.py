@@ -29,7 +29,19 @@ for what comes during an outage, and for every other store.
 
 If the store fails, the jobs of that batch are refused (their submitters get
 ``ERROR QUEUE_ERROR``), deletions are kept and retried, and the outage is
-logged once; the next write that succeeds ends it.
+logged once; the next write that succeeds ends it.  A full store (``StoreFull``)
+still takes deletions: they are written on their own, since they are how it
+gets room back, and the jobs beside them tried once more.  Its outage ends when
+the store reports room again (read once a second, so that a disk on the edge of
+full is not logged full and back by the millisecond).
+
+A store that works in the background (SQLite: fsyncs, checkpoints) reports its
+state through ``health()``, read once a second.  The writer turns the reports
+and its own writes into one state, ok, full or failing (the console's
+``/readyz`` and ``/metrics``), logged once at the start and the end of each
+episode; and while the background fsync has failed :data:`SYNC_FAILURE_LIMIT`
+times in a row it refuses background jobs, rather than acknowledge what a
+power cut could take, until an fsync succeeds again.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..store import Store
+from ..store import Store, StoreFull, StoreHealth
 from ..store.records import FailedJob, StoredJob, encode_outcomes
 from .ports import LocalKeeper
 
@@ -62,6 +74,14 @@ MAX_BATCH = 5000
 DONE_DELAY = 0.001
 """Seconds a completion may wait for the next append to a logging store: after a
 kill, jobs that finished this shortly before it run again (besides the running ones)."""
+
+SYNC_FAILURE_LIMIT = 3
+"""Background fsync rounds (one a second) that may fail in a row before background
+jobs are refused: a few seconds of a failing disk, after which acknowledging a job
+would promise a crash safety that is gone."""
+
+HEALTH_INTERVAL = 1.0
+"""Seconds between readings of a store's ``health()``."""
 
 RETURN_WINDOW = 0.001
 """Seconds within which a submitter must send its next job after its
@@ -86,8 +106,15 @@ class StoreWriter(LocalKeeper):
         self._dones: list[int] = []
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._outage = False
+        self._failure: Exception | None = None  # why the last write failed (an outage)
         self.writes = 0  # transactions committed or log appends, for metrics and tests
+        self.failed_writes = 0  # writes and appends that failed, for metrics
+        # The store's own report, and whether its failing fsync has background jobs refused.
+        self._health: Callable[[], StoreHealth] | None = getattr(store, "health", None)
+        self.health = StoreHealth(None, 0, 0)
+        self._unsynced = False
+        self._health_timer: asyncio.TimerHandle | None = None
+        self._logged = _OK  # the state last logged
         # Submitters acknowledged lately that have not sent another job yet, and when.
         self._acked: dict[Peer, float] = {}
         # Submitters whose last job came within RETURN_WINDOW of their acknowledgement.
@@ -109,12 +136,14 @@ class StoreWriter(LocalKeeper):
         # How this turn's append is put off to the turn's end (the server hands
         # in the network's, which runs it just before the replies are written).
         self.at_turn_end: Callable[[Callable[[], None]], None] = _call_soon
+        if self._health is not None:
+            self._check_health()
 
     def _appending(self) -> bool:
         """Whether the next change can go to this turn's append: the store logs, and
         nothing older is waiting for a transaction (order is kept)."""
         # Without a write in flight or an outage, nothing waits for a transaction.
-        return self._append is not None and self._task is None and not self._outage
+        return self._append is not None and self._task is None and not self.outage
 
     def _append_turn(self) -> None:
         if self._done_timer is not None:
@@ -226,7 +255,7 @@ class StoreWriter(LocalKeeper):
         for record in added:
             self._failed_removed.discard(record.handle)
             self._failed_added[record.handle] = record
-        if self._outage:
+        if self.outage:
             self._later(RETRY_DELAY)
         else:
             self._kick()
@@ -239,15 +268,54 @@ class StoreWriter(LocalKeeper):
             self._turn_dones.append(store_id)
             return
         self._dones.append(store_id)
-        if self._outage:
+        if self.outage:
             self._later(RETRY_DELAY)
         else:
             self._kick()
 
     @property
     def outage(self) -> bool:
-        """The last write failed and none has succeeded since."""
-        return self._outage
+        """Background jobs are refused: the last write failed and none has succeeded
+        since, or the store's background fsync keeps failing."""
+        return self._failure is not None or self._unsynced
+
+    @property
+    def state(self) -> tuple[str, str]:
+        """``ok``, ``full`` or ``failing``, and why (empty when ok)."""
+        problem = self._failure or self.health.problem
+        if problem is None:
+            return _OK
+        return ("full" if isinstance(problem, StoreFull) else "failing", str(problem))
+
+    def _check_health(self) -> None:
+        """Read the store's report: a store without room is an outage (before a write
+        fails, say after a restart on a full disk) until it has room again; a failing
+        fsync refuses background jobs past the limit, until one succeeds."""
+        assert self._health is not None
+        self.health = health = self._health()
+        if isinstance(health.problem, StoreFull):
+            self._failure = self._failure or health.problem
+        elif isinstance(self._failure, StoreFull):
+            self._failure = None
+        self._unsynced = health.unsynced >= SYNC_FAILURE_LIMIT
+        self._log_state()
+        loop = asyncio.get_running_loop()
+        self._health_timer = loop.call_later(HEALTH_INTERVAL, self._check_health)
+
+    def _log_state(self) -> None:
+        """Log the start and the end of each episode of trouble, once."""
+        state, reason = self.state
+        logged, self._logged = self._logged, (state, "refusing" if self.outage else "")
+        if self._logged == logged:
+            return
+        if state == "ok":
+            log.warning("Queue store is back; writes succeed again")
+        elif self.outage:
+            until = "there is room" if state == "full" else "it is back"
+            word = "full" if state == "full" else "failed"
+            log.error("Queue store %s (%s); refusing background jobs until %s", word, reason, until)
+        elif logged[0] != state:
+            log.error("Queue store %s (%s); background jobs are still accepted", state, reason)
 
     @property
     def pending(self) -> int:
@@ -266,7 +334,7 @@ class StoreWriter(LocalKeeper):
         while (
             self._task is not None
             or self._adds
-            or ((self._dones or self._failed_changes) and not self._outage)
+            or ((self._dones or self._failed_changes) and not self.outage)
         ):
             if self._task is None:
                 self._kick()
@@ -367,19 +435,33 @@ class StoreWriter(LocalKeeper):
         del self._adds[:MAX_BATCH]
         dones = self._dones[:MAX_BATCH]
         del self._dones[:MAX_BATCH]
+        if self._unsynced and adds:
+            # Not the store's refusal but the fsync rule's: no promise it cannot keep.
+            self._refuse(adds, self.health.problem)
+            adds = []
         written, dones = _net(adds, dones)
         records = [_record(j) for j in written]
         try:
             if self._failed_changes:
                 await self._write_failed()
-            await self.store.write(records, dones)
+            try:
+                await self.store.write(records, dones)
+            except StoreFull:
+                if not (records and dones):
+                    raise
+                # The deletions on their own (they are how a full store gets room
+                # back), then the new jobs once more.
+                await self.store.write([], dones)
+                self.writes += 1
+                dones = []
+                await self.store.write(records, [])
         except Exception as error:  # any failure of the backend is an outage
             self._on_failure(error, adds, dones)
             return False
         self.writes += 1
-        if self._outage:
-            self._outage = False
-            log.warning("Queue store is back; writes succeed again")
+        if self._failure is not None and not isinstance(self._failure, StoreFull):
+            self._failure = None
+            self._log_state()
         self._acknowledged(adds)
         stored = self.core.stored
         for job in adds:
@@ -387,24 +469,33 @@ class StoreWriter(LocalKeeper):
         return True
 
     def _begin_outage(self, error: Exception) -> None:
-        if not self._outage:
-            self._outage = True
-            log.error("Queue store failed (%s); refusing background jobs until it is back", error)
+        self.failed_writes += 1
+        self._failure = error
+        self._log_state()
 
     def _on_failure(self, error: Exception, adds: list[Job], dones: list[int]) -> None:
         self._begin_outage(error)
+        self._refuse(adds, error)
+        self._dones[:0] = dones  # keep deletions; they are retried
+
+    def _refuse(self, adds: list[Job], error: Exception | None) -> None:
         reason = f"Queue store unavailable: {error}".encode(errors="replace")[:200]
         for job in adds:
             self.core.store_failed(job, reason)
-        self._dones[:0] = dones  # keep deletions; they are retried
 
     def close(self) -> None:
+        if self._health_timer is not None:
+            self._health_timer.cancel()
+            self._health_timer = None
         if self._done_timer is not None:
             self._done_timer.cancel()
             self._done_timer = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+_OK = ("ok", "")
 
 
 def _call_soon(callback: Callable[[], None]) -> None:

@@ -14,15 +14,33 @@ says where the queue is (without passwords), for the startup log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .records import FailedJob, StoredJob
 
-__all__ = ["STORES", "StoreError", "Store", "StoredJob", "store_class"]
+__all__ = ["STORES", "StoreError", "StoreFull", "StoreHealth", "Store", "StoredJob", "store_class"]
 
 
 class StoreError(Exception):
     """The store could not be reached or refused a write."""
+
+
+class StoreFull(StoreError):
+    """The store has no room for new jobs (a full disk).  It still takes deletions:
+    they are how it gets room back."""
+
+
+class StoreHealth(NamedTuple):
+    """What a store that works in the background (SQLite: its fsyncs, its log's
+    checkpoints, the room left on its disk) reports of itself, from
+    ``health()``; the server decides what to make of it."""
+
+    problem: StoreError | None
+    """What is wrong now (a :class:`StoreFull` when it is the lack of room), or None."""
+    failed_syncs: int
+    """Background fsyncs that failed since the store was opened."""
+    unsynced: int
+    """Background fsync rounds that failed in a row (0 once one succeeds)."""
 
 
 @runtime_checkable

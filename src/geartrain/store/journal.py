@@ -8,17 +8,18 @@ log file is mapped into memory (``MAP_SHARED``): a record is a copy into the
 kernel's page cache, with no system call, and it survives a kill of the
 process as a ``write()`` would.  A background thread fsyncs the log once a
 second (what a power cut can take).  When a log file is full, a checkpoint
-moves what it still holds into the SQLite table on the store's thread (jobs
-that came and went meanwhile never reach the table), fsyncs the table's WAL
-and deletes the file.  At start, logs left by a crash are replayed into the
-table first.
+moves what the full files still hold into the SQLite table on the store's
+thread (jobs that came and went meanwhile, in these files or in deletions
+logged since, never reach the table), fsyncs the table's WAL and deletes the
+files.  At start, logs left by a crash are read back and checkpointed first.
 
 The log is a series of generation files, ``FILE.pending-N``, each allocated
-whole when it is started (:data:`SEGMENT_BYTES`, so that a full disk is an
-error then rather than a SIGBUS when a mapped page is first written).
-Generations are applied and deleted in order, so a crash at any point leaves
-files whose replay (in order) yields the right table: inserts replace, deletes
-of absent rows do nothing.
+whole when it is started (so that a full disk is an error then rather than a
+SIGBUS when a mapped page is first written): :data:`SEGMENT_BYTES`, or less
+when the disk is short of room (``store.room``).  A file is started when a
+record needs one.  Generations are applied and deleted in order, so a crash
+at any point leaves files whose replay (in order) yields the right table:
+inserts replace, deletes of absent rows do nothing.
 
 A record is ``length, crc32`` then its payload: the adds and the deletions of
 one append.  The unwritten rest of a file is zeros, and a length of zero ends
@@ -37,9 +38,17 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from . import StoredJob, StoreError
+from . import StoredJob, StoreFull
+from .room import RESERVE_BYTES, failure, free_bytes, mib
 
-__all__ = ["SEGMENT_BYTES", "Generation", "Journal", "read_generation", "replay"]
+__all__ = [
+    "MIN_SEGMENT_BYTES",
+    "SEGMENT_BYTES",
+    "Generation",
+    "Journal",
+    "net",
+    "read_generation",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,10 @@ SEGMENT_BYTES = 8 << 20
 """Bytes of log per generation file: about 50,000 small jobs submitted and
 finished.  A bigger file means rarer checkpoints and a longer replay after a
 crash (8 MiB replays in well under a second)."""
+
+MIN_SEGMENT_BYTES = 64 << 10
+"""The smallest file started for new jobs: with less room than that, the disk
+counts as full (a file of a few hundred jobs would cost a checkpoint each)."""
 
 _HEADER = struct.Struct(">II")  # payload length, crc32 of the payload
 _COUNTS = struct.Struct(">II")  # adds, deletions
@@ -57,17 +70,19 @@ _ID = struct.Struct(">Q")
 class Generation:
     """One log file's changes, kept in memory too, for its checkpoint."""
 
-    __slots__ = ("added", "done", "number", "paths")
+    __slots__ = ("added", "done", "number", "path")
 
     def __init__(self, path: Path, number: int) -> None:
-        self.paths = [path]  # the files its checkpoint deletes
+        self.path = path  # the file its checkpoint deletes
         self.number = number
         self.added: dict[int, StoredJob] = {}
         self.done: list[int] = []
 
     def note(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Fold one append in: a job added and finished in the same generation cancels out
-        (ids are never reused, so an id deleted here was added here or earlier)."""
+        (ids are never reused, so an id deleted here was added here or earlier).  No
+        checkpoint reads a generation before its last record, so the table never
+        saw such a job."""
         mine = self.added
         for job in added:
             mine[job.id] = job
@@ -79,71 +94,82 @@ class Generation:
         return bool(self.added or self.done)
 
 
+def net(
+    generations: Sequence[Generation], done_since: Sequence[int] = ()
+) -> tuple[list[StoredJob], list[int]]:
+    """What applying ``generations`` (oldest first) and then the deletions
+    ``done_since`` does to the table: the jobs it still has to insert, and every
+    deletion.  A deletion is kept even when it cancels an add of an earlier
+    generation: a checkpoint killed before it deleted its files may have inserted
+    that job."""
+    added: dict[int, StoredJob] = {}
+    done: list[int] = []
+    for generation in generations:
+        added.update(generation.added)
+        for job_id in generation.done:
+            added.pop(job_id, None)
+        done += generation.done
+    for job_id in done_since:
+        added.pop(job_id, None)
+    done += done_since
+    return list(added.values()), done
+
+
 class Journal:
-    """The generation files beside ``path`` (the SQLite file): append, rotate, replay."""
+    """The generation files beside ``path`` (the SQLite file): append, rotate, read back."""
 
     def __init__(self, path: Path) -> None:
         self.stem = f"{path}.pending-"
+        self.directory = path.parent
         self.current: Generation | None = None
-        self.filled: list[Generation] = []  # full generations, oldest first, for checkpoints
+        self.filled: list[Generation] = []  # sealed generations, oldest first, for checkpoints
         self.touched: set[str] = set()  # files written since their last fsync (the syncer's)
         self._map: mmap.mmap | None = None
         self._name = ""  # the current file, as the syncer names it
         self._at = 0  # where the next record goes
+        self._size = 0  # the current file's size (0: none)
+        self._end = 0  # where records with new jobs must end (0 in a file of deletions)
+        self._last = 0  # the highest file number on disk
 
     def leftovers(self) -> list[Path]:
         """Generation files on disk, oldest first (at open: what a crash left)."""
-        directory = Path(self.stem).parent
         prefix = Path(self.stem).name
         found = []
-        for entry in directory.glob(f"{prefix}*"):
+        for entry in self.directory.glob(f"{prefix}*"):
             number = entry.name[len(prefix) :]
             if number.isdigit():
                 found.append((int(number), entry))
         return [entry for _, entry in sorted(found)]
 
-    def start(self) -> None:
-        """Open a new generation numbered above anything on disk."""
-        existing = self.leftovers()
-        self._open(int(existing[-1].name.rsplit("-", 1)[1]) + 1 if existing else 1)
-
-    def _open(self, number: int, size: int = SEGMENT_BYTES) -> None:
-        path = Path(f"{self.stem}{number}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.posix_fallocate(fd, 0, size)
-            mapped = mmap.mmap(fd, size)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        os.close(fd)  # the mapping keeps the file
-        if self._map is not None:
-            self._map.close()
-        self._map, self._at, self._name = mapped, 0, str(path)
-        self.current = Generation(path, number)
-        # A new file's name must reach the disk too.
-        self.touched.add(str(path.parent))
+    def recover(self) -> int:
+        """At open: read the files a crash left into sealed generations, for the first
+        checkpoint (and, until it succeeds, for loading); returns their records."""
+        records = 0
+        for path in self.leftovers():
+            generation = Generation(path, int(path.name.rsplit("-", 1)[1]))
+            for jobs, ids in read_generation(path):
+                generation.note(jobs, ids)
+                records += 1
+            self.filled.append(generation)
+            self._last = generation.number
+        return records
 
     def append(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Copy one record into the log; once this returns, a crash of this process keeps it.
 
-        Raises StoreError if a full file cannot be followed by a new one."""
-        mapped = self._map
-        if mapped is None:
-            raise StoreError("the queue log is not open")
+        Raises StoreFull if a new file is needed and the disk has no room for it (a
+        record of deletions only may use the room kept free for them), StoreError
+        if it cannot be started for another reason."""
         payload = encode(added, done)
         header = _HEADER.pack(len(payload), zlib.crc32(payload))
         size = _HEADER.size + len(payload)
         at = self._at
-        if at + size > len(mapped):
-            try:
-                # Room for the record and a zero header after it.
-                self.filled.append(self.rotate(size + _HEADER.size))
-            except OSError as exc:
-                raise StoreError(f"cannot start a new queue log file: {exc}") from exc
-            mapped, at = self._map, 0
-            assert mapped is not None
+        if at + size > (self._end if added else self._size):
+            # Room for the record and a zero header after it.
+            self._start(size + _HEADER.size, bool(added))
+            at = 0
+        mapped = self._map
+        assert mapped is not None
         # The payload first, then its header: a kill in between leaves a zero
         # length, the clean end of the file.
         mapped[at + _HEADER.size : at + size] = payload
@@ -152,19 +178,77 @@ class Journal:
         self.current.note(added, done)  # type: ignore[union-attr]  # set with the map
         self.touched.add(self._name)
 
-    def rotate(self, room: int = 0) -> Generation:
-        """Start the next generation (with room for ``room`` bytes at least); return the
-        previous one for its checkpoint."""
-        old = self.current
-        assert old is not None
-        self._open(old.number + 1, max(SEGMENT_BYTES, room))
-        return old
+    def takes_jobs(self) -> bool:
+        """Whether a record with a new job fits now without starting a file."""
+        return self._end - self._at > 2 * _HEADER.size + _JOB.size
+
+    def check_room(self) -> None:
+        """Raise StoreFull unless a record with a new job would find room now."""
+        if not self.takes_jobs():
+            self._size_for(MIN_SEGMENT_BYTES, True)
+
+    def _start(self, room: int, jobs: bool) -> None:
+        """Start the next file, with room for ``room`` bytes at least, and seal the
+        current one for its checkpoint.  On failure nothing changes."""
+        path = Path(f"{self.stem}{self._last + 1}")
+        try:
+            size = self._size_for(room, jobs)
+            mapped = _allocate(path, size)
+        except OSError as exc:
+            raise failure(f"cannot start a new queue log file {path}", exc) from exc
+        self.seal()
+        self._map, self._name, self._size = mapped, str(path), size
+        self._end = size if jobs else 0
+        self._last += 1
+        self.current = Generation(path, self._last)
+        # A new file's name must reach the disk too.
+        self.touched.add(str(self.directory))
+
+    def _size_for(self, room: int, jobs: bool) -> int:
+        """The size of the next file: up to half of the room there is, leaving the
+        other half to the checkpoint of the one before it.  A file for new jobs leaves
+        the reserve alone; one for deletions (the disk is full) may take from it."""
+        free = free_bytes(self.directory)
+        spare = free - RESERVE_BYTES if jobs else free
+        size = max(room, MIN_SEGMENT_BYTES, min(SEGMENT_BYTES, spare // 2))
+        if size > spare:
+            kept = f" and {mib(RESERVE_BYTES)} kept for deletions" if jobs else ""
+            where = f"a new queue log file in {self.directory}"
+            raise StoreFull(f"no room for {where}: {mib(free)} free, {mib(size)} needed{kept}")
+        return size
+
+    def seal(self) -> None:
+        """Write no more into the current file: it waits for the next checkpoint (an
+        empty one is removed now).  The next record starts a new file."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self._at = self._size = self._end = 0
+        current, self.current = self.current, None
+        if current:
+            self.filled.append(current)
+        elif current is not None:
+            current.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._map is not None:
             self._map.close()
             self._map = None
+        self._at = self._size = self._end = 0
         self.current = None
+
+
+def _allocate(path: Path, size: int) -> mmap.mmap:
+    """A new file of ``size`` bytes, allocated on the disk and mapped."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return mmap.mmap(fd, size)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)  # the mapping keeps the file
 
 
 _ONE = struct.Struct(">II" + _JOB.format[1:])  # counts (1, 0) and one job, packed at once
@@ -223,26 +307,6 @@ def _decode(payload: bytes) -> tuple[list[StoredJob], list[int]]:
     if at + n_done * _ID.size != len(payload):
         raise ValueError("record length does not match its contents")
     return added, done
-
-
-def replay(paths: list[Path]) -> tuple[Generation, int]:
-    """What log files left by a crash change in the table, oldest first, and how
-    many records they hold.  Unlike a live generation's, a deletion is kept even
-    when the job was added in these files: an earlier checkpoint may have put it
-    in the table before the crash."""
-    changes = Generation(paths[0], 0)
-    changes.paths = list(paths)
-    added, done = changes.added, changes.done
-    records = 0
-    for path in paths:
-        for jobs, ids in read_generation(path):
-            records += 1
-            for job in jobs:
-                added[job.id] = job
-            for job_id in ids:
-                added.pop(job_id, None)
-                done.append(job_id)
-    return changes, records
 
 
 def read_generation(path: Path) -> Iterator[tuple[list[StoredJob], list[int]]]:

@@ -39,11 +39,13 @@ QUEUE_FILE = "queue.sqlite3"
 _MEMORY = ("builtin", "memory", "none")
 
 
-def default_state_dir() -> Path:
-    """geartrain's state dir: ``$XDG_STATE_HOME/geartrain`` or ``~/.local/state/geartrain``."""
-    base = os.environ.get("XDG_STATE_HOME", "")
+def default_state_dir(home: Path | None = None) -> Path:
+    """geartrain's state dir: ``$XDG_STATE_HOME/geartrain`` or ``~/.local/state/geartrain``;
+    for another user's ``home`` (``--user``), ``HOME/.local/state/geartrain`` (the
+    environment describes the user who started the server)."""
+    base = os.environ.get("XDG_STATE_HOME", "") if home is None else ""
     # The XDG spec says to ignore a relative value.
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    root = Path(base) if os.path.isabs(base) else (home or Path.home()) / ".local" / "state"
     return root / "geartrain"
 
 

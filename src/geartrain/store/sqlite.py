@@ -9,6 +9,13 @@ background thread fsyncs once a second; when a log file is full, a checkpoint
 moves what it still holds into the table on the store's thread
 (``synchronous=NORMAL``), fsyncs the WAL and deletes the file.
 
+A full disk refuses new jobs but never the deletions that shrink the queue
+(``store.room``): new jobs must leave a reserve free, which deletions, and
+checkpoints that net out the jobs deleted since, may use.  What the store finds
+wrong in the background (a failing fsync, a checkpoint that does not fit, no
+room left) it reports through :meth:`SqliteStore.health`; it logs nothing of it
+itself: the server decides what to do and says so.
+
 One server per file: the store holds an exclusive lock on ``FILE.lock``
 (holding the owner's pid) for as long as it is open, so a second server on
 the same file refuses to start instead of replaying the first one's jobs.
@@ -32,11 +39,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from . import StoredJob, StoreError
+from . import StoredJob, StoreError, StoreFull, StoreHealth
 from ._util import SQLITE_TABLE, check_identifier, failed_row, without_overlap
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
-from .journal import Generation, Journal, replay
+from .journal import Generation, Journal, net
 from .records import FailedJob, decode_outcomes
+from .room import check_room, disk_full, failure
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
 
@@ -57,6 +65,18 @@ _COLUMNS = (
 
 # Kept with each job since retries (added to older tables on open).
 _RETRY_COLUMNS = (("handle", "BLOB"), ("attempts", "INTEGER"), ("outcomes", "TEXT"))
+
+# The table's write-ahead log is checkpointed into the file every this many
+# pages (SQLite's default is 1,000) and cut back to that size afterwards: what
+# a checkpoint may add to the file stays within the reserve (store.room).
+_WAL_PAGES = 256
+
+# On a full disk, deletions go in transactions of this many rows, each of whose
+# pages fits in the reserve.
+_DELETE_CHUNK = 100
+
+# What a row costs the table beside its payload, roughly.
+_ROW_BYTES = 100
 
 # The failed-job set, beside the queue table.
 _FAILED_COLUMNS = (
@@ -104,6 +124,9 @@ class SqliteStore:
         self._journal: Journal | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Future[bool] | None = None
+        self._trouble: StoreError | None = None  # why the last checkpoint failed
+        self._page_size = 4096
+        self._reusable = 0  # bytes of free pages in the file (as of the last write)
 
     def __str__(self) -> str:
         return f"sqlite {self.path} table {self.table}"
@@ -115,7 +138,7 @@ class SqliteStore:
         try:
             return await loop.run_in_executor(self._thread, fn, *args)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self}: {exc}") from exc
+            raise failure(str(self), exc) from exc
 
     async def open(self) -> None:
         """Open (or create) the file and table, converting a gearmand table."""
@@ -142,13 +165,18 @@ class SqliteStore:
         # the syncer bounds what a power cut can take.
         power = self.durability is Durability.POWER
         conn.execute(f"PRAGMA synchronous={'FULL' if power else 'NORMAL'}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_PAGES * self._page_size}")
         self._prepare_table(conn)
+        self._count_free_pages(conn)
         if not power:
-            # What a crash left in the log goes into the table before anything new.
+            # What a crash left in the log is read back; load() checkpoints it.
             journal = Journal(self.path)
-            self._syncer = _Syncer(journal.touched, str(self))
-            self._replay(journal)
-            journal.start()
+            self._syncer = _Syncer(journal.touched)
+            records = journal.recover()
+            if records:
+                log.warning("%s: %d record(s) of the queue log to replay", self, records)
             self._journal = journal
 
     def _prepare_table(self, conn: sqlite3.Connection) -> None:
@@ -198,25 +226,23 @@ class SqliteStore:
         log.warning("%s: converted gearmand's table (%d jobs) to geartrain's layout", self, count)
 
     async def load(self) -> list[StoredJob]:
-        """Every stored job in ascending id order (the log checkpointed first)."""
-        if self._journal is not None:
-            await self._checkpoint(self._journal)
-        return await self._run(self._load)
+        """Every stored job in ascending id order (the log checkpointed first).
 
-    def _replay(self, journal: Journal) -> None:
-        """Apply the log files a crash left, oldest first, as one checkpoint."""
-        files = journal.leftovers()
-        if not files:
-            return
-        replayed, records = replay(files)
-        self._apply(replayed)
-        log.warning(
-            "%s: replayed %d record(s) of the queue log (%d job(s) added, %d finished)",
-            self,
-            records,
-            len(replayed.added),
-            len(replayed.done),
-        )
+        A log that does not fit in the table (a full disk) is read from its files
+        instead, and checkpointed once there is room."""
+        journal = self._journal
+        if journal is not None and not await self._checkpoint(journal):
+            log.warning("%s: the queue log stays in its files for now: %s", self, self._trouble)
+            self._checkpoint_soon()
+        jobs = await self._run(self._load)
+        if journal is None or not journal.filled:
+            return jobs
+        added, done = net(journal.filled)
+        by_id = {job.id: job for job in jobs}
+        for job_id in done:
+            by_id.pop(job_id, None)
+        by_id.update((job.id, job) for job in added)
+        return sorted(by_id.values())
 
     def _load(self) -> list[StoredJob]:
         assert self._conn is not None
@@ -253,8 +279,23 @@ class SqliteStore:
             return
         if self._journal is not None:
             self.append(added, done)
+        elif added:
+            await self._run(self._write_jobs, added, done)
         else:
-            await self._run(self._write, added, done)
+            await self._run(self._delete, done)
+
+    def _write_jobs(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+        self._check_room(added, "new jobs")
+        self._write(added, done)
+
+    def _check_room(self, added: Sequence[StoredJob], what: str) -> None:
+        """Raise StoreFull unless ``added`` fits twice (in the WAL, then in the file),
+        free pages in the file counting as room."""
+        size = sum(len(job.data) + _ROW_BYTES for job in added)
+        check_room(self.path.parent, 2 * size, what, self._reusable)
+
+    def _count_free_pages(self, conn: sqlite3.Connection) -> None:
+        self._reusable = conn.execute("PRAGMA freelist_count").fetchone()[0] * self._page_size
 
     def append(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Crash level: put the changes in the log now, on the event loop (a copy into
@@ -263,11 +304,15 @@ class SqliteStore:
         if journal is None:
             raise StoreError(f"{self}: not open")
         journal.append(added, done)
-        if journal.filled and self._checkpointer is None:
+        if journal.filled:
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
 
     async def _checkpoints(self) -> None:
-        """Apply the full log files, oldest first; after a failure, try again each second."""
+        """Apply the sealed log files; after a failure, try again each second."""
         journal = self._journal
         try:
             while journal is not None and journal.filled:
@@ -280,34 +325,77 @@ class SqliteStore:
             self._checkpointer = None
 
     async def _apply_filled(self, journal: Journal) -> bool:
-        while journal.filled:
-            try:
-                await self._run(self._apply, journal.filled[0])
-            except StoreError as exc:
-                # The log keeps the jobs; the next attempt applies them.
-                log.error("%s: checkpoint of the queue log failed: %s", self, exc)
-                return False
-            del journal.filled[0]
+        """Every sealed log file into the table at once, netted against the deletions
+        logged since: draining the queue never asks the table for room."""
+        filled = journal.filled[:]
+        if not filled:
+            return True
+        since = journal.current.done if journal.current is not None else []
+        try:
+            await self._run(self._apply, filled, since, len(since))
+        except StoreError as exc:
+            self._trouble = exc  # the files keep the jobs; the next attempt applies them
+            return False
+        self._trouble = None
+        del journal.filled[: len(filled)]
         return True
 
     async def _checkpoint(self, journal: Journal) -> bool:
         """Everything in the log into the table now (to load it, or at a stop)."""
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
-        if journal.current:
-            try:
-                journal.filled.append(journal.rotate())
-            except OSError as exc:
-                log.error("%s: cannot start a new queue log file: %s", self, exc)
+        journal.seal()
         return await self._apply_filled(journal)
 
-    def _apply(self, generation: Generation) -> None:
-        """One generation into the table, fsynced, then its log files deleted."""
-        self._write(list(generation.added.values()), generation.done, replace=True)
+    def _apply(self, filled: list[Generation], since: list[int], count: int) -> None:
+        """Sealed generations into the table, fsynced, then their files deleted.  The
+        first ``count`` deletions of the current generation (``since``, which the
+        event loop may be appending to) apply too."""
+        added, done = net(filled, since[:count])
+        self._delete(done)
+        if added:
+            self._check_room(added, "the queue log's checkpoint")
+            self._write(added, (), replace=True)
         if self._syncer is not None and not self._syncer.sync(self._wal):
-            raise OSError(f"fsync of {self._wal} failed")
-        for path in generation.paths:
-            path.unlink(missing_ok=True)
+            raise OSError(f"fsync of {self._wal} failed: {self._syncer.error}")
+        for generation in filled:
+            generation.path.unlink(missing_ok=True)
+
+    def _delete(self, ids: Sequence[int]) -> None:
+        """Delete rows in one transaction; on a full disk, in small ones that fit."""
+        try:
+            self._write((), ids)
+        except sqlite3.Error as exc:
+            if not disk_full(exc):
+                raise
+            for at in range(0, len(ids), _DELETE_CHUNK):
+                self._write((), ids[at : at + _DELETE_CHUNK])
+
+    def health(self) -> StoreHealth:
+        """What is wrong in the background now: a failing fsync, a checkpoint that
+        failed (for want of room, only once the log has none left either), or no room
+        for new jobs (checked on the disk only when the log has none left)."""
+        syncer = self._syncer
+        problem = None if isinstance(self._trouble, StoreFull) else self._trouble
+        if syncer is not None and syncer.unsynced:
+            problem = StoreError(f"{self}: background fsync failed: {syncer.error}")
+        if problem is None and self._thread is not None:
+            try:
+                self.check_room()
+            except StoreError as exc:
+                problem = exc
+            except OSError as exc:
+                problem = failure(str(self), exc)
+        if syncer is None:
+            return StoreHealth(problem, 0, 0)
+        return StoreHealth(problem, syncer.failures, syncer.unsynced)
+
+    def check_room(self) -> None:
+        """Raise StoreFull unless a new job would find room now."""
+        if self._journal is not None:
+            self._journal.check_room()
+        else:
+            check_room(self.path.parent, 0, "new jobs", self._reusable)
 
     def _write(
         self, added: Sequence[StoredJob], done: Sequence[int], *, replace: bool = False
@@ -333,6 +421,7 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._count_free_pages(conn)
 
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
@@ -375,18 +464,16 @@ class SqliteStore:
             self._syncer.touched.add(self._wal)
 
     async def _close_journal(self, journal: Journal) -> None:
-        """A clean stop leaves the queue in the table alone, as gearmand's tools expect."""
+        """A clean stop leaves the queue in the table alone, as gearmand's tools expect
+        (unless the table has no room for it: then the log stays for the next start)."""
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             checkpointer.cancel()
         try:
-            applied = await self._checkpoint(journal)
+            if not await self._checkpoint(journal):
+                log.warning("%s: the queue log stays in its files: %s", self, self._trouble)
         finally:
-            empty = journal.current
             journal.close()
-        if applied and empty is not None and not empty:
-            for path in empty.paths:
-                path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Close the file and stop the thread; safe to call twice."""
@@ -430,14 +517,19 @@ def _lock(lock_path: Path, path: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    line = f"{os.getpid()}\n".encode()
+    try:
+        # Over the old pid, then cut: a full disk has no block for a new one.
+        os.pwrite(fd, line, 0)
+        os.ftruncate(fd, len(line))
+    except OSError:
+        pass  # the lock is what counts; the pid only names its holder
     return fd
 
 
 class _Syncer:
     """Fsyncs the files written since the last beat (the log, the WAL, the directory
-    of a new log file) every SYNC_INTERVAL seconds.
+    of a new log file) every SYNC_INTERVAL seconds, and counts what failed.
 
     Its own thread, so neither the event loop nor the store's thread ever waits
     for the disk.  fsync of another descriptor of the same file flushes what
@@ -446,10 +538,11 @@ class _Syncer:
     set's add and pop are atomic.
     """
 
-    def __init__(self, touched: set[str], where: str) -> None:
+    def __init__(self, touched: set[str]) -> None:
         self.touched = touched
-        self.where = where
-        self._failing = False
+        self.failures = 0  # fsyncs that failed (a counter, for metrics)
+        self.unsynced = 0  # beats in a row that failed (0 once one succeeds)
+        self.error = ""  # the last failure
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="geartrain-sync", daemon=True)
         self._thread.start()
@@ -464,11 +557,12 @@ class _Syncer:
                     break
                 if not self.sync(name):
                     failed.append(name)
-            self.touched.update(failed)
+            self.touched.update(failed)  # tried again at the next beat
+            self.unsynced = self.unsynced + 1 if failed else 0
 
     def sync(self, name: str) -> bool:
-        """Fsync one file or directory now (from any thread); False if that failed
-        (and was logged).  A file gone since needs nothing: a checkpoint removed it."""
+        """Fsync one file or directory now (from any thread); False if that failed.
+        A file gone since needs nothing: a checkpoint removed it."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -481,13 +575,11 @@ class _Syncer:
             return self._failed(name, exc)
         finally:
             os.close(fd)
-        self._failing = False
         return True
 
     def _failed(self, name: str, exc: OSError) -> bool:
-        if not self._failing:
-            log.error("%s: background fsync of %s failed: %s", self.where, name, exc)
-        self._failing = True
+        self.failures += 1
+        self.error = f"{name}: {exc.strerror or exc}"
         return False
 
     def stop(self) -> None:

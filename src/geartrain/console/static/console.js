@@ -111,7 +111,8 @@ function showStatus(s) {
   $("c-dead").textContent = c.dead === null ? "–" : c.dead.toLocaleString();
   $("failed-card").hidden = c.dead === null;
   const store = s.store;
-  const storeState = "up" in store ? (store.up ? "up" : "DOWN") + `, ${store.pending} pending` : "–";
+  const storeState = "state" in store
+    ? `${store.state}${store.reason ? ` (${store.reason})` : ""}, ${store.pending} pending` : "–";
   const facts = [
     ["version", s.version], ["pid", s.pid], ["uptime", ago(s.uptime_seconds)],
     ["connections", s.connections], ["workers", s.workers], ["functions", s.functions],
