@@ -1,11 +1,14 @@
-"""Helpers for the client, worker and admin library tests."""
+"""Helpers for the tests: waiting for a condition, registered workers, a full disk."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from geartrain import Admin, Worker
@@ -72,3 +75,18 @@ def echo_worker(address: str | list[str], **kwargs: Any) -> Worker:
         return str(len(job.data))
 
     return worker
+
+
+def take_the_rest(disk: Path) -> Path:
+    """Another program writes until the disk has not a byte left."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    assert os.statvfs(disk).f_bavail == 0
+    return filler

@@ -13,8 +13,6 @@ both durability levels.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 import threading
 import time
@@ -28,6 +26,7 @@ import pytest
 from console.conftest import Console
 from e2e.test_server_cli import wait_for
 from geartrain.protocol import PacketType
+from gt_helpers import take_the_rest
 from serverproc import ServerProc, free_port
 
 from .test_durability import Conn, drain, submit
@@ -115,21 +114,6 @@ def submitting(port: int) -> Iterator[list[bytes]]:
     finally:
         stop.set()
         thread.join(30)
-
-
-def take_the_rest(disk: Path) -> Path:
-    """Another program writes until the disk has not a byte left."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, bytes(4096))
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    assert os.statvfs(disk).f_bavail == 0
-    return filler
 
 
 def readyz(console: Console) -> tuple[int, str]:

@@ -51,7 +51,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..store import Store, StoreFull, StoreHealth
 from ..store.records import FailedJob, StoredJob, encode_outcomes
@@ -64,6 +64,12 @@ if TYPE_CHECKING:
 __all__ = ["StoreWriter"]
 
 log = logging.getLogger("geartrain.server.store")
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], Timer]
 
 RETRY_DELAY = 1.0
 """Seconds between attempts to flush deletions while the store is down."""
@@ -96,16 +102,28 @@ class StoreWriter(LocalKeeper):
     flight: then it joins the next).
     """
 
-    def __init__(self, store: Store, core: JobServer, *, gather: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        core: JobServer,
+        *,
+        gather: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        call_later: CallLater | None = None,
+    ) -> None:
         self.store = store
         self.core = core
+        # The time its rules read (regulars, the completion delay, health readings,
+        # retries), and its timers: the event loop's unless given.
+        self.clock = clock
+        self._call_later = call_later
         # Waiting for returning submitters pays where a commit costs an fsync;
         # where it costs less than the wait, it only delays.
         self.gather = gather
         self._adds: list[Job] = []
         self._dones: list[int] = []
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._failure: Exception | None = None  # why the last write failed (an outage)
         self.writes = 0  # transactions committed or log appends, for metrics and tests
         self.failed_writes = 0  # writes and appends that failed, for metrics
@@ -113,7 +131,7 @@ class StoreWriter(LocalKeeper):
         self._health: Callable[[], StoreHealth] | None = getattr(store, "health", None)
         self.health = StoreHealth(None, 0, 0)
         self._unsynced = False
-        self._health_timer: asyncio.TimerHandle | None = None
+        self._health_timer: Timer | None = None
         self._logged = _OK  # the state last logged
         # Submitters acknowledged lately that have not sent another job yet, and when.
         self._acked: dict[Peer, float] = {}
@@ -132,7 +150,7 @@ class StoreWriter(LocalKeeper):
         self.next_id = 1  # store ids: increasing in submission order
         self._turn_adds: list[Job] = []
         self._turn_dones: list[int] = []
-        self._done_timer: asyncio.TimerHandle | None = None
+        self._done_timer: Timer | None = None
         # How this turn's append is put off to the turn's end (the server hands
         # in the network's, which runs it just before the replies are written).
         self.at_turn_end: Callable[[Callable[[], None]], None] = _call_soon
@@ -233,7 +251,7 @@ class StoreWriter(LocalKeeper):
 
     def _returned(self, peer: Peer) -> None:
         acked = self._acked.pop(peer, None)
-        if acked is not None and time.monotonic() - acked < RETURN_WINDOW:
+        if acked is not None and self.clock() - acked < RETURN_WINDOW:
             self._regulars.add(peer)
         else:
             self._regulars.discard(peer)
@@ -263,8 +281,7 @@ class StoreWriter(LocalKeeper):
     def done(self, store_id: int) -> None:
         if self._appending():
             if not self._turn_adds and self._done_timer is None:
-                loop = asyncio.get_running_loop()
-                self._done_timer = loop.call_later(DONE_DELAY, self._append_turn)
+                self._done_timer = self.call_later(DONE_DELAY, self._append_turn)
             self._turn_dones.append(store_id)
             return
         self._dones.append(store_id)
@@ -299,8 +316,7 @@ class StoreWriter(LocalKeeper):
             self._failure = None
         self._unsynced = health.unsynced >= SYNC_FAILURE_LIMIT
         self._log_state()
-        loop = asyncio.get_running_loop()
-        self._health_timer = loop.call_later(HEALTH_INTERVAL, self._check_health)
+        self._health_timer = self.call_later(HEALTH_INTERVAL, self._check_health)
 
     def _log_state(self) -> None:
         """Log the start and the end of each episode of trouble, once."""
@@ -341,6 +357,11 @@ class StoreWriter(LocalKeeper):
             assert self._task is not None
             await asyncio.shield(self._task)
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        if self._call_later is not None:
+            return self._call_later(delay, callback)
+        return asyncio.get_running_loop().call_later(delay, callback)
+
     def _kick(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -348,7 +369,7 @@ class StoreWriter(LocalKeeper):
     def _later(self, delay: float) -> None:
         """Retry the deletions after ``delay`` unless a write takes them first."""
         if self._timer is None and self._task is None:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+            self._timer = self.call_later(delay, self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
@@ -392,7 +413,7 @@ class StoreWriter(LocalKeeper):
 
     async def _gather(self) -> None:
         """Wait (at most RETURN_WINDOW) for the regulars just acknowledged to submit again."""
-        now = time.monotonic()
+        now = self.clock()
         awaited = {
             peer
             for peer, acked in self._acked.items()
@@ -403,7 +424,7 @@ class StoreWriter(LocalKeeper):
         loop = asyncio.get_running_loop()
         self._awaited = awaited
         self._gathered = loop.create_future()
-        timer = loop.call_later(RETURN_WINDOW, self._stop_gathering)
+        timer = self.call_later(RETURN_WINDOW, self._stop_gathering)
         try:
             await self._gathered
         finally:
@@ -419,7 +440,7 @@ class StoreWriter(LocalKeeper):
         Submitters with jobs still waiting for the next write (pipelining
         clients) are not remembered: nothing needs to wait for them.
         """
-        now = time.monotonic()
+        now = self.clock()
         acked = self._acked
         for peer in [p for p, t in acked.items() if now - t >= RETURN_WINDOW]:
             del acked[peer]

@@ -130,6 +130,7 @@ class Journal:
         self._size = 0  # the current file's size (0: none)
         self._end = 0  # where records with new jobs must end (0 in a file of deletions)
         self._last = 0  # the highest file number on disk
+        self._wanted = 0  # the size of the last record with jobs that found no room
 
     def leftovers(self) -> list[Path]:
         """Generation files on disk, oldest first (at open: what a crash left)."""
@@ -166,7 +167,10 @@ class Journal:
         at = self._at
         if at + size > (self._end if added else self._size):
             # Room for the record and a zero header after it.
+            if added:
+                self._wanted = size
             self._start(size + _HEADER.size, bool(added))
+            self._wanted = 0
             at = 0
         mapped = self._map
         assert mapped is not None
@@ -179,8 +183,9 @@ class Journal:
         self.touched.add(self._name)
 
     def takes_jobs(self) -> bool:
-        """Whether a record with a new job fits now without starting a file."""
-        return self._end - self._at > 2 * _HEADER.size + _JOB.size
+        """Whether a record with a new job fits now without starting a file (one as
+        large as the last that found no room, if one did not)."""
+        return self._end - self._at > max(2 * _HEADER.size + _JOB.size, self._wanted)
 
     def check_room(self) -> None:
         """Raise StoreFull unless a record with a new job would find room now."""
