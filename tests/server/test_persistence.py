@@ -12,6 +12,7 @@ import pytest
 from geartrain.server.core import JobServer
 from geartrain.server.persistence import DONE_DELAY, HEALTH_INTERVAL, StoreWriter
 from geartrain.store import StoredJob
+from geartrain.store.durability import Durability
 from geartrain.store.sqlite import SqliteStore
 from gt_helpers import take_the_rest
 
@@ -55,6 +56,31 @@ async def test_a_job_is_in_the_log_when_acknowledged_and_its_end_within_the_dela
     assert writer.writes == 1  # the completion waits for company...
     clock.advance(DONE_DELAY)
     assert writer.writes == 2  # ...not much longer than the delay
+    writer.close()
+    await store.close()
+    assert await stored(tmp_path / "q.db") == []
+
+
+async def test_a_job_that_ends_before_its_write_reaches_the_store_neither_way(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # At the power level every change waits for a transaction; a foreground job
+    # made durable by a background submission may finish before it commits.
+    store = SqliteStore(tmp_path / "q.db", durability=Durability.POWER)
+    await store.open()
+    core = make(clock)
+    core.keeper = writer = StoreWriter(
+        store, core, clock=lambda: clock.now, call_later=clock.call_later
+    )
+    client, worker = Conn(core, "c"), Conn(core, "w")
+    worker.send(T.CAN_DO, b"f")
+    client.send(T.SUBMIT_JOB, b"f", b"u", b"x")
+    handle = client.one(T.JOB_CREATED)[0]
+    assert worker.grab()[0] == handle  # type: ignore[index]
+    client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"x")  # joins it: now it must be kept
+    worker.send(T.WORK_COMPLETE, handle, b"")  # and ends before the write
+    await writer.drain()
+    assert client.received()[0] == (T.JOB_CREATED, (handle,))
     writer.close()
     await store.close()
     assert await stored(tmp_path / "q.db") == []

@@ -306,7 +306,8 @@ async def test_built_stores_work(
     assert store is not None
     await store.open()
     try:
-        await store.write([job(1), job(2)], [1])
+        await store.write([job(1), job(2)], [])
+        await store.write([], [1])
         assert await store.load() == [job(2)]
     finally:
         await store.close()

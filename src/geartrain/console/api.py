@@ -105,9 +105,7 @@ class Api:
                 "writes": writer.writes,
                 "pending": writer.pending,
             }
-        return status_view(self.core, self.started, store) | {
-            "ready": self.server.ready
-        }
+        return status_view(self.core, self.started, store) | {"ready": self.server.ready}
 
     async def _status(self, request: web.Request) -> web.Response:
         return _reply(self.status())

@@ -65,6 +65,7 @@ __all__ = ["StoreWriter"]
 
 log = logging.getLogger("geartrain.server.store")
 
+
 class Timer(Protocol):
     def cancel(self) -> None: ...
 

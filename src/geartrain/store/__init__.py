@@ -56,8 +56,9 @@ class Store(Protocol):
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Store ``added`` and delete the jobs whose ids are in ``done``, atomically.
 
-        The additions apply first, so a job in both ends up absent.  Ids in
-        ``done`` that are not stored are ignored; an id in ``added`` that is
+        No id is in both (the server's writer leaves out a job that ended before
+        its add was written: it needs neither).  Ids in ``done`` that are not
+        stored are ignored; an id in ``added`` that is
         already stored is an error and fails the whole write (a store that
         logs, SQLite at the crash level, does not look: the server never
         reuses an id).

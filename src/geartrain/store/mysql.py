@@ -26,9 +26,10 @@ from typing import Any
 import asyncmy
 
 from . import StoredJob, StoreError
-from ._util import MYSQL_TABLE, check_identifier, failed_row, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
-from .records import FailedJob, decode_outcomes
+from .names import MYSQL_TABLE, check_identifier
+from .reconnect import once_more_if_lost
+from .records import FailedJob, decode_outcomes, failed_row
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
@@ -256,7 +257,6 @@ class MysqlStore:
         """Insert ``added`` and delete ``done`` in one committed transaction."""
         if self._pool is None:
             raise StoreError(f"{self}: not open")
-        added, done = without_overlap(added, done)
         if added or done:
             try:
                 await once_more_if_lost(

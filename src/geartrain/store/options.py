@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import STORES, Store, store_class
-from ._util import LIBPQ_TABLE, MYSQL_TABLE, REDIS_PREFIX, SQLITE_TABLE
 from .durability import DEFAULT, Durability
+from .names import LIBPQ_TABLE, MYSQL_TABLE, REDIS_PREFIX, SQLITE_TABLE
 
 __all__ = [
     "QUEUE_FILE",

@@ -22,9 +22,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from . import StoredJob, StoreError
-from ._util import LIBPQ_TABLE, check_identifier, failed_row, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
-from .records import FailedJob, decode_outcomes
+from .names import LIBPQ_TABLE, check_identifier
+from .reconnect import once_more_if_lost
+from .records import FailedJob, decode_outcomes, failed_row
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
 
@@ -291,7 +292,6 @@ class PostgresStore:
         """Insert ``added`` and delete ``done`` in one committed transaction."""
         if self._pool is None:
             raise StoreError(f"{self}: not open")
-        added, done = without_overlap(added, done)
         if not added and not done:
             return
         try:

@@ -12,7 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Attempt", "FailedJob", "StoredJob", "decode_outcomes", "encode_outcomes"]
+__all__ = [
+    "Attempt",
+    "FailedJob",
+    "StoredJob",
+    "decode_outcomes",
+    "encode_outcomes",
+    "failed_row",
+]
 
 
 class StoredJob(NamedTuple):
@@ -80,3 +87,18 @@ def decode_outcomes(text: str | bytes | None) -> tuple[Attempt, ...]:
         return tuple(Attempt(str(k), str(m), str(w), float(t)) for k, m, w, t in json.loads(text))
     except (ValueError, TypeError):
         return ()
+
+
+def failed_row(record: FailedJob) -> tuple[bytes, bytes, bytes, bytes, int, int, float, str, str]:
+    """A failed job as the SQL backends' failed tables store it, in column order."""
+    return (
+        record.handle,
+        record.function,
+        record.unique,
+        record.data,
+        record.priority,
+        record.attempts,
+        record.failed_at,
+        record.reason,
+        encode_outcomes(record.outcomes),
+    )

@@ -29,8 +29,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from . import StoredJob, StoreError
-from ._util import REDIS_PREFIX, once_more_if_lost, without_overlap
 from .durability import DEFAULT, Durability
+from .names import REDIS_PREFIX
+from .reconnect import once_more_if_lost
 from .records import FailedJob, decode_outcomes, encode_outcomes
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
@@ -211,7 +212,6 @@ class RedisStore:
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Store ``added`` and delete ``done`` in one MULTI/EXEC."""
         client = self._client()
-        added, done = without_overlap(added, done)
         if not added and not done:
             return
         try:

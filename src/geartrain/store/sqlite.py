@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import StoredJob, StoreError, StoreFull, StoreHealth
-from ._util import SQLITE_TABLE, check_identifier, failed_row, without_overlap
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 from .journal import Generation, Journal, net
-from .records import FailedJob, decode_outcomes
+from .names import SQLITE_TABLE, check_identifier
+from .records import FailedJob, decode_outcomes, failed_row
 from .room import check_room, disk_full, failure
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
@@ -274,7 +274,6 @@ class SqliteStore:
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Insert ``added`` and delete ``done`` in one transaction (fsynced at the power
         level); at the crash level, :meth:`append` them to the log."""
-        added, done = without_overlap(added, done)
         if not added and not done:
             return
         if self._journal is not None:
