@@ -215,7 +215,7 @@ class StoreWriter(LocalKeeper):
             else:
                 self.writes += 1
                 return True
-        self.add(job)
+        self._batch(job)
         return False
 
     def forget(self, job: Job) -> None:
@@ -240,11 +240,16 @@ class StoreWriter(LocalKeeper):
         return self.next_id - 1
 
     def add(self, job: Job) -> None:
+        """A job (a retry, written anew) into this turn's append, or the next transaction."""
         if self._appending():
             if not self._turn_adds:
                 self.at_turn_end(self._append_turn)
             self._turn_adds.append(job)
             return
+        self._batch(job)
+
+    def _batch(self, job: Job) -> None:
+        """A job into the next transaction (the core acknowledges it after the commit)."""
         self._adds.append(job)
         if job.waiters:
             self._returned(job.waiters[0])
