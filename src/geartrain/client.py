@@ -52,7 +52,7 @@ from .errors import (
 )
 from .links import ServerLink
 from .priority import Priority
-from .protocol import Packet, PacketType
+from .protocol import Packet, PacketType, submit_packet
 
 __all__ = [
     "Client",
@@ -71,15 +71,6 @@ log = logging.getLogger("geartrain.client")
 
 T = PacketType
 
-
-_SUBMIT = {
-    (Priority.HIGH, False): T.SUBMIT_JOB_HIGH,
-    (Priority.NORMAL, False): T.SUBMIT_JOB,
-    (Priority.LOW, False): T.SUBMIT_JOB_LOW,
-    (Priority.HIGH, True): T.SUBMIT_JOB_HIGH_BG,
-    (Priority.NORMAL, True): T.SUBMIT_JOB_BG,
-    (Priority.LOW, True): T.SUBMIT_JOB_LOW_BG,
-}
 
 # Remembered handle -> server of background jobs, for status by handle.
 _HANDLE_MEMORY = 10_000
@@ -387,7 +378,7 @@ class Client:
             packet_type = T.SUBMIT_JOB_EPOCH
             args = (job.function.encode(), job.unique, str(epoch).encode(), job.data)
         else:
-            packet_type = _SUBMIT[(job.priority, background)]
+            packet_type = submit_packet(Priority(job.priority).level, background)
             args = (job.function.encode(), job.unique, job.data)
         failures: list[str] = []
         for link in self._candidates(job.unique):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from .gateway import PRIORITY_NAMES
+from ..priority import Priority
 from .submit import HttpSubmission
 from .views import failed_view, function_views, job_view, jobs, status_view, text, worker_views
 
@@ -196,7 +196,7 @@ class Api:
             function = str(body["function"]).encode()
             data = str(body.get("data", "")).encode()
             unique = str(body.get("unique", "")).encode()
-            priority = PRIORITY_NAMES[str(body.get("priority", "normal"))]
+            priority = Priority(str(body.get("priority", "normal"))).level
             background = bool(body.get("background", False))
             timeout = float(body.get("timeout", 30))
         except (ValueError, KeyError, TypeError, AttributeError):

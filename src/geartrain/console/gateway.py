@@ -22,15 +22,15 @@ import re
 from aiohttp import web
 
 from ..__about__ import __version__
+from ..priority import Priority
 from ..server.core import JobServer
 from .submit import HttpSubmission
 
-__all__ = ["Gateway", "PRIORITY_NAMES"]
+__all__ = ["Gateway"]
 
 log = logging.getLogger("geartrain.server.gateway")
 
 METHODS = frozenset(("GET", "POST", "PUT", "HEAD", "TRACE"))
-PRIORITY_NAMES = {"high": 0, "normal": 1, "low": 2}
 
 
 class Gateway:
@@ -56,7 +56,7 @@ class Gateway:
             except web.HTTPRequestEntityTooLarge:
                 return _reply(413, headers)
         background = request.headers.get("X-Gearman-Background", "").lower() == "true"
-        priority = PRIORITY_NAMES.get(request.headers.get("X-Gearman-Priority", "").lower(), 1)
+        priority = _level(request.headers.get("X-Gearman-Priority", ""))
         unique = request.headers.get("X-Gearman-Unique", "-").encode()
         job = HttpSubmission(self.core, request.remote)
         job.submit(function, unique, data, priority, background)
@@ -134,3 +134,11 @@ class _SkipBadHeaderLines(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.handler.resume_writing()
+
+
+def _level(name: str) -> int:
+    """A priority header's level; anything unknown is normal, as gearmand reads it."""
+    try:
+        return Priority(name.lower()).level
+    except ValueError:
+        return Priority.NORMAL.level
