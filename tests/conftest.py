@@ -107,3 +107,29 @@ def system_user() -> Iterator[pwd.struct_passwd]:
     finally:
         subprocess.run(["userdel", name], check=True, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed server certificate for 127.0.0.1 and its key, made by openssl."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "server.pem", directory / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(
+    start_server: Callable[..., ServerProc], certificate: tuple[Path, Path]
+) -> ServerProc:
+    """A `geartrain server --ssl` with the self-signed ``certificate``."""
+    cert, key = certificate
+    return start_server(
+        "geartrain", ["--ssl", f"--ssl-certificate={cert}", f"--ssl-key={key}"], tls=True
+    )

@@ -2,7 +2,8 @@
 
 Each case runs the C tool and ours with the same arguments and input against
 the same server, and compares stdout, stderr and the exit status byte for
-byte.  Two things are normalised: the program name in help texts, and the
+byte.  Three things are normalised: the program name in help texts, the
+block of geartrain's own options that follows the C tool's help text, and the
 " -> file:line: pid(N)" suffix libgearman appends to its error messages.
 Job handles are replaced by ``H:N`` since every submission gets a new one.
 """
@@ -16,13 +17,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import serverproc
 from geartrain import sync
+from geartrain.cli.admin import EXTRA as GEARADMIN_EXTRA
+from geartrain.cli.gearman_args import USAGE_EXTRA as GEARMAN_EXTRA
 from serverproc import ServerProc, free_port
 
 pytestmark = [
@@ -37,6 +40,11 @@ OURS = {
     "gearadmin": [sys.executable, "-m", "geartrain", "admin"],
 }
 NAMES = {"gearman": "geartrain client", "gearadmin": "geartrain admin"}
+EXTRAS = {
+    "gearman": GEARMAN_EXTRA.encode(),
+    "gearman -w": GEARMAN_EXTRA.encode(),
+    "gearadmin": GEARADMIN_EXTRA.encode(),
+}
 
 PEER_WORKER = textwrap.dedent(
     """
@@ -83,6 +91,7 @@ def run(argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None) 
 def normalise(data: bytes, tool: str) -> bytes:
     data = re.sub(rb" -> libgearman/[^\n]*pid\(\d+\)", b"", data)
     data = re.sub(rb"H:[^\s:]+:\d+", b"H:N", data)
+    data = data.replace(EXTRAS[tool], b"")
     if tool in NAMES:
         data = data.replace(NAMES[tool].encode(), tool.encode())
     return data
@@ -393,3 +402,169 @@ def test_gearadmin_workers_and_show_jobs(peers: ServerProc) -> None:
 def test_gearadmin_connection_errors(args: list[str]) -> None:
     rc, _, err = compare("gearadmin", [a.replace("{dead}", str(free_port())) for a in args])
     assert rc == 1 and err.startswith(b"Error: ")
+
+
+def test_gearadmin_help_lists_every_option() -> None:
+    theirs = run(["gearadmin", "--help"])
+    ours = run([*OURS["gearadmin"], "--help"])
+    assert ours[0] == theirs[0] == 0
+    # gearadmin's text byte for byte, then geartrain's own options.
+    assert ours[1] == theirs[1].removesuffix(b"\n") + GEARADMIN_EXTRA.encode() + b"\n"
+    for option in ("--show-failed-jobs", "--retry-failed", "--delete-failed", "--strict"):
+        assert f"\n  {option} ".encode() in ours[1]
+
+
+def test_gearman_help_names_strict_mode() -> None:
+    theirs = run(["gearman", "-H", "-f", "x"])
+    ours = run([*OURS["gearman"], "-H", "-f", "x"])
+    assert normalise(ours[1], "gearman") == theirs[1]
+    assert ours[1].endswith(GEARMAN_EXTRA.encode()) and b"--strict" in ours[1]
+
+
+# -- strict mode: the same output as Debian's tools, a failing exit status --------------------
+
+
+STRICT = {"flag": (["--strict"], {}), "variable": ([], {"GEARTRAIN_STRICT": "1"})}
+
+
+def strict_compare(tool: str, args: list[str], how: str) -> tuple[int, bytes, bytes]:
+    """Run the C tool and ours in strict mode; the output must match; return ours."""
+    flags, env = STRICT[how]
+    theirs = run([*tool.split(), *args])
+    ours = run([*OURS[tool], *flags, *args], env=env)
+    assert [normalise(out, tool) for out in ours[1:]] == [normalise(o, tool) for o in theirs[1:]]
+    assert theirs[0] == 0
+    return ours
+
+
+@pytest.mark.parametrize("how", STRICT)
+@pytest.mark.parametrize("background", [True, False], ids=["-b", "foreground"])
+def test_strict_client_fails_when_no_server_answers(background: bool, how: str) -> None:
+    flags = ["-b"] if background else []
+    rc, _, err = strict_compare("gearman", ["-p", str(free_port()), *flags, "-f", "wc", "x"], how)
+    assert rc == 1 and b"GEARMAN_COULD_NOT_CONNECT" in err
+
+
+@pytest.mark.parametrize("how", STRICT)
+@pytest.mark.parametrize("background", [True, False], ids=["-b", "foreground"])
+def test_strict_client_fails_when_the_server_refuses(
+    server: ServerProc, background: bool, how: str
+) -> None:
+    with sync.Client(server.address) as client:
+        client.submit_background("full", b"first")
+    with sync.Admin(server.address) as admin:
+        admin.maxqueue("full", 1)
+    flags = ["-b"] if background else []
+    rc, _, err = strict_compare("gearman", ["-p", str(server.port), *flags, "-f", "full", "x"], how)
+    assert rc == 1 and b"QUEUE_ERROR" in err
+
+
+@pytest.mark.parametrize("how", STRICT)
+def test_strict_client_fails_on_timeout(peers: ServerProc, how: str) -> None:
+    args = ["-p", str(peers.port), "-t", "300", "-f", "nobody", "x"]
+    rc, _, err = strict_compare("gearman", args, how)
+    assert rc == 1 and b"GEARMAN_TIMEOUT" in err
+
+
+def test_strict_client_fails_on_a_worker_exception(
+    start_server: Callable[..., ServerProc], tmp_path: Path
+) -> None:
+    srv = start_server("geartrain", ["--exceptions"])  # WORK_EXCEPTION reaches the tools
+    script = tmp_path / "worker.py"
+    script.write_text(PEER_WORKER)
+    worker = subprocess.Popen([sys.executable, str(script), srv.address])
+    try:
+        wait_registered(srv.address, "raises")
+        rc, _, err = strict_compare("gearman", ["-p", str(srv.port), "-f", "raises", "x"], "flag")
+    finally:
+        worker.kill()
+        worker.wait()
+    assert rc == 1 and b"nope" in err
+
+
+def test_strict_client_succeeds_when_the_job_does(peers: ServerProc) -> None:
+    for flags in (["-b"], []):
+        rc, out, err = run(
+            [*OURS["gearman"], "--strict", "-p", str(peers.port), *flags, "-f", "wc"]
+        )
+        assert (rc, err) == (0, b"")
+
+
+@pytest.mark.parametrize("how", STRICT)
+def test_strict_admin_fails_on_an_err_answer(peers: ServerProc, how: str) -> None:
+    args = ["-p", str(peers.port), "--status", "--cancel-job", "H:nowhere:1"]
+    rc, out, err = strict_compare("gearadmin", args, how)
+    assert rc == 1 and err == b"Error: UNKNOWN_JOB\r\n" and out.endswith(b".\n")
+    assert run([*OURS["gearadmin"], "--strict", "-p", str(peers.port), "--status"])[0] == 0
+
+
+def test_strict_mode_is_off_with_the_variable_at_0(peers: ServerProc) -> None:
+    env = {"GEARTRAIN_STRICT": "0"}
+    assert (
+        run([*OURS["gearadmin"], "-p", str(peers.port), "--cancel-job", "H:x:1"], env=env)[0] == 0
+    )
+    assert run([*OURS["gearman"], "-p", str(free_port()), "-b", "-f", "x", "y"], env=env)[0] == 0
+
+
+# -- TLS (-S) failures, and the one-shot calls ------------------------------------------------
+
+
+TLS_CALLS = {
+    "client -b": ["client", "-b", "-f", "x", "y"],
+    "client": ["client", "-f", "x", "y"],
+    "admin": ["admin", "--status"],
+}
+
+
+def tls_call(call: str, port: int, host: str = "127.0.0.1", **env: str) -> tuple:
+    tool, *args = TLS_CALLS[call]
+    return run(
+        [sys.executable, "-m", "geartrain", tool, "-S", "-h", host, "-p", str(port), *args], env=env
+    )
+
+
+def one_tls_error(err: bytes, call: str, port: int, host: str = "127.0.0.1") -> str:
+    text = err.decode()
+    assert text.count("\n") == 1, text
+    where = f"Connection to {host}:{port} failed" if call != "admin" else f"connecting to {host}"
+    assert f"{where}: TLS: " in text
+    return text
+
+
+@pytest.mark.parametrize("call", TLS_CALLS)
+def test_tls_to_an_untrusted_certificate_says_what_to_set(
+    tls_server: ServerProc, certificate: tuple[Path, Path], call: str
+) -> None:
+    rc, out, err = tls_call(call, tls_server.port)
+    text = one_tls_error(err, call, tls_server.port)
+    assert "not trusted (self-signed certificate)" in text and "GEARMAN_CA_CERTIFICATE" in text
+    rc, out, err = tls_call(
+        call, tls_server.port, host="localhost", GEARMAN_CA_CERTIFICATE=str(certificate[0])
+    )
+    text = one_tls_error(err, call, tls_server.port, host="localhost")
+    assert "'localhost'" in text and "give -h a name the certificate holds" in text
+    if call != "client":  # nobody works on x: a foreground job would wait
+        ca = str(certificate[0])
+        assert tls_call(call, tls_server.port, GEARMAN_CA_CERTIFICATE=ca)[::2] == (0, b"")
+
+
+@pytest.mark.parametrize("call", TLS_CALLS)
+def test_tls_to_a_plaintext_server_says_to_start_it_with_ssl(server: ServerProc, call: str) -> None:
+    rc, out, err = tls_call(call, server.port)
+    text = one_tls_error(err, call, server.port)
+    assert (
+        "no TLS answer from the server" in text and "start it with --ssl, or leave out -S" in text
+    )
+
+
+@pytest.mark.parametrize("call", [["client", "-b", "-f", "x", "y"], ["admin", "--status"]], ids=str)
+def test_one_shot_calls_load_no_event_loop(geartrain: ServerProc, call: list[str]) -> None:
+    # What keeps `client -b` and `admin` quick (benchmarks/cli_startup.py times them).
+    tool, *args = call
+    port = str(geartrain.port)
+    rc, _, err = run(
+        [sys.executable, "-X", "importtime", "-m", "geartrain", tool, "-p", port, *args]
+    )
+    imported = {line.rpartition("|")[2].strip() for line in err.decode().splitlines()}
+    assert rc == 0 and "geartrain.cli.connect" in imported
+    assert not imported & {"asyncio", "geartrain.client", "geartrain.admin", "dataclasses"}

@@ -19,7 +19,7 @@ ROOT = Path(geartrain.__file__).parent
 
 FLOORS: list[tuple[str, ...]] = [
     ("__about__", "address", "codecs", "errors", "priority", "tracing"),
-    ("protocol",),
+    ("protocol", "admin_answers"),
     ("store",),
     ("server",),
     ("connection", "client_job", "links", "worker_job", "admin", "client", "worker"),

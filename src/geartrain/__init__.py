@@ -16,11 +16,13 @@ and the command-line tools start without loading asyncio and the libraries.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from .__about__ import __version__
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (2 ms a start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .admin import Admin, FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
     from .client import Client, JobRequest, Priority
     from .client_job import (

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .admin_answers import is_listing
 from .codecs import Payload, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -33,9 +34,6 @@ __all__ = [
     "PriorityStatus",
     "WorkerInfo",
 ]
-
-LISTINGS = ("status", "workers", "prioritystatus", "show")
-"""Commands whose answer is a list ended by a ``.`` line."""
 
 
 def _text(raw: bytes) -> str:
@@ -191,8 +189,7 @@ class Admin:
         """
         raw = to_bytes(line)
         if listing is None:
-            word = raw.split(b" ", 1)[0].lower().decode(errors="replace")
-            listing = word in LISTINGS
+            listing = is_listing(raw)
         conn = await self._connection()
         return await conn.text(raw, listing=listing)
 

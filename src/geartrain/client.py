@@ -380,7 +380,7 @@ class Client:
         else:
             packet_type = submit_packet(Priority(job.priority).level, background)
             args = (job.function.encode(), job.unique, job.data)
-        failures: list[str] = []
+        failures: list[ConnectionLost] = []
         for link in self._candidates(job.unique):
             if self.closing:
                 raise ConnectionLost("client closed")
@@ -391,15 +391,15 @@ class Client:
                     packet_type, *args, on_reply=partial(self._created, job, link, background)
                 )
             except ConnectionLost as exc:
-                failures.append(str(exc))
+                failures.append(exc)
                 continue
             if reply.type is T.ERROR:
                 code, text = _error_args(reply)
                 raise ServerError(code, text)
             return link
         raise NoServersAvailable(
-            "no server accepted the job: " + ("; ".join(failures) or "all skipped")
-        )
+            "no server accepted the job: " + ("; ".join(map(str, failures)) or "all skipped")
+        ) from (failures[-1] if failures else None)
 
     def _created(self, job: Job, link: ServerLink, background: bool, packet: Packet) -> None:
         # Runs as JOB_CREATED is decoded, before this job's WORK_* can be.

@@ -28,7 +28,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
-from .address import DEFAULT_PORT, Address, ServerSpec, parse_address, parse_servers
+from .address import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IO_TIMEOUT,
+    DEFAULT_PORT,
+    Address,
+    ServerSpec,
+    parse_address,
+    parse_servers,
+)
+from .admin_answers import answer_end
 from .errors import ConnectionLost, ProtocolError
 from .protocol import (
     DEFAULT_MAX_PACKET_SIZE,
@@ -53,16 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("geartrain.connection")
-
-DEFAULT_CONNECT_TIMEOUT = 5.0
-"""Seconds to wait for a TCP connect; a dead host must not hang a submission."""
-
-DEFAULT_IO_TIMEOUT = 10.0
-"""Seconds to wait for the answer to a request (JOB_CREATED, STATUS_RES, ...).
-
-A server answers these at once; silence this long means a dead or wedged
-peer, so the connection is dropped and callers fail over.
-"""
 
 # Packets that answer a request; anything else is unsolicited.
 _REPLIES = frozenset(
@@ -135,33 +134,13 @@ class _Pending:
         start = len(self.buffer)
         self.buffer += data
         buf = self.buffer
-        end = _text_end(buf, bool(self.listing))
+        end = answer_end(buf, bool(self.listing))
         if end < 0:
             return -1
         del buf[end:]
         if not self.future.done():
             self.future.set_result(bytes(buf))
         return end - start
-
-
-def _text_end(buf: bytearray, listing: bool) -> int:
-    """Where a text answer ends in ``buf``, or -1 if it is incomplete.
-
-    A listing ends with a line holding ``.``; anything else (and an ERR line,
-    which can answer a listing command too) is one line.
-    """
-    first = buf.find(b"\n")
-    if first < 0:
-        return -1
-    if not listing or buf.startswith(b"ERR"):
-        return first + 1
-    if buf.startswith(b".\n") or buf.startswith(b".\r\n"):
-        return first + 1
-    for marker in (b"\n.\n", b"\n.\r\n"):
-        pos = buf.find(marker)
-        if pos >= 0:
-            return pos + len(marker)
-    return -1
 
 
 class Connection(asyncio.Protocol):

@@ -3,6 +3,7 @@ its port before it opens the queue; errors the event loop reports reach its log.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -124,3 +125,136 @@ def test_event_loop_errors_reach_the_log_file(tmp_path: Path, loop: str) -> None
     assert result.returncode == 0 and result.stderr == ""
     text = log.read_text()
     assert "ERROR asyncio: Fatal error on transport" in text and "MemoryError" in text
+
+
+# -- a file or port the flags name is unusable: one line naming it, the cause and the fix ------
+
+
+def assert_names(result: subprocess.CompletedProcess[str], *texts: str) -> None:
+    assert_one_line_failure(result, texts[0])
+    assert all(text in result.stderr for text in texts), result.stderr
+    assert "see geartrain server --help" not in result.stderr  # the help says nothing of files
+
+
+@pytest.fixture(scope="module")
+def other_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private key that is not the certificate's."""
+    path = tmp_path_factory.mktemp("other") / "other.key"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-out", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "swapped", "no-key", "other-key"])
+def test_tls_files_that_do_not_load_are_named(
+    certificate: tuple[Path, Path], other_key: Path, case: str
+) -> None:
+    cert, key = (str(path) for path in certificate)
+    flags, texts = {
+        "missing": (
+            [f"--ssl-certificate=/nonexistent/{case}.pem", f"--ssl-key={key}"],
+            [f"--ssl-certificate /nonexistent/{case}.pem: cannot read it (No such file"],
+        ),
+        "swapped": (
+            [f"--ssl-certificate={key}", f"--ssl-key={cert}"],
+            [f"--ssl-certificate {key} holds a private key, not a certificate", "give it the"],
+        ),
+        "no-key": (
+            [f"--ssl-certificate={cert}"],
+            [f"--ssl-certificate {cert} holds no PEM private key; give it with --ssl-key"],
+        ),
+        "other-key": (
+            [f"--ssl-certificate={cert}", f"--ssl-key={other_key}"],
+            [f"--ssl-key {other_key} is not the certificate's key", "give that key"],
+        ),
+    }[case]
+    assert_names(run("-q", "builtin", "-p", str(free_port()), "--ssl", *flags), *texts)
+
+
+def test_tls_flags_without_ssl_are_reported(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    srv = start_logging_server(["-q", "builtin", f"--ssl-certificate={cert}", f"--ssl-key={key}"])
+    try:
+        assert admin_command(srv.port, "version").startswith(b"OK")  # plaintext, as gearmand
+        log = srv.log()
+    finally:
+        srv.cleanup()
+    assert (
+        "WARNING geartrain.server: --ssl-certificate, --ssl-key without --ssl: ignored, "
+        "connections are not encrypted; add --ssl to require TLS"
+    ) in log
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--console-port", "{taken}"], "--console-port {taken}"),
+        (["-r", "http", "--http-port", "{taken}"], "--http-port {taken}"),
+    ],
+    ids=["console", "http-gateway"],
+)
+def test_taken_http_port_names_its_flag(
+    geartrain: ServerProc, tmp_path: Path, flags: list[str], named: str
+) -> None:
+    taken = str(geartrain.port)
+    flags = [flag.replace("{taken}", taken) for flag in flags]
+    result = run("-q", "builtin", "-p", str(free_port()), "-l", str(tmp_path / "log"), *flags)
+    assert_names(
+        result,
+        f"{named.replace('{taken}', taken)}: cannot listen (Address already in use)",
+        "stop what holds the port or choose another",
+    )
+
+
+def test_log_file_that_cannot_be_opened_is_named() -> None:
+    result = run("-q", "builtin", "-p", str(free_port()), "-l", "/nonexistent/x.log")
+    assert_names(
+        result,
+        "--log-file /nonexistent/x.log: cannot open it (No such file or directory)",
+        "give a file in a writable directory, or stderr, or none",
+    )
+
+
+def test_queue_under_a_regular_file_is_named(tmp_path: Path) -> None:
+    regular = tmp_path / "regular"
+    regular.write_text("")
+    result = run("-p", str(free_port()), f"--libsqlite3-db={regular}/q.sqlite3", "-l", "none")
+    assert_names(
+        result,
+        f"cannot open the queue: sqlite {regular}/q.sqlite3",
+        f"{regular}: a file, not a directory; give --libsqlite3-db a path in a directory",
+    )
+
+
+def test_bad_settings_file_is_named_without_pointing_at_the_help(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text('[retry.x]\nattempts = "a"\n')
+    result = run("-q", "builtin", "-p", str(free_port()), f"--settings={path}")
+    assert_names(
+        result,
+        f"settings file {path}: unknown table [retry] (--settings)",
+        "correct the file as docs/failures.md describes",
+    )
+
+
+def test_missing_queue_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    # asyncpg made unimportable, as on an install without the postgres extra.
+    (tmp_path / "asyncpg").mkdir()
+    (tmp_path / "asyncpg" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'asyncpg'\", name='asyncpg')\n"
+    )
+    result = subprocess.run(
+        [*SERVER, "-p", str(free_port()), "-q", "postgres"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert_names(
+        result,
+        "the postgres queue needs asyncpg: pip install 'geartrain[postgres]' "
+        "(from a source checkout: pip install '.[postgres]')",
+    )

@@ -16,30 +16,6 @@ from geartrain.protocol import REQ, PacketType, pack
 from serverproc import ServerProc
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "server.pem", directory / "server.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-@pytest.fixture
-def tls_server(
-    start_server: Callable[..., ServerProc], certificate: tuple[Path, Path]
-) -> ServerProc:
-    cert, key = certificate
-    return start_server(
-        "geartrain", ["--ssl", f"--ssl-certificate={cert}", f"--ssl-key={key}"], tls=True
-    )
-
-
 def client_context(cert: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert))
 

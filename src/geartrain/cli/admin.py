@@ -1,4 +1,4 @@
-"""``geartrain admin``: Debian's ``gearadmin``, on the asyncio admin client.
+"""``geartrain admin``: Debian's ``gearadmin``, over a blocking socket.
 
 The options, their parsing (Boost.Program_options: ``--opt=value`` or
 ``--opt value``, unambiguous prefixes, ``-h``/``-p`` short forms), the help
@@ -6,29 +6,31 @@ text, the error messages and the exit codes are gearadmin 1.1.20's.  Like it,
 the operations run in the reverse of the order below (gearadmin pushes them
 on a stack), and each answer is printed as received: ``OK <x>`` without the
 ``OK``, a bare ``OK`` as ``OK``, an ``ERR <x>`` as ``Error: <x>`` on stderr
-(the exit status stays 0), anything else raw.
+(the exit status stays 0, or is 1 in strict mode), anything else raw.
 
-geartrain's own options for the failed-job set, ``--show-failed-jobs``,
-``--retry-failed HANDLE`` and ``--delete-failed HANDLE`` (``all`` or ``"all
-FUNCTION"`` for many), must be spelled out in full, so that every abbreviation
-gearadmin accepts keeps its meaning, and are left out of the help text, which
-is gearadmin's.
+geartrain's own options, ``--show-failed-jobs``, ``--retry-failed HANDLE`` and
+``--delete-failed HANDLE`` for the failed-job set (``all`` or ``"all
+FUNCTION"`` for many) and ``--strict``, must be spelled out in full, so that
+every abbreviation gearadmin accepts keeps its meaning; the help text lists
+them after gearadmin's, which is unchanged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import ssl
 import sys
-from dataclasses import dataclass
 
-from ..admin import Admin
-from ..connection import Address
-from ..errors import ConnectionLost
-from .gearman_args import tls_context
+from ..address import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT
+from ..admin_answers import answer_end, is_listing
+from . import strict
+from .connect import connect, tls_context, tls_problem
 
-__all__ = ["DESCRIPTION", "main"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    import ssl
+    from typing import NoReturn
+
+__all__ = ["DESCRIPTION", "EXTRA", "main"]
 
 NAME = "geartrain admin"
 
@@ -50,6 +52,18 @@ DESCRIPTION = (
     "  --workers                      Workers for the server.\n"
     "  -S [ --ssl ]                   Enable SSL connections.\n"
 )
+"""gearadmin's help text, byte for byte."""
+
+EXTRA = "\ngeartrain options (spelled out in full):\n" + "".join(
+    f"  {option:<31}{text}\n"
+    for option, text in (
+        ("--show-failed-jobs", "Show the failed-job set."),
+        ("--retry-failed arg", 'Run failed jobs again: a handle, all, "all FUNCTION".'),
+        ("--delete-failed arg", 'Forget failed jobs: a handle, all, "all FUNCTION".'),
+        (strict.FLAG, f"Exit 1 on ERR answers (or {strict.ENVIRONMENT}=1)."),
+    )
+)
+"""geartrain's options, listed after gearadmin's."""
 
 # Long name -> takes an argument.
 OPTIONS = {
@@ -70,7 +84,12 @@ OPTIONS = {
     "ssl": False,
 }
 SHORT = {"h": "host", "p": "port", "S": "ssl"}
-EXACT = {"show-failed-jobs": False, "retry-failed": True, "delete-failed": True}
+EXACT = {
+    "show-failed-jobs": False,
+    "retry-failed": True,
+    "delete-failed": True,
+    strict.FLAG.removeprefix("--"): False,
+}
 """geartrain's options: never matched by an abbreviation."""
 OPTIONS.update(EXACT)
 
@@ -97,11 +116,6 @@ class UsageError(Exception):
     """A command line Boost.Program_options would reject."""
 
 
-@dataclass
-class _Parsed:
-    values: dict[str, str | None]
-
-
 def _long(name: str) -> str:
     if name in OPTIONS:
         return name
@@ -115,8 +129,9 @@ def _long(name: str) -> str:
     return matches[0]
 
 
-def parse(argv: list[str]) -> _Parsed:
-    """Parse gearadmin's options; positional words are ignored, as there."""
+def parse(argv: list[str]) -> dict[str, str | None]:
+    """Parse gearadmin's options: long name -> value (None for a switch);
+    positional words are ignored, as there."""
     values: dict[str, str | None] = {}
 
     def store(name: str, value: str | None) -> None:
@@ -151,7 +166,7 @@ def parse(argv: list[str]) -> _Parsed:
                 raise UsageError(f"the required argument for option '--{name}' is missing")
         elif word.startswith("-") and len(word) > 1:
             i = _short(word, argv, i, store)
-    return _Parsed(values)
+    return values
 
 
 def _short(word: str, argv: list[str], i: int, store: object) -> int:
@@ -179,14 +194,14 @@ def _short(word: str, argv: list[str], i: int, store: object) -> int:
 
 def main(argv: list[str]) -> int:
     """Run gearadmin; returns its exit status."""
+    help_text = DESCRIPTION + EXTRA
     try:
-        parsed = parse(argv)
+        values = parse(argv)
     except UsageError as exc:
-        sys.stdout.write(f"{NAME} : {exc}\n\n{DESCRIPTION}\n")
+        sys.stdout.write(f"{NAME} : {exc}\n\n{help_text}\n")
         return 1
-    values = parsed.values
     if "help" in values:
-        sys.stdout.write(DESCRIPTION + "\n")
+        sys.stdout.write(help_text + "\n")
         return 0
     lines = [
         command + (values[option] or "")
@@ -194,33 +209,68 @@ def main(argv: list[str]) -> int:
         if option in values
     ]
     if not lines:
-        sys.stdout.write(f"No option execution operation given.\n\n{DESCRIPTION}\n")
+        sys.stdout.write(f"No option execution operation given.\n\n{help_text}\n")
         return 1
     host = values.get("host") or "localhost"
     port = values.get("port") or "4730"
-    return asyncio.run(_run(host, port, lines, tls_context() if "ssl" in values else None))
+    tls = tls_context() if "ssl" in values else None
+    errors = _run(host, port, lines, tls)
+    return 1 if errors and strict.requested(strict.FLAG.removeprefix("--") in values) else 0
 
 
-async def _run(host: str, port_text: str, lines: list[str], tls: ssl.SSLContext | None) -> int:
+def _run(host: str, port_text: str, lines: list[str], tls: ssl.SSLContext | None) -> int:
+    """Send each line and print its answer, as gearadmin does; returns the number of
+    errors (ERR answers).
+
+    Raises:
+        SystemExit: status 1, as gearadmin, after a connection error.
+    """
     try:
         port = int(port_text) if port_text.isdigit() else socket.getservbyname(port_text, "tcp")
     except OSError:
         reason = "Servname not supported for ai_socktype"
-        return _fail(f"Failed to connect on {host}:{port_text} with {reason}")
-    admin = Admin(Address(host, port), ssl=tls)
+        _fail(f"Failed to connect on {host}:{port_text} with {reason}")
     try:
+        sock = connect(host, port, tls, DEFAULT_CONNECT_TIMEOUT)
+    except socket.gaierror as exc:
+        _fail(f"Failed to connect on {host}:{port_text} with {exc.strerror}")
+    except OSError as exc:
+        why = _tls_why(exc, tls)
+        _fail(f"Error connecting to {host}{why}" if why else f"Error connecting to {host}.\n")
+    errors = 0
+    with sock:
+        sock.settimeout(DEFAULT_IO_TIMEOUT)
         for line in lines:
-            _finish(await admin.command(line))
-    except ConnectionLost as exc:
-        cause = exc.__cause__
-        if isinstance(cause, socket.gaierror):
-            return _fail(f"Failed to connect on {host}:{port_text} with {cause.strerror}")
-        if str(exc).startswith("connect to"):
-            return _fail(f"Error connecting to {host}.\n")
-        return _fail(f"Socket was shutdown while reading from {host}")
-    finally:
-        await admin.close()
-    return 0
+            try:
+                answer = _command(sock, line.encode())
+            except OSError as exc:
+                _fail(f"Socket was shutdown while reading from {host}{_tls_why(exc, tls)}")
+            errors += answer.startswith(b"ERR")
+            _finish(answer)
+    return errors
+
+
+def _tls_why(error: OSError, tls: ssl.SSLContext | None) -> str:
+    """With ``-S``, what went wrong with TLS and what to do, as ``": ..."``; else ""."""
+    problem = tls_problem(error) if tls else None
+    return f": {problem}" if problem else ""
+
+
+def _command(sock: socket.socket, line: bytes) -> bytes:
+    """Send one command line; return its raw answer, line endings included.
+
+    Raises:
+        OSError: the connection failed, closed or timed out first.
+    """
+    sock.sendall(line + b"\r\n")
+    listing = is_listing(line)
+    answer = bytearray()
+    while (end := answer_end(answer, listing)) < 0:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        answer += data
+    return bytes(answer[:end])
 
 
 def _finish(answer: bytes) -> None:
@@ -244,8 +294,8 @@ def _out(data: bytes) -> None:
     sys.stdout.buffer.write(data)
 
 
-def _fail(message: str) -> int:
+def _fail(message: str) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.write(f"Error: {message}\n")
     sys.stderr.flush()
-    return 1
+    raise SystemExit(1)

@@ -3,7 +3,9 @@
 Flags, defaults, the usage text and its exit codes follow ``bin/arguments.cc``
 and ``bin/gearman.cc`` of gearmand 1.1: getopt string
 ``bc:f:h:HILnNp:Pst:u:vwi:dS``, GNU argument permutation, numbers read with
-``atoi`` (so garbage is 0), and any bad option reported as ``-?``.
+``atoi`` (so garbage is 0), and any bad option reported as ``-?``.  One
+option of geartrain's own, ``--strict`` (see :mod:`.strict`), must be a word
+of its own.
 """
 
 from __future__ import annotations
@@ -11,26 +13,25 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    import ssl
 
 from ..address import DEFAULT_PORT, Address, parse_servers
 from ..priority import Priority
+from . import strict
+from .connect import tls_context
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Iterator
+    from typing import TextIO
 
 __all__ = [
-    "CStdout",
     "GearmanArgs",
     "atoi",
+    "daemonize",
     "parse",
     "pid_file",
-    "print_error",
-    "tls_context",
     "usage",
-    "write_all",
 ]
 
 OPTSTRING = "bc:f:h:HILnNp:Pst:u:vwi:dS"
@@ -51,31 +52,33 @@ def atoi(text: str) -> int:
     return sign * int(digits) if digits else 0
 
 
-@dataclass
 class GearmanArgs:
-    """What ``gearman`` was asked to do."""
+    """What ``gearman`` was asked to do (the class attributes are the C tool's defaults)."""
 
-    functions: list[str] = field(default_factory=list)
     host: str | None = None
-    port: int = 0
-    count: int = 0
+    port = 0
+    count = 0
     unique: str | None = None
-    job_per_newline: bool = False
-    strip_newline: bool = False
-    worker: bool = False
-    suppress_input: bool = False
-    verbose: bool = False
-    prefix: bool = False
-    background: bool = False
-    daemon: bool = False
-    usage: bool = False
-    bad_option: bool = False
-    use_ssl: bool = False
-    priority: Priority = Priority.NORMAL
-    timeout: int = -1
+    job_per_newline = False
+    strip_newline = False
+    suppress_input = False
+    verbose = False
+    prefix = False
+    background = False
+    daemon = False
+    usage = False
+    bad_option = False
+    use_ssl = False
+    strict = False
+    priority = Priority.NORMAL
+    timeout = -1
     """Milliseconds; -1 waits forever."""
-    pid_file: str = ""
-    arguments: list[str] = field(default_factory=list)
+    pid_file = ""
+
+    def __init__(self, worker: bool = False) -> None:
+        self.worker = worker
+        self.functions: list[str] = []
+        self.arguments: list[str] = []
 
     @property
     def arg_error(self) -> str | None:
@@ -103,21 +106,6 @@ class GearmanArgs:
         return tls_context() if self.use_ssl else None
 
 
-def tls_context() -> ssl.SSLContext:
-    """The TLS context of ``-S``: verify the server against the system CAs or
-    ``GEARMAN_CA_CERTIFICATE``; present ``GEARMAN_CLIENT_PEM`` (and
-    ``GEARMAN_CLIENT_KEY``) if set.  Debian's tools are built without TLS and
-    ignore ``-S``; these use it.
-    """
-    import ssl  # only for --ssl: loading it costs start-up time
-
-    context = ssl.create_default_context(cafile=os.environ.get("GEARMAN_CA_CERTIFICATE"))
-    cert = os.environ.get("GEARMAN_CLIENT_PEM")
-    if cert:
-        context.load_cert_chain(cert, os.environ.get("GEARMAN_CLIENT_KEY"))
-    return context
-
-
 def _options(argv: list[str]) -> Iterator[tuple[str, str | None]]:
     """GNU getopt over OPTSTRING: yields (flag, argument); a bad flag is ``?``."""
     takes_arg = {c for i, c in enumerate(OPTSTRING) if OPTSTRING[i + 1 : i + 2] == ":"}
@@ -130,6 +118,9 @@ def _options(argv: list[str]) -> Iterator[tuple[str, str | None]]:
             for rest in argv[i:]:
                 yield "", rest
             return
+        if word == strict.FLAG:
+            yield word, None
+            continue
         if not word.startswith("-") or word == "-":
             yield "", word  # permuted: operands may come between options
             continue
@@ -182,8 +173,11 @@ def parse(argv: list[str], *, worker: bool = False) -> GearmanArgs:
             args.priority = Priority.LOW
         elif flag == "?":
             args.bad_option = True
+        elif flag == strict.FLAG:
+            args.strict = True
         elif value is not None:
             _value(args, flag, value)
+    args.strict = strict.requested(args.strict)
     return args
 
 
@@ -202,6 +196,14 @@ def _value(args: GearmanArgs, flag: str, value: str) -> None:
         args.unique = value
     elif flag == "i":
         args.pid_file = value
+
+
+USAGE_EXTRA = (
+    "\ngeartrain options:\n"
+    f"\t{strict.FLAG}      - Exit 1 when a job fails or times out, or the server refuses it\n"
+    f"\t                or cannot be reached (also {strict.ENVIRONMENT}=1)\n"
+)
+"""What ``usage`` adds to gearman's text: geartrain's own option."""
 
 
 def usage(args: GearmanArgs, name: str) -> None:
@@ -240,60 +242,9 @@ def usage(args: GearmanArgs, name: str) -> None:
         "\t-N            - Same as -n, but strip off the newline"
         f"({tf(args.strip_newline)})\n"
         f"\t-w            - Run in worker mode({tf(args.worker)})\n"
+        f"{USAGE_EXTRA}"
     )
     stream.flush()
-
-
-def print_error(message: str) -> None:
-    """An error line as the C tool prints it (unbuffered): ``gearman: <message>``."""
-    write_all(2, f"gearman: {message}\n".encode(errors="replace"))
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """``write(2)`` until everything is out (pipes may take less at once)."""
-    view = memoryview(data)
-    while view:
-        try:
-            sent = os.write(fd, view)
-        except BrokenPipeError:
-            return
-        view = view[sent:]
-
-
-class CStdout:
-    """C's ``stdout`` as the gearman tool sees it.
-
-    The tool mixes ``printf`` (buffered: by line on a terminal, in 4 KiB
-    blocks otherwise) with raw ``write(2)`` of payloads, so when stdout is a
-    pipe its ``Task created`` and ``% Complete`` lines come out after the
-    payloads, at exit.  Python's own ``sys.stdout`` buffering depends on the
-    environment (``PYTHONUNBUFFERED``), so it is emulated here.
-    """
-
-    BUFSIZ = 4096  # glibc's buffer for a pipe or a file (st_blksize)
-
-    def __init__(self, fd: int = 1) -> None:
-        self.fd = fd
-        self.buffer = bytearray()
-        try:
-            self.line_buffered = os.isatty(fd)
-        except OSError:
-            self.line_buffered = False
-
-    def printf(self, text: str) -> None:
-        """Buffered output (``printf``/``fprintf(stdout, ...)``)."""
-        self.buffer += text.encode(errors="replace")
-        if (self.line_buffered and "\n" in text) or len(self.buffer) >= self.BUFSIZ:
-            self.fflush()
-
-    def fflush(self) -> None:
-        data, self.buffer = bytes(self.buffer), bytearray()
-        if data:
-            write_all(self.fd, data)
-
-    def write(self, data: bytes) -> None:
-        """Unbuffered output (``write(fileno(stdout), ...)``)."""
-        write_all(self.fd, data)
 
 
 def daemonize() -> bool:

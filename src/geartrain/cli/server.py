@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -29,7 +30,7 @@ from ..server.app import HttpListener, ServerApp, StartupError
 from ..server.flags import DEFAULT_PORT, VERBOSE_LEVELS, ServerConfig, default_handle_prefix
 from ..server.logs import NOTICE, add_syslog, setup_logging
 from ..server.network import is_loopback
-from ..server.settings import Settings, load_settings
+from ..server.settings import Settings, SettingsError, load_settings
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -46,6 +47,13 @@ class _Parser(argparse.ArgumentParser):
         # One clear line (argparse prints the usage block too), and gearmand's
         # status 1 for any bad flag (argparse's own is 2).
         self.exit(1, f"geartrain server: {message} (see geartrain server --help)\n")
+
+
+def _fail(message: str) -> NoReturn:
+    """A file or port the flags name is unusable: one line naming it, the cause
+    and what to do; gearmand's status 1."""
+    sys.stderr.write(f"geartrain server: {message}\n")
+    raise SystemExit(1)
 
 
 def _port(text: str) -> int:
@@ -280,6 +288,11 @@ def _open_store(
     return store, describe_store(ns, store), chosen_durability(ns).value
 
 
+def _http_port(ns: argparse.Namespace) -> int:
+    """The HTTP gateway's port; 0 without ``-r http``."""
+    return int(ns.http_port) if (ns.protocol or "").lower() == "http" else 0
+
+
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=ns.listen or "127.0.0.1",
@@ -301,7 +314,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         console_host=ns.console_listen,
         http_token=ns.http_token or None,
         metrics_public=ns.metrics_public,
-        http_port=ns.http_port if (ns.protocol or "").lower() == "http" else 0,
+        http_port=_http_port(ns),
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,
         tls_handshake_timeout=ns.ssl_handshake_timeout,
@@ -312,20 +325,70 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
 def _ssl_context(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not ns.ssl:
         return None
-    cert = ns.ssl_certificate or os.environ.get("GEARMAND_SERVER_PEM")
-    key = ns.ssl_key or os.environ.get("GEARMAND_SERVER_KEY")
-    ca = ns.ssl_ca_file or os.environ.get("GEARMAND_CA_CERTIFICATE")
-    if not cert:
+    cert = _tls_file(ns.ssl_certificate, "--ssl-certificate", "GEARMAND_SERVER_PEM")
+    key = _tls_file(ns.ssl_key, "--ssl-key", "GEARMAND_SERVER_KEY")
+    ca = _tls_file(ns.ssl_ca_file, "--ssl-ca-file", "GEARMAND_CA_CERTIFICATE")
+    if cert is None:
         raise ValueError("--ssl needs --ssl-certificate (and --ssl-key unless the file has it)")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    if ca:
-        context.load_verify_locations(ca)
+    _load_certificate(context, cert, key)
+    if ca is not None:
+        try:
+            context.load_verify_locations(ca[1])
+        except ssl.SSLError as error:
+            _fail(f"{ca[0]} {ca[1]}: no CA certificate in it ({error.reason}); give a PEM file")
     if ns.ssl_verify_clients:
-        if not ca:
+        if ca is None:
             raise ValueError("--ssl-verify-clients needs --ssl-ca-file")
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _warn_tls_without_ssl(ns: argparse.Namespace) -> None:
+    """TLS flags without ``--ssl`` leave connections in plaintext, as in gearmand: say so."""
+    flags = ("--ssl-certificate", "--ssl-key", "--ssl-ca-file", "--ssl-verify-clients")
+    given = [flag for flag in flags if getattr(ns, flag[2:].replace("-", "_"))]
+    if given and not ns.ssl:
+        log.warning(
+            "%s without --ssl: ignored, connections are not encrypted; add --ssl to require TLS",
+            ", ".join(given),
+        )
+
+
+def _tls_file(path: str | None, flag: str, variable: str) -> tuple[str, str] | None:
+    """A TLS file from its flag or environment variable: (its name in messages, its path)."""
+    name = flag if path else variable
+    path = path or os.environ.get(variable)
+    if not path:
+        return None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        _fail(f"{name} {path}: cannot read it ({error.strerror}); give the path of a PEM file")
+    return name, path
+
+
+def _load_certificate(
+    context: ssl.SSLContext, cert: tuple[str, str], key: tuple[str, str] | None
+) -> None:
+    """Load the certificate and key, or say which file holds what it should not."""
+    try:
+        context.load_cert_chain(cert[1], key[1] if key else None)
+        return
+    except ssl.SSLError as error:
+        reason = error.reason or str(error)
+    pem = Path(cert[1]).read_bytes()
+    if b"CERTIFICATE-----" not in pem:
+        held = "a private key" if b"PRIVATE KEY-----" in pem else "no PEM certificate"
+        _fail(f"{cert[0]} {cert[1]} holds {held}, not a certificate; give it the certificate")
+    if key is not None:
+        pem = Path(key[1]).read_bytes()
+    holder = key or cert
+    if b"PRIVATE KEY-----" not in pem:
+        advice = "give the certificate's key" if key else "give it with --ssl-key"
+        _fail(f"{holder[0]} {holder[1]} holds no PEM private key; {advice}")
+    _fail(f"{holder[0]} {holder[1]} is not the certificate's key ({reason}); give that key")
 
 
 def _expand_config_file(argv: list[str]) -> list[str]:
@@ -447,7 +510,11 @@ def _prepare(
         user = _target_user(ns.user) if ns.user and not check_only else None
         store, description, config.durability = _open_store(ns, user)
         cluster = _cluster(ns, store) if ns.cluster else None
-    except (ValueError, OSError, ssl.SSLError) as error:
+    except SettingsError as error:
+        _fail(f"{error} (--settings); correct the file as docs/failures.md describes")
+    except ValueError as error:
+        if isinstance(error.__cause__, ImportError):  # a queue's driver is not installed
+            _fail(str(error))
         parser.error(str(error))
     if cluster is not None:
         store = None  # the cluster keeps its jobs in tables of its own
@@ -539,7 +606,13 @@ def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
     """Daemonize, set up logging and limits, and arrange the pid file."""
     if ns.daemon:
         _daemonize()
-    app.log_target = setup_logging(ns.log_file, ns.verbose)
+    try:
+        app.log_target = setup_logging(ns.log_file, ns.verbose)
+    except OSError as error:
+        _fail(
+            f"--log-file {ns.log_file}: cannot open it ({error.strerror}); "
+            "give a file in a writable directory, or stderr, or none"
+        )
     if ns.syslog:
         add_syslog(os.environ.get("GEARTRAIN_SYSLOG_SOCKET") or "/dev/log")
     if ns.file_descriptors:
@@ -554,6 +627,34 @@ def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
             partial.replace(pid_file)
 
     app.on_listening = listening
+
+
+_BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def _named(error: StartupError | OSError, ns: argparse.Namespace) -> str:
+    """Why the server stopped, in one line that says what to do when the queue's
+    file or an HTTP listener's port is unusable (the app reports those without
+    knowing the flags that gave them)."""
+    cause = error.__cause__ if isinstance(error, StartupError) else None
+    while cause is not None and not (isinstance(cause, OSError) and cause.filename):
+        cause = cause.__cause__
+    if isinstance(cause, OSError):  # naming a file: the SQLite queue's
+        bad_dir = cause.errno in (errno.EEXIST, errno.ENOTDIR)
+        reason = "a file, not a directory" if bad_dir else cause.strerror
+        return (
+            str(error).replace(str(cause), f"{cause.filename}: {reason}")
+            + "; give --libsqlite3-db a path in a directory this user can create or write"
+        )
+    if not isinstance(error, StartupError) and error.errno in _BIND_ERRORS:
+        # The job port's bind error is a StartupError: this is an HTTP listener's.
+        ports = (("--console-port", ns.metrics_port), ("--http-port", _http_port(ns)))
+        flags = " or ".join(f"{flag} {port}" for flag, port in ports if port)
+        return (
+            f"{flags}: cannot listen ({os.strerror(error.errno)}); "
+            "stop what holds the port or choose another"
+        )
+    return str(error)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -571,17 +672,19 @@ def main(argv: Sequence[str]) -> int:
         return 0
     try:
         _start_process(ns, app)
-    except OSError as error:  # the log file, the fd limit
+    except OSError as error:  # the fd limit
         parser.exit(1, f"geartrain server: {error}\n")
+    _warn_tls_without_ssl(ns)
     _tune_allocator()
     _tune_gc()
     try:
         _run_loop(app)
     except (StartupError, OSError) as error:
         what = "Cannot start" if isinstance(error, StartupError) else "Cannot serve"
-        log.critical("%s: %s", what, error)
+        message = _named(error, ns)
+        log.critical("%s: %s", what, message)
         if ns.log_file != "stderr":
-            sys.stderr.write(f"geartrain server: {error}\n")
+            sys.stderr.write(f"geartrain server: {message}\n")
         return 1
     finally:
         if ns.pid_file:

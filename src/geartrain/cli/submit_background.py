@@ -1,66 +1,54 @@
-"""``geartrain client -b`` over a blocking socket, for start-up time.
+"""``geartrain client -b`` to one server, over a blocking socket, for start-up time.
 
 Queuing background jobs is one request and one answer per job, so it needs
 neither asyncio nor the client library; shell loops call ``client -b`` once
 per job, and loading those would be most of each call's time.  The output is
 the asyncio path's (``Task created`` with ``-v``, errors in libgearman's
-words).  Cases that need more (TLS, ``-t``, several servers) take that path.
+words).  ``-t`` and several servers (``GEARMAN_SERVER``) take that path.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from ..address import Address
-from ..errors import NoServersAvailable, ServerError
-from ..protocol import REQ, Decoder, Packet, PacketType, pack
-from .gearman_args import GearmanArgs, print_error
+from ..address import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT
+from ..errors import ServerError
+from ..protocol import REQ, Decoder, Packet, PacketType, pack, submit_packet
+from .connect import connect
+from .output import ClientOutput, describe
+from .workloads import workloads
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from .client import _Output
+    import socket
+
+    from .gearman_args import GearmanArgs
 
 __all__ = ["applies", "run"]
 
 T = PacketType
 
-_SUBMIT = {"high": T.SUBMIT_JOB_HIGH_BG, "normal": T.SUBMIT_JOB_BG, "low": T.SUBMIT_JOB_LOW_BG}
-
-# Seconds to wait for a connection or an answer, as the library's defaults.
-_TIMEOUT = 10.0
-
-
 def applies(args: GearmanArgs) -> bool:
     """True when this path can do the whole call."""
-    return (
-        args.background
-        and not args.use_ssl
-        and args.timeout_seconds is None
-        and len(args.servers()) == 1
-    )
+    return args.background and args.timeout_seconds is None and len(args.servers()) == 1
 
 
-def run(
-    args: GearmanArgs, out: _Output, describe: Callable[[Exception, list[Address]], str]
-) -> int | None:
-    """Submit every workload to every ``-f`` function; the exit status is 0, as the C tool's.
-
-    None when the server cannot be reached: nothing was sent, and the asyncio
-    path reports it (and retries) as usual.
-    """
-    from .client import _workloads
-
-    servers = args.servers()
+def run(args: GearmanArgs) -> int:
+    """Submit every workload to every ``-f`` function; returns the exit status
+    (0, as the C tool's, unless strict mode saw an error)."""
+    out = ClientOutput(args)
+    server = args.servers()[0]
     try:
-        sock = socket.create_connection((servers[0].host, servers[0].port), _TIMEOUT)
-    except OSError:
-        return None
+        sock = connect(server.host, server.port, args.ssl_context(), DEFAULT_CONNECT_TIMEOUT)
+    except OSError as exc:
+        for _ in workloads(args):
+            out.error(describe(exc, args))
+        return out.exit_status
     try:
         with sock:
+            sock.settimeout(DEFAULT_IO_TIMEOUT)
             session = _Session(sock)
-            for workload in _workloads(args):
+            for workload in workloads(args):
                 errors: list[Exception] = []
                 for function in args.functions:
                     try:
@@ -68,12 +56,12 @@ def run(
                     except ServerError as exc:
                         errors.append(exc)
                 if errors:
-                    print_error(describe(errors[0], servers))
-    except OSError:
-        print_error(describe(NoServersAvailable("connection lost"), servers))
+                    out.error(describe(errors[0], args))
+    except OSError as exc:
+        out.error(describe(exc, args))
     finally:
         out.stdout.fflush()
-    return 0
+    return out.exit_status
 
 
 class _Session:
@@ -89,7 +77,8 @@ class _Session:
             OSError: the connection failed or closed.
         """
         unique = args.unique.encode() if args.unique is not None else _random_unique()
-        packet = pack(REQ, _SUBMIT[str(args.priority)], (function.encode(), unique, workload))
+        kind = submit_packet(args.priority.level, True)
+        packet = pack(REQ, kind, (function.encode(), unique, workload))
         self.sock.sendall(packet)
         reply = self._reply()
         if reply.type is T.ERROR:

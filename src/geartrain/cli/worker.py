@@ -1,4 +1,4 @@
-"""``geartrain worker``: Debian's ``gearman -w``, on the asyncio worker.
+"""``geartrain worker``'s work (Debian's ``gearman -w``) on the asyncio worker.
 
 ``geartrain worker -f F [-- cmd args...]`` registers every ``-f`` function.
 With no command it writes each workload to stdout and returns an empty
@@ -20,21 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ..connection import DEFAULT_CONNECT_TIMEOUT, Address
 from ..worker import Worker
 from ..worker_job import WorkerJob
-from .client import run as _run
-from .gearman_args import GearmanArgs, parse, print_error, write_all
+from .output import print_error, write_all
 
-__all__ = ["main", "work"]
+if TYPE_CHECKING:
+    from .gearman_args import GearmanArgs
 
-NAME = "geartrain worker"
-
-
-def main(argv: list[str]) -> int:
-    """Run ``gearman -w``."""
-    return _run(parse(argv, worker=True), NAME)
+__all__ = ["work"]
 
 
 def work(args: GearmanArgs) -> int:

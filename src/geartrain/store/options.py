@@ -224,7 +224,8 @@ def _load(kind: str) -> Any:
     except ImportError as exc:
         extra = _EXTRAS.get(STORES[kind].partition(":")[0], "all")
         raise ValueError(
-            f"the {kind} queue needs {exc.name}: pip install 'geartrain[{extra}]'"
+            f"the {kind} queue needs {exc.name}: pip install 'geartrain[{extra}]' "
+            f"(from a source checkout: pip install '.[{extra}]')"
         ) from exc
 
 
