@@ -557,7 +557,14 @@ def _http_listeners(config: ServerConfig) -> list[HttpListener]:
                 )
 
         listeners.append(
-            HttpListener(config.console_host, config.metrics_port, "Console", console, started)
+            HttpListener(
+                config.console_host,
+                config.metrics_port,
+                "--console-port",
+                "Console",
+                console,
+                started,
+            )
         )
     if config.http_port:
 
@@ -569,7 +576,9 @@ def _http_listeners(config: ServerConfig) -> list[HttpListener]:
             assert app.core is not None
             return web.ServerRunner(Gateway(app.core).server(), handle_signals=False)
 
-        listeners.append(HttpListener(config.host, config.http_port, "HTTP gateway", gateway))
+        listeners.append(
+            HttpListener(config.host, config.http_port, "--http-port", "HTTP gateway", gateway)
+        )
     return listeners
 
 
@@ -629,13 +638,9 @@ def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:
     app.on_listening = listening
 
 
-_BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
-
-
 def _named(error: StartupError | OSError, ns: argparse.Namespace) -> str:
     """Why the server stopped, in one line that says what to do when the queue's
-    file or an HTTP listener's port is unusable (the app reports those without
-    knowing the flags that gave them)."""
+    file is unusable (the app reports it without knowing the flag that gave it)."""
     cause = error.__cause__ if isinstance(error, StartupError) else None
     while cause is not None and not (isinstance(cause, OSError) and cause.filename):
         cause = cause.__cause__
@@ -645,14 +650,6 @@ def _named(error: StartupError | OSError, ns: argparse.Namespace) -> str:
         return (
             str(error).replace(str(cause), f"{cause.filename}: {reason}")
             + "; give --libsqlite3-db a path in a directory this user can create or write"
-        )
-    if not isinstance(error, StartupError) and error.errno in _BIND_ERRORS:
-        # The job port's bind error is a StartupError: this is an HTTP listener's.
-        ports = (("--console-port", ns.metrics_port), ("--http-port", _http_port(ns)))
-        flags = " or ".join(f"{flag} {port}" for flag, port in ports if port)
-        return (
-            f"{flags}: cannot listen ({os.strerror(error.errno)}); "
-            "stop what holds the port or choose another"
         )
     return str(error)
 

@@ -28,6 +28,7 @@ __all__ = ["applies", "run"]
 
 T = PacketType
 
+
 def applies(args: GearmanArgs) -> bool:
     """True when this path can do the whole call."""
     return args.background and args.timeout_seconds is None and len(args.servers()) == 1

@@ -65,6 +65,8 @@ class HttpListener(NamedTuple):
 
     host: str | None
     port: int
+    flag: str
+    """The flag that gave its port, for a one-line error if it is taken."""
     what: str
     """For the log: "Console", "HTTP gateway"."""
     runner: Callable[[ServerApp], web.BaseRunner]
@@ -244,7 +246,14 @@ class ServerApp:
         await runner.setup()
         self._http.append(runner)
         site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartupError(
+                f"{listener.flag} {listener.port}: cannot listen ({reason}); "
+                "stop what holds the port or choose another"
+            ) from error
         names = site.name.removeprefix("http://")
         log.log(NOTICE, "%s on http://%s/", listener.what, names)
         if listener.started is not None:
