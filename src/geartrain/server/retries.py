@@ -9,7 +9,7 @@ died, so both follow the function's policy and ``--job-retries`` alike.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from .model import Job
     from .policies import Policy
 
-__all__ = ["MAX_OUTCOMES", "Decision", "Next", "decide", "failed_record", "note_attempt"]
+__all__ = [
+    "MAX_OUTCOMES",
+    "Decision",
+    "Next",
+    "add_outcome",
+    "decide",
+    "failed_record",
+    "note_attempt",
+]
 
 MAX_OUTCOMES = 20
 """Attempts remembered per job (a worker that keeps dying under ``-j -1`` would add without end)."""
@@ -85,7 +93,12 @@ def note_attempt(job: Job, kind: str, message: str, now: float) -> None:
             worker.host if worker.client_id == b"-" else worker.client_id.decode(errors="replace")
         )
     job.failures += 1
-    job.outcomes = (*job.outcomes[1 - MAX_OUTCOMES :], Attempt(kind, message, name, now))
+    job.outcomes = add_outcome(job.outcomes, Attempt(kind, message, name, now))
+
+
+def add_outcome(outcomes: Sequence[Attempt], attempt: Attempt) -> tuple[Attempt, ...]:
+    """``outcomes`` with ``attempt`` added, the oldest forgotten past :data:`MAX_OUTCOMES`."""
+    return (*outcomes[1 - MAX_OUTCOMES :], attempt)
 
 
 def failed_record(job: Job, kind: str, now: float) -> FailedJob:
