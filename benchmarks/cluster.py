@@ -120,7 +120,7 @@ async def script_costs(port: int, jobs: int = 4000) -> None:
                 claimed += await backend.claim(server, [(b"bench", batch)])
             cpu.append(redis_cpu(port))
             for i in range(0, jobs, batch):
-                await backend.ack([(c.id, c.attempt) for c in claimed[i : i + batch]])
+                await backend.ack([(c.id, c.claim) for c in claimed[i : i + batch]])
             cpu.append(redis_cpu(port))
             await backend.leave(server)
         finally:
@@ -208,7 +208,7 @@ async def failed_costs(port: int, failed: int) -> None:
         claimed = []
         while len(claimed) < failed:
             claimed += await backend.claim(server, [(b"f0", 500), (b"f1", 500), (b"f2", 500)])
-        fails = [Failure(c.id, c.attempt, 3, '[["fail","","w",1.0]]', "fail") for c in claimed]
+        fails = [Failure(c.id, c.claim, 3, '[["fail","","w",1.0]]', "fail") for c in claimed]
         await timed("fail, a batch of 100", backend.fail(fails[:100]))
         for i in range(100, failed, 1000):
             await backend.fail(fails[i : i + 1000])
@@ -222,7 +222,7 @@ async def failed_costs(port: int, failed: int) -> None:
         await timed("delete failed HANDLE", backend.delete_failed(claimed[1].id, b"H:bench"))
         await timed("retry failed all FUNCTION", backend.retry_failed(function=b"f2"))
         [job] = await backend.claim(server, [(b"f0", 1)])
-        retry = Retry(job.id, job.attempt, 0, 1, "[]", 3600.0)
+        retry = Retry(job.id, job.claim, 0, 1, "[]", 3600.0)
         await timed("retry (a failed attempt)", backend.retry([retry]))
         tick = Submission(b"tick", b"", b"t", 1, 0, b"")
         fired = await timed("fire a schedule", backend.fire(b"cron:t:1", tick, b"H:bench"))

@@ -83,7 +83,7 @@ async def explain(database: str, jobs: int, failed: int) -> None:
             "release": (cluster._release, [400, 500], [1, 1], [1, 1], ch),
             "progress": (cluster._progress, [600], [1], [1], [2]),
             "renew": (cluster._renew, server, 10.0),
-            "sweep": (cluster._rescue, -1, ch),
+            "sweep": (cluster._orphans,),
             "status": (f"SELECT prefix, state FROM {j} WHERE id = $1", 5),
             "retry": (cluster._retry, [700, 800], [1, 1], [0, 0], [1, 1], ["[]", "[]"], [1, 2], ch),
             "fail": (cluster._fail, [900], [1], [3], ['[["fail", "", "w", 0]]'], ["fail"]),

@@ -11,6 +11,8 @@ import pytest
 
 from geartrain.cluster import Claimed, Failure, Retry, Submission
 from geartrain.cluster.backend import ClusterBackend
+from geartrain.cluster.rescue import rescue
+from geartrain.server.policies import Policies
 from geartrain.store.records import decode_outcomes
 from gt_helpers import wait_for
 
@@ -39,11 +41,15 @@ def job(
 
 
 async def expired(backend: ClusterBackend, retry_limit: int = -1) -> tuple[int, int, int]:
-    """Sweep until a server with a SHORT lease has expired; the sweep's counts."""
+    """Sweep (with the default policy and ``retry_limit`` as --job-retries) until a
+    server with a SHORT lease has expired: the sweep's (dead servers, jobs queued
+    again, jobs failed for good)."""
     swept: list[tuple[int, int, int]] = []
 
     async def sweep() -> bool:
-        swept.append(await backend.rescue(retry_limit))
+        rescued = await rescue(backend, SHORT, Policies(), retry_limit, time.time())
+        assert rescued is not None  # nobody else sweeps
+        swept.append((rescued.dead, rescued.queued, rescued.failed))
         return swept[-1][0] > 0
 
     await wait_for(sweep, timeout=10, interval=0.1)
@@ -80,7 +86,7 @@ async def test_claims_take_priority_then_age_and_need_a_live_lease(
     got = await backend.claim(server, [(b"f", 3), (b"nobody", 5)])
     # Which jobs, not their order within one claim: the server queues them by priority.
     assert {c.data for c in got} == {b"h1", b"h2", b"n1"}
-    assert all(c.attempt == 1 and c.prefix == b"H" and c.retries == 0 for c in got)
+    assert all(c.claim == 1 and c.prefix == b"H" and c.retries == 0 for c in got)
     late = await backend.register("late", SHORT)
     await expired(backend)
     assert await backend.claim(late, [(b"f", 3)]) == []
@@ -90,17 +96,17 @@ async def test_claims_take_priority_then_age_and_need_a_live_lease(
         assert [c.data for c in await backend.claim(server, [(b"f", 1)])] == [data]
 
 
-async def test_acknowledgements_are_fenced_by_the_attempt(backend: ClusterBackend) -> None:
+async def test_acknowledgements_are_fenced_by_the_claim(backend: ClusterBackend) -> None:
     [(job_id, _)] = await backend.submit([job(b"a", b"u")], b"H")
     lost = await backend.register("lost", SHORT)
     [first] = await backend.claim(lost, [(b"f", 1)])
     assert await expired(backend) == (1, 1, 0)  # its running job queued again
     other = await backend.register("other", 30)
     [again] = await backend.claim(other, [(b"f", 1)])
-    assert (again.id, again.attempt, again.retries) == (job_id, 2, 1)
-    assert await backend.ack([(job_id, first.attempt)]) == set()  # the late one
+    assert (again.id, again.claim, again.retries) == (job_id, 2, 1)
+    assert await backend.ack([(job_id, first.claim)]) == set()  # the late one
     assert await backend.status(job_id) == (b"H", 2, 0, 0)
-    assert await backend.ack([(job_id, again.attempt)]) == {job_id}
+    assert await backend.ack([(job_id, again.claim)]) == {job_id}
     assert await backend.status(job_id) is None
     assert await backend.status_unique(b"u") is None
     assert await backend.queues() == []
@@ -121,11 +127,11 @@ async def test_release_queues_a_job_again_under_the_fence(backend: ClusterBacken
     [(job_id, _)] = await backend.submit([job(b"a")], b"H")
     server = await backend.register("s", 30)
     [claimed] = await backend.claim(server, [(b"f", 1)])
-    await backend.release([(job_id, claimed.attempt + 1, 7)])  # a stale release: no effect
+    await backend.release([(job_id, claimed.claim + 1, 7)])  # a stale release: no effect
     assert await backend.claim(server, [(b"f", 1)]) == []
-    await backend.release([(job_id, claimed.attempt, 3)])
+    await backend.release([(job_id, claimed.claim, 3)])
     [again] = await backend.claim(server, [(b"f", 1)])
-    assert (again.attempt, again.retries) == (2, 3)
+    assert (again.claim, again.retries) == (2, 3)
 
 
 async def test_status_progress_and_members(backend: ClusterBackend) -> None:
@@ -134,15 +140,15 @@ async def test_status_progress_and_members(backend: ClusterBackend) -> None:
     assert await backend.status_unique(b"u") == (0, 0, 0)
     server = await backend.register("me", 30)
     [claimed] = await backend.claim(server, [(b"f", 1)])
-    await backend.progress([(job_id, claimed.attempt, 3, 10)])
-    await backend.progress([(job_id, claimed.attempt - 1, 9, 9)])  # stale: ignored
+    await backend.progress([(job_id, claimed.claim, 3, 10)])
+    await backend.progress([(job_id, claimed.claim - 1, 9, 9)])  # stale: ignored
     assert await backend.status(job_id) == (b"H", 2, 3, 10)
     assert await backend.status_unique(b"u") == (2, 3, 10)
     assert await backend.queues() == [(b"f", 1, 1)]
     [(member, name, age, left, running)] = await backend.members()
     assert (member, name, running) == (server, "me", 1)
     assert 0 <= age < 30 and 0 < left <= 30
-    await backend.ack([(job_id, claimed.attempt)])
+    await backend.ack([(job_id, claimed.claim)])
     await backend.leave(server)
     assert await backend.members() == []
 
@@ -159,11 +165,11 @@ async def test_a_retry_waits_its_delay_under_the_fence(backend: ClusterBackend) 
     [(job_id, _)] = await backend.submit([job(b"a", b"u")], b"H")
     server = await backend.register("s", 30)
     [claimed] = await backend.claim(server, [(b"f", 1)])
-    await backend.progress([(job_id, claimed.attempt, 1, 2)])
+    await backend.progress([(job_id, claimed.claim, 1, 2)])
     outcomes = '[["fail", "", "w", 1.0]]'
-    await backend.retry([Retry(job_id, claimed.attempt + 1, 0, 9, "[]", 0.0)])  # stale
+    await backend.retry([Retry(job_id, claimed.claim + 1, 0, 9, "[]", 0.0)])  # stale
     assert await backend.status(job_id) == (b"H", 2, 1, 2)
-    await backend.retry([Retry(job_id, claimed.attempt, 0, 1, outcomes, 1.0)])
+    await backend.retry([Retry(job_id, claimed.claim, 0, 1, outcomes, 1.0)])
     assert await backend.status(job_id) == (b"H", 0, 0, 0)  # known, not running, no progress
     assert await backend.status_unique(b"u") == (0, 0, 0)
     assert await backend.claim(server, [(b"f", 1)]) == []  # not due yet
@@ -174,11 +180,11 @@ async def test_a_retry_waits_its_delay_under_the_fence(backend: ClusterBackend) 
     got: list[Claimed] = []
     await wait_for(lambda: _claimed_into(got, due()), timeout=10, interval=0.1)
     [again] = got
-    assert (again.id, again.attempt, again.failures) == (job_id, 2, 1)
+    assert (again.id, again.claim, again.failures) == (job_id, 2, 1)
     assert decode_outcomes(again.outcomes) == decode_outcomes(outcomes)
-    await backend.retry([Retry(job_id, again.attempt, 0, 2, outcomes, 0.0)])  # at once
+    await backend.retry([Retry(job_id, again.claim, 0, 2, outcomes, 0.0)])  # at once
     [third] = await backend.claim(server, [(b"f", 1)])
-    assert (third.attempt, third.failures) == (3, 2)
+    assert (third.claim, third.failures) == (3, 2)
 
 
 async def _claimed_into(got: list[Claimed], claim: Awaitable[list[Claimed]]) -> bool:
@@ -191,11 +197,11 @@ async def test_the_failed_set(backend: ClusterBackend) -> None:
     server = await backend.register("s", 30)
     claimed = {c.id: c for c in await backend.claim(server, [(b"f", 1), (b"g", 1)])}
     outcomes = '[["exception", "boom", "w", 1.0]]'
-    stale = [Failure(ids[0], claimed[ids[0]].attempt + 1, 1, outcomes, "x")]
+    stale = [Failure(ids[0], claimed[ids[0]].claim + 1, 1, outcomes, "x")]
     await backend.fail(stale)
     assert await backend.failed_jobs() == []
     reason = "exception: boom"
-    await backend.fail([Failure(i, claimed[i].attempt, 3, outcomes, reason) for i in ids])
+    await backend.fail([Failure(i, claimed[i].claim, 3, outcomes, reason) for i in ids])
     assert await backend.queues() == []
     assert await backend.failed_counts() == {b"f": 1, b"g": 1}
     records = await backend.failed_jobs()
@@ -214,9 +220,9 @@ async def test_the_failed_set(backend: ClusterBackend) -> None:
     assert await backend.failed_counts() == {b"g": 1}
     again = {c.id: c for c in await backend.claim(server, [(b"f", 2)])}
     assert set(again) == {ids[0], taker}
-    assert (again[ids[0]].attempt, again[ids[0]].failures) == (claimed[ids[0]].attempt + 1, 0)
+    assert (again[ids[0]].claim, again[ids[0]].failures) == (claimed[ids[0]].claim + 1, 0)
     assert len(decode_outcomes(again[ids[0]].outcomes)) == 1
-    await backend.ack([(taker, again[taker].attempt)])
+    await backend.ack([(taker, again[taker].claim)])
     assert await backend.status_unique(b"u") is None  # the retried job runs without the key
     assert await backend.delete_failed(function=b"f") == 0
     assert await backend.delete_failed(ids[1], b"H") == 1
@@ -227,7 +233,7 @@ async def test_retrying_a_failed_job_restores_its_unique_key(backend: ClusterBac
     [(job_id, _)] = await backend.submit([job(b"a", b"u")], b"H")
     server = await backend.register("s", 30)
     [claimed] = await backend.claim(server, [(b"f", 1)])
-    await backend.fail([Failure(job_id, claimed.attempt, 1, "[]", "fail")])
+    await backend.fail([Failure(job_id, claimed.claim, 1, "[]", "fail")])
     assert await backend.retry_failed(function=b"f") == 1
     assert await backend.submit([job(b"b", b"u")], b"H2") == [(job_id, b"H")]
 
@@ -236,7 +242,7 @@ async def test_the_failed_set_is_trimmed_by_count_and_age(backend: ClusterBacken
     ids = [i for i, _ in await backend.submit([job(b"%d" % n) for n in range(5)], b"H")]
     server = await backend.register("s", 30)
     for c in await backend.claim(server, [(b"f", 5)]):
-        await backend.fail([Failure(c.id, c.attempt, 1, "[]", "fail")])  # in order, one by one
+        await backend.fail([Failure(c.id, c.claim, 1, "[]", "fail")])  # in order, one by one
     assert await backend.trim_failed(10, 3600) == 0
     assert await backend.trim_failed(2, 3600) == 3
     assert [r.handle for r in await backend.failed_jobs()] == [b"H:c%d" % i for i in ids[3:]]
@@ -253,7 +259,7 @@ async def test_a_firing_submits_once(backend: ClusterBackend) -> None:
     server = await backend.register("s", 30)
     [claimed] = await backend.claim(server, [(b"tick", 5)])
     assert (claimed.id, claimed.unique, claimed.data) == (job_id, b"cron:tick:202612021030", b"t")
-    await backend.ack([(job_id, claimed.attempt)])
+    await backend.ack([(job_id, claimed.claim)])
     # The firing is remembered after its job finished.
     assert await backend.fire(b"cron:tick:202612021030", tick, b"H") is None
     assert await backend.fire(b"cron:tick:202612021031", tick, b"H") is not None
@@ -287,12 +293,12 @@ async def test_a_server_death_is_a_lost_workers_attempt(backend: ClusterBackend)
     assert await backend.queues() == []
 
 
-# PostgreSQL fences by the attempt alone: its ids are never handed out again.
+# PostgreSQL fences by the claim alone: its ids are never handed out again.
 @pytest.mark.parametrize("shared_store", [RedisShared], ids=["redis"], indirect=True)
 async def test_on_redis_only_the_owner_retries_or_fails_a_job(
     backend: ClusterBackend, shared_store: SharedStore
 ) -> None:
-    """Redis fences by the owner too: after Redis lost writes, an id and attempt
+    """Redis fences by the owner too: after Redis lost writes, an id and claim
     may name another server's job."""
     other = shared_store.backend()
     await other.open(lambda: None)
@@ -301,12 +307,12 @@ async def test_on_redis_only_the_owner_retries_or_fails_a_job(
         owner = await other.register("owner", 30)
         [claimed] = await other.claim(owner, [(b"f", 1)])
         await backend.register("bystander", 30)
-        await backend.fail([Failure(job_id, claimed.attempt, 1, "[]", "fail")])
-        await backend.retry([Retry(job_id, claimed.attempt, 0, 1, "[]", 0.0)])
-        await backend.release([(job_id, claimed.attempt, 1)])
+        await backend.fail([Failure(job_id, claimed.claim, 1, "[]", "fail")])
+        await backend.retry([Retry(job_id, claimed.claim, 0, 1, "[]", 0.0)])
+        await backend.release([(job_id, claimed.claim, 1)])
         assert await backend.status(job_id) == (b"H", 2, 0, 0)
         assert await backend.failed_jobs() == []
-        await other.fail([Failure(job_id, claimed.attempt, 1, "[]", "fail")])
+        await other.fail([Failure(job_id, claimed.claim, 1, "[]", "fail")])
         assert [r.handle for r in await backend.failed_jobs()] == [b"H:c%d" % job_id]
     finally:
         await other.close()

@@ -22,6 +22,7 @@ from typing import NamedTuple
 __all__ = [
     "Claimed",
     "Failure",
+    "Orphan",
     "Retry",
     "Submission",
     "cluster_handle",
@@ -42,7 +43,7 @@ class Submission(NamedTuple):
 
 
 class Claimed(NamedTuple):
-    """A job this server took from the shared store, at attempt ``attempt``."""
+    """A job this server took from the shared store, under claim number ``claim``."""
 
     id: int
     prefix: bytes
@@ -51,34 +52,50 @@ class Claimed(NamedTuple):
     data: bytes
     priority: int
     reducer: bytes
-    attempt: int
+    claim: int
+    """Raised by every claim of the job: the fence of every later write about it
+    (a job claimed again since is not touched); stored as ``attempt``."""
     retries: int
+    """Times it was queued again after losing its worker or its server (--job-retries)."""
     failures: int = 0
     """Failed attempts so far (the retry policy's count; server deaths included)."""
     outcomes: str = "[]"
     """How each failed attempt ended, as JSON (``store.records.encode_outcomes``)."""
 
 
-class Retry(NamedTuple):
-    """An attempt at a job held here failed; it runs again, on any server, ``delay``
-    seconds from now (by the database's clock)."""
+class Orphan(NamedTuple):
+    """A job claimed by a member whose lease expired: the member that sweeps
+    decides what becomes of it (:mod:`.rescue`)."""
 
     id: int
-    attempt: int
-    """The claim's attempt number: the fence (a job claimed again since is not touched)."""
+    claim: int
+    owner: int
+    """The dead member's server id."""
+    function: bytes
     retries: int
-    """Lost workers and server deaths so far, for --job-retries."""
+    failures: int
+    outcomes: str
+
+
+class Retry(NamedTuple):
+    """An attempt at a claimed job failed; it runs again, on any server, ``delay``
+    seconds from now (by the store's clock)."""
+
+    id: int
+    claim: int
+    """The fence, as for :class:`Claimed`."""
+    retries: int
     failures: int
     outcomes: str
     delay: float
 
 
 class Failure(NamedTuple):
-    """A job held here failed for good: it moves to the cluster's failed-job set."""
+    """A claimed job failed for good: it moves to the cluster's failed-job set."""
 
     id: int
-    attempt: int
-    """The fence, as for :class:`Retry`."""
+    claim: int
+    """The fence, as for :class:`Claimed`."""
     failures: int
     outcomes: str
     reason: str

@@ -9,28 +9,33 @@ from typing import TYPE_CHECKING
 from . import parse_handle
 
 if TYPE_CHECKING:
-    from .node import ClusterNode
+    from .backend import ClusterBackend
+    from .keeper import SharedKeeper
+    from .lease import Lease
 
 __all__ = ["SharedAnswers"]
 
 
 class SharedAnswers:
-    """Answers for the admin commands, from one member's view of the cluster."""
+    """Answers for the admin commands, from one member's view of the cluster
+    (``keeper``: this member's, once it has joined)."""
 
-    def __init__(self, node: ClusterNode) -> None:
-        self.node = node
+    def __init__(self, backend: ClusterBackend, lease: Lease) -> None:
+        self.backend = backend
+        self.lease = lease
+        self.keeper: SharedKeeper | None = None
 
     async def status(self) -> bytes:
         """Jobs and running jobs of every member; the workers column counts this
         member's workers."""
-        node = self.node
-        core = node.core
-        assert core is not None
-        queues = await node.backend.queues()
+        keeper = self.keeper
+        assert keeper is not None
+        core = keeper.core
+        queues = await self.backend.queues()
         shared = {name: (total, running) for name, total, running in queues}
         held_total: dict[bytes, int] = {}
         held_running: dict[bytes, int] = {}
-        for _id, _claim, job in node.held.items():
+        for _id, _claim, job in keeper.held.items():
             name = job.function.name
             held_total[name] = held_total.get(name, 0) + 1
             if job.worker is not None:
@@ -50,7 +55,6 @@ class SharedAnswers:
     async def members(self) -> bytes:
         """`cluster`: id, name, seconds since start, lease seconds left, running jobs,
         and ``*`` for this member."""
-        node = self.node
         out = [
             b"%d\t%s\t%.1f\t%.1f\t%d\t%s\n"
             % (
@@ -59,9 +63,9 @@ class SharedAnswers:
                 age,
                 left,
                 running,
-                b"*" if server == node.lease.server else b"-",
+                b"*" if server == self.lease.server else b"-",
             )
-            for server, name, age, left, running in await node.backend.members()
+            for server, name, age, left, running in await self.backend.members()
         ]
         out.append(b".\n")
         return b"".join(out)
@@ -70,11 +74,11 @@ class SharedAnswers:
         """The holder cancels the job as a single server does; elsewhere a queued
         job is deleted.  True if cancelled, False if another member has claimed
         it, None if there is no such job."""
-        core = self.node.core
-        assert core is not None
-        if core.cancel(handle):
+        keeper = self.keeper
+        assert keeper is not None
+        if keeper.core.cancel(handle):
             return True
         parsed = parse_handle(handle)
         if parsed is None:
             return None
-        return await self.node.backend.cancel(parsed[1], parsed[0])
+        return await self.backend.cancel(parsed[1], parsed[0])

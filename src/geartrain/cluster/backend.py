@@ -1,8 +1,10 @@
-"""What a server's cluster node asks of the shared store (PostgreSQL, Redis).
+"""What a cluster member asks of the shared store (PostgreSQL, Redis).
 
 Each operation is atomic in the store and takes a whole batch, so a batch
-costs one round trip.  Job ids and server ids are the store's; an attempt
-number, raised by every claim, fences late writes of a server that lost a job.
+costs one round trip.  Job ids and server ids are the store's; a claim number,
+raised by every claim, fences late writes of a server that lost a job.  The
+store decides no retry: what becomes of a job is decided by a member
+(the core's rules, :mod:`.rescue` for a dead member's jobs) and written here.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..store.records import FailedJob
-from . import Claimed, Failure, Retry, Submission
+from . import Claimed, Failure, Orphan, Retry, Submission
+from .states import State
 
-__all__ = ["ClusterBackend"]
+__all__ = ["MAX_BATCH", "ClusterBackend"]
+
+MAX_BATCH = 2000
+"""Jobs per call."""
 
 
 class ClusterBackend(Protocol):
@@ -47,11 +53,14 @@ class ClusterBackend(Protocol):
 
     async def leave(self, server: int) -> None: ...
 
-    async def rescue(self, retry_limit: int) -> tuple[int, int, int]:
-        """Sweep servers whose lease expired; each of their running jobs gets a
-        ``worker_lost`` outcome and one more retry and failure, and is queued
-        again, or past ``retry_limit`` (--job-retries) moves to the failed set:
-        (servers removed, jobs queued again, jobs moved to the failed set)."""
+    async def orphans(self, ttl: float) -> tuple[list[int], list[Orphan]] | None:
+        """Take the sweep, if no other server has it (for at most ``ttl`` seconds,
+        or until :meth:`swept`): the servers whose lease expired, and the jobs
+        claimed by servers that are not alive.  None if another server sweeps."""
+
+    async def swept(self, dead: Sequence[int]) -> None:
+        """Let go of the sweep; the ``dead`` servers that have no claimed job
+        left are removed."""
 
     # -- jobs -------------------------------------------------------------------
 
@@ -59,27 +68,31 @@ class ClusterBackend(Protocol):
         """Insert or coalesce each job, durably; its (id, handle prefix) in order."""
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
-        """Up to n queued jobs per (function, n), highest priority and oldest first;
-        nothing unless ``server``'s lease is valid."""
+        """Up to n queued jobs per (function, n), highest priority and oldest first,
+        each with its claim number raised; nothing unless ``server``'s lease is
+        valid."""
 
-    async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
-        """Delete finished (id, attempt) jobs still at that attempt; the ids deleted."""
+    # Every write below about claimed jobs is fenced by the claim number; on Redis
+    # also by the owner, which must be one of this process's server ids, or one of
+    # ``owners`` (the dead servers whose jobs a sweep rescues).
+
+    async def ack(self, done: Sequence[tuple[int, int]], owners: Sequence[int] = ()) -> set[int]:
+        """Delete finished (id, claim) jobs still at that claim; the ids deleted."""
 
     async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
-        """(id, attempt, retries): queue again jobs this server gives back."""
+        """(id, claim, retries): queue again jobs this server gives back."""
 
     async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
-        """(id, attempt, numerator, denominator) of running jobs."""
+        """(id, claim, numerator, denominator) of running jobs."""
 
-    async def retry(self, jobs: Sequence[Retry]) -> None:
-        """Failed attempts of jobs held here, fenced by the attempt: each is queued
-        again due ``delay`` seconds from now (by the store's clock), with its
-        counts and outcomes, its progress cleared; other servers are woken."""
+    async def retry(self, jobs: Sequence[Retry], owners: Sequence[int] = ()) -> None:
+        """Failed attempts of claimed jobs: each is queued again due ``delay``
+        seconds from now (by the store's clock), with its counts and outcomes,
+        its progress cleared; other servers are woken."""
 
-    async def fail(self, jobs: Sequence[Failure]) -> None:
-        """Jobs held here that failed for good, fenced by the attempt: each moves to
-        the failed set, stamped with the store's time; its unique key no longer
-        coalesces."""
+    async def fail(self, jobs: Sequence[Failure], owners: Sequence[int] = ()) -> None:
+        """Claimed jobs that failed for good: each moves to the failed set, stamped
+        with the store's time; its unique key no longer coalesces."""
 
     async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
         """Record a schedule's firing ``key`` (kept a day) and submit ``job`` with
@@ -120,10 +133,10 @@ class ClusterBackend(Protocol):
 
     # -- status -------------------------------------------------------------------
 
-    async def status(self, job_id: int) -> tuple[bytes, int, int, int] | None:
-        """(handle prefix, state: 0 queued / 2 running, numerator, denominator), or None."""
+    async def status(self, job_id: int) -> tuple[bytes, State, int, int] | None:
+        """(handle prefix, state, numerator, denominator), or None."""
 
-    async def status_unique(self, unique: bytes) -> tuple[int, int, int] | None:
+    async def status_unique(self, unique: bytes) -> tuple[State, int, int] | None:
         """(state, numerator, denominator) of the job with this unique key, or None."""
 
     async def queues(self) -> list[tuple[bytes, int, int]]:

@@ -6,10 +6,10 @@ rule is checked where it matters, synchronously and on the clock, each time the
 core is about to hand a job to a worker (:meth:`Claims.check`), not by a timer:
 a loop that stalled (a paused process, a frozen VM, a long collection) runs the
 packets that waited for it before its overdue timers.  A job already handed out
-before the lapse runs on; its acknowledgement is fenced by the claim's attempt
-number in the store, so a job taken over meanwhile keeps the other server's result.
+before the lapse runs on; its acknowledgement is fenced by the claim number in
+the store, so a job taken over meanwhile keeps the other server's result.
 
-No I/O here: the node (:mod:`.node`) writes what these decisions produce.
+No I/O here: the writes (:mod:`.writes`) carry what these decisions produce.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ log = logging.getLogger("geartrain.cluster")
 
 
 class Claims:
-    """Jobs claimed by this server and not yet acknowledged: id -> (attempt, job)."""
+    """Jobs claimed by this server and not yet acknowledged: id -> (claim, job)."""
 
-    def __init__(self, lease: Lease) -> None:
+    def __init__(self, lease: Lease, core: JobServer) -> None:
         self.lease = lease
-        self.core: JobServer | None = None
+        self.core = core
         self._held: dict[int, tuple[int, Job]] = {}
         self._progress: dict[int, tuple[int, int]] = {}  # last written per held job
 
@@ -42,16 +42,16 @@ class Claims:
         return len(self._held)
 
     def items(self) -> Iterator[tuple[int, int, Job]]:
-        """(id, attempt, job) of every held job."""
-        for job_id, (attempt, job) in list(self._held.items()):
-            yield job_id, attempt, job
+        """(id, claim, job) of every held job."""
+        for job_id, (claim, job) in list(self._held.items()):
+            yield job_id, claim, job
 
-    def hold(self, job_id: int, attempt: int, job: Job) -> None:
-        self._held[job_id] = (attempt, job)
+    def hold(self, job_id: int, claim: int, job: Job) -> None:
+        self._held[job_id] = (claim, job)
 
     def let_go(self, job_id: int) -> int | None:
-        """Stop holding a job (it finished, failed or runs again elsewhere): the
-        attempt it was claimed at, or None if it was not held."""
+        """Stop holding a job (it finished, failed or runs again elsewhere): its
+        claim number, or None if it was not held."""
         held = self._held.pop(job_id, None)
         self._progress.pop(job_id, None)
         return None if held is None else held[0]
@@ -72,23 +72,21 @@ class Claims:
         return False
 
     def drop_unstarted(self) -> list[tuple[int, int, int]]:
-        """Forget the held jobs no worker has started: (id, attempt, retries) of each."""
-        core = self.core
+        """Forget the held jobs no worker has started: (id, claim, retries) of each."""
         dropped = []
-        if core is not None:
-            for job_id, attempt, job in self.items():
-                if core.disown(job.handle):
-                    self.let_go(job_id)
-                    dropped.append((job_id, attempt, job.retries))
+        for job_id, claim, job in self.items():
+            if self.core.disown(job.handle):
+                self.let_go(job_id)
+                dropped.append((job_id, claim, job.retries))
         return dropped
 
     def progress_changes(self) -> list[tuple[int, int, int, int]]:
-        """(id, attempt, numerator, denominator) of running jobs whose progress
+        """(id, claim, numerator, denominator) of running jobs whose progress
         changed since the last call, so that GET_STATUS elsewhere sees it."""
         changed = []
-        for job_id, (attempt, job) in self._held.items():
+        for job_id, (claim, job) in self._held.items():
             now = (job.numerator, job.denominator)
             if now != self._progress.get(job_id, (0, 0)):
-                changed.append((job_id, attempt, now[0], now[1]))
+                changed.append((job_id, claim, now[0], now[1]))
                 self._progress[job_id] = now
         return changed

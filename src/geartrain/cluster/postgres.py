@@ -6,7 +6,8 @@ Tables of the cluster's own beside the queue table: ``<table>_cluster_jobs``
 ``<table>_cluster_failed`` (the failed-job set) and ``<table>_cluster_firings``
 (one row per firing of a recurring schedule, so that it fires once).  Each
 operation is one statement, so a batch costs one round trip and one commit.
-Every plan was checked with EXPLAIN (docs/cluster.md lists them).
+Every plan was checked with EXPLAIN (docs/cluster.md lists them).  The column
+``attempt`` holds the claim number, ``state`` a :class:`~.states.State`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import asyncpg  # type: ignore[import-untyped]
 
 from ..store.postgres import conninfo_to_asyncpg
 from ..store.records import FailedJob, decode_outcomes
-from . import Claimed, Failure, Retry, Submission, cluster_handle, coalesce_key
+from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
+from .states import State
 
 __all__ = ["ERRORS", "PostgresCluster"]
 
 log = logging.getLogger("geartrain.cluster")
+
+WAITING, CLAIMED = int(State.WAITING), int(State.CLAIMED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {servers} (
@@ -37,7 +41,7 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   unique_key BYTEA NOT NULL,
   coalesce_key BYTEA,
   priority SMALLINT NOT NULL,
-  state SMALLINT NOT NULL DEFAULT 0,
+  state SMALLINT NOT NULL DEFAULT {waiting},
   run_at TIMESTAMPTZ NOT NULL,
   owner BIGINT,
   attempt INTEGER NOT NULL DEFAULT 0,
@@ -53,8 +57,8 @@ CREATE TABLE IF NOT EXISTS {jobs} (
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS failures INTEGER NOT NULL DEFAULT 0,
   ADD COLUMN IF NOT EXISTS outcomes JSONB NOT NULL DEFAULT '[]';
 CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (function_name, priority, run_at, id)
-  WHERE state = 0;
-CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = 2;
+  WHERE state = {waiting};
+CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = {claimed};
 CREATE UNIQUE INDEX IF NOT EXISTS {jobs}_coalesce ON {jobs} (coalesce_key, function_name)
   WHERE coalesce_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {failed} (
@@ -118,6 +122,7 @@ class PostgresCluster:
         self._durable: asyncpg.Pool | None = None
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._sweeper: asyncpg.pool.PoolConnectionProxy | None = None
         j, s, f = self.jobs, self.servers, self.failed
         # Pre-allocated ids tie each answer to its submission; a conflict on the
         # coalescing index means the job already exists: answer with its id.
@@ -145,78 +150,68 @@ class PostgresCluster:
         self._claim = (
             "WITH c AS MATERIALIZED (SELECT j.id FROM unnest($1::bytea[], $2::int[]) AS"
             " w(name, n) CROSS JOIN LATERAL (SELECT id FROM"
-            f" {j} WHERE state = 0 AND function_name = w.name AND run_at <= now()"
+            f" {j} WHERE state = {WAITING} AND function_name = w.name AND run_at <= now()"
             " ORDER BY priority, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j)"
-            f" UPDATE {j} g SET state = 2, owner = $3, attempt = g.attempt + 1"
+            f" UPDATE {j} g SET state = {CLAIMED}, owner = $3, attempt = g.attempt + 1"
             " WHERE g.id = ANY (ARRAY(SELECT id FROM c))"
             f" AND EXISTS (SELECT 1 FROM {s} WHERE id = $3 AND expires_at > now())"
             " RETURNING g.id, g.prefix, g.function_name, g.unique_key, g.data, g.priority,"
             " g.reducer, g.attempt, g.retries, g.failures, g.outcomes"
         )
-        # Fenced by the attempt: a job taken over since is claimed again with a
-        # higher attempt and is not touched.
+        # Fenced by the claim number: a job taken over since is claimed again with
+        # a higher one and is not touched.
         self._ack = (
-            f"DELETE FROM {j} g USING unnest($1::bigint[], $2::int[]) AS d(id, att)"
-            " WHERE g.id = d.id AND g.attempt = d.att RETURNING g.id"
+            f"DELETE FROM {j} g USING unnest($1::bigint[], $2::int[]) AS d(id, claim)"
+            " WHERE g.id = d.id AND g.attempt = d.claim RETURNING g.id"
         )
         self._release = (
-            f"WITH r AS (UPDATE {j} g SET state = 0, owner = NULL, retries = d.retries,"
+            f"WITH r AS (UPDATE {j} g SET state = {WAITING}, owner = NULL, retries = d.retries,"
             " numerator = 0, denominator = 0"
-            " FROM unnest($1::bigint[], $2::int[], $3::int[]) AS d(id, att, retries)"
-            " WHERE g.id = d.id AND g.attempt = d.att AND g.state = 2 RETURNING g.id)"
+            " FROM unnest($1::bigint[], $2::int[], $3::int[]) AS d(id, claim, retries)"
+            f" WHERE g.id = d.id AND g.attempt = d.claim AND g.state = {CLAIMED} RETURNING g.id)"
             " SELECT count(*) FROM r CROSS JOIN (SELECT pg_notify($4, '')) AS wake"
         )
         self._progress = (
             f"UPDATE {j} g SET numerator = d.num, denominator = d.den FROM"
-            " unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS d(id, att, num, den)"
-            " WHERE g.id = d.id AND g.attempt = d.att"
+            " unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS d(id, claim, num, den)"
+            " WHERE g.id = d.id AND g.attempt = d.claim"
         )
         self._renew = (
             f"UPDATE {s} SET expires_at = now() + make_interval(secs => $2)"
             " WHERE id = $1 AND expires_at > now() RETURNING id"
         )
-        # One server at a time sweeps; dead servers go, their running jobs are
-        # queued again, each death counted as a lost worker's attempt (past
-        # --job-retries the job moves to the failed set), and sleepers are woken.
-        self._rescue = (
-            f"WITH dead AS (DELETE FROM {s} WHERE expires_at <= now() RETURNING id),"
-            " orphans AS (SELECT id, retries + 1 AS retries,"
-            " ($1 = 0 OR ($1 > 0 AND retries + 1 >= $1)) AS spent,"
-            " jsonb_build_array(jsonb_build_array('worker_lost', 'server ' || owner"
-            " || ' stopped renewing its lease', '-', extract(epoch FROM now()))) AS outcome"
-            f" FROM {j} WHERE state = 2"
+        # One server at a time sweeps (an advisory lock held from orphans() to
+        # swept()).  Orphans are found by their owner's lease, not by the dead
+        # servers' rows: a server's row goes only once nothing claimed by it is
+        # left, and a sweeper that dies leaves every orphan to the next sweep.
+        self._sweep_lock = "SELECT pg_try_advisory_lock(hashtext($1))"
+        self._dead = f"SELECT id FROM {s} WHERE expires_at <= now() ORDER BY id"
+        self._orphans = (
+            "SELECT id, attempt, owner, function_name, retries, failures, outcomes"
+            f" FROM {j} WHERE state = {CLAIMED}"
             f" AND NOT EXISTS (SELECT 1 FROM {s} WHERE {s}.id = {j}.owner"
-            f" AND {s}.expires_at > now())),"
-            f" moved AS (UPDATE {j} g SET state = 0, owner = NULL, retries = o.retries,"
-            " failures = g.failures + 1, outcomes = g.outcomes || o.outcome,"
-            " numerator = 0, denominator = 0 FROM orphans o WHERE g.id = o.id"
-            " AND NOT o.spent RETURNING g.id),"
-            f" spent AS (DELETE FROM {j} g USING orphans o WHERE g.id = o.id AND o.spent"
-            " RETURNING g.id, g.function_name, g.unique_key, g.coalesce_key, g.priority,"
-            " g.attempt, g.failures + 1 AS failures, g.outcomes || o.outcome AS outcomes,"
-            " g.prefix, g.reducer, g.data,"
-            " 'worker_lost: its server stopped renewing its lease' AS reason),"
-            f" kept AS (INSERT INTO {f} ({_FAILED_COLUMNS}) SELECT {_FAILED_COLUMNS} FROM spent"
-            " RETURNING id)"
-            " SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM moved),"
-            " (SELECT count(*) FROM kept),"
-            " (SELECT pg_notify($2, '') FROM moved LIMIT 1)"
+            f" AND {s}.expires_at > now())"
+        )
+        self._swept = (
+            f"WITH gone AS (DELETE FROM {s} WHERE id = ANY ($1::bigint[])"
+            f" AND NOT EXISTS (SELECT 1 FROM {j} WHERE state = {CLAIMED} AND owner = {s}.id))"
+            " SELECT pg_advisory_unlock(hashtext($2))"
         )
         # A failed attempt: the job waits for its next one as a queued row due
         # later (a claim skips rows not yet due).
         self._retry = (
-            f"WITH r AS (UPDATE {j} g SET state = 0, owner = NULL, retries = d.retries,"
+            f"WITH r AS (UPDATE {j} g SET state = {WAITING}, owner = NULL, retries = d.retries,"
             " failures = d.failures, outcomes = d.outcomes::jsonb,"
             " run_at = now() + make_interval(secs => d.delay), numerator = 0, denominator = 0"
             " FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::text[],"
-            " $6::float8[]) AS d(id, att, retries, failures, outcomes, delay)"
-            " WHERE g.id = d.id AND g.attempt = d.att AND g.state = 2 RETURNING g.id)"
+            " $6::float8[]) AS d(id, claim, retries, failures, outcomes, delay)"
+            f" WHERE g.id = d.id AND g.attempt = d.claim AND g.state = {CLAIMED} RETURNING g.id)"
             " SELECT count(*) FROM r CROSS JOIN (SELECT pg_notify($7, '')) AS wake"
         )
         self._fail = (
             f"WITH spent AS (DELETE FROM {j} g USING unnest($1::bigint[], $2::int[],"
-            " $3::int[], $4::text[], $5::text[]) AS d(id, att, failures, outcomes, reason)"
-            " WHERE g.id = d.id AND g.attempt = d.att AND g.state = 2"
+            " $3::int[], $4::text[], $5::text[]) AS d(id, claim, failures, outcomes, reason)"
+            f" WHERE g.id = d.id AND g.attempt = d.claim AND g.state = {CLAIMED}"
             " RETURNING g.id, g.function_name, g.unique_key, g.coalesce_key, g.priority,"
             " g.attempt, d.failures, d.outcomes::jsonb AS outcomes, g.prefix, g.reducer,"
             " g.data, d.reason)"
@@ -274,7 +269,7 @@ class PostgresCluster:
         self._cancel = (
             f"WITH target AS (SELECT id, state FROM {j} WHERE id = $1 AND prefix = $2"
             " FOR UPDATE),"
-            f" gone AS (DELETE FROM {j} g USING target t WHERE g.id = t.id AND t.state = 0"
+            f" gone AS (DELETE FROM {j} g USING target t WHERE g.id = t.id AND t.state = {WAITING}"
             " RETURNING g.id)"
             " SELECT (SELECT count(*) FROM gone) > 0 FROM target"
         )
@@ -289,7 +284,12 @@ class PostgresCluster:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.jobs)
             await conn.execute(
                 _SCHEMA.format(
-                    jobs=self.jobs, servers=self.servers, failed=self.failed, firings=self.firings
+                    jobs=self.jobs,
+                    servers=self.servers,
+                    failed=self.failed,
+                    firings=self.firings,
+                    waiting=WAITING,
+                    claimed=CLAIMED,
                 )
             )
         await self.listen(on_wake)
@@ -332,6 +332,7 @@ class PostgresCluster:
 
     async def close(self) -> None:
         await self._close_listener()
+        self._sweeper = None  # terminated with its pool
         pools, self._pool, self._durable = (self._pool, self._durable), None, None
         for pool in pools:
             if pool is not None:
@@ -364,21 +365,38 @@ class PostgresCluster:
     async def leave(self, server: int) -> None:
         await self._p().execute(f"DELETE FROM {self.servers} WHERE id = $1", server)
 
-    async def rescue(self, retry_limit: int) -> tuple[int, int, int]:
-        """Sweep for servers whose lease expired, if no other server is sweeping.
+    async def orphans(self, ttl: float) -> tuple[list[int], list[Orphan]] | None:
+        """Take the sweep (until :meth:`swept`, or until this connection is lost:
+        ``ttl`` is for stores without sessions): the servers whose lease
+        expired, and every job claimed by a server that is not alive."""
+        await self.swept(())  # a sweep whose caller gave up on it (a deadline) ends first
+        pool = self._p()
+        conn = await pool.acquire()
+        try:
+            if await conn.fetchval(self._sweep_lock, self.servers):
+                dead = [int(r[0]) for r in await conn.fetch(self._dead)]
+                rows = await conn.fetch(self._orphans)
+                self._sweeper = conn  # held, with the lock, until swept()
+                return dead, [Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+        except BaseException:
+            conn.terminate()  # the lock, if taken, goes with the session
+            raise
+        finally:
+            if self._sweeper is not conn:
+                await pool.release(conn)
+        return None
 
-        Their running jobs are queued again, each death counted as a lost
-        worker's attempt (``retries`` and ``failures`` raised, an outcome
-        added); a job past ``retry_limit`` (--job-retries) moves to the failed
-        set instead.  Returns (dead servers removed, jobs queued again, jobs
-        moved to the failed set)."""
-        async with self._p().acquire() as conn, conn.transaction():
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1))", self.servers
-            ):
-                return 0, 0, 0
-            row = await conn.fetchrow(self._rescue, retry_limit, self.channel)
-        return int(row[0]), int(row[1]), int(row[2])
+    async def swept(self, dead: Sequence[int]) -> None:
+        conn, self._sweeper = self._sweeper, None
+        if conn is None:
+            return
+        try:
+            await conn.fetchval(self._swept, list(dead), self.servers)
+        except BaseException:
+            conn.terminate()
+            raise
+        finally:
+            await self._p().release(conn)
 
     # -- jobs -----------------------------------------------------------------
 
@@ -417,13 +435,16 @@ class PostgresCluster:
         )
         return [Claimed(*row) for row in rows]
 
-    async def ack(self, done: Sequence[tuple[int, int]]) -> set[int]:
-        """Delete finished jobs still at the given attempt; the ids deleted."""
+    # PostgreSQL fences by the claim number alone (``owners`` is for Redis): its
+    # ids are never handed out again.
+
+    async def ack(self, done: Sequence[tuple[int, int]], owners: Sequence[int] = ()) -> set[int]:
+        """Delete finished jobs still at the given claim; the ids deleted."""
         rows = await self._p().fetch(self._ack, [d[0] for d in done], [d[1] for d in done])
         return {int(r[0]) for r in rows}
 
     async def release(self, jobs: Sequence[tuple[int, int, int]]) -> None:
-        """(id, attempt, retries): queue again jobs this server gives back."""
+        """(id, claim, retries): queue again jobs this server gives back."""
         await self._p().fetchval(
             self._release,
             [j[0] for j in jobs],
@@ -433,17 +454,17 @@ class PostgresCluster:
         )
 
     async def progress(self, jobs: Sequence[tuple[int, int, int, int]]) -> None:
-        """(id, attempt, numerator, denominator) of running jobs, for GET_STATUS elsewhere."""
+        """(id, claim, numerator, denominator) of running jobs, for GET_STATUS elsewhere."""
         await self._p().execute(self._progress, *(list(c) for c in zip(*jobs, strict=True)))
 
-    async def retry(self, jobs: Sequence[Retry]) -> None:
-        """Failed attempts of jobs held here: each is queued again, due ``delay``
-        seconds from now, with its counts and outcomes; fenced by the attempt."""
+    async def retry(self, jobs: Sequence[Retry], owners: Sequence[int] = ()) -> None:
+        """Failed attempts of claimed jobs: each is queued again, due ``delay``
+        seconds from now, with its counts and outcomes; fenced by the claim."""
         await self._p().fetchval(self._retry, *_columns(jobs, 6), self.channel)
 
-    async def fail(self, jobs: Sequence[Failure]) -> None:
-        """Jobs held here that failed for good: each moves to the failed set (its
-        unique key no longer coalesces); fenced by the attempt."""
+    async def fail(self, jobs: Sequence[Failure], owners: Sequence[int] = ()) -> None:
+        """Claimed jobs that failed for good: each moves to the failed set (its
+        unique key no longer coalesces); fenced by the claim."""
         await self._p().execute(self._fail, *_columns(jobs, 5))
 
     async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
@@ -515,26 +536,26 @@ class PostgresCluster:
 
     # -- status -----------------------------------------------------------------
 
-    async def status(self, job_id: int) -> tuple[bytes, int, int, int] | None:
+    async def status(self, job_id: int) -> tuple[bytes, State, int, int] | None:
         """(handle prefix, state, numerator, denominator) of a job, or None."""
         row = await self._p().fetchrow(
             f"SELECT prefix, state, numerator, denominator FROM {self.jobs} WHERE id = $1", job_id
         )
-        return None if row is None else (bytes(row[0]), row[1], row[2], row[3])
+        return None if row is None else (bytes(row[0]), State(row[1]), row[2], row[3])
 
-    async def status_unique(self, unique: bytes) -> tuple[int, int, int] | None:
+    async def status_unique(self, unique: bytes) -> tuple[State, int, int] | None:
         """(state, numerator, denominator) of the job with this unique key, or None."""
         row = await self._p().fetchrow(
             f"SELECT state, numerator, denominator FROM {self.jobs}"
             " WHERE coalesce_key = $1 ORDER BY id LIMIT 1",
             unique,
         )
-        return None if row is None else (row[0], row[1], row[2])
+        return None if row is None else (State(row[0]), row[1], row[2])
 
     async def queues(self) -> list[tuple[bytes, int, int]]:
         """(function, jobs, running) over the whole cluster."""
         rows = await self._p().fetch(
-            f"SELECT function_name, count(*), count(*) FILTER (WHERE state = 2)"
+            f"SELECT function_name, count(*), count(*) FILTER (WHERE state = {CLAIMED})"
             f" FROM {self.jobs} GROUP BY function_name ORDER BY function_name"
         )
         return [(bytes(r[0]), r[1], r[2]) for r in rows]
@@ -544,7 +565,7 @@ class PostgresCluster:
         rows = await self._p().fetch(
             "SELECT s.id, s.name, extract(epoch FROM now() - s.started)::float8,"
             " extract(epoch FROM s.expires_at - now())::float8,"
-            f" (SELECT count(*) FROM {self.jobs} j WHERE j.state = 2 AND j.owner = s.id)"
+            f" (SELECT count(*) FROM {self.jobs} j WHERE j.state = {CLAIMED} AND j.owner = s.id)"
             f" FROM {self.servers} s ORDER BY s.id"
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
