@@ -39,8 +39,9 @@ class SharedStore:
         """The server flags to join; ``port`` reaches the service through a proxy."""
         raise NotImplementedError
 
-    def backend(self) -> ClusterBackend:
-        """The store as a server's node sees it (not yet opened)."""
+    def backend(self, port: int | None = None) -> ClusterBackend:
+        """The store as a member sees it (not yet opened); ``port`` reaches the
+        service through a proxy."""
         raise NotImplementedError
 
     async def held_by(self, server: int) -> set[bytes]:
@@ -67,8 +68,8 @@ class PostgresShared(SharedStore):
         where = f"host={PG['host']} port={port or PG['port']} user={PG['user']}"
         return f"{where} dbname={self.database}"
 
-    def backend(self) -> ClusterBackend:
-        return PostgresCluster(self._conninfo(), "queue")  # the servers' default table
+    def backend(self, port: int | None = None) -> ClusterBackend:
+        return PostgresCluster(self._conninfo(port), "queue")  # the servers' default table
 
     async def held_by(self, server: int) -> set[bytes]:
         conn = await asyncpg.connect(database=self.database, **PG)
@@ -103,8 +104,9 @@ class RedisShared(SharedStore):
         where = ["--redis-server", host, "--redis-port", str(port or default)]
         return ["-q", "redis", *where, "--redis-prefix", self.prefix]
 
-    def backend(self) -> ClusterBackend:
-        return RedisCluster(RedisStore(*self.target, prefix=self.prefix))
+    def backend(self, port: int | None = None) -> ClusterBackend:
+        host, default = self.target
+        return RedisCluster(RedisStore(host, port or default, prefix=self.prefix))
 
     async def held_by(self, server: int) -> set[bytes]:
         client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]

@@ -7,11 +7,19 @@ row locks, ``SKIP LOCKED`` and LISTEN/NOTIFY; Redis's Lua scripts, sorted sets
 and pub/sub), never on a protocol of our own: see docs/cluster.md for what
 holds across servers and what is approximate.
 
-- :mod:`.node`: one server's part (lease, claims, acknowledgements, wake-ups);
-- :mod:`.lease`: when this server may still trust its lease;
-- :mod:`.failures`: the failed-job set shared by the members (admin and console);
-- :mod:`.backend`: what the node asks of a shared store;
-- :mod:`.postgres`, :mod:`.redis`: the two stores.
+- :mod:`.node`: a server's membership (joining, the lease's heartbeat);
+- :mod:`.keeper`: the core's keeper, with :mod:`.claimer` and :mod:`.claims`
+  (jobs claimed for this server's workers) and :mod:`.writes` (batched writes);
+- :mod:`.rescue`: what becomes of a dead member's jobs;
+- :mod:`.lease`, :mod:`.deadline`, :mod:`.timing`: the lease's clock, store calls
+  under a deadline, timers;
+- :mod:`.answers`, :mod:`.failures`: the admin answers and the failed-job set
+  shared by the members;
+- :mod:`.backend`, :mod:`.states`: what a member asks of a shared store, and the
+  stored job states; :mod:`.postgres`, :mod:`.redis` (with
+  :mod:`.redis_scripts`): the two stores.
+
+This module holds the records that pass between a member and its store.
 """
 
 from __future__ import annotations

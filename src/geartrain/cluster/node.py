@@ -29,7 +29,7 @@ from .deadline import with_deadline
 from .keeper import SharedKeeper
 from .lease import Lease
 from .rescue import rescue
-from .timing import CallLater, sleep
+from .timing import sleep
 
 if TYPE_CHECKING:
     from ..server.core import JobServer
@@ -84,7 +84,7 @@ class ClusterNode:
         except self.errors as error:
             await self.backend.close()
             raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
-        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(keeper.call_later))
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(keeper))
         keeper.claimer.poll()
         log.info("Joined the cluster as server %d (%s)", self.lease.server, self.name)
 
@@ -121,9 +121,9 @@ class ClusterNode:
 
     # -- the heartbeat ------------------------------------------------------------
 
-    async def _beat(self, call_later: CallLater) -> None:
+    async def _beat(self, keeper: SharedKeeper) -> None:
         while True:
-            await sleep(call_later, self.lease.interval)
+            await sleep(keeper.call_later, self.lease.interval)
             try:
                 await self.heartbeat()
             except self.errors as error:

@@ -1,0 +1,64 @@
+"""A member's claims on a manual clock over the real store (PostgreSQL and Redis):
+a sleeping worker gets a job claimed for it, and a job held for a worker that
+left goes back to the cluster at the next poll of the member's clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from geartrain.cluster import Submission
+from geartrain.cluster.backend import ClusterBackend
+from geartrain.cluster.claimer import POLL
+from geartrain.cluster.keeper import SharedKeeper
+from geartrain.cluster.node import ClusterNode
+from geartrain.cluster.states import State
+from geartrain.protocol import PacketType as T
+from gt_helpers import wait_for
+from server.harness import Clock, Conn, make
+
+from .conftest import SharedStore
+
+pytestmark = [pytest.mark.backend]
+
+
+@pytest.fixture
+async def store(shared_store: SharedStore) -> AsyncIterator[ClusterBackend]:
+    backend = shared_store.backend()
+    await backend.open(lambda: None)
+    yield backend
+    await backend.close()
+
+
+async def test_a_job_held_for_a_worker_that_left_goes_back_at_the_next_poll(
+    shared_store: SharedStore, store: ClusterBackend
+) -> None:
+    clock = Clock()
+    node = ClusterNode(shared_store.backend(), lease=30, clock=lambda: clock.now)
+    await node.start(make(clock))  # the poll's timer is on the clock
+    try:
+        keeper = node.keeper
+        assert isinstance(keeper, SharedKeeper)
+        [(job_id, _)] = await store.submit([Submission(b"f", b"", b"x", 1, 0, b"")], b"H")
+        worker = Conn(keeper.core, "worker")
+        worker.send(T.CAN_DO, b"f")
+        worker.send(T.PRE_SLEEP)  # a claim for it, at once
+
+        def woken() -> bool:
+            return [p for p, _args in worker.received()] == [T.NOOP]
+
+        await wait_for(woken, timeout=10)
+        assert await store.status(job_id) == (b"H", State.CLAIMED, 0, 0)
+        worker.leave()
+        await asyncio.sleep(0.5)
+        assert await store.status(job_id) == (b"H", State.CLAIMED, 0, 0)  # until the poll
+        clock.advance(POLL)
+
+        async def given_back() -> bool:
+            return await store.status(job_id) == (b"H", State.WAITING, 0, 0)
+
+        await wait_for(given_back, timeout=10)
+    finally:
+        await node.close()
