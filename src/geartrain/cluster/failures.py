@@ -24,7 +24,7 @@ __all__ = ["SharedFailedJobs"]
 
 
 class SharedFailedJobs:
-    """The failed set shared by the members of a cluster.  ``keep`` is the node's:
+    """The failed set shared by the members of a cluster.  ``keep`` is the keeper's:
     a held job moves to the set in the store, fenced by its claim."""
 
     def __init__(self, backend: ClusterBackend, keep: Callable[[Job, FailedJob], None]) -> None:
