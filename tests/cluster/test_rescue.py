@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tomllib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,8 @@ from geartrain.cluster import Orphan, Submission
 from geartrain.cluster.node import ClusterNode
 from geartrain.cluster.rescue import REASON, Rescued, plan
 from geartrain.cluster.states import State
-from geartrain.server.policies import Policies, Policy
 from geartrain.server.retries import MAX_OUTCOMES
+from geartrain.server.settings import parse_settings
 from geartrain.store.records import Attempt, decode_outcomes, encode_outcomes
 from gt_helpers import registered, wait_for
 from server.harness import Clock, make
@@ -33,11 +36,6 @@ NOW = 1_000_000.0
 BACKOFF = 6.0
 """Seconds a lost worker's job waits before its next attempt, under LOST."""
 
-LOST = Policy(attempts=2, retry_on=frozenset({"worker_lost"}), backoff_base=BACKOFF, jitter=0.0)
-FLAKY = Policy(attempts=3, retry_on=frozenset({"fail"}), backoff_base=60.0, jitter=0.0)
-POLICIES = Policies(
-    patterns=(("cl_lost*", LOST), ("cl_flaky*", FLAKY), ("cl_gone*", Policy(keep_failed=False)))
-)
 SETTINGS = f"""
 [functions."cl_lost*"]
 attempts = 2
@@ -50,7 +48,12 @@ attempts = 3
 retry_on = ["fail"]
 backoff_base = 60.0
 jitter = 0.0
+
+[functions."cl_gone*"]
+keep_failed = false
 """
+POLICIES = parse_settings(tomllib.loads(SETTINGS)).policies
+"""The members' policies, for the tests without servers."""
 
 
 def orphan(function: bytes, retries: int = 0, failures: int = 0, outcomes: str = "[]") -> Orphan:
@@ -165,8 +168,42 @@ def settings(tmp_path: Path) -> str:
     return str(path)
 
 
-def slow_worker(server: ServerProc, function: str, starts: list[tuple[int, float]]) -> Worker:
-    """A worker that starts the job and never finishes it."""
+@dataclass
+class Takeover:
+    """Three members; a job submitted to c started on a's worker, and a was killed
+    while a worker of b waited for the job."""
+
+    members: tuple[ServerProc, ServerProc, ServerProc]
+    handle: bytes
+    killed: float
+    """When a was killed (monotonic)."""
+    starts: list[tuple[int, float]]
+    """(member's port, monotonic time) of each start of the job."""
+
+
+@asynccontextmanager
+async def killed_under_a_job(
+    start_member: StartMember, function: str, *flags: str
+) -> AsyncIterator[Takeover]:
+    a, b, c = (start_member(*flags) for _ in range(3))
+    starts: list[tuple[int, float]] = []
+    workers = [await run_on(a, function, starts)]
+    try:
+        async with Client([c.address]) as client:
+            handle = await client.submit_background(function, b"x")
+        await wait_for(lambda: [p for p, _t in starts] == [a.port], timeout=10)
+        workers.append(await run_on(b, function, starts))
+        killed = time.monotonic()
+        a.kill()
+        yield Takeover((a, b, c), handle, killed, starts)
+    finally:
+        for w in workers:
+            w.stop(graceful=False)
+            await w.wait()
+
+
+async def run_on(server: ServerProc, function: str, starts: list[tuple[int, float]]) -> Worker:
+    """A worker on ``server`` that starts the job and never finishes it."""
     worker = Worker([server.address], max_backoff=0.3)
 
     @worker.register(function)
@@ -175,11 +212,6 @@ def slow_worker(server: ServerProc, function: str, starts: list[tuple[int, float
         await asyncio.sleep(120)
         return b""
 
-    return worker
-
-
-async def run_on(server: ServerProc, function: str, starts: list[tuple[int, float]]) -> Worker:
-    worker = slow_worker(server, function, starts)
     await worker.start()
     await wait_for(lambda: registered(server.address, function), timeout=20)
     return worker
@@ -191,22 +223,15 @@ async def run_on(server: ServerProc, function: str, starts: list[tuple[int, floa
 async def test_a_killed_members_job_is_retried_after_its_backoff_then_fails_for_good(
     start_member: StartMember, shared_store: SharedStore, settings: str
 ) -> None:
-    a, b, c = (start_member("--settings", settings) for _ in range(3))
-    starts: list[tuple[int, float]] = []
-    workers = [await run_on(a, "cl_lost", starts)]
-    try:
-        async with Client([c.address]) as client:
-            handle = await client.submit_background("cl_lost", b"x")
-        await wait_for(lambda: [p for p, _t in starts] == [a.port], timeout=10)
-        workers.append(await run_on(b, "cl_lost", starts))
-        killed = time.monotonic()
-        a.kill()
-        await wait_for(lambda: len(starts) == 2, timeout=30)
-        assert starts[1][0] == b.port
-        assert starts[1][1] - killed >= BACKOFF  # the takeover, then the policy's backoff
+    async with killed_under_a_job(start_member, "cl_lost", "--settings", settings) as run:
+        _a, b, c = run.members
+        await wait_for(lambda: len(run.starts) == 2, timeout=30)
+        assert run.starts[1][0] == b.port
+        # The takeover, then the policy's backoff.
+        assert run.starts[1][1] - run.killed >= BACKOFF
         # Its second attempt dies with b: the policy's attempts are spent.
         b.kill()
-        await wait_for(lambda: [f[0] for f in failed_lines(c.port)] == [handle], timeout=20)
+        await wait_for(lambda: [f[0] for f in failed_lines(c.port)] == [run.handle], timeout=20)
         [fields] = failed_lines(c.port)
         assert fields[3] == b"2" and fields[5] == REASON.encode()
         store = shared_store.backend()
@@ -216,11 +241,7 @@ async def test_a_killed_members_job_is_retried_after_its_backoff_then_fails_for_
         finally:
             await store.close()
         assert [o.kind for o in record.outcomes] == ["worker_lost", "worker_lost"]
-        assert len(starts) == 2
-    finally:
-        for w in workers:
-            w.stop(graceful=False)
-            await w.wait()
+        assert len(run.starts) == 2
 
 
 @pytest.mark.backend
@@ -230,24 +251,14 @@ async def test_a_policy_that_does_not_retry_lost_workers_follows_job_retries_clu
     start_member: StartMember, settings: str
 ) -> None:
     # -j 2: two attempts in all.  cl_flaky's policy retries WORK_FAIL only, after 60 s.
-    a, b, c = (start_member("--settings", settings, "-j", "2") for _ in range(3))
-    starts: list[tuple[int, float]] = []
-    workers = [await run_on(a, "cl_flaky", starts)]
-    try:
-        async with Client([c.address]) as client:
-            handle = await client.submit_background("cl_flaky", b"x")
-        await wait_for(lambda: [p for p, _t in starts] == [a.port], timeout=10)
-        workers.append(await run_on(b, "cl_flaky", starts))
-        killed = time.monotonic()
-        a.kill()
-        await wait_for(lambda: len(starts) == 2, timeout=30)
-        assert starts[1][0] == b.port and starts[1][1] - killed < 30  # at once, not in 60 s
+    flags = ("--settings", settings, "-j", "2")
+    async with killed_under_a_job(start_member, "cl_flaky", *flags) as run:
+        _a, b, c = run.members
+        await wait_for(lambda: len(run.starts) == 2, timeout=30)
+        assert run.starts[1][0] == b.port
+        assert run.starts[1][1] - run.killed < 30  # at once, not after 60 s
         b.kill()
         await wait_for(lambda: "1 past --job-retries moved to the failed set" in c.log(), 20)
         [fields] = failed_lines(c.port)
-        assert fields[0] == handle and fields[3] == b"2" and fields[5] == REASON.encode()
-        assert len(starts) == 2
-    finally:
-        for w in workers:
-            w.stop(graceful=False)
-            await w.wait()
+        assert fields[0] == run.handle and fields[3] == b"2" and fields[5] == REASON.encode()
+        assert len(run.starts) == 2
