@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..server.retries import Next, add_outcome, decide
@@ -40,17 +41,18 @@ REASON = "worker_lost: its server stopped renewing its lease"
 """Why an orphan that failed for good did (its failed-set record's reason)."""
 
 
-class Plan(NamedTuple):
+@dataclass
+class Plan:
     """What becomes of the orphans of one sweep."""
 
-    retries: list[Retry]
+    retries: list[Retry] = field(default_factory=list)
     """Queued again: after the policy's backoff, or at once (a lost worker that
     ``--job-retries`` allows)."""
-    failures: list[Failure]
+    failures: list[Failure] = field(default_factory=list)
     """Failed for good: to the failed set."""
-    deleted: list[tuple[int, int]]
+    deleted: list[tuple[int, int]] = field(default_factory=list)
     """(id, claim) of those failed for good that the policy does not keep."""
-    past_limit: int
+    past_limit: int = 0
     """How many of the failures are past ``--job-retries``."""
 
 
@@ -73,8 +75,7 @@ def plan(
     rand: Callable[[], float] = random.random,
 ) -> Plan:
     """Each orphan's fate after its member's death at epoch second ``now``."""
-    out = Plan([], [], [], 0)
-    past_limit = 0
+    out = Plan()
     for o in orphans:
         retries, failures = o.retries + 1, o.failures + 1
         lost = Attempt("worker_lost", f"server {o.owner} stopped renewing its lease", "-", now)
@@ -93,10 +94,10 @@ def plan(
             out.retries.append(Retry(o.id, o.claim, retries, failures, outcomes, decision.delay))
         elif policy.keep_failed:
             out.failures.append(Failure(o.id, o.claim, failures, outcomes, REASON))
-            past_limit += decision.next is Next.DROP
+            out.past_limit += decision.next is Next.DROP
         else:
             out.deleted.append((o.id, o.claim))
-    return out._replace(past_limit=past_limit)
+    return out
 
 
 async def rescue(
