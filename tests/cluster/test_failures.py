@@ -189,3 +189,24 @@ async def test_submit_job_sched_runs_on_any_member(start_member: StartMember) ->
             client.send(PacketType.SUBMIT_JOB_SCHED, b"cl_sched", b"", *[b""] * 5, b"now")
             client.expect(PacketType.JOB_CREATED)
         await wait_for(lambda: ran == [b"now"], timeout=10)
+
+
+async def test_the_failed_sets_bounds_from_the_settings_file_hold_from_the_start(
+    start_member: StartMember, tmp_path: Path
+) -> None:
+    path = tmp_path / "bounded.toml"
+    path.write_text("[failed]\nmax_jobs = 1\n")
+    member = start_member("--settings", str(path))
+    worker = Worker([member.address])
+    ran: list[bytes] = []
+
+    @worker.register("doomed")
+    async def doomed(job: WorkerJob) -> bytes:
+        ran.append(job.data)
+        raise RuntimeError("no")
+
+    async with working(worker, "doomed"), Client([member.address]) as client:
+        for i in range(3):
+            await client.submit_background("doomed", b"%d" % i)
+        await wait_for(lambda: len(ran) == 3, timeout=20)
+        await wait_for(lambda: len(failed_handles(member.port)) == 1, timeout=20)

@@ -93,7 +93,7 @@ class ClusterNode:
         keeper = self.keeper = SharedKeeper(core, self.backend, self.lease, self.errors)
         self.answers.keeper = keeper
         core.keeper = keeper
-        core.failed = keeper.failed
+        core.use_failed(keeper.failed)
         return keeper
 
     async def close(self) -> None:

@@ -184,15 +184,14 @@ class ServerApp:
         """The failed-job set from the store, and the store as its home from now on."""
         assert self.store is not None
         failed = FailedJobs(core.resubmit, core.clock)
-        failed.bound(self.settings.failed_max_jobs, self.settings.failed_max_age)
         failed.persist = writer.failed_changed
+        core.use_failed(failed)  # bounded before it loads (the server serves nothing yet)
         records = await self.store.load_failed()
         for record in records:
             core.handles.saw(record.handle)
         failed.load(records)
         if records:
             log.log(NOTICE, "Loaded %d failed job(s) from the store", len(failed))
-        core.failed = failed
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the port; connections wait until `_start_serving`."""

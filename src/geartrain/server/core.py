@@ -24,7 +24,7 @@ from typing import Any
 from ..protocol import HEADER, RES, PacketType, frame
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
-from .failed import FailedJobs
+from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, FailedJobs
 from .flags import ServerConfig
 from .handles import Handles
 from .limits import LimitEpisode
@@ -88,6 +88,7 @@ class JobServer:
         self.events = Events(self.stats)
         self.policies = Policies()
         self.failed: FailedSet = FailedJobs(self.resubmit, clock)
+        self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self._limit_queue = LimitEpisode(
@@ -103,6 +104,12 @@ class JobServer:
         self.refusals = RefusalLog()
         self._internal = Peer(lambda data: None, lambda: None, "geartrain")
 
+    def use_failed(self, failed: FailedSet) -> None:
+        """Keep failed jobs in ``failed`` from now on (a durable store's set, or the
+        cluster's), bounded as the settings say."""
+        failed.bound(*self.failed_bounds)
+        self.failed = failed
+
     @property
     def observer(self) -> Observer | None:
         return self.events.observer
@@ -114,7 +121,8 @@ class JobServer:
     def apply_settings(self, settings: Settings) -> None:
         """Take a (re)loaded settings file: policies, failed-set bounds, schedules."""
         self.policies = settings.policies
-        self.failed.bound(settings.failed_max_jobs, settings.failed_max_age)
+        self.failed_bounds = (settings.failed_max_jobs, settings.failed_max_age)
+        self.failed.bound(*self.failed_bounds)
         self.recurring.set(settings.schedules)
         self.apply_access(settings.access)
 
