@@ -36,10 +36,16 @@ def gearmand() -> Iterator[ServerProc]:
     server.cleanup()
 
 
+@pytest.fixture
+def server_flags() -> tuple[str, ...]:
+    """The flags the `server` fixture starts both servers with (a test parametrizes it)."""
+    return ()
+
+
 @pytest.fixture(params=SERVER_KINDS)
-def server(request: pytest.FixtureRequest) -> Iterator[ServerProc]:
+def server(request: pytest.FixtureRequest, server_flags: tuple[str, ...]) -> Iterator[ServerProc]:
     """The same test against geartrain and against gearmand."""
-    srv = serverproc.start(request.param)
+    srv = serverproc.start(request.param, server_flags)
     yield srv
     srv.cleanup()
 

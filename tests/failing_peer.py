@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from serverproc import HOST, admin_command
+from wire import HOST, admin_command
 
 PHP_WORKER = Path(__file__).parent / "php_peers" / "failing_worker.php"
 

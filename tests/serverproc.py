@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,48 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wire import HOST, admin_command
+
 GEARMAND = "/usr/sbin/gearmand"
-HOST = "127.0.0.1"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-LIST_COMMANDS = ("status", "workers", "prioritystatus", "show")
-
-
-def admin_command(
-    port: int, line: str, host: str = HOST, timeout: float = 5.0, tls: bool = False
-) -> bytes:
-    """Send one admin line; return the raw reply (through the '.' line for listings).
-
-    With ``tls`` the connection is TLS without certificate checks (test servers
-    use self-signed certificates)."""
-    words = line.split()
-    listing = bool(words) and words[0].lower() in LIST_COMMANDS
-    raw = socket.create_connection((host, port), timeout=timeout)
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        raw = context.wrap_socket(raw)
-    with raw as s:
-        s.sendall(line.encode() + b"\r\n")
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
-            if out.startswith(b"ERR") and out.endswith(b"\n"):
-                return out
-            if listing and (out == b".\n" or out.endswith(b"\n.\n")):
-                return out
-            if not listing and out.endswith(b"\n"):
-                return out
 
 
 @dataclass

@@ -1,24 +1,52 @@
-"""A blocking raw-socket peer for end-to-end tests: packets and admin lines, with timeouts."""
+"""The tests' one blocking raw client: packets (geartrain.protocol's codec) and admin
+lines on a real connection, plain or TLS, with timeouts.  Everything in tests/ that
+speaks the Gearman wire by hand goes through it."""
 
 from __future__ import annotations
 
 import select
 import socket
+import ssl
 import time
+from collections import deque
 
+from geartrain.admin import LISTINGS
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
 
 T = PacketType
+HOST = "127.0.0.1"
+
+
+def insecure_context() -> ssl.SSLContext:
+    """TLS without certificate checks: the test servers' certificates are self-signed."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class Wire:
-    """One connection to a job server, speaking raw packets."""
+    """One connection to a job server, speaking raw packets and admin lines."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self,
+        port: int,
+        host: str = HOST,
+        timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.timeout = timeout
         self.decoder = Decoder()
+        self.held: deque[Packet] = deque()  # arrived while waiting for an ECHO_RES
 
     def __enter__(self) -> Wire:
         return self
@@ -32,30 +60,41 @@ class Wire:
     def raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def send(self, ptype: PacketType, *args: bytes) -> None:
-        self.sock.sendall(pack(REQ, ptype, args))
+    def send(self, ptype: PacketType, *args: bytes, magic: bytes = REQ) -> None:
+        self.sock.sendall(pack(magic, ptype, args))
 
-    def _fill(self, deadline: float) -> bool:
-        """Read more bytes; False on timeout, raises ConnectionError on EOF."""
+    def _recv(self, deadline: float) -> bytes | None:
+        """The next bytes; None on timeout, raises ConnectionError on EOF."""
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
-            return False
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not pending and (remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]):
+            return None
         chunk = self.sock.recv(1 << 20)
         if not chunk:
             raise ConnectionError("server closed the connection")
-        self.decoder.feed(chunk)
-        return True
+        return chunk
 
     def next(self, timeout: float | None = None) -> Packet | None:
         """The next packet, or None if none arrives in time."""
+        if self.held:
+            return self.held.popleft()
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             event = self.decoder.next_event()
             if event is not None:
                 assert isinstance(event, Packet), f"unexpected text reply {event!r}"
                 return event
-            if not self._fill(deadline):
+            chunk = self._recv(deadline)
+            if chunk is None:
                 return None
+            self.decoder.feed(chunk)
+
+    def read(self, timeout: float | None = None) -> Packet:
+        """The next packet; TimeoutError if none arrives in time."""
+        packet = self.next(timeout)
+        if packet is None:
+            raise TimeoutError("no packet from the server")
+        return packet
 
     def expect(self, ptype: PacketType, timeout: float | None = None) -> tuple[bytes, ...]:
         """The next packet must be of ``ptype``; returns its arguments."""
@@ -69,44 +108,33 @@ class Wire:
         assert packet is None, f"unexpected {packet}"
 
     def closed_by_server(self, timeout: float | None = None) -> bool:
-        """True once the server closes the connection (packets before that are dropped)."""
+        """True once the server closes the connection (what arrives before is dropped)."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         try:
-            while self._fill(deadline):
+            while self._recv(deadline) is not None:
                 pass
-        except (ConnectionError, OSError):
+        except OSError:  # ConnectionError, or a reset
             return True
         return False
 
     def admin(self, line: bytes | str, *, ending: bytes = b"\r\n") -> bytes:
-        """Send an admin line; return the raw reply (through the "." line for listings)."""
+        """Send an admin line; return the raw reply (through the "." line for listings),
+        or what came before the server closed the connection."""
         text = line.encode() if isinstance(line, str) else line
         self.sock.sendall(text + ending)
         words = text.split()
-        listing = bool(words) and words[0].lower() in (
-            b"status",
-            b"workers",
-            b"prioritystatus",
-            b"show",
-        )
+        listing = bool(words) and words[0].lower().decode(errors="replace") in LISTINGS
         out = b""
         deadline = time.monotonic() + self.timeout
-        while True:
-            # Admin replies are not framed packets: read raw bytes.
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"incomplete admin reply {out!r}"
-            if not select.select([self.sock], [], [], remaining)[0]:
-                continue
-            buffered = self.sock.recv(65536)
-            if not buffered:
+        while not _text_complete(out, listing):
+            try:
+                chunk = self._recv(deadline)
+            except ConnectionError:
                 return out
-            out += buffered
-            if out.startswith(b"ERR") and out.endswith(b"\r\n"):
-                return out
-            if listing and (out == b".\n" or out.endswith(b"\n.\n")):
-                return out
-            if not listing and out.endswith(b"\n"):
-                return out
+            if chunk is None:
+                raise TimeoutError(f"incomplete admin reply {out!r}")
+            out += chunk  # admin replies are not framed packets: raw bytes
+        return out
 
     # -- common exchanges ---------------------------------------------------------
 
@@ -126,11 +154,44 @@ class Wire:
         return packet.args
 
     def sync(self) -> None:
-        """Round-trip an ECHO: everything sent before it has been handled."""
+        """Round-trip an ECHO: everything sent before it has been handled.  Packets
+        that arrive first are held for :meth:`next`."""
         self.send(T.ECHO_REQ, b"sync")
-        assert self.expect(T.ECHO_RES) == (b"sync",)
+        arrived = []
+        while True:
+            packet = self.next()
+            assert packet is not None, "no ECHO_RES"
+            if packet.type == T.ECHO_RES:
+                break
+            arrived.append(packet)
+        assert packet.args == (b"sync",), packet
+        self.held.extend(arrived)
 
     def sleep(self) -> None:
         """The worker's idle cycle: GRAB (answered NO_JOB), then PRE_SLEEP."""
         assert self.grab() is None
         self.send(T.PRE_SLEEP)
+
+
+def _text_complete(out: bytes, listing: bool) -> bool:
+    """A listing ends with a "." line; anything else, and an ERR line, is one line."""
+    if not out.endswith(b"\n"):
+        return False
+    if not listing or out.startswith(b"ERR"):
+        return True
+    return out == b".\n" or out.endswith(b"\n.\n")
+
+
+def admin_command(
+    port: int, line: str, host: str = HOST, timeout: float = 5.0, tls: bool = False
+) -> bytes:
+    """One admin line on a connection of its own; its raw reply."""
+    with Wire(port, host, timeout, insecure_context() if tls else None) as conn:
+        return conn.admin(line)
+
+
+def submit_background(port: int, kind: PacketType, *args: bytes) -> bytes:
+    """Send one SUBMIT_*_BG / SUBMIT_JOB_EPOCH packet; return the job handle."""
+    with Wire(port) as conn:
+        conn.send(kind, *args)
+        return conn.expect(T.JOB_CREATED)[0]

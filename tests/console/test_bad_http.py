@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from serverproc import admin_command
+from wire import admin_command
 
 from .conftest import Console, exchange
 

@@ -12,7 +12,8 @@ import pytest
 
 from geartrain import Worker
 from gt_helpers import working
-from serverproc import ServerProc, admin_command, free_port
+from serverproc import ServerProc, free_port
+from wire import admin_command
 
 from .conftest import exchange
 

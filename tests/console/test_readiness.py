@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from serverproc import ServerProc, admin_command, free_port
+from serverproc import ServerProc, free_port
+from wire import admin_command
 
 JOBS = 200_000
 

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,9 +19,10 @@ import pytest
 
 from geartrain import Admin, Client, Worker
 from geartrain.errors import ConnectionLost, ServerError
-from geartrain.protocol import REQ, PacketType, pack
+from geartrain.protocol import PacketType
 from gt_helpers import wait_for, working
 from serverproc import ServerProc, free_port
+from wire import Wire
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -213,15 +213,11 @@ async def test_worker_gets_what_it_may_work_on_and_client_is_refused_the_rest(
     assert "Refused submit billing for frontend from 127.0.0.1" in tls_server.log()
 
 
-def tls_echo(port: int, context: ssl.SSLContext) -> bytes:
+def tls_echo(port: int, context: ssl.SSLContext) -> tuple[bytes, ...]:
     """ECHO_REQ over TLS; raises if the server refuses the handshake."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        tls.sendall(pack(REQ, PacketType.ECHO_REQ, (b"x",)))
-        data = tls.recv(100)
-        if not data:
-            raise ConnectionError("closed")
-        return data
+    with Wire(port, timeout=10, tls=context) as conn:
+        conn.send(PacketType.ECHO_REQ, b"x")
+        return conn.expect(PacketType.ECHO_RES)
 
 
 def test_expired_and_foreign_certificates_are_refused_at_the_handshake(
@@ -229,14 +225,14 @@ def test_expired_and_foreign_certificates_are_refused_at_the_handshake(
 ) -> None:
     pki.issue("expired", "frontend", dates=("20200101000000Z", "20200201000000Z"))
     pki.issue("foreign", "frontend", ca="other-ca")
-    assert tls_echo(tls_server.port, pki.context("ops")).startswith(b"\0RES")
+    assert tls_echo(tls_server.port, pki.context("ops")) == (b"x",)
     for name in ("expired", "foreign"):
         with pytest.raises((ssl.SSLError, ConnectionError)):
             tls_echo(tls_server.port, pki.context(name))
     # A peer that never starts its handshake is dropped after the deadline (2 s here).
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=30) as silent:
-        assert silent.recv(100) == b""
+    with Wire(tls_server.port, timeout=30) as silent:
+        assert silent.sock.recv(100) == b""
     assert time.monotonic() - started < 20
     asyncio.run(wait_for(lambda: "no handshake within 2 s" in tls_server.log(), timeout=10))
     log = tls_server.log()

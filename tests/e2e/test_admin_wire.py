@@ -80,13 +80,6 @@ def test_replies_match_gearmand(both: list[ServerProc], line: bytes) -> None:
     assert replies[0] == replies[1]
 
 
-def test_simple_values(server: ServerProc) -> None:
-    with Wire(server.port) as admin:
-        assert re.fullmatch(rb"OK \d+\n", admin.admin("getpid"))
-        assert re.fullmatch(rb"OK [^\r\n]+\n", admin.admin("version"))
-        assert re.fullmatch(rb"OK [A-Z]+\n", admin.admin("verbose"))
-
-
 def test_bare_newline_keeps_the_last_character(server: ServerProc) -> None:
     with Wire(server.port) as admin:
         assert admin.admin("create function abc", ending=b"\n") == b"OK\r\n"
@@ -96,44 +89,6 @@ def test_bare_newline_keeps_the_last_character(server: ServerProc) -> None:
         assert status == b"ab\t0\t0\t0\n.\n"
     else:
         assert status == b"abc\t0\t0\t0\n.\n"
-
-
-def test_drop_function(server: ServerProc) -> None:
-    with Wire(server.port) as admin, Wire(server.port) as worker:
-        worker.send(T.CAN_DO, b"busy")
-        worker.sync()
-        expected = b"ERR there are still connected workers or executing clients\r\n"
-        assert admin.admin("drop function busy") == expected
-        assert admin.admin("create function idle") == b"OK\r\n"
-        assert admin.admin("drop function IDLE") == b"OK\r\n"
-        assert admin.admin("drop function idle") == b"ERR function not found\r\n"
-
-
-def test_maxqueue_refuses_submissions(server: ServerProc) -> None:
-    with Wire(server.port) as admin, Wire(server.port) as c:
-        c.submit(b"f", b"1", b"", T.SUBMIT_JOB_BG)
-        assert admin.admin("maxqueue f 1") == b"OK\r\n"
-        c.send(T.SUBMIT_JOB_BG, b"f", b"", b"2")
-        assert c.expect(T.ERROR) == (b"QUEUE_ERROR", b"Job queue is full")
-        assert admin.admin("maxqueue f 0 5 0") == b"OK\r\n"  # HIGH NORMAL LOW
-        c.submit(b"f", b"3", b"", T.SUBMIT_JOB_BG)
-        assert admin.admin("maxqueue f") == b"OK\r\n"  # no limit
-        c.submit(b"f", b"4", b"", T.SUBMIT_JOB_BG)
-
-
-def test_cancel_job(server: ServerProc) -> None:
-    with Wire(server.port) as admin, Wire(server.port) as c, Wire(server.port) as w:
-        handle = c.submit(b"f", b"x")
-        assert admin.admin(b"cancel job " + handle) == b"OK\r\n"
-        assert c.expect(T.WORK_FAIL) == (handle,)
-        status = admin.admin("status")
-        if server.kind == "gearmand":
-            # gearmand_differs: gearmand only marks the job; it still counts.
-            assert status == b"f\t1\t0\t0\n.\n"
-        else:
-            assert status == b"f\t0\t0\t0\n.\n"
-        w.send(T.CAN_DO, b"f")
-        assert w.grab() is None
 
 
 def test_shutdown(start_server: Callable[..., ServerProc]) -> None:
@@ -154,11 +109,3 @@ def test_shutdown_graceful_waits_for_jobs(start_server: Callable[..., ServerProc
         w.send(T.WORK_COMPLETE, handle, b"done")
         assert c.expect(T.WORK_COMPLETE) == (handle, b"done")
         assert srv.proc.wait(10) == 0
-
-
-def test_more_than_five_words_closes_the_connection(server: ServerProc) -> None:
-    with Wire(server.port) as admin:
-        admin.raw(b"a b c d e f\r\n")
-        assert admin.closed_by_server()
-    with Wire(server.port) as other:
-        assert other.admin("status") == b".\n"

@@ -20,8 +20,8 @@ import redis
 
 from failing_peer import PhpWorker, failed_lines
 from geartrain.protocol import PacketType
-from serverproc import HOST, ServerProc, admin_command, free_port, start_geartrain
-from wire import Wire
+from serverproc import ServerProc, free_port, start_geartrain
+from wire import HOST, Wire, admin_command
 
 T = PacketType
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from serverproc import ServerProc, admin_command, free_port
-from wire import T, Wire
+from serverproc import ServerProc, free_port
+from wire import T, Wire, admin_command
 
 SERVER = [sys.executable, "-m", "geartrain", "server"]
 

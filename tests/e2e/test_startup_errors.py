@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from serverproc import ServerProc, admin_command, free_port
+from serverproc import ServerProc, free_port
+from wire import admin_command
 
 SERVER = [sys.executable, "-m", "geartrain", "server", "-L", "127.0.0.1"]
 

@@ -51,7 +51,7 @@ def spawn() -> Iterator[Spawn]:
 
 def status(port: int) -> dict[str, tuple[int, int, int]]:
     """`status` as {function: (total, running, workers)}."""
-    from serverproc import admin_command
+    from wire import admin_command
 
     out = {}
     for line in admin_command(port, "status").decode().splitlines():

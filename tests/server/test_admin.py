@@ -75,31 +75,6 @@ def test_show_jobs_and_unique_jobs(s: Setup) -> None:
     assert s.ask(b"show stuff") == b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
 
 
-def test_cancel(s: Setup) -> None:
-    client = s.peer()
-    s.send(client, T.SUBMIT_JOB_BG, b"f", b"", b"x")
-    assert s.ask(b"cancel job H:t:1") == b"OK\r\n"
-    assert s.ask(b"status") == b"f\t0\t0\t0\n.\n"
-    assert s.ask(b"cancel job H:t:1") == b"ERR UNKNOWN_JOB\r\n"
-    assert s.ask(b"cancel this job") == b"ERR UNKNOWN_ERROR\r\n"
-    assert s.ask(b"cancel job") == b"ERR UNKNOWN_COMMAND Unknown+server+commandcancel\r\n"
-
-
-def test_create_and_drop_function(s: Setup) -> None:
-    assert s.ask(b"create function abc") == b"OK\r\n"
-    assert s.ask(b"status") == b"abc\t0\t0\t0\n.\n"
-    assert s.ask(b"create") == (
-        b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+create\r\n"
-    )
-    worker = s.peer()
-    s.send(worker, T.CAN_DO, b"abc")
-    expected = b"ERR there are still connected workers or executing clients\r\n"
-    assert s.ask(b"drop function ABC") == expected
-    s.server.disconnect(worker)
-    assert s.ask(b"drop function ABC") == b"OK\r\n"
-    assert s.ask(b"drop function abc") == b"ERR function not found\r\n"
-
-
 def test_maxqueue(s: Setup) -> None:
     assert s.ask(b"maxqueue nosuch 5") == b"OK\r\n"
     s.server.function(b"f")
@@ -112,17 +87,10 @@ def test_maxqueue(s: Setup) -> None:
     assert s.ask(b"maxqueue").startswith(b"ERR INVALID_ARGUMENTS")  # type: ignore[union-attr]
 
 
-def test_simple_replies(s: Setup) -> None:
+def test_values_of_this_server(s: Setup) -> None:
     assert s.ask(b"getpid") == b"OK %d\n" % os.getpid()
     assert s.ask(b"version") == b"OK " + __version__.encode() + b"\n"
     assert s.ask(b"verbose") == b"OK NOTICE\n"
-    assert s.ask(b"") == b"ERR UNKNOWN_COMMAND Unknown+server+command\r\n"
-    assert s.ask(b"bogus x") == b"ERR UNKNOWN_COMMAND Unknown+server+commandbogus\r\n"
-
-
-def test_more_than_five_words_closes(s: Setup) -> None:
-    assert s.ask(b"a b c d e f") is None
-    assert s.ask(b"a b c d e") is not None
 
 
 def test_shutdown_only_from_loopback(s: Setup) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import sys
@@ -12,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from geartrain import Client, Worker
-from geartrain.protocol import REQ, PacketType, pack
+from geartrain.protocol import PacketType
 from serverproc import ServerProc
+from wire import Wire
 
 
 def client_context(cert: Path) -> ssl.SSLContext:
@@ -29,10 +29,10 @@ async def test_round_trip_over_tls(tls_server: ServerProc, certificate: tuple[Pa
 
 
 def test_plaintext_peer_gets_nothing(tls_server: ServerProc) -> None:
-    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as sock:
-        sock.sendall(pack(REQ, PacketType.ECHO_REQ, (b"hello",)))
+    with Wire(tls_server.port) as conn:
+        conn.send(PacketType.ECHO_REQ, b"hello")
         try:
-            data = sock.recv(4096)
+            data = conn.sock.recv(4096)
         except ConnectionResetError:
             data = b""
     assert not data.startswith(b"\0RES")  # a TLS alert or a closed connection, never a reply
@@ -65,11 +65,9 @@ async def test_client_certificates_required_when_asked(
 
 
 def echo_without_certificate(port: int, ca: Path) -> None:
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    with client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        tls.sendall(pack(REQ, PacketType.ECHO_REQ, (b"x",)))
-        if not tls.recv(100):
-            raise ConnectionError("closed")
+    with Wire(port, tls=client_context(ca)) as conn:
+        conn.send(PacketType.ECHO_REQ, b"x")
+        conn.expect(PacketType.ECHO_RES)
 
 
 async def wait_ready(server: ServerProc, context: ssl.SSLContext) -> None:
@@ -81,9 +79,8 @@ async def wait_ready(server: ServerProc, context: ssl.SSLContext) -> None:
     deadline = time.monotonic() + 20
     while True:
         try:
-            raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            with context.wrap_socket(raw, server_hostname="127.0.0.1"):
-                return
+            Wire(server.port, tls=context).close()
+            return
         except OSError:
             if time.monotonic() > deadline:
                 raise AssertionError(server.log()) from None

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import threading
 import time
@@ -24,9 +23,10 @@ import asyncpg
 import pytest
 
 import serverproc
-from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
+from geartrain.protocol import Packet, PacketType
 from geartrain.store.postgres import conninfo_to_asyncpg
 from serverproc import ServerProc
+from wire import Wire, admin_command
 
 from .conftest import MYSQL, PG, REDIS
 from .dbservers import PrivatePostgres, PrivateRedis
@@ -77,35 +77,10 @@ def servers() -> Iterator[Callable[..., ServerProc]]:
         srv.cleanup()
 
 
-class Conn:
-    """A blocking raw connection: send packets, read packets."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.decoder = Decoder()
-
-    def send(self, ptype: PacketType, *args: bytes) -> None:
-        self.sock.sendall(pack(REQ, ptype, args))
-
-    def read(self) -> Packet:
-        while True:
-            event = self.decoder.next_event()
-            if isinstance(event, Packet):
-                return event
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.decoder.feed(chunk)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def submitter(port: int, name: int, acked: list[bytes], stop: threading.Event) -> None:
     """Pipeline background jobs until the server dies; record the acknowledged ones."""
     try:
-        conn = Conn(port)
+        conn = Wire(port, timeout=10)
     except OSError:
         return
     in_flight: list[bytes] = []
@@ -128,7 +103,7 @@ def submitter(port: int, name: int, acked: list[bytes], stop: threading.Event) -
 
 def drain(port: int, function: bytes = b"durable") -> list[bytes]:
     """Run every queued job of ``function`` once; return their payloads in order."""
-    worker = Conn(port)
+    worker = Wire(port, timeout=10)
     worker.send(T.CAN_DO, function)
     ran = []
     while True:
@@ -175,7 +150,7 @@ def test_sigkill_loses_no_acknowledged_job(
     assert drain(restarted.port) == []
 
 
-def submit(conn: Conn, ptype: PacketType, data: bytes) -> Packet:
+def submit(conn: Wire, ptype: PacketType, data: bytes) -> Packet:
     conn.send(ptype, b"durable", str(uuid.uuid4()).encode(), data)
     return conn.read()
 
@@ -183,7 +158,7 @@ def submit(conn: Conn, ptype: PacketType, data: bytes) -> Packet:
 def wait_created(port: int, data: bytes, timeout: float = 20) -> None:
     """Submit until the server acknowledges (it recovers by itself, after a retry)."""
     deadline = time.monotonic() + timeout
-    conn = Conn(port)
+    conn = Wire(port, timeout=10)
     try:
         while True:
             reply = submit(conn, T.SUBMIT_JOB_BG, data)
@@ -199,7 +174,7 @@ def wait_created(port: int, data: bytes, timeout: float = 20) -> None:
 def check_outage(
     server: ServerProc, stop_db: Callable[[], None], start_db: Callable[[], None]
 ) -> None:
-    conn = Conn(server.port)
+    conn = Wire(server.port, timeout=10)
     assert submit(conn, T.SUBMIT_JOB_BG, b"before").type == T.JOB_CREATED
 
     stop_db()
@@ -208,7 +183,7 @@ def check_outage(
         assert reply.type == T.ERROR, reply
         assert reply.args[0] == b"QUEUE_ERROR"
     # The server is up and foreground work goes on.
-    worker = Conn(server.port)
+    worker = Wire(server.port, timeout=10)
     worker.send(T.CAN_DO, b"fg")
     assert submit_fg(conn, worker) == b"done"
     worker.close()
@@ -216,14 +191,14 @@ def check_outage(
     start_db()
     wait_created(server.port, b"after")
     # The refused jobs never existed: only "before" and "after" are queued.
-    assert serverproc.admin_command(server.port, "status") == b"durable\t2\t0\t0\nfg\t0\t0\t0\n.\n"
+    assert admin_command(server.port, "status") == b"durable\t2\t0\t0\nfg\t0\t0\t0\n.\n"
     log = server.log()
     assert log.count("Queue store failed") == 1, log  # once per outage, not per job
     assert "Queue store is back" in log
     conn.close()
 
 
-def submit_fg(client: Conn, worker: Conn) -> bytes:
+def submit_fg(client: Wire, worker: Wire) -> bytes:
     client.send(T.SUBMIT_JOB, b"fg", b"", b"x")
     handle = client.read().args[0]
     worker.send(T.GRAB_JOB)
@@ -296,7 +271,7 @@ def test_deletions_are_written_once_the_store_is_back(servers: Callable[..., Ser
         pg.start()
         args = ["-q", "postgres", f"--libpq-conninfo={pg.conninfo()}", "--durability=power"]
         server = servers(args)
-        client, worker = Conn(server.port), Conn(server.port)
+        client, worker = Wire(server.port, timeout=10), Wire(server.port, timeout=10)
         assert submit(client, T.SUBMIT_JOB_BG, b"finished in the outage").type == T.JOB_CREATED
         worker.send(T.CAN_DO, b"durable")
         worker.send(T.GRAB_JOB)

@@ -29,8 +29,9 @@ import serverproc
 from geartrain.protocol import PacketType
 from geartrain.store.journal import read_generation
 from serverproc import ServerProc
+from wire import Wire, admin_command
 
-from .test_durability import Conn, drain
+from .test_durability import drain
 
 T = PacketType
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
@@ -51,7 +52,7 @@ def queue_args(tmp_path: Path, level: str) -> list[str]:
 
 def submit_one_at_a_time(port: int, count: int) -> None:
     """Each job waits for its JOB_CREATED, so each is a transaction of its own."""
-    conn = Conn(port)
+    conn = Wire(port, timeout=10)
     try:
         for i in range(count):
             conn.send(T.SUBMIT_JOB_BG, b"durable", b"", b"%d" % i)
@@ -128,7 +129,7 @@ def test_the_default_level_keeps_fsync_out_of_the_acknowledgement(
 
 def drain_until_killed(port: int, completed: list[bytes], stop: threading.Event) -> None:
     """A worker that completes one job at a time, recording each WORK_COMPLETE it sent."""
-    worker = Conn(port)
+    worker = Wire(port, timeout=10)
     try:
         worker.send(T.CAN_DO, b"durable")
         while not stop.is_set():
@@ -152,7 +153,7 @@ def test_finished_jobs_do_not_run_again_after_a_kill(tmp_path: Path, level: str)
     args = queue_args(tmp_path, level)
     server = serverproc.start_geartrain(args)
     try:
-        conn = Conn(server.port)
+        conn = Wire(server.port, timeout=10)
         submitted = [str(uuid.uuid4()).encode() for _ in range(3000)]
         for data in submitted:
             conn.send(T.SUBMIT_JOB_BG, b"durable", b"", data)
@@ -205,4 +206,4 @@ def test_a_second_server_on_the_same_file_refuses_to_start(
     # The first server keeps its queue; once it is gone the file is free again.
     first.kill()
     third = start_server("geartrain", ["-q", "libsqlite3", f"--libsqlite3-db={db}"])
-    assert serverproc.admin_command(third.port, "version").startswith(b"OK")
+    assert admin_command(third.port, "version").startswith(b"OK")

@@ -12,9 +12,9 @@ import serverproc
 from geartrain.protocol import PacketType
 from geartrain.store import StoreError
 from geartrain.store.mysql import MysqlStore
+from wire import submit_background
 
 from .conftest import MYSQL, job
-from .gearclient import submit_background
 from .proxy import TcpProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]

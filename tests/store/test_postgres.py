@@ -13,9 +13,9 @@ from geartrain.protocol import PacketType
 from geartrain.store import StoreError
 from geartrain.store.durability import Durability
 from geartrain.store.postgres import PostgresStore, conninfo_to_asyncpg
+from wire import submit_background
 
 from .conftest import PG, job
-from .gearclient import submit_background
 from .proxy import TcpProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]

@@ -15,8 +15,7 @@ from geartrain.protocol import PacketType
 from geartrain.store import StoredJob, StoreError
 from geartrain.store.durability import Durability
 from geartrain.store.sqlite import SqliteStore
-
-from .gearclient import submit_background
+from wire import admin_command, submit_background
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -207,7 +206,7 @@ async def test_starts_on_a_queue_written_by_gearmand(
 
     # And gearmand can still read the converted table (switching back loses nothing).
     gearmand = start_server("gearmand", args)
-    status = serverproc.admin_command(gearmand.port, "status").decode()
+    status = admin_command(gearmand.port, "status").decode()
     assert sorted(status.splitlines()) == [".", "email\t4\t0\t0", "resize\t2\t0\t0"]
 
 
