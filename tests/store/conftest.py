@@ -124,9 +124,13 @@ def table() -> str:
     return unique_name("q")
 
 
+def postgres_conninfo(database: str, host: object = PG["host"], port: object = PG["port"]) -> str:
+    return f"host={host} port={port} user={PG['user']} dbname={database}"
+
+
 @pytest.fixture
 def pg_conninfo(pg_database: str) -> str:
-    return f"host={PG['host']} port={PG['port']} user={PG['user']} dbname={pg_database}"
+    return postgres_conninfo(pg_database)
 
 
 @pytest.fixture
@@ -153,17 +157,21 @@ def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path, table: str
 ) -> Callable[[str], Callable[..., Store]]:
     """``store_factory(backend)`` gives ``make(**overrides)``: a new, unopened store
-    on this test's own location (so two calls see the same jobs)."""
+    on this test's own location (so two calls see the same jobs).  Keyword arguments
+    go to the store's constructor; besides, SQLite takes ``path`` and PostgreSQL
+    ``host`` and ``port``, as MariaDB and Redis do."""
 
     def for_backend(backend: str) -> Callable[..., Store]:
         def make(**kw: Any) -> Store:
-            if backend == "sqlite":
-                return SqliteStore(kw.pop("path", tmp_path / "queue.sqlite3"), table, **kw)
-            if backend == "sqlite-power":
-                kw.setdefault("durability", Durability.POWER)
-                return SqliteStore(kw.pop("path", tmp_path / "queue.sqlite3"), table, **kw)
+            if backend in ("sqlite", "sqlite-power"):
+                if backend == "sqlite-power":
+                    kw.setdefault("durability", Durability.POWER)
+                path = kw.pop("path", tmp_path / "queue.sqlite3")
+                return SqliteStore(path, kw.pop("table", table), **kw)
             if backend == "postgres":
-                conninfo = kw.pop("conninfo", None) or request.getfixturevalue("pg_conninfo")
+                database = request.getfixturevalue("pg_database")
+                address = {key: kw.pop(key) for key in ("host", "port") if key in kw}
+                conninfo = postgres_conninfo(database, **address)
                 return PostgresStore(conninfo, kw.pop("table", table), **kw)
             if backend == "mysql":
                 args = {**MYSQL, "db": request.getfixturevalue("mysql_database"), **kw}

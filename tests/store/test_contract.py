@@ -1,18 +1,26 @@
-"""The Store contract, run against every backend on a real server."""
+"""The Store contract, run against every backend on a real server: what a store keeps,
+how it fails (a taken id, a bad table name, a server that cannot be reached or goes
+away and comes back)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from geartrain.store import Store, StoreError, store_class
 from geartrain.store.records import Attempt, FailedJob, decode_outcomes, encode_outcomes
+from serverproc import free_port
 
-from .conftest import MakeStore, job
+from .conftest import BACKENDS, MYSQL, PG, REDIS, MakeStore, job
+from .proxy import TcpProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(30)]
 
 # SQLite at both levels: the crash level appends to its log, the power level commits.
 TRANSACTIONAL = ["sqlite-power", "postgres", "mysql", "redis"]
+# The backends behind a network connection, and where their servers are.
+SERVICES = {"postgres": PG, "mysql": MYSQL, "redis": REDIS}
 
 
 @pytest.fixture(params=["sqlite", *TRANSACTIONAL])
@@ -136,9 +144,50 @@ async def test_use_before_open_raises(make_store: MakeStore) -> None:
     await store.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql", "redis"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_names_resolve(backend: str) -> None:
     assert store_class(backend.upper()).__module__ == f"geartrain.store.{backend}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_table_name_must_be_an_identifier(make_store: MakeStore) -> None:
+    for name in ("queue; DROP TABLE x", "queue`; DROP TABLE x"):
+        with pytest.raises(ValueError, match="table name"):
+            make_store(table=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_unreachable_store_raises_store_error_saying_where(
+    backend: str, make_store: MakeStore, tmp_path: Path
+) -> None:
+    if backend == "sqlite":
+        store, where = make_store(path=tmp_path), str(tmp_path)  # a directory, not a file
+    else:
+        port = free_port()
+        store = make_store(host="127.0.0.1", port=port, connect_timeout=2)
+        where = f"port={port}" if backend == "postgres" else f"127.0.0.1:{port}"
+    with pytest.raises(StoreError, match=where):
+        await store.open()
+
+
+@pytest.mark.parametrize("backend", SERVICES)
+async def test_outage_fails_writes_then_recovers(backend: str, make_store: MakeStore) -> None:
+    service = SERVICES[backend]
+    proxy = await TcpProxy(str(service["host"]), int(service["port"])).start()  # type: ignore[call-overload]
+    store = make_store(host="127.0.0.1", port=proxy.port, connect_timeout=2)
+    try:
+        await store.open()
+        await store.write([job(1), job(2)], [])
+        await proxy.stop()  # the database vanishes, connections and all
+        for i in (3, 4):
+            with pytest.raises(StoreError):
+                await store.write([job(i)], [1])
+        await proxy.start()  # and comes back on the same address
+        await store.write([job(5)], [1])
+        assert [j.id for j in await store.load()] == [2, 5]
+    finally:
+        await store.close()
+        await proxy.stop()
 
 
 # -- retries and the failed-job set ------------------------------------------------

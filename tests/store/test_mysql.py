@@ -1,5 +1,5 @@
-"""MySQL / MariaDB specifics: table layout, outages, killed sessions, and a
-queue table written by the real gearmand."""
+"""MySQL / MariaDB specifics: table layout, killed sessions, and a queue table
+written by the real gearmand (what every backend does is in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ import pytest
 
 import serverproc
 from geartrain.protocol import PacketType
-from geartrain.store import StoreError
 from geartrain.store.mysql import MysqlStore
 from wire import submit_background
 
 from .conftest import MYSQL, job
-from .proxy import TcpProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
 
@@ -28,11 +26,6 @@ async def query(db: str, sql: str, *args: object) -> list[tuple[object, ...]]:
             return list(await cur.fetchall())
     finally:
         await conn.ensure_closed()
-
-
-def test_table_name_must_be_an_identifier() -> None:
-    with pytest.raises(ValueError, match="table name"):
-        MysqlStore(db="test", table="queue`; DROP TABLE x")
 
 
 async def test_layout_is_innodb_with_long_blobs(mysql_database: str, table: str) -> None:
@@ -56,34 +49,6 @@ async def test_layout_is_innodb_with_long_blobs(mysql_database: str, table: str)
         )
     )
     assert types["data"] == "longblob" and types["id"] == "bigint"
-
-
-async def test_unreachable_server_raises_store_error(table: str) -> None:
-    port = serverproc.free_port()
-    store = MysqlStore("127.0.0.1", port, "root", "", "test", table, connect_timeout=2)
-    with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
-        await store.open()
-    await store.close()
-
-
-async def test_outage_fails_writes_then_recovers(mysql_database: str, table: str) -> None:
-    proxy = await TcpProxy(str(MYSQL["host"]), int(MYSQL["port"])).start()  # type: ignore[call-overload]
-    store = MysqlStore(
-        "127.0.0.1", proxy.port, "root", "", mysql_database, table, connect_timeout=2
-    )
-    try:
-        await store.open()
-        await store.write([job(1), job(2)], [])
-        await proxy.stop()
-        for i in (3, 4):
-            with pytest.raises(StoreError):
-                await store.write([job(i)], [1])
-        await proxy.start()
-        await store.write([job(5)], [1])
-        assert [j.id for j in await store.load()] == [2, 5]
-    finally:
-        await store.close()
-        await proxy.stop()
 
 
 async def test_sessions_killed_by_the_server(mysql_database: str, table: str) -> None:

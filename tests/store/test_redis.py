@@ -1,5 +1,6 @@
-"""Redis specifics: the key layout, outages, killed connections, and the
-warning about Redis's own persistence."""
+"""Redis specifics: the key layout, an index entry without its hash, killed
+connections, and the warning about Redis's own persistence (what every backend does
+is in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-import serverproc
-from geartrain.store import StoreError
 from geartrain.store.redis import RedisStore
 
 from .conftest import REDIS, job
-from .proxy import TcpProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
 
@@ -63,17 +61,6 @@ async def test_index_entry_without_a_hash_is_skipped(
         await store.close()
 
 
-async def test_load_reads_in_chunks(redis_prefix: str) -> None:
-    store = RedisStore(prefix=redis_prefix, **REDIS)  # type: ignore[arg-type]
-    await store.open()
-    try:
-        jobs = [job(i) for i in range(1, 2502)]  # more than two chunks of 1000
-        await store.write(jobs, [])
-        assert await store.load() == jobs
-    finally:
-        await store.close()
-
-
 async def test_warns_when_redis_does_not_fsync(
     redis_prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -88,32 +75,6 @@ async def test_warns_when_redis_does_not_fsync(
 
 def test_description_hides_the_password() -> None:
     assert "secret" not in str(RedisStore("h", 6379, "secret"))
-
-
-async def test_unreachable_server_raises_store_error(redis_prefix: str) -> None:
-    port = serverproc.free_port()
-    store = RedisStore("127.0.0.1", port, prefix=redis_prefix, connect_timeout=2)
-    with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
-        await store.open()
-    await store.close()
-
-
-async def test_outage_fails_writes_then_recovers(redis_prefix: str) -> None:
-    proxy = await TcpProxy(str(REDIS["host"]), int(REDIS["port"])).start()
-    store = RedisStore("127.0.0.1", proxy.port, prefix=redis_prefix, connect_timeout=2)
-    try:
-        await store.open()
-        await store.write([job(1), job(2)], [])
-        await proxy.stop()
-        for i in (3, 4):
-            with pytest.raises(StoreError):
-                await store.write([job(i)], [1])
-        await proxy.start()
-        await store.write([job(5)], [1])
-        assert [j.id for j in await store.load()] == [2, 5]
-    finally:
-        await store.close()
-        await proxy.stop()
 
 
 async def test_connection_killed_by_the_server(redis_prefix: str, client: aioredis.Redis) -> None:

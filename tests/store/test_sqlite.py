@@ -1,5 +1,6 @@
-"""SQLite specifics: WAL and fsync settings, the single thread, a full disk,
-and starting on a queue written by the real gearmand's libsqlite3 plugin."""
+"""SQLite specifics: WAL and fsync settings, the single thread, directories, a full
+disk, and starting on queues written by gearmand's libsqlite3 plugin or an earlier
+geartrain (what every backend does is in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -66,18 +67,6 @@ async def test_creates_missing_directories(tmp_path: Path) -> None:
     await store.write([job(1)], [])
     await store.close()
     assert path.exists()
-
-
-async def test_unusable_path_raises_store_error(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)  # a directory, not a file
-    with pytest.raises(StoreError, match=str(tmp_path)):
-        await store.open()
-    await store.close()
-
-
-def test_table_name_must_be_an_identifier(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="table name"):
-        SqliteStore(tmp_path / "q.db", "queue; DROP TABLE x")
 
 
 async def test_table_that_is_not_a_queue(tmp_path: Path) -> None:
