@@ -301,6 +301,23 @@ def run(peer: str, handle: Var, function: bytes, data: bytes) -> list[Step]:
     return [*grab(peer, handle, function, b"", data), send(peer, T.WORK_COMPLETE, handle, b"")]
 
 
+A_A_B_B = [(b"a", H1), (b"a", H2), (b"b", H3), (b"b", H4)]
+
+
+def rotation(name: str, order: list[int], flags: tuple[str, ...] = ()) -> Scenario:
+    """Jobs of a, a, b, b queued; a worker that registers a, then b, is handed them in
+    ``order`` (places in A_A_B_B)."""
+    return scenario(
+        name,
+        [submit("c", T.SUBMIT_JOB_BG, f, b"", f, h) for f, h in A_A_B_B],
+        send("w", T.CAN_DO, b"a"),
+        send("w", T.CAN_DO, b"b"),
+        [grab("w", h, f, b"", f) for f, h in (A_A_B_B[i] for i in order)],
+        no_job("w"),
+        flags=flags,
+    )
+
+
 HANDING_OUT = [
     scenario(
         "priorities then FIFO",
@@ -324,35 +341,8 @@ HANDING_OUT = [
             ours=grab("w", H2, b"b", b"", b"b-high"), gearmand=grab("w", H1, b"a", b"", b"a-low")
         ),
     ),
-    scenario(
-        "most recent CAN_DO first",
-        [
-            submit("c", T.SUBMIT_JOB_BG, f, b"", f, h)
-            for f, h in ((b"a", H1), (b"a", H2), (b"b", H3), (b"b", H4))
-        ],
-        send("w", T.CAN_DO, b"a"),
-        send("w", T.CAN_DO, b"b"),
-        grab("w", H3, b"b", b"", b"b"),
-        grab("w", H4, b"b", b"", b"b"),
-        grab("w", H1, b"a", b"", b"a"),
-        grab("w", H2, b"a", b"", b"a"),
-        no_job("w"),
-    ),
-    scenario(
-        "round robin rotates functions",
-        [
-            submit("c", T.SUBMIT_JOB_BG, f, b"", f, h)
-            for f, h in ((b"a", H1), (b"a", H2), (b"b", H3), (b"b", H4))
-        ],
-        send("w", T.CAN_DO, b"a"),
-        send("w", T.CAN_DO, b"b"),
-        grab("w", H3, b"b", b"", b"b"),
-        grab("w", H1, b"a", b"", b"a"),
-        grab("w", H4, b"b", b"", b"b"),
-        grab("w", H2, b"a", b"", b"a"),
-        no_job("w"),
-        flags=("--round-robin",),
-    ),
+    rotation("most recent CAN_DO first", [2, 3, 0, 1]),
+    rotation("round robin rotates functions", [2, 0, 3, 1], flags=("--round-robin",)),
     scenario(
         "round robin rotates with ranks",
         send("w", T.CAN_DO, b"a"),

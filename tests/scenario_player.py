@@ -137,7 +137,7 @@ class World(Protocol):
     """Where a scenario runs: one server and the peers' connections to it."""
 
     kind: str
-    """"core", "geartrain" or "gearmand"."""
+    """Which server: "core", "geartrain" or "gearmand"."""
 
     def send(self, peer: str, packet: Packet) -> None: ...
 

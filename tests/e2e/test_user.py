@@ -26,8 +26,9 @@ from console.conftest import Console
 from geartrain.protocol import PacketType
 from geartrain.server.persistence import SYNC_FAILURE_LIMIT
 from serverproc import HOST, ServerProc, free_port
-from store.test_durability import Conn, drain, submit
+from store.test_durability import drain, submit
 from store.test_full_disk import metric, readyz
+from wire import Wire
 
 from .test_server_cli import wait_for
 from .test_startup_errors import assert_one_line_failure
@@ -75,7 +76,7 @@ def root_state(user: pwd.struct_passwd) -> Path:
 
 def submit_jobs(port: int, count: int) -> list[bytes]:
     """Background jobs, one at a time; returns the payloads acknowledged."""
-    conn = Conn(port)
+    conn = Wire(port, timeout=10)
     try:
         return [
             data

@@ -28,8 +28,9 @@ from e2e.test_server_cli import wait_for
 from geartrain.protocol import PacketType
 from gt_helpers import take_the_rest
 from serverproc import ServerProc, free_port
+from wire import Wire
 
-from .test_durability import Conn, drain, submit
+from .test_durability import drain, submit
 
 T = PacketType
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -53,7 +54,7 @@ def submit_many(port: int, prefix: bytes, count: int | None = None) -> tuple[lis
     """Pipeline background jobs: ``count`` of them, or (None) until the first refusal.
     Returns the acknowledged payloads and the number refused (always QUEUE_ERROR)."""
     prefix += b"%d " % time.monotonic_ns()  # each call's payloads its own
-    conn = Conn(port)
+    conn = Wire(port, timeout=10)
     acked: list[bytes] = []
     in_flight: list[bytes] = []
     refused = sent = 0
@@ -95,7 +96,7 @@ def submitting(port: int) -> Iterator[list[bytes]]:
     stop = threading.Event()
 
     def run() -> None:
-        conn = Conn(port)
+        conn = Wire(port, timeout=10)
         sent = 0
         try:
             while not stop.is_set():

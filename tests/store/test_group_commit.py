@@ -17,8 +17,9 @@ import pytest
 
 from geartrain.protocol import REQ, PacketType, pack
 from serverproc import ServerProc, free_port
+from wire import Wire
 
-from .test_durability import Conn, drain, submit
+from .test_durability import drain, submit
 
 T = PacketType
 
@@ -59,7 +60,7 @@ def test_the_default_level_is_shown(durable: tuple[ServerProc, int]) -> None:
 
 def submit_one_at_a_time(port: int, count: int, created: list[bytes]) -> None:
     """A client in the style of PHP's doBackground loop: submit, wait for JOB_CREATED, repeat."""
-    conn = Conn(port)
+    conn = Wire(port, timeout=10)
     try:
         for _ in range(count):
             reply = submit(conn, T.SUBMIT_JOB_BG, b"x")
@@ -76,7 +77,7 @@ def test_pipelined_submissions_share_transactions(
     the queue's log instead), a burst of submissions shares a few."""
     server, metrics = durable_power
     before = store_writes(metrics)
-    conn = Conn(server.port)
+    conn = Wire(server.port, timeout=10)
     packets = [pack(REQ, T.SUBMIT_JOB_BG, [b"durable", b"", b"%d" % i]) for i in range(500)]
     conn.sock.sendall(b"".join(packets))
     replies = [conn.read() for _ in packets]
