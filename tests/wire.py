@@ -10,7 +10,7 @@ import ssl
 import time
 from collections import deque
 
-from geartrain.admin import LISTINGS
+from geartrain.admin_answers import answer_end, is_listing
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
 
 T = PacketType
@@ -122,11 +122,10 @@ class Wire:
         or what came before the server closed the connection."""
         text = line.encode() if isinstance(line, str) else line
         self.sock.sendall(text + ending)
-        words = text.split()
-        listing = bool(words) and words[0].lower().decode(errors="replace") in LISTINGS
+        listing = is_listing(text)
         out = b""
         deadline = time.monotonic() + self.timeout
-        while not _text_complete(out, listing):
+        while answer_end(out, listing) < 0:
             try:
                 chunk = self._recv(deadline)
             except ConnectionError:
@@ -171,15 +170,6 @@ class Wire:
         """The worker's idle cycle: GRAB (answered NO_JOB), then PRE_SLEEP."""
         assert self.grab() is None
         self.send(T.PRE_SLEEP)
-
-
-def _text_complete(out: bytes, listing: bool) -> bool:
-    """A listing ends with a "." line; anything else, and an ERR line, is one line."""
-    if not out.endswith(b"\n"):
-        return False
-    if not listing or out.startswith(b"ERR"):
-        return True
-    return out == b".\n" or out.endswith(b"\n.\n")
 
 
 def admin_command(

@@ -8,7 +8,7 @@ from collections import deque
 import pytest
 
 from fuzz.targets import check_core
-from geartrain.cli.server import build_parser, config_from_args
+from geartrain.cli.server_flags import build_parser, config_from_args
 from geartrain.protocol import RES, Packet
 from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
