@@ -6,7 +6,6 @@ hypothesis in CI; tests/fuzz/long_run.py runs them for hours under atheris
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 from geartrain.errors import ProtocolError
 from geartrain.protocol import REQ, RES, Decoder, Packet, PacketType
@@ -14,9 +13,9 @@ from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
 from geartrain.server.flags import ServerConfig
 from geartrain.server.model import Job, JobState, Peer
-from geartrain.server.ports import LocalKeeper
+from geartrain.server.ports import InMemory
 from geartrain.server.requests import Requests
-from server.harness import resolved
+from server.harness import Clock, resolved
 
 T = PacketType
 
@@ -105,7 +104,7 @@ REQUESTS = [
 ]
 
 
-class _Keeper(LocalKeeper):
+class _Keeper(InMemory):
     """Half the new jobs are stored at once (a log), half later (a transaction)."""
 
     def __init__(self) -> None:
@@ -119,23 +118,6 @@ class _Keeper(LocalKeeper):
             return True
         self.pending.append(job)
         return False
-
-    def forget(self, job: Job) -> None:
-        pass
-
-    def retry(self, job: Job) -> bool:
-        return False
-
-    def requeue(self, job: Job) -> bool:
-        return False
-
-
-class _Timer:
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self.when, self.callback, self.cancelled = when, callback, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 ADMIN_LINES = [
@@ -156,8 +138,7 @@ class _CoreRun:
 
     def __init__(self, reader: _Reader) -> None:
         self.reader = reader
-        self.now = 1_000_000.0
-        self.timers: list[_Timer] = []
+        self.clock = Clock()
         config = ServerConfig(
             handle_prefix="H:fuzz",
             round_robin=bool(reader.byte() & 1),
@@ -167,18 +148,15 @@ class _CoreRun:
             max_function_bytes=max(0, reader.byte() % 64 - 40),
             max_idle_functions=reader.byte() % 3,
         )
-        self.core = JobServer(config, call_later=self.call_later, clock=lambda: self.now)
+        self.core = JobServer(
+            config, call_later=self.clock.call_later, clock=lambda: self.clock.now
+        )
         self.requests = Requests(self.core)
         self.keeper = _Keeper()
         if reader.byte() & 1:
             self.core.keeper = self.keeper
         self.admin = AdminCommands(self.core, lambda: "NOTICE")
         self.peers = [self.new_peer() for _ in range(4)]
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
-        timer = _Timer(self.now + delay, callback)
-        self.timers.append(timer)
-        return timer
 
     def new_peer(self) -> Peer:
         peer = Peer(lambda data: None, lambda: None)
@@ -212,15 +190,7 @@ class _CoreRun:
             else:
                 core.store_failed(job, b"down")
         else:
-            self.advance(reader.byte() / 4)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for timer in sorted(self.timers, key=lambda t: t.when):
-            if timer.when <= self.now and not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
-        self.timers = [t for t in self.timers if not t.cancelled]
+            self.clock.advance(reader.byte() / 4)
 
 
 def core_target(data: bytes) -> None:
