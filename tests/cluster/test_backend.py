@@ -16,7 +16,7 @@ from geartrain.server.policies import Policies
 from geartrain.store.records import decode_outcomes
 from gt_helpers import wait_for
 
-from .conftest import RedisShared, SharedStore
+from .stores import RedisShared, SharedStore
 
 pytestmark = [pytest.mark.backend]
 

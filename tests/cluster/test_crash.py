@@ -22,11 +22,12 @@ from geartrain import Worker, WorkerJob
 from gt_helpers import registered, wait_for
 from serverproc import ServerProc
 
-from .conftest import LEASE, SharedStore, StartMember
+from .conftest import LEASE, StartMember
+from .stores import SharedStore
 from .test_cluster import members
 
 PHP = shutil.which("php")
-SUBMIT = Path(__file__).parent / "submit.php"
+SUBMIT = Path(__file__).parents[1] / "php_peers" / "submit.php"
 JOBS_PER_CLIENT = 300
 KILLS = 3
 IN_FLIGHT_MARGIN = 1.0
@@ -104,7 +105,8 @@ async def test_kill_members_mid_drain(start_member: StartMember, shared_store: S
                 )
                 takeovers.append(time.monotonic() - at)
         outputs = [c.communicate(timeout=120)[0] for c in clients]
-        acknowledged = {line for out in outputs for line in out.split(b"\n") if line}
+        lines = [line.split() for out in outputs for line in out.split(b"\n")]
+        acknowledged = {words[1] for words in lines if words[:1] == [b"ok"]}
         assert len(acknowledged) > JOBS_PER_CLIENT  # the clients did submit through the kills
 
         def drained() -> bool:

@@ -15,7 +15,8 @@ from gt_helpers import registered, wait_for
 from store.conftest import REDIS
 from store.proxy import TcpProxy
 
-from .conftest import LEASE, RedisShared, SharedStore, StartMember
+from .conftest import LEASE, StartMember
+from .stores import RedisShared, SharedStore
 from .test_crash import Run, worker_for
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow, pytest.mark.timeout(120)]

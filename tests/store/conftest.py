@@ -141,9 +141,9 @@ def redis_prefix() -> Iterator[str]:
     run_in_thread(delete_redis_keys(prefix))
 
 
-async def delete_redis_keys(prefix: str) -> None:
+async def delete_redis_keys(prefix: str, address: dict[str, object] = REDIS) -> None:
     """Delete every key under ``prefix`` (found by SCAN)."""
-    client = aioredis.Redis(**REDIS)  # type: ignore[arg-type]
+    client = aioredis.Redis(**address)  # type: ignore[arg-type]
     try:
         keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
         if keys:

@@ -13,6 +13,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -37,25 +38,40 @@ def _wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 class PrivateRedis:
-    """A redis-server of the test's own, keeping nothing on disk."""
+    """A redis-server of the test's own.  It keeps nothing on disk, or with
+    ``appendonly`` an fsync-always AOF in a temporary directory, so that a kill
+    loses nothing it acknowledged and a restart on the same port loads it all."""
 
-    def __init__(self) -> None:
+    def __init__(self, appendonly: bool = False) -> None:
         self.port = free_port()
+        self.appendonly = appendonly
+        self.dir = Path(tempfile.mkdtemp(prefix="gt-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence = ["--appendonly", "no"]
+        if self.appendonly:
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no"],
+            + ["--dir", str(self.dir), *persistence],
             stdout=subprocess.DEVNULL,
         )
         _wait_port(self.port)
+
+    def kill(self) -> None:
+        """SIGKILL: what it had not written is lost, as in a crash."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class PrivatePostgres:
@@ -99,6 +115,23 @@ class PrivatePostgres:
 
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def kill(self) -> None:
+        """SIGKILL to the postmaster and every backend at once (pg_ctl made the
+        postmaster a process group leader), then wait until they are gone: a
+        restart recovers from the WAL, as after a crash of the machine's
+        processes (the page cache survives)."""
+        leader = int((self.data / "postmaster.pid").read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(leader, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"PostgreSQL's processes outlived SIGKILL (group {leader})")
 
     def conninfo(self) -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
