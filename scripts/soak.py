@@ -17,9 +17,10 @@ seen to stay flat.
 The checker, once the queue has drained:
 - every background job whose submission was acknowledged ran to completion at
   least once (workers log each start and end to files that survive a SIGKILL);
-- a job that ran more than once was running at a kill: its worker died during
-  the run, or a server kill fell within the run (or within ``--grace`` seconds
-  after it, or after the end of a store outage it ended in, while the
+- a job that ran more than once was running at a fault (the fault suite's
+  accounting, tests/faults/ledger.py): its worker died during the run, or a
+  server kill or store outage fell within the run (or within ``--grace``
+  seconds after it, or after the end of a store outage it ended in, while the
   completion was on its way to the queue);
 - every foreground result was right (failures while the server was down are
   counted, not errors);
@@ -61,6 +62,7 @@ from geartrain import Admin, Client, Worker, WorkerJob
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 PHP_PEERS = TESTS / "php_peers"
 sys.path.insert(0, str(TESTS))
+from faults.ledger import OK, Ledger  # noqa: E402  (the fault suite's accounting)
 from store.proxy import TcpProxy  # noqa: E402  (the tests' proxy: a link to cut and restore)
 
 HOST = "127.0.0.1"
@@ -121,9 +123,8 @@ class Soak:
     server: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
-    acked: dict[str, bytes] = field(default_factory=dict)
-    server_kills: list[float] = field(default_factory=list)
-    outages: list[tuple[float, float]] = field(default_factory=list)
+    ledger: Ledger = field(default_factory=Ledger)
+    handles: list[bytes] = field(default_factory=list)
     samples: list[tuple[float, int, int, int]] = field(default_factory=list)
     steady_at: float = 0.0
     stopping: bool = False
@@ -175,13 +176,15 @@ class Soak:
                     await asyncio.sleep(0.1)
                     continue
                 job_id = self.new_id("py")
+                start = time.time()
                 try:
                     handle = await client.submit_background(BG, job_id, unique=job_id)
                 except Exception:
                     self.counts.bg_refused += 1
                     await asyncio.sleep(0.1)
                     continue
-                self.acked[job_id] = handle
+                self.ledger.submitted(self.port, job_id, start, OK)
+                self.handles.append(handle)
                 self.counts.bg_acked += 1
 
     async def python_foreground(self) -> None:
@@ -203,9 +206,9 @@ class Soak:
         async with Client([f"{HOST}:{self.port}"], max_backoff=0.5, io_timeout=10) as client:
             while not self.stopping:
                 await asyncio.sleep(0.01)
-                if not self.acked:
+                if not self.handles:
                     continue
-                handle = random.choice(list(self.acked.values())[-100:])
+                handle = random.choice(self.handles[-100:])
                 try:
                     await client.get_status(handle)
                     self.counts.status_ok += 1
@@ -220,6 +223,7 @@ class Soak:
             job_id = self.new_id("php")
             payload = job_id.encode() if background else os.urandom(64).hex().encode()
             argv = ["php", script, HOST, str(self.port), BG if background else FG]
+            start = time.time()
             proc = await asyncio.create_subprocess_exec(
                 *argv + (["background"] if background else []),
                 stdin=subprocess.PIPE,
@@ -231,7 +235,8 @@ class Soak:
                 self.counts.php_failed += 1
                 await asyncio.sleep(0.1)
             elif background:
-                self.acked[job_id] = out
+                self.ledger.submitted(self.port, job_id, start, OK)
+                self.handles.append(out)
                 self.counts.php_bg_acked += 1
             elif out == payload[::-1]:
                 self.counts.php_fg_ok += 1
@@ -248,17 +253,18 @@ class Soak:
             if self.proxy is not None and random.random() < self.args.store_share:
                 await self.proxy.stop()
                 self.counts.store_outages += 1
-                cut = time.time()
+                outage = self.ledger.fault("cut", (self.port,), holds_acks=True)
                 await asyncio.sleep(random.uniform(1.0, 4.0))
                 await self.proxy.start()
-                self.outages.append((cut, time.time()))
+                outage.ended = time.time()
             elif random.random() < self.args.server_share:
                 assert self.server is not None
                 self.server.kill()
                 self.server.wait()
-                self.server_kills.append(time.time())
+                kill = self.ledger.fault("kill", (self.port,))
                 self.counts.server_kills += 1
                 await asyncio.sleep(random.uniform(0.1, 1.0))
+                kill.ended = time.time()
                 await asyncio.to_thread(self.start_server)
             else:
                 slot = random.randrange(len(self.workers))
@@ -358,38 +364,13 @@ class Soak:
 
     # -- the checker --
 
-    def runs(self) -> dict[str, list[tuple[float, float | None]]]:
-        """Each job's runs: (start, end or None when its worker died)."""
-        runs: dict[str, list[tuple[float, float | None]]] = {}
-        for log in sorted(self.dir.glob("worker-*.log")):
-            open_runs: dict[str, float] = {}
-            for line in log.read_text().splitlines():
-                kind, job_id, stamp = line.split()
-                if kind == "S":
-                    if job_id in open_runs:  # concurrency 2: never the same job twice at once
-                        runs.setdefault(job_id, []).append((open_runs[job_id], None))
-                    open_runs[job_id] = float(stamp)
-                elif job_id in open_runs:
-                    runs.setdefault(job_id, []).append((open_runs.pop(job_id), float(stamp)))
-            for job_id, start in open_runs.items():
-                runs.setdefault(job_id, []).append((start, None))
-        return runs
-
-    def at_a_kill(self, start: float, end: float | None) -> bool:
-        if end is None:
-            return True  # its worker was killed during the run
-        # A completion during a store outage is stored only once the store is back.
-        end = max([end, *(back for cut, back in self.outages if cut <= end <= back)])
-        grace = self.args.grace
-        return any(start - grace <= t <= end + grace for t in self.server_kills)
-
     def check(self, started: float, drained: bool) -> dict[str, object]:
-        runs = self.runs()
-        lost = [j for j in self.acked if not any(end is not None for _, end in runs.get(j, []))]
-        duplicates = {j: r for j, r in runs.items() if len(r) > 1}
-        unexplained = [
-            j for j, r in duplicates.items() if sum(self.at_a_kill(*run) for run in r) < len(r) - 1
-        ]
+        ledger = self.ledger
+        for log in sorted(self.dir.glob("worker-*.log")):
+            ledger.read_worker_log(log, self.port)
+        lost = ledger.lost()
+        duplicates = ledger.twice()
+        unexplained = [t["job"] for t in duplicates if not t["coincided"]]
         steady = [s for s in self.samples if s[0] >= self.steady_at + 5]
         growth = resource_growth(steady)
         failures = []
@@ -398,7 +379,7 @@ class Soak:
         if lost:
             failures.append(f"{len(lost)} acknowledged background job(s) never ran: {lost[:10]}")
         if unexplained:
-            failures.append(f"{len(unexplained)} job(s) ran twice with no kill: {unexplained[:10]}")
+            failures.append(f"{len(unexplained)} job(s) ran twice at no fault: {unexplained[:10]}")
         if self.counts.fg_wrong:
             failures.append(f"{self.counts.fg_wrong} foreground result(s) were wrong")
         if growth["rss_kb"] > self.args.rss_margin_kb:
@@ -410,12 +391,12 @@ class Soak:
             "failures": failures,
             "seconds": round(time.time() - started, 1),
             "counts": asdict(self.counts),
-            "acknowledged": len(self.acked),
-            "ran": sum(1 for j in self.acked if j in runs),
+            "acknowledged": len(ledger.acked),
+            "ran": len(ledger.completed() & ledger.acked.keys()),
             "duplicates": len(duplicates),
             "duplicates_at_a_kill": len(duplicates) - len(unexplained),
             "steady_growth": growth,
-            "server_kill_times": self.server_kills,
+            "server_kill_times": [f.began for f in ledger.faults if f.kind == "kill"],
             "samples": [
                 {"t": round(t - started, 1), "pid": pid, "rss_kb": rss, "fds": fds}
                 for t, pid, rss, fds in self.samples
@@ -476,7 +457,7 @@ def main(argv: list[str]) -> int:
     args.seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     random.seed(args.seed)
     work = Path(tempfile.mkdtemp(prefix="geartrain-soak-"))
-    soak = Soak(args, work, port=free_port())
+    soak = Soak(args, work, port=free_port(), ledger=Ledger(args.grace))
 
     async def run() -> dict[str, object]:
         try:

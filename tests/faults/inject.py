@@ -6,8 +6,9 @@ and ended, which servers it hit) and returns once it is over.
 - ``stop``: SIGSTOP of the first member for :data:`STOP_SECONDS`, well past its
   lease, while its (slow) workers hold claimed jobs and a peer keeps sending it
   ECHO_REQ packets; then SIGCONT.
-- ``cut``: the store link of the single server, or of the first member, cut at
-  the proxy and restored (for a member, past its lease).
+- ``cut``: the store link of the single server, or of the first member,
+  black-holed at the proxy (nothing goes through, nothing is refused) and healed
+  (for a member, past its lease).
 - ``store-restart``: the private store killed (SIGKILL) and started again on its
   data.
 - ``disk-full``: the SQLite state directory's tmpfs filled until the server
@@ -33,7 +34,7 @@ from geartrain.protocol import REQ, PacketType, pack
 from serverproc import ServerProc
 
 from .ledger import QUEUE_ERROR, Fault, Ledger
-from .load import HOST
+from .load import HOST, Load
 from .topology import LEASE, Topology
 
 STOP_SECONDS = 8.0
@@ -65,7 +66,8 @@ async def _restart(server: ServerProc, fault: Fault) -> None:
         fault.notes["start_failed"] = str(error).strip().splitlines()[-1][:300]
 
 
-async def kill(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
+async def kill(topo: Topology, load: Load, rng: random.Random) -> Fault:
+    ledger = load.ledger
     server = rng.choice(topo.servers)
     fault = ledger.fault("kill", (server.port,))
     await asyncio.to_thread(server.kill)
@@ -74,7 +76,8 @@ async def kill(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
     return fault
 
 
-async def user(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
+async def user(topo: Topology, load: Load, rng: random.Random) -> Fault:
+    ledger = load.ledger
     server = topo.servers[0]
     fault = ledger.fault("user", (server.port,))
     await asyncio.to_thread(server.kill)
@@ -85,7 +88,8 @@ async def user(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
     return fault
 
 
-async def stop(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
+async def stop(topo: Topology, load: Load, rng: random.Random) -> Fault:
+    ledger = load.ledger
     member = topo.servers[0]
     ident = await _member_id(member.port)
     async with _flooding(member.port):
@@ -138,18 +142,20 @@ async def _flooding(port: int) -> AsyncIterator[None]:
         writer.transport.abort()
 
 
-async def cut(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
+async def cut(topo: Topology, load: Load, rng: random.Random) -> Fault:
+    ledger = load.ledger
     assert topo.proxy is not None
     server = topo.servers[0]
     fault = ledger.fault("cut", (server.port,), holds_acks=True, settle=_settle(topo, ledger))
-    await topo.proxy.stop()
+    topo.proxy.blackhole()
     await asyncio.sleep(rng.uniform(LEASE + 1, LEASE + 3) if topo.cluster else rng.uniform(1, 4))
     fault.ended = time.time()
-    await topo.proxy.start()
+    topo.proxy.heal()
     return fault
 
 
-async def store_restart(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
+async def store_restart(topo: Topology, load: Load, rng: random.Random) -> Fault:
+    ledger = load.ledger
     store = topo.store_server
     assert store is not None
     fault = ledger.fault("store-restart", topo.ports, holds_acks=True, settle=_settle(topo, ledger))
@@ -160,16 +166,19 @@ async def store_restart(topo: Topology, ledger: Ledger, rng: random.Random) -> F
     return fault
 
 
-async def disk_full(topo: Topology, ledger: Ledger, rng: random.Random) -> Fault:
+async def disk_full(topo: Topology, load: Load, rng: random.Random) -> Fault:
     server = topo.servers[0]
-    fault = ledger.fault("disk-full", (server.port,), holds_acks=True)
+    fault = load.ledger.fault("disk-full", (server.port,), holds_acks=True)
+    load.working.clear()  # a backlog builds up in the queue's log
     filler = topo.state / "filler"
     fault.notes["filled_mib"] = await asyncio.to_thread(_fill, filler)
     deadline = time.monotonic() + FILL_MAX_SECONDS
-    while time.monotonic() < deadline and not _refused_since(ledger, server.port, fault.began):
+    while time.monotonic() < deadline and not _refused_since(load.ledger, server.port, fault.began):
         await asyncio.sleep(0.2)
-    await asyncio.sleep(2)
-    fault.notes["refused_while_full"] = _refused_since(ledger, server.port, fault.began)
+    fault.notes["refused_while_full"] = _refused_since(load.ledger, server.port, fault.began)
+    load.working.set()
+    while time.monotonic() < deadline and await load.held() != 0:
+        await asyncio.sleep(0.2)
     fault.ended = time.time()
     filler.unlink()
     return fault
@@ -197,7 +206,7 @@ def _refused_since(ledger: Ledger, port: int, since: float) -> int:
     )
 
 
-INJECT: dict[str, Callable[[Topology, Ledger, random.Random], Awaitable[Fault]]] = {
+INJECT: dict[str, Callable[[Topology, Load, random.Random], Awaitable[Fault]]] = {
     "kill": kill,
     "stop": stop,
     "cut": cut,

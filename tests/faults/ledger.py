@@ -42,10 +42,10 @@ class Fault:
     targets: tuple[int, ...]
     began: float
     ended: float = 0.0
-    settle: float = 2.0
+    settle: float = 0.0
     """A run a target started up to this long after ``began`` was handed out
-    before the fault took hold (a cut-off cluster member may start the jobs it
-    holds until its lease's deadline)."""
+    before the fault took hold (the ledger's grace unless given: a cut-off
+    cluster member may start the jobs it holds until its lease's deadline)."""
     holds_acks: bool = False
     """The store was out of reach: what finished during it was acknowledged
     only at the end."""
@@ -87,6 +87,7 @@ class Ledger:
         return run
 
     def fault(self, kind: str, targets: tuple[int, ...], **kw: object) -> Fault:
+        kw.setdefault("settle", self.grace)
         fault = Fault(kind, targets, time.time(), **kw)  # type: ignore[arg-type]
         self.faults.append(fault)
         return fault

@@ -63,6 +63,9 @@ class Load:
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
         self.workers: list[Worker] = []
+        self.working = asyncio.Event()
+        """Cleared: the workers start no job (a consumer outage: the queue grows)."""
+        self.working.set()
 
     async def start(self) -> None:
         for port in self.ports:
@@ -100,6 +103,7 @@ class Load:
 
         @worker.register(FUNCTION)
         async def work(job: WorkerJob) -> bytes:
+            await self.working.wait()
             run = self.ledger.started(job.data.split(b" ", 1)[0].decode(), port)
             await asyncio.sleep(random.uniform(low, high))
             run.end = time.time()

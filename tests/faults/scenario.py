@@ -31,10 +31,12 @@ class Plan:
     members: int = 2
     rate: float = 50.0
     """Submissions per second per client (two clients per server)."""
-    pad: int = 0
-    """Bytes of padding per job (the disk fills sooner)."""
+    pad: int = -1
+    """Bytes of padding per job; -1: 16 KiB where the SQLite queue's log files must
+    turn over within seconds (``disk-full``, ``user``), else none."""
     php: bool = True
-    disk_mb: int = 48
+    disk_mb: int = 24
+    """The tmpfs of ``disk-full``: three of the queue's 8 MiB log files."""
     durability: str = ""
     """``--durability`` of a SQLite queue ("" for the default)."""
     grace: float = 2.0
@@ -48,6 +50,8 @@ class Plan:
                 raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
             if not applies(fault, self.topology):
                 raise ValueError(f"{fault} does not apply to {self.topology}")
+        if self.pad < 0:
+            self.pad = 16384 if {"disk-full", "user"} & set(self.faults) else 0
 
 
 async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, object]:
@@ -78,12 +82,15 @@ async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, 
             slow=topo.ports[:1] if "stop" in plan.faults else (),
         )
         await load.start()
-        await _inject(plan, topo, ledger, rng)
+        await _inject(plan, topo, load, rng)
         await _sleep(plan.steady)
-        drained = await load.stop(plan.drain_timeout)
+        down = [s.port for s in topo.servers if s.proc is None or s.proc.poll() is not None]
+        drained = await load.stop(0 if down else plan.drain_timeout)
         report = ledger.report(plan.recover_within, time.time())
         failures: list[str] = report["failures"]  # type: ignore[assignment]
-        if not drained:
+        if down:
+            failures.append(f"server(s) not running at the end: {down}")
+        elif not drained:
             failures.append(f"the queue did not drain within {plan.drain_timeout:.0f} s")
         failures += topo_failures(topo)
         report["ok"] = not failures
@@ -97,7 +104,8 @@ async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, 
     return report
 
 
-async def _inject(plan: Plan, topo: Topology, ledger: Ledger, rng: random.Random) -> None:
+async def _inject(plan: Plan, topo: Topology, load: Load, rng: random.Random) -> None:
+    ledger = load.ledger
     end = time.time() + plan.seconds
     order: list[str] = []
     while not plan.rounds or len(ledger.faults) < plan.rounds:
@@ -107,14 +115,16 @@ async def _inject(plan: Plan, topo: Topology, ledger: Ledger, rng: random.Random
         await _sleep(gap)
         if not order:  # each fault once per cycle, in a new order each time
             order = rng.sample(plan.faults, len(plan.faults))
-        fault = await INJECT[order.pop()](topo, ledger, rng)
+        fault = await INJECT[order.pop()](topo, load, rng)
         await _recovered(ledger, fault, plan.recover_within)
     await _sleep(end - time.time() if not plan.rounds else 0)
 
 
 async def _recovered(ledger: Ledger, fault: Fault, within: float) -> None:
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline and ledger.recovery(fault, time.time())[0] is None:
+    while "start_failed" not in fault.notes and time.monotonic() < deadline:
+        if ledger.recovery(fault, time.time())[0] is not None:
+            return
         await _sleep(0.2)
 
 

@@ -14,9 +14,12 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
+import geartrain
 from cluster.stores import PostgresShared, RedisShared, SharedStore
 from serverproc import ServerProc, free_port, geartrain_argv
 from store.dbservers import PrivatePostgres, PrivateRedis
@@ -95,8 +98,9 @@ class Topology:
         self.want_proxy = proxy
         self.proxy: TcpProxy | None = None
         self.disk_mb = disk_mb
-        self.mounted = False
+        self.mounts: list[Path] = []
         self.user = f"gt-faults-{os.getpid()}" if user else None
+        self.user_made = False
         self.work.chmod(0o755)  # the user's way to its home
         self.server_args = server_args
         self.servers: list[ServerProc] = []
@@ -109,16 +113,9 @@ class Topology:
         if self.store_kind == "sqlite":
             self.state.mkdir(mode=0o755)
             if self.disk_mb:
-                mount = ["mount", "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs"]
-                subprocess.run([*mount, str(self.state)], check=True)
-                self.mounted = True
+                self._mount(self.state, "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs")
             if self.user:
-                subprocess.run(
-                    ["useradd", "--system", "--no-create-home", "--home-dir", str(self.state)]
-                    + ["--shell", "/usr/sbin/nologin", "--user-group", self.user],
-                    check=True,
-                )
-                shutil.chown(self.state, self.user, self.user)
+                self._make_user(self.user)
         else:
             if self.store_server is None:
                 self.store_server = await asyncio.to_thread(start_store_server, self.store_kind)
@@ -136,6 +133,23 @@ class Topology:
         await asyncio.gather(*(asyncio.to_thread(s.start, 60) for s in self.servers))
         return self
 
+    def _mount(self, where: Path, *args: str) -> None:
+        where.mkdir(exist_ok=True)
+        subprocess.run(["mount", *args, str(where)], check=True)
+        self.mounts.append(where)
+
+    def _make_user(self, name: str) -> None:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", str(self.state)]
+            + ["--shell", "/usr/sbin/nologin", "--user-group", name],
+            check=True,
+        )
+        self.user_made = True
+        shutil.chown(self.state, name, name)
+        # The interpreter may live where the user cannot go (root's home): the user
+        # runs it through a read-only bind mount, with this environment's packages.
+        self._mount(self.work / "python", "--bind", "-o", "ro", sys.base_prefix)
+
     def _server(self, i: int) -> ServerProc:
         args = ["--verbose", "INFO", *self.server_args]
         if self.store is not None:
@@ -144,13 +158,19 @@ class Topology:
         if self.cluster:
             args += ["--cluster", "--cluster-lease", str(LEASE)]
         port = free_port()
+        argv = geartrain_argv(port, args)
         env = dict(os.environ, XDG_STATE_HOME=str(self.state))
         if self.user:
             # The default queue in the user's home, whoever opens it.
-            env.pop("XDG_STATE_HOME")
+            del env["XDG_STATE_HOME"]
             env["HOME"] = str(self.state)
-            args += ["--user", self.user]
-        return ServerProc("geartrain", geartrain_argv(port, args), port, env=env)
+            python = self.work / "python"
+            argv[0] = str(python / "bin" / "python{}.{}".format(*sys.version_info))
+            env["LD_LIBRARY_PATH"] = str(python / "lib")  # before its RUNPATH under /root
+            code = Path(geartrain.__file__).parents[1]
+            env["PYTHONPATH"] = os.pathsep.join([str(code), sysconfig.get_paths()["purelib"]])
+            argv += ["--user", self.user]
+        return ServerProc("geartrain", argv, port, env=env)
 
     def as_user(self, server: ServerProc, direct: bool) -> None:
         """Next start: as the user itself (``direct``), or as root with ``--user``."""
@@ -174,8 +194,8 @@ class Topology:
                 await asyncio.to_thread(self.store.cleanup)
         if self.own_store and self.store_server is not None:
             await asyncio.to_thread(stop_store_server, self.store_server)
-        if self.mounted:
-            subprocess.run(["umount", str(self.state)], check=True)
-        if self.user:
-            subprocess.run(["userdel", self.user], check=True)
+        for where in reversed(self.mounts):
+            subprocess.run(["umount", str(where)], check=True)
+        if self.user_made:
+            subprocess.run(["userdel", str(self.user)], check=True)
         shutil.rmtree(self.work, ignore_errors=True)
