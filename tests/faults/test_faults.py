@@ -19,7 +19,7 @@ import pytest
 
 from .inject import FAULTS, applies
 from .scenario import Plan, run
-from .topology import TOPOLOGIES, StoreServer, start_store_server, stop_store_server
+from .topology import TOPOLOGIES, StoreServer, start_store_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.backend, pytest.mark.interop, pytest.mark.timeout(300)]
 
@@ -48,7 +48,7 @@ def store_servers() -> Iterator[Callable[[str], StoreServer]]:
 
     yield get
     for server in started.values():
-        stop_store_server(server)
+        server.cleanup()
 
 
 @pytest.mark.parametrize(("topology", "fault"), CASES)

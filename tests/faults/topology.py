@@ -51,13 +51,6 @@ def start_store_server(kind: str) -> StoreServer:
     return pg
 
 
-def stop_store_server(server: StoreServer) -> None:
-    if isinstance(server, PrivateRedis):
-        server.stop()
-    else:
-        server.cleanup()
-
-
 class Topology:
     """Servers (``servers[0]`` is the one a fault on one member hits) and their store.
 
@@ -193,7 +186,7 @@ class Topology:
             with contextlib.suppress(Exception):  # the store may be down after a failure
                 await asyncio.to_thread(self.store.cleanup)
         if self.own_store and self.store_server is not None:
-            await asyncio.to_thread(stop_store_server, self.store_server)
+            await asyncio.to_thread(self.store_server.cleanup)
         for where in reversed(self.mounts):
             subprocess.run(["umount", str(where)], check=True)
         if self.user_made:

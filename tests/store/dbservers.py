@@ -71,6 +71,9 @@ class PrivateRedis:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -262,7 +265,4 @@ def ensure_services(addresses: dict[str, dict[str, object]]) -> Iterator[list[st
         yield notes
     finally:
         for server in reversed(started):
-            if isinstance(server, PrivateRedis):
-                server.stop()
-            else:
-                server.cleanup()
+            server.cleanup()

@@ -221,7 +221,7 @@ def test_redis_outage(servers: Callable[..., ServerProc]) -> None:
         server.restart()
         assert drain(server.port) == [b"after"]
     finally:
-        redis.stop()
+        redis.cleanup()
 
 
 @pytest.mark.timeout(120)
