@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # the clients' reconnect notices are expected
+    # SIGTERM as Ctrl-C: the run stops its servers and stores, unmounts and removes its user.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     faults = args.faults.split(",") if args.faults else FAULTS
     plan = Plan(
         args.topology,

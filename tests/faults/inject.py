@@ -4,15 +4,16 @@ and ended, which servers it hit) and returns once it is over.
 - ``kill``: SIGKILL of a server (a random member of a cluster), restarted on the
   same port (a new identity in the cluster) after up to a second.
 - ``stop``: SIGSTOP of the first member for :data:`STOP_SECONDS`, well past its
-  lease, while its (slow) workers hold claimed jobs and a peer keeps sending it
+  lease, while its (slow) workers hold claimed jobs and a peer floods it with
   ECHO_REQ packets; then SIGCONT.
 - ``cut``: the store link of the single server, or of the first member,
   black-holed at the proxy (nothing goes through, nothing is refused) and healed
   (for a member, past its lease).
 - ``store-restart``: the private store killed (SIGKILL) and started again on its
   data.
-- ``disk-full``: the SQLite state directory's tmpfs filled until the server
-  refuses submissions, then freed.
+- ``disk-full``: the workers pause (a backlog builds up in the queue's log) and
+  the SQLite state directory's tmpfs is filled; once the server refuses
+  submissions the workers drain the queue, then the space is freed.
 - ``user``: the server, started as root with ``--user``, killed and started as
   that user itself (and the next time the other way round).
 """
@@ -38,8 +39,9 @@ from .load import HOST, Load
 from .topology import LEASE, Topology
 
 STOP_SECONDS = 8.0
-FILL_MAX_SECONDS = 30.0
-"""How long a full disk is kept full at most, waiting for the server to refuse."""
+FULL_SECONDS = 30.0
+"""How long a full disk waits at most for the server to refuse, then for the
+queue to drain."""
 
 
 def applies(fault: str, topology: str) -> bool:
@@ -52,10 +54,10 @@ def applies(fault: str, topology: str) -> bool:
     return fault == "kill"
 
 
-def _settle(topo: Topology, ledger: Ledger) -> float:
+def _settle(topo: Topology, load: Load) -> float:
     """How long after a store outage began a member may still start the jobs it
     holds: until its lease's own deadline (docs/cluster.md)."""
-    return LEASE * TRUST + ledger.grace if topo.cluster else ledger.grace
+    return LEASE * TRUST + load.ledger.grace if topo.cluster else load.ledger.grace
 
 
 async def _restart(server: ServerProc, fault: Fault) -> None:
@@ -67,9 +69,8 @@ async def _restart(server: ServerProc, fault: Fault) -> None:
 
 
 async def kill(topo: Topology, load: Load, rng: random.Random) -> Fault:
-    ledger = load.ledger
     server = rng.choice(topo.servers)
-    fault = ledger.fault("kill", (server.port,))
+    fault = load.ledger.fault("kill", (server.port,))
     await asyncio.to_thread(server.kill)
     await asyncio.sleep(rng.uniform(0.1, 1.0))
     await _restart(server, fault)
@@ -77,9 +78,8 @@ async def kill(topo: Topology, load: Load, rng: random.Random) -> Fault:
 
 
 async def user(topo: Topology, load: Load, rng: random.Random) -> Fault:
-    ledger = load.ledger
     server = topo.servers[0]
-    fault = ledger.fault("user", (server.port,))
+    fault = load.ledger.fault("user", (server.port,))
     await asyncio.to_thread(server.kill)
     direct = server.user is None
     topo.as_user(server, direct)
@@ -89,12 +89,11 @@ async def user(topo: Topology, load: Load, rng: random.Random) -> Fault:
 
 
 async def stop(topo: Topology, load: Load, rng: random.Random) -> Fault:
-    ledger = load.ledger
     member = topo.servers[0]
     ident = await _member_id(member.port)
     async with _flooding(member.port):
         await asyncio.sleep(1.0)
-        fault = ledger.fault("stop", (member.port,))
+        fault = load.ledger.fault("stop", (member.port,))
         member.signal(signal.SIGSTOP)
         try:
             assert topo.store is not None
@@ -143,10 +142,9 @@ async def _flooding(port: int) -> AsyncIterator[None]:
 
 
 async def cut(topo: Topology, load: Load, rng: random.Random) -> Fault:
-    ledger = load.ledger
     assert topo.proxy is not None
     server = topo.servers[0]
-    fault = ledger.fault("cut", (server.port,), holds_acks=True, settle=_settle(topo, ledger))
+    fault = load.ledger.fault("cut", (server.port,), holds_acks=True, settle=_settle(topo, load))
     topo.proxy.blackhole()
     await asyncio.sleep(rng.uniform(LEASE + 1, LEASE + 3) if topo.cluster else rng.uniform(1, 4))
     fault.ended = time.time()
@@ -155,10 +153,10 @@ async def cut(topo: Topology, load: Load, rng: random.Random) -> Fault:
 
 
 async def store_restart(topo: Topology, load: Load, rng: random.Random) -> Fault:
-    ledger = load.ledger
     store = topo.store_server
     assert store is not None
-    fault = ledger.fault("store-restart", topo.ports, holds_acks=True, settle=_settle(topo, ledger))
+    settle = _settle(topo, load)
+    fault = load.ledger.fault("store-restart", topo.ports, holds_acks=True, settle=settle)
     await asyncio.to_thread(store.kill)
     await asyncio.sleep(rng.uniform(0.5, 3.0))
     fault.ended = time.time()
@@ -172,11 +170,12 @@ async def disk_full(topo: Topology, load: Load, rng: random.Random) -> Fault:
     load.working.clear()  # a backlog builds up in the queue's log
     filler = topo.state / "filler"
     fault.notes["filled_mib"] = await asyncio.to_thread(_fill, filler)
-    deadline = time.monotonic() + FILL_MAX_SECONDS
+    deadline = time.monotonic() + FULL_SECONDS
     while time.monotonic() < deadline and not _refused_since(load.ledger, server.port, fault.began):
         await asyncio.sleep(0.2)
     fault.notes["refused_while_full"] = _refused_since(load.ledger, server.port, fault.began)
     load.working.set()
+    deadline = time.monotonic() + FULL_SECONDS
     while time.monotonic() < deadline and await load.held() != 0:
         await asyncio.sleep(0.2)
     fault.ended = time.time()

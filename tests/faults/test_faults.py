@@ -66,7 +66,9 @@ async def test_a_fault_loses_no_job_and_repeats_only_what_it_interrupted(
         drain_timeout=90.0,
     )
     report = await run(plan, store)
-    [done] = report["faults"]  # type: ignore[misc]
+    faults = report["faults"]
+    assert isinstance(faults, list)
+    [done] = faults
     print(
         f"\n{fault} on {topology}: {report['acknowledged']} acknowledged, {report['lost']} lost,"
         f" {report['ran_twice']} ran twice ({report['ran_twice_at_a_fault']} at the fault),"
