@@ -18,7 +18,8 @@ from gt_helpers import registered, wait_for
 from serverproc import ServerProc
 from store.proxy import TcpProxy
 
-from .conftest import LEASE, SharedStore, StartMember
+from .conftest import LEASE, StartMember
+from .stores import SharedStore
 from .test_crash import Run, own_id
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow, pytest.mark.timeout(120)]
