@@ -57,12 +57,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from geartrain import Admin, Client, Worker, WorkerJob
+from geartrain import Client, Worker, WorkerJob
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 PHP_PEERS = TESTS / "php_peers"
 sys.path.insert(0, str(TESTS))
 from faults.ledger import OK, Ledger  # noqa: E402  (the fault suite's accounting)
+from faults.load import held  # noqa: E402
 from store.proxy import TcpProxy  # noqa: E402  (the tests' proxy: a link to cut and restore)
 
 HOST = "127.0.0.1"
@@ -287,18 +288,9 @@ class Soak:
                 self.samples.append((time.time(), pid, rss, fds))
             await asyncio.sleep(1)
 
-    async def queued(self) -> int | None:
-        """soak_bg jobs queued or running, from the admin `status` (None: no answer)."""
-        try:
-            async with Admin(f"{HOST}:{self.port}", connect_timeout=5, io_timeout=5) as admin:
-                rows = await admin.status()
-        except OSError:
-            return None
-        return sum(row.total for row in rows if row.function == BG)
-
     async def watch_backlog(self) -> None:
         while not self.stopping:
-            queued = await self.queued()
+            queued = await held((self.port,), BG)
             if queued is not None:
                 self.backlog = queued
             await asyncio.sleep(0.5)
@@ -307,7 +299,7 @@ class Soak:
         """Wait until no soak_bg job is queued or running."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await self.queued() == 0:
+            if await held((self.port,), BG) == 0:
                 return True
             await asyncio.sleep(0.5)
         return False

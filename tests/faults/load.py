@@ -162,28 +162,31 @@ class Load:
         if kind == "ok":
             outcome = OK
         else:
-            # libgearman reports the server's ERROR packet as a server error with its code.
+            # libgearman names the code of the ERROR packet: GEARMAN_QUEUE_ERROR.
             outcome = QUEUE_ERROR if "QUEUE_ERROR" in " ".join(words[4:]) else FAILED
         self.ledger.submitted(port, job, start, outcome, end)
 
-    # -- the servers' view --
-
     async def held(self) -> int | None:
-        """Jobs queued or running on all servers (a cluster's are counted by each
-        member: the largest count); None if a server did not answer."""
-        counts = []
-        for port in self.ports:
-            try:
-                async with Admin(f"{HOST}:{port}", connect_timeout=5, io_timeout=5) as admin:
-                    rows = await admin.status()
-            except (OSError, TimeoutError, ConnectionError):
-                return None
-            counts.append(sum(r.total for r in rows if r.function == FUNCTION))
-        return max(counts)
+        return await held(self.ports, FUNCTION)
 
     async def _watch_backlog(self) -> None:
         while not self.stopping:
-            held = await self.held()
-            if held is not None:
-                self.backlog = held
+            count = await self.held()
+            if count is not None:
+                self.backlog = count
             await asyncio.sleep(0.5)
+
+
+async def held(ports: tuple[int, ...], function: str) -> int | None:
+    """Jobs of ``function`` queued or running, by the admin ``status`` of the servers
+    at ``ports`` (a cluster's are counted by each member: the largest count); None
+    if a server did not answer."""
+    counts = []
+    for port in ports:
+        try:
+            async with Admin(f"{HOST}:{port}", connect_timeout=5, io_timeout=5) as admin:
+                rows = await admin.status()
+        except (OSError, TimeoutError, ConnectionError):
+            return None
+        counts.append(sum(r.total for r in rows if r.function == function))
+    return max(counts)
