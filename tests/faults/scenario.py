@@ -70,6 +70,7 @@ async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, 
     )
     ledger = Ledger(plan.grace)
     started = time.time()
+    load: Load | None = None
     try:
         await topo.start()
         load = Load(
@@ -97,6 +98,8 @@ async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, 
         if failures:
             report["logs"] = {port: log[-3000:] for port, log in topo.logs().items()}
     finally:
+        if load is not None and not load.stopping:  # the run broke off: no drain
+            await load.stop(0)
         await topo.stop()
     report.update(
         topology=plan.topology, seconds=round(time.time() - started, 1), plan=asdict(plan)
