@@ -166,7 +166,7 @@ async def store_restart(topo: Topology, load: Load, rng: random.Random) -> Fault
 
 async def disk_full(topo: Topology, load: Load, rng: random.Random) -> Fault:
     server = topo.servers[0]
-    fault = load.ledger.fault("disk-full", (server.port,), holds_acks=True)
+    fault = load.ledger.fault("disk-full", (server.port,), holds_acks=True, keeps_accepting=True)
     load.working.clear()  # a backlog builds up in the queue's log
     filler = topo.state / "filler"
     fault.notes["filled_mib"] = await asyncio.to_thread(_fill, filler)

@@ -8,8 +8,8 @@ clients and worker processes share.  The promises:
 - a job runs more than once only when a fault coincided with one of its runs:
   all its runs but one were running, or finished but perhaps not yet
   acknowledged to the store, when a fault began on the server that ran them;
-- after a fault the server accepts submissions again, and once it has, it
-  refuses none (``QUEUE_ERROR``) until the next fault.
+- after a fault the server accepts submissions again; where a fault promises
+  it, once it has, it refuses none (``QUEUE_ERROR``) until the next fault.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ class Fault:
     holds_acks: bool = False
     """The store was out of reach: what finished during it was acknowledged
     only at the end."""
+    keeps_accepting: bool = False
+    """Promised: once a target accepts submissions again, it refuses none (with
+    ``QUEUE_ERROR``) until the next fault."""
     notes: dict[str, object] = field(default_factory=dict)
 
 
@@ -157,12 +160,15 @@ class Ledger:
 
     def recovery(self, fault: Fault, until: float) -> tuple[float | None, int]:
         """Seconds from the fault's end until every target acknowledged a submission
-        again (None: not before ``until``), and the ``QUEUE_ERROR`` refusals of
-        submissions started after that, before ``until``."""
+        sent after it (None: not before ``until``), and the ``QUEUE_ERROR`` refusals
+        of submissions started after that, before ``until``."""
         back = []
         for port in fault.targets:
-            ok = [s.end for s in self.submissions if s.port == port and s.outcome == OK]
-            after = [t for t in ok if fault.ended <= t < until]
+            after = [
+                s.end
+                for s in self.submissions
+                if s.port == port and s.outcome == OK and fault.ended <= s.start < until
+            ]
             if not after:
                 return None, 0
             back.append(min(after))
@@ -195,7 +201,7 @@ class Ledger:
                     f"{f.kind} at {f.began:.1f}: submissions not accepted again within"
                     f" {recover_within:.0f} s of its end"
                 )
-            elif refused:
+            elif refused and f.keeps_accepting:
                 failures.append(
                     f"{f.kind} at {f.began:.1f}: {refused} submission(s) refused after the"
                     f" server accepted them again"
