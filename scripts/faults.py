@@ -24,10 +24,11 @@ Faults (each where it applies; all that apply by default):
 The report, per run: jobs acknowledged, lost (acknowledged, never run), ran
 twice (each with the fault it coincided with, if any), refused (QUEUE_ERROR and
 other), and per fault its recovery time: from its end until every server it hit
-acknowledged a submission again.  Exit status 0 when nothing acknowledged was
-lost, every job that ran twice was running (or unacknowledged) at a fault, the
-servers accepted submissions again within --recover-within seconds of each
-fault and refused none after that until the next fault; 1 otherwise.
+acknowledged a submission sent after it.  Exit status 0 when nothing
+acknowledged was lost, every job that ran twice was running (or unacknowledged)
+at a fault, the servers recovered within --recover-within seconds of each
+fault (after disk-full, refusing nothing from then on) and, with user, the
+queue's files are the user's; 1 otherwise (docs/development.md, "Faults").
 
     python scripts/faults.py --topology cluster-redis --minutes 5 --report r.json
 """
