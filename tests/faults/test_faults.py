@@ -5,9 +5,10 @@ for minutes; docs/development.md has its figures).
 What holds under every fault: no acknowledged background job is lost; a job runs
 twice only when it was running, or finished but not yet acknowledged, at the
 fault on the server that ran it; the servers accept submissions again after
-the fault (after a full disk, refusing none from then on).  The stores are private servers of
-this module (a Redis with an fsync-always AOF, a PostgreSQL from initdb), since
-a fault may kill them; each test has its own key prefix or database.
+the fault (after a full disk, refusing none from then on).  The stores are
+private servers of this module (a Redis with an fsync-always AOF, a PostgreSQL
+from initdb), since a fault may kill them; each test has its own key prefix or
+database.
 """
 
 from __future__ import annotations
