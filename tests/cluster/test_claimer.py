@@ -19,7 +19,7 @@ from geartrain.protocol import PacketType as T
 from gt_helpers import wait_for
 from server.harness import Clock, Conn, make
 
-from .conftest import SharedStore
+from .stores import SharedStore
 
 pytestmark = [pytest.mark.backend]
 

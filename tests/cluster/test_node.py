@@ -17,7 +17,7 @@ from geartrain.protocol import PacketType as T
 from server.harness import Clock, Conn, make
 from store.proxy import TcpProxy
 
-from .conftest import SharedStore
+from .stores import SharedStore
 
 pytestmark = [pytest.mark.backend]
 

@@ -30,7 +30,8 @@ from gt_helpers import registered, wait_for
 from server.harness import Clock, make
 from serverproc import ServerProc
 
-from .conftest import SharedStore, StartMember
+from .conftest import StartMember
+from .stores import SharedStore
 
 NOW = 1_000_000.0
 BACKOFF = 6.0

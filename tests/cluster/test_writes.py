@@ -19,7 +19,7 @@ from gt_helpers import wait_for
 from server.harness import Clock, Conn, make
 from store.proxy import TcpProxy
 
-from .conftest import SharedStore
+from .stores import SharedStore
 
 pytestmark = [pytest.mark.backend]
 
