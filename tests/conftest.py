@@ -4,10 +4,7 @@ filesystem that fills, an unprivileged user."""
 from __future__ import annotations
 
 import pwd
-import secrets
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import pytest
 
 import serverproc
+from machine import add_system_user, mount_small_disk, remove_system_user, unmount_small_disk
 from serverproc import ServerProc
 
 SERVER_KINDS = ["geartrain", "gearmand"]
@@ -73,46 +71,28 @@ def start_server() -> Iterator[Callable[..., ServerProc]]:
 
 @pytest.fixture
 def small_disk() -> Iterator[Callable[[str], Path]]:
-    """Factory: ``small_disk("8m")`` mounts a tmpfs of that size (a filesystem that
-    really fills: ENOSPC, SQLite's "database or disk is full") and returns its
-    directory; unmounted after the test.  Needs root, as CI has."""
+    """Factory: ``small_disk("8m")`` mounts a tmpfs of that size (machine.py) and
+    returns its directory; unmounted after the test."""
     mounted: list[Path] = []
 
     def mount(size: str) -> Path:
-        where = Path(tempfile.mkdtemp(prefix="gt-disk-"))
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-            check=True,
-            capture_output=True,
-        )
-        mounted.append(where)
-        return where
+        mounted.append(mount_small_disk(size))
+        return mounted[-1]
 
     yield mount
     for where in mounted:
-        subprocess.run(["umount", "--lazy", str(where)], check=True)
-        where.rmdir()
+        unmount_small_disk(where)
 
 
 @pytest.fixture
 def system_user() -> Iterator[pwd.struct_passwd]:
-    """A real unprivileged user of this test's own (a system user whose home is in a
-    new temporary directory), removed after the test.  Needs root, as CI has.
-    Request it before any server fixture, so that its processes end first."""
-    name = f"gt-test-{secrets.token_hex(4)}"
-    base = Path(tempfile.mkdtemp(prefix="gt-user-"))
-    base.chmod(0o755)
-    subprocess.run(
-        ["useradd", "--system", "--create-home", "--home-dir", str(base / "home")]
-        + ["--shell", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
+    """A real unprivileged user of this test's own (machine.py), removed after the
+    test.  Request it before any server fixture, so that its processes end first."""
+    user = add_system_user()
     try:
-        yield pwd.getpwnam(name)
+        yield user
     finally:
-        subprocess.run(["userdel", name], check=True, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        remove_system_user(user)
 
 
 @pytest.fixture(scope="session")

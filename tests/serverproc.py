@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -45,10 +44,6 @@ class ServerProc:
     log_path: Path | None = None
     tls: bool = False
     tmpdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gt-srv-")))
-    env: dict[str, str] | None = None
-    """The process's environment (None: this one's)."""
-    user: str | None = None
-    """Run the process as this user (the caller must be root)."""
 
     @property
     def address(self) -> str:
@@ -62,17 +57,9 @@ class ServerProc:
     def start(self, timeout: float = 15.0, ready: bool = True) -> ServerProc:
         """Start the process; with ``ready``, wait until it answers `version`."""
         self.log_path = self.tmpdir / "server.log"
-        owner = pwd.getpwnam(self.user) if self.user else None
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                user=self.user,
-                group=owner.pw_gid if owner else None,
-                extra_groups=[] if owner else None,
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         if not ready:
             return self

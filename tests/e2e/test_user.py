@@ -11,20 +11,17 @@ queue, with a real unprivileged user the test creates.
 
 from __future__ import annotations
 
-import os
 import pwd
 import subprocess
-import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
-import geartrain
 from console.conftest import Console
 from geartrain.protocol import PacketType
 from geartrain.server.persistence import SYNC_FAILURE_LIMIT
+from machine import as_user, python_for
 from serverproc import HOST, ServerProc, free_port
 from store.test_durability import drain, submit
 from store.test_full_disk import metric, readyz
@@ -35,24 +32,6 @@ from .test_startup_errors import assert_one_line_failure
 
 T = PacketType
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-def python_for(user: pwd.struct_passwd) -> list[str]:
-    """``env`` settings and a Python that ``user`` may run with this checkout's
-    geartrain: this one, or, where it lives in a directory closed to others (a
-    pyenv under /root), the system's Python of the same version with this one's
-    packages."""
-    probe = ["setpriv", *as_user(user), "env", sys.executable, "-c", "import geartrain"]
-    if subprocess.run(probe, capture_output=True).returncode == 0:
-        return [sys.executable]
-    paths = [str(Path(geartrain.__file__).parents[1]), sysconfig.get_paths()["purelib"]]
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return [f"PYTHONPATH={os.pathsep.join(paths)}", f"/usr/bin/python{version}"]
-
-
-def as_user(user: pwd.struct_passwd) -> list[str]:
-    """setpriv's flags for running as ``user`` (as systemd's ``User=`` does)."""
-    return [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
 
 
 def server(user: pwd.struct_passwd, *args: str, switch: bool = True) -> ServerProc:

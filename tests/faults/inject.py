@@ -81,9 +81,11 @@ async def user(topo: Topology, load: Load, rng: random.Random) -> Fault:
     server = topo.servers[0]
     fault = load.ledger.fault("user", (server.port,))
     await asyncio.to_thread(server.kill)
-    direct = server.user is None
-    topo.as_user(server, direct)
-    fault.notes["restarted_as"] = topo.user if direct else f"root --user {topo.user}"
+    assert topo.user is not None
+    as_user = server.argv[0] != "setpriv"  # the other way this time
+    server.argv = topo.argv(0, server.port, as_user)
+    name = topo.user.pw_name
+    fault.notes["restarted_as"] = name if as_user else f"root --user {name}"
     await _restart(server, fault)
     return fault
 

@@ -141,7 +141,7 @@ def topo_failures(topo: Topology) -> list[str]:
     if topo.user is None:
         return []
     failures = []
-    foreign = [p for p in topo.state.rglob("*") if p.owner() != topo.user]
+    foreign = [p for p in topo.state.rglob("*") if p.owner() != topo.user.pw_name]
     if foreign:
         names = ", ".join(f"{p.relative_to(topo.state)} ({p.owner()})" for p in foreign[:5])
         failures.append(f"{len(foreign)} file(s) of the state directory not the user's: {names}")

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import pwd
 import shutil
-import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
-import geartrain
+import machine
 from cluster.stores import PostgresShared, RedisShared, SharedStore
+from machine import (
+    add_system_user,
+    mount_small_disk,
+    python_for,
+    remove_system_user,
+    unmount_small_disk,
+)
 from serverproc import ServerProc, free_port, geartrain_argv
 from store.dbservers import PrivatePostgres, PrivateRedis
 from store.proxy import TcpProxy
@@ -62,7 +67,7 @@ class Topology:
             server, or the first member).
         disk_mb: put the SQLite state directory on a tmpfs of this many MiB.
         user: start the server as root with ``--user`` of an unprivileged user
-            made for the run (removed after), whose home is the state directory.
+            made for the run (removed after); the state directory is its home.
         server_args: more flags for every server.
     """
 
@@ -85,16 +90,18 @@ class Topology:
         self.count = members if self.cluster else 1
         self.work = Path(tempfile.mkdtemp(prefix="gt-faults-"))
         self.state = self.work / "state"
+        """The SQLite queue's state directory (the user's home, with ``user``)."""
+        self.state.mkdir()
         self.own_store = store_server is None and self.store_kind != "sqlite"
         self.store_server = store_server
         self.store: SharedStore | None = None
         self.want_proxy = proxy
         self.proxy: TcpProxy | None = None
         self.disk_mb = disk_mb
-        self.mounts: list[Path] = []
-        self.user = f"gt-faults-{os.getpid()}" if user else None
-        self.user_made = False
-        self.work.chmod(0o755)  # the user's way to its home
+        self.disk: Path | None = None
+        self.want_user = user
+        self.user: pwd.struct_passwd | None = None
+        self.python: list[str] = [sys.executable]
         self.server_args = server_args
         self.servers: list[ServerProc] = []
 
@@ -104,11 +111,14 @@ class Topology:
 
     async def start(self) -> Topology:
         if self.store_kind == "sqlite":
-            self.state.mkdir(mode=0o755)
+            if self.want_user:
+                self.user = add_system_user()
+                self.state = Path(self.user.pw_dir)
+                self.python = python_for(self.user)
             if self.disk_mb:
-                self._mount(self.state, "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs")
-            if self.user:
-                self._make_user(self.user)
+                self.disk = self.state = mount_small_disk(f"{self.disk_mb}m")
+            if self.user is not None:
+                shutil.chown(self.state, self.user.pw_uid, self.user.pw_gid)
         else:
             if self.store_server is None:
                 self.store_server = await asyncio.to_thread(start_store_server, self.store_kind)
@@ -121,58 +131,29 @@ class Topology:
             if self.want_proxy:
                 self.proxy = await TcpProxy(*self.store.target).start()
         for i in range(self.count):
-            self.servers.append(self._server(i))
+            port = free_port()
+            self.servers.append(ServerProc("geartrain", self.argv(i, port), port))
         # From threads: starting waits for the server, and the proxy runs on this loop.
         await asyncio.gather(*(asyncio.to_thread(s.start, 60) for s in self.servers))
         return self
 
-    def _mount(self, where: Path, *args: str) -> None:
-        where.mkdir(exist_ok=True)
-        subprocess.run(["mount", *args, str(where)], check=True)
-        self.mounts.append(where)
-
-    def _make_user(self, name: str) -> None:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", str(self.state)]
-            + ["--shell", "/usr/sbin/nologin", "--user-group", name],
-            check=True,
-        )
-        self.user_made = True
-        shutil.chown(self.state, name, name)
-        # The interpreter may live where the user cannot go (root's home): the user
-        # runs it through a read-only bind mount, with this environment's packages.
-        self._mount(self.work / "python", "--bind", "-o", "ro", sys.base_prefix)
-
-    def _server(self, i: int) -> ServerProc:
+    def argv(self, i: int, port: int, as_user: bool = False) -> list[str]:
+        """Server ``i``'s command line; with a user, started by root with ``--user``
+        or (``as_user``) by the user itself."""
         args = ["--verbose", "INFO", *self.server_args]
         if self.store is not None:
             via = self.proxy.port if self.proxy is not None and i == 0 else None
             args += self.store.flags(via)
         if self.cluster:
             args += ["--cluster", "--cluster-lease", str(LEASE)]
-        port = free_port()
-        argv = geartrain_argv(port, args)
-        env = dict(os.environ, XDG_STATE_HOME=str(self.state))
-        if self.user:
-            # The default queue in the user's home, whoever opens it.
-            del env["XDG_STATE_HOME"]
-            env["HOME"] = str(self.state)
-            python = self.work / "python"
-            argv[0] = str(python / "bin" / "python{}.{}".format(*sys.version_info))
-            env["LD_LIBRARY_PATH"] = str(python / "lib")  # before its RUNPATH under /root
-            code = Path(geartrain.__file__).parents[1]
-            env["PYTHONPATH"] = os.pathsep.join([str(code), sysconfig.get_paths()["purelib"]])
-            argv += ["--user", self.user]
-        return ServerProc("geartrain", argv, port, env=env)
-
-    def as_user(self, server: ServerProc, direct: bool) -> None:
-        """Next start: as the user itself (``direct``), or as root with ``--user``."""
-        assert self.user is not None
-        server.user = self.user if direct else None
-        if direct:
-            server.argv = server.argv[: server.argv.index("--user")]
-        elif "--user" not in server.argv:
-            server.argv += ["--user", self.user]
+        command = [*self.python, *geartrain_argv(port, args)[1:]]
+        if self.user is None:
+            return ["env", f"XDG_STATE_HOME={self.state}", *command]
+        # The default queue in the user's home, whoever starts the server.
+        env = ["env", "-u", "XDG_STATE_HOME", f"HOME={self.state}"]
+        if as_user:
+            return ["setpriv", *machine.as_user(self.user), *env, *command]
+        return [*env, *command, "--user", self.user.pw_name]
 
     def logs(self) -> dict[int, str]:
         return {s.port: s.log() for s in self.servers}
@@ -187,8 +168,8 @@ class Topology:
                 await asyncio.to_thread(self.store.cleanup)
         if self.own_store and self.store_server is not None:
             await asyncio.to_thread(self.store_server.cleanup)
-        for where in reversed(self.mounts):
-            subprocess.run(["umount", str(where)], check=True)
-        if self.user_made:
-            subprocess.run(["userdel", str(self.user)], check=True)
+        if self.disk is not None:
+            unmount_small_disk(self.disk)
+        if self.user is not None:
+            remove_system_user(self.user)
         shutil.rmtree(self.work, ignore_errors=True)
