@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from geartrain import Admin
+from cluster.test_crash import own_id
 from geartrain.cluster.lease import TRUST
 from geartrain.protocol import REQ, PacketType, pack
 from serverproc import ServerProc
@@ -92,7 +92,7 @@ async def user(topo: Topology, load: Load, rng: random.Random) -> Fault:
 
 async def stop(topo: Topology, load: Load, rng: random.Random) -> Fault:
     member = topo.servers[0]
-    ident = await _member_id(member.port)
+    ident = await asyncio.to_thread(own_id, member)
     async with _flooding(member.port):
         await asyncio.sleep(1.0)
         fault = load.ledger.fault("stop", (member.port,))
@@ -106,14 +106,6 @@ async def stop(topo: Topology, load: Load, rng: random.Random) -> Fault:
             member.signal(signal.SIGCONT)
         await asyncio.sleep(0.5)
     return fault
-
-
-async def _member_id(port: int) -> int:
-    """The member's id in the cluster (the admin ``cluster`` line marked ``*``)."""
-    async with Admin(f"{HOST}:{port}") as admin:
-        reply = await admin.command("cluster", listing=True)
-    rows = [line.split("\t") for line in reply.decode().splitlines()[:-1]]
-    return next(int(row[0]) for row in rows if row[5] == "*")
 
 
 @contextlib.asynccontextmanager
