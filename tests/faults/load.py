@@ -3,8 +3,8 @@ client and by PHP (php-gearman) clients, run by geartrain workers on every
 server; each submission and each run goes into the ledger.
 
 A job's workload is its id (then padding, for runs that need the disk to fill).
-Submitters pause while the servers hold more than ``max_backlog`` jobs, so the
-queue drains soon after the load stops.
+Submitters pause while the servers hold more than :data:`MAX_BACKLOG` jobs, so
+the queue drains soon after the load stops.
 """
 
 from __future__ import annotations
@@ -25,14 +25,22 @@ FUNCTION = "work"
 SUBMIT_PHP = Path(__file__).resolve().parents[1] / "php_peers" / "submit.php"
 
 
+JOB_SECONDS = (0.0, 0.01)
+"""How long a job runs, at random in this range ..."""
+SLOW_JOB_SECONDS = (0.3, 0.6)
+"""... and on a server whose workers are slow (they hold claimed jobs in a cluster)."""
+WORKERS = 3
+"""Worker connections per server."""
+MAX_BACKLOG = 3000
+
+
 class Load:
     """Clients and workers on the servers at ``ports``.
 
     Args:
         rate: background submissions per second per client (at most).
         pad: bytes of padding after each job's id.
-        job_seconds: how long a job runs, at random in this range.
-        slow: ports whose workers take ``slow_seconds`` per job instead.
+        slow: ports whose workers are slow.
     """
 
     def __init__(
@@ -40,25 +48,17 @@ class Load:
         ledger: Ledger,
         ports: tuple[int, ...],
         *,
-        workers: int = 2,
         rate: float = 50.0,
         php: bool = True,
         pad: int = 0,
-        job_seconds: tuple[float, float] = (0.0, 0.01),
         slow: tuple[int, ...] = (),
-        slow_seconds: tuple[float, float] = (0.3, 0.6),
-        max_backlog: int = 3000,
     ) -> None:
         self.ledger = ledger
         self.ports = ports
-        self.workers_per_server = workers
         self.rate = rate
         self.php = php
         self.pad = pad
-        self.job_seconds = job_seconds
         self.slow = slow
-        self.slow_seconds = slow_seconds
-        self.max_backlog = max_backlog
         self.backlog = 0
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -69,7 +69,7 @@ class Load:
 
     async def start(self) -> None:
         for port in self.ports:
-            for _ in range(self.workers_per_server):
+            for _ in range(WORKERS):
                 worker = self._worker(port)
                 await worker.start()
                 self.workers.append(worker)
@@ -99,7 +99,7 @@ class Load:
 
     def _worker(self, port: int) -> Worker:
         worker = Worker([f"{HOST}:{port}"], max_backoff=0.3, io_timeout=30)
-        low, high = self.slow_seconds if port in self.slow else self.job_seconds
+        low, high = SLOW_JOB_SECONDS if port in self.slow else JOB_SECONDS
 
         @worker.register(FUNCTION)
         async def work(job: WorkerJob) -> bytes:
@@ -120,7 +120,7 @@ class Load:
         n = 0
         async with Client([f"{HOST}:{port}"], max_backoff=0.5, io_timeout=10) as client:
             while not self.stopping:
-                if self.backlog > self.max_backlog:
+                if self.backlog > MAX_BACKLOG:
                     await asyncio.sleep(0.1)
                     continue
                 n += 1

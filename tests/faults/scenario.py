@@ -76,7 +76,6 @@ async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, 
         load = Load(
             ledger,
             topo.ports,
-            workers=3,
             rate=plan.rate,
             php=plan.php,
             pad=plan.pad,
