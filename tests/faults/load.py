@@ -78,22 +78,27 @@ class Load:
             load += [self._php(port) for port in self.ports]
         self.tasks = [asyncio.ensure_future(c) for c in [*load, self._watch_backlog()]]
 
-    async def stop(self, drain_timeout: float) -> bool:
+    async def stop(self, drain_timeout: float) -> str:
         """Stop submitting; wait until every acknowledged job ran and the servers hold
-        none (False: not within ``drain_timeout``); then stop the workers."""
+        none, then stop the workers.  Returns what was left after ``drain_timeout``
+        ("" if nothing)."""
         self.stopping = True
         await asyncio.gather(*self.tasks, return_exceptions=True)
         deadline = time.monotonic() + drain_timeout
-        drained = False
+        left = "not waited for"
         while time.monotonic() < deadline:
-            if not self.ledger.lost() and await self.held() == 0:
-                drained = True
+            unrun, held = len(self.ledger.lost()), await self.held()
+            left = f"{unrun} acknowledged job(s) not run, servers holding {held} job(s)"
+            if held is None:
+                left = f"{unrun} acknowledged job(s) not run, a server not answering `status`"
+            if not unrun and held == 0:
+                left = ""
                 break
             await asyncio.sleep(0.5)
         for worker in self.workers:
             worker.stop(graceful=True)
         await asyncio.gather(*(w.wait() for w in self.workers), return_exceptions=True)
-        return drained
+        return left
 
     # -- workers --
 

@@ -85,13 +85,13 @@ async def run(plan: Plan, store_server: StoreServer | None = None) -> dict[str, 
         await _inject(plan, topo, load, rng)
         await _sleep(plan.steady)
         down = [s.port for s in topo.servers if s.proc is None or s.proc.poll() is not None]
-        drained = await load.stop(0 if down else plan.drain_timeout)
+        left = await load.stop(0 if down else plan.drain_timeout)
         report = ledger.report(plan.recover_within, time.time())
         failures: list[str] = report["failures"]  # type: ignore[assignment]
         if down:
             failures.append(f"server(s) not running at the end: {down}")
-        elif not drained:
-            failures.append(f"the queue did not drain within {plan.drain_timeout:.0f} s")
+        elif left:
+            failures.append(f"not drained within {plan.drain_timeout:.0f} s: {left}")
         failures += topo_failures(topo)
         report["ok"] = not failures
         if failures:
