@@ -15,7 +15,7 @@ No I/O here: the writes (:mod:`.writes`) carry what these decisions produce.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from .lease import Lease
@@ -32,9 +32,18 @@ log = logging.getLogger("geartrain.cluster")
 class Claims:
     """Jobs claimed by this server and not yet acknowledged: id -> (claim, job)."""
 
-    def __init__(self, lease: Lease, core: JobServer) -> None:
+    def __init__(
+        self,
+        lease: Lease,
+        core: JobServer,
+        give_back: Callable[[list[tuple[int, int, int]]], None],
+    ) -> None:
         self.lease = lease
         self.core = core
+        # Writes (id, claim, retries) back to the queue, fenced by the claim: a
+        # lapse only this member saw (its renewal came late) leaves the jobs
+        # claimed by a live member, which nobody else would ever rescue.
+        self.give_back = give_back
         self._held: dict[int, tuple[int, Job]] = {}
         self._progress: dict[int, tuple[int, int]] = {}  # last written per held job
 
@@ -62,23 +71,26 @@ class Claims:
         cluster's again), so the core has none of them left to hand out."""
         if self.lease.valid:
             return True
-        dropped = self.drop_unstarted() if self._held else []
+        dropped = self.drop_unstarted() if self._held else 0
         if dropped:
             log.warning(
                 "Cluster lease may have lapsed: %d claimed job(s) not started here"
-                " are left to the cluster",
-                len(dropped),
+                " are given back to the cluster",
+                dropped,
             )
         return False
 
-    def drop_unstarted(self) -> list[tuple[int, int, int]]:
-        """Forget the held jobs no worker has started: (id, claim, retries) of each."""
+    def drop_unstarted(self) -> int:
+        """Give the cluster back the held jobs no worker has started (queued again
+        unless claimed anew since, which the claim number fences); how many."""
         dropped = []
         for job_id, claim, job in self.items():
             if self.core.disown(job.handle):
                 self.let_go(job_id)
                 dropped.append((job_id, claim, job.retries))
-        return dropped
+        if dropped:
+            self.give_back(dropped)
+        return len(dropped)
 
     def progress_changes(self) -> list[tuple[int, int, int, int]]:
         """(id, claim, numerator, denominator) of running jobs whose progress

@@ -62,8 +62,8 @@ class SharedKeeper:
         self.errors = errors
         self.call_later = call_later
         self.prefix = core.handles.prefix.rstrip(b":")
-        self.held = Claims(lease, core)
         self.writes = Writes(core, backend, self.prefix, errors, call_later)
+        self.held = Claims(lease, core, self.writes.release)
         self.claimer = Claimer(core, backend, lease, self.held, self.writes, errors, call_later)
         self.failed = SharedFailedJobs(backend, self.keep_failed)
         self._tasks: set[asyncio.Task[Any]] = set()

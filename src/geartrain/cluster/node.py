@@ -106,7 +106,7 @@ class ClusterNode:
         try:
             if keeper is not None:
                 keeper.claimer.stop()
-                keeper.writes.release(keeper.held.drop_unstarted())
+                keeper.held.drop_unstarted()
                 await asyncio.wait_for(keeper.writes.flush(), timeout=CLOSE_TIMEOUT)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
