@@ -14,8 +14,8 @@ interface, whatever runs behind it, so the core never asks which kind it has:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ..store.records import FailedJob
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from .schedules import Schedule
 
 __all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer"]
+
+C = TypeVar("C")
+
+try:  # mypyc reads the decorator when it compiles this module; at run time it may be absent
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pragma: no cover
+
+    def mypyc_attr(*attrs: str, **kwattrs: Any) -> Callable[[C], C]:
+        return lambda cls: cls
 
 
 class Keeper(Protocol):
@@ -65,6 +74,7 @@ class Keeper(Protocol):
         the job (once in the cluster); False to submit it here."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # keepers of tests and extensions
 class LocalKeeper:
     """What every keeper of this server's own jobs answers: nothing is fetched,
     claimed, answered or fired elsewhere."""
@@ -87,6 +97,7 @@ class LocalKeeper:
         return False
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class InMemory(LocalKeeper):
     """The keeper of ``-q builtin``: background jobs live in the core alone."""
 
