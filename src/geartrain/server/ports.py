@@ -14,8 +14,10 @@ interface, whatever runs behind it, so the core never asks which kind it has:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from mypy_extensions import mypyc_attr
 
 if TYPE_CHECKING:
     from ..store.records import FailedJob
@@ -23,15 +25,6 @@ if TYPE_CHECKING:
     from .schedules import Schedule
 
 __all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer"]
-
-C = TypeVar("C")
-
-try:  # mypyc reads the decorator when it compiles this module; at run time it may be absent
-    from mypy_extensions import mypyc_attr
-except ImportError:  # pragma: no cover
-
-    def mypyc_attr(*attrs: str, **kwattrs: Any) -> Callable[[C], C]:
-        return lambda cls: cls
 
 
 class Keeper(Protocol):
