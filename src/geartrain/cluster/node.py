@@ -114,6 +114,15 @@ class ClusterNode:
             log.error("Leaving the cluster uncleanly: %s", error)
         await self.backend.close()
 
+    async def live_members(self) -> int | None:
+        """Members whose lease is valid, as the shared store shows them (for the
+        metrics); None if the store does not answer."""
+        try:
+            members = await self.backend.members()
+        except self.errors:
+            return None
+        return sum(1 for _id, _name, _age, left, _running in members if left > 0)
+
     def _wake(self) -> None:
         """Jobs were queued somewhere in the cluster: claim for idle workers."""
         if self.keeper is not None:
