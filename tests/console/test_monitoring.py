@@ -56,7 +56,7 @@ def fast_rules() -> dict[str, Any]:
     return rules
 
 
-class Prometheus:
+class PrometheusServer:
     """A prometheus of the test's own on a free loopback port, scraping the given
     console ports every second as the job "geartrain", with the fast rules."""
 
@@ -132,11 +132,11 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus() -> Iterator[Callable[..., Prometheus]]:
-    started: list[Prometheus] = []
+def prometheus() -> Iterator[Callable[..., PrometheusServer]]:
+    started: list[PrometheusServer] = []
 
-    def start(*consoles: Console) -> Prometheus:
-        started.append(Prometheus([c.port for c in consoles]))
+    def start(*consoles: Console) -> PrometheusServer:
+        started.append(PrometheusServer([c.port for c in consoles]))
         return started[-1]
 
     yield start
@@ -152,7 +152,7 @@ def test_promtool_accepts_the_rules() -> None:
 
 
 async def test_a_function_without_workers_and_its_growing_backlog(
-    console: Console, prometheus: Callable[..., Prometheus]
+    console: Console, prometheus: Callable[..., PrometheusServer]
 ) -> None:
     prom = prometheus(console)
     address = console.server.address
@@ -177,7 +177,7 @@ async def test_a_function_without_workers_and_its_growing_backlog(
         assert [a["function"] for a in prom.firing(alert)] == ["nobody"]
 
 
-async def test_failing_jobs(console: Console, prometheus: Callable[..., Prometheus]) -> None:
+async def test_failing_jobs(console: Console, prometheus: Callable[..., PrometheusServer]) -> None:
     prom = prometheus(console)
     address = console.server.address
     worker = Worker([address])
@@ -203,7 +203,7 @@ async def test_failing_jobs(console: Console, prometheus: Callable[..., Promethe
 async def test_a_full_store(
     small_disk: Callable[[str], Path],
     start_server: Callable[..., ServerProc],
-    prometheus: Callable[..., Prometheus],
+    prometheus: Callable[..., PrometheusServer],
 ) -> None:
     disk, port = small_disk("8m"), free_port()
     queue = ["-q", "libsqlite3", f"--libsqlite3-db={disk / 'queue.sqlite3'}"]
@@ -220,7 +220,7 @@ async def test_a_full_store(
 
 
 async def test_a_cluster_member_killed(
-    start_server: Callable[..., ServerProc], prometheus: Callable[..., Prometheus]
+    start_server: Callable[..., ServerProc], prometheus: Callable[..., PrometheusServer]
 ) -> None:
     shared = RedisShared()
     try:
@@ -259,7 +259,7 @@ CLUSTER_ONLY = {"geartrain_cluster_members"}
 async def test_the_dashboard_queries_what_the_server_exports(
     start_server: Callable[..., ServerProc],
     tmp_path: Path,
-    prometheus: Callable[..., Prometheus],
+    prometheus: Callable[..., PrometheusServer],
 ) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
@@ -268,7 +268,7 @@ async def test_the_dashboard_queries_what_the_server_exports(
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     assert all(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for p in panels)
     queries = [t["expr"] for p in panels for t in p["targets"]]
-    queries += [v["query"]["query"] for v in variables.values() if v["type"] == "query"]
+    queries += [v["query"] for v in variables.values() if v["type"] == "query"]
 
     port = free_port()
     queue = ["-q", "libsqlite3", f"--libsqlite3-db={tmp_path / 'queue.sqlite3'}"]
