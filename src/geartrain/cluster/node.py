@@ -116,7 +116,9 @@ class ClusterNode:
 
     async def live_members(self) -> int | None:
         """Members whose lease is valid, as the shared store shows them (for the
-        metrics); None if the store does not answer."""
+        metrics); None before this server has joined or if the store does not answer."""
+        if self.keeper is None:
+            return None
         try:
             members = await self.backend.members()
         except self.errors:

@@ -55,8 +55,8 @@ class Shared(Protocol):
         """The admin answers that come from the shared store."""
 
     async def live_members(self) -> int | None:
-        """Members whose lease is valid, as the shared store shows them; None if
-        the store does not answer."""
+        """Members whose lease is valid, as the shared store shows them; None
+        before this server has joined or if the store does not answer."""
 
     async def start(self, core: JobServer) -> None:
         """Join: from now on the core keeps its background jobs there."""
