@@ -219,7 +219,7 @@ async def test_a_full_store(
     assert alert["state"] == "full"
 
 
-async def test_a_cluster_member_killed(
+async def test_a_cluster_without_workers_and_a_member_killed(
     start_server: Callable[..., ServerProc], prometheus: Callable[..., PrometheusServer]
 ) -> None:
     shared = RedisShared()
@@ -227,11 +227,20 @@ async def test_a_cluster_member_killed(
         members = []
         for _ in range(2):
             port = free_port()
-            flags = [*shared.flags(), "--cluster", "--cluster-lease", "2"]
-            members.append(
-                Console(start_server("geartrain", [*flags, f"--console-port={port}"]), port)
-            )
+            flags = [*shared.flags(), "--cluster", "--cluster-lease", "2", f"--console-port={port}"]
+            members.append(Console(start_server("geartrain", flags), port))
         prom = prometheus(*members)
+        first, second = (m.server.address for m in members)
+        worker = Worker([second])
+        worker.register("served", lambda job: b"done")
+        async with Client([first]) as client, working(worker, "served"):
+            await client.submit_background("nobody", b"x")  # waits in the shared store
+            await client.submit_background("served", b"x")  # run by the other member
+            without = await prom.fires("GeartrainFunctionWithoutWorkers", function="nobody")
+            assert without["job"] == "geartrain" and "instance" not in without
+            assert [a["function"] for a in prom.firing("GeartrainFunctionWithoutWorkers")] == [
+                "nobody"
+            ]
 
         def counted() -> bool:
             found = prom.api("query", query="min(geartrain_cluster_members)")["result"]
@@ -243,7 +252,6 @@ async def test_a_cluster_member_killed(
         missing = await prom.fires("GeartrainClusterMemberMissing", job="geartrain")
         down = await prom.fires("GeartrainDown")
         assert down["instance"] == f"127.0.0.1:{members[1].port}"
-        assert missing["job"] == "geartrain"
         alerts = prom.api("alerts")["alerts"]
         [value] = [a["value"] for a in alerts if a["labels"] == missing]
         assert float(value) == 1
@@ -252,8 +260,12 @@ async def test_a_cluster_member_killed(
 
 
 METRIC = re.compile(r"\b((?:geartrain|gearman|process)_\w+)")
-CLUSTER_ONLY = {"geartrain_cluster_members"}
-"""Exported by cluster members only (see test_a_cluster_member_killed)."""
+CLUSTER_ONLY = {
+    "geartrain_cluster_members",
+    "geartrain_cluster_jobs",
+    "geartrain_cluster_jobs_running",
+}
+"""Exported by cluster members only (see test_a_cluster_without_workers_and_a_member_killed)."""
 
 
 async def test_the_dashboard_queries_what_the_server_exports(

@@ -134,26 +134,22 @@ def _bounded_functions(core: JobServer, limit: int) -> list[tuple[str, Function]
 
 
 class _Collector:
-    """Reads the core, the observer and the store's writer at scrape time; a
-    cluster's member count is read before (:meth:`Prometheus.text`)."""
+    """Reads the core, the observer and the store's writer at scrape time; what
+    a cluster's shared store holds is read before (:meth:`Prometheus.text`)."""
 
     def __init__(self, core: JobServer, metrics: JobMetrics, server: ServerFacts) -> None:
         self.core = core
         self.metrics = metrics
         self.server = server
         self.members: int | None = None
+        self.shared: list[tuple[bytes, int, int]] | None = None
 
     def collect(self) -> Iterator[Any]:
         yield from self._queue_gauges()
         yield from self._server_metrics()
         yield from self._per_function()
         yield from self._store_metrics()
-        if self.members is not None:
-            yield GaugeMetricFamily(
-                "geartrain_cluster_members",
-                "Members of the cluster whose lease is valid, as the shared store shows them.",
-                value=self.members,
-            )
+        yield from self._cluster_metrics()
 
     def _queue_gauges(self) -> Iterator[Any]:
         by_function = [
@@ -310,6 +306,33 @@ class _Collector:
         failures.add_metric(["fsync"], writer.health.failed_syncs)
         yield failures
 
+    def _cluster_metrics(self) -> Iterator[Any]:
+        if self.members is not None:
+            yield GaugeMetricFamily(
+                "geartrain_cluster_members",
+                "Members of the cluster whose lease is valid, as the shared store shows them.",
+                value=self.members,
+            )
+        if self.shared is None:
+            return
+        jobs = GaugeMetricFamily(
+            "geartrain_cluster_jobs",
+            "Background jobs of the function in the cluster: queued, scheduled and running.",
+            labels=["function"],
+        )
+        running = GaugeMetricFamily(
+            "geartrain_cluster_jobs_running",
+            "Background jobs of the function claimed by a member: held for its workers or running.",
+            labels=["function"],
+        )
+        for name, total, on_worker in heapq.nlargest(
+            MAX_FUNCTIONS, self.shared, key=lambda q: q[1]
+        ):
+            jobs.add_metric([_name(name)], total)
+            running.add_metric([_name(name)], on_worker)
+        yield jobs
+        yield running
+
 
 class Prometheus:
     """``/metrics``: the server's metrics and the ``process_*`` collector."""
@@ -323,8 +346,10 @@ class Prometheus:
 
     async def text(self) -> bytes:
         """The text format; a cluster member first asks the shared store how many
-        members it has (left out if the store does not answer)."""
-        if self.server.cluster is not None:
-            self.collector.members = await self.server.cluster.live_members()
+        members and jobs it has (left out if the store does not answer)."""
+        cluster = self.server.cluster
+        if cluster is not None:
+            self.collector.members = await cluster.live_members()
+            self.collector.shared = await cluster.shared_queues()
         data: bytes = generate_latest(self.registry)
         return data

@@ -58,6 +58,10 @@ class Shared(Protocol):
         """Members whose lease is valid, as the shared store shows them; None
         before this server has joined or if the store does not answer."""
 
+    async def shared_queues(self) -> list[tuple[bytes, int, int]] | None:
+        """(function, jobs, running) over the shared store; None as for
+        :meth:`live_members`."""
+
     async def start(self, core: JobServer) -> None:
         """Join: from now on the core keeps its background jobs there."""
 
