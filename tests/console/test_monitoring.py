@@ -86,6 +86,8 @@ class PrometheusServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while not self._ready():
             assert self.proc.poll() is None, (self.dir / "prometheus.log").read_text()
@@ -137,6 +139,7 @@ def prometheus() -> Iterator[Callable[..., PrometheusServer]]:
 
     def start(*consoles: Console) -> PrometheusServer:
         started.append(PrometheusServer([c.port for c in consoles]))
+        started[-1].wait_ready()
         return started[-1]
 
     yield start
