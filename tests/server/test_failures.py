@@ -12,7 +12,7 @@ import pytest
 from geartrain.protocol import PacketType
 from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
-from geartrain.server.model import JobState, Peer
+from geartrain.server.model import Job, JobState, Peer
 from geartrain.server.settings import parse_settings
 from geartrain.store import StoredJob
 
@@ -371,3 +371,57 @@ def test_a_retry_the_store_refuses_stays_failed(clock: Clock) -> None:
     [record] = resolved(server.failed.records())
     assert record.handle == handle and record.reason == "the store refused its retry"
     assert handle not in server.jobs
+
+
+class Heard:
+    """An observer (the console's metrics' place) that records what it hears."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[bytes, str]] = []
+
+    def event(self, job: Job, kind: str) -> None:
+        self.events.append((job.function.name, kind))
+
+
+def test_the_observer_hears_each_attempt_and_what_became_of_it(clock: Clock) -> None:
+    server = configured(clock, RETRY_ALL, job_retries=2)
+    heard = server.observer = Heard()
+    client = Conn(server, "c")
+    worker = Conn(server, "w")
+    worker.send(T.CAN_DO, b"flaky")
+    worker.send(T.CAN_DO, b"plain")
+    handle = client.submit(b"flaky", b"x", b"", T.SUBMIT_JOB_BG)
+    run_and(worker, T.WORK_FAIL)  # retried by its policy
+    clock.advance(10)
+    assert worker.grab() is not None
+    worker.leave()  # lost while running: retried too
+    worker = Conn(server, "w2")
+    worker.send(T.CAN_DO, b"flaky")
+    worker.send(T.CAN_DO, b"plain")
+    clock.advance(20)
+    run_and(worker, T.WORK_EXCEPTION, b"boom")  # the third attempt: failed for good
+    assert resolved(server.failed.retry(handle))  # an operator runs it again
+    run_and(worker, T.WORK_COMPLETE, b"done")
+    client.submit(b"plain", b"y", b"", T.SUBMIT_JOB_BG)
+    for _ in range(2):  # no policy: --job-retries 2 requeues once, then drops
+        assert worker.grab() is not None
+        worker.leave()
+        worker = Conn(server, "w3")
+        worker.send(T.CAN_DO, b"plain")
+    assert heard.events == [
+        (b"flaky", "submitted"),
+        (b"flaky", "failed"),
+        (b"flaky", "retried"),
+        (b"flaky", "worker_lost"),
+        (b"flaky", "retried"),
+        (b"flaky", "exception"),
+        (b"flaky", "submitted"),
+        (b"flaky", "completed"),
+        (b"plain", "submitted"),
+        (b"plain", "worker_lost"),
+        (b"plain", "requeued"),
+        (b"plain", "worker_lost"),
+        (b"plain", "dropped"),
+    ]
+    stats = server.stats
+    assert (stats.created, stats.retried, stats.requeued, stats.dropped) == (3, 2, 1, 1)

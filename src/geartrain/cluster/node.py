@@ -21,8 +21,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .answers import SharedAnswers
 from .deadline import with_deadline
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LEASE", "ClusterNode"]
 
 log = logging.getLogger("geartrain.cluster")
+
+T = TypeVar("T")
 
 DEFAULT_LEASE = 10.0
 """Seconds a server's lease lasts; its jobs are taken over this long (plus one
@@ -113,6 +115,27 @@ class ClusterNode:
         except self.errors + (asyncio.CancelledError,) as error:
             log.error("Leaving the cluster uncleanly: %s", error)
         await self.backend.close()
+
+    async def live_members(self) -> int | None:
+        """Members whose lease is valid, as the shared store shows them (for the
+        metrics); None before this server has joined or if the store does not answer."""
+        members = await self._ask(self.backend.members)
+        if members is None:
+            return None
+        return sum(1 for _id, _name, _age, left, _running in members if left > 0)
+
+    async def shared_queues(self) -> list[tuple[bytes, int, int]] | None:
+        """(function, jobs, running) over the shared store (for the metrics); None
+        before this server has joined or if the store does not answer."""
+        return await self._ask(self.backend.queues)
+
+    async def _ask(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        if self.keeper is None:
+            return None
+        try:
+            return await call()
+        except self.errors:
+            return None
 
     def _wake(self) -> None:
         """Jobs were queued somewhere in the cluster: claim for idle workers."""

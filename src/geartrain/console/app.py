@@ -17,7 +17,7 @@ from ..server.core import JobServer
 from ..server.network import is_loopback
 from .api import Api, ServerFacts
 from .history import History
-from .metrics import JobMetrics, prometheus_text, registry
+from .metrics import JobMetrics, Prometheus
 
 __all__ = ["Console"]
 
@@ -63,7 +63,7 @@ class Console:
         self.history = History(core.stats)
         self.metrics = JobMetrics(core.clock)
         core.observer = self.metrics
-        self.registry = registry(core, self.metrics, lambda: server.writer)
+        self.prometheus = Prometheus(core, self.metrics, server)
         self.last_tick = time.monotonic()
         self.ticks: list[asyncio.Queue[dict[str, Any]]] = []
         self._ticker: asyncio.Task[None] | None = None
@@ -160,7 +160,7 @@ class Console:
         return page
 
     async def _prometheus(self, request: web.Request) -> web.StreamResponse:
-        body = prometheus_text(self.registry)
+        body = await self.prometheus.text()
         return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TYPE})
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:

@@ -1,11 +1,15 @@
-"""Prometheus metrics: gearman-exporter's gauges, per-function outcomes and latency histograms.
+"""Prometheus metrics: gearman-exporter's gauges, per-function job counters and
+latency histograms, the store's and the cluster's state.
 
 The gauges keep the names of the widely used gearman-exporter
 (``gearman_jobs``, ``gearman_jobs_running``, ``gearman_jobs_waiting``,
-``gearman_workers``, ``gearman_up``) so existing dashboards work.  Counters and
-histograms are kept incrementally by :class:`JobMetrics`, the core's observer,
-so a scrape only formats numbers.  With very many function names, only the
-busiest ``max_functions`` get their own label; the rest are summed under
+``gearman_workers``, ``gearman_up``) so existing dashboards work.  Every job
+counter is per function, with one vocabulary: an attempt on a worker ends with
+an ``outcome`` (completed, failed, exception, timed_out, worker_lost), and a
+failed attempt may be retried, requeued or dropped.  Counters and histograms
+are kept incrementally by :class:`JobMetrics`, the core's observer, so a scrape
+only formats numbers.  With very many function names, only the busiest
+``MAX_FUNCTIONS`` get their own label; the rest are summed under
 ``function="~other"``, which keeps a scrape bounded (100,000 names stay cheap).
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -28,17 +32,25 @@ from ..__about__ import __version__
 from ..server.access import KINDS
 from ..server.core import JobServer
 from ..server.model import Function, Job
-from ..server.persistence import StoreWriter
+from .views import oldest_queued
 
-__all__ = ["EVENTS", "JobMetrics", "prometheus_text", "registry"]
+if TYPE_CHECKING:
+    from .api import ServerFacts
+
+__all__ = ["EVENTS", "JobMetrics", "Prometheus"]
 
 PRIORITIES = ("high", "normal", "low")
-OUTCOMES = ("completed", "failed", "exceptions", "timed_out", "dropped", "cancelled")
-EVENTS = ("submitted", "completed", "failed", "exception", "timed_out", "requeued", "cancelled")
+OUTCOMES = ("completed", "failed", "exception", "timed_out", "worker_lost")
+"""How an attempt on a worker ends: the ``outcome`` label."""
+AFTER_FAILURE = ("retried", "requeued", "dropped")
+"""What may become of a failed attempt: each a counter of its own."""
+EVENTS = ("submitted", *OUTCOMES, *AFTER_FAILURE, "cancelled")
 _EVENT_INDEX = {kind: i for i, kind in enumerate(EVENTS)}
-_FINISHED = frozenset(("completed", "failed", "exception", "timed_out"))
+_ATTEMPTS = frozenset(OUTCOMES)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 OTHER = "~other"
+MAX_FUNCTIONS = 1000
+"""Function labels in a scrape; the rest are summed under :data:`OTHER`."""
 STORE_STATES = ("ok", "full", "failing")
 
 
@@ -97,7 +109,7 @@ class JobMetrics:
         if stats is None:
             stats = self.functions[name] = _FunctionStats()
         stats.events[_EVENT_INDEX[kind]] += 1
-        if kind in _FINISHED and job.started_at:
+        if kind in _ATTEMPTS and job.started_at:
             stats.wait.observe(max(0.0, job.started_at - job.created_at))
             stats.run.observe(max(0.0, self.clock() - job.started_at))
 
@@ -122,25 +134,22 @@ def _bounded_functions(core: JobServer, limit: int) -> list[tuple[str, Function]
 
 
 class _Collector:
-    """Reads the core and the observer at scrape time."""
+    """Reads the core, the observer and the store's writer at scrape time; what
+    a cluster's shared store holds is read before (:meth:`Prometheus.text`)."""
 
-    def __init__(
-        self,
-        core: JobServer,
-        metrics: JobMetrics,
-        writer: Callable[[], StoreWriter | None],
-        max_functions: int,
-    ) -> None:
+    def __init__(self, core: JobServer, metrics: JobMetrics, server: ServerFacts) -> None:
         self.core = core
         self.metrics = metrics
-        self.writer = writer
-        self.max_functions = max_functions
+        self.server = server
+        self.members: int | None = None
+        self.shared: list[tuple[bytes, int, int]] | None = None
 
     def collect(self) -> Iterator[Any]:
         yield from self._queue_gauges()
         yield from self._server_metrics()
         yield from self._per_function()
         yield from self._store_metrics()
+        yield from self._cluster_metrics()
 
     def _queue_gauges(self) -> Iterator[Any]:
         by_function = [
@@ -155,15 +164,24 @@ class _Collector:
         queued = GaugeMetricFamily(
             "geartrain_jobs_queued", "Queued jobs by priority.", labels=["function", "priority"]
         )
-        for name, f in _bounded_functions(self.core, self.max_functions):
+        oldest = GaugeMetricFamily(
+            "geartrain_oldest_queued_job_age_seconds",
+            "Seconds the function's oldest queued job has waited (0 with none queued).",
+            labels=["function"],
+        )
+        now = self.core.clock()
+        for name, f in _bounded_functions(self.core, MAX_FUNCTIONS):
             families["gearman_jobs"].add_metric([name], f.total)
             families["gearman_jobs_running"].add_metric([name], f.running)
             families["gearman_jobs_waiting"].add_metric([name], f.total - f.running)
             families["gearman_workers"].add_metric([name], len(f.workers))
             for priority, count in zip(PRIORITIES, f.queued, strict=True):
                 queued.add_metric([name, priority], count)
+            since = oldest_queued(f.queues or ())
+            oldest.add_metric([name], max(0.0, now - since) if since else 0.0)
         yield from families.values()
         yield queued
+        yield oldest
 
     def _server_metrics(self) -> Iterator[Any]:
         core = self.core
@@ -180,18 +198,9 @@ class _Collector:
         yield level
         yield GaugeMetricFamily("geartrain_connections", "Open connections.", value=len(core.peers))
         stats = core.stats
-        outcomes = CounterMetricFamily(
-            "geartrain_jobs_finished", "Jobs that ended, by outcome.", labels=["outcome"]
-        )
-        for outcome in OUTCOMES:
-            outcomes.add_metric([outcome], getattr(stats, outcome))
-        yield outcomes
         for name, text, value in (
-            ("geartrain_jobs_created", "Jobs created (not counting coalesced).", stats.created),
             ("geartrain_jobs_coalesced", "Submissions joined to an existing job.", stats.coalesced),
-            ("geartrain_jobs_requeued", "Jobs requeued after losing their worker.", stats.requeued),
             ("geartrain_jobs_restored", "Jobs loaded from the store at start.", stats.restored),
-            ("geartrain_jobs_retried", "Attempts scheduled by a retry policy.", stats.retried),
         ):
             yield CounterMetricFamily(name, text, value=value)
         limits = CounterMetricFamily(
@@ -216,13 +225,28 @@ class _Collector:
         yield failed
 
     def _per_function(self) -> Iterator[Any]:
-        per = self.metrics.bounded(self.max_functions)
-        events = CounterMetricFamily(
-            "geartrain_function_jobs",
-            "Job events per function: submitted, completed, failed, exception, timed_out, "
-            "requeued (retried after losing its worker), cancelled.",
-            labels=["function", "event"],
+        per = self.metrics.bounded(MAX_FUNCTIONS)
+        submitted = CounterMetricFamily(
+            "geartrain_jobs_submitted",
+            "Jobs created (a submission coalesced with an existing job is not counted).",
+            labels=["function"],
         )
+        attempts = CounterMetricFamily(
+            "geartrain_job_attempts",
+            "Attempts on a worker, by how they ended: completed, failed, exception, "
+            "timed_out, worker_lost.",
+            labels=["function", "outcome"],
+        )
+        after = {
+            "retried": "Failed attempts run again later, as the function's retry policy says.",
+            "requeued": "Jobs queued again at once after losing their worker.",
+            "dropped": "Jobs dropped after losing their worker more than --job-retries times.",
+            "cancelled": "Jobs cancelled by an operator.",
+        }
+        counters = {
+            kind: CounterMetricFamily(f"geartrain_jobs_{kind}", text, labels=["function"])
+            for kind, text in after.items()
+        }
         wait = HistogramMetricFamily(
             "geartrain_job_queue_wait_seconds",
             "Time from submission until a worker took the job, per function.",
@@ -230,20 +254,27 @@ class _Collector:
         )
         run = HistogramMetricFamily(
             "geartrain_job_run_seconds",
-            "Time a worker spent on a job until it ended, per function.",
+            "Time a worker spent on an attempt until it ended, per function.",
             labels=["function"],
         )
         for name, s in per.items():
             for kind, count in zip(EVENTS, s.events, strict=True):
-                events.add_metric([name, kind], count)
+                if kind == "submitted":
+                    submitted.add_metric([name], count)
+                elif kind in _ATTEMPTS:
+                    attempts.add_metric([name, kind], count)
+                else:
+                    counters[kind].add_metric([name], count)
             wait.add_metric([name], s.wait.buckets(), s.wait.total)
             run.add_metric([name], s.run.buckets(), s.run.total)
-        yield events
+        yield submitted
+        yield attempts
+        yield from counters.values()
         yield wait
         yield run
 
     def _store_metrics(self) -> Iterator[Any]:
-        writer = self.writer()
+        writer = self.server.writer
         if writer is None:
             return
         yield GaugeMetricFamily(
@@ -275,20 +306,50 @@ class _Collector:
         failures.add_metric(["fsync"], writer.health.failed_syncs)
         yield failures
 
+    def _cluster_metrics(self) -> Iterator[Any]:
+        if self.members is not None:
+            yield GaugeMetricFamily(
+                "geartrain_cluster_members",
+                "Members of the cluster whose lease is valid, as the shared store shows them.",
+                value=self.members,
+            )
+        if self.shared is None:
+            return
+        jobs = GaugeMetricFamily(
+            "geartrain_cluster_jobs",
+            "Background jobs of the function in the cluster: queued, scheduled and running.",
+            labels=["function"],
+        )
+        running = GaugeMetricFamily(
+            "geartrain_cluster_jobs_running",
+            "Background jobs of the function claimed by a member: held for its workers or running.",
+            labels=["function"],
+        )
+        for name, total, on_worker in heapq.nlargest(
+            MAX_FUNCTIONS, self.shared, key=lambda q: q[1]
+        ):
+            jobs.add_metric([_name(name)], total)
+            running.add_metric([_name(name)], on_worker)
+        yield jobs
+        yield running
 
-def registry(
-    core: JobServer,
-    metrics: JobMetrics,
-    writer: Callable[[], StoreWriter | None],
-    max_functions: int = 1000,
-) -> CollectorRegistry:
-    """A registry with the server's metrics and the ``process_*`` collector."""
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(_Collector(core, metrics, writer, max_functions))
-    ProcessCollector(registry=reg)
-    return reg
 
+class Prometheus:
+    """``/metrics``: the server's metrics and the ``process_*`` collector."""
 
-def prometheus_text(reg: CollectorRegistry) -> bytes:
-    data: bytes = generate_latest(reg)
-    return data
+    def __init__(self, core: JobServer, metrics: JobMetrics, server: ServerFacts) -> None:
+        self.server = server
+        self.collector = _Collector(core, metrics, server)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+
+    async def text(self) -> bytes:
+        """The text format; a cluster member first asks the shared store how many
+        members and jobs it has (left out if the store does not answer)."""
+        cluster = self.server.cluster
+        if cluster is not None:
+            self.collector.members = await cluster.live_members()
+            self.collector.shared = await cluster.shared_queues()
+        data: bytes = generate_latest(self.registry)
+        return data

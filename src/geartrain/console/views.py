@@ -14,7 +14,15 @@ from ..server.core import JobServer
 from ..server.model import Job, JobState, Peer
 from ..server.stats import STAT_NAMES
 
-__all__ = ["failed_view", "function_views", "job_view", "jobs", "status_view", "worker_views"]
+__all__ = [
+    "failed_view",
+    "function_views",
+    "job_view",
+    "jobs",
+    "oldest_queued",
+    "status_view",
+    "worker_views",
+]
 
 PREVIEW = 200  # bytes of a payload shown in lists
 
@@ -48,7 +56,8 @@ def job_view(job: Job, now: float) -> dict[str, Any]:
     }
 
 
-def _oldest_queued(queues: Iterable[Iterable[Job]]) -> float:
+def oldest_queued(queues: Iterable[Iterable[Job]]) -> float:
+    """When the oldest queued job of these queues was created (0 if none is queued)."""
     oldest = 0.0
     for queue in queues:
         for job in queue:
@@ -62,7 +71,7 @@ def _oldest_queued(queues: Iterable[Iterable[Job]]) -> float:
 def function_views(core: JobServer, now: float, limit: int) -> list[dict[str, Any]]:
     out = []
     for f in islice(core.functions.values(), limit):
-        oldest = _oldest_queued(f.queues or ())
+        oldest = oldest_queued(f.queues or ())
         out.append(
             {
                 "function": text(f.name),

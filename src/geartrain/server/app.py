@@ -54,6 +54,14 @@ class Shared(Protocol):
     def answers(self) -> SharedAdmin:
         """The admin answers that come from the shared store."""
 
+    async def live_members(self) -> int | None:
+        """Members whose lease is valid, as the shared store shows them; None
+        before this server has joined or if the store does not answer."""
+
+    async def shared_queues(self) -> list[tuple[bytes, int, int]] | None:
+        """(function, jobs, running) over the shared store; None as for
+        :meth:`live_members`."""
+
     async def start(self, core: JobServer) -> None:
         """Join: from now on the core keeps its background jobs there."""
 

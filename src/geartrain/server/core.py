@@ -406,7 +406,7 @@ class JobServer:
             True,
         )
         job.outcomes = record.outcomes
-        self.stats.created += 1
+        self.events.submitted(job)
         self.table.add(job, index=True)
         if self._kept(job, []):
             self.queues.put(job)
@@ -516,6 +516,7 @@ class JobServer:
         or fail it for good, as :func:`.retries.decide` says.  ``exception`` is the
         worker's WORK_EXCEPTION, for the clients that asked for exceptions."""
         if kind == "worker_lost":
+            self.events.worker_lost(job)
             job.retries += 1
         if job.ignored:  # cancelled or abandoned: nobody waits for another attempt
             self._finish(job)
@@ -542,7 +543,7 @@ class JobServer:
                     job.handle.decode(errors="replace"),
                     job.unique.decode(errors="replace"),
                 )
-                self.stats.dropped += 1
+                self.events.dropped(job)
             self._fail_clients(job, exception)
             self._keep_failed(job, policy, kind)
             self._finish(job)
@@ -561,7 +562,7 @@ class JobServer:
             last.kind,
             last.message,
         )
-        self.stats.retried += 1
+        self.events.retried(job)
         self._release(job)
         job.numerator = job.denominator = 0
         job.when = self.clock() + delay

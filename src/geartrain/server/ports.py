@@ -138,7 +138,9 @@ class FailedSet(Protocol):
 class Observer(Protocol):
     """Who hears of each job's events (the operations console's metrics).
 
-    ``kind`` is one of "submitted", "completed", "failed", "exception",
-    "timed_out", "requeued", "cancelled"; called once per event, never per packet."""
+    ``kind`` is one of "submitted"; "completed", "failed", "exception",
+    "timed_out", "worker_lost" (how an attempt on a worker ended); "retried",
+    "requeued", "dropped" (what became of a failed attempt, when not failed for
+    good); "cancelled".  Called once per event, never per packet."""
 
     def event(self, job: Job, kind: str) -> None: ...

@@ -98,9 +98,20 @@ class Events:
         self.stats.timed_out += 1
         self._tell(job, "timed_out")
 
+    def worker_lost(self, job: Job) -> None:
+        self._tell(job, "worker_lost")
+
     def requeued(self, job: Job) -> None:
         self.stats.requeued += 1
         self._tell(job, "requeued")
+
+    def retried(self, job: Job) -> None:
+        self.stats.retried += 1
+        self._tell(job, "retried")
+
+    def dropped(self, job: Job) -> None:
+        self.stats.dropped += 1
+        self._tell(job, "dropped")
 
     def cancelled(self, job: Job) -> None:
         self.stats.cancelled += 1
