@@ -343,27 +343,6 @@ async def test_background_default_unique_is_a_uuid(server: ServerProc) -> None:
     assert len(uniques) == 2 and all(len(u) == 36 and u.count("-") == 4 for u in uniques)
 
 
-async def test_epoch_job_runs_at_its_time(server: ServerProc) -> None:
-    ran_at: list[float] = []
-    # idle_timeout: gearmand 1.1 never wakes sleeping workers for due epoch jobs.
-    worker = Worker(server.address, idle_timeout=0.3)
-
-    @worker.register("later")
-    async def later(job: WorkerJob) -> bytes:
-        ran_at.append(time.time())
-        return b""
-
-    async with working(worker), Client(server.address) as client:
-        when = int(time.time()) + 2
-        handle = await client.submit_background("later", b"x", when=when)
-        assert (await client.get_status(handle)).known
-        await wait_for(lambda: bool(ran_at), timeout=6)
-    assert ran_at[0] >= when - 0.01
-    with pytest.raises(ValueError):
-        async with Client(server.address) as client:
-            await client.submit_background("later", when=when, priority=Priority.HIGH)
-
-
 async def test_echo(server: ServerProc) -> None:
     async with Client(server.address) as client:
         assert await client.echo(b"ping\0pong") == b"ping\0pong"

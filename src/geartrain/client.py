@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import ssl as _ssl
+import time
 import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeAlias
 
@@ -42,6 +44,7 @@ from .connection import (
     ServerSpec,
     parse_servers,
 )
+from .cron import sched_args
 from .errors import (
     ConnectionLost,
     GearmanError,
@@ -76,6 +79,10 @@ T = PacketType
 _HANDLE_MEMORY = 10_000
 
 When: TypeAlias = "datetime | float | int"
+"""A time to run a job at: a datetime or a Unix time."""
+
+_Timing: TypeAlias = tuple[PacketType, tuple[bytes, ...]]
+"""A timed submission: SUBMIT_JOB_EPOCH or _SCHED, and its time fields."""
 
 
 @dataclass(frozen=True)
@@ -331,19 +338,84 @@ class Client:
 
         ``unique`` defaults to a random UUID (as libgearman does), so durable
         queues key each job apart.  ``when`` (a datetime or a Unix time) makes
-        it an epoch job that runs at that time (SUBMIT_JOB_EPOCH, always
-        normal priority).
+        it an epoch job that runs at that time, as :meth:`submit_at`.
 
         Raises:
             NoServersAvailable, ServerError: as for :meth:`submit`.
         """
         if when is not None and priority is not Priority.NORMAL:
             raise ValueError("epoch jobs always run at normal priority")
+        timing = (T.SUBMIT_JOB_EPOCH, (str(_epoch(when)).encode(),)) if when is not None else None
+        return await self._background(function, data, unique, priority, timing)
+
+    async def submit_at(
+        self, when: When, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job that runs at ``when``; return its handle.
+
+        ``when`` is a datetime (a naive one is local time) or a Unix time, to
+        the second.  The job is sent with SUBMIT_JOB_EPOCH (normal priority);
+        one in the past runs at once.
+
+        Raises:
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        return await self.submit_background(function, data, unique=unique, when=when)
+
+    async def submit_later(
+        self,
+        delay: float | timedelta,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+    ) -> bytes:
+        """Queue a background job that runs ``delay`` seconds from now; return its handle.
+
+        The time is rounded up to the next whole second (SUBMIT_JOB_EPOCH), so
+        the job never runs early.
+
+        Raises:
+            ValueError: a negative delay.
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if seconds < 0:
+            raise ValueError(f"delay must not be negative, not {delay!r}")
+        when = math.ceil(time.time() + seconds)
+        return await self.submit_at(when, function, data, unique=unique)
+
+    async def submit_cron(
+        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job for the next minute that matches ``cron``; return its handle.
+
+        ``cron`` is ``"minute hour day-of-month month day-of-week"`` (UTC), each
+        field a number or ``*``: ``"30 2 * * *"`` runs once, at the next 02:30.
+        A minute that matches now runs at once.  The job is sent with
+        SUBMIT_JOB_SCHED (normal priority), which geartrain implements and
+        gearmand refuses (ServerError).  It runs once: recurring schedules
+        live in the server's settings file.
+
+        Raises:
+            ValueError: a field that is not a number or ``*``, or out of range.
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        timing = (T.SUBMIT_JOB_SCHED, sched_args(cron))
+        return await self._background(function, data, unique, Priority.NORMAL, timing)
+
+    async def _background(
+        self,
+        function: str,
+        data: Any,
+        unique: Payload | None,
+        priority: Priority,
+        timing: _Timing | None,
+    ) -> bytes:
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
         job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
-        epoch = _epoch(when) if when is not None else None
         with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
-            await self._dispatch(job, background=True, epoch=epoch)
+            await self._dispatch(job, background=True, timing=timing)
             tracing.set_handle(span, job.handle)
         assert job.handle is not None
         return job.handle
@@ -371,12 +443,12 @@ class Client:
         ]
 
     async def _dispatch(
-        self, job: Job, *, background: bool, epoch: int | None = None
+        self, job: Job, *, background: bool, timing: _Timing | None = None
     ) -> ServerLink:
         args: tuple[bytes, ...]
-        if epoch is not None:
-            packet_type = T.SUBMIT_JOB_EPOCH
-            args = (job.function.encode(), job.unique, str(epoch).encode(), job.data)
+        if timing is not None:
+            packet_type, when = timing
+            args = (job.function.encode(), job.unique, *when, job.data)
         else:
             packet_type = submit_packet(Priority(job.priority).level, background)
             args = (job.function.encode(), job.unique, job.data)

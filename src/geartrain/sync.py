@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from datetime import timedelta
 from types import FrameType
 from typing import Any, TypeVar, overload
 
@@ -263,6 +264,29 @@ class Client:
                 function, data, unique=unique, priority=priority, when=when
             )
         )
+
+    def submit_at(
+        self, when: _client.When, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job that runs at ``when`` (see :meth:`geartrain.Client.submit_at`)."""
+        return self._runner.run(self._client.submit_at(when, function, data, unique=unique))
+
+    def submit_later(
+        self,
+        delay: float | timedelta,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+    ) -> bytes:
+        """Queue a background job that runs ``delay`` from now (see ``Client.submit_later``)."""
+        return self._runner.run(self._client.submit_later(delay, function, data, unique=unique))
+
+    def submit_cron(
+        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job for the next minute matching ``cron`` (see ``submit_cron``)."""
+        return self._runner.run(self._client.submit_cron(cron, function, data, unique=unique))
 
     def get_status(self, handle: Payload, *, server: ServerSpec | None = None) -> JobStatus:
         """Job status by handle (see :meth:`geartrain.Client.get_status`)."""
