@@ -37,7 +37,7 @@ from .client_job import (
     as_completed,
     parse_status,
 )
-from .codecs import Codec, Payload, encode, to_bytes
+from .codecs import Codec, Payload, codec_for, encode, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -124,7 +124,8 @@ class Client:
         codecs: a :class:`~geartrain.codecs.Codec` per function name: objects
             (not bytes or str) submitted to it are encoded with it, and its
             results decoded with it.  Without one, objects go as JSON and
-            results come back as bytes.
+            their results come back decoded from JSON; bytes and str get
+            bytes back (see :mod:`geartrain.codecs`).
     """
 
     def __init__(
@@ -197,13 +198,15 @@ class Client:
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
     ) -> Any:
-        """Run a job and return its result: bytes, or decoded by the function's codec.
+        """Run a job and return its result: decoded by the function's codec, else by the
+        one that encoded ``data`` (JSON for objects); bytes for bytes or str data.
 
         ``data`` is bytes, str (sent as UTF-8) or an object for the
         function's codec (JSON by default).  With OpenTelemetry installed the
         call is a PRODUCER span ``gearman.submit <function>``.
 
         Raises:
+            ResultDecodeError: the result is not what the codec reads.
             JobFailed: the worker failed the job (WORK_FAIL).
             JobException: the worker raised (WORK_EXCEPTION); ``.data`` holds its payload.
             JobTimeout: no result within ``timeout`` seconds.
@@ -216,12 +219,10 @@ class Client:
             )
             tracing.set_handle(span, job.handle)
             try:
-                result = await job.result()
+                return await job.result()
             except asyncio.CancelledError:
                 job._abandon(JobCancelled(job.handle or b""))
                 raise
-        codec = self.codecs.get(function)
-        return codec.decode(result) if codec is not None else result
 
     async def submit_job(
         self,
@@ -266,7 +267,7 @@ class Client:
 
     def _new_job(self, req: JobRequest) -> Job:
         unique = to_bytes(req.unique) if req.unique is not None else b""
-        return Job(
+        job = Job(
             self,
             req.function,
             self._encode(req.function, req.data),
@@ -274,6 +275,9 @@ class Client:
             Priority(req.priority),
             req.timeout,
         )
+        # The codec applies both ways: the function's, else the one that encoded the data.
+        job._codec = self.codecs.get(req.function) or codec_for(req.data)
+        return job
 
     async def _start(self, job: Job, *, raise_errors: bool = True) -> None:
         job._arm_timer()
@@ -297,7 +301,8 @@ class Client:
         """A foreground job's server went away after accepting it."""
         if job.done():
             return
-        lost = ConnectionLost(f"server {link.address} lost while job {job.handle!r} ran")
+        name = (job.handle or b"").decode(errors="replace")
+        lost = ConnectionLost(f"server {link.address} lost while job {name} ran")
         if not self.resubmit:
             job._finish_error(lost)
             return
