@@ -31,10 +31,11 @@ from geartrain import (
 )
 from geartrain.client import hash_key
 from geartrain.connection import Address, parse_address, parse_servers
+from geartrain.embedded import ThreadedServer
 from gt_helpers import echo_worker, wait_for, working
 from serverproc import ServerProc, free_port
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 # -- addresses (no server needed) -----------------------------------------------------------------
@@ -449,6 +450,7 @@ async def test_dead_server_is_skipped(server: ServerProc) -> None:
         assert await client.submit("strlen", b"abc", unique="k1") == b"3"
 
 
+@pytest.mark.in_process(False)  # restarts the server
 async def test_idle_connection_to_a_restarted_server_is_reopened(server: ServerProc) -> None:
     async with Client(server.address) as client:
         assert await client.submit_background("f", b"1")
@@ -469,17 +471,17 @@ async def test_close_fails_unfinished_jobs(server: ServerProc) -> None:
 
 
 @pytest.mark.gearmand_differs
-async def test_epoch_job_wakes_a_sleeping_worker(geartrain: ServerProc) -> None:
+async def test_epoch_job_wakes_a_sleeping_worker(gearman_server: ThreadedServer) -> None:
     # geartrain (like gearmand 2.0) NOOPs sleeping workers when an epoch job
     # falls due; gearmand 1.1 waits for the next grab (the worker's idle poll).
     ran = asyncio.Event()
-    worker = Worker(geartrain.address, idle_timeout=60)
+    worker = Worker(gearman_server.address, idle_timeout=60)
 
     @worker.register("later")
     async def later(job: WorkerJob) -> None:
         ran.set()
 
-    async with working(worker), Client(geartrain.address) as client:
+    async with working(worker), Client(gearman_server.address) as client:
         await asyncio.sleep(0.2)  # the worker is asleep
         await client.submit_background("later", b"x", when=time.time() + 1)
         await asyncio.wait_for(ran.wait(), 4)

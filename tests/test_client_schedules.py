@@ -12,7 +12,7 @@ from geartrain import Client, Priority, ServerError, Worker, WorkerJob, sync
 from gt_helpers import wait_for, working
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 def recording_worker(address: str, ran: dict[bytes, float]) -> Worker:

@@ -18,7 +18,7 @@ from geartrain.codecs import JSON, RAW, Codec
 from gt_helpers import working
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()

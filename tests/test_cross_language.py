@@ -29,6 +29,7 @@ PEERS = Path(__file__).parent / "php_peers"
 
 pytestmark = [
     pytest.mark.interop,
+    pytest.mark.in_process,
     pytest.mark.timeout(60),
     pytest.mark.skipif(PHP is None, reason="php with the gearman extension"),
 ]

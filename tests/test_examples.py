@@ -14,7 +14,7 @@ import pytest
 from geartrain import sync
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.in_process]
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from geartrain import Admin, Client, JobException, JobFailed, Worker, WorkerJob, sync
+from geartrain.embedded import ThreadedServer
 from gt_helpers import queued, registered, wait_for, working
 from serverproc import ServerProc, free_port
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 async def test_plain_functions_run_in_threads_async_ones_on_the_loop(server: ServerProc) -> None:
@@ -262,13 +263,13 @@ async def test_client_id_register_and_unregister(server: ServerProc) -> None:
 
 @pytest.mark.gearmand_differs
 async def test_function_registered_while_asleep_gets_its_queued_jobs(
-    geartrain: ServerProc,
+    gearman_server: ThreadedServer,
 ) -> None:
     # The server wakes the sleeping connection (gearmand leaves it asleep until
     # idle_timeout or the next submission: see docs/compatibility.md).
-    worker = Worker(geartrain.address, idle_timeout=60)
+    worker = Worker(gearman_server.address, idle_timeout=60)
     worker.register("a", lambda job: b"a")
-    async with working(worker), Client(geartrain.address) as client:
+    async with working(worker), Client(gearman_server.address) as client:
         job = await client.submit_job("b")
         await asyncio.sleep(0.3)  # the worker has found nothing and sleeps
         worker.register("b", lambda job: b"b")
