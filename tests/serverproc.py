@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geartrain.embedded import ThreadedServer
+from geartrain.embedded import EmbeddedServer
 from wire import HOST, admin_command
 
 GEARMAND = "/usr/sbin/gearmand"
@@ -116,21 +116,15 @@ class InProcess:
     """geartrain's server in the test's own process (geartrain.embedded), where a
     test that only talks to it from Python takes a :class:`ServerProc`."""
 
-    server: ThreadedServer
+    server: EmbeddedServer
     kind: str = "geartrain"
-    host: str = HOST
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    @property
-    def address(self) -> str:
-        return self.server.address
 
     @property
     def pid(self) -> int:
         return os.getpid()
+
+    def __getattr__(self, name: str) -> object:  # host, port, address
+        return getattr(self.server, name)
 
 
 def geartrain_argv(port: int, args: Sequence[str] = ()) -> list[str]:

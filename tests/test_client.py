@@ -31,7 +31,7 @@ from geartrain import (
 )
 from geartrain.client import hash_key
 from geartrain.connection import Address, parse_address, parse_servers
-from geartrain.embedded import ThreadedServer
+from geartrain.embedded import EmbeddedServer
 from gt_helpers import echo_worker, wait_for, working
 from serverproc import ServerProc, free_port
 
@@ -471,7 +471,7 @@ async def test_close_fails_unfinished_jobs(server: ServerProc) -> None:
 
 
 @pytest.mark.gearmand_differs
-async def test_epoch_job_wakes_a_sleeping_worker(gearman_server: ThreadedServer) -> None:
+async def test_epoch_job_wakes_a_sleeping_worker(gearman_server: EmbeddedServer) -> None:
     # geartrain (like gearmand 2.0) NOOPs sleeping workers when an epoch job
     # falls due; gearmand 1.1 waits for the next grab (the worker's idle poll).
     ran = asyncio.Event()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from geartrain import Admin, Client, ServerError, Worker, WorkerJob, sync
-from geartrain.embedded import EmbeddedServer, ThreadedServer
+from geartrain.embedded import EmbeddedServer
 from geartrain.server.app import StartupError
 from geartrain.server.flags import ServerConfig
 from geartrain.server.settings import SettingsError
@@ -80,11 +80,11 @@ async def test_a_taken_port_is_a_startup_error() -> None:
         with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{first.port}"):
             await EmbeddedServer(port=first.port).start()
         with pytest.raises(StartupError):
-            ThreadedServer(port=first.port).start()
+            EmbeddedServer(port=first.port).start_thread()
 
 
-def test_a_threaded_server_serves_code_without_asyncio() -> None:
-    with ThreadedServer() as server, sync.Worker(server.address) as worker:
+def test_on_a_thread_of_its_own_for_code_without_asyncio() -> None:
+    with EmbeddedServer() as server, sync.Worker(server.address) as worker:
         worker.register("upper", lambda job: job.data.upper())
         with sync.Client(server.address) as client:
             assert client.submit("upper", "abc", timeout=10) == b"ABC"
@@ -112,8 +112,8 @@ async def test_asyncio_fixtures(gearman_worker: Worker, gearman_client: Client) 
 
 
 @pytest.mark.parametrize("gearman_server_options", [{"sqlite": True}])
-def test_server_options(gearman_server: ThreadedServer, gearman_server_options: Any) -> None:
-    assert gearman_server.server._tmpdir is not None
+def test_server_options(gearman_server: EmbeddedServer, gearman_server_options: Any) -> None:
+    assert gearman_server._tmpdir is not None
 
 
 def test_the_plugin_is_installed_with_the_package(tmp_path: Path) -> None:

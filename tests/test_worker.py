@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from geartrain import Admin, Client, JobException, JobFailed, Worker, WorkerJob, sync
-from geartrain.embedded import ThreadedServer
+from geartrain.embedded import EmbeddedServer
 from gt_helpers import queued, registered, wait_for, working
 from serverproc import ServerProc, free_port
 
@@ -263,7 +263,7 @@ async def test_client_id_register_and_unregister(server: ServerProc) -> None:
 
 @pytest.mark.gearmand_differs
 async def test_function_registered_while_asleep_gets_its_queued_jobs(
-    gearman_server: ThreadedServer,
+    gearman_server: EmbeddedServer,
 ) -> None:
     # The server wakes the sleeping connection (gearmand leaves it asleep until
     # idle_timeout or the next submission: see docs/compatibility.md).

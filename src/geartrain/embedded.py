@@ -9,7 +9,7 @@ PHP, the C tools) reaches it at :attr:`EmbeddedServer.address`::
         async with Client(server.address) as client:
             ...
 
-    with ThreadedServer(sqlite=True) as server:         # on a thread of its own
+    with EmbeddedServer(sqlite=True) as server:         # on a thread and loop of its own
         ...
 
 Unlike the command, it leaves the program's signals alone, opens no HTTP
@@ -35,14 +35,17 @@ from .server.settings import Settings, load_settings
 from .store.durability import DEFAULT
 from .store.sqlite import SqliteStore
 
-__all__ = ["EmbeddedServer", "ThreadedServer"]
+__all__ = ["EmbeddedServer"]
 
 _QUIET = ServerConfig(busy_poll_us=0)
 """The default configuration: gearmand's defaults, without busy polling."""
 
 
 class EmbeddedServer:
-    """A job server on the running event loop.
+    """A job server in this process: on the running event loop (``async with``,
+    :meth:`start` and :meth:`stop`), or on a thread and event loop of its own for
+    code that does not run asyncio (``with``, :meth:`start_thread` and
+    :meth:`stop_thread`).
 
     Args:
         host: the address to listen on.
@@ -56,7 +59,7 @@ class EmbeddedServer:
         config: everything else ``geartrain server`` takes as flags (its host
             and port are replaced by ``host`` and ``port``).
 
-    Raises (from :meth:`start`):
+    Raises (from :meth:`start` and :meth:`start_thread`):
         StartupError: the port is taken or the queue cannot be opened.
         SettingsError: the settings file cannot be used.
     """
@@ -79,6 +82,10 @@ class EmbeddedServer:
         self._app: ServerApp | None = None
         self._task: asyncio.Task[None] | None = None
         self._tmpdir: Path | None = None
+        # Serving on a thread of its own: the thread, its loop, and the request to stop.
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
 
     @property
     def address(self) -> str:
@@ -141,50 +148,18 @@ class EmbeddedServer:
             self._app = self._task = None
             self._remove_tmpdir()
 
-    def _remove_tmpdir(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+    # -- on a thread of its own -------------------------------------------------------
 
-
-class ThreadedServer:
-    """An :class:`EmbeddedServer` on a thread and event loop of its own, for code
-    that does not run asyncio (scripts, sync test suites).  Its arguments are the
-    same; :meth:`start` and :meth:`stop` block, and ``with`` runs it for the block.
-    """
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        sqlite: bool | str | os.PathLike[str] = False,
-        settings: str | os.PathLike[str] | None = None,
-        config: ServerConfig | None = None,
-    ) -> None:
-        self.server = EmbeddedServer(host, port, sqlite=sqlite, settings=settings, config=config)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-
-    @property
-    def address(self) -> str:
-        """``host:port``, as the clients take it."""
-        return self.server.address
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def __enter__(self) -> ThreadedServer:
-        self.start()
+    def __enter__(self) -> EmbeddedServer:
+        self.start_thread()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.stop_thread()
 
-    def start(self) -> None:
-        """Start the thread; return once the server listens (or raise why it cannot)."""
+    def start_thread(self) -> None:
+        """Serve on a thread and event loop of its own; return once the server
+        listens (or raise why it cannot)."""
         if self._thread is not None:
             raise RuntimeError("server already started")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -199,9 +174,9 @@ class ThreadedServer:
             self._thread = None
             raise
 
-    def stop(self) -> None:
-        """Stop the server and wait for its thread to end."""
-        thread, loop, stop = self._thread, self._loop, self._stop
+    def stop_thread(self) -> None:
+        """Stop the server :meth:`start_thread` started and wait for its thread to end."""
+        thread, loop, stop = self._thread, self._loop, self._stopping
         if thread is None or loop is None or stop is None:
             return
         loop.call_soon_threadsafe(stop.set)
@@ -209,12 +184,17 @@ class ThreadedServer:
         self._thread = None
 
     async def _serve(self, ready: concurrent.futures.Future[None]) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         try:
-            await self.server.start()
+            await self.start()
         except BaseException as error:
             ready.set_exception(error)
             return
         ready.set_result(None)
-        await self._stop.wait()
-        await self.server.stop()
+        await self._stopping.wait()
+        await self.stop()
+
+    def _remove_tmpdir(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None

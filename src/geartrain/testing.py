@@ -10,9 +10,9 @@ The plugin is registered with pytest when geartrain is installed (the
 
         assert gearman_sync_client.submit("resize", {"width": 640}) == {"width": 320}
 
-- ``gearman_server``: a :class:`~geartrain.embedded.ThreadedServer` with the
-  memory queue on a free loopback port, new for each test; ``.address`` is where
-  it listens.  Override ``gearman_server_options`` to start it otherwise, e.g.
+- ``gearman_server``: a :class:`~geartrain.embedded.EmbeddedServer` on a thread
+  of its own, with the memory queue on a free loopback port, new for each test;
+  ``.address`` is where it listens.  Override ``gearman_server_options`` to start it otherwise, e.g.
   ``{"sqlite": True}`` or ``{"settings": "settings.toml"}``.
 - ``gearman_sync_client``, ``gearman_sync_worker``: a :mod:`geartrain.sync`
   client and a running worker connected to it; functions registered on the
@@ -34,7 +34,7 @@ import pytest
 if TYPE_CHECKING:  # imported by the fixtures: a test run that uses none loads nothing more
     from . import sync
     from .client import Client
-    from .embedded import ThreadedServer
+    from .embedded import EmbeddedServer
     from .worker import Worker
 
 __all__ = [
@@ -49,21 +49,21 @@ __all__ = [
 
 @pytest.fixture
 def gearman_server_options() -> dict[str, Any]:
-    """The arguments of ``gearman_server``'s :class:`~geartrain.embedded.ThreadedServer`."""
+    """The arguments of ``gearman_server``'s :class:`~geartrain.embedded.EmbeddedServer`."""
     return {}
 
 
 @pytest.fixture
-def gearman_server(gearman_server_options: dict[str, Any]) -> Iterator[ThreadedServer]:
+def gearman_server(gearman_server_options: dict[str, Any]) -> Iterator[EmbeddedServer]:
     """A geartrain server in this process, stopped after the test."""
-    from .embedded import ThreadedServer
+    from .embedded import EmbeddedServer
 
-    with ThreadedServer(**gearman_server_options) as server:
+    with EmbeddedServer(**gearman_server_options) as server:
         yield server
 
 
 @pytest.fixture
-def gearman_sync_client(gearman_server: ThreadedServer) -> Iterator[sync.Client]:
+def gearman_sync_client(gearman_server: EmbeddedServer) -> Iterator[sync.Client]:
     """A blocking client of ``gearman_server``."""
     from . import sync
 
@@ -72,7 +72,7 @@ def gearman_sync_client(gearman_server: ThreadedServer) -> Iterator[sync.Client]
 
 
 @pytest.fixture
-def gearman_sync_worker(gearman_server: ThreadedServer) -> Iterator[sync.Worker]:
+def gearman_sync_worker(gearman_server: EmbeddedServer) -> Iterator[sync.Worker]:
     """A blocking worker of ``gearman_server``, working; register functions on it."""
     from . import sync
 
@@ -88,7 +88,7 @@ except ImportError:  # the asyncio fixtures need it
 else:
 
     @pytest_asyncio.fixture
-    async def gearman_client(gearman_server: ThreadedServer) -> AsyncIterator[Client]:
+    async def gearman_client(gearman_server: EmbeddedServer) -> AsyncIterator[Client]:
         """An asyncio client of ``gearman_server``, on the test's event loop."""
         from .client import Client
 
@@ -96,7 +96,7 @@ else:
             yield client
 
     @pytest_asyncio.fixture
-    async def gearman_worker(gearman_server: ThreadedServer) -> AsyncIterator[Worker]:
+    async def gearman_worker(gearman_server: EmbeddedServer) -> AsyncIterator[Worker]:
         """An asyncio worker of ``gearman_server``, working on the test's event loop;
         register functions on it."""
         from .worker import Worker
