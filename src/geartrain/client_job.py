@@ -271,7 +271,9 @@ class Job:
             else:
                 callback(update.data)
         except Exception:
-            log.exception("progress callback for job %s failed", (self.handle or b"").decode())
+            log.exception(
+                "progress callback for job %s failed", (self.handle or b"").decode(errors="replace")
+            )
 
     def _finish(self, result: bytes) -> None:
         if self._future.done():

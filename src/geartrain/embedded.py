@@ -12,8 +12,8 @@ PHP, the C tools) reaches it at :attr:`EmbeddedServer.address`::
     with EmbeddedServer(sqlite=True) as server:         # on a thread and loop of its own
         ...
 
-Unlike the command, it leaves the program's signals alone, opens no HTTP
-listener and does not busy-poll (see :mod:`geartrain.server.busy_poll`) unless
+Unlike the command, it leaves the program's signals alone, speaks no TLS, opens
+no HTTP listener and does not busy-poll (see :mod:`geartrain.server.busy_poll`) unless
 its ``config`` says so.  The pytest fixtures built on it are in
 :mod:`geartrain.testing`.
 """

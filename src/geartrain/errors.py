@@ -112,8 +112,7 @@ class ResultDecodeError(GearmanError, ValueError):
     """A job's result is not what the codec that should decode it reads (also a ``ValueError``).
 
     The job completed: a worker in another language may answer text where the
-    client sent JSON.  Send bytes or str, or give the function the ``RAW`` codec,
-    to get its results as bytes.
+    client sent JSON.  Send the data as bytes or str to get the result as bytes.
 
     Attributes:
         handle: the job handle.

@@ -12,8 +12,8 @@ The plugin is registered with pytest when geartrain is installed (the
 
 - ``gearman_server``: a :class:`~geartrain.embedded.EmbeddedServer` on a thread
   of its own, with the memory queue on a free loopback port, new for each test;
-  ``.address`` is where it listens.  Override ``gearman_server_options`` to start it otherwise, e.g.
-  ``{"sqlite": True}`` or ``{"settings": "settings.toml"}``.
+  ``.address`` is where it listens.  Override ``gearman_server_options`` to
+  start it otherwise, e.g. ``{"sqlite": True}`` or ``{"settings": "settings.toml"}``.
 - ``gearman_sync_client``, ``gearman_sync_worker``: a :mod:`geartrain.sync`
   client and a running worker connected to it; functions registered on the
   worker in the test take jobs at once.

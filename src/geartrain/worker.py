@@ -545,8 +545,7 @@ class Worker:
         task.add_done_callback(session.jobs.discard)
 
     async def _run_job(self, job: WorkerJob) -> None:
-        started, clock = time.time(), asyncio.get_running_loop().time
-        start = clock()
+        started, start = time.time(), time.monotonic()
         try:
             fn = self._functions.get(job.function)
             if fn is None:
@@ -563,7 +562,7 @@ class Worker:
                 job._name,
                 job.function,
                 job._outcome or "released unfinished",
-                clock() - start,
+                time.monotonic() - start,
                 datetime.fromtimestamp(started).strftime("%H:%M:%S.%f")[:-3],
             )
             self._job_done()
