@@ -13,7 +13,7 @@ import pytest
 
 import serverproc
 from machine import add_system_user, mount_small_disk, remove_system_user, unmount_small_disk
-from serverproc import ServerProc
+from serverproc import InProcess, ServerProc
 
 SERVER_KINDS = ["geartrain", "gearmand"]
 
@@ -41,8 +41,17 @@ def server_flags() -> tuple[str, ...]:
 
 
 @pytest.fixture(params=SERVER_KINDS)
-def server(request: pytest.FixtureRequest, server_flags: tuple[str, ...]) -> Iterator[ServerProc]:
-    """The same test against geartrain and against gearmand."""
+def server(
+    request: pytest.FixtureRequest, server_flags: tuple[str, ...]
+) -> Iterator[ServerProc | InProcess]:
+    """The same test against geartrain and against gearmand.  For a test marked
+    ``in_process`` geartrain is the server in this process (the plugin's
+    ``gearman_server``), which starts in milliseconds."""
+    marker = request.node.get_closest_marker("in_process")
+    if request.param == "geartrain" and marker is not None and marker.args != (False,):
+        assert not server_flags, "an in-process server takes no flags"
+        yield InProcess(request.getfixturevalue("gearman_server"))
+        return
     srv = serverproc.start(request.param, server_flags)
     yield srv
     srv.cleanup()

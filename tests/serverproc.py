@@ -2,7 +2,9 @@
 
 Both are started on a free loopback port and stopped after the test.  Tests
 that should hold for any Gearman server take the parametrised ``server``
-fixture (see conftest.py) and run against both.
+fixture (see conftest.py) and run against both; where they only talk to the
+server from Python, geartrain's case may be the server in the test's own
+process (:class:`InProcess`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geartrain.embedded import EmbeddedServer
 from wire import HOST, admin_command
 
 GEARMAND = "/usr/sbin/gearmand"
@@ -106,6 +109,22 @@ class ServerProc:
     def cleanup(self) -> None:
         self.kill()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+@dataclass
+class InProcess:
+    """geartrain's server in the test's own process (geartrain.embedded), where a
+    test that only talks to it from Python takes a :class:`ServerProc`."""
+
+    server: EmbeddedServer
+    kind: str = "geartrain"
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def __getattr__(self, name: str) -> object:  # host, port, address
+        return getattr(self.server, name)
 
 
 def geartrain_argv(port: int, args: Sequence[str] = ()) -> list[str]:

@@ -22,7 +22,7 @@ from geartrain import (
 from gt_helpers import wait_for, working
 from serverproc import ServerProc, free_port
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 async def test_status_counts_jobs_and_workers(server: ServerProc) -> None:

@@ -10,7 +10,7 @@ from geartrain import Client, JobCancelled, JobFailed, JobTimeout, Worker, Worke
 from gt_helpers import queued, wait_for, working
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 async def _runs_only_later_jobs(server: ServerProc, function: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
@@ -12,12 +13,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from geartrain import Client, JobException, Worker, WorkerJob
+from geartrain import Client, JobException, Worker, WorkerJob, sync
 from geartrain.codecs import JSON, RAW, Codec
 from gt_helpers import working
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
@@ -42,12 +43,26 @@ async def test_objects_go_as_json_and_come_back_typed(server: ServerProc) -> Non
     async def add(job: WorkerJob) -> dict[str, float]:
         return {"sum": sum(job.value["numbers"])}  # a dict result goes as JSON
 
+    @worker.register
+    async def nothing(job: WorkerJob) -> None:
+        return None  # an empty result: JSON's None
+
     codecs: dict[str, Codec] = {"add": JSON}
     async with working(worker), Client(server.address, codecs=codecs) as client:
         assert await client.submit("add", {"numbers": [1, 2, 3.5]}) == {"sum": 6.5}
+        assert await client.submit("add", b'{"numbers":[1]}') == {"sum": 1}
     async with Client(server.address) as plain, working(worker):
-        # Without a codec the result is the raw bytes: any peer reads the same.
-        assert await plain.submit("add", {"numbers": [1]}) == b'{"sum":1}'
+        # Without a codec for the function, the codec that sent the data reads the result
+        # (JSON for objects); data sent as bytes or str gets the result's bytes.
+        assert await plain.submit("add", {"numbers": [1]}) == {"sum": 1}
+        assert await plain.submit("add", b'{"numbers":[1]}') == b'{"sum":1}'
+        assert await plain.submit("nothing", {"x": 1}) is None
+        jobs = await plain.submit_batch([("add", {"numbers": [2]}), ("add", '{"numbers":[2]}')])
+        assert [await job for job in jobs] == [{"sum": 2}, b'{"sum":2}']
+    with sync.Client(server.address) as blocking:
+        async with working(worker):
+            result = await asyncio.to_thread(blocking.submit, "add", {"numbers": [3]})
+    assert result == {"sum": 3}
 
 
 async def test_a_codec_per_function(server: ServerProc) -> None:

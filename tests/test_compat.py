@@ -14,7 +14,7 @@ import pytest
 from geartrain.compat import gearman
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 class StoppableWorker(gearman.GearmanWorker):

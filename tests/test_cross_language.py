@@ -17,7 +17,8 @@ from typing import TypeVar
 
 import pytest
 
-from geartrain import Client, JobFailed, Worker, WorkerJob
+from geartrain import Client, JobFailed, ResultDecodeError, Worker, WorkerJob
+from geartrain.codecs import dumps
 from gt_helpers import registered, wait_for, working
 from serverproc import ServerProc
 
@@ -28,6 +29,7 @@ PEERS = Path(__file__).parent / "php_peers"
 
 pytestmark = [
     pytest.mark.interop,
+    pytest.mark.in_process,
     pytest.mark.timeout(60),
     pytest.mark.skipif(PHP is None, reason="php with the gearman extension"),
 ]
@@ -73,6 +75,20 @@ async def test_python_client_php_worker_failure_and_background(
             await client.submit("fail", b"x")
         handle = await client.submit_background("digest", PAYLOADS["one-mib"])
         await wait_for(lambda: _finished(client, handle))
+
+
+async def test_a_php_workers_result_comes_back_through_the_codec_that_sent_the_data(
+    server: ServerProc, php_worker: subprocess.Popen[bytes]
+) -> None:
+    await wait_for(lambda: registered(server.address, "reverse"))
+    async with Client(server.address) as client:
+        assert await client.submit("reverse", 123) == 321  # JSON both ways
+        assert await client.submit("reverse", b"123") == b"321"  # bytes both ways
+        with pytest.raises(ResultDecodeError) as caught:
+            await client.submit("reverse", {"a": 1})  # the reverse is no JSON
+    assert caught.value.data == b'}1:"a"{' and caught.value.handle.startswith(b"H:")
+    async with Client(server.address) as client:  # JSON sent as bytes: the result's bytes
+        assert await client.submit("reverse", dumps({"a": 1})) == b'}1:"a"{'
 
 
 async def _finished(client: Client, handle: bytes) -> bool:

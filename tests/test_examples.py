@@ -14,7 +14,7 @@ import pytest
 from geartrain import sync
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.in_process]
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -58,6 +58,22 @@ def test_resize_fan_out_with_progress(server: ServerProc) -> None:
     done = [line for line in out if line.startswith("done: ")]
     assert len(done) == 8 and all(line.endswith("-> 3 files") for line in done)
     assert sum(line.endswith(": 3/3") for line in out) == 8
+
+
+def test_resize_fan_out_says_how_to_use_it_and_when_no_worker_answers(
+    geartrain: ServerProc,
+) -> None:
+    script = str(EXAMPLES / "resize_fanout.py")
+    bare = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=30)
+    assert bare.returncode == 2 and bare.stderr.startswith("usage: resize_fanout.py")
+    alone = subprocess.run(
+        [sys.executable, script, "client", "--timeout", "0.5", geartrain.address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert alone.returncode == 1 and "Traceback" not in alone.stderr
+    assert alone.stderr.startswith("no result within 0.5s: is a resize worker running?")
 
 
 def test_background_status_polling(server: ServerProc) -> None:

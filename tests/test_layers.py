@@ -2,9 +2,10 @@
 
 Every import counts, those made for annotations only (under TYPE_CHECKING) and
 inside functions too: an arrow a reader follows is an arrow.  The floors, from
-the bottom: shared leaves; the codec; the stores; the server; the libraries
-(client, worker, admin); the cluster; the console; the sync facades and the
-python-gearman layer; the command line.
+the bottom: shared leaves; the codec; the stores; the server; the server embedded
+in another program; the libraries (client, worker, admin); the cluster; the
+console; the sync facades and the python-gearman layer; the command line and
+the pytest plugin.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import geartrain
 ROOT = Path(geartrain.__file__).parent
 
 FLOORS: list[tuple[str, ...]] = [
-    ("__about__", "address", "codecs", "errors", "priority", "tracing"),
+    ("__about__", "address", "codecs", "cron", "errors", "priority", "tracing"),
     ("protocol", "admin_answers"),
     ("store",),
     ("server",),
+    ("embedded",),
     ("connection", "client_job", "links", "worker_job", "admin", "client", "worker"),
     ("cluster",),
     ("console",),
     ("sync", "compat"),
-    ("cli", "__main__", "__init__"),
+    ("cli", "__main__", "__init__", "testing"),
 ]
 """Each top-level module or package of geartrain, by floor, bottom first."""
 

@@ -15,7 +15,7 @@ import pytest
 from geartrain import JobException, JobFailed, JobTimeout, StatusUpdate, WorkerJob, sync
 from serverproc import ServerProc
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 def _worker(address: str, **kwargs: object) -> sync.Worker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from geartrain import Admin, Client, JobException, JobFailed, Worker, WorkerJob
+from geartrain import Admin, Client, JobException, JobFailed, Worker, WorkerJob, sync
+from geartrain.embedded import EmbeddedServer
 from gt_helpers import queued, registered, wait_for, working
 from serverproc import ServerProc, free_port
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.in_process]
 
 
 async def test_plain_functions_run_in_threads_async_ones_on_the_loop(server: ServerProc) -> None:
@@ -261,13 +263,13 @@ async def test_client_id_register_and_unregister(server: ServerProc) -> None:
 
 @pytest.mark.gearmand_differs
 async def test_function_registered_while_asleep_gets_its_queued_jobs(
-    geartrain: ServerProc,
+    gearman_server: EmbeddedServer,
 ) -> None:
     # The server wakes the sleeping connection (gearmand leaves it asleep until
     # idle_timeout or the next submission: see docs/compatibility.md).
-    worker = Worker(geartrain.address, idle_timeout=60)
+    worker = Worker(gearman_server.address, idle_timeout=60)
     worker.register("a", lambda job: b"a")
-    async with working(worker), Client(geartrain.address) as client:
+    async with working(worker), Client(gearman_server.address) as client:
         job = await client.submit_job("b")
         await asyncio.sleep(0.3)  # the worker has found nothing and sleeps
         worker.register("b", lambda job: b"b")
@@ -415,3 +417,64 @@ async def test_function_exception_is_logged_once_with_traceback(
     assert str(info.value).startswith("TypeError: can only concatenate str")
     logged = [r for r in caplog.records if r.name.startswith("geartrain") and r.exc_info]
     assert len(logged) == 1 and "greet" in logged[0].getMessage()
+
+
+def test_a_bare_decorator_registers_under_the_functions_name() -> None:
+    worker = Worker("h")
+
+    @worker.register
+    def resize(job: WorkerJob) -> bytes:
+        return b""
+
+    @worker.register(timeout=5)
+    async def crop(job: WorkerJob) -> bytes:
+        return b""
+
+    assert worker.functions == ["resize", "crop"] and resize(None) == b""  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no name of its own"):
+        worker.register(lambda job: b"")
+    blocking = sync.Worker("h")
+
+    @blocking.register
+    def rotate(job: WorkerJob) -> bytes:
+        return b""
+
+    assert blocking.functions == ["rotate"]
+
+
+async def test_each_job_is_one_info_line_with_its_handle_as_text(
+    server: ServerProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(server.address)
+
+    @worker.register
+    async def ok(job: WorkerJob) -> bytes:
+        await asyncio.sleep(0.1)
+        return b"fine"
+
+    @worker.register
+    async def refuse(job: WorkerJob) -> None:
+        job.fail()
+
+    @worker.register
+    async def bad(job: WorkerJob) -> None:
+        raise ValueError("no such size")
+
+    caplog.set_level(logging.INFO, logger="geartrain.worker")
+    async with working(worker), Client(server.address) as client:
+        handle = (await client.submit_job("ok")).handle
+        assert handle is not None
+        await client.submit("ok")
+        with pytest.raises(JobFailed):
+            await client.submit("refuse")
+        with pytest.raises(JobException):
+            await client.submit("bad")
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "geartrain.worker" and "job " in r.msg
+    ]
+    assert not any("b'" in line for line in lines)
+    ran = [line for line in lines if line.startswith(f"job {handle.decode()} (ok) completed in ")]
+    assert len(ran) == 1 and ", started " in ran[0]
+    assert float(ran[0].split(" in ")[1].split("s,")[0]) >= 0.1
+    assert sum(" (refuse) failed in " in line for line in lines) == 1
+    assert sum(" (bad) raised ValueError: no such size in " in line for line in lines) == 1

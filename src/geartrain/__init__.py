@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         JobTimeout,
         NoServersAvailable,
         ProtocolError,
+        ResultDecodeError,
         ServerError,
     )
     from .worker import Worker
@@ -72,6 +73,7 @@ _WHERE = {
     "Priority": "client",
     "PriorityStatus": "admin",
     "ProtocolError": "errors",
+    "ResultDecodeError": "errors",
     "ServerError": "errors",
     "StatusUpdate": "client_job",
     "Update": "client_job",
@@ -106,6 +108,7 @@ __all__ = [
     "Priority",
     "PriorityStatus",
     "ProtocolError",
+    "ResultDecodeError",
     "ServerError",
     "StatusUpdate",
     "Update",

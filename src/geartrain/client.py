@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import ssl as _ssl
+import time
 import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeAlias
 
@@ -35,13 +37,14 @@ from .client_job import (
     as_completed,
     parse_status,
 )
-from .codecs import Codec, Payload, encode, to_bytes
+from .codecs import Codec, Payload, codec_for, encode, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
     ServerSpec,
     parse_servers,
 )
+from .cron import sched_args
 from .errors import (
     ConnectionLost,
     GearmanError,
@@ -76,6 +79,10 @@ T = PacketType
 _HANDLE_MEMORY = 10_000
 
 When: TypeAlias = "datetime | float | int"
+"""A time to run a job at: a datetime or a Unix time."""
+
+_Timing: TypeAlias = tuple[PacketType, tuple[bytes, ...]]
+"""A timed submission: SUBMIT_JOB_EPOCH or _SCHED, and its time fields."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,8 @@ class Client:
         codecs: a :class:`~geartrain.codecs.Codec` per function name: objects
             (not bytes or str) submitted to it are encoded with it, and its
             results decoded with it.  Without one, objects go as JSON and
-            results come back as bytes.
+            their results come back decoded from JSON; bytes and str get
+            bytes back (see :mod:`geartrain.codecs`).
     """
 
     def __init__(
@@ -190,13 +198,15 @@ class Client:
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
     ) -> Any:
-        """Run a job and return its result: bytes, or decoded by the function's codec.
+        """Run a job and return its result: decoded by the function's codec, else by the
+        one that encoded ``data`` (JSON for objects); bytes for bytes or str data.
 
         ``data`` is bytes, str (sent as UTF-8) or an object for the
         function's codec (JSON by default).  With OpenTelemetry installed the
         call is a PRODUCER span ``gearman.submit <function>``.
 
         Raises:
+            ResultDecodeError: the result is not what the codec reads.
             JobFailed: the worker failed the job (WORK_FAIL).
             JobException: the worker raised (WORK_EXCEPTION); ``.data`` holds its payload.
             JobTimeout: no result within ``timeout`` seconds.
@@ -209,12 +219,10 @@ class Client:
             )
             tracing.set_handle(span, job.handle)
             try:
-                result = await job.result()
+                return await job.result()
             except asyncio.CancelledError:
                 job._abandon(JobCancelled(job.handle or b""))
                 raise
-        codec = self.codecs.get(function)
-        return codec.decode(result) if codec is not None else result
 
     async def submit_job(
         self,
@@ -259,7 +267,7 @@ class Client:
 
     def _new_job(self, req: JobRequest) -> Job:
         unique = to_bytes(req.unique) if req.unique is not None else b""
-        return Job(
+        job = Job(
             self,
             req.function,
             self._encode(req.function, req.data),
@@ -267,6 +275,9 @@ class Client:
             Priority(req.priority),
             req.timeout,
         )
+        # The codec applies both ways: the function's, else the one that encoded the data.
+        job._codec = self.codecs.get(req.function) or codec_for(req.data)
+        return job
 
     async def _start(self, job: Job, *, raise_errors: bool = True) -> None:
         job._arm_timer()
@@ -290,7 +301,8 @@ class Client:
         """A foreground job's server went away after accepting it."""
         if job.done():
             return
-        lost = ConnectionLost(f"server {link.address} lost while job {job.handle!r} ran")
+        name = (job.handle or b"").decode(errors="replace")
+        lost = ConnectionLost(f"server {link.address} lost while job {name} ran")
         if not self.resubmit:
             job._finish_error(lost)
             return
@@ -331,19 +343,84 @@ class Client:
 
         ``unique`` defaults to a random UUID (as libgearman does), so durable
         queues key each job apart.  ``when`` (a datetime or a Unix time) makes
-        it an epoch job that runs at that time (SUBMIT_JOB_EPOCH, always
-        normal priority).
+        it an epoch job that runs at that time, as :meth:`submit_at`.
 
         Raises:
             NoServersAvailable, ServerError: as for :meth:`submit`.
         """
         if when is not None and priority is not Priority.NORMAL:
             raise ValueError("epoch jobs always run at normal priority")
+        timing = (T.SUBMIT_JOB_EPOCH, (str(_epoch(when)).encode(),)) if when is not None else None
+        return await self._background(function, data, unique, priority, timing)
+
+    async def submit_at(
+        self, when: When, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job that runs at ``when``; return its handle.
+
+        ``when`` is a datetime (a naive one is local time) or a Unix time, to
+        the second.  The job is sent with SUBMIT_JOB_EPOCH (normal priority);
+        one in the past runs at once.
+
+        Raises:
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        return await self.submit_background(function, data, unique=unique, when=when)
+
+    async def submit_later(
+        self,
+        delay: float | timedelta,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+    ) -> bytes:
+        """Queue a background job that runs ``delay`` seconds from now; return its handle.
+
+        The time is rounded up to the next whole second (SUBMIT_JOB_EPOCH), so
+        the job never runs early.
+
+        Raises:
+            ValueError: a negative delay.
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if seconds < 0:
+            raise ValueError(f"delay must not be negative, not {delay!r}")
+        when = math.ceil(time.time() + seconds)
+        return await self.submit_at(when, function, data, unique=unique)
+
+    async def submit_cron(
+        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job for the next minute that matches ``cron``; return its handle.
+
+        ``cron`` is ``"minute hour day-of-month month day-of-week"`` (UTC), each
+        field a number or ``*``: ``"30 2 * * *"`` runs once, at the next 02:30.
+        A minute that matches now runs at once.  The job is sent with
+        SUBMIT_JOB_SCHED (normal priority), which geartrain implements and
+        gearmand refuses (ServerError).  It runs once: recurring schedules
+        live in the server's settings file.
+
+        Raises:
+            ValueError: a field that is not a number or ``*``, or out of range.
+            NoServersAvailable, ServerError: as for :meth:`submit`.
+        """
+        timing = (T.SUBMIT_JOB_SCHED, sched_args(cron))
+        return await self._background(function, data, unique, Priority.NORMAL, timing)
+
+    async def _background(
+        self,
+        function: str,
+        data: Any,
+        unique: Payload | None,
+        priority: Priority,
+        timing: _Timing | None,
+    ) -> bytes:
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
         job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
-        epoch = _epoch(when) if when is not None else None
         with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
-            await self._dispatch(job, background=True, epoch=epoch)
+            await self._dispatch(job, background=True, timing=timing)
             tracing.set_handle(span, job.handle)
         assert job.handle is not None
         return job.handle
@@ -371,12 +448,12 @@ class Client:
         ]
 
     async def _dispatch(
-        self, job: Job, *, background: bool, epoch: int | None = None
+        self, job: Job, *, background: bool, timing: _Timing | None = None
     ) -> ServerLink:
         args: tuple[bytes, ...]
-        if epoch is not None:
-            packet_type = T.SUBMIT_JOB_EPOCH
-            args = (job.function.encode(), job.unique, str(epoch).encode(), job.data)
+        if timing is not None:
+            packet_type, when = timing
+            args = (job.function.encode(), job.unique, *when, job.data)
         else:
             packet_type = submit_packet(Priority(job.priority).level, background)
             args = (job.function.encode(), job.unique, job.data)

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .errors import JobCancelled, JobException, JobFailed, JobTimeout
+from .errors import JobCancelled, JobException, JobFailed, JobTimeout, ResultDecodeError
 from .protocol import Packet, PacketType
 
 if TYPE_CHECKING:
+    from .codecs import Codec
     from .connection import Address
 
 __all__ = [
@@ -123,9 +124,9 @@ class Job:
     """A foreground job: await it for its result, iterate it for its updates.
 
     ``await job`` (or ``await job.result()``) returns the WORK_COMPLETE data
-    or raises :class:`~geartrain.errors.JobFailed`,
-    :class:`~geartrain.errors.JobException` or
-    :class:`~geartrain.errors.JobTimeout`.  ``async for update in job``
+    (decoded by the job's codec, see :mod:`geartrain.codecs`) or raises
+    :class:`~geartrain.errors.JobFailed`, :class:`~geartrain.errors.JobException`
+    or :class:`~geartrain.errors.JobTimeout`.  ``async for update in job``
     yields :class:`StatusUpdate`, :class:`DataUpdate` and
     :class:`WarningUpdate` objects as they arrive and ends with the job.
     Updates are kept until read, so read them or ignore them, but do not
@@ -170,6 +171,7 @@ class Job:
         self._client = client
         self._link: Any = None
         self._callbacks: _Callbacks = (None, None, None)
+        self._codec: Codec | None = None  # decodes the result
         self._deadline: float | None = loop.time() + timeout if timeout is not None else None
         self._future: asyncio.Future[bytes] = loop.create_future()
         self._updates: asyncio.Queue[Update | None] = asyncio.Queue()
@@ -185,11 +187,21 @@ class Job:
         """True once the job completed, failed or timed out."""
         return self._future.done()
 
-    async def result(self) -> bytes:
-        """Wait for the job and return its result (see the class docstring)."""
-        return await asyncio.shield(self._future)
+    async def result(self) -> Any:
+        """Wait for the job and return its result (see the class docstring).
 
-    def __await__(self) -> Generator[Any, None, bytes]:
+        Raises:
+            ResultDecodeError: the job completed with a result its codec cannot read.
+        """
+        data = await asyncio.shield(self._future)
+        if self._codec is None:
+            return data
+        try:
+            return self._codec.decode(data)
+        except Exception as error:  # each codec has its own errors
+            raise ResultDecodeError(self.handle or b"", data, error) from error
+
+    def __await__(self) -> Generator[Any, None, Any]:
         return self.result().__await__()
 
     def error(self) -> BaseException | None:
@@ -259,7 +271,9 @@ class Job:
             else:
                 callback(update.data)
         except Exception:
-            log.exception("progress callback for job %r failed", self.handle)
+            log.exception(
+                "progress callback for job %s failed", (self.handle or b"").decode(errors="replace")
+            )
 
     def _finish(self, result: bytes) -> None:
         if self._future.done():

@@ -5,8 +5,10 @@ wire always carries bytes and any language's peer can read them.  In the
 Python API, ``bytes`` go as they are, ``str`` as UTF-8, and any other object
 through the function's :class:`Codec`, JSON unless one was given
 (:data:`JSON`: compact UTF-8 JSON, which PHP's ``json_encode``, Perl's JSON and
-friends read and write as well).  A client or worker given a codec for a
-function also decodes that function's results (or workloads) with it.
+friends read and write as well; an empty payload is JSON's None).  A codec
+applies both ways: the client decodes a job's result with the codec that
+encoded its data, or with the function's codec where it was given one; a
+worker decodes workloads (``job.value``) with the function's codec.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol, TypeAlias
 
-__all__ = ["JSON", "RAW", "Codec", "Payload", "dumps", "encode", "loads", "to_bytes"]
+__all__ = ["JSON", "RAW", "Codec", "Payload", "codec_for", "dumps", "encode", "loads", "to_bytes"]
 
 Payload: TypeAlias = bytes | bytearray | memoryview | str
 """What the libraries accept as job data, results, unique keys and updates."""
@@ -67,7 +69,7 @@ class _Json:
         return dumps(obj)
 
     def decode(self, data: bytes) -> Any:
-        return loads(data)
+        return loads(data) if data else None  # None goes as empty (see encode)
 
 
 class _Raw:
@@ -79,15 +81,22 @@ class _Raw:
 
 
 JSON: Codec = _Json()
-"""The default codec: compact UTF-8 JSON."""
+"""The default codec: compact UTF-8 JSON; an empty payload decodes to None."""
 
 RAW: Codec = _Raw()
 """No conversion: bytes (or str as UTF-8) only; other objects are a TypeError."""
 
 
+def codec_for(obj: Any, codec: Codec | None = None) -> Codec | None:
+    """The codec ``obj`` goes through: none for bytes, ``str`` and ``None`` (they
+    go as they are), ``codec`` (JSON by default) for anything else."""
+    if obj is None or isinstance(obj, bytes | bytearray | memoryview | str):
+        return None
+    return codec or JSON
+
+
 def encode(obj: Any, codec: Codec | None = None) -> bytes:
     """Payload bytes for ``obj``: bytes as they are, ``str`` as UTF-8, ``None`` as
     empty, anything else with ``codec`` (JSON by default)."""
-    if obj is None or isinstance(obj, bytes | bytearray | memoryview | str):
-        return to_bytes(obj)
-    return (codec or JSON).encode(obj)
+    used = codec_for(obj, codec)
+    return to_bytes(obj) if used is None else used.encode(obj)

@@ -16,6 +16,7 @@ __all__ = [
     "JobTimeout",
     "NoServersAvailable",
     "ProtocolError",
+    "ResultDecodeError",
     "ServerError",
 ]
 
@@ -105,3 +106,21 @@ class JobTimeout(GearmanError, TimeoutError):
         name = handle.decode(errors="replace") if handle else "(not created)"
         super().__init__(f"job timed out: {name}")
         self.handle = handle
+
+
+class ResultDecodeError(GearmanError, ValueError):
+    """A job's result is not what the codec that should decode it reads (also a ``ValueError``).
+
+    The job completed: a worker in another language may answer text where the
+    client sent JSON.  Send the data as bytes or str to get the result as bytes.
+
+    Attributes:
+        handle: the job handle.
+        data: the result, as the worker sent it.
+    """
+
+    def __init__(self, handle: bytes, data: bytes, reason: object) -> None:
+        name = handle.decode(errors="replace")
+        super().__init__(f"the result of job {name} cannot be decoded: {reason}")
+        self.handle = handle
+        self.data = data

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from datetime import timedelta
 from types import FrameType
 from typing import Any, TypeVar, overload
 
@@ -31,7 +32,7 @@ from .client_job import JobStatus, Update
 from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
 from .errors import JobTimeout
-from .worker import JobFunction, WorkerJob
+from .worker import JobFunction, WorkerJob, registration
 
 __all__ = [
     "Admin",
@@ -140,11 +141,12 @@ class Job:
         """The exception the job ended with, or None."""
         return self._job.error()
 
-    def result(self, timeout: float | None = None) -> bytes:
-        """Wait for the result.
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the result (decoded as by the asyncio :meth:`geartrain.Job.result`).
 
         Raises:
-            JobFailed, JobException: as the asyncio :meth:`geartrain.Job.result`.
+            JobFailed, JobException, ResultDecodeError: as the asyncio
+                :meth:`geartrain.Job.result`.
             JobTimeout: the job's own timeout passed, or no result within
                 ``timeout`` seconds of waiting here (the job goes on).
         """
@@ -264,6 +266,29 @@ class Client:
             )
         )
 
+    def submit_at(
+        self, when: _client.When, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job that runs at ``when`` (see :meth:`geartrain.Client.submit_at`)."""
+        return self._runner.run(self._client.submit_at(when, function, data, unique=unique))
+
+    def submit_later(
+        self,
+        delay: float | timedelta,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+    ) -> bytes:
+        """Queue a background job that runs ``delay`` from now (see ``Client.submit_later``)."""
+        return self._runner.run(self._client.submit_later(delay, function, data, unique=unique))
+
+    def submit_cron(
+        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
+    ) -> bytes:
+        """Queue a background job for the next minute matching ``cron`` (see ``submit_cron``)."""
+        return self._runner.run(self._client.submit_cron(cron, function, data, unique=unique))
+
     def get_status(self, handle: Payload, *, server: ServerSpec | None = None) -> JobStatus:
         """Job status by handle (see :meth:`geartrain.Client.get_status`)."""
         return self._runner.run(self._client.get_status(handle, server=server))
@@ -311,6 +336,9 @@ class Worker:
         return self._worker.connected
 
     @overload
+    def register(self, name: F, /) -> F: ...
+
+    @overload
     def register(
         self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
     ) -> F: ...
@@ -318,7 +346,7 @@ class Worker:
     @overload
     def register(
         self,
-        name: str,
+        name: str | None = None,
         func: None = None,
         *,
         timeout: float | None = None,
@@ -327,24 +355,21 @@ class Worker:
 
     def register(
         self,
-        name: str,
+        name: str | F | None = None,
         func: F | None = None,
         *,
         timeout: float | None = None,
         codec: Codec | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function (see :meth:`geartrain.Worker.register`)."""
-        if func is None:
 
-            def decorator(f: F) -> F:
-                self.register(name, f, timeout=timeout, codec=codec)
-                return f
+        def register(name: str, func: JobFunction) -> object:
+            worker = self._worker
+            return self._runner.run(
+                _make(lambda: worker.register(name, func, timeout=timeout, codec=codec))
+            )
 
-            return decorator
-        self._runner.run(
-            _make(lambda: self._worker.register(name, func, timeout=timeout, codec=codec))
-        )
-        return func
+        return registration(register, name, func)
 
     def unregister(self, name: str) -> None:
         """Stop taking jobs of ``name``."""

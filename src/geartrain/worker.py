@@ -22,9 +22,11 @@ import math
 import signal
 import ssl as _ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias, TypeVar, overload
 
 from . import tracing
@@ -250,6 +252,9 @@ class Worker:
     # -- functions -------------------------------------------------------------
 
     @overload
+    def register(self, name: F, /) -> F: ...
+
+    @overload
     def register(
         self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
     ) -> F: ...
@@ -257,7 +262,7 @@ class Worker:
     @overload
     def register(
         self,
-        name: str,
+        name: str | None = None,
         func: None = None,
         *,
         timeout: float | None = None,
@@ -266,13 +271,17 @@ class Worker:
 
     def register(
         self,
-        name: str,
+        name: str | F | None = None,
         func: F | None = None,
         *,
         timeout: float | None = None,
         codec: Codec | None = None,
     ) -> F | Callable[[F], F]:
         """Register ``func`` for jobs of function ``name``; usable as a decorator.
+
+        ``name`` defaults to the function's own name, so ``@worker.register``,
+        ``@worker.register()`` and ``@worker.register(timeout=5)`` register
+        ``def resize(job)`` as ``resize``.
 
         ``timeout`` (seconds) bounds each job: past it the job fails
         (WORK_FAIL), an async function is cancelled and a plain one's result
@@ -284,26 +293,22 @@ class Worker:
 
         Raises:
             TypeError: ``func`` is not callable.
-            ValueError: ``name`` is empty or ``timeout`` is not positive.
+            ValueError: ``name`` is empty, or not given for a lambda; or
+                ``timeout`` is not positive.
         """
-        if not name:
-            raise ValueError("function name must not be empty")
+        return registration(
+            lambda name, func: self._register(name, func, timeout, codec), name, func
+        )
+
+    def _register(
+        self, name: str, func: JobFunction, timeout: float | None, codec: Codec | None
+    ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        if func is None:
-
-            def decorator(f: F) -> F:
-                self.register(name, f, timeout=timeout, codec=codec)
-                return f
-
-            return decorator
-        if not callable(func):
-            raise TypeError(f"{name!r}: job function must be callable, not {type(func).__name__}")
         fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func), codec)
         self._functions[name] = fn
         for session in self._sessions.values():
             _quietly(session.register, fn)
-        return func
 
     def unregister(self, name: str) -> None:
         """Stop taking jobs of function ``name`` (CANT_DO)."""
@@ -540,6 +545,7 @@ class Worker:
         task.add_done_callback(session.jobs.discard)
 
     async def _run_job(self, job: WorkerJob) -> None:
+        started, start = time.time(), time.monotonic()
         try:
             fn = self._functions.get(job.function)
             if fn is None:
@@ -551,6 +557,14 @@ class Worker:
                 tracing.set_handle(span, job.handle)
                 await self._execute(fn, job)
         finally:
+            log.info(
+                "job %s (%s) %s in %.3fs, started %s",
+                job._name,
+                job.function,
+                job._outcome or "released unfinished",
+                time.monotonic() - start,
+                datetime.fromtimestamp(started).strftime("%H:%M:%S.%f")[:-3],
+            )
             self._job_done()
 
     async def _execute(self, fn: _Function, job: WorkerJob) -> None:
@@ -562,7 +576,7 @@ class Worker:
                 _report_exception(job, exc)
                 return
             reason = f"TimeoutError: job {fn.name!r} ran past its {fn.timeout}s timeout"
-            log.warning("job %r: %s", job.handle, reason)
+            log.warning("job %s: %s", job._name, reason)
             job.exception(reason)  # a client without the exceptions option gets WORK_FAIL
             return
         except asyncio.CancelledError:
@@ -585,10 +599,40 @@ class Worker:
         return result
 
 
+def registration(
+    register: Callable[[str, JobFunction], object], name: str | F | None, func: F | None
+) -> F | Callable[[F], F]:
+    """``register(name, func)`` now, or the decorator that will: the rule of
+    :meth:`Worker.register`'s arguments, for the sync facade too."""
+    if callable(name):  # a bare @worker.register
+        if func is not None:
+            raise TypeError("register(name, func): the name comes first")
+        name, func = None, name
+
+    def apply(f: F) -> F:
+        if not callable(f):
+            raise TypeError(f"{name!r}: job function must be callable, not {type(f).__name__}")
+        register(_function_name(name, f), f)
+        return f
+
+    if name == "":
+        raise ValueError("function name must not be empty")
+    return apply if func is None else apply(func)
+
+
+def _function_name(name: str | None, func: JobFunction) -> str:
+    if name is not None:
+        return name
+    own = getattr(func, "__name__", "")
+    if not own or own == "<lambda>":
+        raise ValueError(f"{func!r} has no name of its own: give one, register(name, func)")
+    return str(own)
+
+
 def _report_exception(job: WorkerJob, exc: BaseException) -> None:
     """Send a function's exception to the server as WORK_EXCEPTION."""
     log.warning(
-        "job %r (%s) raised %s", job.handle, job.function, describe_exception(exc), exc_info=exc
+        "job %s (%s) raised %s", job._name, job.function, describe_exception(exc), exc_info=exc
     )
     job.exception(describe_exception(exc))
 

@@ -65,9 +65,15 @@ class WorkerJob:
         self._finished = False
         self._lock = threading.Lock()
         self._codec: Codec | None = None
+        self._outcome: str | None = None  # how it ended, for the worker's log line
 
     def __repr__(self) -> str:
         return f"<WorkerJob {self.function!r} handle={self.handle!r}>"
+
+    @property
+    def _name(self) -> str:
+        """The handle as text, for the log."""
+        return self.handle.decode(errors="replace")
 
     @property
     def text(self) -> str:
@@ -114,12 +120,12 @@ class WorkerJob:
             TypeError: the codec cannot encode the result.
         """
         data = encode(result, self._codec)
-        if self._end():
+        if self._end("completed"):
             self._send(T.WORK_COMPLETE, data)
 
     def fail(self) -> None:
         """End the job as failed (WORK_FAIL)."""
-        if self._end():
+        if self._end("failed"):
             self._send(T.WORK_FAIL)
 
     def exception(self, data: Payload) -> None:
@@ -128,14 +134,15 @@ class WorkerJob:
         Clients that did not ask for exceptions see a failure instead.
         """
         payload = to_bytes(data)
-        if self._end():
+        if self._end(f"raised {payload[:200].decode(errors='replace')}"):
             self._send(T.WORK_EXCEPTION, payload)
 
-    def _end(self) -> bool:
+    def _end(self, outcome: str) -> bool:
         with self._lock:
             if self._finished:
                 return False
             self._finished = True
+            self._outcome = outcome
             return True
 
     def _send(self, packet_type: PacketType, *args: bytes) -> None:
@@ -149,10 +156,10 @@ class WorkerJob:
             try:
                 self._loop.call_soon_threadsafe(self._write, packet_type, (self.handle, *args))
             except RuntimeError:  # the worker's loop is gone
-                log.debug("%s for %r dropped: worker stopped", packet_type.name, self.handle)
+                log.debug("%s for %s dropped: worker stopped", packet_type.name, self._name)
 
     def _write(self, packet_type: PacketType, args: tuple[bytes, ...]) -> None:
         try:
             self._conn.send(packet_type, *args)
         except ConnectionLost:
-            log.debug("%s for %r dropped: connection closed", packet_type.name, self.handle)
+            log.debug("%s for %s dropped: connection closed", packet_type.name, self._name)

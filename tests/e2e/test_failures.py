@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from failing_peer import PhpWorker, failed_lines
+from geartrain.embedded import EmbeddedServer
 from geartrain.protocol import PacketType
 from serverproc import ServerProc, free_port, start_geartrain
 from wire import HOST, Wire, admin_command
@@ -267,10 +268,10 @@ def test_sighup_rereads_the_settings_and_keeps_them_if_the_file_is_bad(
     assert [line[0] for line in failed_lines(server.port)] == [handle]
 
 
-def test_submit_job_sched_from_a_raw_client(start_server: Callable[..., ServerProc]) -> None:
+def test_submit_job_sched_from_a_raw_client(gearman_server: EmbeddedServer) -> None:
     """Fields that match this minute run at once; the next minute's wait (up to 60 s)
     is checked with the manual clock in tests/server/test_failures.py."""
-    server = start_server("geartrain")
+    server = gearman_server
     now = time.gmtime()
     if now.tm_sec >= 55:  # keep the minute from turning between here and the server
         time.sleep(61 - now.tm_sec)

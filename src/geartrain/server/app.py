@@ -100,6 +100,7 @@ class ServerApp:
         settings: Settings | None = None,
         cluster: Shared | None = None,
         http: Sequence[HttpListener] = (),
+        handle_signals: bool = True,
     ) -> None:
         self.config = config
         self.store = store
@@ -109,6 +110,7 @@ class ServerApp:
         self.settings = settings or Settings()
         self.cluster = cluster
         self.http = http
+        self.handle_signals = handle_signals  # off inside another program (geartrain.embedded)
         self.core: JobServer | None = None
         self.network: Network | None = None
         self.writer: StoreWriter | None = None
@@ -125,6 +127,12 @@ class ServerApp:
         # Called once the ports are bound, before the store opens: where root is dropped.
         self.on_bound: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
+
+    @property
+    def port(self) -> int:
+        """The job port it listens on (the one the system chose for port 0)."""
+        assert self._job_listener is not None, "not listening yet"
+        return int(self._job_listener.sockets[0].getsockname()[1])
 
     @property
     def verbose(self) -> str:
@@ -155,7 +163,8 @@ class ServerApp:
             self.ready, self.loading = True, "done"
             self.trimmer = IdleTrimmer(self.network)
             self.trimmer.start(loop)
-            self._install_signals(loop)
+            if self.handle_signals:
+                self._install_signals(loop)
             self._started = True
             if self.on_listening is not None:
                 self.on_listening()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..cron import sched_fields
 from ..protocol import PACKETS, REQ, RES, SUBMIT_KINDS, Packet, PacketType, Sender, frame, pack
 from .core import MAX_UNIQUE, JobServer
 from .model import NORMAL, JobState, Peer
@@ -27,7 +28,6 @@ from .replies import (
     c_strtol,
     error_packet,
 )
-from .schedules import sched_fields
 
 __all__ = ["REQUESTS", "Requests"]
 
