@@ -18,6 +18,7 @@ from geartrain.cluster.states import State
 from geartrain.protocol import PacketType as T
 from gt_helpers import wait_for
 from server.harness import Clock, Conn, make
+from store.proxy import TcpProxy
 
 from .stores import SharedStore
 
@@ -62,3 +63,37 @@ async def test_a_job_held_for_a_worker_that_left_goes_back_at_the_next_poll(
         await wait_for(given_back, timeout=10)
     finally:
         await node.close()
+
+
+async def test_a_claim_whose_answer_was_lost_is_given_back(
+    shared_store: SharedStore, store: ClusterBackend
+) -> None:
+    """The store took a claim but the member never heard (its link broke): the
+    jobs must not stay claimed by a live member that does not hold them."""
+    proxy = await TcpProxy(*shared_store.target).start()
+    clock = Clock()
+    node = ClusterNode(shared_store.backend(proxy.port), lease=30, clock=lambda: clock.now)
+    await node.start(make(clock))
+    try:
+        keeper = node.keeper
+        assert isinstance(keeper, SharedKeeper)
+        worker = Conn(keeper.core, "worker")
+        worker.send(T.CAN_DO, b"f")
+        await proxy.stop()
+        worker.send(T.PRE_SLEEP)  # the member's claim fails: no answer
+        await wait_for(lambda: keeper.claimer._task is None, timeout=30)
+        # What the lost answer would have said: the store gave the member a job.
+        [(job_id, _)] = await store.submit([Submission(b"f", b"", b"x", 1, 0, b"")], b"H")
+        [claimed] = await store.claim(node.lease.server, [(b"f", 1)])
+        assert claimed.id == job_id and job_id not in {i for i, _c, _j in keeper.held.items()}
+        await proxy.start()
+        for _ in range(20):  # polls on the clock, until one checks the store, gives the job
+            clock.advance(POLL)  # back and claims it again for the sleeping worker
+            await asyncio.sleep(0.2)
+            if job_id in {i for i, _c, _j in keeper.held.items()}:
+                break
+        assert job_id in {i for i, _c, _j in keeper.held.items()}
+        assert T.NOOP in [p for p, _args in worker.received()]
+    finally:
+        await node.close()
+        await proxy.stop()

@@ -76,6 +76,10 @@ class ClusterBackend(Protocol):
     # also by the owner, which must be one of this process's server ids, or one of
     # ``owners`` (the dead servers whose jobs a sweep rescues).
 
+    async def claimed(self, server: int) -> list[tuple[int, int, int]]:
+        """(id, claim, retries) of every job the store says ``server`` has claimed
+        and not acknowledged (to find claims whose answer was lost)."""
+
     async def ack(self, done: Sequence[tuple[int, int]], owners: Sequence[int] = ()) -> set[int]:
         """Delete finished (id, claim) jobs still at that claim; the ids deleted."""
 

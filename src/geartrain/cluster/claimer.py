@@ -70,6 +70,12 @@ class Claimer:
         self._want = False
         self._starved = False  # a worker went to sleep since the last claim
         self._depth: dict[bytes, int] = {}  # jobs held per worker, by function
+        # A claim failed: the store may have taken it though its answer was lost (or
+        # an abandoned call lands after its deadline), leaving jobs claimed by this
+        # member that it does not hold, which nobody would rescue while it lives.
+        # Until a lease's time after the failure the store is checked once a poll.
+        self._unsure_until = 0.0
+        self._checked_at = 0.0
 
     def kick(self) -> None:
         """Claim for idle workers soon (coalesces any number of calls)."""
@@ -126,6 +132,8 @@ class Claimer:
         try:
             while self._want:
                 self._want = False
+                if self._unsure_until and self.lease.clock() - self._checked_at >= POLL:
+                    await self._reconcile()
                 wants = self._wants()
                 if not wants or not self.lease.valid:
                     return
@@ -133,6 +141,7 @@ class Claimer:
                     rows = await self.backend.claim(self.lease.server, wants)
                 except self.errors as error:
                     log.warning("Cluster claim failed: %s", error)
+                    self._unsure_until = self.lease.clock() + self.lease.ttl
                     return
                 if not self.lease.valid:
                     # The lease lapsed during the claim: these go straight back.
@@ -157,6 +166,25 @@ class Claimer:
                 self._deepen(wants, got)
         finally:
             self._task = None
+
+    async def _reconcile(self) -> None:
+        """After a failed claim: give back the jobs the store says this member claimed
+        but it neither holds nor owes a write for."""
+        self._checked_at = now = self.lease.clock()
+        owed = self.writes.owed()
+        try:
+            claimed = await self.backend.claimed(self.lease.server)
+        except self.errors as error:
+            log.warning("Cluster claim check failed: %s", error)
+            return
+        owed |= self.writes.owed()  # what got owed meanwhile
+        held = {job_id for job_id, _claim, _job in self.held.items()}
+        lost = [c for c in claimed if c[0] not in held and c[0] not in owed]
+        if lost:
+            log.warning("Giving back %d job(s) of a claim whose answer was lost", len(lost))
+            self.writes.release(lost)
+        if now >= self._unsure_until:
+            self._unsure_until = 0.0
 
     def _deepen(self, wants: list[tuple[bytes, int]], got: dict[bytes, int]) -> None:
         """After a claim: claim again where it came back full, and hold more of a

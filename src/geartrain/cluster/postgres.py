@@ -438,6 +438,13 @@ class PostgresCluster:
     # PostgreSQL fences by the claim number alone (``owners`` is for Redis): its
     # ids are never handed out again.
 
+    async def claimed(self, server: int) -> list[tuple[int, int, int]]:
+        rows = await self._p().fetch(
+            f"SELECT id, attempt, retries FROM {self.jobs} WHERE state = {CLAIMED} AND owner = $1",
+            server,
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     async def ack(self, done: Sequence[tuple[int, int]], owners: Sequence[int] = ()) -> set[int]:
         """Delete finished jobs still at the given claim; the ids deleted."""
         rows = await self._p().fetch(self._ack, [d[0] for d in done], [d[1] for d in done])

@@ -78,6 +78,7 @@ class RedisCluster:
         )
         self._status_unique = script(lua.PRELUDE + lua.STATUS_UNIQUE)
         self._members = script(lua.PRELUDE + lua.MEMBERS)
+        self._claimed_by = script(lua.PRELUDE + lua.CLAIMED_BY)
 
     async def _run(self, script: AsyncScript, *args: Any) -> Any:
         return await script(keys=[self.base], args=args)
@@ -180,6 +181,10 @@ class RedisCluster:
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
         rows = await self._run(self._claim, server, *(x for want in wants for x in want))
         return [Claimed._make([*row[:-1], row[-1].decode()]) for row in rows]
+
+    async def claimed(self, server: int) -> list[tuple[int, int, int]]:
+        rows = await self._run(self._claimed_by, server)
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def ack(self, done: Sequence[tuple[int, int]], owners: Sequence[int] = ()) -> set[int]:
         return set(await self._fenced(self._ack, done, owners))

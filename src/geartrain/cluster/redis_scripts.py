@@ -245,6 +245,18 @@ local function held(width, each)
 end
 """
 
+# ARGV: a server id.  (id, claim, retries) of the jobs it claimed and has not acknowledged.
+CLAIMED_BY = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', K .. 'owned:' .. ARGV[1])) do
+  local j = redis.call('HMGET', K .. 'job:' .. id, 'att', 'state', 'owner', 'retries')
+  if j[2] == CLAIMED and j[3] == ARGV[1] then
+    out[#out + 1] = {tonumber(id), tonumber(j[1]), tonumber(j[4] or 0)}
+  end
+end
+return out
+"""
+
 # ARGV: the fence, then (id, claim, retries) triples.
 RELEASE = """
 return held(3, function(id, i, j) requeue(id, j[3], j[4], j[5], nil, 'retries', ARGV[i + 2]) end)

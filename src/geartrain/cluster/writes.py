@@ -61,6 +61,7 @@ class Writes:
         self._retries: list[Retry] = []
         self._fails: list[Failure] = []
         self._writer: asyncio.Task[None] | None = None
+        self._flight: set[int] = set()  # ids of the claimed jobs in the batch being written
         self.outage = False
 
     # -- what is owed -------------------------------------------------------------
@@ -90,6 +91,16 @@ class Writes:
         """A held job failed for good: to the failed set."""
         self._fails.append(failure)
         self._kick()
+
+    def owed(self) -> set[int]:
+        """The ids of claimed jobs with a write owed or under way (acknowledged, given
+        back, retried or failed here, and not yet in the store)."""
+        owed = set(self._flight)
+        owed.update(job_id for job_id, _claim in self._acks)
+        owed.update(job_id for job_id, _claim, _retries in self._releases)
+        owed.update(r.id for r in self._retries)
+        owed.update(f.id for f in self._fails)
+        return owed
 
     def _unwritten(self) -> bool:
         return bool(self._adds or self._acks or self._releases or self._retries or self._fails)
@@ -125,6 +136,8 @@ class Writes:
         releases, self._releases = self._releases[:MAX_BATCH], self._releases[MAX_BATCH:]
         retries, self._retries = self._retries[:MAX_BATCH], self._retries[MAX_BATCH:]
         fails, self._fails = self._fails[:MAX_BATCH], self._fails[MAX_BATCH:]
+        self._flight = {a[0] for a in acks} | {r[0] for r in releases}
+        self._flight |= {r.id for r in retries} | {f.id for f in fails}
         try:
             if adds:
                 await self._submit(adds)
@@ -141,12 +154,14 @@ class Writes:
             if fails:
                 await self.backend.fail(fails)
         except self.errors as error:
+            self._flight = set()
             self._failed(error, adds)
             self._acks[:0] = acks
             self._releases[:0] = releases
             self._retries[:0] = retries
             self._fails[:0] = fails
             return False
+        self._flight = set()
         if self.outage:
             self.outage = False
             log.warning("Cluster store is back")
