@@ -93,31 +93,36 @@ def shoot(page: Any, name: str) -> None:
 def test_functions_workers_and_progress(console: Console, php_worker: Path, page: Any) -> None:
     handle = php_submit(console, "resize", b"cat.jpg 800x600")
     php_submit(console, "waiting", b"for nobody")
-    page.goto(f"http://127.0.0.1:{console.port}/")
-    workers = page.locator("#workers tbody")
+    page.goto(f"http://127.0.0.1:{console.port}/#/busy")
+    workers = page.locator("table.workers tbody")
     workers.get_by_text("php-console-worker").wait_for()
     assert "resize" in workers.inner_text()
-    running = page.locator("#jobs tbody tr", has_text=handle)
-    running.get_by_text("1/4 (25%)").wait_for()
+    workers.get_by_text("1/4 (25%)").wait_for()
+    page.goto(f"http://127.0.0.1:{console.port}/#/jobs/running")
+    running = page.locator("table.jobs tbody tr", has_text=handle)
     assert "cat.jpg 800x600" in running.inner_text()
-    functions = page.locator("#functions tbody")
-    assert "resize" in functions.inner_text() and "waiting" in functions.inner_text()
+    page.goto(f"http://127.0.0.1:{console.port}/#/functions")
+    functions = page.locator("table.functions tbody")
+    functions.get_by_text("waiting").wait_for()
+    assert "resize" in functions.inner_text()
     page.locator("#live.on").wait_for()
     shoot(page, "console-desktop")
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)
     shoot(page, "console-phone")
     (php_worker / "release").touch()
-    page.locator("#jobs tbody tr", has_text=handle).wait_for(state="detached")
+    page.goto(f"http://127.0.0.1:{console.port}/#/jobs/running")
+    page.locator("table.jobs tbody tr", has_text=handle).wait_for(state="detached")
 
 
 def test_cancel_removes_a_queued_job(console: Console, page: Any) -> None:
     handle = php_submit(console, "nobody-works-this", b"payload")
-    page.goto(f"http://127.0.0.1:{console.port}/")
-    row = page.locator("#jobs tbody tr", has_text=handle)
+    page.goto(f"http://127.0.0.1:{console.port}/#/jobs/queued")
+    row = page.locator("table.jobs tbody tr", has_text=handle)
     row.get_by_role("button", name="Cancel").click()
     row.wait_for(state="detached")
-    assert console.get("/api/jobs")["jobs"] == []
+    reply = console.get("/api/jobs?state=queued")
+    assert reply.get("items", reply.get("jobs")) == []
 
 
 def test_chart_moves_under_load(console: Console, php_worker: Path, page: Any) -> None:
@@ -149,8 +154,8 @@ def test_chart_moves_under_load(console: Console, php_worker: Path, page: Any) -
 
 def test_failed_job_retried_from_the_console(console: Console, php_worker: Path, page: Any) -> None:
     handle = php_submit(console, "flaky", b"try me")
-    page.goto(f"http://127.0.0.1:{console.port}/")
-    row = page.locator("#failed tbody tr", has_text=handle)
+    page.goto(f"http://127.0.0.1:{console.port}/#/jobs/failed")
+    row = page.locator("table.jobs tbody tr", has_text=handle)
     row.wait_for()
     shoot(page, "console-failed")
     (php_worker / "healed").touch()
@@ -178,10 +183,10 @@ def test_browser_on_another_host_gives_the_token_as_password(
             context = browser.new_context(viewport=DESKTOP, http_credentials=credentials)
             page = context.new_page()
             page.set_default_timeout(20_000)
-            page.goto(host.url(console.port, "/"))
-            page.locator("#live.on").wait_for()  # the event stream carries the password too
             handle = php_submit(console, "nobody-works-this", b"payload")
-            row = page.locator("#jobs tbody tr", has_text=handle)
+            page.goto(host.url(console.port, "/#/jobs/queued"))
+            page.locator("#live.on").wait_for()  # the event stream carries the password too
+            row = page.locator("table.jobs tbody tr", has_text=handle)
             row.get_by_role("button", name="Cancel").click()  # and so does an action
             row.wait_for(state="detached")
             shoot(page, "console-other-host")
