@@ -390,14 +390,17 @@ function drawChart() {
   }
   // The x labels name the axis's real span: one point a second, CHART_SECONDS of them.
   const step = (width - left) / (CHART_SECONDS - 1);
+  // On a narrow canvas a label that would touch the one before it is left out.
   const minutes = CHART_SECONDS / 60;
+  let end = 0;
   for (let m = minutes; m >= 0; m--) {
-    const x = left + (CHART_SECONDS - 1 - m * 60) * step;
     const label = m ? `−${m} min` : "now";
-    g.textAlign = m === minutes ? "left" : m ? "center" : "right";
-    g.fillText(label, Math.max(left, Math.min(width, x)), height - 3);
+    const w = g.measureText(label).width;
+    const x = Math.max(left, Math.min(width - w, left + (CHART_SECONDS - 1 - m * 60) * step - w / 2));
+    if (x < end + 8 && m) continue;
+    g.fillText(label, x, height - 3);
+    end = x + w;
   }
-  g.textAlign = "left";
   const styles = { 1: "#7c3aed", 2: "#16a34a", 3: "#dc2626" };
   for (const k of [1, 2, 3]) {
     g.strokeStyle = styles[k];
@@ -445,7 +448,7 @@ function functionsPage(view) {
     update: async () => {
       const list = await api.functions();
       holder.replaceChildren(table([
-        ["function", (f) => el("span", {}, el("a", { href: "#/jobs/queued?function=" + enc(f.function) }, f.function),
+        ["function", (f) => el("span", {}, el("a", { href: "#/jobs/queued?function=" + enc(f.function) }, f.function), " ",
           ...(f.paused ? [tag("paused", "warn")] : []), ...f.flags.map((x) => tag(FLAG_TEXT[x] || x, "warn")))],
         ["high", (f) => count(f.queued.high), "num"], ["normal", (f) => count(f.queued.normal), "num"],
         ["low", (f) => count(f.queued.low), "num"], ["queued", (f) => count(f.queued.total), "num"],
