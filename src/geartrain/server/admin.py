@@ -18,6 +18,7 @@ from ..__about__ import __version__
 from ..store.records import FailedJob
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
+from .audit import who
 from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
@@ -221,22 +222,29 @@ class AdminCommands:
             return _args_error(words[0])
         action = words[0].lower()
         if words[2].lower() == b"all":
-            return self._change_failed(action, None, words[3] if len(words) == 4 else None)
+            return self._change_failed(peer, action, None, words[3] if len(words) == 4 else None)
         if len(words) != 3:
             return _args_error(words[0])
-        return self._change_failed(action, words[2], None)
+        return self._change_failed(peer, action, words[2], None)
 
     async def _change_failed(
-        self, action: bytes, handle: bytes | None, function: bytes | None
+        self, peer: Peer, action: bytes, handle: bytes | None, function: bytes | None
     ) -> bytes:
         """``action`` (retry or delete) one failed job, or all (of ``function``)."""
         failed = self.server.failed
         retry = action == b"retry"
         if handle is None:
             count = await (failed.retry_all(function) if retry else failed.delete_all(function))
+            target = "all failed" + (f" of {function.decode(errors='replace')}" if function else "")
+        else:
+            done = await (failed.retry(handle) if retry else failed.delete(handle))
+            count, target = int(done), handle.decode(errors="replace")
+        self.server.audit.record(
+            who(peer.identity, peer.host), f"{action.decode()} (admin)", target, count
+        )
+        if handle is None:
             return b"OK %d\n" % count
-        done = await (failed.retry(handle) if retry else failed.delete(handle))
-        return OK if done else ERR_UNKNOWN_JOB
+        return OK if count else ERR_UNKNOWN_JOB
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":
