@@ -170,6 +170,7 @@ def test_detail_binary_payloads_and_json_errors(console: Console) -> None:
     assert binary["binary"] and binary["preview"] == "00ff10"
     assert console.get(f"/api/jobs/{binary['handle']}")["payload"] == "00ff10"
 
+    assert console.get("/api/cluster") == {"enabled": False, "members": []}
     for method, path, code in (
         ("GET", "/api/jobs/H:nowhere:1", 404),
         ("GET", "/api/nothing/here", 404),
@@ -280,3 +281,18 @@ def test_audit_names_the_token_holder(start_console: Callable[..., Console]) -> 
     )
     (entry,) = console.get("/api/audit")["items"]
     assert (entry["who"], entry["action"], entry["touched"]) == ("token@127.0.0.1", "cancel", 0)
+
+
+def test_schedules_listed_with_next_firing(
+    start_console: Callable[..., Console], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        '[[schedules]]\nname = "nightly"\ncron = "0 3 * * *"\nfunction = "report"\n'
+    )
+    console = start_console("--settings", str(settings))
+    (schedule,) = console.get("/api/schedules")
+    assert schedule["name"] == "nightly" and schedule["function"] == "report"
+    assert schedule["cron"] == "0 3 * * *" and schedule["last"] is None
+    assert schedule["history"] == []
+    assert schedule["next"] % 86400 == 3 * 3600 and 0 < schedule["next"] - time.time() <= 86400

@@ -19,6 +19,7 @@ import logging
 import os
 import pwd
 import resource
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
@@ -337,7 +338,9 @@ def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
 
         assert isinstance(store, PostgresStore)
         backend = PostgresCluster(store.conninfo, store.table)
-    return ClusterNode(backend, lease=ns.cluster_lease)
+    # The name tells the other members and the console where this member's clients reach it.
+    name = f"{socket.gethostname()}:{ns.port} pid {os.getpid()}"
+    return ClusterNode(backend, lease=ns.cluster_lease, name=name)
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

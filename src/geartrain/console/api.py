@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from ..priority import Priority
-from .listing import JobFilter, Scan, failed_jobs, page
+from .listing import JobFilter, Scan, failed_jobs, page, state_of
 from .submit import HttpSubmission
 from .views import (
     STALE_AFTER,
@@ -132,6 +132,8 @@ class Api:
         r.add_get("/api/history", self._history)
         r.add_get("/api/functions", self._functions)
         r.add_get("/api/rates", self._rates)
+        r.add_get("/api/schedules", self._schedules)
+        r.add_get("/api/cluster", self._cluster)
         r.add_get("/api/workers", self._workers)
         r.add_get("/api/jobs", self._jobs)
         r.add_get("/api/jobs/{handle}", self._job)
@@ -186,6 +188,70 @@ class Api:
             self.core, time.time(), _limit(request, MAX_LIMIT), self.rates, self.stale_after
         )
         return _reply(views)
+
+    async def _schedules(self, request: web.Request) -> web.Response:
+        """Recurring schedules with their next and last firing and what became of each."""
+        recurring = self.core.recurring
+        out = []
+        for schedule in recurring.schedules:
+            history = [
+                {
+                    "at": firing.at,
+                    "handle": text(firing.handle) if firing.handle is not None else None,
+                    "outcome": await self._outcome(firing.handle),
+                }
+                for firing in reversed(recurring.history.get(schedule.name, ()))
+            ]
+            out.append(
+                {
+                    "name": schedule.name,
+                    "function": text(schedule.function),
+                    "cron": schedule.expression,
+                    "next": recurring.next_firing(schedule),
+                    "last": recurring.last(schedule.name),
+                    "history": history,
+                }
+            )
+        return _reply(out)
+
+    async def _cluster(self, request: web.Request) -> web.Response:
+        """The members of the cluster, from its shared store."""
+        cluster = self.server.cluster
+        if cluster is None:
+            return _reply({"enabled": False, "members": []})
+        try:
+            members = await cluster.answers.member_list()
+        except Exception as error:  # the store does not answer: say so, stay up
+            return _reply(
+                {"enabled": True, "members": [], "error": f"{type(error).__name__}: {error}"}
+            )
+        return _reply(
+            {
+                "enabled": True,
+                "members": [
+                    {
+                        "id": m.id,
+                        "name": m.name,
+                        "address": m.address,
+                        "lease_age": round(m.lease_age, 3),
+                        "started_age": round(m.started_age, 1),
+                        "holds": m.holds,
+                        "me": m.me,
+                    }
+                    for m in members
+                ],
+            }
+        )
+
+    async def _outcome(self, handle: bytes | None) -> str:
+        """What became of a fired job: its state while held, "failed", or
+        "finished" (done or cancelled); "cluster" when another member holds it."""
+        if handle is None:
+            return "cluster"
+        job = self.core.jobs.get(handle)
+        if job is not None:
+            return state_of(job)
+        return "failed" if await self.core.failed.get(handle) is not None else "finished"
 
     async def _rates(self, request: web.Request) -> web.Response:
         function = request.query.get("function")

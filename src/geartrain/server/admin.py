@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..__about__ import __version__
 from ..store.records import FailedJob
@@ -23,7 +23,14 @@ from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
 
-__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing"]
+__all__ = [
+    "MAX_TOKENS",
+    "AdminCommands",
+    "Answer",
+    "Member",
+    "SharedAdmin",
+    "failed_listing",
+]
 
 Answer = bytes | Awaitable[bytes]
 """An admin reply: now, or once a store has answered (sent in request order)."""
@@ -102,6 +109,29 @@ class SharedAdmin(Protocol):
 
     async def members(self) -> bytes:
         """`cluster`: the members."""
+
+    async def member_list(self) -> list[Member]:
+        """The members, for the console."""
+
+
+class Member(NamedTuple):
+    """A member of the cluster as the shared store shows it."""
+
+    id: int
+    name: str
+    """"HOST:PORT pid N": where its clients reach it, and its process."""
+    started_age: float
+    """Seconds since it started."""
+    lease_age: float
+    """Seconds since it last renewed its lease."""
+    holds: int
+    """Jobs it has claimed (running, or held for its workers)."""
+    me: bool
+    """The member answering."""
+
+    @property
+    def address(self) -> str:
+        return self.name.split(" pid ", 1)[0]
 
 
 class AdminCommands:

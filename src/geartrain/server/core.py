@@ -604,12 +604,13 @@ class JobServer:
 
     # -- recurring schedules ----------------------------------------------------
 
-    def _fire_schedule(self, schedule: Schedule, when: int) -> None:
-        """A recurring schedule's minute came: an ordinary background job."""
+    def _fire_schedule(self, schedule: Schedule, when: int) -> bytes | None:
+        """A recurring schedule's minute came: an ordinary background job (its
+        handle, if this server holds it)."""
         log.info("Schedule %s fires %s", schedule.name, schedule.function.decode(errors="replace"))
         if self.keeper.fire(schedule, when):  # once in the cluster, whoever comes first
-            return
-        self.submit(
+            return None
+        job = self.submit(
             self._internal,
             schedule.function,
             schedule.unique(when),
@@ -617,6 +618,7 @@ class JobServer:
             schedule.priority,
             True,
         )
+        return job.handle if job is not None else None
 
     # -- results --------------------------------------------------------------
 
