@@ -296,3 +296,19 @@ def test_schedules_listed_with_next_firing(
     assert schedule["cron"] == "0 3 * * *" and schedule["last"] is None
     assert schedule["history"] == []
     assert schedule["next"] % 86400 == 3 * 3600 and 0 < schedule["next"] - time.time() <= 86400
+
+
+async def test_a_function_whose_oldest_job_waits_too_long_is_flagged(
+    start_console: Callable[..., Console],
+) -> None:
+    console = start_console("--console-stale-after", "0.5")
+    async with Client([console.server.address]) as client:
+        await client.submit_background("waits", b"w")
+
+    def stale() -> bool:
+        flags = {f["function"]: f["flags"] for f in console.get("/api/status")["flags"]}
+        return flags.get("waits") == ["no_workers", "stale"]
+
+    await wait_for(lambda: asyncio.to_thread(stale), timeout=20)
+    (waits,) = [f for f in console.get("/api/functions") if f["function"] == "waits"]
+    assert waits["flags"] == ["no_workers", "stale"] and waits["oldest_age"] > 0.5

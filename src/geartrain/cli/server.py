@@ -274,7 +274,13 @@ def _http_listeners(config: ServerConfig) -> list[HttpListener]:
             from ..console import Console
 
             assert app.core is not None
-            console = Console(app.core, app, config.http_token, config.metrics_public)
+            console = Console(
+                app.core,
+                app,
+                config.http_token,
+                config.metrics_public,
+                config.console_stale_after,
+            )
             return web.AppRunner(console.application(), access_log=None, handle_signals=False)
 
         def started(addresses: list[str]) -> None:

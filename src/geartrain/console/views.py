@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..__about__ import __version__
 from ..priority import Priority
 from ..server.core import JobServer
+from ..server.flags import ServerConfig
 from ..server.model import Function, Job, JobState, Peer
 from ..server.stats import STAT_NAMES
 from ..store.records import Attempt, FailedJob
@@ -200,7 +201,7 @@ def oldest_queued(queues: Iterable[Iterable[Job]]) -> float:
     return oldest
 
 
-STALE_AFTER = 300.0
+STALE_AFTER = ServerConfig.console_stale_after
 """Seconds a function's oldest queued job may wait before the function is flagged."""
 
 
@@ -344,7 +345,8 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         | {
             "processed": stats.completed,
             "failed": stats.failed + stats.exceptions + stats.timed_out + stats.dropped,
-            "retries": sum(1 for j in core.jobs.values() if j.failures)
+            # Waiting retries are scheduled jobs: look at those, not at every job.
+            "retries": sum(1 for j in core.queues.scheduled() if j.failures)
             if counts["scheduled"]
             else 0,
             "dead": sum(core.failed.counts().values()),  # the cluster's in cluster mode
