@@ -13,11 +13,15 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from ..server.access import ANONYMOUS
 from ..server.core import JobServer
 from ..server.network import is_loopback
-from .api import Api, ServerFacts
+from ..server.ports import Observers
+from .api import Api, ServerFacts, json_error
 from .history import History
 from .metrics import JobMetrics, Prometheus
+from .rates import Rates
+from .views import STALE_AFTER
 
 __all__ = ["Console"]
 
@@ -53,6 +57,7 @@ class Console:
         server: ServerFacts,
         token: str | None = None,
         metrics_public: bool = False,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         self.core = core
         self.server = server
@@ -62,12 +67,13 @@ class Console:
         self.started = time.time()
         self.history = History(core.stats)
         self.metrics = JobMetrics(core.clock)
-        core.observer = self.metrics
+        self.rates = Rates(core.clock)
+        core.observer = Observers(self.metrics, self.rates)
         self.prometheus = Prometheus(core, self.metrics, server)
         self.last_tick = time.monotonic()
         self.ticks: list[asyncio.Queue[dict[str, Any]]] = []
         self._ticker: asyncio.Task[None] | None = None
-        self.api = Api(core, server, self.started, self.history)
+        self.api = Api(core, server, self.started, self.history, self.rates, stale_after)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=1 << 20)
@@ -91,11 +97,14 @@ class Console:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             self._check_action(request)
+            request["who"] = self._who(request)
         elif request.path not in self.public and not is_loopback(request.remote or ""):
             self._check_read(request)
         try:
             return await handler(request)
-        except web.HTTPException:
+        except web.HTTPException as error:
+            if request.path.startswith("/api/") and error.status in (404, 405):
+                raise json_error(error) from None
             raise
         except Exception:  # a bug here must not cost the job server anything
             log.exception("console request %s %s failed", request.method, request.path)
@@ -130,6 +139,16 @@ class Console:
                 self.core.stats.refused_admin += 1
                 self.core.refusals.note("admin", identity, request.remote or "-", action.encode())
                 raise web.HTTPForbidden(text=f"the access rules do not allow {action!r} here\n")
+
+    def _who(self, request: web.Request) -> str:
+        """Who acts, for the audit list: the access rules' identity of the address,
+        else the token's holder at the address, else the address."""
+        remote = request.remote or "-"
+        access = self.core.access
+        identity = access.identify(remote, ()) if access is not None else ANONYMOUS
+        if identity != ANONYMOUS:
+            return identity
+        return f"token@{remote}" if self.token is not None else remote
 
     def _check_token(self, request: web.Request, what: str, challenge: str) -> None:
         """The token as ``Bearer TOKEN``, or as the password of Basic credentials."""

@@ -12,17 +12,25 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..__about__ import __version__
 from ..store.records import FailedJob
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
+from .audit import who
 from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
 
-__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing"]
+__all__ = [
+    "MAX_TOKENS",
+    "AdminCommands",
+    "Answer",
+    "Member",
+    "SharedAdmin",
+    "failed_listing",
+]
 
 Answer = bytes | Awaitable[bytes]
 """An admin reply: now, or once a store has answered (sent in request order)."""
@@ -101,6 +109,29 @@ class SharedAdmin(Protocol):
 
     async def members(self) -> bytes:
         """`cluster`: the members."""
+
+    async def member_list(self) -> list[Member]:
+        """The members, for the console."""
+
+
+class Member(NamedTuple):
+    """A member of the cluster as the shared store shows it."""
+
+    id: int
+    name: str
+    """"HOST:PORT pid N": where its clients reach it, and its process."""
+    started_age: float
+    """Seconds since it started."""
+    lease_age: float
+    """Seconds since it last renewed its lease."""
+    holds: int
+    """Jobs it has claimed (running, or held for its workers)."""
+    me: bool
+    """The member answering."""
+
+    @property
+    def address(self) -> str:
+        return self.name.split(" pid ", 1)[0]
 
 
 class AdminCommands:
@@ -221,22 +252,29 @@ class AdminCommands:
             return _args_error(words[0])
         action = words[0].lower()
         if words[2].lower() == b"all":
-            return self._change_failed(action, None, words[3] if len(words) == 4 else None)
+            return self._change_failed(peer, action, None, words[3] if len(words) == 4 else None)
         if len(words) != 3:
             return _args_error(words[0])
-        return self._change_failed(action, words[2], None)
+        return self._change_failed(peer, action, words[2], None)
 
     async def _change_failed(
-        self, action: bytes, handle: bytes | None, function: bytes | None
+        self, peer: Peer, action: bytes, handle: bytes | None, function: bytes | None
     ) -> bytes:
         """``action`` (retry or delete) one failed job, or all (of ``function``)."""
         failed = self.server.failed
         retry = action == b"retry"
         if handle is None:
             count = await (failed.retry_all(function) if retry else failed.delete_all(function))
+            target = "all failed" + (f" of {function.decode(errors='replace')}" if function else "")
+        else:
+            done = await (failed.retry(handle) if retry else failed.delete(handle))
+            count, target = int(done), handle.decode(errors="replace")
+        self.server.audit.record(
+            who(peer.identity, peer.host), f"{action.decode()} (admin)", target, count
+        )
+        if handle is None:
             return b"OK %d\n" % count
-        done = await (failed.retry(handle) if retry else failed.delete(handle))
-        return OK if done else ERR_UNKNOWN_JOB
+        return OK if count else ERR_UNKNOWN_JOB
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":

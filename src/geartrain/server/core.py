@@ -24,6 +24,7 @@ from typing import Any
 from ..protocol import HEADER, RES, PacketType, frame
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
+from .audit import Audit
 from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, FailedJobs
 from .flags import ServerConfig
 from .handles import Handles
@@ -90,6 +91,7 @@ class JobServer:
         self.failed: FailedSet = FailedJobs(self.resubmit, clock)
         self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
+        self.audit = Audit(clock)  # operators' actions: the console's and the admin protocol's
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self._limit_queue = LimitEpisode(
             "Job limit reached (%d jobs, %d bytes held): refusing submissions"
@@ -602,12 +604,13 @@ class JobServer:
 
     # -- recurring schedules ----------------------------------------------------
 
-    def _fire_schedule(self, schedule: Schedule, when: int) -> None:
-        """A recurring schedule's minute came: an ordinary background job."""
+    def _fire_schedule(self, schedule: Schedule, when: int) -> bytes | None:
+        """A recurring schedule's minute came: an ordinary background job (its
+        handle, if this server holds it)."""
         log.info("Schedule %s fires %s", schedule.name, schedule.function.decode(errors="replace"))
         if self.keeper.fire(schedule, when):  # once in the cluster, whoever comes first
-            return
-        self.submit(
+            return None
+        job = self.submit(
             self._internal,
             schedule.function,
             schedule.unique(when),
@@ -615,6 +618,7 @@ class JobServer:
             schedule.priority,
             True,
         )
+        return job.handle if job is not None else None
 
     # -- results --------------------------------------------------------------
 
@@ -745,6 +749,15 @@ class JobServer:
             self.table.unindex(job)
             return True
         self._remove(job)
+        return True
+
+    def retry_now(self, handle: bytes) -> bool:
+        """A job waiting for its next attempt runs now (the console's "retry now")."""
+        job = self.table.jobs.get(handle)
+        if job is None or job.state is not SCHEDULED or not job.failures:
+            return False
+        log.info("Retrying job %s now on request", handle.decode(errors="replace"))
+        self.queues.now(job)
         return True
 
     def drop_function(self, name: bytes) -> Dropped:

@@ -152,8 +152,8 @@ class Queues:
         now = self.clock()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            job = heapq.heappop(heap)[2]
-            if job.state is SCHEDULED:
+            when, _seq, job = heapq.heappop(heap)
+            if job.state is SCHEDULED and job.when == when:  # else a stale entry
                 job.function.scheduled -= 1
                 job.when = 0.0
                 self.put(job)
@@ -161,4 +161,15 @@ class Queues:
 
     def scheduled(self) -> list[Job]:
         """Epoch jobs still waiting, soonest first."""
-        return [job for _when, _seq, job in sorted(self._heap) if job.state is SCHEDULED]
+        return [
+            job
+            for when, _seq, job in sorted(self._heap)
+            if job.state is SCHEDULED and job.when == when
+        ]
+
+    def now(self, job: Job) -> None:
+        """A scheduled job (a waiting retry) is queued at once; its entry in the
+        schedule is skipped when reached."""
+        job.function.scheduled -= 1
+        job.when = 0.0
+        self.put(job)
