@@ -469,7 +469,8 @@ function functionActions(f) {
     const verb = f.paused ? "resume" : "pause";
     out.append(actionButton(f.paused ? "Resume" : "Pause", `${f.paused ? "Resume" : "Pause"} ${name}`, async () => {
       const reply = await post(path + verb);
-      return { ...reply, touched: f.queued.total };
+      if (reply.status === 404 || reply.status === 405) reply.body = { error: "this server cannot pause a function" };
+      return { ...reply, touched: f.queued.total }; // the queued jobs it holds or lets go
     }));
   }
   if (!f.queued.total && !f.running && !f.workers && !f.scheduled) {
