@@ -222,7 +222,7 @@ function table(columns, rows, empty, cls) {
 
 function pager(total, offset, limit, go) {
   const first = total ? offset + 1 : 0, last = Math.min(total, offset + limit);
-  const range = el("span", { className: "range", "data-total": total }, total ? `${count(first)}–${count(last)} of ${count(total)}` : "none");
+  const range = el("span", { className: "range", "data-total": total }, total ? `${count(first)}–${count(last)} of ${count(total)}` : "0 of 0");
   const prev = el("button", { type: "button", textContent: "‹ Previous", disabled: offset <= 0 });
   prev.setAttribute("aria-label", "previous page");
   prev.addEventListener("click", () => go(Math.max(0, offset - limit)));
@@ -537,10 +537,12 @@ function jobsPage(state, query) {
         selected.clear();
         return api.bulk(action, { handles }, state);
       }, action !== "retry"));
-      out.push(actionButton(`${verb} all ${count(total)} matching`, `${verb} all jobs matching the filter`, async () => {
+      const every = actionButton(`${verb} all ${count(total)} matching`, `${verb} all jobs matching the filter`, async () => {
         if (!confirm(`${verb} all ${count(total)} ${state} jobs matching the filter?`)) return { ok: false, body: { error: "not confirmed" } };
         return api.bulk(action, matching(), state);
-      }, action !== "retry"));
+      }, action !== "retry");
+      every.disabled = !total;
+      out.push(every);
     }
     return el("span", { className: "buttons bulk" }, ...out);
   }
@@ -587,7 +589,7 @@ function jobsPage(state, query) {
 
 function jobPage(handle) {
   const view = $("view");
-  const holder = el("div");
+  const holder = el("div", { className: "stack" });
   frame(view, "Job " + handle, holder);
   return {
     update: async () => {
@@ -613,7 +615,7 @@ function jobPage(handle) {
         el("section", { className: "card" },
           el("div", { className: "buttons" }, ...actions.map((a) => actionButton(VERBS[a] || a, `${VERBS[a] || a} this job`, () => api.act(j.handle, a, j.state), a !== "retry")),
             el("a", { className: "button", href: "#/jobs/" + (STATES[j.state] ? j.state : "queued") }, "Back to the list")),
-          el("dl", { className: "facts" }, ...fields.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, String(v)))))),
+          el("dl", { className: "facts fields" }, ...fields.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, String(v)))))),
         el("section", { className: "card" }, el("h2", {}, "Payload" + (j.binary ? ", binary (hex)" : "") + capped),
           el("pre", { className: "payload-full", tabIndex: 0, ariaLabel: "payload" }, payload)),
         el("section", { className: "card" }, el("h2", {}, "History"), table([
