@@ -453,3 +453,34 @@ def test_audit_lists_each_action_with_who_and_how_many(scene: Scene, page: Any, 
     assert "127.0.0.1" in cells[1] and "cancel" in cells[2] and cells[4] == "3", cells
     assert page.locator(".range").inner_text().startswith("1–")
     assert not set(handles) & {j["handle"] for j in scene.jobs("queued", function=function)}
+
+
+def test_cluster_page_shows_every_member_on_each(browser: Any, size: str, shots: Path) -> None:
+    from cluster.stores import RedisShared  # the cluster tests' shared store
+
+    store = RedisShared()
+    servers: list[ServerProc] = []
+    context = browser.new_context(viewport=DESKTOP if size == "desktop" else PHONE)
+    try:
+        ports = [free_port(), free_port()]
+        for port in ports:
+            flags = [*store.flags(), "--cluster", "--cluster-lease", "3"]
+            servers.append(start_server_process("geartrain", [*flags, "--console-port", str(port)]))
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        for port in ports:
+            page.goto(f"http://127.0.0.1:{port}/#/cluster")
+            page.locator("#nav a[data-page=cluster]").wait_for()  # shown on a member
+            page.locator("table.members tbody tr").nth(1).wait_for()
+            rows = page.locator("table.members tbody tr")
+            assert rows.count() == 2
+            text = rows.all_inner_texts()
+            assert sum("this server" in t for t in text) == 1
+            width = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+            assert width[0] <= width[1]
+        page.screenshot(path=str(shots / f"cluster-member-{size}.png"), full_page=True)
+    finally:
+        context.close()
+        for server in servers:
+            server.cleanup()
+        store.cleanup()

@@ -678,10 +678,14 @@ function cluster(view) {
       let reply;
       try { reply = await get("/api/cluster"); } catch (error) { return unavailable(holder, error, "a cluster"); }
       if (!reply.enabled) { holder.replaceChildren(el("p", { className: "muted" }, "This server is not a cluster member.")); return; }
-      holder.replaceChildren(table([
-        ["member", (m) => el("code", {}, m.id)], ["address", (m) => m.address], ["lease age", (m) => ago(m.lease_age), "num"],
-        ["holds", (m) => (typeof m.holds === "object" && m.holds !== null ? JSON.stringify(m.holds) : count(m.holds)), "num"],
-      ], reply.members, "no members", "members"));
+      holder.replaceChildren(
+        reply.error ? el("p", { className: "problem" }, "The cluster store does not answer: " + reply.error) : "",
+        table([
+          ["member", (m) => el("span", {}, el("code", {}, m.name || m.id), m.me ? tag("this server") : "")],
+          ["address", (m) => m.address || "–"], ["lease age", (m) => ago(m.lease_age), "num"],
+          ["up for", (m) => ago(m.started_age), "num opt"],
+          ["holds", (m) => (typeof m.holds === "number" ? plural(m.holds, "job") : JSON.stringify(m.holds)), "num"],
+        ], reply.members, "no members", "members"));
     },
   };
 }
