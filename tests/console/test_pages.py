@@ -234,9 +234,25 @@ def test_functions_page_counts_by_priority(scene: Scene, page: Any) -> None:
     cells = row.locator("td").all_inner_texts()
     assert [c for c in cells[1:5]] == ["9", "101", "11", "121"], cells
     assert "no workers" in cells[0]
-    row.get_by_role("link", name="backlog").click()
+    row.get_by_role("link", name="121 queued backlog jobs").click()
     page.wait_for_url(re.compile(r"#/jobs/queued\?function=backlog$"))
     page.locator(".range", has_text="of 121").wait_for()
+
+
+def test_function_page_shows_its_last_hour(scene: Scene, page: Any, shots: Path) -> None:
+    with sync.Client([scene.console.server.address]) as client:
+        for i in range(5):
+            assert client.submit("py_ok", b"x") == b"done"
+    open_page(page, scene, "#/functions")
+    page.locator("table.functions").get_by_role("link", name="py_ok", exact=True).click()
+    page.wait_for_url(re.compile("#/function/py_ok$"))
+    row = page.locator("table.rates tbody tr").first
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert int(cells[1]) >= 5 and cells[2] == "0", cells
+    assert "ms" in cells[4] or " s" in cells[4], cells
+    assert "processed" in page.locator(".totals").inner_text()
+    page.screenshot(path=str(shots / f"function-{page.viewport_size['width']}.png"), full_page=True)
 
 
 def test_pause_and_resume_a_function(scene: Scene, page: Any) -> None:

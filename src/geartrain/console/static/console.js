@@ -254,7 +254,7 @@ function go(parts, query) {
 function route() {
   const { parts, query } = parseHash();
   const [name, arg] = parts;
-  const key = name === "jobs" ? "jobs/" + (arg || "queued") : name || "dashboard";
+  const key = name === "jobs" ? "jobs/" + (arg || "queued") : name === "function" ? "functions" : name || "dashboard";
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === key) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -263,7 +263,7 @@ function route() {
   view.replaceChildren();
   const make = {
     dashboard, busy, functions: functionsPage, jobs: () => jobsPage(arg || "queued", query),
-    job: () => jobPage(arg), schedules, audit, cluster,
+    job: () => jobPage(arg), function: () => functionPage(arg), schedules, audit, cluster,
   }[name || "dashboard"] || notFound;
   page = make(view, query);
   document.title = `geartrain · ${view.dataset.title || "console"}`;
@@ -448,10 +448,11 @@ function functionsPage(view) {
     update: async () => {
       const list = await api.functions();
       holder.replaceChildren(table([
-        ["function", (f) => el("span", {}, el("a", { href: "#/jobs/queued?function=" + enc(f.function) }, f.function), " ",
+        ["function", (f) => el("span", {}, el("a", { href: "#/function/" + enc(f.function) }, f.function), " ",
           ...(f.paused ? [tag("paused", "warn")] : []), ...f.flags.map((x) => tag(FLAG_TEXT[x] || x, "warn")))],
         ["high", (f) => count(f.queued.high), "num"], ["normal", (f) => count(f.queued.normal), "num"],
-        ["low", (f) => count(f.queued.low), "num"], ["queued", (f) => count(f.queued.total), "num"],
+        ["low", (f) => count(f.queued.low), "num"],
+        ["queued", (f) => el("a", { href: "#/jobs/queued?function=" + enc(f.function), ariaLabel: `${count(f.queued.total)} queued ${f.function} jobs` }, count(f.queued.total)), "num"],
         ["running", (f) => count(f.running), "num"], ["workers", (f) => count(f.workers), "num"],
         ["oldest", (f) => ago(f.oldest_age), "num"],
         ["done/min", (f) => rate(f, "processed"), "num opt"], ["failed/min", (f) => rate(f, "failed"), "num opt"],
@@ -477,6 +478,37 @@ function functionActions(f) {
     out.append(actionButton("Drop", `Drop ${name}`, async () => ({ ...(await post(path + "drop")), touched: 0 }), true));
   }
   return out;
+}
+
+// One function's last hour, a minute a row (the server keeps 60, in memory).
+function functionPage(name) {
+  const view = $("view");
+  const holder = el("div");
+  const lists = ["queued", "running", "retrying", "failed"].map((state) =>
+    el("a", { className: "button", href: `#/jobs/${state}?function=${enc(name)}` }, `${state} jobs`));
+  frame(view, "Function " + name, el("section", { className: "card" },
+    el("div", { className: "buttons" }, ...lists), el("h2", { className: "below" }, "The last 60 minutes"), holder));
+  const pct = (t) => (t ? [t.p50, t.p90, t.p99].map(seconds).join(" / ") : "–");
+  return {
+    update: async () => {
+      const minutes = (await get("/api/rates?function=" + enc(name))).minutes;
+      const busy = minutes.filter((m) => m.processed || m.failed || m.retried).reverse();
+      const sum = (k) => minutes.reduce((n, m) => n + m[k], 0);
+      holder.replaceChildren(
+        el("p", { className: "totals" }, `In the hour: ${count(sum("processed"))} processed, ${count(sum("failed"))} failed, ${count(sum("retried"))} retried.`),
+        table([
+          ["minute", (m) => new Date(m.at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })],
+          ["processed", (m) => count(m.processed), "num"], ["failed", (m) => count(m.failed), "num"],
+          ["retried", (m) => count(m.retried), "num"],
+          ["wait p50 / p90 / p99", (m) => pct(m.wait), "num"], ["run p50 / p90 / p99", (m) => pct(m.run), "num"],
+        ], busy, "nothing ran in the last hour", "rates"));
+    },
+  };
+}
+
+function seconds(v) {
+  if (v === null || v === undefined) return "–";
+  return v < 1 ? (v * 1000).toFixed(v < 0.01 ? 1 : 0) + " ms" : ago(v);
 }
 
 // -- jobs by state ------------------------------------------------------------------
