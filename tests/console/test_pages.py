@@ -241,7 +241,7 @@ def test_functions_page_counts_by_priority(scene: Scene, page: Any) -> None:
 
 def test_function_page_shows_its_last_hour(scene: Scene, page: Any, shots: Path) -> None:
     with sync.Client([scene.console.server.address]) as client:
-        for i in range(5):
+        for _ in range(5):
             assert client.submit("py_ok", b"x") == b"done"
     open_page(page, scene, "#/functions")
     page.locator("table.functions").get_by_role("link", name="py_ok", exact=True).click()
@@ -255,18 +255,25 @@ def test_function_page_shows_its_last_hour(scene: Scene, page: Any, shots: Path)
     page.screenshot(path=str(shots / f"function-{page.viewport_size['width']}.png"), full_page=True)
 
 
-def test_pause_and_resume_a_function(scene: Scene, page: Any) -> None:
+def test_pause_and_resume_a_function(scene: Scene, page: Any, size: str) -> None:
     if scene.console.act("/api/functions/never-paused/resume")[0] in (404, 405):
         pytest.skip("this server cannot pause a function yet")
-    scene.submit("paused_fn", b"waits")
     open_page(page, scene, "#/functions")
-    row = page.locator("table.functions tbody tr", has_text="paused_fn")
-    row.get_by_role("button", name="Pause paused_fn").click()
-    toast(page, r"Pause: 1 job touched")
+    row = page.locator("table.functions tbody tr", has_text="noop")
+    row.get_by_role("button", name="Pause noop").click()
+    toast(page, r"Pause: 0 jobs touched")
     row.get_by_text("paused", exact=True).wait_for()
-    row.get_by_role("button", name="Resume paused_fn").click()
-    toast(page, r"Resume: 1 job touched")
-    row.get_by_role("button", name="Pause paused_fn").wait_for()
+    # Paused, the PHP worker gets nothing: the job waits in the queued list.
+    handle = scene.submit("noop", f"held {size}".encode())
+    open_page(page, scene, "#/jobs/queued?function=noop")
+    page.locator("table.jobs tbody tr", has_text=handle).wait_for()
+    page.wait_for_timeout(2500)  # a poll later it still waits
+    assert page.locator("table.jobs tbody tr", has_text=handle).count() == 1
+    open_page(page, scene, "#/functions")
+    row.get_by_role("button", name="Resume noop").click()
+    toast(page, r"Resume: [01] jobs? touched")
+    row.get_by_role("button", name="Pause noop").wait_for()
+    wait_until(lambda: scene.jobs("queued", function="noop") == [], "the job did not run")
 
 
 def test_queued_jobs_page_by_page_with_filters(scene: Scene, page: Any) -> None:
