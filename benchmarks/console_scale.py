@@ -135,7 +135,7 @@ def open_tab(port: int, stop: threading.Event) -> None:
         try:
             while stream.fp.readline():
                 pass
-        except (OSError, ValueError):  # closed under it at the end
+        except (OSError, ValueError, AttributeError):  # closed under it at the end
             pass
 
     reader = threading.Thread(target=read, daemon=True)
