@@ -236,6 +236,7 @@ class Api:
             return _reply({"enabled": False, "members": []})
         try:
             members = await cluster.answers.member_list()
+            queues = await cluster.shared_queues() or []
         except Exception as error:  # the store does not answer: say so, stay up
             return _reply(
                 {"enabled": True, "members": [], "error": f"{type(error).__name__}: {error}"}
@@ -254,6 +255,11 @@ class Api:
                         "me": m.me,
                     }
                     for m in members
+                ],
+                # The shared store's jobs per function, the same on every member.
+                "functions": [
+                    {"function": text(name), "jobs": jobs, "running": running}
+                    for name, jobs, running in queues
                 ],
             }
         )
