@@ -64,4 +64,15 @@ async def test_members_and_shared_failed_set(start_member: StartMember) -> None:
             )
 
         await wait_for(failed_everywhere, timeout=30)
+        for i in range(3):
+            await client.submit_background("waiting", b"w%d" % i)
+
+        def shared_everywhere() -> bool:
+            return all(
+                {"function": "waiting", "jobs": 3, "running": 0}
+                in get(port, "/api/cluster")["functions"]
+                for port in consoles
+            )
+
+        await wait_for(shared_everywhere, timeout=30)
     assert get(consoles[1], f"/api/jobs/{handle}")["actions"] == ["retry", "delete"]

@@ -137,7 +137,10 @@ def test_access_rules_hold_for_console_actions(
     status, reply = console.act(f"/api/jobs/{handle}/cancel")
     assert status == 403 and "cancel" in reply
     assert console.act("/api/failed/retry")[0] == 403
-    assert console.get("/api/status")["counters"]["refused_admin"] == 2
+    assert console.act(f"/api/jobs/{handle}/retry")[0] == 403
+    assert console.act(f"/api/jobs/{handle}/delete")[0] == 403
+    assert console.act("/api/jobs/bulk", {"action": "cancel", "handles": [handle]})[0] == 403
+    assert console.get("/api/status")["counters"]["refused_admin"] == 5
     assert console.get("/api/status")["jobs"] == 1  # nothing was cancelled
 
 

@@ -33,12 +33,15 @@ if TYPE_CHECKING:
     from .history import History
     from .rates import Rates
 
-__all__ = ["Api", "ServerFacts", "json_error", "who"]
+__all__ = ["JOB_ACTION_RIGHTS", "Api", "ServerFacts", "check_admin", "json_error", "who"]
 
 MAX_LIMIT = 1000
 PAGE = 50
 MAX_PAGE = 500
 ACTIONS = ("retry", "delete", "cancel")
+JOB_ACTION_RIGHTS = {"retry": ("failed",), "delete": ("failed", "cancel"), "cancel": ("cancel",)}
+"""The admin rights of the access rules each job action needs (deleting a waiting
+job cancels it)."""
 
 
 def _reply(data: Any, status: int = 200) -> web.Response:
@@ -90,6 +93,18 @@ def _filter(query: Any) -> JobFilter:
         return JobFilter.parse(query)
     except ValueError as error:
         raise _error(400, str(error)) from None
+
+
+def check_admin(core: JobServer, request: web.Request, action: str) -> None:
+    """Refuse unless the access rules, if any, give the requester's address this admin right."""
+    access = core.access
+    if access is None:
+        return
+    identity = access.identify(request.remote or "", ())
+    if not access.may_admin(identity, action):
+        core.stats.refused_admin += 1
+        core.refusals.note("admin", identity, request.remote or "-", action.encode())
+        raise web.HTTPForbidden(text=f"the access rules do not allow {action!r} here\n")
 
 
 def who(request: web.Request) -> str:
@@ -221,6 +236,7 @@ class Api:
             return _reply({"enabled": False, "members": []})
         try:
             members = await cluster.answers.member_list()
+            queues = await cluster.shared_queues() or []
         except Exception as error:  # the store does not answer: say so, stay up
             return _reply(
                 {"enabled": True, "members": [], "error": f"{type(error).__name__}: {error}"}
@@ -239,6 +255,11 @@ class Api:
                         "me": m.me,
                     }
                     for m in members
+                ],
+                # The shared store's jobs per function, the same on every member.
+                "functions": [
+                    {"function": text(name), "jobs": jobs, "running": running}
+                    for name, jobs, running in queues
                 ],
             }
         )
@@ -377,6 +398,8 @@ class Api:
                 'give {"action": "retry"|"delete"|"cancel", "handles": [HANDLE, ...]} '
                 'or {"action": ..., "filter": {"state", "function", "priority", "unique", "q"}}',
             ) from None
+        for right in JOB_ACTION_RIGHTS[action]:
+            check_admin(self.core, request, right)
         if handles is not None:
             targets = [h.encode() for h in handles]
             described = f"{len(targets)} selected"

@@ -9,7 +9,7 @@ count stopped there (``exact`` False).
 
 from __future__ import annotations
 
-import heapq
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..priority import Priority
 from ..server.model import Function, Job, JobState
+from .queued import merged, queued_page
 
 if TYPE_CHECKING:
     from ..server.core import JobServer
@@ -42,7 +43,7 @@ LIVE_STATES = ("queued", "running", "scheduled", "retrying")
 SORTS = ("due", "age", "-age")
 PREVIEW = 200
 """Bytes of a payload shown in lists, and searched by the text filter."""
-SCAN_LIMIT = 200_000
+SCAN_LIMIT = 100_000
 """Jobs a text filter looks at, at most, for one answer."""
 
 QUEUED, RUNNING, SCHEDULED = JobState.QUEUED, JobState.RUNNING, JobState.SCHEDULED
@@ -123,28 +124,19 @@ def _functions(core: JobServer, flt: JobFilter) -> list[Function]:
     return [f] if f is not None else []
 
 
-def _queued_sources(core: JobServer, flt: JobFilter, newest: bool) -> list[Iterable[Job]]:
+def _queues(core: JobServer, flt: JobFilter) -> tuple[list[deque[Job]], int]:
+    """The queues the filter's function and priority select, and their live jobs."""
     priorities = (flt.priority,) if flt.priority is not None else (0, 1, 2)
-    sources: list[Iterable[Job]] = []
+    queues: list[deque[Job]] = []
+    live = 0
     for f in _functions(core, flt):
         if f.queues is None:
             continue
         for p in priorities:
             if f.queued[p]:
-                queue = f.queues[p]
-                # Entries of cancelled jobs stay in the deque until reached: skip them.
-                sources.append(
-                    j for j in (reversed(queue) if newest else queue) if j.state is QUEUED
-                )
-    return sources
-
-
-def _queued(core: JobServer, flt: JobFilter, newest: bool) -> Iterator[Job]:
-    sources = _queued_sources(core, flt, newest)
-    if len(sources) == 1:
-        return iter(sources[0])
-    # Each queue is in submission order: merging them keeps the age order.
-    return heapq.merge(*sources, key=_created, reverse=newest)
+                queues.append(f.queues[p])
+                live += f.queued[p]
+    return queues, live
 
 
 def _created(job: Job) -> float:
@@ -153,13 +145,6 @@ def _created(job: Job) -> float:
 
 def _due(job: Job) -> float:
     return job.when
-
-
-def _queued_total(core: JobServer, flt: JobFilter) -> int:
-    fs = _functions(core, flt)
-    if flt.priority is not None:
-        return sum(f.queued[flt.priority] for f in fs)
-    return sum(sum(f.queued) for f in fs)
 
 
 def live_jobs(core: JobServer, flt: JobFilter) -> Iterator[Job]:
@@ -178,7 +163,7 @@ def live_jobs(core: JobServer, flt: JobFilter) -> Iterator[Job]:
             reverse=order == "-age",
         )
     elif flt.state == "queued":
-        found = _queued(core, flt, order == "-age")
+        found = merged(_queues(core, flt)[0], order == "-age")
     elif flt.state == "running":
         found = sorted(
             (j for peer in core.peers for j in peer.jobs if j.state is RUNNING),
@@ -198,12 +183,9 @@ def live_jobs(core: JobServer, flt: JobFilter) -> Iterator[Job]:
 def page(core: JobServer, flt: JobFilter, offset: int, limit: int) -> Page:
     """One page of live jobs, with the number matching the filter."""
     if flt.state == "queued" and flt.unique is None and flt.text is None:
-        # Totals from the counts, and the page from the queues' heads.
-        total = _queued_total(core, flt)
-        if offset >= total:
-            return Page(total, True, [])
-        found = _queued(core, flt, flt.order() == "-age")
-        return Page(total, True, list(islice(found, offset, offset + limit)))
+        # The total from the counts, and the page from the queues.
+        queues, live = _queues(core, flt)
+        return Page(live, True, queued_page(queues, live, offset, limit, flt.order() == "-age"))
     items: list[Job] = []
     total = 0
     scan = Scan(core, flt)
@@ -228,6 +210,9 @@ class Scan:
         if text is None:
             yield from live_jobs(self.core, flt)
             return
+        if flt.state == "queued" and flt.unique is None:
+            yield from self._queued(text)
+            return
         # Count what the scan looks at, not what matches.
         plain = JobFilter(flt.state, flt.function, flt.priority, flt.unique, None, flt.sort)
         looked = live_jobs(self.core, plain)
@@ -235,6 +220,22 @@ class Scan:
             if text in job.data[:PREVIEW]:
                 yield job
         self.capped = next(looked, None) is not None
+
+    def _queued(self, text: bytes) -> list[Job]:
+        """Queued jobs with the text: each queue read straight through (no merge),
+        the few that match sorted by age."""
+        found: list[Job] = []
+        room = SCAN_LIMIT
+        for queue in _queues(self.core, self.filter)[0]:
+            found += [
+                j for j in islice(queue, room) if j.state is QUEUED and text in j.data[:PREVIEW]
+            ]
+            if len(queue) > room:
+                self.capped = True
+                break
+            room -= len(queue)
+        found.sort(key=_created, reverse=self.filter.order() == "-age")
+        return found
 
 
 async def failed_jobs(core: JobServer, flt: JobFilter) -> list[FailedJob]:
