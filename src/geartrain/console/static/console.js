@@ -220,9 +220,13 @@ function table(columns, rows, empty, cls) {
   return el("div", { className: "scroll" }, el("table", { className: "list " + (cls || "") }, el("thead", {}, head), el("tbody", {}, ...body)));
 }
 
-function pager(total, offset, limit, go) {
+// "51–100 of 1,000,000"; a total the server could not finish counting (a text filter
+// stops after so many jobs) is said to be a lower bound.
+function pager(total, offset, limit, go, exact) {
   const first = total ? offset + 1 : 0, last = Math.min(total, offset + limit);
-  const range = el("span", { className: "range", "data-total": total }, total ? `${count(first)}–${count(last)} of ${count(total)}` : "0 of 0");
+  const of = exact === false ? `of at least ${count(total)}` : `of ${count(total)}`;
+  const range = el("span", { className: "range", "data-total": total }, total ? `${count(first)}–${count(last)} ${of}` : "0 of 0");
+  if (exact === false) range.title = "the text filter looked at part of the queue only";
   const prev = el("button", { type: "button", textContent: "‹ Previous", disabled: offset <= 0 });
   prev.setAttribute("aria-label", "previous page");
   prev.addEventListener("click", () => go(Math.max(0, offset - limit)));
@@ -610,7 +614,7 @@ function jobsPage(state, query) {
       // A refresh replaces the rows: the keyboard's place is kept by the control's name.
       const card = holder.parentElement, active = document.activeElement;
       const focused = active && card.contains(active) && !form.contains(active) ? active.getAttribute("aria-label") : null;
-      bar.replaceChildren(pager(reply.total, offset, limit, toPage), bulkButtons(reply.total));
+      bar.replaceChildren(pager(reply.total, offset, limit, toPage, reply.exact), bulkButtons(reply.total));
       holder.replaceChildren(table(columns, reply.items, `no ${state} jobs` + (Object.values(filter).some(Boolean) ? " match the filter" : ""), "jobs"));
       if (focused) card.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
     },
@@ -642,7 +646,7 @@ function jobPage(handle) {
         ["worker", j.worker || "–"], ["last reason", j.reason || "–"],
       ];
       const payload = j.payload ?? j.preview ?? "";
-      const capped = j.size > 4096 ? ` (the first 4 KiB of ${bytes(j.size)})` : "";
+      const capped = j.truncated || j.size > 4096 ? ` (the first 4 KiB of ${bytes(j.size)})` : "";
       holder.replaceChildren(
         el("section", { className: "card" },
           el("div", { className: "buttons" }, ...actions.map((a) => actionButton(VERBS[a] || a, `${VERBS[a] || a} this job`, () => api.act(j.handle, a, j.state), a !== "retry")),
@@ -717,7 +721,12 @@ function cluster(view) {
           ["address", (m) => m.address || "–"], ["lease age", (m) => ago(m.lease_age), "num"],
           ["up for", (m) => ago(m.started_age), "num opt"],
           ["holds", (m) => (typeof m.holds === "number" ? plural(m.holds, "job") : JSON.stringify(m.holds)), "num"],
-        ], reply.members, "no members", "members"));
+        ], reply.members, "no members", "members"),
+        el("h2", { className: "below" }, "Jobs in the shared store"),
+        table([
+          ["function", (f) => el("a", { href: "#/function/" + enc(f.function) }, f.function)],
+          ["jobs", (f) => count(f.jobs), "num"], ["running", (f) => count(f.running), "num"],
+        ], reply.functions || [], "no jobs in the shared store", "shared"));
     },
   };
 }
