@@ -292,6 +292,12 @@ def test_queued_jobs_page_by_page_with_filters(scene: Scene, page: Any) -> None:
     assert all(
         "high" in t for t in page.locator("table.jobs tbody td:nth-child(4)").all_text_contents()
     )
+    page.get_by_label("priority").select_option("")
+    page.get_by_label("order").select_option("-age")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    page.wait_for_url(re.compile("sort=-age"))
+    first = page.locator("table.jobs tbody tr").first
+    first.filter(has_text="the one with a key").wait_for()  # the newest
     page.goto(scene.url + "#/jobs/queued?unique=order-4711")
     rng.filter(has_text="1–1 of 1").wait_for()
     page.goto(scene.url + "#/jobs/queued?function=backlog&q=order+low+1")
@@ -380,9 +386,13 @@ def test_schedules_and_cluster_pages(scene: Scene, page: Any) -> None:
     open_page(page, scene, "#/schedules")
     body = page.locator("main")
     body.get_by_text(re.compile("every-minute-report|does not list schedules")).first.wait_for()
-    if "every-minute-report" in body.inner_text():
-        row = page.locator("table.schedules tr", has_text="every-minute-report")
-        assert "* * * * *" in row.inner_text() and "report" in row.inner_text()
+    row = page.locator("table.schedules tr", has_text="every-minute-report")
+    assert "* * * * *" in row.inner_text() and "report" in row.inner_text()
+    history = row.locator("details")
+    if history.count():  # once it has fired: its history stays open across refreshes
+        history.locator("summary").click()
+        page.wait_for_timeout(2500)
+        assert history.evaluate("d => d.open")
     # Not a cluster member: the link is hidden and the page says so.
     assert page.locator("#nav a[data-page=cluster]").is_hidden()
     open_page(page, scene, "#/cluster")
@@ -424,7 +434,9 @@ LOW_CONTRAST = f"() => {{ {A11Y}; return lowContrast(); }}"
 def test_accessibility_names_contrast_and_keyboard(scene: Scene, page: Any) -> None:
     scene.submit("flaky", b"another php failure")
     keyed = scene.submit("kbd_cancel", b"cancel me by keyboard")
-    for where in ["#/", "#/busy", "#/functions", "#/jobs/queued", "#/jobs/failed", "#/schedules"]:
+    main_pages = ["#/", "#/busy", "#/functions", "#/jobs/queued", "#/jobs/retrying"]
+    main_pages += ["#/jobs/failed", "#/function/backlog", "#/schedules", "#/audit"]
+    for where in main_pages:
         open_page(page, scene, where)
         page.locator("main .card").first.wait_for()
         page.wait_for_timeout(300)

@@ -535,6 +535,7 @@ function jobsPage(state, query) {
   const spec = STATES[state];
   if (!spec) return notFound($("view"));
   const filter = Object.fromEntries(FILTERS.map(([k]) => [k, query.get(k) || ""]));
+  const sort = query.get("sort") || ""; // the server's usual: due time for scheduled and retrying, else age
   const offset = Math.max(0, parseInt(query.get("offset") || "0", 10) || 0);
   const limit = Math.min(500, Math.max(1, parseInt(query.get("limit") || String(PAGE_SIZE), 10) || PAGE_SIZE));
   const selected = new Set();
@@ -548,6 +549,9 @@ function jobsPage(state, query) {
       : el("input", { id, name: key, value: filter[key], type: "search", autocomplete: "off" });
     form.append(el("label", { htmlFor: id }, label, input));
   }
+  const orders = [["", "usual"], ["age", "oldest first"], ["-age", "newest first"], ["due", "due time"]];
+  form.append(el("label", { htmlFor: "f-sort" }, "order", el("select", { id: "f-sort", name: "sort" },
+    ...orders.map(([v, text]) => el("option", { value: v, textContent: text, selected: v === sort })))));
   form.append(el("button", { type: "submit", textContent: "Filter" }),
     el("a", { className: "button", href: "#/jobs/" + state }, "Clear"));
   form.addEventListener("submit", (event) => {
@@ -610,7 +614,7 @@ function jobsPage(state, query) {
   ];
   return {
     update: async () => {
-      const reply = await api.jobs(state, filter, offset, limit);
+      const reply = await api.jobs(state, sort ? { ...filter, sort } : filter, offset, limit);
       // A refresh replaces the rows: the keyboard's place is kept by the control's name.
       const card = holder.parentElement, active = document.activeElement;
       const focused = active && card.contains(active) && !form.contains(active) ? active.getAttribute("aria-label") : null;
@@ -644,6 +648,7 @@ function jobPage(handle) {
         ["attempt", j.attempt ? j.attempt + (j.attempts ? " of " + j.attempts : "") : "–"],
         ["next retry", when(j.next_retry)], ["size", bytes(j.size)], ["client", j.client || "–"],
         ["worker", j.worker || "–"], ["last reason", j.reason || "–"],
+        ...(j.progress && j.progress[1] ? [["progress", progressBar(j.progress)]] : []),
       ];
       const payload = j.payload ?? j.preview ?? "";
       const capped = j.truncated || j.size > 4096 ? ` (the first 4 KiB of ${bytes(j.size)})` : "";
@@ -651,7 +656,7 @@ function jobPage(handle) {
         el("section", { className: "card" },
           el("div", { className: "buttons" }, ...actions.map((a) => actionButton(VERBS[a] || a, `${VERBS[a] || a} this job`, () => api.act(j.handle, a, j.state), a !== "retry")),
             el("a", { className: "button", href: "#/jobs/" + (STATES[j.state] ? j.state : "queued") }, "Back to the list")),
-          el("dl", { className: "facts fields" }, ...fields.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, String(v)))))),
+          el("dl", { className: "facts fields" }, ...fields.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v)))))),
         el("section", { className: "card" }, el("h2", {}, "Payload" + (j.binary ? ", binary (hex)" : "") + capped),
           el("pre", { className: "payload-full", tabIndex: 0, ariaLabel: "payload" }, payload)),
         el("section", { className: "card" }, el("h2", {}, "History"), table([
@@ -672,6 +677,7 @@ function unavailable(holder, error, what) {
 
 function schedules(view) {
   const holder = el("div");
+  const open = new Set(); // histories the reader opened stay open across refreshes
   frame(view, "Schedules", el("section", { className: "card" }, holder));
   return {
     update: async () => {
@@ -681,9 +687,14 @@ function schedules(view) {
       holder.replaceChildren(table([
         ["name", (s) => s.name], ["function", (s) => s.function], ["cron", (s) => el("code", {}, s.cron)],
         ["next", (s) => when(s.next)], ["last", (s) => when(s.last)],
-        ["history", (s) => ((s.history || []).length ? el("details", {}, el("summary", {}, plural(s.history.length, "firing")),
-          el("ul", {}, ...s.history.slice().reverse().map((h) => el("li", {}, when(h.at), " ",
-            h.handle ? el("a", { href: "#/job/" + enc(h.handle) }, h.handle) : "", " ", h.outcome || "")))) : "none yet")],
+        ["history", (s) => {
+          if (!(s.history || []).length) return "none yet";
+          const box = el("details", { open: open.has(s.name) }, el("summary", {}, plural(s.history.length, "firing")),
+            el("ul", {}, ...s.history.map((h) => el("li", {}, when(h.at), " ",
+              h.handle ? el("a", { href: "#/job/" + enc(h.handle) }, h.handle) : "", " ", h.outcome || ""))));
+          box.addEventListener("toggle", () => (box.open ? open.add(s.name) : open.delete(s.name)));
+          return box;
+        }],
       ], list, "no recurring schedules (the settings file's [[schedules]])", "schedules"));
     },
   };
