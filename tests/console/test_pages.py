@@ -305,7 +305,9 @@ def test_queued_jobs_page_by_page_with_filters(scene: Scene, page: Any) -> None:
     page.goto(scene.url + "#/jobs/queued?function=nothing-by-this-name")
     page.get_by_text("no queued jobs match the filter").wait_for()
     # A total the server stopped counting (a text filter over a huge queue) is a lower bound.
-    said = page.evaluate("() => pager(100000, 50, 50, () => {}, false).textContent")
+    said = page.evaluate(
+        "async () => (await import('/ui.js')).pager(100000, 50, 50, () => {}, false).textContent"
+    )
     assert said == "‹ Previous51–100 of at least 100,000Next ›"
 
 

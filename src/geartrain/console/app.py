@@ -28,6 +28,8 @@ __all__ = ["Console"]
 log = logging.getLogger("geartrain.server.console")
 
 STATIC = resources.files(__package__) / "static"
+SCRIPTS = ("console.js", "ui.js", "api.js", "dashboard.js", "jobs.js", "pages.js")
+"""The page's JavaScript modules (console.js imports the others)."""
 CSRF_HEADER = "X-Geartrain-Console"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,7 +83,8 @@ class Console:
         r.add_get("/", self._page("index.html", "text/html"))
         r.add_get("/index.html", self._page("index.html", "text/html"))
         r.add_get("/console.css", self._page("console.css", "text/css"))
-        r.add_get("/console.js", self._page("console.js", "text/javascript"))
+        for script in SCRIPTS:
+            r.add_get(f"/{script}", self._page(script, "text/javascript"))
         r.add_get("/metrics", self._prometheus)
         r.add_get("/healthz", self._healthz)
         r.add_get("/readyz", self._readyz)
