@@ -210,9 +210,12 @@ def test_dashboard_counts_chart_flags_and_server_box(scene: Scene, page: Any) ->
     flagged = page.locator("#flags tr", has_text="backlog")
     flagged.get_by_text("no workers").wait_for()
     # The queue description stays on one line however long it is.
-    box = page.locator("#facts div.wide dd")
-    line = page.locator("#facts dt").first.bounding_box()
-    assert box.bounding_box()["height"] <= line["height"] * 1.5
+    page.locator("#facts div.wide dd").wait_for()
+    heights = page.evaluate(
+        "() => [document.querySelector('#facts div.wide dd').getBoundingClientRect().height,"
+        " document.querySelector('#facts dt').getBoundingClientRect().height]"
+    )
+    assert heights[0] <= heights[1] * 1.5, heights
 
 
 def test_busy_page_shows_what_each_worker_runs(scene: Scene, page: Any) -> None:
@@ -378,6 +381,10 @@ def test_cancel_selected_and_all_matching(scene: Scene, page: Any, size: str) ->
     page.get_by_role("button", name="Cancel the selected jobs").click()
     toast(page, "Cancel selected: 2 jobs touched")
     page.locator(".range", has_text="1–3 of 3").wait_for()
+    page.get_by_role("checkbox", name="select all on this page").check()
+    for handle in handles[2:]:
+        assert page.get_by_role("checkbox", name="select " + handle).is_checked()
+    page.get_by_role("checkbox", name="select all on this page").uncheck()
     page.get_by_role("button", name="Cancel all jobs matching the filter").click()
     toast(page, "Cancel all 3 matching: 3 jobs touched")
     page.get_by_text("no queued jobs match the filter").wait_for()

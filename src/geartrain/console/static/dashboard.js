@@ -35,13 +35,13 @@ export function dashboard(view) {
     update: async () => {
       if (!lastStatus) showStatus(await get("/api/status")); // before the first tick
       const list = await api.functions();
-      const flagged = list.filter((f) => f.flags.length);
+      const flagged = list.filter((f) => f.flags.length || f.paused);
       $("flags").replaceChildren(flagged.length ? table([
         ["function", (f) => el("a", { href: "#/jobs/queued?function=" + enc(f.function) }, f.function)],
-        ["flags", (f) => el("span", {}, ...f.flags.map((x) => tag(FLAG_TEXT[x] || x, "warn")))],
+        ["flags", (f) => el("span", {}, ...[...(f.paused ? ["paused"] : []), ...f.flags].map((x) => tag(FLAG_TEXT[x] || x, "warn")))],
         ["queued", (f) => count(f.queued.total), "num"], ["workers", (f) => count(f.workers), "num"],
         ["oldest", (f) => ago(f.oldest_age), "num"],
-      ], flagged, "", "flags") : el("p", { className: "muted" }, "Every function with jobs has a worker, and no job has waited long."));
+      ], flagged, "", "flags") : el("p", { className: "muted" }, "Every function with jobs has a worker, no job has waited long, none is paused."));
     },
   };
 }

@@ -79,15 +79,14 @@ export function jobsPage(state, query) {
     box.addEventListener("change", () => (box.checked ? selected.add(j.handle) : selected.delete(j.handle)));
     return box;
   };
-  const all = () => {
-    const box = el("input", { type: "checkbox", ariaLabel: "select all on this page", className: "all" });
-    box.addEventListener("change", () => {
-      for (const b of holder.querySelectorAll("tbody input[type=checkbox]")) { b.checked = box.checked; b.dispatchEvent(new Event("change")); }
-    });
-    return box;
-  };
+  // In the toolbar, not the table's head, so that phones (cards, no head) have it too.
+  const all = el("input", { type: "checkbox", ariaLabel: "select all on this page" });
+  all.addEventListener("change", () => {
+    for (const b of holder.querySelectorAll("tbody input[type=checkbox]")) { b.checked = all.checked; b.dispatchEvent(new Event("change")); }
+  });
+  const pickAll = el("label", { className: "pick-all" }, all, "all on this page");
   const columns = [
-    [all(), checkbox, "pick"],
+    ["", checkbox, "pick"],
     ["handle", (j) => el("a", { href: "#/job/" + enc(j.handle) }, j.handle)],
     ["function", (j) => j.function], ["priority", (j) => j.priority, "opt"],
     [spec.time[0], spec.time[1]],
@@ -105,7 +104,7 @@ export function jobsPage(state, query) {
       // A refresh replaces the rows: the keyboard's place is kept by the control's name.
       const card = holder.parentElement, active = document.activeElement;
       const focused = active && card.contains(active) && !form.contains(active) ? active.getAttribute("aria-label") : null;
-      bar.replaceChildren(pager(reply.total, offset, limit, toPage, reply.exact), bulkButtons(reply.total));
+      bar.replaceChildren(el("span", { className: "pager-pick" }, pickAll, pager(reply.total, offset, limit, toPage, reply.exact)), bulkButtons(reply.total));
       holder.replaceChildren(table(columns, reply.items, `no ${state} jobs` + (Object.values(filter).some(Boolean) ? " match the filter" : ""), "jobs"));
       if (focused) card.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
     },
