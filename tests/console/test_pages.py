@@ -176,7 +176,7 @@ def toast(page: Any, pattern: str) -> str:
 def open_page(page: Any, scene: Scene, where: str) -> None:
     page.goto(scene.url + where)
     page.locator("main h1").wait_for()
-    page.wait_for_function("() => !document.querySelector('main').classList.contains('stale')")
+    page.wait_for_function("() => document.querySelector('main').dataset.drawn === '1'")
 
 
 def test_every_page_fits_and_is_shot(scene: Scene, page: Any, size: str, shots: Path) -> None:

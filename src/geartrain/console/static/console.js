@@ -29,6 +29,7 @@ function route() {
   }
   const view = $("view");
   view.replaceChildren();
+  delete view.dataset.drawn;
   const make = {
     dashboard, busy, functions: functionsPage, jobs: () => jobsPage(arg || "queued", query),
     job: () => jobPage(arg), function: () => functionPage(arg), schedules, audit, cluster,
@@ -45,6 +46,7 @@ async function refresh() {
   try {
     await current.update();
     $("view").classList.remove("stale");
+    if (current === page) $("view").dataset.drawn = "1"; // the page has its data (tests, benchmarks)
   } catch (error) {
     if (current === page) {
       $("view").classList.add("stale");
