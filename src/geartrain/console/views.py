@@ -346,7 +346,7 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
             "processed": stats.completed,
             "failed": stats.failed + stats.exceptions + stats.timed_out + stats.dropped,
             # Waiting retries are scheduled jobs: look at those, not at every job.
-            "retries": sum(1 for j in core.queues.scheduled() if j.failures)
+            "retries": sum(1 for j in core.queues.waiting() if j.failures)
             if counts["scheduled"]
             else 0,
             "dead": sum(core.failed.counts().values()),  # the cluster's in cluster mode

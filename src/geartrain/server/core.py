@@ -758,6 +758,8 @@ class JobServer:
             return False
         log.info("Retrying job %s now on request", handle.decode(errors="replace"))
         self.queues.now(job)
+        if self.keeper.retry(job):  # the store keeps it due now, as after a failed attempt
+            self._remove(job)
         return True
 
     def drop_function(self, name: bytes) -> Dropped:
