@@ -180,6 +180,7 @@ def test_detail_binary_payloads_and_json_errors(console: Console) -> None:
         status, headers, body = console.request(method, path, headers={"X-Geartrain-Console": "1"})
         assert status == code and headers["Content-Type"].startswith("application/json"), path
         assert json.loads(body)["error"]
+    assert console.request("GET", "/api/nothing")[2] == b'{"error": "no such API: /api/nothing"}'
 
 
 async def _submit_binary(address: str) -> None:

@@ -104,7 +104,7 @@ class Console:
             return await handler(request)
         except web.HTTPException as error:
             if request.path.startswith("/api/") and error.status in (404, 405):
-                raise json_error(error) from None
+                raise json_error(error, request) from None
             raise
         except Exception:  # a bug here must not cost the job server anything
             log.exception("console request %s %s failed", request.method, request.path)
