@@ -273,15 +273,24 @@ async def test_retry_now_failed_bulk_actions_and_audit(
     assert console.get("/api/audit?offset=5&limit=1")["items"][0]["target"] == handle
 
 
-def test_audit_names_the_token_holder(start_console: Callable[..., Console]) -> None:
+async def test_audit_names_the_token_holder_and_admin_peers(
+    start_console: Callable[..., Console],
+) -> None:
     console = start_console("--http-token", "s3cret")
     body = {"action": "cancel", "handles": ["H:none:1"]}
-    assert console.act("/api/jobs/bulk", body, Authorization="Bearer s3cret") == (
-        200,
-        {"touched": 0},
+    reply = await asyncio.to_thread(
+        console.act, "/api/jobs/bulk", body, Authorization="Bearer s3cret"
     )
-    (entry,) = console.get("/api/audit")["items"]
-    assert (entry["who"], entry["action"], entry["touched"]) == ("token@127.0.0.1", "cancel", 0)
+    assert reply == (200, {"touched": 0})
+    async with Admin(console.server.address) as admin:
+        assert not await admin.cancel_job("H:none:2")
+    newest, first = console.get("/api/audit")["items"]
+    assert (first["who"], first["action"], first["touched"]) == ("token@127.0.0.1", "cancel", 0)
+    assert (newest["who"], newest["action"], newest["target"]) == (
+        "127.0.0.1",
+        "cancel (admin)",
+        "H:none:2",
+    )
 
 
 def test_schedules_listed_with_next_firing(

@@ -216,15 +216,25 @@ class AdminCommands:
         if len(words) != 3 or words[1].lower() != b"job":
             return ERR_INTERNAL
         if self.shared is not None:
-            return self._cancel_shared(self.shared, words[2])
-        return OK if self.server.cancel(words[2]) else ERR_UNKNOWN_JOB
+            return self._cancel_shared(peer, self.shared, words[2])
+        done = self.server.cancel(words[2])
+        self._audit(peer, "cancel", words[2], int(done))
+        return OK if done else ERR_UNKNOWN_JOB
 
-    @staticmethod
-    async def _cancel_shared(shared: SharedAdmin, handle: bytes) -> bytes:
+    async def _cancel_shared(self, peer: Peer, shared: SharedAdmin, handle: bytes) -> bytes:
         done = await shared.cancel(handle)
+        self._audit(peer, "cancel", handle, int(bool(done)))
         if done is None:
             return ERR_UNKNOWN_JOB
         return OK if done else ERR_CLAIMED
+
+    def _audit(self, peer: Peer, action: str, target: bytes | str, touched: int) -> None:
+        """An operator's action, in the audit list with the console's."""
+        if isinstance(target, bytes):
+            target = target.decode(errors="replace")
+        self.server.audit.record(
+            who(peer.identity, peer.host), f"{action} (admin)", target, touched
+        )
 
     def show(self, peer: Peer, words: list[bytes]) -> Answer:
         if len(words) < 2:
@@ -269,9 +279,7 @@ class AdminCommands:
         else:
             done = await (failed.retry(handle) if retry else failed.delete(handle))
             count, target = int(done), handle.decode(errors="replace")
-        self.server.audit.record(
-            who(peer.identity, peer.host), f"{action.decode()} (admin)", target, count
-        )
+        self._audit(peer, action.decode(), target, count)
         if handle is None:
             return b"OK %d\n" % count
         return OK if count else ERR_UNKNOWN_JOB
