@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,3 +147,27 @@ async def test_a_pause_outlives_a_restart_on_sqlite(
     server.restart()
     async with Admin(server.address) as admin:
         assert await admin.paused() == []
+
+
+def admin_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    argv = [sys.executable, "-m", "geartrain", "admin", *args]
+    return subprocess.run(argv, capture_output=True, timeout=30, check=False)
+
+
+def test_the_admin_command_line(geartrain: ServerProc) -> None:
+    port = str(geartrain.port)
+    done = admin_cli("-p", port, "--pause", "email", "--show-paused")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"OK\nemail\n.\n", b"")
+    done = admin_cli("-p", port, "--resume", "email", "--show-paused")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"OK\n.\n", b"")
+    # geartrain's options are never abbreviated (gearadmin's abbreviations keep their meaning).
+    done = admin_cli("-p", port, "--paus", "email")
+    assert done.returncode == 1 and b"unrecognised option '--paus'" in done.stdout
+    done = admin_cli("--help")
+    assert all(o in done.stdout for o in (b"--pause arg", b"--resume arg", b"--show-paused"))
+
+
+def test_the_admin_command_line_against_gearmand(gearmand: ServerProc) -> None:
+    done = admin_cli("-p", str(gearmand.port), "--strict", "--pause", "email")
+    assert done.returncode == 1
+    assert done.stderr.startswith(b"Error: UNKNOWN_COMMAND")
