@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from geartrain import Admin, Client, FunctionStatus, ServerError, Worker, WorkerJob
+from geartrain import Admin, Client, FunctionStatus, ServerError, Worker, WorkerJob, sync
 from gt_helpers import registered, wait_for, working
 from serverproc import ServerProc
 from wire import admin_command
@@ -171,3 +171,12 @@ def test_the_admin_command_line_against_gearmand(gearmand: ServerProc) -> None:
     done = admin_cli("-p", str(gearmand.port), "--strict", "--pause", "email")
     assert done.returncode == 1
     assert done.stderr.startswith(b"Error: UNKNOWN_COMMAND")
+
+
+def test_the_blocking_admin(geartrain: ServerProc) -> None:
+    with sync.Admin(geartrain.address) as admin:
+        admin.pause("b")
+        admin.pause("a")
+        assert admin.paused() == ["a", "b"]
+        admin.resume("b")
+        assert admin.paused() == ["a"]
