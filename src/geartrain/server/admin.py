@@ -22,7 +22,7 @@ from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
 
-__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing", "who"]
+__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing"]
 
 Answer = bytes | Awaitable[bytes]
 """An admin reply: now, or once a store has answered (sent in request order)."""
@@ -73,7 +73,7 @@ def _plussed(text: str) -> bytes:
     return line.replace(" ", "+").encode(errors="replace")
 
 
-def who(peer: Peer, identified: bool) -> str:
+def _who(peer: Peer, identified: bool) -> str:
     """Who asked, for the log: the peer's identity under access rules, and its address."""
     return f"{peer.identity} at {peer.host}" if identified else peer.host
 
@@ -285,7 +285,7 @@ class AdminCommands:
         if len(words) != 2 or not words[1]:
             return _args_error(words[0])
         paused = words[0].lower() == b"pause"
-        return self._set_paused(words[1], paused, who(peer, self.server.access is not None))
+        return self._set_paused(words[1], paused, _who(peer, self.server.access is not None))
 
     async def _set_paused(self, name: bytes, paused: bool, by: str) -> bytes:
         try:
