@@ -55,6 +55,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
+    503: web.HTTPServiceUnavailable,
 }
 
 
@@ -164,6 +165,8 @@ class Api:
         r.add_post("/api/jobs/{handle}/retry", self._retry)
         r.add_post("/api/jobs/{handle}/delete", self._delete)
         r.add_post("/api/functions/{function}/drop", self._drop)
+        r.add_post("/api/functions/{function}/pause", self._pause(paused=True))
+        r.add_post("/api/functions/{function}/resume", self._pause(paused=False))
         r.add_post("/api/failed/retry", self._failed_all(retry=True))
         r.add_post("/api/failed/delete", self._failed_all(retry=False))
         r.add_post("/api/failed/{handle}/retry", self._failed_one(retry=True))
@@ -446,6 +449,20 @@ class Api:
         if dropped == "busy":
             raise _error(409, "the function has jobs or workers")
         return _reply({"dropped": text(name)})
+
+    def _pause(self, paused: bool) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            name = request.match_info["function"].encode()
+            if not name:
+                raise _error(400, "function is empty")
+            try:
+                changed = await self.core.set_paused(name, paused, who(request))
+            except Exception as error:  # each store has its own errors; all mean the same here
+                done = "paused" if paused else "resumed"
+                raise _error(503, f"{done} here, but not saved: {error}") from None
+            return _reply({"function": text(name), "paused": paused, "changed": changed})
+
+        return handler
 
     def _failed_one(self, retry: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:
