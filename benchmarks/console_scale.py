@@ -211,6 +211,14 @@ def main() -> None:
             f"open console tab for {elapsed:.0f} s: server CPU {used:.2f} s "
             f"= {100 * used / elapsed:.2f}% of a CPU (target under 2%)"
         )
+        body = json.dumps({"action": "cancel", "filter": {"function": "fn9"}}).encode()
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", console, timeout=600)
+        conn.request("POST", "/api/jobs/bulk", body, {"X-Geartrain-Console": "1"})
+        touched = json.loads(conn.getresponse().read())["touched"]
+        conn.close()
+        seconds = time.perf_counter() - started
+        print(f"bulk cancel of a function's {touched:,} jobs: {seconds:.2f} s")
     finally:
         server.stop()
 

@@ -119,6 +119,14 @@ async def test_paging_totals_filters_and_flags(console: Console) -> None:
     flags = {f["function"]: f["flags"] for f in console.get("/api/status")["flags"]}
     assert flags == {"email": ["no_workers"], "video": ["no_workers"], "report": ["no_workers"]}
 
+    # A paused function's backlog waits on purpose: no flag; the pause is in the audit list.
+    assert console.act("/api/functions/report/pause")[0] == 200
+    report = {f["function"]: f for f in console.get("/api/functions")}["report"]
+    assert report["paused"] is True and report["flags"] == []
+    assert "report" not in {f["function"] for f in console.get("/api/status")["flags"]}
+    (entry,) = console.get("/api/audit")["items"]
+    assert (entry["action"], entry["target"], entry["touched"]) == ("pause", "report", 10)
+
 
 async def test_running_jobs_and_rates_with_real_workers(console: Console, php_worker: Path) -> None:
     address = console.server.address
@@ -180,6 +188,7 @@ def test_detail_binary_payloads_and_json_errors(console: Console) -> None:
         status, headers, body = console.request(method, path, headers={"X-Geartrain-Console": "1"})
         assert status == code and headers["Content-Type"].startswith("application/json"), path
         assert json.loads(body)["error"]
+    assert console.request("GET", "/api/nothing")[2] == b'{"error": "no such API: /api/nothing"}'
 
 
 async def _submit_binary(address: str) -> None:
@@ -261,26 +270,40 @@ async def test_retry_now_failed_bulk_actions_and_audit(
     assert entries[:6] == [
         ("delete", 1),
         ("cancel", 7),
-        ("retry (admin)", 3),
+        ("retry", 3),
         ("delete", 2),
         ("retry", 5),
         ("retry", 1),
     ]
     assert audit["total"] == 6
-    assert {e["who"] for e in audit["items"]} == {"127.0.0.1"}
+    assert [e["who"] for e in audit["items"]][1:3] == ["127.0.0.1 (console)", "127.0.0.1 (admin)"]
+    assert {e["who"] for e in audit["items"]} == {"127.0.0.1 (console)", "127.0.0.1 (admin)"}
     assert audit["items"][1]["target"] == 'all matching {"function": "idle", "priority": "low"}'
     assert console.get("/api/audit?offset=5&limit=1")["items"][0]["target"] == handle
 
 
-def test_audit_names_the_token_holder(start_console: Callable[..., Console]) -> None:
+async def test_audit_names_the_token_holder_and_admin_peers(
+    start_console: Callable[..., Console],
+) -> None:
     console = start_console("--http-token", "s3cret")
     body = {"action": "cancel", "handles": ["H:none:1"]}
-    assert console.act("/api/jobs/bulk", body, Authorization="Bearer s3cret") == (
-        200,
-        {"touched": 0},
+    reply = await asyncio.to_thread(
+        console.act, "/api/jobs/bulk", body, Authorization="Bearer s3cret"
     )
-    (entry,) = console.get("/api/audit")["items"]
-    assert (entry["who"], entry["action"], entry["touched"]) == ("token@127.0.0.1", "cancel", 0)
+    assert reply == (200, {"touched": 0})
+    async with Admin(console.server.address) as admin:
+        assert not await admin.cancel_job("H:none:2")
+    newest, first = console.get("/api/audit")["items"]
+    assert (first["who"], first["action"], first["touched"]) == (
+        "127.0.0.1 (console with the token)",
+        "cancel",
+        0,
+    )
+    assert (newest["who"], newest["action"], newest["target"]) == (
+        "127.0.0.1 (admin)",
+        "cancel",
+        "H:none:2",
+    )
 
 
 def test_schedules_listed_with_next_firing(

@@ -7,7 +7,7 @@ from geartrain.protocol import PacketType
 from geartrain.server.audit import Audit
 from geartrain.server.model import JobState
 
-from .harness import Clock, Conn
+from .harness import Clock, Conn, ListKeeper
 from .test_failures import NOW, RETRY_ALL, SCHEDULE, at, configured, run_and
 
 T = PacketType
@@ -62,3 +62,23 @@ def test_audit_keeps_the_newest_entries(clock: Clock) -> None:
     assert audit.newest(5, 10) == []
     (entry,) = audit.newest(0, 1)
     assert (entry.at, entry.who, entry.action, entry.touched) == (clock.now, "ops", "retry", 4)
+
+
+def test_retry_now_is_written_to_the_store_due_now(clock: Clock) -> None:
+    server = configured(clock, RETRY_ALL)
+    keeper = server.keeper = ListKeeper()
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"flaky")
+    client.send(T.SUBMIT_JOB_BG, b"flaky", b"u1", b"payload")
+    (job,) = keeper.added
+    server.stored(job)
+    handle = job.handle
+    run_and(worker, T.WORK_FAIL)
+    waiting_id = job.store_id
+    assert keeper.added == [job, job] and job.when == clock.now + 10
+    assert server.retry_now(handle)
+    # Written anew with no due time (a restart finds it due), the waiting copy deleted.
+    assert keeper.added == [job, job, job] and job.when == 0.0
+    assert keeper.done_ids[-1] == waiting_id and job.store_id != waiting_id
+    server.stored(job)
+    assert run_and(worker, T.WORK_COMPLETE) == handle

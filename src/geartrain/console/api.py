@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,6 +40,8 @@ MAX_LIMIT = 1000
 PAGE = 50
 MAX_PAGE = 500
 ACTIONS = ("retry", "delete", "cancel")
+BULK_TURN = 1000
+"""Jobs a bulk action touches between two turns of the event loop."""
 JOB_ACTION_RIGHTS = {"retry": ("failed",), "delete": ("failed", "cancel"), "cancel": ("cancel",)}
 """The admin rights of the access rules each job action needs (deleting a waiting
 job cancels it)."""
@@ -52,16 +55,19 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
+    503: web.HTTPServiceUnavailable,
 }
 
 
-def json_error(error: web.HTTPException) -> web.HTTPException:
+def json_error(error: web.HTTPException, request: web.Request) -> web.HTTPException:
     """The router's own answer (no such path, a wrong method) as JSON, like the API's."""
     if error.content_type == "application/json":
         return error
-    message = "no such API" if error.status == 404 else (error.text or error.reason).strip()
-    json_text = json.dumps({"error": f"{message}: {error.status}"})
-    error.text = json_text
+    if error.status == 404:
+        message = f"no such API: {request.path}"
+    else:
+        message = f"{request.method} is not allowed on {request.path}"
+    error.text = json.dumps({"error": message})
     error.content_type = "application/json"
     return error
 
@@ -159,6 +165,8 @@ class Api:
         r.add_post("/api/jobs/{handle}/retry", self._retry)
         r.add_post("/api/jobs/{handle}/delete", self._delete)
         r.add_post("/api/functions/{function}/drop", self._drop)
+        r.add_post("/api/functions/{function}/pause", self._pause(paused=True))
+        r.add_post("/api/functions/{function}/resume", self._pause(paused=False))
         r.add_post("/api/failed/retry", self._failed_all(retry=True))
         r.add_post("/api/failed/delete", self._failed_all(retry=False))
         r.add_post("/api/failed/{handle}/retry", self._failed_one(retry=True))
@@ -338,10 +346,12 @@ class Api:
         failed = self.core.failed
         if action == "retry":
             return self.core.retry_now(handle) or await failed.retry(handle)
+        if await failed.delete(handle):
+            return True
         job = self.core.jobs.get(handle)
-        if job is not None and job.worker is None:  # deleting a waiting job cancels it
-            return bool(await self._cancel_one(handle))
-        return await failed.delete(handle)
+        if job is not None and job.worker is not None:
+            return False  # running: deleting it would cancel its worker's attempt
+        return bool(await self._cancel_one(handle))  # deleting a waiting job cancels it
 
     def _audit_entry(self, request: web.Request, action: str, target: str, touched: int) -> None:
         self.core.audit.record(who(request), action, target, touched)
@@ -411,8 +421,10 @@ class Api:
                 targets = [j.handle for j in Scan(self.core, flt)]
             described = "all matching " + json.dumps(query, sort_keys=True)
         touched = 0
-        for handle in targets:
+        for i, handle in enumerate(targets, 1):
             touched += await self._act(action, handle)
+            if not i % BULK_TURN:
+                await asyncio.sleep(0)  # a large action lets the job port take its turns
         self._audit_entry(request, action, described, touched)
         return _reply({"touched": touched})
 
@@ -437,6 +449,20 @@ class Api:
         if dropped == "busy":
             raise _error(409, "the function has jobs or workers")
         return _reply({"dropped": text(name)})
+
+    def _pause(self, paused: bool) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            name = request.match_info["function"].encode()
+            if not name:
+                raise _error(400, "function is empty")
+            try:
+                changed = await self.core.set_paused(name, paused, who(request))
+            except Exception as error:  # each store has its own errors; all mean the same here
+                done = "paused" if paused else "resumed"
+                raise _error(503, f"{done} here, but not saved: {error}") from None
+            return _reply({"function": text(name), "paused": paused, "changed": changed})
+
+        return handler
 
     def _failed_one(self, retry: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
-from ..server.access import ANONYMOUS
+from ..server.audit import who
 from ..server.core import JobServer
 from ..server.network import is_loopback
 from ..server.ports import Observers
@@ -107,7 +107,7 @@ class Console:
             return await handler(request)
         except web.HTTPException as error:
             if request.path.startswith("/api/") and error.status in (404, 405):
-                raise json_error(error) from None
+                raise json_error(error, request) from None
             raise
         except Exception:  # a bug here must not cost the job server anything
             log.exception("console request %s %s failed", request.method, request.path)
@@ -140,14 +140,13 @@ class Console:
             check_admin(self.core, request, action)
 
     def _who(self, request: web.Request) -> str:
-        """Who acts, for the audit list: the access rules' identity of the address,
-        else the token's holder at the address, else the address."""
+        """Who acts, for the audit list and the log: the access rules' identity of
+        the address, the address, and whether the token was shown."""
         remote = request.remote or "-"
         access = self.core.access
-        identity = access.identify(remote, ()) if access is not None else ANONYMOUS
-        if identity != ANONYMOUS:
-            return identity
-        return f"token@{remote}" if self.token is not None else remote
+        identity = access.identify(remote, ()) if access is not None else None
+        via = "console with the token" if self.token is not None else "console"
+        return who(identity, remote, via)
 
     def _check_token(self, request: web.Request, what: str, challenge: str) -> None:
         """The token as ``Bearer TOKEN``, or as the password of Basic credentials."""
@@ -261,6 +260,8 @@ def _admin_actions(path: str) -> tuple[str, ...]:
         return ("cancel",)
     if path.endswith("/drop"):
         return ("drop",)
+    if path.endswith(("/pause", "/resume")):
+        return ("pause",)
     if path.startswith("/api/jobs/") and path != "/api/jobs/bulk":
         return JOB_ACTION_RIGHTS.get(path.rsplit("/", 1)[-1], ())
     return ()

@@ -172,9 +172,8 @@ def live_jobs(core: JobServer, flt: JobFilter) -> Iterator[Job]:
         )
     else:
         retrying = flt.state == "retrying"
-        found = [j for j in core.queues.scheduled() if bool(j.failures) is retrying]
-        if order != "due":
-            found.sort(key=_created, reverse=order == "-age")
+        found = [j for j in core.queues.waiting() if bool(j.failures) is retrying]
+        found.sort(key=_due if order == "due" else _created, reverse=order == "-age")
     for job in found:
         if flt.matches(job.function.name, job.priority, job.unique, job.data):
             yield job

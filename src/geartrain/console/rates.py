@@ -11,6 +11,7 @@ and a minute costs a few dozen numbers at most.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,23 +23,29 @@ __all__ = ["MINUTES", "Rates"]
 
 MINUTES = 60
 MAX_FUNCTIONS = 1000
-_ATTEMPTS = frozenset(("completed", "failed", "exception", "timed_out", "worker_lost"))
-_FAILED = frozenset(("failed", "exception", "timed_out", "worker_lost"))
-_RETRIED = frozenset(("retried", "requeued"))
+_KINDS = {
+    "completed": 0,
+    "failed": 1,
+    "exception": 1,
+    "timed_out": 1,
+    "worker_lost": 1,
+    "retried": 2,
+    "requeued": 2,
+}
+"""Which count an event adds to: processed, failed (an attempt that failed), retried."""
 _SMALLEST = 0.001  # seconds: the first bucket's top
 _GROWTH = 1.25
-_LOG_GROWTH = math.log(_GROWTH)
+_TOPS = tuple(_SMALLEST * _GROWTH**i for i in range(96))
+"""Each time bucket's top: 1 ms growing by a quarter, to a few days; beyond, the last."""
 PERCENTILES = (50, 90, 99)
 
 
 def _bucket(seconds: float) -> int:
-    if seconds <= _SMALLEST:
-        return 0
-    return math.ceil(math.log(seconds / _SMALLEST) / _LOG_GROWTH)
+    return min(bisect_left(_TOPS, seconds), len(_TOPS) - 1)
 
 
 def _top(index: int) -> float:
-    return _SMALLEST * _GROWTH**index
+    return _TOPS[index]
 
 
 def percentiles(counts: dict[int, int]) -> dict[str, float | None]:
@@ -88,24 +95,31 @@ class Rates:
         self.functions: OrderedDict[bytes, deque[_Minute]] = OrderedDict()
 
     def event(self, job: Job, kind: str) -> None:
-        if kind not in _ATTEMPTS and kind not in _RETRIED:
+        count = _KINDS.get(kind)
+        if count is None:
             return
         now = self.clock()
-        minute = self._minute(job.function.name, int(now // 60))
-        if kind in _RETRIED:
+        this = int(now // 60)
+        series = self.functions.get(job.function.name)
+        if series is not None and series[-1].minute == this:
+            minute = series[-1]
+        else:
+            minute = self._minute(job.function.name, this)
+        if count == 2:
             minute.retried += 1
             return
-        if kind in _FAILED:
+        if count:
             minute.failed += 1
         else:
             minute.processed += 1
         if job.started_at:
-            wait = _bucket(max(0.0, job.started_at - job.created_at))
-            run = _bucket(max(0.0, now - job.started_at))
+            wait = _bucket(job.started_at - job.created_at)
+            run = _bucket(now - job.started_at)
             minute.wait[wait] = minute.wait.get(wait, 0) + 1
             minute.run[run] = minute.run.get(run, 0) + 1
 
     def _minute(self, name: bytes, now: int) -> _Minute:
+        """A new minute's bucket (the order of functions is that of their latest new minute)."""
         functions = self.functions
         series = functions.get(name)
         if series is None:
@@ -114,8 +128,7 @@ class Rates:
             series = functions[name] = deque(maxlen=MINUTES)
         else:
             functions.move_to_end(name)
-        if not series or series[-1].minute != now:
-            series.append(_Minute(now))
+        series.append(_Minute(now))
         return series[-1]
 
     def hour(self, name: bytes) -> list[dict[str, Any]]:

@@ -206,8 +206,11 @@ STALE_AFTER = ServerConfig.console_stale_after
 
 
 def function_flags(f: Function, oldest: float, now: float, stale_after: float) -> list[str]:
-    """Why a function needs a look: queued jobs and no worker; a job waiting too long."""
-    flags = []
+    """Why a function needs a look: queued jobs and no worker; a job waiting too long.
+    A paused function's jobs wait on purpose: it has no flag."""
+    flags: list[str] = []
+    if f.paused:
+        return flags
     if f.has_queued() and not f.workers:
         flags.append("no_workers")
     if oldest and now - oldest > stale_after:
@@ -235,7 +238,7 @@ def function_views(
                 "scheduled": f.scheduled,
                 "running": f.running,
                 "workers": len(f.workers),
-                "paused": bool(getattr(f, "paused", False)),
+                "paused": f.paused,
                 "oldest_age": age,
                 "oldest_queued_seconds": age,
                 "max_queue": list(f.max_queue) if f.max_queue else None,
@@ -340,13 +343,14 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         "workers": workers,
         "busy_workers": sum(1 for p in core.peers if p.jobs),
         "functions": len(core.functions),
+        "paused": [text(name) for name in core.pauses.listed()],
         "jobs": len(core.jobs),
         "counts": counts
         | {
             "processed": stats.completed,
             "failed": stats.failed + stats.exceptions + stats.timed_out + stats.dropped,
             # Waiting retries are scheduled jobs: look at those, not at every job.
-            "retries": sum(1 for j in core.queues.scheduled() if j.failures)
+            "retries": sum(1 for j in core.queues.waiting() if j.failures)
             if counts["scheduled"]
             else 0,
             "dead": sum(core.failed.counts().values()),  # the cluster's in cluster mode

@@ -75,6 +75,12 @@ def _field(value: bytes) -> bytes:
 _FIELD_SAFE = bytes.maketrans(b"\t\r\n", b"   ")
 
 
+def _plussed(text: str) -> bytes:
+    """Free text as one word of an ERR line (gearmand writes spaces as ``+``)."""
+    line = " ".join(text.split())[:200]
+    return line.replace(" ", "+").encode(errors="replace")
+
+
 def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
@@ -159,6 +165,9 @@ class AdminCommands:
             b"retry": self.failed_command,
             b"delete": self.failed_command,
             b"acl": AclCommands(server).line,
+            b"pause": self.pause,
+            b"resume": self.pause,
+            b"paused": self.paused,
         }
         if shared is not None:
             self.commands[b"cluster"] = lambda peer, words: shared.members()
@@ -216,15 +225,27 @@ class AdminCommands:
         if len(words) != 3 or words[1].lower() != b"job":
             return ERR_INTERNAL
         if self.shared is not None:
-            return self._cancel_shared(self.shared, words[2])
-        return OK if self.server.cancel(words[2]) else ERR_UNKNOWN_JOB
+            return self._cancel_shared(peer, self.shared, words[2])
+        done = self.server.cancel(words[2])
+        self._audit(peer, "cancel", words[2], int(done))
+        return OK if done else ERR_UNKNOWN_JOB
 
-    @staticmethod
-    async def _cancel_shared(shared: SharedAdmin, handle: bytes) -> bytes:
+    async def _cancel_shared(self, peer: Peer, shared: SharedAdmin, handle: bytes) -> bytes:
         done = await shared.cancel(handle)
+        self._audit(peer, "cancel", handle, int(bool(done)))
         if done is None:
             return ERR_UNKNOWN_JOB
         return OK if done else ERR_CLAIMED
+
+    def _who(self, peer: Peer) -> str:
+        identified = self.server.access is not None
+        return who(peer.identity if identified else None, peer.host, "admin")
+
+    def _audit(self, peer: Peer, action: str, target: bytes | str, touched: int) -> None:
+        """An operator's action, in the audit list with the console's."""
+        if isinstance(target, bytes):
+            target = target.decode(errors="replace")
+        self.server.audit.record(self._who(peer), action, target, touched)
 
     def show(self, peer: Peer, words: list[bytes]) -> Answer:
         if len(words) < 2:
@@ -269,9 +290,7 @@ class AdminCommands:
         else:
             done = await (failed.retry(handle) if retry else failed.delete(handle))
             count, target = int(done), handle.decode(errors="replace")
-        self.server.audit.record(
-            who(peer.identity, peer.host), f"{action.decode()} (admin)", target, count
-        )
+        self._audit(peer, action.decode(), target, count)
         if handle is None:
             return b"OK %d\n" % count
         return OK if count else ERR_UNKNOWN_JOB
@@ -301,6 +320,29 @@ class AdminCommands:
         if f is not None:  # gearmand answers OK for an unknown function too
             f.max_queue = None if not any(numbers) else (numbers[0], numbers[1], numbers[2])
         return OK
+
+    # -- paused functions (geartrain's own commands) ---------------------------
+
+    def pause(self, peer: Peer, words: list[bytes]) -> Answer:
+        """``pause FUNCTION`` and ``resume FUNCTION``: OK, also when it already was so."""
+        if len(words) != 2 or not words[1]:
+            return _args_error(words[0])
+        paused = words[0].lower() == b"pause"
+        return self._set_paused(words[1], paused, self._who(peer))
+
+    async def _set_paused(self, name: bytes, paused: bool, by: str) -> bytes:
+        try:
+            await self.server.set_paused(name, paused, by)
+        except Exception as error:  # each store has its own errors; all mean the same here
+            # The change holds in this server; only keeping it across a restart failed.
+            return b"ERR QUEUE_ERROR " + _plussed(f"not saved: {error}") + b"\r\n"
+        return OK
+
+    def paused(self, peer: Peer, words: list[bytes]) -> bytes:
+        """``paused``: the paused function names, then ``.``."""
+        if len(words) != 1:
+            return _args_error(words[0])
+        return b"".join(_shown(name) + b"\n" for name in self.server.pauses.listed()) + b".\n"
 
     def shutdown(self, peer: Peer, words: list[bytes]) -> bytes:
         # gearmand 1.1.15 removed this command; we keep it, but the protocol has no

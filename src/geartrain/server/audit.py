@@ -11,8 +11,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .access import ANONYMOUS
-
 __all__ = ["DEFAULT_SIZE", "Audit", "Entry", "who"]
 
 log = logging.getLogger("geartrain.server.audit")
@@ -20,9 +18,12 @@ log = logging.getLogger("geartrain.server.audit")
 DEFAULT_SIZE = 10_000
 
 
-def who(identity: str, address: str) -> str:
-    """Who acted: the access rules' or token's identity, else the address."""
-    return identity if identity and identity != ANONYMOUS else address
+def who(identity: str | None, address: str, via: str) -> str:
+    """Who acted, for the audit list and the log: the access rules' identity (None
+    without rules) at the address, and how it came ("console", "admin")."""
+    if identity is None:
+        return f"{address} ({via})"
+    return f"{identity} at {address} ({via})"
 
 
 class Entry(NamedTuple):
@@ -41,12 +42,16 @@ class Audit:
         self.clock = clock
         self.entries: deque[Entry] = deque(maxlen=size)
 
-    def record(self, who: str, action: str, target: str, touched: int) -> Entry:
+    def record(
+        self, who: str, action: str, target: str, touched: int, logged: bool = False
+    ) -> Entry:
         """Note an action: ``target`` names what it acted on (a handle, a function,
-        a filter), ``touched`` how many jobs it changed."""
+        a filter), ``touched`` how many jobs it changed; ``logged`` if the caller
+        has logged it already."""
         entry = Entry(self.clock(), who, action, target, touched)
         self.entries.append(entry)
-        log.info("Audit: %s %s %s (%d job(s))", who, action, target, touched)
+        if not logged:
+            log.info("Audit: %s %s %s (%d job(s))", who, action, target, touched)
         return entry
 
     def __len__(self) -> int:

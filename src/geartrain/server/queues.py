@@ -4,13 +4,14 @@ their time.
 Which job a grabbing worker gets is decided here (:meth:`Queues.take`):
 highest priority first across all the worker's functions (gearmand 2.0; 1.1
 looked at one function at a time), FIFO within a priority, the most recently
-registered function first (rotated with ``--round-robin``).
+registered function first (rotated with ``--round-robin``); a paused function's
+jobs wait (see :mod:`.pauses`).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .model import Function, Job, JobState, Peer
@@ -75,7 +76,7 @@ class Queues:
         queues[job.priority].append(job)
         f.queued[job.priority] += 1
         self.ready[f] = None
-        if f.sleepers:
+        if f.sleepers and not f.paused:
             self.wake(f)
 
     def withdraw(self, job: Job) -> None:
@@ -101,7 +102,7 @@ class Queues:
             best: Function | None = None
             best_rank = 0
             for f in pool:
-                if f.queued[priority]:
+                if f.queued[priority] and not f.paused:
                     entry = abilities.get(f)
                     if entry is not None and (best is None or entry[1] > best_rank):
                         best, best_rank = f, entry[1]
@@ -127,8 +128,8 @@ class Queues:
         """Whether a job is queued for one of the worker's functions."""
         abilities = peer.abilities
         if len(abilities) <= len(self.ready):
-            return any(f.has_queued() for f in abilities)
-        return any(f in abilities for f in self.ready)
+            return any(f.available() for f in abilities)
+        return any(f in abilities and not f.paused for f in self.ready)
 
     # -- epoch jobs ---------------------------------------------------------------
 
@@ -166,6 +167,12 @@ class Queues:
             for when, _seq, job in sorted(self._heap)
             if job.state is SCHEDULED and job.when == when
         ]
+
+    def waiting(self) -> Iterator[Job]:
+        """Epoch jobs still waiting, in no order (cheaper than :meth:`scheduled`)."""
+        return (
+            job for when, _seq, job in self._heap if job.state is SCHEDULED and job.when == when
+        )
 
     def now(self, job: Job) -> None:
         """A scheduled job (a waiting retry) is queued at once; its entry in the
