@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ..cron import sched_fields
 from ..protocol import PACKETS, REQ, RES, SUBMIT_KINDS, Packet, PacketType, Sender, frame, pack
+from . import retry_extension
 from .core import MAX_UNIQUE, JobServer
 from .model import NORMAL, JobState, Peer
 from .replies import (
@@ -22,7 +23,6 @@ from .replies import (
     ERR_NO_JOB_DATA,
     ERR_NO_JOB_EXCEPTION,
     ERR_NO_JOB_RESULT,
-    ERR_OPTION,
     MAX_NUMBER,
     c_atoi,
     c_strtol,
@@ -47,6 +47,7 @@ REQUESTS = frozenset(t for t, spec in PACKETS.items() if spec.sender in _PEERS)
 
 _ARGC = {t: len(spec.args) for t, spec in PACKETS.items()}
 RUNNING, PENDING = JobState.RUNNING, JobState.PENDING
+FIRST_EXTENSION = T.JOB_ATTEMPT  # types from here on are geartrain's, sent by the server only
 
 
 class Requests:
@@ -63,10 +64,16 @@ class Requests:
     def packet(self, peer: Peer, packet: Packet) -> None:
         """Handle one binary packet from ``peer``."""
         if packet.magic != REQ:
+            if packet.type >= FIRST_EXTENSION:
+                retry_extension.unknown_type(peer, packet.type)
+                return
             peer.send(ERR_MAGIC)
             return
         handler = self.handlers[packet.type]
         if handler is None:
+            if packet.type >= FIRST_EXTENSION:
+                retry_extension.unknown_type(peer, packet.type)
+                return
             peer.send(ERR_COMMAND)
             return
         args = packet.args
@@ -217,7 +224,7 @@ class Requests:
     def _h_option_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         option = args[0]
         if len(option) > MAX_OPTION or option.lower() != b"exceptions":
-            peer.send(ERR_OPTION)
+            peer.send(retry_extension.option(self.core.table, peer, option))
             return
         peer.exceptions = True
         peer.send(pack(RES, T.OPTION_RES, args))
