@@ -16,7 +16,12 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["OUTCOMES", "Retry"]
+__all__ = ["OPTION", "OUTCOMES", "Retry", "option", "read_option"]
+
+OPTION = b"retries"
+"""The OPTION_REQ that asks a server for the retries extension (gearmand answers
+ERROR UNKNOWN_OPTION): the server then tells a worker each job's attempt
+(JOB_ATTEMPT) and takes the options :func:`option` makes."""
 
 OUTCOMES = ("fail", "exception", "worker_lost", "timeout")
 """The ways an attempt can fail: WORK_FAIL, WORK_EXCEPTION, a worker that left or
@@ -113,3 +118,30 @@ class Retry:
             raise ValueError(
                 message if message.startswith("retry") else f"retry policy: {message}"
             ) from None
+
+
+def option(retry: Retry, function: bytes | None = None) -> bytes:
+    """The OPTION_REQ text that declares ``retry`` for the connection's next
+    submission (``retry POLICY``), or for a registered ``function``
+    (``retry-for POLICY FUNCTION``)."""
+    if function is None:
+        return b"retry " + retry.to_text()
+    return b"retry-for " + retry.to_text() + b" " + function
+
+
+def read_option(text: bytes) -> tuple[Retry, bytes | None] | None:
+    """What :func:`option` made: the policy and the function (None: the next
+    submission); None if ``text`` is no retry option.
+
+    Raises:
+        ValueError: a retry option with a bad policy or no function name.
+    """
+    word, _, rest = text.partition(b" ")
+    if word == b"retry":
+        return Retry.from_text(rest), None
+    if word != b"retry-for":
+        return None
+    policy, _, function = rest.partition(b" ")
+    if not function:
+        raise ValueError("retry-for: the function name is missing")
+    return Retry.from_text(policy), function

@@ -13,7 +13,8 @@ sent to it.  After it:
 - ``retry-for POLICY FUNCTION`` declares the policy of a function it has
   registered (the latest declaration stays with the function).
 
-POLICY is :meth:`geartrain.retry.Retry.to_text`'s text.  Each is answered
+POLICY is :meth:`geartrain.retry.Retry.to_text`'s text; :mod:`geartrain.retry`
+writes and reads these options for both sides.  Each is answered
 OPTION_RES with the option as sent, or ERROR INVALID_ARGUMENTS saying what is
 wrong.  Which policy a job gets is :meth:`.policies.Policies.for_job`'s rule.
 """
@@ -23,17 +24,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..protocol import RES, PacketType, pack
-from ..retry import Retry
+from ..retry import OPTION, read_option
 from .replies import ERR_OPTION, error_packet
 
 if TYPE_CHECKING:
     from .model import Job, Peer
     from .table import JobTable
 
-__all__ = ["OPTION", "attempt_packet", "option", "unknown_type"]
-
-OPTION = b"retries"
-"""The OPTION_REQ that turns the extension on for a connection."""
+__all__ = ["attempt_packet", "option", "unknown_type"]
 
 T = PacketType
 
@@ -45,25 +43,20 @@ def option(table: JobTable, peer: Peer, text: bytes) -> bytes:
         return pack(RES, T.OPTION_RES, (text,))
     if not peer.retry_extension:
         return ERR_OPTION
-    word, _, rest = text.partition(b" ")
-    if word == b"retry":
-        policy, _, name = rest, b"", b""
-    elif word == b"retry-for":
-        policy, _, name = rest.partition(b" ")
-        if not name:
-            return _invalid("retry-for: the function name is missing")
-    else:
-        return ERR_OPTION
     try:
-        retry = Retry.from_text(policy)
+        found = read_option(text)
     except ValueError as error:
-        return _invalid(str(error))
-    if word == b"retry":
+        return error_packet(b"INVALID_ARGUMENTS", str(error).encode())
+    if found is None:
+        return ERR_OPTION
+    retry, name = found
+    if name is None:
         peer.next_retry = retry
     else:
         f = table.functions.get(name)
         if f is None or f not in peer.abilities:
-            return _invalid("retry-for: register the function (CAN_DO) before its retry policy")
+            reason = b"retry-for: register the function (CAN_DO) before its retry policy"
+            return error_packet(b"INVALID_ARGUMENTS", reason)
         f.retry = retry
     return pack(RES, T.OPTION_RES, (text,))
 
@@ -79,7 +72,3 @@ def unknown_type(peer: Peer, ptype: int) -> None:
     the protocol does not know (as before the extension, and as gearmand closes)."""
     peer.send(error_packet(b"INVALID_COMMAND", f"Unknown packet type {ptype}".encode()))
     peer.close()
-
-
-def _invalid(reason: str) -> bytes:
-    return error_packet(b"INVALID_ARGUMENTS", reason.encode())
