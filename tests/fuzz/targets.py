@@ -104,6 +104,15 @@ REQUESTS = [
 ]
 
 
+OPTIONS = [
+    b"exceptions",
+    b"retries",
+    b"retry attempts=3;on=fail,exception,worker_lost,timeout;backoff=0;jitter=0",
+    b"retry-for attempts=2;backoff=1 f0",
+    b"retry attempts=0",
+]
+
+
 class _Keeper(InMemory):
     """Half the new jobs are stored at once (a log), half later (a transaction)."""
 
@@ -225,7 +234,9 @@ def _args_for(ptype: T, reader: _Reader, handles: list[bytes]) -> tuple[bytes, .
         return (handle,)
     if ptype in (T.GET_STATUS_UNIQUE,):
         return (reader.pick(UNIQUES),)
-    if ptype in (T.ECHO_REQ, T.OPTION_REQ):
+    if ptype == T.OPTION_REQ:  # the retries extension too: foreground retries, declarations
+        return (reader.pick([*OPTIONS, reader.blob()]),)
+    if ptype == T.ECHO_REQ:
         return (reader.blob(),)
     return ()
 
