@@ -44,17 +44,21 @@ def flaky_worker(address: str, fails: int = 2, **register: object) -> tuple[Work
 
 
 async def test_a_worker_declared_policy_gives_the_client_ok_after_3(
-    server: ServerProc | InProcess,
+    server: ServerProc | InProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     worker, seen = flaky_worker(str(server.address), retry=FAST)
-    async with working(worker), Client(server.address) as client:
-        if server.kind == "gearmand":
-            with pytest.raises(JobException, match="call 1 failed"):
-                await client.submit("flaky", b"x")
-            assert seen == [(None, None, None)]
-            return
-        assert await client.submit("flaky", b"x") == b"ok after 3"
+    with caplog.at_level(logging.INFO, "geartrain.worker"):
+        async with working(worker), Client(server.address) as client:
+            if server.kind == "gearmand":
+                with pytest.raises(JobException, match="call 1 failed"):
+                    await client.submit("flaky", b"x")
+                assert seen == [(None, None, None)]
+                assert "does not take retry policies from workers" in caplog.text
+                return
+            assert await client.submit("flaky", b"x") == b"ok after 3"
     assert seen == [(1, 3, 2), (2, 3, 1), (3, 3, 0)]
+    # The worker's line per job says which attempt it was.
+    assert "completed in" in caplog.text and ", attempt 3 of 3" in caplog.text
 
 
 async def test_a_submission_policy_gives_the_client_ok_after_3(

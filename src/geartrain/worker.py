@@ -124,7 +124,7 @@ class _Session:
             return  # run() registers every function again once the server has answered
         if not self.retries:
             log.warning(
-                "%s does not take retry policies from workers: %r runs by the server's own",
+                "%s does not take retry policies from workers: jobs of %r run without theirs",
                 self.conn.address,
                 fn.name,
             )
@@ -617,12 +617,14 @@ class Worker:
                 await self._execute(fn, job)
         finally:
             log.info(
-                "job %s (%s) %s in %.3fs, started %s",
+                "job %s (%s) %s in %.3fs, started %s%s",
                 job._name,
                 job.function,
                 job._outcome or "released unfinished",
                 time.monotonic() - start,
                 datetime.fromtimestamp(started).strftime("%H:%M:%S.%f")[:-3],
+                # Only where a policy retries: the line stays as it was otherwise.
+                f", attempt {job.attempt} of {job.attempts}" if (job.attempts or 0) > 1 else "",
             )
             self._job_done()
 
