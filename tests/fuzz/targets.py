@@ -104,8 +104,7 @@ REQUESTS = [
 ]
 
 
-OPTIONS = [
-    b"exceptions",
+RETRY_OPTIONS = [
     b"retries",
     b"retry attempts=3;on=fail,exception,worker_lost,timeout;backoff=0;jitter=0",
     b"retry-for attempts=2;backoff=1 f0",
@@ -215,6 +214,8 @@ def core_target(data: bytes) -> None:
 
 def _args_for(ptype: T, reader: _Reader, handles: list[bytes]) -> tuple[bytes, ...]:
     f = reader.pick(FUNCTIONS)
+    if ptype == T.OPTION_REQ and reader.byte() % 2:  # the retries extension's options
+        return (reader.pick(RETRY_OPTIONS),)
     if ptype in (T.CAN_DO, T.CANT_DO):
         return (f,)
     if ptype == T.CAN_DO_TIMEOUT:
@@ -234,9 +235,7 @@ def _args_for(ptype: T, reader: _Reader, handles: list[bytes]) -> tuple[bytes, .
         return (handle,)
     if ptype in (T.GET_STATUS_UNIQUE,):
         return (reader.pick(UNIQUES),)
-    if ptype == T.OPTION_REQ:  # the retries extension too: foreground retries, declarations
-        return (reader.pick([*OPTIONS, reader.blob()]),)
-    if ptype == T.ECHO_REQ:
+    if ptype in (T.ECHO_REQ, T.OPTION_REQ):
         return (reader.blob(),)
     return ()
 

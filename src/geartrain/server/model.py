@@ -188,6 +188,8 @@ class Peer:
         "sleeping",
         "noop_sent",
         "exceptions",
+        "retry_extension",
+        "next_retry",
         "jobs",
         "attached",
         "closed",
@@ -195,8 +197,6 @@ class Peer:
         "names",
         "identity",
         "held",
-        "retry_extension",
-        "next_retry",
     )
 
     def __init__(
@@ -220,6 +220,9 @@ class Peer:
         self.sleeping = False
         self.noop_sent = False
         self.exceptions = False
+        # It speaks the retries extension; the policy for its next submission.
+        self.retry_extension = False
+        self.next_retry: Retry | None = None
         self.jobs: set[Job] = set()  # jobs this worker is running
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False
@@ -230,9 +233,6 @@ class Peer:
         self.identity = "anonymous"
         # What waits behind an answer owed to this peer (reply_order), if any.
         self.held: HeldReplies | None = None
-        # It speaks the retries extension; the policy for its next submission.
-        self.retry_extension = False
-        self.next_retry: Retry | None = None
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""

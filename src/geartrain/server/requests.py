@@ -23,6 +23,7 @@ from .replies import (
     ERR_NO_JOB_DATA,
     ERR_NO_JOB_EXCEPTION,
     ERR_NO_JOB_RESULT,
+    ERR_OPTION,
     MAX_NUMBER,
     c_atoi,
     c_strtol,
@@ -224,10 +225,19 @@ class Requests:
     def _h_option_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         option = args[0]
         if len(option) > MAX_OPTION or option.lower() != b"exceptions":
-            peer.send(retry_extension.option(self.core.table, peer, option))
+            peer.send(ERR_OPTION)
             return
         peer.exceptions = True
         peer.send(pack(RES, T.OPTION_RES, args))
+
+    def _h_option(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        """OPTION_REQ: geartrain's retries extension first (see .retry_extension),
+        then the options above."""
+        reply = retry_extension.option(self.core.table, peer, args[0])
+        if reply is None:
+            self._h_option_req(peer, args)
+        else:
+            peer.send(reply)
 
     def _h_submit_job_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         when = c_strtol(args[2])
@@ -277,7 +287,7 @@ _HANDLER_NAMES: dict[int, str] = {
     T.GET_STATUS_UNIQUE: "_h_get_status_unique",
     T.ECHO_REQ: "_h_echo_req",
     T.SET_CLIENT_ID: "_h_set_client_id",
-    T.OPTION_REQ: "_h_option_req",
+    T.OPTION_REQ: "_h_option",
     T.SUBMIT_JOB_EPOCH: "_h_submit_job_epoch",
     T.SUBMIT_REDUCE_JOB: "_h_submit_reduce_job",
     T.SUBMIT_REDUCE_JOB_BACKGROUND: "_h_submit_reduce_job_background",

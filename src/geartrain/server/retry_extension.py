@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol import RES, PacketType, pack
 from ..retry import OPTION, read_option
-from .replies import ERR_OPTION, error_packet
+from .replies import error_packet
 
 if TYPE_CHECKING:
     from .model import Job, Peer
@@ -36,19 +36,20 @@ __all__ = ["attempt_packet", "option", "unknown_type"]
 T = PacketType
 
 
-def option(table: JobTable, peer: Peer, text: bytes) -> bytes:
-    """The answer to an OPTION_REQ other than ``exceptions``."""
+def option(table: JobTable, peer: Peer, text: bytes) -> bytes | None:
+    """The answer to an OPTION_REQ of the extension; None for any other option,
+    and for the extension's own before the peer asked for it (answered as before)."""
     if text == OPTION:
         peer.retry_extension = True
         return pack(RES, T.OPTION_RES, (text,))
     if not peer.retry_extension:
-        return ERR_OPTION
+        return None
     try:
         found = read_option(text)
     except ValueError as error:
         return error_packet(b"INVALID_ARGUMENTS", str(error).encode())
     if found is None:
-        return ERR_OPTION
+        return None
     retry, name = found
     if name is None:
         peer.next_retry = retry
