@@ -16,7 +16,7 @@ import pytest
 
 from geartrain import Client, JobException, JobFailed, Retry, Worker, WorkerJob, sync
 from geartrain.embedded import EmbeddedServer
-from gt_helpers import wait_for, working
+from gt_helpers import registered, wait_for, working
 from serverproc import InProcess, ServerProc
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.in_process]
@@ -80,6 +80,26 @@ async def test_a_submission_policy_gives_the_client_ok_after_3(
         with pytest.raises(JobException, match="call 1 failed"):
             await client.submit("flaky", b"y")
     assert seen == [(1, 1, 0)]
+
+
+async def test_a_function_registered_while_the_worker_runs_declares_its_policy(
+    gearman_server: EmbeddedServer,
+) -> None:
+    worker = Worker(gearman_server.address)
+    calls: list[int | None] = []
+
+    def late(job: WorkerJob) -> str:
+        calls.append(job.attempt)
+        if len(calls) < 3:
+            raise RuntimeError("not yet")
+        return "ok after 3"
+
+    async with worker, Client(gearman_server.address) as client:
+        await wait_for(lambda: bool(worker.connected))
+        worker.register("late", late, retry=FAST)
+        await wait_for(lambda: registered(gearman_server.address, "late"))
+        assert await client.submit("late", b"x") == b"ok after 3"
+    assert calls == [1, 2, 3]
 
 
 async def test_the_last_failure_reaches_the_client_when_attempts_run_out(
