@@ -128,6 +128,11 @@ def _check(key: str, value: Any, where: str) -> Any:
     return float(value)
 
 
+_MERGED_LIMIT = 1024
+"""Policies from code, each over a file's policy, remembered (a job asks at each
+hand-out to a worker that is told its attempt)."""
+
+
 @dataclass(frozen=True)
 class Policies:
     """The server-wide default and the per-function patterns, in file order."""
@@ -135,6 +140,9 @@ class Policies:
     default: Policy = field(default_factory=Policy)
     patterns: tuple[tuple[str, Policy], ...] = ()
     _cache: dict[bytes, tuple[Policy, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _merged: dict[tuple[Policy, Retry], Policy] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -156,11 +164,15 @@ class Policies:
         task's decorator); and code overrides a blanket default.  The rest of
         the policy (timeout, failed set, limits) always comes from the file."""
         policy, matched = self._lookup(name)
-        if submitted is not None:
-            return policy.with_retry(submitted)
-        if declared is not None and not matched:
-            return policy.with_retry(declared)
-        return policy
+        retry = submitted if submitted is not None else None if matched else declared
+        if retry is None:
+            return policy
+        merged = self._merged.get((policy, retry))
+        if merged is None:
+            if len(self._merged) >= _MERGED_LIMIT:  # policies from peers: keep it bounded
+                self._merged.clear()
+            merged = self._merged[policy, retry] = policy.with_retry(retry)
+        return merged
 
     def _lookup(self, name: bytes) -> tuple[Policy, bool]:
         """The file's policy for ``name``, and whether a ``[functions]`` entry matched."""
