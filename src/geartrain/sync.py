@@ -506,3 +506,12 @@ class Admin:
 
     def delete_failed_all(self, function: str | None = None) -> int:
         return self._runner.run(self._admin.delete_failed_all(function))
+
+    def pause(self, function: str) -> None:
+        self._runner.run(self._admin.pause(function))
+
+    def resume(self, function: str) -> None:
+        self._runner.run(self._admin.resume(function))
+
+    def paused(self) -> list[str]:
+        return self._runner.run(self._admin.paused())

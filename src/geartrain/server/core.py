@@ -30,8 +30,9 @@ from .handles import Handles
 from .limits import LimitEpisode
 from .logs import NOTICE
 from .model import NORMAL, Function, Job, JobState, Peer
+from .pauses import Pauses
 from .policies import Policies, Policy
-from .ports import FailedSet, InMemory, Keeper, Observer
+from .ports import FailedSet, InMemory, Keeper, Observer, PauseStore
 from .queues import Queues
 from .replies import (
     ERR_PERMISSION,
@@ -84,6 +85,9 @@ class JobServer:
         self.functions = self.table.functions
         self.queues = Queues(clock, call_later, self._wake, config.round_robin)
         self.handles = Handles(config.handle_prefix)
+        self.pauses = Pauses(self.functions, self._resumed)
+        self.table.paused = self.pauses.names
+        self.pause_store: PauseStore | None = None  # where pauses outlive a restart
         self.keeper: Keeper = InMemory()
         self.stats = Stats()
         self.events = Events(self.stats)
@@ -669,7 +673,7 @@ class JobServer:
         peer.abilities[f] = (timeout, self.queues.next_rank())
         f.workers[peer] = None
         if peer.sleeping and not peer.noop_sent:
-            if f.has_queued():
+            if f.available():
                 # Asleep before it could do these jobs: nothing else would wake it
                 # (gearmand does not; see docs/compatibility.md).
                 self._noop(peer)
@@ -756,6 +760,36 @@ class JobServer:
     def drop_function(self, name: bytes) -> Dropped:
         """`drop function` (and the console's): see :meth:`.table.JobTable.drop`."""
         return self.table.drop(name)
+
+    # -- paused functions ------------------------------------------------------------
+
+    async def set_paused(self, name: bytes, paused: bool, who: str) -> bool:
+        """`pause`/`resume` (and the console's): takes effect at once and is logged
+        with ``who`` asked, then saved where pauses outlive a restart (raises what
+        that store raises).  False if the function already was so."""
+        changed = self.pauses.pause(name) if paused else self.pauses.resume(name)
+        if changed:
+            log.info(
+                "Function %s %s by %s",
+                name.decode(errors="replace"),
+                "paused" if paused else "resumed",
+                who,
+            )
+        if self.pause_store is not None:
+            await self.pause_store.save_paused(name, paused)
+        return changed
+
+    def _resumed(self, f: Function) -> None:
+        """A paused function is resumed: wake a sleeping worker per queued job (all
+        at once, not ``--worker-wakeup`` at a time: a backlog waits), and fetch
+        its jobs if they are kept elsewhere."""
+        sleepers = f.sleepers
+        count = f.queued[0] + f.queued[1] + f.queued[2]
+        while count and sleepers:
+            self._noop(next(iter(sleepers)))
+            count -= 1
+        if f.sleepers:
+            self.keeper.hungry()
 
     # -- access control -------------------------------------------------------------
 

@@ -131,6 +131,7 @@ class Function:
         "max_queue",
         "data_bytes",
         "retry",
+        "paused",
     )
 
     def __init__(self, name: bytes) -> None:
@@ -155,10 +156,15 @@ class Function:
         self.max_queue: tuple[int, int, int] | None = None
         self.data_bytes = 0  # data held by its jobs, for the per-function byte limit
         self.retry: Retry | None = None  # the retry policy its workers declared, the latest
+        self.paused = False  # set by .pauses: its jobs stay queued, no worker gets one
 
     def has_queued(self) -> bool:
         q = self.queued
         return bool(q[0] or q[1] or q[2])
+
+    def available(self) -> bool:
+        """A worker could get one of its jobs now: some are queued and it is not paused."""
+        return not self.paused and self.has_queued()
 
     def make_queues(self) -> tuple[deque[Job], deque[Job], deque[Job]]:
         queues = self.queues = (deque(), deque(), deque())

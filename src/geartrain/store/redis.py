@@ -98,6 +98,7 @@ class RedisStore:
         }
         self._index = f"{prefix}jobs"
         self._failed_index = f"{prefix}failed"  # sorted set of handles, score = failed_at
+        self._paused = f"{prefix}paused"  # set of paused function names
         self._redis: aioredis.Redis | None = None
 
     def __str__(self) -> str:
@@ -298,6 +299,22 @@ class RedisStore:
                 if added:
                     pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
                 await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        try:
+            names = cast(set[bytes], await self._client().smembers(self._paused))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return sorted(names)
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a member of one set)."""
+        client = self._client()
+        try:
+            await (client.sadd if paused else client.srem)(self._paused, name)
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
