@@ -242,6 +242,17 @@ def test_functions_page_counts_by_priority(scene: Scene, page: Any) -> None:
     page.locator(".range", has_text="of 121").wait_for()
 
 
+def test_drop_an_unused_function(scene: Scene, page: Any, size: str) -> None:
+    function = f"unused_{size}"
+    handle = scene.submit(function, b"x")
+    assert scene.console.act(f"/api/jobs/{handle}/cancel")[0] == 200
+    open_page(page, scene, "#/functions")
+    row = page.locator("table.functions tbody tr", has_text=function)
+    row.get_by_role("button", name=f"Drop {function}").click()
+    toast(page, "Drop: 0 jobs touched")
+    row.wait_for(state="detached")
+
+
 def test_function_page_shows_its_last_hour(scene: Scene, page: Any, shots: Path) -> None:
     with sync.Client([scene.console.server.address]) as client:
         for _ in range(5):
