@@ -474,26 +474,27 @@ def test_accessibility_names_contrast_and_keyboard(scene: Scene, page: Any) -> N
         raise AssertionError("Tab never reached the Cancel button")
     page.keyboard.press("Enter")
     toast(page, "Cancel: 1 job touched")
-    # Every action on the failed list is reachable by Tab too.
+    # Every action of these pages is reachable by Tab too.
     open_page(page, scene, "#/jobs/failed")
     page.locator("table.jobs tbody button").first.wait_for()
-    wanted = set(
-        page.locator("main button:not([disabled])").evaluate_all(
-            "bs => bs.map(b => b.getAttribute('aria-label') || b.textContent)"
-        )
-    )
+    tab_reaches_every_action(page)
+    open_page(page, scene, "#/functions")
+    tab_reaches_every_action(page)
+    page.goto(scene.url + "#/job/" + scene.jobs("failed")[0]["handle"])
+    page.get_by_role("button", name="Retry this job").wait_for()
+    tab_reaches_every_action(page)
+
+
+def tab_reaches_every_action(page: Any) -> None:
+    name = "e => e.getAttribute('aria-label') || e.textContent"
+    wanted = set(page.locator("main button:not([disabled])").evaluate_all(f"bs => bs.map({name})"))
     reached: set[str] = set()
     for _ in range(400):
         page.keyboard.press("Tab")
-        reached.add(
-            page.evaluate(
-                "() => document.activeElement.getAttribute('aria-label') || "
-                "document.activeElement.textContent"
-            )
-        )
+        reached.add(page.evaluate(f"() => ({name})(document.activeElement)"))
         if wanted <= reached:
-            break
-    assert wanted <= reached, wanted - reached
+            return
+    raise AssertionError(f"Tab never reached {wanted - reached} on {page.url}")
 
 
 def test_audit_lists_each_action_with_who_and_how_many(scene: Scene, page: Any, size: str) -> None:
