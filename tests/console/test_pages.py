@@ -323,6 +323,20 @@ def test_queued_jobs_page_by_page_with_filters(scene: Scene, page: Any) -> None:
     assert said == "‹ Previous51–100 of at least 100,000Next ›"
 
 
+def test_binary_and_large_payloads_are_shown_as_such(scene: Scene, page: Any, size: str) -> None:
+    function = f"blobs_{size}"
+    binary = scene.submit(function, bytes(range(256)))
+    large = scene.submit(function, b"line of text\n" * 1000)
+    open_page(page, scene, f"#/jobs/queued?function={function}")
+    row = page.locator("table.jobs tbody tr", has_text=binary)
+    assert "binary, 256 B" in row.inner_text()
+    row.get_by_role("link", name=binary).click()
+    page.get_by_text("Payload, binary (hex)").wait_for()
+    assert "000102030405" in page.locator("pre.payload-full").inner_text().replace(" ", "")
+    page.goto(scene.url + "#/job/" + large)
+    page.get_by_text("Payload (the first 4 KiB of 12.7 KiB)").wait_for()
+
+
 def test_failed_job_detail_retry_and_delete(
     scene: Scene, page: Any, size: str, shots: Path
 ) -> None:
