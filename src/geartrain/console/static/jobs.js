@@ -130,7 +130,8 @@ export function jobPage(handle) {
       const actions = j.actions || rowActions(j.state);
       const fields = [
         ["handle", j.handle], ["function", j.function], ["state", j.state], ["unique key", j.unique || "–"],
-        ["priority", j.priority], ["created", when(j.created)], ["due", when(j.due)],
+        ["priority", j.priority], ["created", when(j.created)],
+        ...(j.failed_at ? [["failed", when(j.failed_at)]] : []), ["due", when(j.due)],
         ["attempt", j.attempt ? j.attempt + (j.attempts ? " of " + j.attempts : "") : "–"],
         ["next retry", when(j.next_retry)], ["size", bytes(j.size)], ["client", j.client || "–"],
         ["worker", j.worker || "–"], ["last reason", j.reason || "–"],
