@@ -51,7 +51,11 @@ export function jobsPage(state, query) {
 
   const bar = el("div", { className: "toolbar" });
   const holder = el("div");
-  frame(view, spec.title, el("section", { className: "card" }, form, bar, holder));
+  // On a phone the filters fold away unless one is in use; the list comes first.
+  const active = Object.values(filter).some(Boolean) || sort;
+  const folded = el("details", { className: "filter-box", open: active || !matchMedia("(max-width: 760px)").matches },
+    el("summary", {}, active ? "Filter (in use)" : "Filter"), form);
+  frame(view, spec.title, el("section", { className: "card" }, folded, bar, holder));
 
   const matching = () => ({ filter: { state, ...Object.fromEntries(Object.entries(filter).filter(([, v]) => v)) } });
   function bulkButtons(total) {
