@@ -41,8 +41,11 @@ function route() {
   refresh();
 }
 
+let again = false; // asked while a reading was under way: read once more after it
+
 async function refresh() {
-  if (updating || !page) return;
+  if (!page) return;
+  if (updating) { again = true; return; }
   updating = true;
   const current = page;
   const started = performance.now();
@@ -59,6 +62,7 @@ async function refresh() {
     }
   } finally {
     updating = false;
+    if (again) { again = false; refresh(); }
   }
 }
 
