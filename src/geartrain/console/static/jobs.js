@@ -66,11 +66,11 @@ export function jobsPage(state, query) {
         const handles = [...selected];
         if (!handles.length) return { ok: false, body: { error: "select jobs first" } };
         selected.clear();
-        return api.bulk(action, { handles }, state);
+        return api.bulk(action, { handles });
       }, action !== "retry"));
       const every = actionButton(`${verb} all ${count(total)} matching`, `${verb} all jobs matching the filter`, async () => {
         if (!confirm(`${verb} all ${count(total)} ${state} jobs matching the filter?`)) return { ok: false, body: { error: "not confirmed" } };
-        return api.bulk(action, matching(), state);
+        return api.bulk(action, matching());
       }, action !== "retry");
       every.disabled = !total;
       out.push(every);
@@ -100,7 +100,7 @@ export function jobsPage(state, query) {
     ["unique", (j) => j.unique || "–", "unique opt"],
     ["payload", (j) => (j.binary ? tag(`binary, ${bytes(j.size)}`) : j.preview), "payload"],
     ["", (j) => el("span", { className: "buttons" }, ...rowActions(state).map((a) =>
-      actionButton(VERBS[a], `${VERBS[a]} ${j.handle}`, () => api.act(j.handle, a, state), a !== "retry"))), "actions"],
+      actionButton(VERBS[a], `${VERBS[a]} ${j.handle}`, () => api.act(j.handle, a), a !== "retry"))), "actions"],
   ];
   return {
     update: async () => {
@@ -141,11 +141,11 @@ export function jobPage(handle) {
         ["worker", j.worker || "–"], ["last reason", j.reason || "–"],
         ...(j.progress && j.progress[1] ? [["progress", progressBar(j.progress)]] : []),
       ];
-      const payload = j.payload ?? j.preview ?? "";
+      const payload = j.payload ?? "";
       const capped = j.truncated || j.size > 4096 ? ` (the first 4 KiB of ${bytes(j.size)})` : "";
       holder.replaceChildren(
         el("section", { className: "card" },
-          el("div", { className: "buttons" }, ...actions.map((a) => actionButton(VERBS[a] || a, `${VERBS[a] || a} this job`, () => api.act(j.handle, a, j.state), a !== "retry")),
+          el("div", { className: "buttons" }, ...actions.map((a) => actionButton(VERBS[a] || a, `${VERBS[a] || a} this job`, () => api.act(j.handle, a), a !== "retry")),
             el("a", { className: "button", href: "#/jobs/" + (STATES[j.state] ? j.state : "queued") }, "Back to the list")),
           el("dl", { className: "facts fields" }, ...fields.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v)))))),
         el("section", { className: "card" }, el("h2", {}, "Payload" + (j.binary ? ", binary (hex)" : "") + capped),
