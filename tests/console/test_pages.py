@@ -543,3 +543,24 @@ def test_cluster_page_shows_every_member_on_each(browser: Any, size: str, shots:
         for server in servers:
             server.cleanup()
         store.cleanup()
+
+
+def test_a_refused_action_says_why(
+    start_console: Callable[..., Console], browser: Any, tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[access.anonymous]\nsubmit = ["public.*"]\n')  # and no admin rights
+    console = start_console("--settings", str(settings))
+    with sync.Client([console.server.address]) as client:
+        handle = client.submit_background("public.report", b"x").decode()
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"http://127.0.0.1:{console.port}/#/jobs/queued")
+        page.get_by_role("button", name=f"Cancel {handle}").click()
+        said = toast(page, "Cancel: the access rules do not allow 'cancel' here")
+        assert "\n" not in said
+        assert page.locator("table.jobs tbody tr", has_text=handle).count() == 1
+    finally:
+        context.close()
