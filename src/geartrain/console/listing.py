@@ -104,10 +104,19 @@ class JobFilter:
 
 
 def state_of(job: Job) -> str:
-    """A live job's state as the console names it (a waiting retry is "retrying")."""
+    """A live job's state as the console names it (a waiting retry is "retrying";
+    "pending" while the store has not yet taken a new job)."""
     if job.state is SCHEDULED:
         return "retrying" if job.failures else "scheduled"
-    return "running" if job.state is RUNNING else "queued"
+    return _NAMES[job.state]
+
+
+_NAMES = {
+    JobState.PENDING: "pending",
+    JobState.QUEUED: "queued",
+    JobState.RUNNING: "running",
+    JobState.DONE: "done",
+}
 
 
 @dataclass(slots=True)
