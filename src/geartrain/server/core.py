@@ -46,6 +46,7 @@ from .replies import (
 )
 from .reply_order import owe, pay
 from .retries import Next, decide, failed_record, note_attempt
+from .retry_extension import attempt_packet
 from .schedules import Recurring, Schedule
 from .settings import Settings
 from .stats import Events, Stats
@@ -170,6 +171,9 @@ class JobServer:
         reducer: bytes = b"",
     ) -> Job | None:
         """SUBMIT_JOB and friends: create or coalesce a job and answer JOB_CREATED."""
+        retry = peer.next_retry  # the retries extension: for this submission only
+        if retry is not None:
+            peer.next_retry = None
         if len(unique) > MAX_UNIQUE:
             peer.send(ERR_UNIQUE)
             return None
@@ -198,6 +202,7 @@ class JobServer:
         job = Job(self.handles.new(), f, unique, data, priority, background)
         job.when = when
         job.reducer = reducer
+        job.retry = retry
         job.created_at = self.clock()
         if access is not None:
             job.owner = peer.identity
@@ -475,6 +480,8 @@ class JobServer:
         peer.jobs.add(job)
         f = job.function
         f.running += 1
+        if peer.retry_extension:
+            peer.send(attempt_packet(job, self.policy(job).attempts))
         if ptype == T.GRAB_JOB:
             peer.send(frame(RES, T.JOB_ASSIGN, (job.handle, f.name, job.data)))
         elif ptype == T.GRAB_JOB_ALL and job.reducer:
@@ -515,6 +522,10 @@ class JobServer:
 
     # -- failed attempts ------------------------------------------------------
 
+    def policy(self, job: Job) -> Policy:
+        """The policy ``job`` is retried by (see :meth:`.policies.Policies.for_job`)."""
+        return self.policies.for_job(job.function.name, job.function.retry, job.retry)
+
     def _attempt_failed(
         self, job: Job, kind: str, message: str, exception: bytes | list[bytes] = b""
     ) -> None:
@@ -528,14 +539,9 @@ class JobServer:
             self._finish(job)
             return
         note_attempt(job, kind, message, self.clock())
-        policy = self.policies.for_function(job.function.name)
+        policy = self.policy(job)
         decision = decide(
-            policy,
-            kind,
-            job.failures,
-            job.retries,
-            background=job.background,
-            job_retries=self.config.job_retries,
+            policy, kind, job.failures, job.retries, job_retries=self.config.job_retries
         )
         if decision.next is Next.RETRY:
             self._retry(job, policy, decision.delay)
