@@ -84,7 +84,7 @@ def summary(core: JobServer, job: Job, now: float) -> dict[str, Any]:
         "created": job.created_at or None,
         "due": job.when or None,
         "attempt": job.failures + 1,
-        "attempts": core.policies.for_function(job.function.name).attempts,
+        "attempts": core.policy(job).attempts,
         "preview": text_preview,
         "binary": binary,
         "reason": _reason(job.outcomes),
