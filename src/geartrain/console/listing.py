@@ -32,6 +32,7 @@ __all__ = [
     "JobFilter",
     "Page",
     "Scan",
+    "in_preview",
     "live_jobs",
     "failed_jobs",
     "page",
@@ -99,8 +100,14 @@ class JobFilter:
             (self.function is None or function == self.function)
             and (self.priority is None or priority == self.priority)
             and (self.unique is None or unique == self.unique)
-            and (self.text is None or self.text in data[:PREVIEW])
+            and (self.text is None or in_preview(self.text, data))
         )
+
+
+def in_preview(text: bytes, data: bytes) -> bool:
+    """Whether ``text`` is in the payload's preview (found in place: a slice
+    would copy each payload)."""
+    return text in data if len(data) <= PREVIEW else data.find(text, 0, PREVIEW) >= 0
 
 
 def state_of(job: Job) -> str:
@@ -225,7 +232,7 @@ class Scan:
         plain = JobFilter(flt.state, flt.function, flt.priority, flt.unique, None, flt.sort)
         looked = live_jobs(self.core, plain)
         for job in islice(looked, SCAN_LIMIT):
-            if text in job.data[:PREVIEW]:
+            if in_preview(text, job.data):
                 yield job
         self.capped = next(looked, None) is not None
 
@@ -236,7 +243,13 @@ class Scan:
         room = SCAN_LIMIT
         for queue in _queues(self.core, self.filter)[0]:
             found += [
-                j for j in islice(queue, room) if j.state is QUEUED and text in j.data[:PREVIEW]
+                j
+                for j in islice(queue, room)
+                # in_preview inlined: this loop is the filter's whole cost
+                if (
+                    text in j.data if len(j.data) <= PREVIEW else j.data.find(text, 0, PREVIEW) >= 0
+                )
+                and j.state is QUEUED
             ]
             if len(queue) > room:
                 self.capped = True
