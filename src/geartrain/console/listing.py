@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..priority import Priority
 from ..server.model import Function, Job, JobState
-from .queued import merged, queued_page
+from .queued import WALK, merged, queued_page
 
 if TYPE_CHECKING:
     from ..server.core import JobServer
@@ -200,6 +200,11 @@ def page(core: JobServer, flt: JobFilter, offset: int, limit: int) -> Page:
     if flt.state == "queued" and flt.unique is None and flt.text is None:
         # The total from the counts, and the page from the queues.
         queues, live = _queues(core, flt)
+        if offset > WALK and sum(map(len, queues)) != live:
+            # Entries of cancelled jobs would make a deep page walk every job before
+            # it: drop them once, and read the queues by position from then on.
+            for f in _functions(core, flt):
+                core.queues.compact(f)
         return Page(live, True, queued_page(queues, live, offset, limit, flt.order() == "-age"))
     items: list[Job] = []
     total = 0

@@ -6,7 +6,8 @@ end does not walk the merge up to its offset: the creation time at that rank
 is found by bisecting the time range, counting each queue's entries below it
 with a binary search (a deque is indexable), and the merge starts there.  That
 needs queues without the entries of cancelled jobs (which stay until they reach
-a queue's head); while a queue has some, its pages walk the merge.
+a queue's head): the lists clear them first (``Queues.compact``); a queue that
+still has some is walked.
 """
 
 from __future__ import annotations
