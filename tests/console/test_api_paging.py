@@ -189,6 +189,24 @@ def test_detail_binary_payloads_and_json_errors(console: Console) -> None:
         assert status == code and headers["Content-Type"].startswith("application/json"), path
         assert json.loads(body)["error"]
     assert console.request("GET", "/api/nothing")[2] == b'{"error": "no such API: /api/nothing"}'
+    for body in (
+        b"not json",
+        b"[]",
+        b'{"action": "retry"}',
+        b'{"action": "retry", "handles": [1]}',
+    ):
+        status, _, reply = console.request(
+            "POST", "/api/jobs/bulk", body, {"X-Geartrain-Console": "1"}
+        )
+        assert status == 400 and json.loads(reply)["error"].startswith("give {"), body
+    bad = {"action": "cancel", "filter": {"state": "lost"}}
+    assert console.act("/api/jobs/bulk", bad) == (
+        400,
+        {
+            "error": "state must be one of "
+            + ", ".join(("queued", "running", "scheduled", "retrying", "failed"))
+        },
+    )
 
 
 async def _submit_binary(address: str) -> None:

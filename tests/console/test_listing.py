@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geartrain.console.listing import SCAN_LIMIT, JobFilter, Scan, page
+from geartrain.console.listing import PREVIEW, SCAN_LIMIT, JobFilter, Scan, in_preview, page
 from geartrain.server.core import JobServer
 from geartrain.server.model import Peer
 from server.harness import Clock, make
@@ -39,7 +39,9 @@ def test_totals_pages_and_cancelled_jobs() -> None:
         assert core.cancel(handle)
     after = page(core, JobFilter(), 0, 50)
     assert after.total == 2990 and [j.handle for j in after.items][:40] == handles[10:]
-    deep = page(core, JobFilter(), 2980, 50)
+    deep = page(core, JobFilter(), 2980, 50)  # deep: the cancelled entries are dropped first
+    for f in core.functions.values():
+        assert f.queues is not None and [len(q) for q in f.queues] == f.queued
     assert len(deep.items) == 10 and deep.items[-1].handle == max(
         core.jobs, key=lambda h: core.jobs[h].created_at
     )
@@ -49,3 +51,14 @@ def test_totals_pages_and_cancelled_jobs() -> None:
     (one,) = page(core, JobFilter(unique=b"u2999"), 0, 5).items
     assert one.unique == b"u2999"
     assert len(list(Scan(core, JobFilter(function=b"f0")))) == 1000 - 4  # 0, 3, 6, 9 cancelled
+
+
+def test_the_text_filter_looks_at_the_preview_only() -> None:
+    long = b"x" * (PREVIEW - 3) + b"needle" + b"y" * 1000
+    assert in_preview(b"xxx", long) and not in_preview(b"needle", long)
+    assert in_preview(b"nee", b"x" * (PREVIEW - 3) + b"nee" + b"dle")
+    assert in_preview(b"needle", b"short needle") and not in_preview(b"hay", b"short")
+    core, peer = filled(0, Clock())
+    core.submit(peer, b"f", b"a", long, 1, True)
+    core.submit(peer, b"f", b"b", b"a needle", 1, True)
+    assert [j.unique for j in page(core, JobFilter(text=b"needle"), 0, 5).items] == [b"b"]

@@ -31,7 +31,7 @@ def test_retry_now_queues_a_waiting_retry_and_its_old_due_time_is_ignored(clock:
     clock.advance(10)
     assert job.state is JobState.SCHEDULED and worker.grab() is None
     clock.advance(10)
-    assert run_and(worker, T.WORK_COMPLETE) == handle
+    assert run_and(worker, T.WORK_COMPLETE, b"") == handle
     assert not server.retry_now(b"H:none:1")
 
 
@@ -81,4 +81,19 @@ def test_retry_now_is_written_to_the_store_due_now(clock: Clock) -> None:
     assert keeper.added == [job, job, job] and job.when == 0.0
     assert keeper.done_ids[-1] == waiting_id and job.store_id != waiting_id
     server.stored(job)
-    assert run_and(worker, T.WORK_COMPLETE) == handle
+    assert run_and(worker, T.WORK_COMPLETE, b"") == handle
+
+
+def test_compacting_drops_only_the_entries_of_jobs_that_left(clock: Clock) -> None:
+    server = configured(clock, {})
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    handles = [client.submit(b"f", b"%d" % i, b"u%d" % i, T.SUBMIT_JOB_BG) for i in range(6)]
+    for handle in handles[::2]:
+        assert server.cancel(handle)
+    f = server.functions[b"f"]
+    assert f.queues is not None and len(f.queues[1]) == 6 and f.queued[1] == 3
+    server.queues.compact(f)
+    assert [j.handle for j in f.queues[1]] == handles[1::2] and f.queued[1] == 3
+    worker.send(T.CAN_DO, b"f")
+    assert [run_and(worker, T.WORK_COMPLETE, b"") for _ in range(3)] == handles[1::2]
+    assert worker.grab() is None

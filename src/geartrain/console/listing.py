@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..priority import Priority
 from ..server.model import Function, Job, JobState
-from .queued import merged, queued_page
+from .queued import WALK, merged, queued_page
 
 if TYPE_CHECKING:
     from ..server.core import JobServer
@@ -32,6 +32,7 @@ __all__ = [
     "JobFilter",
     "Page",
     "Scan",
+    "in_preview",
     "live_jobs",
     "failed_jobs",
     "page",
@@ -99,15 +100,30 @@ class JobFilter:
             (self.function is None or function == self.function)
             and (self.priority is None or priority == self.priority)
             and (self.unique is None or unique == self.unique)
-            and (self.text is None or self.text in data[:PREVIEW])
+            and (self.text is None or in_preview(self.text, data))
         )
 
 
+def in_preview(text: bytes, data: bytes) -> bool:
+    """Whether ``text`` is in the payload's preview (found in place: a slice
+    would copy each payload)."""
+    return text in data if len(data) <= PREVIEW else data.find(text, 0, PREVIEW) >= 0
+
+
 def state_of(job: Job) -> str:
-    """A live job's state as the console names it (a waiting retry is "retrying")."""
+    """A live job's state as the console names it (a waiting retry is "retrying";
+    "pending" while the store has not yet taken a new job)."""
     if job.state is SCHEDULED:
         return "retrying" if job.failures else "scheduled"
-    return "running" if job.state is RUNNING else "queued"
+    return _NAMES[job.state]
+
+
+_NAMES = {
+    JobState.PENDING: "pending",
+    JobState.QUEUED: "queued",
+    JobState.RUNNING: "running",
+    JobState.DONE: "done",
+}
 
 
 @dataclass(slots=True)
@@ -184,6 +200,11 @@ def page(core: JobServer, flt: JobFilter, offset: int, limit: int) -> Page:
     if flt.state == "queued" and flt.unique is None and flt.text is None:
         # The total from the counts, and the page from the queues.
         queues, live = _queues(core, flt)
+        if offset > WALK and sum(map(len, queues)) != live:
+            # Entries of cancelled jobs would make a deep page walk every job before
+            # it: drop them once, and read the queues by position from then on.
+            for f in _functions(core, flt):
+                core.queues.compact(f)
         return Page(live, True, queued_page(queues, live, offset, limit, flt.order() == "-age"))
     items: list[Job] = []
     total = 0
@@ -216,7 +237,7 @@ class Scan:
         plain = JobFilter(flt.state, flt.function, flt.priority, flt.unique, None, flt.sort)
         looked = live_jobs(self.core, plain)
         for job in islice(looked, SCAN_LIMIT):
-            if text in job.data[:PREVIEW]:
+            if in_preview(text, job.data):
                 yield job
         self.capped = next(looked, None) is not None
 
@@ -227,7 +248,13 @@ class Scan:
         room = SCAN_LIMIT
         for queue in _queues(self.core, self.filter)[0]:
             found += [
-                j for j in islice(queue, room) if j.state is QUEUED and text in j.data[:PREVIEW]
+                j
+                for j in islice(queue, room)
+                # in_preview inlined: this loop is the filter's whole cost
+                if (
+                    text in j.data if len(j.data) <= PREVIEW else j.data.find(text, 0, PREVIEW) >= 0
+                )
+                and j.state is QUEUED
             ]
             if len(queue) > room:
                 self.capped = True

@@ -84,7 +84,7 @@ def summary(core: JobServer, job: Job, now: float) -> dict[str, Any]:
         "created": job.created_at or None,
         "due": job.when or None,
         "attempt": job.failures + 1,
-        "attempts": core.policies.for_function(job.function.name).attempts,
+        "attempts": core.policy(job).attempts,
         "preview": text_preview,
         "binary": binary,
         "reason": _reason(job.outcomes),
@@ -137,7 +137,7 @@ def job_detail(core: JobServer, job: Job, now: float) -> dict[str, Any]:
             }
         )
     client = job.clients[0].host if job.clients else None
-    actions = ["retry", "cancel"] if state == "retrying" else ["cancel"]
+    actions = _ACTIONS.get(state, ["cancel"])
     return summary(core, job, now) | {
         "payload": payload,
         "binary": binary,
@@ -148,6 +148,10 @@ def job_detail(core: JobServer, job: Job, now: float) -> dict[str, Any]:
         "next_retry": job.when if state == "retrying" else None,
         "actions": actions,
     }
+
+
+_ACTIONS = {"retrying": ["retry", "cancel"], "pending": [], "done": []}
+"""What may be done to a live job, by its state (a pending job is not yet stored)."""
 
 
 def failed_detail(record: FailedJob) -> dict[str, Any]:

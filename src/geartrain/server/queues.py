@@ -124,6 +124,18 @@ class Queues:
             peer.abilities[f] = (peer.abilities[f][0], -self.next_rank())
         return job
 
+    def compact(self, f: Function) -> None:
+        """Drop the entries of jobs that left ``f``'s queues (cancelled, abandoned)
+        now rather than when they reach the head, so that a queue holds exactly its
+        queued jobs and can be read by position (the console's pages)."""
+        if f.queues is None:
+            return
+        for priority, queue in enumerate(f.queues):
+            if len(queue) != f.queued[priority]:
+                live = [job for job in queue if job.state is QUEUED]
+                queue.clear()
+                queue.extend(live)
+
     def has_work(self, peer: Peer) -> bool:
         """Whether a job is queued for one of the worker's functions."""
         abilities = peer.abilities
