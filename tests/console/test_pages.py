@@ -215,8 +215,13 @@ def test_busy_page_shows_what_each_worker_runs(scene: Scene, page: Any) -> None:
     row.get_by_text(handle).wait_for()
     assert "1/4 (25%)" in row.inner_text()
     assert page.locator("table.workers tr", has_text="py-console-worker").count() == 1
+    # The running list: who runs it, its progress, and for how long.
+    open_page(page, scene, "#/jobs/running?function=resize")
+    running = page.locator("table.jobs tbody tr", has_text=handle)
+    assert "php-console-worker" in running.inner_text() and "1/4 (25%)" in running.inner_text()
+    assert re.search(r"\d s", running.locator("td").nth(4).inner_text())
     (scene.php_dir / "release").touch()
-    row.get_by_text(handle).wait_for(state="detached")
+    running.wait_for(state="detached")
     (scene.php_dir / "release").unlink()
 
 

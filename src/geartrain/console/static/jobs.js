@@ -1,12 +1,12 @@
 // Jobs by state (filtered, paged, acted on one by one, by selection or by filter) and one job.
-import { $, actionButton, bytes, count, el, enc, frame, go, notFound, pager, progressBar, since, table, tag, when, PAGE_SIZE } from "./ui.js";
+import { $, actionButton, ago, bytes, count, el, enc, frame, go, notFound, pager, progressBar, since, table, tag, when, PAGE_SIZE } from "./ui.js";
 import { api } from "./api.js";
 
 // -- jobs by state ------------------------------------------------------------------
 
 const STATES = {
   queued: { title: "Queued jobs", time: ["waiting", (j) => since(j.created)], bulk: ["cancel"] },
-  running: { title: "Running jobs", time: ["running", (j) => since(j.created)], bulk: ["cancel"] },
+  running: { title: "Running jobs", time: ["running for", (j) => ago(j.running_seconds)], bulk: ["cancel"] },
   scheduled: { title: "Scheduled jobs", time: ["due", (j) => when(j.due)], bulk: ["cancel"] },
   retrying: { title: "Retrying jobs", time: ["next retry", (j) => when(j.due)], bulk: ["retry", "cancel"] },
   failed: { title: "Failed jobs", time: ["failed", (j) => when(j.failed_at ?? j.created)], bulk: ["retry", "delete"] },
