@@ -35,8 +35,9 @@ export function functionsPage(view) {
       holder.replaceChildren(table([
         ["function", (f) => el("span", {}, el("a", { href: "#/function/" + enc(f.function) }, f.function), " ",
           ...(f.paused ? [tag("paused", "warn")] : []), ...f.flags.map((x) => tag(FLAG_TEXT[x] || x, "warn")))],
-        ["high", (f) => count(f.queued.high), "num"], ["normal", (f) => count(f.queued.normal), "num"],
-        ["low", (f) => count(f.queued.low), "num"],
+        // A phone's card keeps the total, and leaves the split by priority and the rates out.
+        ["high", (f) => count(f.queued.high), "num opt"], ["normal", (f) => count(f.queued.normal), "num opt"],
+        ["low", (f) => count(f.queued.low), "num opt"],
         ["queued", (f) => el("a", { href: "#/jobs/queued?function=" + enc(f.function), ariaLabel: `${count(f.queued.total)} queued ${f.function} jobs` }, count(f.queued.total)), "num"],
         ["running", (f) => count(f.running), "num"], ["workers", (f) => count(f.workers), "num"],
         ["oldest", (f) => ago(f.oldest_age), "num"],
