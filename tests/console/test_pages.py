@@ -385,8 +385,8 @@ def test_retries_sorted_by_due_time_and_retried_now(scene: Scene, page: Any, siz
         return int(found[0]["attempt"]) if found else 0
 
     before = attempt()
-    page.get_by_role("button", name=f"Retry {first}").click()
-    toast(page, "Retry: 1 job touched")
+    page.get_by_role("button", name=f"Retry now {first}").click()
+    toast(page, "Retry now: 1 job touched")
     wait_until(lambda: attempt() == before + 1, "the retry did not run now")
 
 

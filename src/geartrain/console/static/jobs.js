@@ -14,6 +14,9 @@ const STATES = {
 const VERBS = { retry: "Retry", delete: "Delete", cancel: "Cancel" };
 const FILTERS = [["function", "function"], ["priority", "priority"], ["unique", "unique key"], ["q", "text in payload"]];
 
+// A waiting retry's Retry runs it now, ahead of its backoff: the button says so.
+const verb = (action, state) => (action === "retry" && state === "retrying" ? "Retry now" : VERBS[action] || action);
+
 function rowActions(state) {
   return { queued: ["cancel"], running: ["cancel"], scheduled: ["cancel"], retrying: ["retry", "cancel"], failed: ["retry", "delete"] }[state] || [];
 }
@@ -100,7 +103,7 @@ export function jobsPage(state, query) {
     ["unique", (j) => j.unique || "–", "unique opt"],
     ["payload", (j) => (j.binary ? tag(`binary, ${bytes(j.size)}`) : j.preview), "payload"],
     ["", (j) => el("span", { className: "buttons" }, ...rowActions(state).map((a) =>
-      actionButton(VERBS[a], `${VERBS[a]} ${j.handle}`, () => api.act(j.handle, a), a !== "retry"))), "actions"],
+      actionButton(verb(a, state), `${verb(a, state)} ${j.handle}`, () => api.act(j.handle, a), a !== "retry"))), "actions"],
   ];
   return {
     update: async () => {
@@ -145,7 +148,7 @@ export function jobPage(handle) {
       const capped = j.truncated || j.size > 4096 ? ` (the first 4 KiB of ${bytes(j.size)})` : "";
       holder.replaceChildren(
         el("section", { className: "card" },
-          el("div", { className: "buttons" }, ...actions.map((a) => actionButton(VERBS[a] || a, `${VERBS[a] || a} this job`, () => api.act(j.handle, a), a !== "retry")),
+          el("div", { className: "buttons" }, ...actions.map((a) => actionButton(verb(a, j.state), `${verb(a, j.state)} this job`, () => api.act(j.handle, a), a !== "retry")),
             el("a", { className: "button", href: "#/jobs/" + (STATES[j.state] ? j.state : "queued") }, "Back to the list")),
           el("dl", { className: "facts fields" }, ...fields.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v)))))),
         el("section", { className: "card" }, el("h2", {}, "Payload" + (j.binary ? ", binary (hex)" : "") + capped),
