@@ -208,6 +208,20 @@ def test_dashboard_counts_chart_flags_and_server_box(scene: Scene, page: Any) ->
     assert heights[0] <= heights[1] * 1.5, heights
 
 
+def test_a_hidden_tab_lets_go_of_the_server(scene: Scene, page: Any) -> None:
+    open_page(page, scene, "#/")
+    page.locator("#live.on").wait_for()
+    streams = "() => performance.getEntriesByName(location.origin + '/api/events').length"
+    opened = page.evaluate(streams)
+    hide = "h => { Object.defineProperty(document, 'hidden', {value: h, configurable: true});"
+    hide += " document.dispatchEvent(new Event('visibilitychange')); }"
+    page.evaluate(hide, True)
+    page.locator("#live", has_text="paused").wait_for()
+    page.evaluate(hide, False)
+    page.locator("#live.on").wait_for()
+    page.wait_for_function(f"n => ({streams})() > n", arg=opened)
+
+
 def test_busy_page_shows_what_each_worker_runs(scene: Scene, page: Any) -> None:
     handle = scene.submit("resize", b"cat.jpg 800x600")
     open_page(page, scene, "#/busy")

@@ -68,8 +68,10 @@ async function refresh() {
 
 // -- live events ------------------------------------------------------------------
 
+let source = null;
+
 function listen() {
-  const source = new EventSource("/api/events");
+  source = new EventSource("/api/events");
   source.addEventListener("open", () => { $("live").textContent = "live"; $("live").className = "live on"; });
   source.addEventListener("error", () => { $("live").textContent = "reconnecting"; $("live").className = "live off"; });
   source.addEventListener("tick", (event) => {
@@ -96,6 +98,20 @@ document.addEventListener("DOMContentLoaded", async () => {
   get("/api/cluster").then((c) => { document.querySelector("#nav [data-page=cluster]").hidden = !c.enabled; }, () => {});
   route();
   listen();
+  // A hidden tab closes its event stream and stops polling, so it costs the server
+  // nothing; shown again, it fetches the chart's missed points and goes on.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      source?.close();
+      source = null;
+      $("live").textContent = "paused";
+      $("live").className = "live off";
+    } else if (!source) {
+      get("/api/history").then((h) => { points.splice(0, points.length, ...h.points.slice(-CHART_SECONDS)); drawChart(); }, () => {});
+      listen();
+      refresh();
+    }
+  });
   // Every 2 s, or less often for a page that is dear to answer (a text filter over a
   // deep queue), so an open tab stays cheap; nothing while the tab is hidden.
   const poll = async () => {
