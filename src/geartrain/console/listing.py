@@ -44,7 +44,7 @@ LIVE_STATES = ("queued", "running", "scheduled", "retrying")
 SORTS = ("due", "age", "-age")
 PREVIEW = 200
 """Bytes of a payload shown in lists, and searched by the text filter."""
-SCAN_LIMIT = 100_000
+SCAN_LIMIT = 50_000
 """Jobs a text filter looks at, at most, for one answer."""
 
 QUEUED, RUNNING, SCHEDULED = JobState.QUEUED, JobState.RUNNING, JobState.SCHEDULED
