@@ -76,6 +76,7 @@ ADMIN_COMMAND_ACTIONS: dict[bytes, str] = {
     b"shutdown": "shutdown",
     b"retry": "failed",  # retry failed ...
     b"delete": "failed",  # delete failed ...
+    b"result": "read",  # a background job's kept result
 }
 """The right each gearmand admin command needs (``version`` needs none)."""
 

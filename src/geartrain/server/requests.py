@@ -28,6 +28,7 @@ from .replies import (
     c_strtol,
     error_packet,
 )
+from .results import keep_result_option
 
 __all__ = ["REQUESTS", "Requests"]
 
@@ -216,10 +217,16 @@ class Requests:
 
     def _h_option_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         option = args[0]
-        if len(option) > MAX_OPTION or option.lower() != b"exceptions":
+        if len(option) > MAX_OPTION:
             peer.send(ERR_OPTION)
             return
-        peer.exceptions = True
+        if option.lower() == b"exceptions":
+            peer.exceptions = True
+        elif (keep := keep_result_option(option)) is not None:
+            peer.keep_result = keep  # geartrain's extension (see .results)
+        else:
+            peer.send(ERR_OPTION)
+            return
         peer.send(pack(RES, T.OPTION_RES, args))
 
     def _h_submit_job_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:

@@ -1,0 +1,203 @@
+"""Results of background jobs, kept for a while to be fetched by handle.
+
+A background job's result is normally lost: nobody waits for it.  When its
+function's policy says ``keep_results`` (the settings file), or its submitter
+asked with the ``keep_result`` option (OPTION_REQ, see
+:mod:`.requests`), the server keeps how it ended, WORK_COMPLETE's data or the
+failure with WORK_EXCEPTION's data, for that long after the end.  Then it is
+purged (by the injected clock, whenever the set is touched).  The set is
+bounded by count and by bytes; the oldest records go first.
+
+A submission's opt-in is kept as a *pending* record from the start, so that it
+survives a restart as the job does.  With a durable store every change is
+written by the same group-commit writer as the queue (``persist``).
+
+Anyone may wait for a job to end (the ``result`` admin command):
+:meth:`Results.wait` returns once :meth:`Results.ended` is told of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ..durations import parse_duration
+from ..store.records import KeptResult
+
+if TYPE_CHECKING:
+    from .model import Job
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_RESULTS",
+    "KEEP_RESULT_OPTION",
+    "PENDING",
+    "Results",
+    "keep_result_option",
+]
+
+DEFAULT_MAX_RESULTS = 100_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+PENDING = "pending"
+
+_RECORD_BYTES = 100  # what a record costs beside its handle, name and data, roughly
+
+KEEP_RESULT_OPTION = b"keep_result="
+"""The OPTION_REQ extension: ``keep_result=SECONDS`` keeps the results of the
+connection's next background jobs that long (0: no longer).  gearmand answers
+ERROR UNKNOWN_OPTION, so a client can tell; peers that never send it see nothing new."""
+
+MAX_KEEP = 366 * 86400.0  # a year: longer is surely a mistake
+
+
+def keep_result_option(option: bytes) -> float | None:
+    """The seconds an OPTION_REQ ``keep_result=SECONDS`` asks for; None if
+    ``option`` is not that, or its value is not a duration up to a year."""
+    if option[: len(KEEP_RESULT_OPTION)].lower() != KEEP_RESULT_OPTION:
+        return None
+    try:
+        seconds = parse_duration(option[len(KEEP_RESULT_OPTION) :].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return seconds if seconds <= MAX_KEEP else None
+
+
+Persist = Callable[[list[KeptResult], list[bytes]], None]
+
+
+def _size(record: KeptResult) -> int:
+    return len(record.data) + len(record.handle) + len(record.function) + _RECORD_BYTES
+
+
+class Results:
+    """The kept results of one server, oldest first; ``clock`` gives epoch seconds."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        max_results: int = DEFAULT_MAX_RESULTS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.clock = clock
+        self.max_results = max_results
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._records: OrderedDict[bytes, KeptResult] = OrderedDict()
+        self._expiry: list[tuple[float, bytes]] = []  # a heap of (expires_at, handle)
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        # Set by the app when there is a durable store: (added, removed handles).
+        self.persist: Persist | None = None
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def bound(self, max_results: int, max_bytes: int) -> None:
+        self.max_results = max_results
+        self.max_bytes = max_bytes
+        self._changed([], self._trim())
+
+    # -- the core's side -------------------------------------------------------
+
+    def expect(self, handle: bytes, function: bytes, keep: float) -> None:
+        """A submitter asked for the result of ``handle``, kept ``keep`` seconds."""
+        if keep <= 0:
+            return
+        old = self._records.get(handle)
+        if old is not None and old.status == PENDING and old.keep >= keep:
+            return
+        self._put(KeptResult(handle, function, PENDING, b"", keep))
+
+    def ended(self, job: Job, status: str, data: bytes, policy_keep: float) -> None:
+        """``job`` is over (``status`` as :class:`KeptResult` says): keep its result
+        if its policy or its submitter asked, and wake whoever waits for it."""
+        handle = job.handle
+        if job.background:
+            old = self._records.get(handle)
+            keep = max(policy_keep, old.keep if old is not None and old.status == PENDING else 0.0)
+            if keep > 0:
+                record = KeptResult(handle, job.function.name, status, data, keep, self.clock())
+                self._put(record)
+                heapq.heappush(self._expiry, (record.expires_at, handle))
+                self.purge()
+        for future in self._waiters.pop(handle, ()):
+            if not future.done():
+                future.set_result(None)
+
+    @property
+    def waited_for(self) -> bool:
+        """Someone waits for a job to end."""
+        return bool(self._waiters)
+
+    def load(self, records: Iterable[KeptResult]) -> None:
+        """The records the store kept, at start (oldest first)."""
+        for record in records:
+            self._records[record.handle] = record
+            self.bytes += _size(record)
+            if record.ended_at:
+                heapq.heappush(self._expiry, (record.expires_at, record.handle))
+        self.purge()
+        self._changed([], self._trim())
+
+    # -- the admin's and the console's side --------------------------------------
+
+    def get(self, handle: bytes) -> KeptResult | None:
+        """The record of ``handle`` (pending or ended), or None: none kept, or expired."""
+        self.purge()
+        return self._records.get(handle)
+
+    async def wait(self, handle: bytes, timeout: float) -> None:
+        """Return when ``handle``'s job ends, or after ``timeout`` seconds."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(handle, []).append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(handle)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[handle]
+
+    def purge(self) -> None:
+        """Drop the results whose time is up."""
+        now = self.clock()
+        expiry, records = self._expiry, self._records
+        removed: list[bytes] = []
+        while expiry and expiry[0][0] <= now:
+            expires_at, handle = heapq.heappop(expiry)
+            record = records.get(handle)
+            if record is not None and record.expires_at == expires_at:
+                del records[handle]
+                self.bytes -= _size(record)
+                removed.append(handle)
+        self._changed([], removed)
+
+    # -- keeping ---------------------------------------------------------------
+
+    def _put(self, record: KeptResult) -> None:
+        old = self._records.pop(record.handle, None)
+        if old is not None:
+            self.bytes -= _size(old)
+        self._records[record.handle] = record
+        self.bytes += _size(record)
+        self._changed([record], self._trim())
+
+    def _trim(self) -> list[bytes]:
+        """Drop the oldest records past the bounds (the newest always stays)."""
+        records = self._records
+        removed: list[bytes] = []
+        while len(records) > 1 and (len(records) > self.max_results or self.bytes > self.max_bytes):
+            handle, record = records.popitem(last=False)
+            self.bytes -= _size(record)
+            removed.append(handle)
+        return removed
+
+    def _changed(self, added: list[KeptResult], removed: list[bytes]) -> None:
+        if (added or removed) and self.persist is not None:
+            self.persist([r for r in added if r.handle not in removed], removed)
