@@ -196,6 +196,7 @@ class ServerApp:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
         core.keeper = writer
         await self._load_failed(core, writer)
+        await self._load_results(core, writer)
 
     async def _load_failed(self, core: JobServer, writer: StoreWriter) -> None:
         """The failed-job set from the store, and the store as its home from now on."""
@@ -209,6 +210,16 @@ class ServerApp:
         failed.load(records)
         if records:
             log.log(NOTICE, "Loaded %d failed job(s) from the store", len(failed))
+
+    async def _load_results(self, core: JobServer, writer: StoreWriter) -> None:
+        """The kept results from the store, and the store as their home from now on."""
+        assert self.store is not None
+        results = core.results
+        results.persist = writer.results_changed
+        records = await self.store.load_results()
+        results.load(records)
+        if records:
+            log.log(NOTICE, "Loaded %d kept result(s) from the store", len(results))
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the port; connections wait until `_start_serving`."""
