@@ -43,11 +43,13 @@ if TYPE_CHECKING:
         JobException,
         JobFailed,
         JobTimeout,
+        NoResult,
         NoServersAvailable,
         ProtocolError,
         ResultDecodeError,
         ServerError,
     )
+    from .kept_results import BackgroundJob, JobResult
     from .worker import Worker
     from .worker_job import WorkerJob
 
@@ -69,6 +71,9 @@ _WHERE = {
     "JobRequest": "client",
     "JobStatus": "client_job",
     "JobTimeout": "errors",
+    "BackgroundJob": "kept_results",
+    "JobResult": "kept_results",
+    "NoResult": "errors",
     "NoServersAvailable": "errors",
     "Priority": "client",
     "PriorityStatus": "admin",
@@ -104,6 +109,9 @@ __all__ = [
     "JobRequest",
     "JobStatus",
     "JobTimeout",
+    "BackgroundJob",
+    "JobResult",
+    "NoResult",
     "NoServersAvailable",
     "Priority",
     "PriorityStatus",

@@ -7,19 +7,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
 from .client_job import Job, parse_status
 from .connection import Address, Backoff, Connection
-from .errors import ConnectionLost
+from .errors import ConnectionLost, ServerError
 from .protocol import Packet, PacketType
 
-__all__ = ["AnswerClock", "LinkOwner", "ServerLink"]
+__all__ = ["KEEP_NO_RESULT", "AnswerClock", "LinkOwner", "ServerLink", "keep_result_option"]
 
 log = logging.getLogger("geartrain.client")
 
 T = PacketType
+
+
+KEEP_NO_RESULT = b"keep_result=0"
+
+
+def keep_result_option(seconds: float) -> bytes:
+    """geartrain's OPTION_REQ that keeps the results of background jobs ``seconds``."""
+    return b"keep_result=" + (b"%.3f" % seconds).rstrip(b"0").rstrip(b".")
 
 
 class LinkOwner(Protocol):
@@ -68,6 +77,10 @@ class ServerLink:
         self.down_until = 0.0
         self.backoff = Backoff(0.1, client.max_backoff)
         self._lock = asyncio.Lock()
+        # Whether each connection's server takes the keep_result option.
+        self._keeps_results: weakref.WeakKeyDictionary[Connection, bool] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def is_down(self, now: float) -> bool:
         return self.down_until > now
@@ -82,8 +95,12 @@ class ServerLink:
         packet_type: PacketType,
         *args: bytes,
         on_reply: Callable[[Packet], None] | None = None,
+        keep_result: float = 0.0,
     ) -> Packet:
         """Send a request on this server's connection (opened if needed); return the reply.
+
+        ``keep_result`` (seconds) asks geartrain to keep the result of this
+        background job: the ``keep_result=`` option is set for it alone.
 
         The server has ``io_timeout`` in all to answer, counted from the first
         packet sent: a new connection's handshake and the retry below wait
@@ -99,8 +116,12 @@ class ServerLink:
         for attempt in (1, 2):
             conn, fresh = await self.connection(wait)
             try:
+                options = None
+                if keep_result:
+                    await self._check_keeps_results(conn, wait)
+                    options = (keep_result_option(keep_result), KEEP_NO_RESULT)
                 return await conn.request(
-                    packet_type, *args, on_reply=on_reply, timeout=wait.left()
+                    packet_type, *args, on_reply=on_reply, timeout=wait.left(), options=options
                 )
             except ConnectionLost:
                 # An idle connection the server closed (say, it restarted)
@@ -110,6 +131,19 @@ class ServerLink:
                         self.mark_down()
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _check_keeps_results(self, conn: Connection, wait: AnswerClock) -> None:
+        """Raise ServerError unless the server takes the ``keep_result=`` option
+        (asked once per connection; gearmand answers UNKNOWN_OPTION)."""
+        if conn not in self._keeps_results:
+            reply = await conn.request(T.OPTION_REQ, KEEP_NO_RESULT, timeout=wait.left())
+            self._keeps_results[conn] = reply.type is T.OPTION_RES
+        if not self._keeps_results[conn]:
+            raise ServerError(
+                "UNKNOWN_OPTION",
+                f"{self.address} does not keep results of background jobs"
+                " (no keep_result option: not a geartrain server?)",
+            )
 
     async def connection(self, wait: AnswerClock) -> tuple[Connection, bool]:
         """The open connection, and whether it was opened just now.

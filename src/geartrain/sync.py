@@ -25,13 +25,16 @@ from typing import Any, TypeVar, overload
 from . import admin as _admin
 from . import client as _client
 from . import client_job as _job
+from . import kept_results as _kept
 from . import worker as _worker
 from .admin import FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from .client import JobRequest, Priority
 from .client_job import JobStatus, Update
 from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
+from .durations import Duration
 from .errors import JobTimeout
+from .kept_results import JobResult
 from .worker import JobFunction, WorkerJob, registration
 
 __all__ = [
@@ -107,6 +110,27 @@ def _loop() -> _LoopThread:
 async def _make(factory: Callable[[], R]) -> R:
     # Build asyncio objects on the loop thread, where they will live.
     return factory()
+
+
+class BackgroundJob(bytes):
+    """A background job's handle (bytes) whose ``result(timeout=...)`` fetches its
+    kept result (see :class:`geartrain.BackgroundJob`)."""
+
+    _job: _kept.BackgroundJob
+    _runner: _LoopThread
+
+    def __new__(cls, job: _kept.BackgroundJob, runner: _LoopThread) -> BackgroundJob:
+        handle = super().__new__(cls, job)
+        handle._job, handle._runner = job, runner
+        return handle
+
+    @property
+    def handle(self) -> bytes:
+        return bytes(self)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait up to ``timeout`` seconds (None: until it ends) and return the result."""
+        return self._runner.run(self._job.result(timeout))
 
 
 class Job:
@@ -258,13 +282,16 @@ class Client:
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         when: _client.When | None = None,
-    ) -> bytes:
-        """Queue a background job; return its handle (as the asyncio ``submit_background``)."""
-        return self._runner.run(
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
+        """Queue a background job; return its handle (as the asyncio ``submit_background``),
+        whose ``result(timeout=...)`` fetches the kept result."""
+        job = self._runner.run(
             self._client.submit_background(
-                function, data, unique=unique, priority=priority, when=when
+                function, data, unique=unique, priority=priority, when=when, keep_result=keep_result
             )
         )
+        return BackgroundJob(job, self._runner)
 
     def submit_at(
         self, when: _client.When, function: str, data: Any = b"", *, unique: Payload | None = None
@@ -296,6 +323,25 @@ class Client:
     def get_status_unique(self, unique: Payload) -> JobStatus:
         """Job status by unique key (see :meth:`geartrain.Client.get_status_unique`)."""
         return self._runner.run(self._client.get_status_unique(unique))
+
+    def result(
+        self,
+        handle: Payload,
+        *,
+        timeout: float | None = None,
+        server: ServerSpec | None = None,
+        codec: Codec | None = None,
+    ) -> Any:
+        """A background job's kept result (see :meth:`geartrain.Client.result`)."""
+        return self._runner.run(
+            self._client.result(handle, timeout=timeout, server=server, codec=codec)
+        )
+
+    def result_status(
+        self, handle: Payload, *, timeout: float | None = 0, server: ServerSpec | None = None
+    ) -> JobResult | None:
+        """What the server says of a kept result (see ``Client.result_status``)."""
+        return self._runner.run(self._client.result_status(handle, timeout=timeout, server=server))
 
     def echo(self, data: Payload = b"ping", *, server: ServerSpec | None = None) -> bytes:
         """ECHO_REQ round trip (see :meth:`geartrain.Client.echo`)."""
