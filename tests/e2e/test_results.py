@@ -9,6 +9,7 @@ import base64
 import hashlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -119,6 +120,13 @@ async def test_a_php_workers_result_is_fetched_by_a_python_client_after_a_restar
             await client.result(failed, timeout=0)
     answer = admin_command(server.port, "result " + job.decode())
     assert answer == b"OK complete " + base64.b64encode(BINARY[::-1]) + b"\n"
+    cli = [sys.executable, "-m", "geartrain", "admin", "-p", str(server.port), "--result"]
+    out = subprocess.run([*cli, job.decode()], capture_output=True, check=True)
+    assert out.stdout == b"complete " + base64.b64encode(BINARY[::-1]) + b"\n"
+    out = subprocess.run([*cli, failed.decode()], capture_output=True, check=True)
+    assert out.stdout == b"fail\n"
+    out = subprocess.run([*cli, "H:nosuch:1", "--strict"], capture_output=True)
+    assert (out.returncode, out.stderr) == (1, b"Error: UNKNOWN_JOB\r\n")
 
 
 async def test_a_queued_jobs_opt_in_survives_a_restart(

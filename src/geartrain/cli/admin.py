@@ -10,7 +10,8 @@ on a stack), and each answer is printed as received: ``OK <x>`` without the
 
 geartrain's own options, ``--show-failed-jobs``, ``--retry-failed HANDLE`` and
 ``--delete-failed HANDLE`` for the failed-job set (``all`` or ``"all
-FUNCTION"`` for many) and ``--strict``, must be spelled out in full, so that
+FUNCTION"`` for many), ``--result HANDLE`` for a background job's kept result
+(printed as ``STATUS BASE64``) and ``--strict``, must be spelled out in full, so that
 every abbreviation gearadmin accepts keeps its meaning; the help text lists
 them after gearadmin's, which is unchanged.
 """
@@ -60,6 +61,7 @@ EXTRA = "\ngeartrain options (spelled out in full):\n" + "".join(
         ("--show-failed-jobs", "Show the failed-job set."),
         ("--retry-failed arg", 'Run failed jobs again: a handle, all, "all FUNCTION".'),
         ("--delete-failed arg", 'Forget failed jobs: a handle, all, "all FUNCTION".'),
+        ("--result arg", "A background job's kept result: STATUS [BASE64 DATA]."),
         (strict.FLAG, f"Exit 1 on ERR answers (or {strict.ENVIRONMENT}=1)."),
     )
 )
@@ -88,6 +90,7 @@ EXACT = {
     "show-failed-jobs": False,
     "retry-failed": True,
     "delete-failed": True,
+    "result": True,
     strict.FLAG.removeprefix("--"): False,
 }
 """geartrain's options: never matched by an abbreviation."""
@@ -109,6 +112,7 @@ OPERATIONS = (
     ("show-failed-jobs", "show failed jobs"),
     ("retry-failed", "retry failed "),
     ("delete-failed", "delete failed "),
+    ("result", "result "),
 )
 
 

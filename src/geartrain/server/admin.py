@@ -23,7 +23,7 @@ from .acl_admin import AclCommands
 from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
-from .results import PENDING
+from .results import wait_for_end
 
 __all__ = [
     "MAX_RESULT_WAIT",
@@ -102,13 +102,6 @@ def failed_listing(records: Iterable[FailedJob]) -> bytes:
 
 MAX_RESULT_WAIT = 600.0
 """Seconds ``result HANDLE WAIT`` waits at most (a client waiting longer asks again)."""
-
-_STATE_WORDS = {
-    JobState.PENDING: b"queued",
-    JobState.SCHEDULED: b"scheduled",
-    JobState.QUEUED: b"queued",
-    JobState.RUNNING: b"running",
-}
 
 
 def result_line(status: str, data: bytes) -> bytes:
@@ -282,26 +275,15 @@ class AdminCommands:
                 wait = min(parse_duration(words[2].decode("ascii")), MAX_RESULT_WAIT)
             except (UnicodeDecodeError, ValueError):
                 return _args_error(words[0])
-        if wait > 0 and self._job_state(handle) is not None:
-            return self._wait_result(handle, wait)
-        return self._result_answer(handle)
+        return self._result_answer(handle, wait)
 
-    async def _wait_result(self, handle: bytes, wait: float) -> bytes:
-        await self.server.results.wait(handle, wait)
-        return self._result_answer(handle)
-
-    def _job_state(self, handle: bytes) -> bytes | None:
-        job = self.server.jobs.get(handle)
-        if job is None or job.state is JobState.DONE:
-            return None
-        return _STATE_WORDS[job.state]
-
-    def _result_answer(self, handle: bytes) -> bytes:
-        record = self.server.results.get(handle)
-        if record is not None and record.status != PENDING:
-            return result_line(record.status, record.data)
-        state = self._job_state(handle)
-        return ERR_UNKNOWN_JOB if state is None else b"OK " + state + b"\n"
+    async def _result_answer(self, handle: bytes, wait: float) -> bytes:
+        server = self.server
+        found = await wait_for_end(server.results, server.jobs, handle, wait)
+        if found is None:
+            return ERR_UNKNOWN_JOB
+        status, record = found
+        return result_line(status, record.data if record is not None else b"")
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":

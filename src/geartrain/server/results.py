@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..durations import parse_duration
 from ..store.records import KeptResult
+from .model import JobState
 
 if TYPE_CHECKING:
     from .model import Job
@@ -37,6 +38,8 @@ __all__ = [
     "PENDING",
     "Results",
     "keep_result_option",
+    "look_up",
+    "wait_for_end",
 ]
 
 DEFAULT_MAX_RESULTS = 100_000
@@ -201,3 +204,38 @@ class Results:
     def _changed(self, added: list[KeptResult], removed: list[bytes]) -> None:
         if (added or removed) and self.persist is not None:
             self.persist([r for r in added if r.handle not in removed], removed)
+
+
+_STATE_WORDS = {
+    JobState.PENDING: "queued",
+    JobState.SCHEDULED: "scheduled",
+    JobState.QUEUED: "queued",
+    JobState.RUNNING: "running",
+}
+
+
+def look_up(
+    results: Results, jobs: Mapping[bytes, Job], handle: bytes
+) -> tuple[str, KeptResult | None] | None:
+    """What is known of ``handle``'s result, the one rule the admin command and the
+    console share: its status and record once it ended with a kept result;
+    "queued", "scheduled" or "running" (no record) while the job is held here;
+    None otherwise (no such job, not kept, or expired)."""
+    record = results.get(handle)
+    if record is not None and record.status != PENDING:
+        return record.status, record
+    job = jobs.get(handle)
+    if job is None or job.state is JobState.DONE:
+        return None
+    return _STATE_WORDS[job.state], None
+
+
+async def wait_for_end(
+    results: Results, jobs: Mapping[bytes, Job], handle: bytes, wait: float
+) -> tuple[str, KeptResult | None] | None:
+    """:func:`look_up`, after waiting up to ``wait`` seconds for a job held here to end."""
+    found = look_up(results, jobs, handle)
+    if wait > 0 and found is not None and found[1] is None:
+        await results.wait(handle, wait)
+        found = look_up(results, jobs, handle)
+    return found
