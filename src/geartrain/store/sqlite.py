@@ -87,7 +87,8 @@ _FAILED_COLUMNS = (
 
 # The kept results of background jobs, beside the queue table.
 _RESULT_COLUMNS = (
-    "handle BLOB PRIMARY KEY, function_name BLOB, status TEXT, data BLOB, keep REAL, ended_at REAL"
+    "handle BLOB PRIMARY KEY, function_name BLOB, status TEXT, data BLOB, keep_seconds REAL,"
+    " ended_at REAL"
 )
 
 
@@ -477,7 +478,7 @@ class SqliteStore:
     def _load_results(self) -> list[KeptResult]:
         assert self._conn is not None
         rows = self._conn.execute(
-            "SELECT handle, function_name, status, data, keep, ended_at"
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
             f" FROM {self.results_table} ORDER BY rowid"
         )
         return [KeptResult(bytes(h), bytes(f), s, bytes(d), k, e) for h, f, s, d, k, e in rows]
