@@ -366,8 +366,14 @@ class Client:
         return await self._background(function, data, unique, priority, timing, keep_result)
 
     async def submit_at(
-        self, when: When, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        when: When,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs at ``when``; return its handle.
 
         ``when`` is a datetime (a naive one is local time) or a Unix time, to
@@ -377,7 +383,9 @@ class Client:
         Raises:
             NoServersAvailable, ServerError: as for :meth:`submit`.
         """
-        return await self.submit_background(function, data, unique=unique, when=when)
+        return await self.submit_background(
+            function, data, unique=unique, when=when, keep_result=keep_result
+        )
 
     async def submit_later(
         self,
@@ -386,7 +394,8 @@ class Client:
         data: Any = b"",
         *,
         unique: Payload | None = None,
-    ) -> bytes:
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs ``delay`` seconds from now; return its handle.
 
         The time is rounded up to the next whole second (SUBMIT_JOB_EPOCH), so
@@ -400,11 +409,17 @@ class Client:
         if seconds < 0:
             raise ValueError(f"delay must not be negative, not {delay!r}")
         when = math.ceil(time.time() + seconds)
-        return await self.submit_at(when, function, data, unique=unique)
+        return await self.submit_at(when, function, data, unique=unique, keep_result=keep_result)
 
     async def submit_cron(
-        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        cron: str,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job for the next minute that matches ``cron``; return its handle.
 
         ``cron`` is ``"minute hour day-of-month month day-of-week"`` (UTC), each
@@ -419,7 +434,7 @@ class Client:
             NoServersAvailable, ServerError: as for :meth:`submit`.
         """
         timing = (T.SUBMIT_JOB_SCHED, sched_args(cron))
-        return await self._background(function, data, unique, Priority.NORMAL, timing)
+        return await self._background(function, data, unique, Priority.NORMAL, timing, keep_result)
 
     async def _background(
         self,

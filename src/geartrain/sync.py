@@ -294,10 +294,17 @@ class Client:
         return BackgroundJob(job, self._runner)
 
     def submit_at(
-        self, when: _client.When, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        when: _client.When,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs at ``when`` (see :meth:`geartrain.Client.submit_at`)."""
-        return self._runner.run(self._client.submit_at(when, function, data, unique=unique))
+        job = self._client.submit_at(when, function, data, unique=unique, keep_result=keep_result)
+        return BackgroundJob(self._runner.run(job), self._runner)
 
     def submit_later(
         self,
@@ -306,15 +313,26 @@ class Client:
         data: Any = b"",
         *,
         unique: Payload | None = None,
-    ) -> bytes:
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs ``delay`` from now (see ``Client.submit_later``)."""
-        return self._runner.run(self._client.submit_later(delay, function, data, unique=unique))
+        job = self._client.submit_later(
+            delay, function, data, unique=unique, keep_result=keep_result
+        )
+        return BackgroundJob(self._runner.run(job), self._runner)
 
     def submit_cron(
-        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        cron: str,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job for the next minute matching ``cron`` (see ``submit_cron``)."""
-        return self._runner.run(self._client.submit_cron(cron, function, data, unique=unique))
+        job = self._client.submit_cron(cron, function, data, unique=unique, keep_result=keep_result)
+        return BackgroundJob(self._runner.run(job), self._runner)
 
     def get_status(self, handle: Payload, *, server: ServerSpec | None = None) -> JobStatus:
         """Job status by handle (see :meth:`geartrain.Client.get_status`)."""

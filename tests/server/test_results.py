@@ -186,3 +186,44 @@ def test_bad_durations(text: str) -> None:
 def test_bad_keep_results_setting_names_the_table() -> None:
     with pytest.raises(ValueError, match=r"\[defaults\]: keep_results"):
         parse_settings({"defaults": {"keep_results": "soon"}})
+
+
+def test_expired_results_leave_an_idle_server_by_timer(clock: Clock) -> None:
+    server = configured(clock, {"functions": {"kept*": {"keep_results": 60}}})
+    persisted: list[tuple[list[bytes], list[bytes]]] = []
+    server.results.persist = lambda added, removed: persisted.append(
+        ([r.handle for r in added], removed)
+    )
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"kept_fn")
+    handle = client.submit(b"kept_fn", b"in", b"", T.SUBMIT_JOB_BG)
+    run(worker, T.WORK_COMPLETE, b"out")
+    assert persisted == [([handle], [])]
+    clock.advance(59)
+    assert len(server.results) == 1
+    clock.advance(2)  # nothing asked: the timer purges it, and the store hears of it
+    assert len(server.results) == 0 and persisted[-1] == ([], [handle])
+
+
+def test_a_retried_failed_job_keeps_its_submitters_opt_in(clock: Clock) -> None:
+    server = make(clock)
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"f")
+    client.send(T.OPTION_REQ, b"keep_result=1h")
+    client.one(T.OPTION_RES)
+    handle = client.submit(b"f", b"1", b"", T.SUBMIT_JOB_BG)
+    run(worker, T.WORK_FAIL)
+    assert answer(server, b"result " + handle) == b"OK fail\n"
+    assert answer(server, b"retry failed " + handle) == b"OK\r\n"
+    assert answer(server, b"result " + handle) == b"OK queued\n"  # running again
+    run(worker, T.WORK_COMPLETE, b"second time")
+    expected = b"OK complete %s\n" % base64.b64encode(b"second time")
+    assert answer(server, b"result " + handle) == expected
+
+
+def test_a_cluster_member_refuses_the_option(clock: Clock) -> None:
+    server = make(clock)
+    server.results.accepting = False  # as cluster mode sets it
+    client = Conn(server, "c")
+    client.send(T.OPTION_REQ, b"keep_result=60")
+    assert client.one(T.ERROR)[0] == b"UNKNOWN_OPTION"

@@ -95,6 +95,7 @@ class ClusterNode:
         keeper = self.keeper = SharedKeeper(core, self.backend, self.lease, self.errors)
         self.answers.keeper = keeper
         core.keeper = keeper
+        core.results.accepting = False  # no kept results in the shared store yet: say so
         core.use_failed(keeper.failed)
         return keeper
 

@@ -344,6 +344,7 @@ class ServerApp:
             listener.close()
         if self.core is not None:
             self.core.recurring.close()
+            self.core.results.close()
         for runner in self._http:
             await runner.cleanup()
         for task in list(self._handshakes):

@@ -90,7 +90,7 @@ class JobServer:
         self.policies = Policies()
         self.failed: FailedSet = FailedJobs(self.resubmit, clock)
         self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
-        self.results = Results(clock)  # kept results of background jobs
+        self.results = Results(clock, call_later)  # kept results of background jobs
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self._limit_queue = LimitEpisode(

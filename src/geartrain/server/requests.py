@@ -222,7 +222,7 @@ class Requests:
             return
         if option.lower() == b"exceptions":
             peer.exceptions = True
-        elif (keep := keep_result_option(option)) is not None:
+        elif (keep := keep_result_option(option)) is not None and self.core.results.accepting:
             peer.keep_result = keep  # geartrain's extension (see .results)
         else:
             peer.send(ERR_OPTION)

@@ -5,8 +5,9 @@ function's policy says ``keep_results`` (the settings file), or its submitter
 asked with the ``keep_result`` option (OPTION_REQ, see
 :mod:`.requests`), the server keeps how it ended, WORK_COMPLETE's data or the
 failure with WORK_EXCEPTION's data, for that long after the end.  Then it is
-purged (by the injected clock, whenever the set is touched).  The set is
-bounded by count and by bytes; the oldest records go first.
+purged (by the injected clock and timers: when the first one's time is up, and
+whenever the set is touched).  The set is bounded by count and by bytes; the
+oldest records go first.
 
 A submission's opt-in is kept as a *pending* record from the start, so that it
 survives a restart as the job does.  With a durable store every change is
@@ -22,7 +23,7 @@ import asyncio
 import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..durations import parse_duration
 from ..store.records import KeptResult
@@ -82,10 +83,17 @@ class Results:
     def __init__(
         self,
         clock: Callable[[], float],
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
         max_results: int = DEFAULT_MAX_RESULTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.clock = clock
+        self.call_later = call_later
+        self._timer: Any = None
+        self._timer_at = 0.0
+        # Whether submitters may ask (the keep_result option); cluster mode keeps
+        # no results of its own yet, so its members refuse the option.
+        self.accepting = True
         self.max_results = max_results
         self.max_bytes = max_bytes
         self.bytes = 0
@@ -116,15 +124,17 @@ class Results:
 
     def ended(self, job: Job, status: str, data: bytes, policy_keep: float) -> None:
         """``job`` is over (``status`` as :class:`KeptResult` says): keep its result
-        if its policy or its submitter asked, and wake whoever waits for it."""
+        if its policy or its submitter asked, and wake whoever waits for it.  A
+        record of the same handle is the same job's (a retried failed job keeps its
+        handle): its time to keep still holds."""
         handle = job.handle
         if job.background:
             old = self._records.get(handle)
-            keep = max(policy_keep, old.keep if old is not None and old.status == PENDING else 0.0)
+            keep = max(policy_keep, old.keep if old is not None else 0.0)
             if keep > 0:
                 record = KeptResult(handle, job.function.name, status, data, keep, self.clock())
                 self._put(record)
-                heapq.heappush(self._expiry, (record.expires_at, handle))
+                self._expires(record)
                 self.purge()
         for future in self._waiters.pop(handle, ()):
             if not future.done():
@@ -141,7 +151,7 @@ class Results:
             self._records[record.handle] = record
             self.bytes += _size(record)
             if record.ended_at:
-                heapq.heappush(self._expiry, (record.expires_at, record.handle))
+                self._expires(record)
         self.purge()
         self._changed([], self._trim())
 
@@ -180,6 +190,33 @@ class Results:
                 self.bytes -= _size(record)
                 removed.append(handle)
         self._changed([], removed)
+        self._schedule()
+
+    def _expires(self, record: KeptResult) -> None:
+        heapq.heappush(self._expiry, (record.expires_at, record.handle))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """A timer for the first expiry, so results leave an idle server too."""
+        if self.call_later is None or not self._expiry:
+            return
+        first = self._expiry[0][0]
+        if self._timer is not None:
+            if self._timer_at <= first:
+                return
+            self._timer.cancel()
+        self._timer_at = first
+        self._timer = self.call_later(max(0.0, first - self.clock()), self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self.purge()
+
+    def close(self) -> None:
+        """Stop the timer (the server stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- keeping ---------------------------------------------------------------
 
@@ -218,16 +255,17 @@ def look_up(
     results: Results, jobs: Mapping[bytes, Job], handle: bytes
 ) -> tuple[str, KeptResult | None] | None:
     """What is known of ``handle``'s result, the one rule the admin command and the
-    console share: its status and record once it ended with a kept result;
-    "queued", "scheduled" or "running" (no record) while the job is held here;
-    None otherwise (no such job, not kept, or expired)."""
+    console share: "queued", "scheduled" or "running" (no record) while the job
+    is held here (a failed job run again included); else its status and record
+    once it ended with a kept result; None otherwise (no such job, not kept, or
+    expired)."""
+    job = jobs.get(handle)
+    if job is not None and job.state is not JobState.DONE and not job.ignored:
+        return _STATE_WORDS[job.state], None
     record = results.get(handle)
     if record is not None and record.status != PENDING:
         return record.status, record
-    job = jobs.get(handle)
-    if job is None or job.state is JobState.DONE:
-        return None
-    return _STATE_WORDS[job.state], None
+    return None
 
 
 async def wait_for_end(
