@@ -1,5 +1,5 @@
 """Kept results of background jobs, end to end: a `geartrain server` subprocess on
-SQLite with a settings file, PHP (libgearman) workers and clients, the Python
+SQLite and on Redis with a settings file, PHP (libgearman) workers and clients, the Python
 client; a restart keeps the results; a gearmand-style exchange sees nothing new."""
 
 from __future__ import annotations
@@ -10,17 +10,19 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from geartrain import Client, JobException, JobFailed, NoResult, ServerError
 from geartrain.protocol import HEADER, RES, PacketType
 from geartrain.sync import Client as SyncClient
 from gt_helpers import wait_for
 from serverproc import ServerProc, gearmand_available, start_gearmand, start_geartrain
-from wire import Wire, admin_command
+from wire import HOST, Wire, admin_command
 
 T = PacketType
 PHP = shutil.which("php")
@@ -39,11 +41,24 @@ keep_results = 600
 BINARY = b"\0\xff\r\n result \0" + bytes(range(256))
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    if request.param == "sqlite":
+        yield ["-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.sqlite3")]
+        return
+    prefix = f"gt_test_results_{uuid.uuid4().hex[:8]}:"
+    yield ["-q", "redis", "--redis-server", HOST, "--redis-prefix", prefix]
+    client = redis.Redis(host=HOST)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[[], ServerProc]]:
+def start(tmp_path: Path, queue: list[str]) -> Iterator[Callable[[], ServerProc]]:
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS)
-    queue = ["-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.sqlite3")]
     servers: list[ServerProc] = []
 
     def start() -> ServerProc:
@@ -112,7 +127,7 @@ async def test_a_php_workers_result_is_fetched_by_a_python_client_after_a_restar
         await wait_for(lambda: _ended(server, plain))
         with pytest.raises(NoResult):
             await client.result(plain, timeout=0)
-    server = start()  # the results survive a restart (the SQLite store)
+    server = start()  # the results survive a restart (the store)
     async with Client(server.address) as client:
         assert await client.result(job, timeout=0) == BINARY[::-1]
         assert (await client.result_status(handle)).status == "complete"  # type: ignore[union-attr]
