@@ -553,3 +553,7 @@ class Admin:
 
     def delete_failed_all(self, function: str | None = None) -> int:
         return self._runner.run(self._admin.delete_failed_all(function))
+
+    def result(self, handle: Payload, wait: float = 0) -> JobResult | None:
+        """A background job's kept result (see :meth:`geartrain.Admin.result`)."""
+        return self._runner.run(self._admin.result(handle, wait))

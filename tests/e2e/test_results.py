@@ -19,6 +19,7 @@ import redis
 
 from geartrain import Client, JobException, JobFailed, NoResult, ServerError
 from geartrain.protocol import HEADER, RES, PacketType
+from geartrain.sync import Admin as SyncAdmin
 from geartrain.sync import Client as SyncClient
 from gt_helpers import wait_for
 from serverproc import ServerProc, gearmand_available, start_gearmand, start_geartrain
@@ -175,6 +176,10 @@ def test_the_sync_client_and_a_python_exception(start: Callable[[], ServerProc])
         with pytest.raises(JobException, match="bad input"):
             job.result(timeout=60)
         assert client.result_status(job).status == "exception"  # type: ignore[union-attr]
+    with SyncAdmin(server.address) as admin:
+        found = admin.result(job)
+        assert found is not None and found.status == "exception"
+        assert found.data.startswith(b"ValueError") and admin.result(b"H:nosuch:1") is None
 
 
 def test_without_opt_in_the_wire_is_gearmands(start: Callable[[], ServerProc]) -> None:
