@@ -95,7 +95,11 @@ class ClusterNode:
         keeper = self.keeper = SharedKeeper(core, self.backend, self.lease, self.errors)
         self.answers.keeper = keeper
         core.keeper = keeper
-        core.results.accepting = False  # no kept results in the shared store yet: say so
+        # Results kept by policy go to the shared store too; a submission's opt-in
+        # cannot travel with its job, so the option is refused (see .results).
+        core.results.accepting = False
+        core.results.persist = keeper.results.changed
+        core.results.remote = keeper.results.look_up
         core.use_failed(keeper.failed)
         return keeper
 
@@ -111,6 +115,7 @@ class ClusterNode:
                 keeper.claimer.stop()
                 keeper.held.drop_unstarted()
                 await asyncio.wait_for(keeper.writes.flush(), timeout=CLOSE_TIMEOUT)
+                await asyncio.wait_for(keeper.results.close(), timeout=CLOSE_TIMEOUT)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
         except self.errors + (asyncio.CancelledError,) as error:
@@ -166,6 +171,7 @@ class ClusterNode:
         if changed:
             await self.backend.progress(changed)
         await keeper.failed.tend()
+        await keeper.results.tend()
 
     async def sweep(self) -> Rescued | None:
         """Rescue the jobs of members whose lease expired, by the core's retry

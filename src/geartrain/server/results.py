@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..durations import parse_duration
@@ -72,6 +72,15 @@ def keep_result_option(option: bytes) -> float | None:
 
 Persist = Callable[[list[KeptResult], list[bytes]], None]
 
+Found = tuple[str, KeptResult | None]
+"""A job's status, and its kept result once it ended (see :func:`look_up`)."""
+
+Remote = Callable[[bytes], Awaitable[Found | None]]
+"""Cluster mode: what the shared store knows of a job this member does not hold."""
+
+REMOTE_POLL = (0.1, 1.0)
+"""Seconds between looks at the shared store while waiting: first, and at most."""
+
 
 def _size(record: KeptResult) -> int:
     return len(record.data) + len(record.handle) + len(record.function) + _RECORD_BYTES
@@ -102,6 +111,8 @@ class Results:
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         # Set by the app when there is a durable store: (added, removed handles).
         self.persist: Persist | None = None
+        # Set in cluster mode: the shared store's answer for jobs not held here.
+        self.remote: Remote | None = None
 
     def __len__(self) -> int:
         return len(self._records)
@@ -251,9 +262,7 @@ _STATE_WORDS = {
 }
 
 
-def look_up(
-    results: Results, jobs: Mapping[bytes, Job], handle: bytes
-) -> tuple[str, KeptResult | None] | None:
+def look_up(results: Results, jobs: Mapping[bytes, Job], handle: bytes) -> Found | None:
     """What is known of ``handle``'s result, the one rule the admin command and the
     console share: "queued", "scheduled" or "running" (no record) while the job
     is held here (a failed job run again included); else its status and record
@@ -270,10 +279,27 @@ def look_up(
 
 async def wait_for_end(
     results: Results, jobs: Mapping[bytes, Job], handle: bytes, wait: float
-) -> tuple[str, KeptResult | None] | None:
-    """:func:`look_up`, after waiting up to ``wait`` seconds for a job held here to end."""
+) -> Found | None:
+    """:func:`look_up`, after waiting up to ``wait`` seconds for the job to end; in
+    cluster mode, a job this member does not hold is looked up in the shared store
+    (again and again while it waits)."""
     found = look_up(results, jobs, handle)
+    if found is None and results.remote is not None:
+        return await _wait_remote(results.remote, handle, wait)
     if wait > 0 and found is not None and found[1] is None:
         await results.wait(handle, wait)
         found = look_up(results, jobs, handle)
     return found
+
+
+async def _wait_remote(remote: Remote, handle: bytes, wait: float) -> Found | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    pause, longest = REMOTE_POLL
+    while True:
+        found = await remote(handle)
+        left = deadline - loop.time()
+        if found is None or found[1] is not None or left <= 0:
+            return found
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, longest)
