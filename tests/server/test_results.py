@@ -117,15 +117,23 @@ def test_the_submitter_opts_in_with_option_req(clock: Clock) -> None:
     assert answer(server, b"result " + kept) == b"ERR UNKNOWN_JOB\r\n"
 
 
-@pytest.mark.parametrize("option", [b"keep_result=", b"keep_result=x", b"keep_result=-1", b"keep"])
-def test_a_bad_keep_result_option_is_refused_as_gearmand_refuses_options(
-    clock: Clock, option: bytes
-) -> None:
+@pytest.mark.parametrize(
+    "option", [b"keep_result=", b"keep_result=x", b"keep_result=-1", b"keep_result=400d"]
+)
+def test_a_bad_keep_result_value_gets_a_clear_error(clock: Clock, option: bytes) -> None:
     server = make(clock)
     client = Conn(server, "c")
     client.send(T.OPTION_REQ, option)
-    assert client.one(T.ERROR) == (b"UNKNOWN_OPTION", b"Server does not recognize given option")
+    code, text = client.one(T.ERROR)
+    assert code == b"INVALID_ARGUMENTS" and text.startswith(b"keep_result takes a duration")
     assert client.peer.keep_result == 0
+
+
+def test_other_unknown_options_are_refused_as_gearmand_refuses_them(clock: Clock) -> None:
+    server = make(clock)
+    client = Conn(server, "c")
+    client.send(T.OPTION_REQ, b"keep")
+    assert client.one(T.ERROR) == (b"UNKNOWN_OPTION", b"Server does not recognize given option")
 
 
 def test_results_are_bounded_oldest_first(clock: Clock) -> None:

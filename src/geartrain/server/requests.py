@@ -220,10 +220,15 @@ class Requests:
         if len(option) > MAX_OPTION:
             peer.send(ERR_OPTION)
             return
+        try:
+            keep = keep_result_option(option)  # geartrain's extension (see .results)
+        except ValueError as error:
+            peer.send(error_packet(b"INVALID_ARGUMENTS", str(error).encode()))
+            return
         if option.lower() == b"exceptions":
             peer.exceptions = True
-        elif (keep := keep_result_option(option)) is not None and self.core.results.accepting:
-            peer.keep_result = keep  # geartrain's extension (see .results)
+        elif keep is not None and self.core.results.accepting:
+            peer.keep_result = keep
         else:
             peer.send(ERR_OPTION)
             return

@@ -60,14 +60,20 @@ MAX_KEEP = 366 * 86400.0  # a year: longer is surely a mistake
 
 def keep_result_option(option: bytes) -> float | None:
     """The seconds an OPTION_REQ ``keep_result=SECONDS`` asks for; None if
-    ``option`` is not that, or its value is not a duration up to a year."""
+    ``option`` is not that.
+
+    Raises:
+        ValueError: its value is not a duration up to a year.
+    """
     if option[: len(KEEP_RESULT_OPTION)].lower() != KEEP_RESULT_OPTION:
         return None
     try:
         seconds = parse_duration(option[len(KEEP_RESULT_OPTION) :].decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        return None
-    return seconds if seconds <= MAX_KEEP else None
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_KEEP:
+        raise ValueError("keep_result takes a duration up to a year (3600, 90s, 15m, 1h, 2d)")
+    return seconds
 
 
 Persist = Callable[[list[KeptResult], list[bytes]], None]
