@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from geartrain import Client, JobException, JobFailed, NoResult, ServerError
+from geartrain import Client, JobException, JobFailed, JobTimeout, NoResult, ServerError
 from geartrain.protocol import HEADER, RES, PacketType
 from geartrain.sync import Admin as SyncAdmin
 from geartrain.sync import Client as SyncClient
+from geartrain.sync import Worker as SyncWorker
 from gt_helpers import wait_for
 from serverproc import ServerProc, gearmand_available, start_gearmand, start_geartrain
 from wire import HOST, Wire, admin_command
@@ -151,10 +152,10 @@ async def test_a_queued_jobs_opt_in_survives_a_restart(
     server = start()
     async with Client(server.address) as client:
         job = await client.submit_background("reverse", b"kept across", keep_result=600)
-        assert await client.result_status(job) is not None  # queued
-        assert (await client.result_status(job)).status == "queued"  # type: ignore[union-attr]
-        with pytest.raises(asyncio.TimeoutError):
-            await client.result(job, timeout=0.2)  # JobTimeout: it has not run
+        status = await client.result_status(job)
+        assert status is not None and (status.status, status.ended) == ("queued", False)
+        with pytest.raises(JobTimeout):
+            await client.result(job, timeout=0.2)  # it has not run; it stays queued
     server = start()
     php_worker(server)
     async with Client(server.address) as client:
@@ -163,9 +164,7 @@ async def test_a_queued_jobs_opt_in_survives_a_restart(
 
 def test_the_sync_client_and_a_python_exception(start: Callable[[], ServerProc]) -> None:
     server = start()
-    from geartrain.sync import Worker
-
-    worker = Worker(server.address)
+    worker = SyncWorker(server.address)
 
     @worker.register("raises")
     def raises(job: object) -> bytes:
