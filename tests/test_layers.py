@@ -20,7 +20,7 @@ ROOT = Path(geartrain.__file__).parent
 
 FLOORS: list[tuple[str, ...]] = [
     ("__about__", "address", "codecs", "cron", "durations", "errors", "priority", "tracing"),
-    ("protocol", "admin_answers"),
+    ("protocol", "admin_answers", "extensions"),
     ("store",),
     ("server",),
     ("embedded",),

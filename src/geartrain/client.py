@@ -55,6 +55,7 @@ from .errors import (
     NoServersAvailable,
     ServerError,
 )
+from .extensions import keep_result as keep_result_option
 from .kept_results import BackgroundJob, JobResult, ask_result, outcome
 from .links import ServerLink
 from .priority import Priority
@@ -445,7 +446,7 @@ class Client:
         timing: _Timing | None,
         keep_result: Duration | None = None,
     ) -> BackgroundJob:
-        keep = parse_duration(keep_result) if keep_result is not None else 0.0
+        keep = _keep(keep_result) if keep_result is not None else 0.0
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
         job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
         with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
@@ -695,3 +696,13 @@ def _epoch(when: When) -> int:
     if isinstance(when, datetime):
         return int(when.timestamp())
     return int(when)
+
+
+def _keep(keep_result: Duration) -> float:
+    """Seconds to keep a result; a bad value fails here, before anything is sent."""
+    try:
+        keep = parse_duration(keep_result)
+        keep_result_option(keep)
+    except ValueError as error:
+        raise ValueError(f"keep_result: {error}") from None
+    return keep

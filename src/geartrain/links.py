@@ -11,24 +11,18 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
+from . import extensions
 from .client_job import Job, parse_status
 from .connection import Address, Backoff, Connection
 from .errors import ConnectionLost, ServerError
+from .extensions import KEEP_NO_RESULT
 from .protocol import Packet, PacketType
 
-__all__ = ["KEEP_NO_RESULT", "AnswerClock", "LinkOwner", "ServerLink", "keep_result_option"]
+__all__ = ["AnswerClock", "LinkOwner", "ServerLink"]
 
 log = logging.getLogger("geartrain.client")
 
 T = PacketType
-
-
-KEEP_NO_RESULT = b"keep_result=0"
-
-
-def keep_result_option(seconds: float) -> bytes:
-    """geartrain's OPTION_REQ that keeps the results of background jobs ``seconds``."""
-    return b"keep_result=" + (b"%.3f" % seconds).rstrip(b"0").rstrip(b".")
 
 
 class LinkOwner(Protocol):
@@ -119,7 +113,7 @@ class ServerLink:
                 options = None
                 if keep_result:
                     await self._check_keeps_results(conn, wait)
-                    options = (keep_result_option(keep_result), KEEP_NO_RESULT)
+                    options = (extensions.keep_result(keep_result), KEEP_NO_RESULT)
                 return await conn.request(
                     packet_type, *args, on_reply=on_reply, timeout=wait.left(), options=options
                 )

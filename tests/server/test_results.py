@@ -235,3 +235,12 @@ def test_a_cluster_member_refuses_the_option(clock: Clock) -> None:
     client = Conn(server, "c")
     client.send(T.OPTION_REQ, b"keep_result=60")
     assert client.one(T.ERROR)[0] == b"UNKNOWN_OPTION"
+
+
+@pytest.mark.parametrize("seconds", [-1.0, 367 * 86400.0])
+async def test_the_client_refuses_a_keep_beyond_a_year_before_sending(seconds: float) -> None:
+    from geartrain import Client
+
+    async with Client("127.0.0.1:1") as client:  # nothing listens: nothing is sent
+        with pytest.raises(ValueError, match="keep_result"):
+            await client.submit_background("f", b"x", keep_result=seconds)

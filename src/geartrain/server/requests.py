@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..cron import sched_fields
+from ..extensions import read_keep_result
 from ..protocol import PACKETS, REQ, RES, SUBMIT_KINDS, Packet, PacketType, Sender, frame, pack
 from .core import MAX_UNIQUE, JobServer
 from .model import NORMAL, JobState, Peer
@@ -28,7 +29,6 @@ from .replies import (
     c_strtol,
     error_packet,
 )
-from .results import keep_result_option
 
 __all__ = ["REQUESTS", "Requests"]
 
@@ -221,7 +221,7 @@ class Requests:
             peer.send(ERR_OPTION)
             return
         try:
-            keep = keep_result_option(option)  # geartrain's extension (see .results)
+            keep = read_keep_result(option)  # geartrain's extension (see .results)
         except ValueError as error:
             peer.send(error_packet(b"INVALID_ARGUMENTS", str(error).encode()))
             return

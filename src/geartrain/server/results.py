@@ -3,8 +3,8 @@
 A background job's result is normally lost: nobody waits for it.  When its
 function's policy says ``keep_results`` (the settings file), or its submitter
 asked with the ``keep_result`` option (OPTION_REQ, see
-:mod:`.requests`), the server keeps how it ended, WORK_COMPLETE's data or the
-failure with WORK_EXCEPTION's data, for that long after the end.  Then it is
+:mod:`geartrain.extensions`), the server keeps how it ended, WORK_COMPLETE's
+data or the failure with WORK_EXCEPTION's data, for that long after the end.  Then it is
 purged (by the injected clock and timers: when the first one's time is up, and
 whenever the set is touched).  The set is bounded by count and by bytes; the
 oldest records go first.
@@ -25,7 +25,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..durations import parse_duration
 from ..store.records import KeptResult
 from .model import JobState
 
@@ -35,10 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_RESULTS",
-    "KEEP_RESULT_OPTION",
     "PENDING",
     "Results",
-    "keep_result_option",
     "look_up",
     "wait_for_end",
 ]
@@ -49,32 +46,6 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 PENDING = "pending"
 
 _RECORD_BYTES = 100  # what a record costs beside its handle, name and data, roughly
-
-KEEP_RESULT_OPTION = b"keep_result="
-"""The OPTION_REQ extension: ``keep_result=SECONDS`` keeps the results of the
-connection's next background jobs that long (0: no longer).  gearmand answers
-ERROR UNKNOWN_OPTION, so a client can tell; peers that never send it see nothing new."""
-
-MAX_KEEP = 366 * 86400.0  # a year: longer is surely a mistake
-
-
-def keep_result_option(option: bytes) -> float | None:
-    """The seconds an OPTION_REQ ``keep_result=SECONDS`` asks for; None if
-    ``option`` is not that.
-
-    Raises:
-        ValueError: its value is not a duration up to a year.
-    """
-    if option[: len(KEEP_RESULT_OPTION)].lower() != KEEP_RESULT_OPTION:
-        return None
-    try:
-        seconds = parse_duration(option[len(KEEP_RESULT_OPTION) :].decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        seconds = -1.0
-    if not 0 <= seconds <= MAX_KEEP:
-        raise ValueError("keep_result takes a duration up to a year (3600, 90s, 15m, 1h, 2d)")
-    return seconds
-
 
 Persist = Callable[[list[KeptResult], list[bytes]], None]
 
