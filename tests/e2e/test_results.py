@@ -29,6 +29,7 @@ from wire import HOST, Wire, admin_command
 T = PacketType
 PHP = shutil.which("php")
 PEERS = Path(__file__).parent.parent / "php_peers"
+PERL = Path(__file__).parent.parent / "interop" / "perl"
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -218,3 +219,25 @@ async def test_gearmand_refuses_the_option_and_the_client_says_so() -> None:
 
 async def _ended(server: ServerProc, handle: bytes) -> bool:
     return admin_command(server.port, "result " + handle.decode()) == b"ERR UNKNOWN_JOB\r\n"
+
+
+def test_a_perl_clients_job_is_kept_by_its_functions_policy(
+    tmp_path: Path, php_worker: Callable[[ServerProc], None]
+) -> None:
+    """Gearman::Client (Perl) submits as ever; the policy keeps the result of its job."""
+    settings = tmp_path / "keep.toml"
+    settings.write_text('[functions."reverse"]\nkeep_results = "1h"\n')
+    server = start_geartrain(["--settings", str(settings)])  # in memory: kept there
+    try:
+        done = subprocess.run(
+            ["perl", str(PERL / "client.pl"), str(server.port), "background"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        handle = done.stdout.split()[-1].split(b"//")[-1]  # Perl says "ip:port//handle"
+        php_worker(server)
+        with SyncClient(server.address) as client:
+            assert client.result(handle, timeout=60) == b"gb"
+    finally:
+        server.cleanup()
