@@ -128,6 +128,9 @@ class BackgroundJob(bytes):
     def handle(self) -> bytes:
         return bytes(self)
 
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        return bytes, (bytes(self),)  # pickled (or copied) as the plain handle
+
     def result(self, timeout: float | None = None) -> Any:
         """Wait up to ``timeout`` seconds (None: until it ends) and return the result."""
         return self._runner.run(self._job.result(timeout))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import pickle
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,7 @@ async def test_a_php_workers_result_is_fetched_by_a_python_client_after_a_restar
         # Asked per submission, while no worker runs: the job waits, and so does the result.
         job = await client.submit_background("reverse", BINARY, keep_result="1h")
         assert isinstance(job, bytes) and job.startswith(b"H:")
+        assert pickle.loads(pickle.dumps(job)) == job  # as the plain handle
         waiting = asyncio.ensure_future(job.result(timeout=60))
         await asyncio.sleep(0.2)
         assert not waiting.done()
