@@ -353,3 +353,33 @@ async def test_a_function_whose_oldest_job_waits_too_long_is_flagged(
     await wait_for(lambda: asyncio.to_thread(stale), timeout=20)
     (waits,) = [f for f in console.get("/api/functions") if f["function"] == "waits"]
     assert waits["flags"] == ["no_workers", "stale"] and waits["oldest_age"] > 0.5
+
+
+@pytest.mark.slow
+async def test_a_schedule_firing_is_listed_with_what_became_of_its_job(
+    start_console: Callable[..., Console], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        '[[schedules]]\nname = "minutely"\ncron = "* * * * *"\nfunction = "tick"\npayload = "t"\n'
+    )
+    console = start_console("--settings", str(settings))
+    assert console.get("/api/schedules")[0]["next"] % 60 == 0
+
+    def fired() -> bool:
+        return bool(console.get("/api/schedules")[0]["history"])
+
+    await wait_for(lambda: asyncio.to_thread(fired), timeout=90, interval=0.5)
+    (schedule,) = console.get("/api/schedules")
+    firing = schedule["history"][0]  # the newest
+    assert firing["at"] == schedule["last"] and firing["outcome"] == "queued"
+    assert schedule["next"] == schedule["last"] + 60
+    worker = Worker([console.server.address])
+    worker.register("tick", lambda job: b"")
+    async with working(worker):
+
+        def finished() -> bool:
+            return console.get("/api/schedules")[0]["history"][0]["outcome"] == "finished"
+
+        await wait_for(lambda: asyncio.to_thread(finished), timeout=20)
+    assert console.request("GET", f"/api/jobs/{firing['handle']}")[0] == 404  # done: gone

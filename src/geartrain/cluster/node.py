@@ -98,6 +98,11 @@ class ClusterNode:
         keeper = self.keeper = SharedKeeper(core, self.backend, self.lease, self.errors)
         self.answers.keeper = keeper
         core.keeper = keeper
+        # Results kept by policy go to the shared store too; a submission's opt-in
+        # cannot travel with its job, so the option is refused (see .results).
+        core.results.accepting = False
+        core.results.persist = keeper.results.changed
+        core.results.remote = keeper.results.look_up
         core.use_failed(keeper.failed)
         core.pause_store = self
         return keeper
@@ -114,6 +119,7 @@ class ClusterNode:
                 keeper.claimer.stop()
                 keeper.held.drop_unstarted()
                 await asyncio.wait_for(keeper.writes.flush(), timeout=CLOSE_TIMEOUT)
+                await asyncio.wait_for(keeper.results.close(), timeout=CLOSE_TIMEOUT)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
         except self.errors + (asyncio.CancelledError,) as error:
@@ -198,6 +204,7 @@ class ClusterNode:
         paused, resumed = keeper.core.pauses.replace(names)
         for name, what in [(n, "paused") for n in paused] + [(n, "resumed") for n in resumed]:
             log.info("Function %s %s in the cluster", name.decode(errors="replace"), what)
+        await keeper.results.tend()
 
     async def sweep(self) -> Rescued | None:
         """Rescue the jobs of members whose lease expired, by the core's retry

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from ..durations import parse_duration
 from ..priority import Priority
+from ..server.admin import MAX_RESULT_WAIT
+from ..server.results import wait_for_end
 from .listing import JobFilter, Scan, failed_jobs, page, state_of
 from .submit import HttpSubmission
 from .views import (
@@ -21,6 +24,7 @@ from .views import (
     function_views,
     job_detail,
     jobs,
+    result_view,
     status_view,
     summary,
     text,
@@ -158,6 +162,7 @@ class Api:
         r.add_get("/api/workers", self._workers)
         r.add_get("/api/jobs", self._jobs)
         r.add_get("/api/jobs/{handle}", self._job)
+        r.add_get("/api/jobs/{handle}/result", self._result)
         r.add_get("/api/failed", self._failed)
         r.add_post("/api/jobs", self._submit)
         r.add_post("/api/jobs/bulk", self._bulk)
@@ -322,6 +327,23 @@ class Api:
                 raise _error(404, "no such job")
             return _reply(failed_detail(record))
         return _reply(job_detail(self.core, job, time.time()))
+
+    async def _result(self, request: web.Request) -> web.Response:
+        """A background job's kept result; ``?wait=SECONDS`` waits for a job held here."""
+        handle = request.match_info["handle"].encode()
+        try:
+            wait = min(parse_duration(request.query.get("wait", "0")), MAX_RESULT_WAIT)
+        except ValueError:
+            raise _error(400, "wait must be a number of seconds") from None
+        found = await wait_for_end(self.core.results, self.core.jobs, handle, wait)
+        if found is None:
+            raise _error(404, "no result kept for this job (unknown, not kept, or expired)")
+        status, record = found
+        ended = record is not None
+        view: dict[str, Any] = {"handle": text(handle), "status": status, "ended": ended}
+        if record is not None:
+            view |= result_view(record)
+        return _reply(view)
 
     async def _failed(self, request: web.Request) -> web.Response:
         function = request.query.get("function")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,7 +15,7 @@ from ..server.core import JobServer
 from ..server.flags import ServerConfig
 from ..server.model import Function, Job, JobState, Peer
 from ..server.stats import STAT_NAMES
-from ..store.records import Attempt, FailedJob
+from ..store.records import Attempt, FailedJob, KeptResult
 from .listing import PREVIEW, state_of
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "job_view",
     "jobs",
     "oldest_queued",
+    "result_view",
     "status_view",
     "worker_views",
 ]
@@ -45,6 +47,21 @@ _CONTROL = frozenset(range(32)) - {9, 10, 13}
 
 def text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
+
+
+def result_view(record: KeptResult) -> dict[str, Any]:
+    """A kept result: its data as text if it is UTF-8, else in base64 (``encoding`` says)."""
+    try:
+        data, encoding = record.data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        data, encoding = base64.b64encode(record.data).decode(), "base64"
+    return {
+        "function": text(record.function),
+        "data": data,
+        "encoding": encoding,
+        "ended_at": record.ended_at,
+        "expires_at": record.expires_at,
+    }
 
 
 def preview(raw: bytes) -> str:

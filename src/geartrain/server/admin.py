@@ -9,12 +9,14 @@ or ``\\n``; gearmand loses the last character of a line ended by a bare
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from ..__about__ import __version__
+from ..durations import parse_duration
 from ..store.records import FailedJob
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
@@ -22,14 +24,17 @@ from .audit import who
 from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
+from .results import wait_for_end
 
 __all__ = [
+    "MAX_RESULT_WAIT",
     "MAX_TOKENS",
     "AdminCommands",
     "Answer",
     "Member",
     "SharedAdmin",
     "failed_listing",
+    "result_line",
 ]
 
 Answer = bytes | Awaitable[bytes]
@@ -103,6 +108,17 @@ def failed_listing(records: Iterable[FailedJob]) -> bytes:
     return b"".join(lines) + b".\n"
 
 
+MAX_RESULT_WAIT = 600.0
+"""Seconds ``result HANDLE WAIT`` waits at most (a client waiting longer asks again)."""
+
+
+def result_line(status: str, data: bytes) -> bytes:
+    """``OK STATUS [BASE64]``: how a job ended and its data in base64 (none when
+    empty), one line whatever the bytes."""
+    encoded = b" " + base64.b64encode(data) if data else b""
+    return b"OK " + status.encode() + encoded + b"\n"
+
+
 class SharedAdmin(Protocol):
     """The admin answers a cluster's shared store gives (geartrain.cluster)."""
 
@@ -168,6 +184,7 @@ class AdminCommands:
             b"pause": self.pause,
             b"resume": self.pause,
             b"paused": self.paused,
+            b"result": self.result,
         }
         if shared is not None:
             self.commands[b"cluster"] = lambda peer, words: shared.members()
@@ -294,6 +311,30 @@ class AdminCommands:
         if handle is None:
             return b"OK %d\n" % count
         return OK if count else ERR_UNKNOWN_JOB
+
+    # -- kept results of background jobs (geartrain's own command) ---------------
+
+    def result(self, peer: Peer, words: list[bytes]) -> Answer:
+        """``result HANDLE [WAIT]``: how the job ended, or that it has not, in one
+        line (see :func:`result_line`); with WAIT (seconds, or ``30s``, ``5m``), a
+        job that has not ended is waited for that long, at most :data:`MAX_RESULT_WAIT`."""
+        if len(words) not in (2, 3):
+            return _args_error(words[0])
+        handle, wait = words[1], 0.0
+        if len(words) == 3:
+            try:
+                wait = min(parse_duration(words[2].decode("ascii")), MAX_RESULT_WAIT)
+            except (UnicodeDecodeError, ValueError):
+                return _args_error(words[0])
+        return self._result_answer(handle, wait)
+
+    async def _result_answer(self, handle: bytes, wait: float) -> bytes:
+        server = self.server
+        found = await wait_for_end(server.results, server.jobs, handle, wait)
+        if found is None:
+            return ERR_UNKNOWN_JOB
+        status, record = found
+        return result_line(status, record.data if record is not None else b"")
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":

@@ -45,6 +45,7 @@ from .replies import (
     job_created,
 )
 from .reply_order import owe, pay
+from .results import Results
 from .retries import Next, decide, failed_record, note_attempt
 from .retry_extension import attempt_packet
 from .schedules import Recurring, Schedule
@@ -95,6 +96,7 @@ class JobServer:
         self.policies = Policies()
         self.failed: FailedSet = FailedJobs(self.resubmit, clock)
         self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
+        self.results = Results(clock, call_later)  # kept results of background jobs
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
         self.audit = Audit(clock)  # operators' actions: the console's and the admin protocol's
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
@@ -130,6 +132,7 @@ class JobServer:
         self.policies = settings.policies
         self.failed_bounds = (settings.failed_max_jobs, settings.failed_max_age)
         self.failed.bound(*self.failed_bounds)
+        self.results.bound(settings.results_max_jobs, settings.results_max_bytes)
         self.recurring.set(settings.schedules)
         self.apply_access(settings.access)
 
@@ -192,6 +195,7 @@ class JobServer:
                 if access is None or access.joins(existing.owner, peer.identity):
                     self.stats.coalesced += 1
                     self._coalesce(existing, peer, background)
+                    self._result_asked(existing, peer, background)
                     return existing
                 # Another identity's job: this one runs on its own and the key
                 # stays with the first, so nobody joins a stranger's job.
@@ -208,6 +212,7 @@ class JobServer:
             job.owner = peer.identity
         table.add(job, index)
         self.events.submitted(job)
+        self._result_asked(job, peer, background)
         if not background:
             self._attach(job, peer)
         elif not self._kept(job, [peer]):
@@ -215,6 +220,10 @@ class JobServer:
         peer.send(job_created(job.handle))
         self.queues.put(job)
         return job
+
+    def _result_asked(self, job: Job, peer: Peer, background: bool) -> None:
+        if background and peer.keep_result:  # the submitter's opt-in (see .results)
+            self.results.expect(job.handle, job.function.name, peer.keep_result)
 
     def _kept(self, job: Job, waiters: list[Peer]) -> bool:
         """Hand a background job to its keeper: True if it is kept now (acknowledge
@@ -527,11 +536,17 @@ class JobServer:
         return self.policies.for_job(job.function.name, job.function.retry, job.retry)
 
     def _attempt_failed(
-        self, job: Job, kind: str, message: str, exception: bytes | list[bytes] = b""
+        self,
+        job: Job,
+        kind: str,
+        message: str,
+        exception: bytes | list[bytes] = b"",
+        detail: bytes = b"",
     ) -> None:
         """An attempt at a running job ended as ``kind``: retry it, queue it again,
         or fail it for good, as :func:`.retries.decide` says.  ``exception`` is the
-        worker's WORK_EXCEPTION, for the clients that asked for exceptions."""
+        worker's WORK_EXCEPTION, for the clients that asked for exceptions;
+        ``detail`` its data, for a kept result."""
         if kind == "worker_lost":
             self.events.worker_lost(job)
             job.retries += 1
@@ -558,6 +573,7 @@ class JobServer:
                 self.events.dropped(job)
             self._fail_clients(job, exception)
             self._keep_failed(job, policy, kind)
+            self._ended(job, kind, detail)
             self._finish(job)
 
     def _retry(self, job: Job, policy: Policy, delay: float) -> None:
@@ -642,6 +658,13 @@ class JobServer:
             for client in job.clients:
                 client.send(exception if exception and client.exceptions else fail)
 
+    def _ended(self, job: Job, status: str, data: bytes) -> None:
+        """The job is over: its result is kept if asked for (see .results)."""
+        results = self.results
+        if not job.ignored and (job.background or results.waited_for):
+            keep = self.policies.for_function(job.function.name).keep_results
+            results.ended(job, status, data, keep)
+
     def _finish(self, job: Job) -> None:
         """The job is over (done, failed, timed out, dropped): forget it everywhere."""
         if job.state is RUNNING:
@@ -719,6 +742,7 @@ class JobServer:
         """WORK_COMPLETE."""
         self.events.completed(job)
         self.forward(job, T.WORK_COMPLETE, args)
+        self._ended(job, "complete", args[1])
         self._finish(job)
 
     def fail(self, job: Job) -> None:
@@ -730,7 +754,8 @@ class JobServer:
         """WORK_EXCEPTION: retried if its policy says so, else final."""
         self.events.exception(job)
         message = args[1][:1000].decode(errors="replace")
-        self._attempt_failed(job, "exception", message, frame(RES, T.WORK_EXCEPTION, args))
+        packet = frame(RES, T.WORK_EXCEPTION, args)
+        self._attempt_failed(job, "exception", message, packet, args[1])
 
     def status_of(self, peer: Peer, job: Job | None) -> Job | None:
         """The job whose status ``peer`` asked for, or None (answered as unknown) if
@@ -752,6 +777,7 @@ class JobServer:
             return False
         self.events.cancelled(job)
         self._fail_clients(job)
+        self._ended(job, "cancelled", b"")
         self.keeper.forget(job)
         job.store_id = 0
         if job.state is RUNNING:

@@ -203,6 +203,7 @@ class Peer:
         "names",
         "identity",
         "held",
+        "keep_result",
     )
 
     def __init__(
@@ -239,6 +240,8 @@ class Peer:
         self.identity = "anonymous"
         # What waits behind an answer owed to this peer (reply_order), if any.
         self.held: HeldReplies | None = None
+        # Seconds the results of its background jobs are kept (OPTION_REQ keep_result=); 0: not.
+        self.keep_result = 0.0
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""
