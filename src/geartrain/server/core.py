@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol import HEADER, RES, PacketType, frame
+from ..retry import stored as stored_retry
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
 from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, FailedJobs
@@ -403,6 +404,7 @@ class JobServer:
             job.store_id = s.id
             job.failures = s.failures
             job.outcomes = decode_outcomes(s.outcomes)
+            job.retry = stored_retry(s.retry)
             job.created_at = self.clock()
             self.table.add(job, index=True)
             self.queues.put(job)

@@ -544,4 +544,5 @@ def _record(job: Job) -> StoredJob:
         job.handle,
         job.failures,
         encode_outcomes(job.outcomes) if job.outcomes else "",
+        job.retry.to_text().decode() if job.retry is not None else "",
     )
