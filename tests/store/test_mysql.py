@@ -115,5 +115,5 @@ async def test_converts_a_table_written_by_gearmand(
         mysql_database,
     )
     names = sorted(str(name) for (name,) in leftovers if str(name).startswith(table[:40]))
-    # The queue and the tables beside it (failed jobs, paused functions, kept results), no temporaries.
+    # The queue and the tables beside it (failed, paused, results), no temporaries.
     assert names == [table] + [f"{table}_{side}" for side in ("failed", "paused", "results")]
