@@ -293,6 +293,24 @@ async def test_a_server_death_is_a_lost_workers_attempt(backend: ClusterBackend)
     assert await backend.queues() == []
 
 
+async def test_a_submissions_policy_and_keep_travel_with_its_row(backend: ClusterBackend) -> None:
+    """Whoever claims or rescues the job gets the policy and the keep_result its
+    submission carried; a job without them gets none."""
+    words = "attempts=3;on=worker_lost;backoff=0.0;cap=3600.0;jitter=0.0"
+    await backend.submit([job(b"a")._replace(retry=words, keep=60.0), job(b"b")], b"H")
+    server = await backend.register("one", 30)
+    first, second = await backend.claim(server, [(b"f", 2)])
+    assert (first.retry, first.keep, second.retry, second.keep) == (words, 60.0, "", 0.0)
+    await backend.release([(c.id, c.claim, c.retries) for c in (first, second)])
+    dying = await backend.register("dying", SHORT)
+    assert len(await backend.claim(dying, [(b"f", 2)])) == 2
+    # One attempt in all by the built-in policy: b fails for good; a's own policy
+    # allows three, so it is queued again.
+    assert await expired(backend, retry_limit=1) == (1, 1, 1)
+    [again] = await backend.claim(server, [(b"f", 1)])
+    assert (again.data, again.retry, again.keep, again.failures) == (b"a", words, 60.0, 1)
+
+
 # PostgreSQL fences by the claim alone: its ids are never handed out again.
 @pytest.mark.parametrize("shared_store", [RedisShared], ids=["redis"], indirect=True)
 async def test_on_redis_only_the_owner_retries_or_fails_a_job(

@@ -170,7 +170,14 @@ class Writes:
     async def _submit(self, adds: list[Job]) -> None:
         submissions = [
             Submission(
-                j.function.name, j.unique, j.data, int(j.priority), math.ceil(j.when), j.reducer
+                j.function.name,
+                j.unique,
+                j.data,
+                int(j.priority),
+                math.ceil(j.when),
+                j.reducer,
+                j.retry.to_text().decode() if j.retry is not None else "",
+                j.keep_result,
             )
             for j in adds
         ]
