@@ -17,7 +17,7 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["OPTION", "OUTCOMES", "Retry", "option", "read_option", "stored"]
+__all__ = ["OPTION", "OUTCOMES", "Retry", "option", "read_option", "storable", "stored"]
 
 OPTION = b"retries"
 """The OPTION_REQ that asks a server for the retries extension (gearmand answers
@@ -146,6 +146,12 @@ def read_option(text: bytes) -> tuple[Retry, bytes | None] | None:
     if not function:
         raise ValueError("retry-for: the function name is missing")
     return Retry.from_text(policy), function
+
+
+def storable(retry: Retry | None) -> str:
+    """A submission's policy as the stores keep it: its words (:meth:`Retry.to_text`),
+    or empty for none; :func:`stored` reads it back."""
+    return "" if retry is None else retry.to_text().decode()
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,6 +21,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from ..retry import storable
 from . import Failure, Retry, Submission, cluster_handle
 from .backend import MAX_BATCH
 from .timing import CallLater, sleep
@@ -176,7 +177,7 @@ class Writes:
                 int(j.priority),
                 math.ceil(j.when),
                 j.reducer,
-                j.retry.to_text().decode() if j.retry is not None else "",
+                storable(j.retry),
                 j.keep_result,
             )
             for j in adds
