@@ -13,12 +13,14 @@ from geartrain.protocol import (
     CHUNK_SIZE,
     HEADER,
     PACKETS,
+    POOL_SIZE,
     REQ,
     RES,
     AdminLine,
     Decoder,
     Packet,
     PacketType,
+    drop_pieces,
     encode,
     pack,
 )
@@ -209,6 +211,28 @@ def test_large_packets_in_pieces(chunk: int) -> None:
     assert events[:4] == packets
     assert events[4] == Packet(REQ, PacketType.SUBMIT_JOB, (b"x" * 70000,))  # too few args
     assert all(type(a) is bytes for e in events for a in e.args)  # type: ignore[union-attr]
+
+
+def test_kept_pieces_carry_nothing_over_to_the_next_large_packet() -> None:
+    drop_pieces()
+    first = Decoder()
+    stream = pack(REQ, PacketType.ECHO_REQ, (b"a" * (3 << 20),))
+    first.feed(stream[:1000])
+    assert first.next_event() is None  # the header is in: the body comes in pieces
+    first.feed(stream[1000:])
+    assert first.next_event() == Packet(REQ, PacketType.ECHO_REQ, (b"a" * (3 << 20),))
+    # Another connection's shorter packet lands in the kept pieces, the last partly filled.
+    second = Decoder()
+    data = bytes(range(256)) * 4099 + b"end"
+    stream = pack(RES, PacketType.WORK_COMPLETE, (b"H:x:2", data))
+    events = []
+    for i in range(0, len(stream), 100_000):
+        second.feed(stream[i : i + 100_000])
+        events.append(second.next_event())
+    assert events[-1] == Packet(RES, PacketType.WORK_COMPLETE, (b"H:x:2", data))
+    kept = drop_pieces()
+    assert 0 < kept <= POOL_SIZE
+    assert drop_pieces() == 0
 
 
 def test_buffer_follows_bytes_received_not_bytes_announced() -> None:

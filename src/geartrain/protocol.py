@@ -285,7 +285,42 @@ bytes received (memory follows what arrives), are never copied while the body
 grows, and are joined once at the end: a large packet costs its reads and one
 copy, in steps of at most this size, so other connections wait little for it."""
 
+POOL_SIZE = 1 << 25
+"""Bytes of free large-packet pieces kept for the next large packet, process-wide.
+A fresh piece is zero-filled by its allocation, a pass over every byte that a
+kept one skips; :func:`drop_pieces` gives them back (the idle trimmer)."""
+
 _EMPTY = bytearray()
+_pool: dict[int, list[bytearray]] = {}  # free pieces by size: powers of two
+_pool_bytes = 0
+
+
+def _piece(size: int) -> bytearray:
+    """A piece of ``size`` bytes (a power of two), a kept one if there is one."""
+    global _pool_bytes
+    free = _pool.get(size)
+    if free:
+        _pool_bytes -= size
+        return free.pop()
+    return bytearray(size)
+
+
+def _keep_pieces(pieces: list[bytearray]) -> None:
+    global _pool_bytes
+    for piece in pieces:
+        size = len(piece)
+        if size & (size - 1) or _pool_bytes + size > POOL_SIZE:
+            continue  # a first piece (any size), or the pool is full
+        _pool.setdefault(size, []).append(piece)
+        _pool_bytes += size
+
+
+def drop_pieces() -> int:
+    """Give back the kept pieces; returns their bytes."""
+    global _pool_bytes
+    dropped, _pool_bytes = _pool_bytes, 0
+    _pool.clear()
+    return dropped
 
 
 class Decoder:
@@ -390,15 +425,18 @@ class Decoder:
     def _body_space(self) -> memoryview:
         assert self._body is not None
         last = self._body[-1]
-        if self._chunk_fill == len(last):
-            # A new piece, as large as what has arrived (memory follows the bytes),
-            # and never past the body's end, so what follows goes to the buffer.
-            have = self._body_have
-            size = min(self._body_size - have, max(RECV_SIZE, min(have, CHUNK_SIZE)))
-            last = bytearray(size)
+        fill = self._chunk_fill
+        if fill == len(last):
+            # A new piece, at most as large as what has arrived (memory follows the
+            # bytes): a power of two, so that a kept one fits the next packet.
+            size = CHUNK_SIZE
+            while size > RECV_SIZE and size > self._body_have:
+                size >>= 1
+            last = _piece(size)
             self._body.append(last)
-            self._chunk_fill = 0
-        return memoryview(last)[self._chunk_fill :]
+            self._chunk_fill = fill = 0
+        # Never past the body's end, so what follows goes to the buffer.
+        return memoryview(last)[fill : fill + self._body_size - self._body_have]
 
     def release(self, force: bool = False) -> bool:
         """Give back the buffer if nothing is pending (or ``force``: drop what
@@ -512,7 +550,10 @@ class Decoder:
         magic, ptype = self._body_head
         argc, packet_type = _ARGC[ptype], _TYPES[ptype]
         assert packet_type is not None  # checked with the header
-        args = _cut([(p, 0, len(p)) for p in pieces], argc) if argc else ()
+        spans = [(p, 0, len(p)) for p in pieces]
+        spans[-1] = (pieces[-1], 0, self._chunk_fill)  # the last may be partly filled
+        args = _cut(spans, argc) if argc else ()
+        _keep_pieces(pieces)  # _cut copied what it needs
         return Packet(magic, packet_type, args)
 
     def _next_line(self, buf: bytearray, pos: int) -> AdminLine | None:
