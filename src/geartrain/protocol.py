@@ -18,6 +18,7 @@ import struct
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
+from . import blank_bytes
 from .errors import ProtocolError
 
 __all__ = [
@@ -334,10 +335,13 @@ class Decoder:
     Memory follows the bytes received, not the size a header announces: a
     small packet's bytes double the buffer as they arrive, and the body of a
     large one (from :data:`LARGE` bytes) that does not fit is received in
-    pieces, each at most as large as what has arrived, joined once at the end;
-    so a 12-byte header claiming 64 MiB costs a few kilobytes until the bytes
-    come.  No buffer is allocated before the first read, and :meth:`release`
-    gives it back while nothing is pending.
+    pieces, each at most as large as what has arrived; so a 12-byte header
+    claiming 64 MiB costs a few kilobytes until the bytes come.  Once half the
+    body is in, its last argument (the payload) is allocated whole as the
+    ``bytes`` it will be (:mod:`.blank_bytes`), what has arrived of it is copied
+    there, and the rest is read straight into it: the second half of a large
+    payload is copied once, by the kernel.  No buffer is allocated before the
+    first read, and :meth:`release` gives it back while nothing is pending.
 
     ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
     that cannot be framed (bad magic, unknown type, size over the limit, an
@@ -358,6 +362,10 @@ class Decoder:
         "_body_size",
         "_body_have",
         "_chunk_fill",
+        "_heads",
+        "_tail",
+        "_tail_view",
+        "_tail_fill",
         "max_packet_size",
         "max_line_size",
     )
@@ -378,6 +386,10 @@ class Decoder:
         self._body_size = 0
         self._body_have = 0  # bytes of it received
         self._chunk_fill = 0  # bytes in its last piece
+        self._heads: tuple[bytes, ...] = ()  # its arguments before the last, once cut
+        self._tail: bytes | None = None  # its last argument, read in place
+        self._tail_view = memoryview(_EMPTY)  # writable view of the last argument
+        self._tail_fill = 0  # bytes of it received
         self.max_packet_size = max_packet_size
         self.max_line_size = max_line_size
 
@@ -389,7 +401,8 @@ class Decoder:
     @property
     def allocated(self) -> int:
         """Size of the receive buffer and of a large packet's pieces."""
-        return len(self._buf) + (sum(map(len, self._body)) if self._body else 0)
+        tail = len(self._tail) if self._tail is not None else 0
+        return len(self._buf) + (sum(map(len, self._body)) if self._body else 0) + tail
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Writable space for the next read.
@@ -404,7 +417,10 @@ class Decoder:
         """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
         if self._in_body():
             self._body_have += nbytes
-            self._chunk_fill += nbytes
+            if self._tail is None:
+                self._chunk_fill += nbytes
+            else:
+                self._tail_fill += nbytes
         else:
             self._end += nbytes
 
@@ -424,9 +440,13 @@ class Decoder:
 
     def _body_space(self) -> memoryview:
         assert self._body is not None
+        if self._tail is not None:
+            return self._tail_space()
         last = self._body[-1]
         fill = self._chunk_fill
         if fill == len(last):
+            if 2 * self._body_have >= self._body_size and self._to_tail():
+                return self._tail_space()
             # A new piece, at most as large as what has arrived (memory follows the
             # bytes): a power of two, so that a kept one fits the next packet.
             size = CHUNK_SIZE
@@ -438,12 +458,42 @@ class Decoder:
         # Never past the body's end, so what follows goes to the buffer.
         return memoryview(last)[fill : fill + self._body_size - self._body_have]
 
+    def _tail_space(self) -> memoryview:
+        # At most CHUNK_SIZE a read, so other connections wait little for this one.
+        fill = self._tail_fill
+        return self._tail_view[fill : fill + min(CHUNK_SIZE, len(self._tail_view) - fill)]
+
+    def _to_tail(self) -> bool:
+        """Half the body is in (every piece full): cut the arguments before the
+        last out of the pieces, and go on receiving the last in place."""
+        argc = _ARGC[self._body_head[1]]
+        pieces = self._body
+        if argc == 0 or not blank_bytes.AVAILABLE or pieces is None:
+            return False
+        split = _split([(p, 0, len(p)) for p in pieces], argc - 1)
+        if split is None:
+            return False  # the first arguments are longer than half the body
+        heads, rest = split
+        size = self._body_size - self._body_have + sum(end - start for _, start, end in rest)
+        if size < RECV_SIZE:
+            return False  # not worth it (and blank() needs more than one byte)
+        tail, view = blank_bytes.blank(size)
+        fill = 0
+        for buf, start, end in rest:
+            view[fill : fill + end - start] = memoryview(buf)[start:end]
+            fill += end - start
+        self._heads, self._tail, self._tail_view, self._tail_fill = heads, tail, view, fill
+        _keep_pieces(pieces)  # their bytes are copied out
+        self._body = []
+        return True
+
     def release(self, force: bool = False) -> bool:
         """Give back the buffer if nothing is pending (or ``force``: drop what
         is); True if one was freed."""
         if force:
             self._body = None
             self._body_have = 0
+            self._drop_tail()
         elif self._start != self._end or self._body is not None:
             return False
         if self._buf is _EMPTY:
@@ -543,6 +593,10 @@ class Decoder:
         self._body_have = self._chunk_fill = len(first)
         self._start = self._end = self._need = 0
 
+    def _drop_tail(self) -> None:
+        self._heads, self._tail, self._tail_view = (), None, memoryview(_EMPTY)
+        self._tail_fill = 0
+
     def _take_body(self) -> Packet:
         assert self._body is not None
         pieces, self._body = self._body, None
@@ -550,6 +604,11 @@ class Decoder:
         magic, ptype = self._body_head
         argc, packet_type = _ARGC[ptype], _TYPES[ptype]
         assert packet_type is not None  # checked with the header
+        tail = self._tail
+        if tail is not None:
+            args = (*self._heads, tail)
+            self._drop_tail()
+            return Packet(magic, packet_type, args)
         spans = [(p, 0, len(p)) for p in pieces]
         spans[-1] = (pieces[-1], 0, self._chunk_fill)  # the last may be partly filled
         args = _cut(spans, argc) if argc else ()
@@ -568,6 +627,29 @@ class Decoder:
         if end > pos and buf[end - 1] == 13:  # "\r"
             end -= 1
         return AdminLine(bytes(self._view[pos:end]))
+
+
+def _split(
+    pieces: list[tuple[bytearray, int, int]], count: int
+) -> tuple[tuple[bytes, ...], list[tuple[bytearray, int, int]]] | None:
+    """The first ``count`` NUL-terminated arguments of ``(buffer, start, end)``
+    pieces, and the pieces of what follows them; None if they do not all end there."""
+    heads: list[bytes] = []
+    parts: list[memoryview] = []
+    for i, (buf, start, end) in enumerate(pieces):
+        view = memoryview(buf)
+        while len(heads) < count:
+            nul = buf.find(b"\0", start, end)
+            if nul < 0:
+                break
+            parts.append(view[start:nul])
+            heads.append(b"".join(parts))
+            parts.clear()
+            start = nul + 1
+        if len(heads) == count:
+            return tuple(heads), [(buf, start, end), *pieces[i + 1 :]]
+        parts.append(view[start:end])
+    return None
 
 
 def _cut(pieces: list[tuple[bytearray, int, int]], argc: int) -> tuple[bytes, ...]:
