@@ -28,14 +28,17 @@ class Conn:
         self.sock.sendall(pack(REQ, ptype, args))
 
     def read(self) -> Packet:
+        # Straight into the decoder's buffer, as the server reads: recv() would allocate
+        # a new megabyte for every read, and that cost would follow how the server's
+        # sends happen to be cut into segments rather than what it does.
         while True:
             event = self.decoder.next_event()
             if isinstance(event, Packet):
                 return event
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
+            got = self.sock.recv_into(self.decoder.get_buffer())
+            if not got:
                 raise ConnectionError("closed")
-            self.decoder.feed(chunk)
+            self.decoder.buffer_updated(got)
 
 
 def _echo_worker(
