@@ -43,11 +43,14 @@ if TYPE_CHECKING:
         JobException,
         JobFailed,
         JobTimeout,
+        NoResult,
         NoServersAvailable,
         ProtocolError,
         ResultDecodeError,
         ServerError,
     )
+    from .kept_results import BackgroundJob, JobResult
+    from .retry import Retry
     from .worker import Worker
     from .worker_job import WorkerJob
 
@@ -69,11 +72,15 @@ _WHERE = {
     "JobRequest": "client",
     "JobStatus": "client_job",
     "JobTimeout": "errors",
+    "BackgroundJob": "kept_results",
+    "JobResult": "kept_results",
+    "NoResult": "errors",
     "NoServersAvailable": "errors",
     "Priority": "client",
     "PriorityStatus": "admin",
     "ProtocolError": "errors",
     "ResultDecodeError": "errors",
+    "Retry": "retry",
     "ServerError": "errors",
     "StatusUpdate": "client_job",
     "Update": "client_job",
@@ -104,11 +111,15 @@ __all__ = [
     "JobRequest",
     "JobStatus",
     "JobTimeout",
+    "BackgroundJob",
+    "JobResult",
+    "NoResult",
     "NoServersAvailable",
     "Priority",
     "PriorityStatus",
     "ProtocolError",
     "ResultDecodeError",
+    "Retry",
     "ServerError",
     "StatusUpdate",
     "Update",

@@ -24,6 +24,7 @@ from .connection import (
     parse_servers,
 )
 from .errors import ConnectionLost, ServerError
+from .kept_results import JobResult, ask_result
 from .protocol import PacketType
 
 __all__ = [
@@ -329,6 +330,27 @@ class Admin:
         """
         await self._value("shutdown graceful" if graceful else "shutdown")
 
+    # -- paused functions (geartrain's own commands) -----------------------------------
+
+    async def pause(self, function: str) -> None:
+        """Pause ``function``: its jobs stay queued and no worker gets one until
+        :meth:`resume` (running jobs finish).  No error if it is paused already.
+
+        Raises:
+            ServerError: the server refused (gearmand has no such command:
+                ``UNKNOWN_COMMAND``), or could not keep the pause across a
+                restart (``QUEUE_ERROR``; it holds until then).
+        """
+        await self._value(f"pause {function}")
+
+    async def resume(self, function: str) -> None:
+        """Let workers have ``function``'s jobs again; sleeping workers are woken."""
+        await self._value(f"resume {function}")
+
+    async def paused(self) -> list[str]:
+        """The paused functions, sorted."""
+        return await self._lines("paused")
+
     # -- the failed-job set (geartrain's own commands) ---------------------------------
 
     async def show_failed_jobs(self, function: str | None = None) -> list[FailedJobInfo]:
@@ -360,6 +382,15 @@ class Admin:
     async def delete_failed_all(self, function: str | None = None) -> int:
         """Forget every failed job (of one function if given); returns how many."""
         return _int(await self._value("delete failed all" + (f" {function}" if function else "")))
+
+    # -- kept results of background jobs (geartrain's own command) ---------------------
+
+    async def result(self, handle: Payload, wait: float = 0) -> JobResult | None:
+        """A background job's kept result (``result HANDLE [WAIT]``): ended, or
+        queued or running after ``wait`` seconds; None if the server keeps no
+        result of that handle.  ServerError from a server without the command."""
+        conn = await self._connection()
+        return await ask_result(conn, to_bytes(handle), wait, self.io_timeout)
 
     async def _failed_one(self, verb: str, handle: Payload) -> bool:
         try:

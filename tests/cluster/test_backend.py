@@ -13,7 +13,7 @@ from geartrain.cluster import Claimed, Failure, Retry, Submission
 from geartrain.cluster.backend import ClusterBackend
 from geartrain.cluster.rescue import rescue
 from geartrain.server.policies import Policies
-from geartrain.store.records import decode_outcomes
+from geartrain.store.records import KeptResult, decode_outcomes
 from gt_helpers import wait_for
 
 from .stores import RedisShared, SharedStore
@@ -316,3 +316,35 @@ async def test_on_redis_only_the_owner_retries_or_fails_a_job(
         assert [r.handle for r in await backend.failed_jobs()] == [b"H:c%d" % job_id]
     finally:
         await other.close()
+
+
+async def test_paused_functions_are_shared(backend: ClusterBackend) -> None:
+    assert await backend.paused() == []
+    await backend.set_paused(b"video", True)
+    await backend.set_paused(b"email", True)
+    await backend.set_paused(b"email", True)  # again: kept once
+    await backend.set_paused(b"never", False)
+    assert await backend.paused() == [b"email", b"video"]
+    await backend.set_paused(b"video", False)
+    assert await backend.paused() == [b"email"]
+
+
+async def test_kept_results(backend: ClusterBackend) -> None:
+    now = time.time()
+    done = KeptResult(b"H:a:c1", b"f", "complete", b"\0out\xff", 60.0, now)
+    failed = KeptResult(b"H:a:c2", b"f", "exception", b"ValueError", 0.5, now)
+    await backend.write_results([done, failed], [])
+    assert await backend.result(b"H:a:c1") == done
+    assert await backend.result(b"H:a:c2") == failed
+    replaced = done._replace(status="fail", data=b"")
+    await backend.write_results([replaced], [b"H:a:c9"])
+    assert await backend.result(b"H:a:c1") == replaced
+    await backend.trim_results(now + 1)  # Redis expires them itself
+
+    async def gone() -> bool:
+        return await backend.result(b"H:a:c2") is None
+
+    await wait_for(gone, timeout=10, interval=0.1)
+    assert await backend.result(b"H:a:c1") == replaced
+    await backend.write_results([], [b"H:a:c1"])
+    assert await backend.result(b"H:a:c1") is None

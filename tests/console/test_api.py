@@ -10,9 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geartrain import Client, Worker
+from geartrain.protocol import PacketType
 from gt_helpers import wait_for, working
+from wire import Wire
 
 from .conftest import Console
+
+T = PacketType
 
 
 def test_health_probes(console: Console) -> None:
@@ -161,3 +165,30 @@ def test_history_and_live_events(console: Console) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.2)
         history = console.get("/api/history")
+
+
+def test_kept_results_are_read_by_handle(
+    start_console: Callable[..., Console], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[functions."kept"]\nkeep_results = "10m"\n')
+    console = start_console(f"--settings={settings}")
+    port = console.server.port
+    with Wire(port) as client, Wire(port) as worker:
+        text_job = client.submit(b"kept", b"a", b"", T.SUBMIT_JOB_BG)
+        binary_job = client.submit(b"kept", b"b", b"", T.SUBMIT_JOB_BG)
+        queued = console.get(f"/api/jobs/{text_job.decode()}/result")
+        assert queued == {"handle": text_job.decode(), "status": "queued", "ended": False}
+        worker.send(T.CAN_DO, b"kept")
+        for data in ("naïve ✓".encode(), b"\xff\0\xfe"):
+            assigned = worker.grab()
+            assert assigned is not None
+            worker.send(T.WORK_COMPLETE, assigned[0], data)
+        worker.sync()
+    done = console.get(f"/api/jobs/{text_job.decode()}/result?wait=5")
+    assert (done["status"], done["data"], done["encoding"]) == ("complete", "naïve ✓", "utf-8")
+    assert done["function"] == "kept" and done["expires_at"] == done["ended_at"] + 600
+    binary = console.get(f"/api/jobs/{binary_job.decode()}/result")
+    assert (binary["data"], binary["encoding"]) == ("/wD+", "base64")
+    assert console.request("GET", "/api/jobs/H:nosuch:1/result")[0] == 404
+    assert console.request("GET", f"/api/jobs/{text_job.decode()}/result?wait=x")[0] == 400

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from geartrain.store import Store, StoreError, store_class
-from geartrain.store.records import Attempt, FailedJob, decode_outcomes, encode_outcomes
+from geartrain.store.records import Attempt, FailedJob, KeptResult, decode_outcomes, encode_outcomes
 from serverproc import free_port
 
 from .conftest import BACKENDS, MYSQL, PG, REDIS, MakeStore, job
@@ -221,6 +221,29 @@ def failed(handle: bytes, at: float, **kw: object) -> FailedJob:
     return FailedJob(handle, **fields)  # type: ignore[arg-type]
 
 
+async def test_kept_results_round_trip(make_store: MakeStore) -> None:
+    """Kept results survive a reopen, in the order they were kept; a replaced one
+    goes to the end; binary data is kept exactly."""
+    store = make_store()
+    await store.open()
+    assert await store.load_results() == []
+    pending = KeptResult(b"H:x:1", b"f\xff", "pending", b"", 3600.0)
+    done = KeptResult(b"H:x:2", b"f", "complete", b"\0\xff\r\nout", 60.0, 1_800_000_000.25)
+    failed_one = KeptResult(b"H:x:3", b"f", "exception", b"ValueError", 60.0, 1_800_000_001.5)
+    await store.write_results([pending, done], [])
+    await store.write_results([failed_one], [])
+    assert await store.load_results() == [pending, done, failed_one]
+    ended = pending._replace(status="complete", data=b"ok", ended_at=1_800_000_002.0)
+    await store.write_results([ended], [b"H:x:2", b"H:x:none"])
+    await store.close()
+    reopened = make_store()
+    await reopened.open()
+    assert await reopened.load_results() == [failed_one, ended]
+    await reopened.write_results([], [b"H:x:1", b"H:x:3"])
+    assert await reopened.load_results() == []
+    assert await reopened.load() == []  # the queue is untouched
+
+
 async def test_failed_set_round_trip(make_store: MakeStore) -> None:
     store = make_store()
     await store.open()
@@ -236,4 +259,22 @@ async def test_failed_set_round_trip(make_store: MakeStore) -> None:
     assert await reopened.load_failed() == [replaced]
     await reopened.write_failed([], [b"H:x:2"])
     assert await reopened.load_failed() == []
+    assert await reopened.load() == []  # the queue is untouched
+
+
+async def test_paused_functions_round_trip(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.open()
+    assert await store.load_paused() == []
+    await store.save_paused(b"video", True)
+    await store.save_paused(b"email", True)
+    await store.save_paused(b"email", True)  # again: no error, kept once
+    await store.save_paused(b"bin\x00\xff", True)
+    await store.save_paused(b"never", False)  # not paused: nothing to forget
+    await store.close()
+    reopened = make_store()
+    await reopened.open()
+    assert await reopened.load_paused() == [b"bin\x00\xff", b"email", b"video"]
+    await reopened.save_paused(b"email", False)
+    assert await reopened.load_paused() == [b"bin\x00\xff", b"video"]
     assert await reopened.load() == []  # the queue is untouched

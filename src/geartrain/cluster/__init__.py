@@ -13,8 +13,8 @@ holds across servers and what is approximate.
 - :mod:`.rescue`: what becomes of a dead member's jobs;
 - :mod:`.lease`, :mod:`.deadline`, :mod:`.timing`: the lease's clock, store calls
   under a deadline, timers;
-- :mod:`.answers`, :mod:`.failures`: the admin answers and the failed-job set
-  shared by the members;
+- :mod:`.answers`, :mod:`.failures`, :mod:`.results`: the admin answers, the
+  failed-job set and the kept results shared by the members;
 - :mod:`.backend`, :mod:`.states`: what a member asks of a shared store, and the
   stored job states; :mod:`.postgres`, :mod:`.redis` (with
   :mod:`.redis_scripts`): the two stores.

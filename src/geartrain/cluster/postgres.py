@@ -3,8 +3,9 @@
 Tables of the cluster's own beside the queue table: ``<table>_cluster_jobs``
 (every background job of the cluster, queued, waiting for a retry or running),
 ``<table>_cluster_servers`` (one row per running server, a lease),
-``<table>_cluster_failed`` (the failed-job set) and ``<table>_cluster_firings``
-(one row per firing of a recurring schedule, so that it fires once).  Each
+``<table>_cluster_failed`` (the failed-job set), ``<table>_cluster_firings``
+(one row per firing of a recurring schedule, so that it fires once) and
+``<table>_cluster_paused`` (the paused functions).  Each
 operation is one statement, so a batch costs one round trip and one commit.
 Every plan was checked with EXPLAIN (docs/cluster.md lists them).  The column
 ``attempt`` holds the claim number, ``state`` a :class:`~.states.State`.
@@ -19,7 +20,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from ..store.postgres import conninfo_to_asyncpg
-from ..store.records import FailedJob, decode_outcomes
+from ..store.records import FailedJob, KeptResult, decode_outcomes
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from .states import State
 
@@ -80,6 +81,16 @@ CREATE TABLE IF NOT EXISTS {firings} (
   key BYTEA PRIMARY KEY,
   fired_at TIMESTAMPTZ NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS {firings}_age ON {firings} (fired_at);
+CREATE TABLE IF NOT EXISTS {paused} (function_name BYTEA PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS {results} (
+  handle BYTEA PRIMARY KEY,
+  function_name BYTEA NOT NULL,
+  status TEXT NOT NULL,
+  data BYTEA NOT NULL,
+  keep_seconds DOUBLE PRECISION NOT NULL,
+  ended_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS {results}_age ON {results} (expires_at);
 """
 
 _FAILED_COLUMNS = (
@@ -112,6 +123,8 @@ class PostgresCluster:
         self.servers = f"{base}_cluster_servers"
         self.failed = f"{base}_cluster_failed"
         self.firings = f"{base}_cluster_firings"
+        self.paused_table = f"{base}_cluster_paused"
+        self.results = f"{base}_cluster_results"
         self.channel = f"{base}_cluster"
         self.description = f"cluster over postgresql table {self.jobs}"
         self.timeout = timeout
@@ -288,6 +301,8 @@ class PostgresCluster:
                     servers=self.servers,
                     failed=self.failed,
                     firings=self.firings,
+                    paused=self.paused_table,
+                    results=self.results,
                     waiting=WAITING,
                     claimed=CLAIMED,
                 )
@@ -540,6 +555,49 @@ class PostgresCluster:
             f"SELECT function_name, count(*) FROM {self.failed} GROUP BY function_name"
         )
         return {bytes(r[0]): r[1] for r in rows}
+
+    # -- paused functions -------------------------------------------------------
+
+    async def paused(self) -> list[bytes]:
+        rows = await self._p().fetch(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
+        return [bytes(r[0]) for r in rows]
+
+    async def set_paused(self, name: bytes, paused: bool) -> None:
+        t = self.paused_table
+        if paused:
+            query = f"INSERT INTO {t} VALUES ($1) ON CONFLICT DO NOTHING"
+        else:
+            query = f"DELETE FROM {t} WHERE function_name = $1"
+        await self._durable_pool().execute(query, name)
+
+    # -- kept results ---------------------------------------------------------------
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        r = self.results
+        async with self._p().acquire() as conn, conn.transaction():
+            if removed:
+                await conn.execute(f"DELETE FROM {r} WHERE handle = ANY($1::bytea[])", removed)
+            if added:
+                await conn.executemany(
+                    f"INSERT INTO {r} VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (handle) DO UPDATE SET function_name = EXCLUDED.function_name,"
+                    " status = EXCLUDED.status, data = EXCLUDED.data,"
+                    " keep_seconds = EXCLUDED.keep_seconds, ended_at = EXCLUDED.ended_at,"
+                    " expires_at = EXCLUDED.expires_at",
+                    [(*k, k.expires_at) for k in added],
+                )
+
+    async def result(self, handle: bytes) -> KeptResult | None:
+        row = await self._p().fetchrow(
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results} WHERE handle = $1",
+            handle,
+        )
+        return None if row is None else KeptResult(*row)
+
+    async def trim_results(self, now: float) -> int:
+        done = await self._p().execute(f"DELETE FROM {self.results} WHERE expires_at <= $1", now)
+        return int(done.split()[-1])
 
     # -- status -----------------------------------------------------------------
 

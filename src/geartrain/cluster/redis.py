@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -19,7 +20,7 @@ from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..store.records import FailedJob, decode_outcomes
+from ..store.records import FailedJob, KeptResult, decode_outcomes
 from ..store.redis import RedisStore
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from . import redis_scripts as lua
@@ -262,6 +263,55 @@ class RedisCluster:
     async def failed_counts(self) -> dict[bytes, int]:
         counts = cast(dict[bytes, bytes], await self._redis.hgetall(f"{self.base}failed:count"))
         return {name: int(n) for name, n in counts.items()}
+
+    # -- paused functions -------------------------------------------------------
+
+    async def paused(self) -> list[bytes]:
+        return sorted(cast(set[bytes], await self._redis.smembers(f"{self.base}paused")))
+
+    async def set_paused(self, name: bytes, paused: bool) -> None:
+        change = self._redis.sadd if paused else self._redis.srem
+        await change(f"{self.base}paused", name)
+
+    # -- kept results ---------------------------------------------------------------
+
+    def _result_key(self, handle: bytes) -> bytes:
+        return f"{self.base}result:".encode() + handle
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Each result is a hash that Redis expires itself (PEXPIREAT)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if removed:
+                pipe.delete(*(self._result_key(h) for h in removed))
+            for r in added:
+                key = self._result_key(r.handle)
+                pipe.delete(key)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "function": r.function,
+                        "status": r.status,
+                        "data": r.data,
+                        "keep": repr(r.keep),
+                        "ended_at": repr(r.ended_at),
+                    },
+                )
+                pipe.pexpireat(key, math.ceil(r.expires_at * 1000))
+            await pipe.execute()
+
+    async def result(self, handle: bytes) -> KeptResult | None:
+        row = await self._redis.hmget(
+            self._result_key(handle), ["function", "status", "data", "keep", "ended_at"]
+        )
+        function, status, data, keep, ended_at = cast(list[bytes | None], row)
+        if function is None or status is None or data is None:
+            return None
+        return KeptResult(
+            handle, function, status.decode(), data, float(keep or 0), float(ended_at or 0)
+        )
+
+    async def trim_results(self, now: float) -> int:
+        return 0  # Redis expires them
 
     # -- status -----------------------------------------------------------------
 

@@ -8,9 +8,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from ..durations import parse_duration
 from ..priority import Priority
+from ..server.admin import MAX_RESULT_WAIT
+from ..server.results import wait_for_end
 from .submit import HttpSubmission
-from .views import failed_view, function_views, job_view, jobs, status_view, text, worker_views
+from .views import (
+    failed_view,
+    function_views,
+    job_view,
+    jobs,
+    result_view,
+    status_view,
+    text,
+    worker_views,
+)
 
 if TYPE_CHECKING:
     from ..server.app import Shared
@@ -32,6 +44,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
+    503: web.HTTPServiceUnavailable,
 }
 
 
@@ -79,10 +92,13 @@ class Api:
         r.add_get("/api/workers", self._workers)
         r.add_get("/api/jobs", self._jobs)
         r.add_get("/api/jobs/{handle}", self._job)
+        r.add_get("/api/jobs/{handle}/result", self._result)
         r.add_get("/api/failed", self._failed)
         r.add_post("/api/jobs", self._submit)
         r.add_post("/api/jobs/{handle}/cancel", self._cancel)
         r.add_post("/api/functions/{function}/drop", self._drop)
+        r.add_post("/api/functions/{function}/pause", self._pause(paused=True))
+        r.add_post("/api/functions/{function}/resume", self._pause(paused=False))
         r.add_post("/api/failed/retry", self._failed_all(retry=True))
         r.add_post("/api/failed/delete", self._failed_all(retry=False))
         r.add_post("/api/failed/{handle}/retry", self._failed_one(retry=True))
@@ -140,6 +156,23 @@ class Api:
             return _reply(failed_view(record) | {"state": "failed"})
         return _reply(job_view(job, time.time()))
 
+    async def _result(self, request: web.Request) -> web.Response:
+        """A background job's kept result; ``?wait=SECONDS`` waits for a job held here."""
+        handle = request.match_info["handle"].encode()
+        try:
+            wait = min(parse_duration(request.query.get("wait", "0")), MAX_RESULT_WAIT)
+        except ValueError:
+            raise _error(400, "wait must be a number of seconds") from None
+        found = await wait_for_end(self.core.results, self.core.jobs, handle, wait)
+        if found is None:
+            raise _error(404, "no result kept for this job (unknown, not kept, or expired)")
+        status, record = found
+        ended = record is not None
+        view: dict[str, Any] = {"handle": text(handle), "status": status, "ended": ended}
+        if record is not None:
+            view |= result_view(record)
+        return _reply(view)
+
     async def _failed(self, request: web.Request) -> web.Response:
         function = request.query.get("function")
         records = await self.core.failed.records(_bytes(function))
@@ -169,6 +202,30 @@ class Api:
         if dropped == "busy":
             raise _error(409, "the function has jobs or workers")
         return _reply({"dropped": text(name)})
+
+    def _who(self, request: web.Request) -> str:
+        """Who asked, for the log: the identity the access rules give the address (or
+        that the console token was shown), and the address."""
+        remote = request.remote or "-"
+        access = self.core.access
+        if access is not None:
+            return f"{access.identify(remote, ())} at {remote} (console)"
+        shown = " with the token" if "Authorization" in request.headers else ""
+        return f"{remote} (console{shown})"
+
+    def _pause(self, paused: bool) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            name = request.match_info["function"].encode()
+            if not name:
+                raise _error(400, "function is empty")
+            try:
+                changed = await self.core.set_paused(name, paused, self._who(request))
+            except Exception as error:  # each store has its own errors; all mean the same here
+                done = "paused" if paused else "resumed"
+                raise _error(503, f"{done} here, but not saved: {error}") from None
+            return _reply({"function": text(name), "paused": paused, "changed": changed})
+
+        return handler
 
     def _failed_one(self, retry: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ from ..priority import Priority
 from ..server.core import JobServer
 from ..server.model import Job, JobState, Peer
 from ..server.stats import STAT_NAMES
+from ..store.records import KeptResult
 
 __all__ = [
     "failed_view",
@@ -20,6 +22,7 @@ __all__ = [
     "job_view",
     "jobs",
     "oldest_queued",
+    "result_view",
     "status_view",
     "worker_views",
 ]
@@ -29,6 +32,21 @@ PREVIEW = 200  # bytes of a payload shown in lists
 
 def text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
+
+
+def result_view(record: KeptResult) -> dict[str, Any]:
+    """A kept result: its data as text if it is UTF-8, else in base64 (``encoding`` says)."""
+    try:
+        data, encoding = record.data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        data, encoding = base64.b64encode(record.data).decode(), "base64"
+    return {
+        "function": text(record.function),
+        "data": data,
+        "encoding": encoding,
+        "ended_at": record.ended_at,
+        "expires_at": record.expires_at,
+    }
 
 
 def preview(raw: bytes) -> str:
@@ -82,6 +100,7 @@ def function_views(core: JobServer, now: float, limit: int) -> list[dict[str, An
                 "workers": len(f.workers),
                 "oldest_queued_seconds": round(now - oldest, 3) if oldest else None,
                 "max_queue": list(f.max_queue) if f.max_queue else None,
+                "paused": f.paused,
             }
         )
     return out
@@ -171,6 +190,7 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         "workers": workers,
         "busy_workers": sum(1 for p in core.peers if p.jobs),
         "functions": len(core.functions),
+        "paused": [text(name) for name in core.pauses.listed()],
         "jobs": len(core.jobs),
         "counts": counts
         | {

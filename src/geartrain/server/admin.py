@@ -9,20 +9,31 @@ or ``\\n``; gearmand loses the last character of a line ended by a bare
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from ..__about__ import __version__
+from ..durations import parse_duration
 from ..store.records import FailedJob
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
 from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
+from .results import wait_for_end
 
-__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing"]
+__all__ = [
+    "MAX_RESULT_WAIT",
+    "MAX_TOKENS",
+    "AdminCommands",
+    "Answer",
+    "SharedAdmin",
+    "failed_listing",
+    "result_line",
+]
 
 Answer = bytes | Awaitable[bytes]
 """An admin reply: now, or once a store has answered (sent in request order)."""
@@ -67,6 +78,17 @@ def _field(value: bytes) -> bytes:
 _FIELD_SAFE = bytes.maketrans(b"\t\r\n", b"   ")
 
 
+def _plussed(text: str) -> bytes:
+    """Free text as one word of an ERR line (gearmand writes spaces as ``+``)."""
+    line = " ".join(text.split())[:200]
+    return line.replace(" ", "+").encode(errors="replace")
+
+
+def _who(peer: Peer, identified: bool) -> str:
+    """Who asked, for the log: the peer's identity under access rules, and its address."""
+    return f"{peer.identity} at {peer.host}" if identified else peer.host
+
+
 def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
@@ -87,6 +109,17 @@ def failed_listing(records: Iterable[FailedJob]) -> bytes:
         for r in records
     ]
     return b"".join(lines) + b".\n"
+
+
+MAX_RESULT_WAIT = 600.0
+"""Seconds ``result HANDLE WAIT`` waits at most (a client waiting longer asks again)."""
+
+
+def result_line(status: str, data: bytes) -> bytes:
+    """``OK STATUS [BASE64]``: how a job ended and its data in base64 (none when
+    empty), one line whatever the bytes."""
+    encoded = b" " + base64.b64encode(data) if data else b""
+    return b"OK " + status.encode() + encoded + b"\n"
 
 
 class SharedAdmin(Protocol):
@@ -128,6 +161,10 @@ class AdminCommands:
             b"retry": self.failed_command,
             b"delete": self.failed_command,
             b"acl": AclCommands(server).line,
+            b"pause": self.pause,
+            b"resume": self.pause,
+            b"paused": self.paused,
+            b"result": self.result,
         }
         if shared is not None:
             self.commands[b"cluster"] = lambda peer, words: shared.members()
@@ -238,6 +275,30 @@ class AdminCommands:
         done = await (failed.retry(handle) if retry else failed.delete(handle))
         return OK if done else ERR_UNKNOWN_JOB
 
+    # -- kept results of background jobs (geartrain's own command) ---------------
+
+    def result(self, peer: Peer, words: list[bytes]) -> Answer:
+        """``result HANDLE [WAIT]``: how the job ended, or that it has not, in one
+        line (see :func:`result_line`); with WAIT (seconds, or ``30s``, ``5m``), a
+        job that has not ended is waited for that long, at most :data:`MAX_RESULT_WAIT`."""
+        if len(words) not in (2, 3):
+            return _args_error(words[0])
+        handle, wait = words[1], 0.0
+        if len(words) == 3:
+            try:
+                wait = min(parse_duration(words[2].decode("ascii")), MAX_RESULT_WAIT)
+            except (UnicodeDecodeError, ValueError):
+                return _args_error(words[0])
+        return self._result_answer(handle, wait)
+
+    async def _result_answer(self, handle: bytes, wait: float) -> bytes:
+        server = self.server
+        found = await wait_for_end(server.results, server.jobs, handle, wait)
+        if found is None:
+            return ERR_UNKNOWN_JOB
+        status, record = found
+        return result_line(status, record.data if record is not None else b"")
+
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":
             self.server.function(words[2])
@@ -263,6 +324,29 @@ class AdminCommands:
         if f is not None:  # gearmand answers OK for an unknown function too
             f.max_queue = None if not any(numbers) else (numbers[0], numbers[1], numbers[2])
         return OK
+
+    # -- paused functions (geartrain's own commands) ---------------------------
+
+    def pause(self, peer: Peer, words: list[bytes]) -> Answer:
+        """``pause FUNCTION`` and ``resume FUNCTION``: OK, also when it already was so."""
+        if len(words) != 2 or not words[1]:
+            return _args_error(words[0])
+        paused = words[0].lower() == b"pause"
+        return self._set_paused(words[1], paused, _who(peer, self.server.access is not None))
+
+    async def _set_paused(self, name: bytes, paused: bool, by: str) -> bytes:
+        try:
+            await self.server.set_paused(name, paused, by)
+        except Exception as error:  # each store has its own errors; all mean the same here
+            # The change holds in this server; only keeping it across a restart failed.
+            return b"ERR QUEUE_ERROR " + _plussed(f"not saved: {error}") + b"\r\n"
+        return OK
+
+    def paused(self, peer: Peer, words: list[bytes]) -> bytes:
+        """``paused``: the paused function names, then ``.``."""
+        if len(words) != 1:
+            return _args_error(words[0])
+        return b"".join(_shown(name) + b"\n" for name in self.server.pauses.listed()) + b".\n"
 
     def shutdown(self, peer: Peer, words: list[bytes]) -> bytes:
         # gearmand 1.1.15 removed this command; we keep it, but the protocol has no

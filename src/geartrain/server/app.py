@@ -196,6 +196,17 @@ class ServerApp:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
         core.keeper = writer
         await self._load_failed(core, writer)
+        await self._load_paused(core, self.store)
+        await self._load_results(core, writer)
+
+    @staticmethod
+    async def _load_paused(core: JobServer, store: Store) -> None:
+        """Functions paused before the restart stay paused; changes are kept there."""
+        paused, _resumed = core.pauses.replace(await store.load_paused())
+        core.pause_store = store
+        if paused:
+            names = ", ".join(name.decode(errors="replace") for name in paused)
+            log.log(NOTICE, "Functions paused (as before the restart): %s", names)
 
     async def _load_failed(self, core: JobServer, writer: StoreWriter) -> None:
         """The failed-job set from the store, and the store as its home from now on."""
@@ -209,6 +220,16 @@ class ServerApp:
         failed.load(records)
         if records:
             log.log(NOTICE, "Loaded %d failed job(s) from the store", len(failed))
+
+    async def _load_results(self, core: JobServer, writer: StoreWriter) -> None:
+        """The kept results from the store, and the store as their home from now on."""
+        assert self.store is not None
+        results = core.results
+        results.persist = writer.results_changed
+        records = await self.store.load_results()
+        results.load(records)
+        if records:
+            log.log(NOTICE, "Loaded %d kept result(s) from the store", len(results))
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the port; connections wait until `_start_serving`."""
@@ -333,6 +354,7 @@ class ServerApp:
             listener.close()
         if self.core is not None:
             self.core.recurring.close()
+            self.core.results.close()
         for runner in self._http:
             await runner.cleanup()
         for task in list(self._handshakes):

@@ -30,8 +30,9 @@ from .handles import Handles
 from .limits import LimitEpisode
 from .logs import NOTICE
 from .model import NORMAL, Function, Job, JobState, Peer
+from .pauses import Pauses
 from .policies import Policies, Policy
-from .ports import FailedSet, InMemory, Keeper, Observer
+from .ports import FailedSet, InMemory, Keeper, Observer, PauseStore
 from .queues import Queues
 from .replies import (
     ERR_PERMISSION,
@@ -43,7 +44,9 @@ from .replies import (
     job_created,
 )
 from .reply_order import owe, pay
+from .results import Results
 from .retries import Next, decide, failed_record, note_attempt
+from .retry_extension import attempt_packet
 from .schedules import Recurring, Schedule
 from .settings import Settings
 from .stats import Events, Stats
@@ -83,12 +86,16 @@ class JobServer:
         self.functions = self.table.functions
         self.queues = Queues(clock, call_later, self._wake, config.round_robin)
         self.handles = Handles(config.handle_prefix)
+        self.pauses = Pauses(self.functions, self._resumed)
+        self.table.paused = self.pauses.names
+        self.pause_store: PauseStore | None = None  # where pauses outlive a restart
         self.keeper: Keeper = InMemory()
         self.stats = Stats()
         self.events = Events(self.stats)
         self.policies = Policies()
         self.failed: FailedSet = FailedJobs(self.resubmit, clock)
         self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
+        self.results = Results(clock, call_later)  # kept results of background jobs
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self._limit_queue = LimitEpisode(
@@ -123,6 +130,7 @@ class JobServer:
         self.policies = settings.policies
         self.failed_bounds = (settings.failed_max_jobs, settings.failed_max_age)
         self.failed.bound(*self.failed_bounds)
+        self.results.bound(settings.results_max_jobs, settings.results_max_bytes)
         self.recurring.set(settings.schedules)
         self.apply_access(settings.access)
 
@@ -164,6 +172,9 @@ class JobServer:
         reducer: bytes = b"",
     ) -> Job | None:
         """SUBMIT_JOB and friends: create or coalesce a job and answer JOB_CREATED."""
+        retry = peer.next_retry  # the retries extension: for this submission only
+        if retry is not None:
+            peer.next_retry = None
         if len(unique) > MAX_UNIQUE:
             peer.send(ERR_UNIQUE)
             return None
@@ -182,6 +193,7 @@ class JobServer:
                 if access is None or access.joins(existing.owner, peer.identity):
                     self.stats.coalesced += 1
                     self._coalesce(existing, peer, background)
+                    self._result_asked(existing, peer, background)
                     return existing
                 # Another identity's job: this one runs on its own and the key
                 # stays with the first, so nobody joins a stranger's job.
@@ -192,11 +204,13 @@ class JobServer:
         job = Job(self.handles.new(), f, unique, data, priority, background)
         job.when = when
         job.reducer = reducer
+        job.retry = retry
         job.created_at = self.clock()
         if access is not None:
             job.owner = peer.identity
         table.add(job, index)
         self.events.submitted(job)
+        self._result_asked(job, peer, background)
         if not background:
             self._attach(job, peer)
         elif not self._kept(job, [peer]):
@@ -204,6 +218,10 @@ class JobServer:
         peer.send(job_created(job.handle))
         self.queues.put(job)
         return job
+
+    def _result_asked(self, job: Job, peer: Peer, background: bool) -> None:
+        if background and peer.keep_result:  # the submitter's opt-in (see .results)
+            self.results.expect(job.handle, job.function.name, peer.keep_result)
 
     def _kept(self, job: Job, waiters: list[Peer]) -> bool:
         """Hand a background job to its keeper: True if it is kept now (acknowledge
@@ -469,6 +487,8 @@ class JobServer:
         peer.jobs.add(job)
         f = job.function
         f.running += 1
+        if peer.retry_extension:
+            peer.send(attempt_packet(job, self.policy(job).attempts))
         if ptype == T.GRAB_JOB:
             peer.send(frame(RES, T.JOB_ASSIGN, (job.handle, f.name, job.data)))
         elif ptype == T.GRAB_JOB_ALL and job.reducer:
@@ -509,12 +529,22 @@ class JobServer:
 
     # -- failed attempts ------------------------------------------------------
 
+    def policy(self, job: Job) -> Policy:
+        """The policy ``job`` is retried by (see :meth:`.policies.Policies.for_job`)."""
+        return self.policies.for_job(job.function.name, job.function.retry, job.retry)
+
     def _attempt_failed(
-        self, job: Job, kind: str, message: str, exception: bytes | list[bytes] = b""
+        self,
+        job: Job,
+        kind: str,
+        message: str,
+        exception: bytes | list[bytes] = b"",
+        detail: bytes = b"",
     ) -> None:
         """An attempt at a running job ended as ``kind``: retry it, queue it again,
         or fail it for good, as :func:`.retries.decide` says.  ``exception`` is the
-        worker's WORK_EXCEPTION, for the clients that asked for exceptions."""
+        worker's WORK_EXCEPTION, for the clients that asked for exceptions;
+        ``detail`` its data, for a kept result."""
         if kind == "worker_lost":
             self.events.worker_lost(job)
             job.retries += 1
@@ -522,14 +552,9 @@ class JobServer:
             self._finish(job)
             return
         note_attempt(job, kind, message, self.clock())
-        policy = self.policies.for_function(job.function.name)
+        policy = self.policy(job)
         decision = decide(
-            policy,
-            kind,
-            job.failures,
-            job.retries,
-            background=job.background,
-            job_retries=self.config.job_retries,
+            policy, kind, job.failures, job.retries, job_retries=self.config.job_retries
         )
         if decision.next is Next.RETRY:
             self._retry(job, policy, decision.delay)
@@ -546,6 +571,7 @@ class JobServer:
                 self.events.dropped(job)
             self._fail_clients(job, exception)
             self._keep_failed(job, policy, kind)
+            self._ended(job, kind, detail)
             self._finish(job)
 
     def _retry(self, job: Job, policy: Policy, delay: float) -> None:
@@ -628,6 +654,13 @@ class JobServer:
             for client in job.clients:
                 client.send(exception if exception and client.exceptions else fail)
 
+    def _ended(self, job: Job, status: str, data: bytes) -> None:
+        """The job is over: its result is kept if asked for (see .results)."""
+        results = self.results
+        if not job.ignored and (job.background or results.waited_for):
+            keep = self.policies.for_function(job.function.name).keep_results
+            results.ended(job, status, data, keep)
+
     def _finish(self, job: Job) -> None:
         """The job is over (done, failed, timed out, dropped): forget it everywhere."""
         if job.state is RUNNING:
@@ -663,7 +696,7 @@ class JobServer:
         peer.abilities[f] = (timeout, self.queues.next_rank())
         f.workers[peer] = None
         if peer.sleeping and not peer.noop_sent:
-            if f.has_queued():
+            if f.available():
                 # Asleep before it could do these jobs: nothing else would wake it
                 # (gearmand does not; see docs/compatibility.md).
                 self._noop(peer)
@@ -705,6 +738,7 @@ class JobServer:
         """WORK_COMPLETE."""
         self.events.completed(job)
         self.forward(job, T.WORK_COMPLETE, args)
+        self._ended(job, "complete", args[1])
         self._finish(job)
 
     def fail(self, job: Job) -> None:
@@ -716,7 +750,8 @@ class JobServer:
         """WORK_EXCEPTION: retried if its policy says so, else final."""
         self.events.exception(job)
         message = args[1][:1000].decode(errors="replace")
-        self._attempt_failed(job, "exception", message, frame(RES, T.WORK_EXCEPTION, args))
+        packet = frame(RES, T.WORK_EXCEPTION, args)
+        self._attempt_failed(job, "exception", message, packet, args[1])
 
     def status_of(self, peer: Peer, job: Job | None) -> Job | None:
         """The job whose status ``peer`` asked for, or None (answered as unknown) if
@@ -738,6 +773,7 @@ class JobServer:
             return False
         self.events.cancelled(job)
         self._fail_clients(job)
+        self._ended(job, "cancelled", b"")
         self.keeper.forget(job)
         job.store_id = 0
         if job.state is RUNNING:
@@ -750,6 +786,36 @@ class JobServer:
     def drop_function(self, name: bytes) -> Dropped:
         """`drop function` (and the console's): see :meth:`.table.JobTable.drop`."""
         return self.table.drop(name)
+
+    # -- paused functions ------------------------------------------------------------
+
+    async def set_paused(self, name: bytes, paused: bool, who: str) -> bool:
+        """`pause`/`resume` (and the console's): takes effect at once and is logged
+        with ``who`` asked, then saved where pauses outlive a restart (raises what
+        that store raises).  False if the function already was so."""
+        changed = self.pauses.pause(name) if paused else self.pauses.resume(name)
+        if changed:
+            log.info(
+                "Function %s %s by %s",
+                name.decode(errors="replace"),
+                "paused" if paused else "resumed",
+                who,
+            )
+        if self.pause_store is not None:
+            await self.pause_store.save_paused(name, paused)
+        return changed
+
+    def _resumed(self, f: Function) -> None:
+        """A paused function is resumed: wake a sleeping worker per queued job (all
+        at once, not ``--worker-wakeup`` at a time: a backlog waits), and fetch
+        its jobs if they are kept elsewhere."""
+        sleepers = f.sleepers
+        count = f.queued[0] + f.queued[1] + f.queued[2]
+        while count and sleepers:
+            self._noop(next(iter(sleepers)))
+            count -= 1
+        if f.sleepers:
+            self.keeper.hungry()
 
     # -- access control -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from .records import FailedJob, StoredJob
+from .records import FailedJob, KeptResult, StoredJob
 
 __all__ = ["STORES", "StoreError", "StoreFull", "StoreHealth", "Store", "StoredJob", "store_class"]
 
@@ -72,6 +72,18 @@ class Store(Protocol):
         """The failed-job set, oldest first."""
 
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
+        """Store (or replace) ``added`` and delete the handles in ``removed``, atomically."""
+
+    async def load_paused(self) -> list[bytes]:
+        """The names of the paused functions."""
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused, or (``paused`` False) no longer; durable on return."""
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results of background jobs (pending ones too), oldest first."""
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
         """Store (or replace) ``added`` and delete the handles in ``removed``, atomically."""
 
     async def close(self) -> None:

@@ -25,7 +25,7 @@ from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import LIBPQ_TABLE, check_identifier
 from .reconnect import once_more_if_lost
-from .records import FailedJob, decode_outcomes, failed_row
+from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
 
@@ -63,6 +63,11 @@ _CREATE_FAILED = (
     " unique_key BYTEA NOT NULL, data BYTEA NOT NULL, priority INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL, failed_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL,"
     " outcomes TEXT NOT NULL)"
+)
+_CREATE_RESULTS = (
+    "CREATE TABLE IF NOT EXISTS {table} (seq BIGSERIAL, handle BYTEA PRIMARY KEY,"
+    " function_name BYTEA NOT NULL, status TEXT NOT NULL, data BYTEA NOT NULL,"
+    " keep_seconds DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION NOT NULL)"
 )
 
 # The session died (server restart, terminated backend): worth one more try
@@ -201,6 +206,8 @@ class PostgresStore:
             f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($10::bigint[])) {self._insert}"
         )
         self.failed_table = f"{t[:50]}_failed"
+        self.paused_table = f"{t[:50]}_paused"
+        self.results_table = f"{t[:50]}_results"
 
     def __str__(self) -> str:
         return f"postgresql {_describe(self.conninfo)} table {self.table}"
@@ -252,6 +259,10 @@ class PostgresStore:
             raise StoreError(f"{self}: the table exists but is not a job queue")
         await pool.execute(_ADD_RETRY_COLUMNS.format(table=self.table))
         await pool.execute(_CREATE_FAILED.format(table=self.failed_table))
+        await pool.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.paused_table} (function_name BYTEA PRIMARY KEY)"
+        )
+        await pool.execute(_CREATE_RESULTS.format(table=self.results_table))
 
     async def _convert_gearmand_table(self, pool: asyncpg.Pool, has_when: bool) -> None:
         """Rebuild a table written by gearmand's libpq plugin, in one transaction."""
@@ -352,6 +363,77 @@ class PostgresStore:
                     " failed_at = EXCLUDED.failed_at, reason = EXCLUDED.reason,"
                     " outcomes = EXCLUDED.outcomes",
                     [failed_row(r) for r in added],
+                )
+
+        if added or removed:
+            try:
+                await once_more_if_lost(body, _lost, self, pool.expire_connections)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        query = f"SELECT function_name FROM {self.paused_table} ORDER BY 1"
+        try:
+            rows = await once_more_if_lost(
+                lambda: pool.fetch(query), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [bytes(r[0]) for r in rows]
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a row in its own table)."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.paused_table
+        if paused:
+            query = f"INSERT INTO {t} VALUES ($1) ON CONFLICT DO NOTHING"
+        else:
+            query = f"DELETE FROM {t} WHERE function_name = $1"
+        try:
+            await once_more_if_lost(
+                lambda: pool.execute(query, name), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        query = (
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results_table} ORDER BY seq"
+        )
+        try:
+            rows = await once_more_if_lost(
+                lambda: pool.fetch(query), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [KeptResult(*row) for row in rows]
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.results_table
+        gone = list(removed) + [r.handle for r in added]  # a replaced record goes to the end
+
+        async def body() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"DELETE FROM {t} WHERE handle = ANY($1::bytea[])", gone)
+                await conn.executemany(
+                    f"INSERT INTO {t} (handle, function_name, status, data, keep_seconds,"
+                    " ended_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    added,
                 )
 
         if added or removed:

@@ -19,6 +19,7 @@ snapshot.  Open logs a warning when the server is set up for less.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -32,7 +33,7 @@ from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import REDIS_PREFIX
 from .reconnect import once_more_if_lost
-from .records import FailedJob, decode_outcomes, encode_outcomes
+from .records import FailedJob, KeptResult, decode_outcomes, encode_outcomes
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -42,6 +43,7 @@ DEFAULT_PREFIX = REDIS_PREFIX
 """gearmand's ``--redis-prefix`` default."""
 
 _FIELDS = ("function", "unique", "data", "priority", "when", "handle", "attempts", "outcomes")
+_RESULT_FIELDS = ("handle", "function", "status", "data", "keep", "ended_at")
 _FAILED_FIELDS = (
     "handle",
     "function",
@@ -98,6 +100,8 @@ class RedisStore:
         }
         self._index = f"{prefix}jobs"
         self._failed_index = f"{prefix}failed"  # sorted set of handles, score = failed_at
+        self._paused = f"{prefix}paused"  # set of paused function names
+        self._results_index = f"{prefix}results"  # sorted set of handles, score = when kept
         self._redis: aioredis.Redis | None = None
 
     def __str__(self) -> str:
@@ -297,6 +301,73 @@ class RedisStore:
                     )
                 if added:
                     pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        try:
+            names = cast(set[bytes], await self._client().smembers(self._paused))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return sorted(names)
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a member of one set)."""
+        client = self._client()
+        try:
+            await (client.sadd if paused else client.srem)(self._paused, name)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _result_key(self, handle: bytes) -> bytes:
+        return self.prefix.encode() + b"result:" + handle
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        client = self._client()
+        try:
+            handles = cast(list[bytes], await client.zrange(self._results_index, 0, -1))
+            pipe = client.pipeline(transaction=False)
+            for handle in handles:
+                pipe.hmget(self._result_key(handle), _RESULT_FIELDS)
+            rows = await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [
+            KeptResult(h, f, s.decode(), d, float(k), float(e))
+            for h, f, s, d, k, e in rows
+            if h is not None
+        ]
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if not added and not removed:
+            return
+        client = self._client()
+        now = time.time()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                if removed:
+                    pipe.delete(*(self._result_key(h) for h in removed))
+                    pipe.zrem(self._results_index, *removed)
+                for r in added:
+                    pipe.hset(
+                        self._result_key(r.handle),
+                        mapping={
+                            "handle": r.handle,
+                            "function": r.function,
+                            "status": r.status,
+                            "data": r.data,
+                            "keep": repr(r.keep),
+                            "ended_at": repr(r.ended_at),
+                        },
+                    )
+                if added:
+                    # The order of keeping (a replaced record goes to the end).
+                    order = {r.handle: now + i * 1e-6 for i, r in enumerate(added)}
+                    pipe.zadd(self._results_index, order)
                 await pipe.execute()
         except _ERRORS as exc:
             raise self._error(exc) from exc

@@ -43,7 +43,7 @@ from . import StoredJob, StoreError, StoreFull, StoreHealth
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 from .journal import Generation, Journal, net
 from .names import SQLITE_TABLE, check_identifier
-from .records import FailedJob, decode_outcomes, failed_row
+from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 from .room import check_room, disk_full, failure
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
@@ -85,6 +85,13 @@ _FAILED_COLUMNS = (
 )
 
 
+# The kept results of background jobs, beside the queue table.
+_RESULT_COLUMNS = (
+    "handle BLOB PRIMARY KEY, function_name BLOB, status TEXT, data BLOB, keep_seconds REAL,"
+    " ended_at REAL"
+)
+
+
 def _text(value: bytes) -> str | bytes:
     try:
         return value.decode()
@@ -115,6 +122,8 @@ class SqliteStore:
         self.busy_timeout = busy_timeout
         self.durability = durability
         self.failed_table = f"{self.table}_failed"
+        self.paused_table = f"{self.table}_paused"
+        self.results_table = f"{self.table}_results"
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
@@ -197,6 +206,10 @@ class SqliteStore:
             if name not in columns:
                 conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self.failed_table} ({_FAILED_COLUMNS})")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.paused_table} (function_name BLOB PRIMARY KEY)"
+        )
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.results_table} ({_RESULT_COLUMNS})")
 
     def _convert_gearmand_table(self, conn: sqlite3.Connection, has_when: bool) -> None:
         """Rebuild a gearmand table with an id column, in one transaction."""
@@ -454,6 +467,67 @@ class SqliteStore:
                 f"INSERT OR REPLACE INTO {self.failed_table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [failed_row(r) for r in added],
             )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if self._syncer is not None:
+            self._syncer.touched.add(self._wal)
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        return await self._run(self._load_paused)
+
+    def _load_paused(self) -> list[bytes]:
+        assert self._conn is not None
+        rows = self._conn.execute(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
+        return [bytes(name) for (name,) in rows]
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a row in its own table, written at once)."""
+        await self._run(self._save_paused, name, paused)
+
+    def _save_paused(self, name: bytes, paused: bool) -> None:
+        conn = self._conn
+        assert conn is not None
+        if paused:
+            conn.execute(f"INSERT OR IGNORE INTO {self.paused_table} VALUES (?)", (name,))
+        else:
+            conn.execute(f"DELETE FROM {self.paused_table} WHERE function_name = ?", (name,))
+        if self._syncer is not None:
+            self._syncer.touched.add(self._wal)
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        return await self._run(self._load_results)
+
+    def _load_results(self) -> list[KeptResult]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results_table} ORDER BY rowid"
+        )
+        return [KeptResult(bytes(h), bytes(f), s, bytes(d), k, e) for h, f, s, d, k, e in rows]
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if added or removed:
+            await self._run(self._write_results, added, removed)
+
+    def _write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"DELETE FROM {self.results_table} WHERE handle = ?", [(h,) for h in removed]
+            )
+            # A replaced record goes to the end: the order is the order of keeping.
+            conn.executemany(
+                f"DELETE FROM {self.results_table} WHERE handle = ?", [(r.handle,) for r in added]
+            )
+            conn.executemany(f"INSERT INTO {self.results_table} VALUES (?, ?, ?, ?, ?, ?)", added)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
