@@ -53,15 +53,15 @@ async def test_workers_functions_and_running_jobs(console: Console) -> None:
 
         (queued,) = console.get("/api/jobs?state=queued")["jobs"]
         assert (queued["unique"], queued["priority"]) == ("u-later", "low")
-        (f,) = console.get("/api/functions")["functions"]
+        (f,) = console.get("/api/functions")
         assert f["function"] == "resize" and f["running"] == 1 and f["workers"] == 1
-        assert f["queued"] == {"high": 0, "normal": 0, "low": 1}
+        assert f["queued"] == {"high": 0, "normal": 0, "low": 1, "total": 1}
         assert f["oldest_queued_seconds"] >= 0
         assert console.get(f"/api/jobs/{queued['handle']}")["state"] == "queued"
 
         # cancel removes the queued job; it is gone from the lists and the admin protocol
         status, reply = console.act(f"/api/jobs/{queued['handle']}/cancel")
-        assert status == 200 and reply == {"cancelled": queued["handle"]}
+        assert status == 200 and reply == {"cancelled": queued["handle"], "touched": 1}
         assert console.get("/api/jobs?state=queued")["jobs"] == []
         assert console.request("GET", f"/api/jobs/{queued['handle']}")[0] == 404
         status_counts = console.get("/api/status")["counts"]
@@ -95,7 +95,7 @@ def test_drop_function(console: Console) -> None:
     assert console.act("/api/functions/gone/drop")[0] == 409  # it still has a job
     console.act(f"/api/jobs/{handle}/cancel")
     assert console.act("/api/functions/gone/drop") == (200, {"dropped": "gone"})
-    assert console.get("/api/functions")["functions"] == []
+    assert console.get("/api/functions") == []
     assert console.act("/api/functions/gone/drop")[0] == 404
 
 
@@ -141,7 +141,10 @@ def test_access_rules_hold_for_console_actions(
     status, reply = console.act(f"/api/jobs/{handle}/cancel")
     assert status == 403 and "cancel" in reply
     assert console.act("/api/failed/retry")[0] == 403
-    assert console.get("/api/status")["counters"]["refused_admin"] == 2
+    assert console.act(f"/api/jobs/{handle}/retry")[0] == 403
+    assert console.act(f"/api/jobs/{handle}/delete")[0] == 403
+    assert console.act("/api/jobs/bulk", {"action": "cancel", "handles": [handle]})[0] == 403
+    assert console.get("/api/status")["counters"]["refused_admin"] == 5
     assert console.get("/api/status")["jobs"] == 1  # nothing was cancelled
 
 

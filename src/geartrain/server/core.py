@@ -25,6 +25,7 @@ from ..protocol import HEADER, RES, PacketType, frame
 from ..retry import stored as stored_retry
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
+from .audit import Audit
 from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, FailedJobs
 from .flags import ServerConfig
 from .handles import Handles
@@ -98,6 +99,7 @@ class JobServer:
         self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
         self.results = Results(clock, call_later)  # kept results of background jobs
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
+        self.audit = Audit(clock)  # operators' actions: the console's and the admin protocol's
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self._limit_queue = LimitEpisode(
             "Job limit reached (%d jobs, %d bytes held): refusing submissions"
@@ -632,12 +634,13 @@ class JobServer:
 
     # -- recurring schedules ----------------------------------------------------
 
-    def _fire_schedule(self, schedule: Schedule, when: int) -> None:
-        """A recurring schedule's minute came: an ordinary background job."""
+    def _fire_schedule(self, schedule: Schedule, when: int) -> bytes | None:
+        """A recurring schedule's minute came: an ordinary background job (its
+        handle, if this server holds it)."""
         log.info("Schedule %s fires %s", schedule.name, schedule.function.decode(errors="replace"))
         if self.keeper.fire(schedule, when):  # once in the cluster, whoever comes first
-            return
-        self.submit(
+            return None
+        job = self.submit(
             self._internal,
             schedule.function,
             schedule.unique(when),
@@ -645,6 +648,7 @@ class JobServer:
             schedule.priority,
             True,
         )
+        return job.handle if job is not None else None
 
     # -- results --------------------------------------------------------------
 
@@ -787,6 +791,17 @@ class JobServer:
         self._remove(job)
         return True
 
+    def retry_now(self, handle: bytes) -> bool:
+        """A job waiting for its next attempt runs now (the console's "retry now")."""
+        job = self.table.jobs.get(handle)
+        if job is None or job.state is not SCHEDULED or not job.failures:
+            return False
+        log.info("Retrying job %s now on request", handle.decode(errors="replace"))
+        self.queues.now(job)
+        if self.keeper.retry(job):  # the store keeps it due now, as after a failed attempt
+            self._remove(job)
+        return True
+
     def drop_function(self, name: bytes) -> Dropped:
         """`drop function` (and the console's): see :meth:`.table.JobTable.drop`."""
         return self.table.drop(name)
@@ -805,6 +820,11 @@ class JobServer:
                 "paused" if paused else "resumed",
                 who,
             )
+        f = self.table.functions.get(name)
+        held = sum(f.queued) if f is not None and changed else 0  # the jobs it holds or frees
+        action = "pause" if paused else "resume"
+        # Logged above when it changed something; a pause that changed nothing is not worth a line.
+        self.audit.record(who, action, name.decode(errors="replace"), held, logged=True)
         if self.pause_store is not None:
             await self.pause_store.save_paused(name, paused)
         return changed

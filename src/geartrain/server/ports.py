@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .model import Job, Peer
     from .schedules import Schedule
 
-__all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer", "PauseStore"]
+__all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer", "Observers", "PauseStore"]
 
 
 class Keeper(Protocol):
@@ -151,6 +151,19 @@ class Observer(Protocol):
     good); "cancelled".  Called once per event, never per packet."""
 
     def event(self, job: Job, kind: str) -> None: ...
+
+
+class Observers:
+    """Several observers heard as one (the metrics and the console's rates)."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def event(self, job: Job, kind: str) -> None:
+        for observer in self.observers:
+            observer.event(job, kind)
 
 
 class PauseStore(Protocol):
