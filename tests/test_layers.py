@@ -22,6 +22,7 @@ FLOORS: list[tuple[str, ...]] = [
     (
         "__about__",
         "address",
+        "blank_bytes",
         "codecs",
         "cron",
         "durations",

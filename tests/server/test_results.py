@@ -229,12 +229,18 @@ def test_a_retried_failed_job_keeps_its_submitters_opt_in(clock: Clock) -> None:
     assert answer(server, b"result " + handle) == expected
 
 
-def test_a_cluster_member_refuses_the_option(clock: Clock) -> None:
+def test_a_job_taken_from_elsewhere_brings_its_submitters_keep(clock: Clock) -> None:
+    """Cluster mode: the member that ends a job it claimed keeps its result for the
+    seconds its submission asked (``Job.keep_result``, from the job's row)."""
     server = make(clock)
-    server.results.accepting = False  # as cluster mode sets it
-    client = Conn(server, "c")
-    client.send(T.OPTION_REQ, b"keep_result=60")
-    assert client.one(T.ERROR)[0] == b"UNKNOWN_OPTION"
+    worker = Conn(server, "w")
+    worker.send(T.CAN_DO, b"asked")
+    job = server.adopt(b"H:other:c7", b"asked", b"", b"in", 1, b"", 7, 0)
+    job.keep_result = 60
+    run(worker, T.WORK_COMPLETE, b"out")
+    assert answer(server, b"result H:other:c7") == b"OK complete %s\n" % base64.b64encode(b"out")
+    clock.advance(61)
+    assert answer(server, b"result H:other:c7") == b"ERR UNKNOWN_JOB\r\n"
 
 
 @pytest.mark.parametrize("seconds", [-1.0, 367 * 86400.0])

@@ -206,6 +206,27 @@ async def test_retry_fields_are_kept(store: Store) -> None:
     assert decode_outcomes((await store.load())[0].outcomes) == OUTCOMES
 
 
+async def test_a_submissions_retry_policy_is_kept(make_store: MakeStore) -> None:
+    """The policy a submission carried (its words, or none) survives a reopen."""
+    words = "attempts=4;on=fail,exception;backoff=2.0;cap=3600.0;jitter=0.0"
+    kept = job(1, handle=b"H:x:1", retry=words)
+    failed_once = job(2, handle=b"H:x:2", failures=1, outcomes="[]", retry=words, when=9)
+    plain = job(3, handle=b"H:x:3")
+    first = make_store()
+    await first.open()
+    try:
+        await first.write([kept, failed_once, plain], [])
+        assert await first.load() == [kept, failed_once, plain]
+    finally:
+        await first.close()
+    second = make_store()
+    await second.open()
+    try:
+        assert [j.retry for j in await second.load()] == [words, words, ""]
+    finally:
+        await second.close()
+
+
 def failed(handle: bytes, at: float, **kw: object) -> FailedJob:
     fields: dict[str, object] = {
         "function": b"f\xff",

@@ -190,7 +190,7 @@ async def test_table_from_before_retries_gets_the_new_columns(
     await store.open()
     try:
         assert [(j.id, j.handle, j.failures) for j in await store.load()] == [(4, b"", 0)]
-        retry = job(5, handle=b"H:x:5", failures=1, outcomes="[]")
+        retry = job(5, handle=b"H:x:5", failures=1, outcomes="[]", retry="attempts=2")
         await store.write([retry], [])
         assert (await store.load())[1] == retry
         assert await store.load_failed() == []

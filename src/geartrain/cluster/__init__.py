@@ -48,6 +48,10 @@ class Submission(NamedTuple):
     priority: int
     when: int
     reducer: bytes
+    retry: str = ""
+    """Its submission's retry policy in the retries extension's words; empty: none."""
+    keep: float = 0.0
+    """Seconds its submitter asked its result to be kept (the keep_result option)."""
 
 
 class Claimed(NamedTuple):
@@ -69,6 +73,10 @@ class Claimed(NamedTuple):
     """Failed attempts so far (the retry policy's count; server deaths included)."""
     outcomes: str = "[]"
     """How each failed attempt ended, as JSON (``store.records.encode_outcomes``)."""
+    retry: str = ""
+    """As :class:`Submission`'s."""
+    keep: float = 0.0
+    """As :class:`Submission`'s."""
 
 
 class Orphan(NamedTuple):
@@ -83,6 +91,8 @@ class Orphan(NamedTuple):
     retries: int
     failures: int
     outcomes: str
+    retry: str = ""
+    """Its submission's retry policy (as :class:`Submission`'s)."""
 
 
 class Retry(NamedTuple):

@@ -48,6 +48,7 @@ class SharedKeeper:
     its claims (``held``), claimer, writes and the shared failed set."""
 
     coalesces_background = False  # in the shared store, over the whole cluster's jobs
+    shares = True
 
     def __init__(
         self,

@@ -98,9 +98,8 @@ class ClusterNode:
         keeper = self.keeper = SharedKeeper(core, self.backend, self.lease, self.errors)
         self.answers.keeper = keeper
         core.keeper = keeper
-        # Results kept by policy go to the shared store too; a submission's opt-in
-        # cannot travel with its job, so the option is refused (see .results).
-        core.results.accepting = False
+        # Kept results go to the shared store too: by policy, or by the submission's
+        # opt-in, which travels with its job's row (see .results).
         core.results.persist = keeper.results.changed
         core.results.remote = keeper.results.look_up
         core.use_failed(keeper.failed)

@@ -53,10 +53,14 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   reducer BYTEA NOT NULL,
   data BYTEA NOT NULL,
   failures INTEGER NOT NULL DEFAULT 0,
-  outcomes JSONB NOT NULL DEFAULT '[]')
+  outcomes JSONB NOT NULL DEFAULT '[]',
+  retry_policy TEXT,
+  keep_result DOUBLE PRECISION NOT NULL DEFAULT 0)
   WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02);
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS failures INTEGER NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS outcomes JSONB NOT NULL DEFAULT '[]';
+  ADD COLUMN IF NOT EXISTS outcomes JSONB NOT NULL DEFAULT '[]',
+  ADD COLUMN IF NOT EXISTS retry_policy TEXT,
+  ADD COLUMN IF NOT EXISTS keep_result DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (function_name, priority, run_at, id)
   WHERE state = {waiting};
 CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = {claimed};
@@ -142,11 +146,12 @@ class PostgresCluster:
         self._submit = (
             f"WITH input AS MATERIALIZED (SELECT nextval('{j}_id_seq') AS id, u.* FROM"
             " unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::smallint[], $5::bigint[],"
-            " $6::bytea[], $7::bytea[], $8::int[]) AS u(fn, uniq, ckey, prio, due, reducer,"
-            " data, ord)),"
+            " $6::bytea[], $7::bytea[], $8::int[], $11::text[], $12::float8[])"
+            " AS u(fn, uniq, ckey, prio, due, reducer, data, ord, retry, keep)),"
             f" ins AS (INSERT INTO {j} (id, function_name, unique_key, coalesce_key, priority,"
-            " run_at, prefix, reducer, data) SELECT id, fn, uniq, ckey, prio,"
-            " CASE WHEN due > 0 THEN to_timestamp(due) ELSE now() END, $9, reducer, data"
+            " run_at, prefix, reducer, data, retry_policy, keep_result) SELECT id, fn, uniq, ckey,"
+            " prio, CASE WHEN due > 0 THEN to_timestamp(due) ELSE now() END, $9, reducer, data,"
+            " retry, keep"
             f" FROM input ORDER BY ord ON CONFLICT (coalesce_key, function_name)"
             " WHERE coalesce_key IS NOT NULL DO NOTHING RETURNING id, prefix)"
             " SELECT i.ord, coalesce(ins.id, old.id), coalesce(ins.prefix, old.prefix)"
@@ -169,7 +174,8 @@ class PostgresCluster:
             " WHERE g.id = ANY (ARRAY(SELECT id FROM c))"
             f" AND EXISTS (SELECT 1 FROM {s} WHERE id = $3 AND expires_at > now())"
             " RETURNING g.id, g.prefix, g.function_name, g.unique_key, g.data, g.priority,"
-            " g.reducer, g.attempt, g.retries, g.failures, g.outcomes"
+            " g.reducer, g.attempt, g.retries, g.failures, g.outcomes,"
+            " coalesce(g.retry_policy, ''), g.keep_result"
         )
         # Fenced by the claim number: a job taken over since is claimed again with
         # a higher one and is not touched.
@@ -200,8 +206,8 @@ class PostgresCluster:
         self._sweep_lock = "SELECT pg_try_advisory_lock(hashtext($1))"
         self._dead = f"SELECT id FROM {s} WHERE expires_at <= now() ORDER BY id"
         self._orphans = (
-            "SELECT id, attempt, owner, function_name, retries, failures, outcomes"
-            f" FROM {j} WHERE state = {CLAIMED}"
+            "SELECT id, attempt, owner, function_name, retries, failures, outcomes,"
+            f" coalesce(retry_policy, '') FROM {j} WHERE state = {CLAIMED}"
             f" AND NOT EXISTS (SELECT 1 FROM {s} WHERE {s}.id = {j}.owner"
             f" AND {s}.expires_at > now())"
         )
@@ -392,7 +398,8 @@ class PostgresCluster:
                 dead = [int(r[0]) for r in await conn.fetch(self._dead)]
                 rows = await conn.fetch(self._orphans)
                 self._sweeper = conn  # held, with the lock, until swept()
-                return dead, [Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+                orphans = [Orphan(r[0], r[1], r[2], bytes(r[3]), *r[4:]) for r in rows]
+                return dead, orphans
         except BaseException:
             conn.terminate()  # the lock, if taken, goes with the session
             raise
@@ -430,6 +437,8 @@ class PostgresCluster:
             list(range(len(jobs))),
             prefix,
             self.channel,
+            [s.retry or None for s in jobs],
+            [s.keep for s in jobs],
         )
         answers: list[tuple[int, bytes] | None] = [None] * len(jobs)
         for ord_, id_, pre in rows:

@@ -162,7 +162,8 @@ class RedisCluster:
         self._sweep = token
         dead, rows = found
         return [int(s) for s in dead], [
-            Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6].decode()) for r in rows
+            Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6].decode(), r[7].decode())
+            for r in rows
         ]
 
     async def swept(self, dead: Sequence[int]) -> None:
@@ -176,12 +177,16 @@ class RedisCluster:
         for s in jobs:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
+            args += (s.retry.encode(), repr(s.keep).encode() if s.keep else b"")
         flat = await self._run(self._submit, *args)
         return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
         rows = await self._run(self._claim, server, *(x for want in wants for x in want))
-        return [Claimed._make([*row[:-1], row[-1].decode()]) for row in rows]
+        return [
+            Claimed._make([*row[:-3], row[-3].decode(), row[-2].decode(), float(row[-1])])
+            for row in rows
+        ]
 
     async def claimed(self, server: int) -> list[tuple[int, int, int]]:
         rows = await self._run(self._claimed_by, server)

@@ -8,9 +8,9 @@ the store's job row, and once it ended its result comes from the store.  The
 writes are batched and tried again at the next heartbeat if the store fails;
 expired results are dropped there too (Redis expires them itself).
 
-Only a function's ``keep_results`` policy keeps results here: the submission's
-``keep_result`` option is refused by members (its promise would have to travel
-with the job in the store).
+A function's ``keep_results`` policy keeps results here, and so does a
+submission's ``keep_result`` option: its seconds travel with the job's row
+(``Submission.keep``), so whichever member ends the job keeps its result.
 """
 
 from __future__ import annotations

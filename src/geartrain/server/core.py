@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol import HEADER, RES, PacketType, frame
+from ..retry import stored as stored_retry
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
 from .audit import Audit
@@ -223,7 +224,9 @@ class JobServer:
 
     def _result_asked(self, job: Job, peer: Peer, background: bool) -> None:
         if background and peer.keep_result:  # the submitter's opt-in (see .results)
-            self.results.expect(job.handle, job.function.name, peer.keep_result)
+            job.keep_result = max(job.keep_result, peer.keep_result)
+            if not self.keeper.shares:  # a shared job is named (and kept) by the cluster
+                self.results.expect(job.handle, job.function.name, peer.keep_result)
 
     def _kept(self, job: Job, waiters: list[Peer]) -> bool:
         """Hand a background job to its keeper: True if it is kept now (acknowledge
@@ -405,6 +408,7 @@ class JobServer:
             job.store_id = s.id
             job.failures = s.failures
             job.outcomes = decode_outcomes(s.outcomes)
+            job.retry = stored_retry(s.retry)
             job.created_at = self.clock()
             self.table.add(job, index=True)
             self.queues.put(job)
@@ -663,7 +667,7 @@ class JobServer:
         results = self.results
         if not job.ignored and (job.background or results.waited_for):
             keep = self.policies.for_function(job.function.name).keep_results
-            results.ended(job, status, data, keep)
+            results.ended(job, status, data, max(keep, job.keep_result))
 
     def _finish(self, job: Job) -> None:
         """The job is over (done, failed, timed out, dropped): forget it everywhere."""

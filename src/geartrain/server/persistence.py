@@ -53,6 +53,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ..retry import storable
 from ..store import Store, StoreFull, StoreHealth
 from ..store.records import FailedJob, KeptResult, StoredJob, encode_outcomes
 from .changes import KeyedChanges
@@ -544,4 +545,5 @@ def _record(job: Job) -> StoredJob:
         job.handle,
         job.failures,
         encode_outcomes(job.outcomes) if job.outcomes else "",
+        storable(job.retry),
     )

@@ -36,6 +36,10 @@ class Keeper(Protocol):
     """Unique keys of background jobs coalesce in this server's table (False: in
     the shared store, where the whole cluster's jobs are)."""
 
+    shares: bool
+    """Background jobs go to a cluster's shared store, which names them
+    (``JobServer.shared``): what travels with a job must go with it there."""
+
     def keep(self, job: Job) -> bool:
         """Keep a background job (new, turned background, or sent back from the
         failed set): True if it is kept now and may be acknowledged at once;
@@ -75,6 +79,7 @@ class LocalKeeper:
     claimed, answered or fired elsewhere."""
 
     coalesces_background = True
+    shares = False
 
     def before_hand_out(self) -> None:
         pass

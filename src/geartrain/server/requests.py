@@ -235,7 +235,7 @@ class Requests:
             return
         if option.lower() == b"exceptions":
             peer.exceptions = True
-        elif keep is not None and self.core.results.accepting:
+        elif keep is not None:
             peer.keep_result = keep
         else:
             peer.send(ERR_OPTION)

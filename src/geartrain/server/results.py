@@ -77,9 +77,6 @@ class Results:
         self.call_later = call_later
         self._timer: Any = None
         self._timer_at = 0.0
-        # Whether submitters may ask (the keep_result option); cluster mode keeps
-        # no results of its own yet, so its members refuse the option.
-        self.accepting = True
         self.max_results = max_results
         self.max_bytes = max_bytes
         self.bytes = 0

@@ -66,6 +66,7 @@ _RETRY_COLUMNS = (
     ("handle", "VARBINARY(64) NOT NULL DEFAULT ''"),
     ("attempts", "INT NOT NULL DEFAULT 0"),
     ("outcomes", "MEDIUMTEXT NULL"),
+    ("retry_policy", "TEXT NULL"),  # a submission's own retry policy (NULL: none)
 )
 _CREATE_FAILED = (
     "CREATE TABLE IF NOT EXISTS {table} (handle VARBINARY(64) NOT NULL PRIMARY KEY,"
@@ -122,7 +123,8 @@ class MysqlStore:
         self._insert = (
             f"INSERT INTO {self.table}"
             " (id, function_name, unique_key, data, priority, when_to_run,"
-            " handle, attempts, outcomes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " handle, attempts, outcomes, retry_policy)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
         self.failed_table = f"{self.table[:50]}_failed"
         self.paused_table = f"{self.table[:50]}_paused"
@@ -255,7 +257,8 @@ class MysqlStore:
         async def body(cur: Any) -> list[StoredJob]:
             await cur.execute(
                 "SELECT id, function_name, unique_key, data, priority, when_to_run,"
-                f" handle, attempts, coalesce(outcomes, '') FROM {self.table} ORDER BY id"
+                " handle, attempts, coalesce(outcomes, ''), coalesce(retry_policy, '')"
+                f" FROM {self.table} ORDER BY id"
             )
             return [StoredJob(*row) for row in await cur.fetchall()]
 
@@ -285,7 +288,7 @@ class MysqlStore:
                 self._insert,
                 [
                     (j.id, j.function, j.unique, j.data, j.priority, j.when)
-                    + (j.handle, j.failures, j.outcomes)
+                    + (j.handle, j.failures, j.outcomes, j.retry or None)
                     for j in added
                 ],
             )

@@ -56,7 +56,8 @@ _CREATE = (
 _ADD_RETRY_COLUMNS = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS handle BYTEA NOT NULL DEFAULT '',"
     " ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0,"
-    " ADD COLUMN IF NOT EXISTS outcomes TEXT NOT NULL DEFAULT ''"
+    " ADD COLUMN IF NOT EXISTS outcomes TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN IF NOT EXISTS retry_policy TEXT NULL"  # a submission's own (NULL: none)
 )
 _CREATE_FAILED = (
     "CREATE TABLE IF NOT EXISTS {table} (handle BYTEA PRIMARY KEY, function_name BYTEA NOT NULL,"
@@ -198,12 +199,12 @@ class PostgresStore:
         t = self.table
         self._insert = (
             f"INSERT INTO {t} (id, function_name, unique_key, data, priority, when_to_run,"
-            " handle, attempts, outcomes)"
+            " handle, attempts, outcomes, retry_policy)"
             " SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],"
-            " $5::int[], $6::bigint[], $7::bytea[], $8::int[], $9::text[])"
+            " $5::int[], $6::bigint[], $7::bytea[], $8::int[], $9::text[], $10::text[])"
         )
         self._write_one = (
-            f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($10::bigint[])) {self._insert}"
+            f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($11::bigint[])) {self._insert}"
         )
         self.failed_table = f"{t[:50]}_failed"
         self.paused_table = f"{t[:50]}_paused"
@@ -289,7 +290,8 @@ class PostgresStore:
             raise StoreError(f"{self}: not open")
         query = (
             "SELECT id, function_name, unique_key, data, priority, when_to_run,"
-            f" handle, attempts, outcomes FROM {self.table} ORDER BY id"
+            " handle, attempts, outcomes, coalesce(retry_policy, '')"
+            f" FROM {self.table} ORDER BY id"
         )
         try:
             rows = await once_more_if_lost(
@@ -463,6 +465,7 @@ def _columns(jobs: Sequence[StoredJob]) -> tuple[list[Any], ...]:
         [j.handle for j in jobs],
         [j.failures for j in jobs],
         [j.outcomes for j in jobs],
+        [j.retry or None for j in jobs],
     )
 
 

@@ -44,6 +44,10 @@ class StoredJob(NamedTuple):
     ``attempts`` where a backend has columns."""
     outcomes: str = ""
     """How those attempts ended, as JSON (:func:`encode_outcomes`)."""
+    retry: str = ""
+    """The retry policy its submission carried, in the retries extension's words
+    (``geartrain.retry.Retry.to_text``); empty: none (the function's policy
+    applies).  Its column is ``retry_policy`` (NULL: none)."""
 
 
 @dataclass(frozen=True, slots=True)

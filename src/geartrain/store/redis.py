@@ -42,7 +42,17 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = REDIS_PREFIX
 """gearmand's ``--redis-prefix`` default."""
 
-_FIELDS = ("function", "unique", "data", "priority", "when", "handle", "attempts", "outcomes")
+_FIELDS = (
+    "function",
+    "unique",
+    "data",
+    "priority",
+    "when",
+    "handle",
+    "attempts",
+    "outcomes",
+    "retry",
+)
 _RESULT_FIELDS = ("handle", "function", "status", "data", "keep", "ended_at")
 _FAILED_FIELDS = (
     "handle",
@@ -191,7 +201,7 @@ class RedisStore:
             for job_id in ids:
                 pipe.hmget(self._key(job_id), _FIELDS)
             for job_id, row in zip(ids, await pipe.execute(), strict=True):
-                fn, uniq, data, prio, when, handle, attempts, outcomes = row
+                fn, uniq, data, prio, when, handle, attempts, outcomes, retry = row
                 if fn is None:
                     missing += 1
                     continue
@@ -206,6 +216,7 @@ class RedisStore:
                         handle or b"",
                         int(attempts or 0),
                         (outcomes or b"").decode(),
+                        (retry or b"").decode(),
                     )
                 )
             low = f"({int(ids[-1])}"
@@ -385,10 +396,13 @@ class RedisStore:
 
 
 def _retry_fields(job: StoredJob) -> dict[Any, Any]:
-    """The handle, attempts and outcomes, only when there are any (older hashes lack them)."""
+    """The handle, attempts, outcomes and the submission's retry policy, only when
+    there are any (older hashes lack them)."""
     fields: dict[Any, Any] = {"handle": job.handle} if job.handle else {}
     if job.failures:
         fields.update(attempts=job.failures, outcomes=job.outcomes)
+    if job.retry:
+        fields["retry"] = job.retry
     return fields
 
 

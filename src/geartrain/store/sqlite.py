@@ -64,7 +64,12 @@ _COLUMNS = (
 
 
 # Kept with each job since retries (added to older tables on open).
-_RETRY_COLUMNS = (("handle", "BLOB"), ("attempts", "INTEGER"), ("outcomes", "TEXT"))
+_RETRY_COLUMNS = (
+    ("handle", "BLOB"),
+    ("attempts", "INTEGER"),
+    ("outcomes", "TEXT"),
+    ("retry_policy", "TEXT"),  # a submission's own retry policy (NULL: none)
+)
 
 # The table's write-ahead log is checkpointed into the file every this many
 # pages (SQLite's default is 1,000) and cut back to that size afterwards: what
@@ -261,7 +266,7 @@ class SqliteStore:
         assert self._conn is not None
         rows = self._conn.execute(
             "SELECT id, CAST(function_name AS BLOB), CAST(unique_key AS BLOB),"
-            f" CAST(data AS BLOB), priority, when_to_run, handle, attempts, outcomes"
+            f" CAST(data AS BLOB), priority, when_to_run, handle, attempts, outcomes, retry_policy"
             f" FROM {self.table} ORDER BY id"
         )
         return [
@@ -275,8 +280,9 @@ class SqliteStore:
                 h or b"",
                 a or 0,
                 o or "",
+                r or "",
             )
-            for i, f, u, d, p, w, h, a, o in rows
+            for i, f, u, d, p, w, h, a, o, r in rows
         ]
 
     @property
@@ -420,10 +426,10 @@ class SqliteStore:
             conn.executemany(
                 f"INSERT {'OR REPLACE ' if replace else ''}INTO {self.table}"
                 " (id, unique_key, function_name, priority, data, when_to_run,"
-                " handle, attempts, outcomes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " handle, attempts, outcomes, retry_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
-                    + (j.handle, j.failures, j.outcomes)
+                    + (j.handle, j.failures, j.outcomes, j.retry or None)
                     for j in added
                 ],
             )
