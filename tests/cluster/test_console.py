@@ -1,8 +1,10 @@
 """The console on members of a two-member cluster: the members with their address,
-lease age and what each holds, and the shared failed set, the same on every member."""
+lease age and what each holds, and the shared jobs and failed set, the same on
+every member."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from geartrain import Client, Worker
+from geartrain import Client, Priority, Worker
 from gt_helpers import wait_for, working
 from serverproc import free_port
 
@@ -76,3 +78,85 @@ async def test_members_and_shared_failed_set(start_member: StartMember) -> None:
 
         await wait_for(shared_everywhere, timeout=30)
     assert get(consoles[1], f"/api/jobs/{handle}")["actions"] == ["retry", "delete"]
+
+
+async def test_shared_jobs_listed_alike_on_every_member(start_member: StartMember) -> None:
+    consoles = [free_port(), free_port()]
+    members = [start_member("--console-port", str(port)) for port in consoles]
+    release = asyncio.Event()
+
+    async def hold(job: Any) -> bytes:
+        await release.wait()
+        return b"done"
+
+    # The second member's worker holds two jobs submitted to the first member.
+    worker = Worker([members[1].address])
+    worker.register("held", hold)
+    async with working(worker), Client([members[0].address]) as client:
+        held = {(await client.submit_background("held", b"h%d" % i)).decode() for i in range(2)}
+        waiting = []
+        async with Client([members[1].address]) as other:
+            for i, priority in enumerate([Priority.LOW, Priority.HIGH, Priority.NORMAL] * 2):
+                submit = (client, other)[i % 2].submit_background
+                name = f"w{i}".encode() + (b" needle" if i == 4 else b"")
+                handle = await submit("waiting", name, priority=priority, unique=f"u{i}")
+                waiting.append(handle.decode())
+
+        def lists(path: str) -> list[Any]:
+            return [get(port, path) for port in consoles]
+
+        def running_everywhere() -> bool:
+            return all(
+                {j["handle"] for j in view["items"]} == held
+                for view in lists("/api/jobs?state=running")
+            )
+
+        await wait_for(running_everywhere, timeout=30)
+        for path in (
+            "/api/jobs?state=running",
+            "/api/jobs?state=queued",
+            "/api/jobs?state=queued&limit=2&offset=2",
+            "/api/jobs?state=queued&sort=-age&limit=4",
+            "/api/jobs?state=queued&function=waiting&priority=high",
+            "/api/jobs?state=queued&unique=u3",
+            "/api/jobs?state=queued&q=needle",
+            "/api/jobs?state=queued&function=nothing",
+        ):
+            first, second = lists(path)
+            assert first["items"] == second["items"], path
+            assert (first["total"], first["exact"]) == (second["total"], second["exact"]), path
+        queued = get(consoles[0], "/api/jobs?state=queued")
+        assert queued["total"] == 6 and queued["exact"] is True
+        # In the order members claim them: high priority first, then the oldest.
+        assert [j["handle"] for j in queued["items"]] == [waiting[i] for i in (1, 4, 2, 5, 0, 3)]
+        assert (
+            get(consoles[1], "/api/jobs?state=queued&limit=2&offset=2")["items"]
+            == (queued["items"][2:4])
+        )
+        high = get(consoles[1], "/api/jobs?state=queued&function=waiting&priority=high")
+        assert (high["total"], [j["handle"] for j in high["items"]]) == (
+            2,
+            [waiting[1], waiting[4]],
+        )
+        assert [
+            j["handle"] for j in get(consoles[0], "/api/jobs?state=queued&unique=u3")["items"]
+        ] == [waiting[3]]
+        found = get(consoles[1], "/api/jobs?state=queued&q=needle")
+        assert (found["total"], found["items"][0]["handle"]) == (1, waiting[4])
+        running = get(consoles[0], "/api/jobs?state=running")
+        assert running["total"] == 2
+        assert {j["member"] for j in running["items"]} == {
+            m["id"]
+            for m in get(consoles[0], "/api/cluster")["members"]
+            if m["address"].endswith(f":{members[1].port}")
+        }
+        # A job submitted to one member has its page on the other.
+        detail = get(consoles[0], f"/api/jobs/{waiting[1]}")
+        assert (detail["state"], detail["payload"], detail["actions"]) == (
+            "queued",
+            "w1",
+            ["cancel"],
+        )
+        # The member's own view is still there.
+        assert get(consoles[0], "/api/jobs?state=queued&scope=member")["total"] == 0
+        release.set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..store.records import FailedJob, KeptResult
+from ..store.records import FailedJob, KeptResult, SharedJob, SharedQuery
 from . import Claimed, Failure, Orphan, Retry, Submission
 from .states import State
 
@@ -167,3 +167,11 @@ class ClusterBackend(Protocol):
 
     async def members(self) -> list[tuple[int, str, float, float, int]]:
         """(id, name, seconds since start, seconds left on the lease, running jobs)."""
+
+    # -- the console's lists (read-only) ---------------------------------------------
+
+    async def list_jobs(self, query: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        """(how many match, whether that count is exact, one page of them)."""
+
+    async def job(self, job_id: int, prefix: bytes, preview: int) -> SharedJob | None:
+        """One queued, waiting or claimed job, by id and handle prefix."""

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import parse_handle
 from .answers import SharedAnswers
 from .deadline import with_deadline
 from .keeper import SharedKeeper
@@ -33,6 +34,7 @@ from .timing import sleep
 
 if TYPE_CHECKING:
     from ..server.core import JobServer
+    from ..store.records import SharedJob, SharedQuery
     from .backend import ClusterBackend
     from .rescue import Rescued
 
@@ -137,6 +139,19 @@ class ClusterNode:
         """(function, jobs, running) over the shared store (for the metrics); None
         before this server has joined or if the store does not answer."""
         return await self._ask(self.backend.queues)
+
+    async def list_jobs(self, query: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        """A page of the shared jobs for the console: (total, exact, jobs).  Within
+        the store's deadline; raises what a failing store raises."""
+        return await self.backend.list_jobs(query)
+
+    async def shared_job(self, handle: bytes, preview: int) -> SharedJob | None:
+        """A shared job by its handle (None for a server's own handles), as for
+        :meth:`list_jobs`."""
+        parsed = parse_handle(handle)
+        if parsed is None:
+            return None
+        return await self.backend.job(parsed[1], parsed[0], preview)
 
     async def _ask(self, call: Callable[[], Awaitable[T]]) -> T | None:
         if self.keeper is None:

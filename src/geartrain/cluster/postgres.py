@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from ..store.postgres import conninfo_to_asyncpg
-from ..store.records import FailedJob, KeptResult, decode_outcomes
+from ..store.records import FailedJob, KeptResult, SharedJob, SharedQuery, decode_outcomes
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from .states import State
 
@@ -64,6 +64,7 @@ ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS failures INTEGER NOT NULL DEFAULT 0,
 CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (function_name, priority, run_at, id)
   WHERE state = {waiting};
 CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = {claimed};
+CREATE INDEX IF NOT EXISTS {jobs}_listed ON {jobs} (priority, run_at, id) WHERE state = {waiting};
 CREATE UNIQUE INDEX IF NOT EXISTS {jobs}_coalesce ON {jobs} (coalesce_key, function_name)
   WHERE coalesce_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {failed} (
@@ -643,6 +644,106 @@ class PostgresCluster:
             f" FROM {self.servers} s ORDER BY s.id"
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    # -- the console's lists ------------------------------------------------------
+
+    async def list_jobs(self, query: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        """Queued jobs in claim order ({jobs}_ready with a function, {jobs}_listed
+        without); claimed jobs from {jobs}_owned.  The count is an index-only scan;
+        a text filter looks at the first ``scan`` jobs in order, no more."""
+        where, args = _listed(query)
+        order = "priority DESC, run_at DESC, id DESC" if query.newest else "priority, run_at, id"
+        j, n = self.jobs, len(args)
+        async with self._p().acquire() as conn:
+            if query.text is None:
+                total = await conn.fetchval(f"SELECT count(*) FROM {j} WHERE {where}", *args)
+                rows = await conn.fetch(
+                    f"SELECT {_shared_columns(n + 3)} FROM {j} WHERE {where} ORDER BY {order}"
+                    f" OFFSET ${n + 1} LIMIT ${n + 2}",
+                    *args,
+                    query.offset,
+                    query.limit,
+                    query.preview,
+                )
+                return total, True, [_shared(r) for r in rows]
+            total, exact, ids = await conn.fetchrow(
+                f"WITH looked AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY {order})"
+                f" AS n, position(${n + 1}::bytea IN substring(data FROM 1 FOR ${n + 5})) > 0"
+                f" AS hit FROM {j} WHERE {where} ORDER BY {order} LIMIT ${n + 2} + 1),"
+                f" found AS (SELECT id, n FROM looked WHERE hit AND n <= ${n + 2})"
+                f" SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM looked) <= ${n + 2},"
+                f" ARRAY(SELECT id FROM found ORDER BY n OFFSET ${n + 3} LIMIT ${n + 4})",
+                *args,
+                query.text,
+                query.scan,
+                query.offset,
+                query.limit,
+                query.preview,
+            )
+            found = await conn.fetch(
+                f"SELECT {_shared_columns(2)} FROM {j} WHERE id = ANY($1::bigint[])",
+                ids,
+                query.preview,
+            )
+        by_id = {r[0]: r for r in found}
+        return total, exact, [_shared(by_id[i]) for i in ids if i in by_id]
+
+    async def job(self, job_id: int, prefix: bytes, preview: int) -> SharedJob | None:
+        row = await self._p().fetchrow(
+            f"SELECT {_shared_columns(3)} FROM {self.jobs} WHERE id = $1 AND prefix = $2",
+            job_id,
+            prefix,
+            preview,
+        )
+        return None if row is None else _shared(row)
+
+
+def _shared_columns(preview: int) -> str:
+    """A listed job's columns; parameter ``$preview`` is how much of its payload."""
+    return (
+        f"id, prefix, function_name, unique_key, priority, substring(data FROM 1 FOR ${preview}),"
+        " length(data), state, extract(epoch FROM run_at)::float8, coalesce(owner, 0), failures,"
+        " numerator, denominator, outcomes"
+    )
+
+
+def _listed(query: SharedQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause of a list and its parameters (``$1`` on)."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = [f"state = {CLAIMED}" if query.claimed else f"state = {WAITING} AND run_at <= now()"]
+    if query.function is not None:
+        where.append(f"function_name = {arg(query.function)}")
+    if query.priority is not None:
+        where.append(f"priority = {arg(query.priority)}")
+    if query.unique is not None:
+        # The coalescing index finds it: the key is the unique key itself (but for "-").
+        where.append(f"coalesce_key = {arg(query.unique)} AND unique_key = coalesce_key")
+    return " AND ".join(where), args
+
+
+def _shared(row: Any) -> SharedJob:
+    job_id, prefix, function, unique, priority, data, size, state, due, owner, *rest = row
+    failures, numerator, denominator, outcomes = rest
+    return SharedJob(
+        cluster_handle(bytes(prefix), job_id),
+        bytes(function),
+        bytes(unique),
+        priority,
+        bytes(data),
+        size,
+        state == CLAIMED,
+        due,
+        owner,
+        failures,
+        numerator,
+        denominator,
+        decode_outcomes(outcomes),
+    )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

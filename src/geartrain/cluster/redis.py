@@ -20,10 +20,11 @@ from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..store.records import FailedJob, KeptResult, decode_outcomes
+from ..store.records import FailedJob, KeptResult, SharedJob, SharedQuery, decode_outcomes
 from ..store.redis import RedisStore
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from . import redis_scripts as lua
+from .redis_listing import RedisLists
 from .states import State
 
 __all__ = ["RedisCluster"]
@@ -58,6 +59,7 @@ class RedisCluster:
             f"cluster over redis {store.host}:{store.port}/{store.db} keys {self.base!r}*"
         )
         self._redis = store.connect(timeout)
+        self._lists = RedisLists(self._redis, self.base)
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
         self._sweep = ""  # the token of the sweep this process holds, if any
@@ -353,6 +355,14 @@ class RedisCluster:
             )
             for server, name, started, expires, owned in rows
         ]
+
+    # -- the console's lists ------------------------------------------------------
+
+    async def list_jobs(self, query: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        return await self._lists.list_jobs(query)
+
+    async def job(self, job_id: int, prefix: bytes, preview: int) -> SharedJob | None:
+        return await self._lists.job(job_id, prefix, preview)
 
 
 def _chosen(prefix: bytes | None, function: bytes | None) -> list[bytes]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -14,8 +15,10 @@ from ..priority import Priority
 from ..server.admin import MAX_RESULT_WAIT
 from ..server.results import wait_for_end
 from .listing import JobFilter, Scan, failed_jobs, page, state_of
+from .shared import SHARED_STATES, shared_detail, shared_page
 from .submit import HttpSubmission
 from .views import (
+    DETAIL,
     STALE_AFTER,
     failed_detail,
     failed_summary,
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from .rates import Rates
 
 __all__ = ["JOB_ACTION_RIGHTS", "Api", "ServerFacts", "check_admin", "json_error", "who"]
+
+T = TypeVar("T")
 
 MAX_LIMIT = 1000
 PAGE = 50
@@ -305,10 +310,17 @@ class Api:
         flt = _filter(request.query)
         offset, limit = _offset(request), _limit(request, PAGE, MAX_PAGE)
         now = time.time()
+        cluster = self.server.cluster
         if flt.state == "failed":
             records = await failed_jobs(self.core, flt)
             total, exact = len(records), True
             items = [failed_summary(r) for r in records[offset : offset + limit]]
+        elif (
+            cluster is not None
+            and flt.state in SHARED_STATES
+            and request.query.get("scope") != "member"
+        ):
+            total, exact, items = await self._store_call(shared_page(cluster, flt, offset, limit))
         else:
             found = page(self.core, flt, offset, limit)
             total, exact = found.total, found.exact
@@ -321,12 +333,25 @@ class Api:
     async def _job(self, request: web.Request) -> web.Response:
         handle = request.match_info["handle"].encode()
         job = self.core.jobs.get(handle)
-        if job is None:
-            record = await self.core.failed.get(handle)
-            if record is None:
-                raise _error(404, "no such job")
-            return _reply(failed_detail(record))
-        return _reply(job_detail(self.core, job, time.time()))
+        if job is not None:
+            return _reply(job_detail(self.core, job, time.time()))
+        cluster = self.server.cluster
+        if cluster is not None:
+            shared = await self._store_call(cluster.shared_job(handle, DETAIL))
+            if shared is not None:
+                return _reply(shared_detail(shared))
+        record = await self.core.failed.get(handle)
+        if record is None:
+            raise _error(404, "no such job")
+        return _reply(failed_detail(record))
+
+    async def _store_call(self, call: Awaitable[T]) -> T:
+        """A read of the cluster's shared store; one that fails (or passes the
+        store's deadline) is a 503 with one line."""
+        try:
+            return await call
+        except Exception as error:  # each store has its own errors; all mean the same here
+            raise _error(503, f"the shared store did not answer: {error}") from None
 
     async def _result(self, request: web.Request) -> web.Response:
         """A background job's kept result; ``?wait=SECONDS`` waits for a job held here."""

@@ -39,6 +39,8 @@ __all__ = ["HttpListener", "ServerApp", "Shared", "StartupError"]
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from ..store.records import SharedJob, SharedQuery
+
 log = logging.getLogger("geartrain.server")
 
 
@@ -61,6 +63,13 @@ class Shared(Protocol):
     async def shared_queues(self) -> list[tuple[bytes, int, int]] | None:
         """(function, jobs, running) over the shared store; None as for
         :meth:`live_members`."""
+
+    async def list_jobs(self, query: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        """A page of the shared jobs for the console: (total, exact, jobs); raises
+        what a failing store raises, or TimeoutError at the store's deadline."""
+
+    async def shared_job(self, handle: bytes, preview: int) -> SharedJob | None:
+        """A shared job by its handle, as for :meth:`list_jobs`."""
 
     async def start(self, core: JobServer) -> None:
         """Join: from now on the core keeps its background jobs there."""

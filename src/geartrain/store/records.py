@@ -16,6 +16,8 @@ __all__ = [
     "Attempt",
     "FailedJob",
     "KeptResult",
+    "SharedJob",
+    "SharedQuery",
     "StoredJob",
     "decode_outcomes",
     "encode_outcomes",
@@ -130,3 +132,44 @@ def failed_row(record: FailedJob) -> tuple[bytes, bytes, bytes, bytes, int, int,
         record.reason,
         encode_outcomes(record.outcomes),
     )
+
+
+class SharedJob(NamedTuple):
+    """A job in a cluster's shared store, as the console lists it."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    priority: int
+    data: bytes
+    """The payload's first bytes (as many as the listing asked for)."""
+    size: int
+    claimed: bool
+    """Claimed by a member (held for its workers, or running)."""
+    due: float
+    """Epoch seconds it is (or was) due."""
+    owner: int
+    """The id of the member that claimed it; 0 if none."""
+    failures: int
+    numerator: int
+    denominator: int
+    outcomes: tuple[Attempt, ...]
+
+
+class SharedQuery(NamedTuple):
+    """Which shared jobs a console list asks for: queued (unclaimed and due) or
+    claimed, filtered, in claim order (priority, then age; ``newest`` reverses
+    it), one page of them."""
+
+    claimed: bool
+    function: bytes | None
+    priority: int | None
+    unique: bytes | None
+    text: bytes | None
+    """In the payload's first ``preview`` bytes; looked for in at most ``scan``
+    jobs (the total is then not exact)."""
+    newest: bool
+    offset: int
+    limit: int
+    preview: int
+    scan: int

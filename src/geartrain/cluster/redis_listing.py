@@ -1,0 +1,169 @@
+"""The console's lists over the cluster's Redis keys (:mod:`.redis_scripts`
+describes them): read-only, a page at a time, not one snapshot.
+
+Queued jobs are the ``ready:<function>`` sorted sets, scored priority * 2^50 +
+id: a total is ZCOUNT per function (the score range of one priority, or all),
+a page is a ZRANGE of it, merged across functions by score, which is the order
+members claim them in.  Claimed jobs are the ``owned:<server>`` sets (as many
+as members hold for their workers); a unique key is found through ``u:<key>``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from ..store.records import SharedJob, SharedQuery, decode_outcomes
+from . import cluster_handle
+from .states import State
+
+__all__ = ["RedisLists"]
+
+BAND = 1 << 50
+"""The score of one priority level (see ``score`` in the scripts)."""
+FIELDS = ["prefix", "fn", "uniq", "prio", "data", "state", "owner", "fails", "num", "den", "outs"]
+BATCH = 1000
+"""Job hashes read per pipeline."""
+CLAIMED = str(int(State.CLAIMED)).encode()
+
+
+class RedisLists:
+    def __init__(self, redis: Redis, base: str) -> None:
+        self.redis = redis
+        self.base = base.encode()
+
+    def _key(self, *parts: bytes) -> bytes:
+        return self.base + b"".join(parts)
+
+    async def list_jobs(self, q: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        if q.claimed or q.unique is not None:
+            ids = await (self._claimed_ids() if q.unique is None else self._unique_ids(q.unique))
+            jobs = [j for j in await self._jobs(ids, q.preview) if self._wanted(j, q)]
+            if not q.claimed:
+                jobs = await self._ready(jobs)
+            jobs.sort(key=_rank, reverse=q.newest)
+            return len(jobs), True, jobs[q.offset : q.offset + q.limit]
+        functions = [q.function] if q.function is not None else await self._functions()
+        levels = range(3) if q.priority is None else range(q.priority, q.priority + 1)
+        low, high = levels[0] * BAND, levels[-1] * BAND + BAND - 1
+        if q.text is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for fn in functions:
+                    pipe.zcount(self._key(b"ready:", fn), low, high)
+                total = sum(await pipe.execute())
+            ids = await self._merged(functions, low, high, q.offset + q.limit, q.newest)
+            return total, True, await self._jobs(ids[q.offset :], q.preview)
+        looked = await self._merged(functions, low, high, q.scan + 1, q.newest)
+        found: list[int] = []
+        for i in range(0, min(len(looked), q.scan), BATCH):
+            chunk = looked[i : i + BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hget(self._key(b"job:%d" % job_id), "data")
+                datas = await pipe.execute()
+            found += [
+                job_id
+                for job_id, data in zip(chunk, datas, strict=True)
+                if data is not None and bytes(data).find(q.text, 0, q.preview) >= 0
+            ]
+        page = await self._jobs(found[q.offset : q.offset + q.limit], q.preview)
+        return len(found), len(looked) <= q.scan, page
+
+    async def job(self, job_id: int, prefix: bytes, preview: int) -> SharedJob | None:
+        found = await self._jobs([job_id], preview)
+        return found[0] if found and found[0].handle == cluster_handle(prefix, job_id) else None
+
+    @staticmethod
+    def _wanted(job: SharedJob, q: SharedQuery) -> bool:
+        return (
+            job.claimed is q.claimed
+            and (q.function is None or job.function == q.function)
+            and (q.priority is None or job.priority == q.priority)
+            and (q.unique is None or job.unique == q.unique)
+            and (q.text is None or job.data.find(q.text, 0, q.preview) >= 0)
+        )
+
+    async def _functions(self) -> list[bytes]:
+        return sorted(cast(list[bytes], await self.redis.hkeys(self._key(b"total"))))
+
+    async def _claimed_ids(self) -> list[int]:
+        servers = cast(list[bytes], await self.redis.zrange(self._key(b"servers"), 0, -1))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for server in servers:
+                pipe.smembers(self._key(b"owned:", server))
+            owned: list[set[bytes]] = await pipe.execute()
+        return sorted({int(i) for ids in owned for i in ids})
+
+    async def _unique_ids(self, unique: bytes) -> list[int]:
+        ids = cast(dict[bytes, bytes], await self.redis.hgetall(self._key(b"u:", unique)))
+        return sorted(int(i) for i in ids.values())
+
+    async def _ready(self, jobs: list[SharedJob]) -> list[SharedJob]:
+        """Those of the unclaimed jobs that are queued (not waiting for a due time)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for j in jobs:
+                pipe.zscore(self._key(b"ready:", j.function), j.handle.rpartition(b":c")[2])
+            scores = await pipe.execute()
+        return [j for j, score in zip(jobs, scores, strict=True) if score is not None]
+
+    async def _merged(
+        self, functions: Sequence[bytes], low: int, high: int, count: int, newest: bool
+    ) -> list[int]:
+        """The first ``count`` ids of the functions' ready sets in the score range,
+        in claim order (or its reverse), merged."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fn in functions:
+                key = self._key(b"ready:", fn)
+                if newest:
+                    pipe.zrevrangebyscore(key, high, low, start=0, num=count, withscores=True)
+                else:
+                    pipe.zrangebyscore(key, low, high, start=0, num=count, withscores=True)
+            ranges: list[list[tuple[bytes, float]]] = await pipe.execute()
+        merged: Iterable[tuple[bytes, float]] = (
+            ranges[0] if len(ranges) == 1 else heapq.merge(*ranges, key=_score, reverse=newest)
+        )
+        return [int(member) for member, _ in list(merged)[:count]]
+
+    async def _jobs(self, ids: Sequence[int], preview: int) -> list[SharedJob]:
+        """The jobs of these ids that still exist, in order."""
+        out: list[SharedJob] = []
+        for i in range(0, len(ids), BATCH):
+            chunk = ids[i : i + BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hmget(self._key(b"job:%d" % job_id), FIELDS)
+                rows: list[list[Any]] = await pipe.execute()
+            found = zip(chunk, rows, strict=True)
+            out += [_job(job_id, row, preview) for job_id, row in found if row[1]]
+        return out
+
+
+def _score(entry: tuple[bytes, float]) -> float:
+    return entry[1]
+
+
+def _rank(job: SharedJob) -> tuple[int, int]:
+    return job.priority, int(job.handle.rpartition(b":c")[2])
+
+
+def _job(job_id: int, row: list[Any], preview: int) -> SharedJob:
+    prefix, fn, uniq, prio, data, state, owner, fails, num, den, outs = row
+    claimed = state == CLAIMED
+    return SharedJob(
+        cluster_handle(prefix or b"", job_id),
+        fn,
+        uniq or b"",
+        int(prio or 0),
+        (data or b"")[:preview],
+        len(data or b""),
+        claimed,
+        0.0,
+        int(owner) if claimed and owner else 0,
+        int(fails or 0),
+        int(num or 0),
+        int(den or 0),
+        decode_outcomes(outs),
+    )

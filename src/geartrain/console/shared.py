@@ -1,0 +1,87 @@
+"""A cluster member's job lists: the shared store's jobs, the same on every member.
+
+Background jobs of a cluster live in the shared store (queued there, claimed by
+a member for its workers); a member's own core holds only those it claimed and
+its foreground jobs (``?scope=member`` lists those, as a single server does).
+The shared lists show queued and claimed ("running") jobs; the other states
+are a member's own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..priority import Priority
+from ..store.records import SharedJob, SharedQuery
+from .listing import PREVIEW, SCAN_LIMIT, JobFilter
+from .views import DETAIL, _history, _reason, preview, shown, text
+
+if TYPE_CHECKING:
+    from ..server.app import Shared
+
+__all__ = ["SHARED_STATES", "shared_detail", "shared_page", "shared_summary"]
+
+SHARED_STATES = ("queued", "running")
+
+
+async def shared_page(
+    cluster: Shared, flt: JobFilter, offset: int, limit: int
+) -> tuple[int, bool, list[dict[str, Any]]]:
+    """(total, exact, summaries) of one page of the shared store's jobs."""
+    query = SharedQuery(
+        flt.state == "running",
+        flt.function,
+        flt.priority,
+        flt.unique,
+        flt.text,
+        flt.order() == "-age",
+        offset,
+        limit,
+        PREVIEW,
+        SCAN_LIMIT,
+    )
+    total, exact, found = await cluster.list_jobs(query)
+    return total, exact, [shared_summary(j) for j in found]
+
+
+def shared_summary(job: SharedJob) -> dict[str, Any]:
+    """A shared job in a list, in the shape of a live job's summary."""
+    text_preview, binary = shown(job.data, PREVIEW)
+    return {
+        "handle": text(job.handle),
+        "function": text(job.function),
+        "unique": text(job.unique),
+        "priority": Priority.of_level(job.priority).value,
+        "background": True,
+        "state": "running" if job.claimed else "queued",
+        "created": None,  # the shared store keeps no creation time
+        "due": job.due or None,
+        "attempt": job.failures + 1,
+        "attempts": None,  # the policy is the holding member's
+        "size": job.size,
+        "preview": text_preview,
+        "binary": binary,
+        "data_preview": preview(job.data),
+        "progress": [job.numerator, job.denominator],
+        "worker": None,
+        "member": job.owner or None,
+        "reason": _reason(job.outcomes),
+        "started": None,
+        "age_seconds": None,
+        "running_seconds": None,
+    }
+
+
+def shared_detail(job: SharedJob) -> dict[str, Any]:
+    """A shared job's own page (a member that holds it shows its own, richer one)."""
+    payload, binary = shown(job.data, DETAIL)
+    return shared_summary(job) | {
+        "payload": payload,
+        "binary": binary,
+        "truncated": job.size > DETAIL,
+        "client": None,
+        "owner": None,
+        "history": _history(job.outcomes),
+        "next_retry": None,
+        "actions": [] if job.claimed else ["cancel"],
+    }
