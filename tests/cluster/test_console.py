@@ -15,22 +15,28 @@ import pytest
 from geartrain import Client, Priority, Worker
 from gt_helpers import wait_for, working
 from serverproc import free_port
+from store.proxy import TcpProxy
 
 from .conftest import LEASE, StartMember
+from .stores import SharedStore
 
 pytestmark = [pytest.mark.backend, pytest.mark.timeout(120)]
 
 
-def get(port: int, path: str) -> Any:
+def fetch(port: int, path: str) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request("GET", path)
         reply = conn.getresponse()
-        body = reply.read()
-        assert reply.status == 200, (path, reply.status, body)
-        return json.loads(body)
+        return reply.status, json.loads(reply.read())
     finally:
         conn.close()
+
+
+def get(port: int, path: str) -> Any:
+    status, body = fetch(port, path)
+    assert status == 200, (path, status, body)
+    return body
 
 
 async def test_members_and_shared_failed_set(start_member: StartMember) -> None:
@@ -160,3 +166,32 @@ async def test_shared_jobs_listed_alike_on_every_member(start_member: StartMembe
         # The member's own view is still there.
         assert get(consoles[0], "/api/jobs?state=queued&scope=member")["total"] == 0
         release.set()
+
+
+async def test_store_that_does_not_answer_gives_503(
+    start_member: StartMember, shared_store: SharedStore
+) -> None:
+    proxy = await TcpProxy(*shared_store.target).start()
+    port = free_port()
+    # Started from a thread: the proxy runs on this loop, and starting waits for the server.
+    member = await asyncio.to_thread(start_member, "--console-port", str(port), via=proxy.port)
+    try:
+        async with Client([member.address]) as client:
+            handle = (await client.submit_background("waiting", b"w")).decode()
+        view = await asyncio.to_thread(get, port, "/api/jobs?state=queued")
+        assert [j["handle"] for j in view["items"]] == [handle]
+        proxy.blackhole()
+        for path in ("/api/jobs?state=queued", f"/api/jobs/{handle}"):
+            status, body = await asyncio.to_thread(fetch, port, path)
+            assert status == 503, (path, body)
+            assert body["error"].startswith("the shared store did not answer")
+            assert "\n" not in body["error"]
+        proxy.heal()
+
+        def listed() -> bool:
+            status, body = fetch(port, "/api/jobs?state=queued")
+            return status == 200 and body["total"] == 1
+
+        await wait_for(lambda: asyncio.to_thread(listed), timeout=60)
+    finally:
+        await proxy.stop()
