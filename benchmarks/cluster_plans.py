@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from durable import PG, psql
 
 from geartrain.cluster.postgres import PostgresCluster
+from geartrain.store.records import SharedQuery
 
 
 async def explain(database: str, jobs: int, failed: int) -> None:
@@ -99,6 +101,7 @@ async def explain(database: str, jobs: int, failed: int) -> None:
             "trim failed set, nothing to trim": (cluster._trim_failed, failed, 86400.0),
             "failed counts": (f"SELECT function_name, count(*) FROM {f} GROUP BY function_name",),
         }
+        await console_lists(cluster)
         for name, (sql, *args) in statements.items():
             tx = conn.transaction()
             await tx.start()
@@ -109,6 +112,36 @@ async def explain(database: str, jobs: int, failed: int) -> None:
     finally:
         await conn.close()
         await cluster.close()
+
+
+async def console_lists(cluster: PostgresCluster) -> None:
+    """The console's lists of shared jobs (their SQL is built per filter): the
+    time of each call, with its total."""
+    lists = {
+        "queued, first page": SharedQuery(False, None, None, None, None, False, 0, 50, 200, 50_000),
+        "queued, deep page": SharedQuery(
+            False, None, None, None, None, False, 150_000, 50, 200, 50_000
+        ),
+        "queued, newest first": SharedQuery(
+            False, None, None, None, None, True, 0, 50, 200, 50_000
+        ),
+        "queued of a function and priority": SharedQuery(
+            False, b"f1", 1, None, None, False, 0, 50, 200, 50_000
+        ),
+        "queued by unique key": SharedQuery(
+            False, None, None, b"u7", None, False, 0, 50, 200, 50_000
+        ),
+        "queued with text (scan capped)": SharedQuery(
+            False, None, None, None, b"zz", False, 0, 50, 200, 50_000
+        ),
+        "running": SharedQuery(True, None, None, None, None, False, 0, 50, 200, 50_000),
+    }
+    for name, query in lists.items():
+        await cluster.list_jobs(query)  # warm
+        began = time.perf_counter()
+        total, exact, page = await cluster.list_jobs(query)
+        took = (time.perf_counter() - began) * 1000
+        print(f"--- list: {name}: {took:.1f} ms (total {total}, exact {exact}, {len(page)} listed)")
 
 
 def main() -> None:
