@@ -237,6 +237,7 @@ async def test_retry_now_failed_bulk_actions_and_audit(
     worker.register("flaky", flaky)
     worker.register("doomed", doomed)
     async with working(worker), Client([address]) as client:
+        submitted = time.time()
         handle = (await client.submit_background("flaky", b"f1")).decode()
         await wait_for(lambda: jobs(console, "state=retrying")["total"] == 1, timeout=20)
         (waiting,) = jobs(console, "state=retrying")["items"]
@@ -244,7 +245,10 @@ async def test_retry_now_failed_bulk_actions_and_audit(
         assert (waiting["attempt"], waiting["attempts"], waiting["reason"]) == (2, 3, "fail")
         detail = console.get(f"/api/jobs/{handle}")
         assert detail["actions"] == ["retry", "cancel"] and detail["next_retry"] == waiting["due"]
-        assert [h["outcome"] for h in detail["history"]] == ["fail"]
+        (attempt,) = detail["history"]
+        assert attempt["outcome"] == "fail"
+        # Each past attempt says when it began and when it ended.
+        assert submitted <= attempt["started"] <= attempt["ended"] <= time.time()
         assert console.act(f"/api/jobs/{handle}/retry") == (200, {"retry": handle, "touched": 1})
         await wait_for(lambda: attempts.get(b"f1") == 2, timeout=20)
         await wait_for(lambda: jobs(console, "state=retrying")["total"] == 0, timeout=20)

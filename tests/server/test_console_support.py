@@ -6,6 +6,7 @@ from __future__ import annotations
 from geartrain.protocol import PacketType
 from geartrain.server.audit import Audit
 from geartrain.server.model import JobState
+from geartrain.store.records import Attempt, decode_outcomes, encode_outcomes
 
 from .harness import Clock, Conn, ListKeeper
 from .test_failures import NOW, RETRY_ALL, SCHEDULE, at, configured, run_and
@@ -97,3 +98,32 @@ def test_compacting_drops_only_the_entries_of_jobs_that_left(clock: Clock) -> No
     worker.send(T.CAN_DO, b"f")
     assert [run_and(worker, T.WORK_COMPLETE, b"") for _ in range(3)] == handles[1::2]
     assert worker.grab() is None
+
+
+def test_each_attempt_keeps_when_it_started_and_ended(clock: Clock) -> None:
+    server = configured(clock, RETRY_ALL)
+    client, worker = Conn(server, "c"), Conn(server, "w")
+    worker.send(T.CAN_DO, b"flaky")
+    handle = client.submit(b"flaky", b"payload", b"u1", T.SUBMIT_JOB_BG)
+    first = clock.now
+    assert worker.grab() is not None
+    clock.advance(3)
+    worker.send(T.WORK_FAIL, handle)
+    job = server.jobs[handle]
+    assert [(a.started, a.at) for a in job.outcomes] == [(first, first + 3)]
+    clock.advance(10)  # the retry's backoff
+    second = clock.now
+    assert worker.grab() is not None
+    clock.advance(2)
+    worker.send(T.WORK_FAIL, handle)
+    assert [(a.started, a.at) for a in job.outcomes] == [
+        (first, first + 3),
+        (second, second + 2),
+    ]
+
+
+def test_outcomes_kept_without_start_times_are_still_read() -> None:
+    (old,) = decode_outcomes('[["fail", "boom", "w", 12.5]]')
+    assert (old.kind, old.message, old.at, old.started) == ("fail", "boom", 12.5, 0.0)
+    new = Attempt("fail", "boom", "w", 12.5, 10.0)
+    assert decode_outcomes(encode_outcomes([new])) == (new,)

@@ -133,7 +133,13 @@ def failed_summary(record: FailedJob) -> dict[str, Any]:
 
 def _history(outcomes: Sequence[Attempt]) -> list[dict[str, Any]]:
     return [
-        {"attempt": i, "started": None, "ended": a.at, "outcome": a.kind, "reason": a.message}
+        {
+            "attempt": i,
+            "started": a.started or None,
+            "ended": a.at,
+            "outcome": a.kind,
+            "reason": a.message,
+        }
         for i, a in enumerate(outcomes, 1)
     ]
 

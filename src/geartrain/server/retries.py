@@ -81,7 +81,8 @@ def decide(
 
 
 def note_attempt(job: Job, kind: str, message: str, now: float) -> None:
-    """Count a failed attempt of ``job`` and remember how it ended."""
+    """Count a failed attempt of ``job`` and remember how it ended, and when it
+    began (``job.started_at``, set by the same clock as ``now``)."""
     worker = job.worker
     name = "-"
     if worker is not None:
@@ -89,7 +90,7 @@ def note_attempt(job: Job, kind: str, message: str, now: float) -> None:
             worker.host if worker.client_id == b"-" else worker.client_id.decode(errors="replace")
         )
     job.failures += 1
-    job.outcomes = add_outcome(job.outcomes, Attempt(kind, message, name, now))
+    job.outcomes = add_outcome(job.outcomes, Attempt(kind, message, name, now, job.started_at))
 
 
 def add_outcome(outcomes: Sequence[Attempt], attempt: Attempt) -> tuple[Attempt, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "Attempt",
@@ -63,7 +63,10 @@ class Attempt:
     worker: str
     """The worker's client id (SET_CLIENT_ID), or its address if it set none."""
     at: float
-    """Epoch seconds."""
+    """Epoch seconds: when it ended."""
+    started: float = 0.0
+    """Epoch seconds: when it began (0 where not known: outcomes kept before start
+    times were, a lost member's job)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ class KeptResult(NamedTuple):
 
 def encode_outcomes(outcomes: Iterable[Attempt]) -> str:
     """Outcomes as the JSON text the stores keep."""
-    return json.dumps([[a.kind, a.message, a.worker, a.at] for a in outcomes])
+    return json.dumps([[a.kind, a.message, a.worker, a.at, a.started] for a in outcomes])
 
 
 def decode_outcomes(text: str | bytes | None) -> tuple[Attempt, ...]:
@@ -114,9 +117,14 @@ def decode_outcomes(text: str | bytes | None) -> tuple[Attempt, ...]:
     if not text:
         return ()
     try:
-        return tuple(Attempt(str(k), str(m), str(w), float(t)) for k, m, w, t in json.loads(text))
+        return tuple(_attempt(*entry) for entry in json.loads(text))
     except (ValueError, TypeError):
         return ()
+
+
+def _attempt(kind: Any, message: Any, worker: Any, at: Any, started: Any = 0.0) -> Attempt:
+    """One kept outcome (those kept before start times were have four fields)."""
+    return Attempt(str(kind), str(message), str(worker), float(at), float(started))
 
 
 def failed_row(record: FailedJob) -> tuple[bytes, bytes, bytes, bytes, int, int, float, str, str]:
