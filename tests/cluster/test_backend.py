@@ -11,10 +11,10 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from geartrain.cluster import Claimed, Failure, Retry, Submission
-from geartrain.cluster.backend import ClusterBackend
+from geartrain.cluster.backend import MAX_BATCH, ClusterBackend
 from geartrain.cluster.rescue import rescue
 from geartrain.server.policies import Policies
-from geartrain.store.records import KeptResult, decode_outcomes
+from geartrain.store.records import KeptResult, SharedQuery, decode_outcomes
 from gt_helpers import wait_for
 
 from .stores import PostgresShared, RedisShared, SharedStore
@@ -405,3 +405,51 @@ async def test_kept_results(backend: ClusterBackend) -> None:
     assert await backend.result(b"H:a:c1") == replaced
     await backend.write_results([], [b"H:a:c1"])
     assert await backend.result(b"H:a:c1") is None
+
+
+async def test_console_lists_page_through_a_deep_queue_in_claim_order(
+    backend: ClusterBackend,
+) -> None:
+    functions, priorities = (b"f", b"g", b"h"), (LOW, HIGH, NORMAL, NORMAL)
+    batch = [
+        job(b"d%d" % i, function=functions[i % 3], priority=priorities[i % 4]) for i in range(2600)
+    ]
+    submitted = await backend.submit(batch[:MAX_BATCH], b"H:x")
+    submitted += await backend.submit(batch[MAX_BATCH:], b"H:x")
+    ids = {s.data: job_id for s, (job_id, _prefix) in zip(batch, submitted, strict=True)}
+    # Claim order: high priority first, then the oldest.
+    order = [d for d, _ in sorted(ids.items(), key=lambda e: (batch_priority(batch, e[0]), e[1]))]
+
+    async def listed(offset: int, limit: int, newest: bool = False, **only: object) -> list[bytes]:
+        query = SharedQuery(
+            False,
+            only.get("function"),  # type: ignore[arg-type]
+            only.get("priority"),  # type: ignore[arg-type]
+            None,
+            None,
+            newest,
+            offset,
+            limit,
+            200,
+            50_000,
+        )
+        total, exact, page = await backend.list_jobs(query)
+        assert exact
+        if not only:
+            assert total == len(order)
+        return [j.data for j in page]
+
+    assert await listed(0, 50) == order[:50]
+    for offset in (1990, 2300, 2590):
+        assert await listed(offset, 50) == order[offset : offset + 50], offset
+        newest = order[::-1]
+        assert await listed(offset, 50, True) == newest[offset : offset + 50], offset
+    normal = [d for d in order if batch_priority(batch, d) == NORMAL]
+    assert await listed(1200, 40, priority=NORMAL) == normal[1200:1240]
+    of_g = [d for d in order if batch[int(d[1:])].function == b"g"]
+    assert await listed(300, 20, function=b"g") == of_g[300:320]
+    assert await listed(2600, 50) == []
+
+
+def batch_priority(batch: list[Submission], data: bytes) -> int:
+    return batch[int(data[1:])].priority

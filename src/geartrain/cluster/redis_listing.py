@@ -25,6 +25,8 @@ __all__ = ["RedisLists"]
 BAND = 1 << 50
 """The score of one priority level (see ``score`` in the scripts)."""
 FIELDS = ["prefix", "fn", "uniq", "prio", "data", "state", "owner", "fails", "num", "den", "outs"]
+WALK = 2000
+"""Offsets up to this are read from the start of each set: cheaper than bisecting."""
 BATCH = 1000
 """Job hashes read per pipeline."""
 CLAIMED = str(int(State.CLAIMED)).encode()
@@ -54,8 +56,8 @@ class RedisLists:
                 for fn in functions:
                     pipe.zcount(self._key(b"ready:", fn), low, high)
                 total = sum(await pipe.execute())
-            ids = await self._merged(functions, low, high, q.offset + q.limit, q.newest)
-            return total, True, await self._jobs(ids[q.offset :], q.preview)
+            ids = await self._page(functions, low, high, total, q.offset, q.limit, q.newest)
+            return total, True, await self._jobs(ids, q.preview)
         looked = await self._merged(functions, low, high, q.scan + 1, q.newest)
         found: list[int] = []
         for i in range(0, min(len(looked), q.scan), BATCH):
@@ -108,6 +110,62 @@ class RedisLists:
                 pipe.zscore(self._key(b"ready:", j.function), j.handle.rpartition(b":c")[2])
             scores = await pipe.execute()
         return [j for j, score in zip(jobs, scores, strict=True) if score is not None]
+
+    async def _page(
+        self,
+        functions: Sequence[bytes],
+        low: int,
+        high: int,
+        total: int,
+        offset: int,
+        limit: int,
+        newest: bool,
+    ) -> list[int]:
+        """Ids ``offset`` to ``offset + limit`` of the ready sets merged in claim
+        order (or its reverse): a short walk near either end; deeper, the score at
+        that rank, found by bisection, and a range from it."""
+        if offset >= total:
+            return []
+        if newest and offset > WALK:
+            # The newest-first page is an oldest-first page counted from the other end.
+            start = max(0, total - offset - limit)
+            ids = await self._page(
+                functions, low, high, total, start, total - offset - start, False
+            )
+            ids.reverse()
+            return ids
+        if offset <= WALK or len(functions) == 1:
+            if len(functions) == 1:
+                return await self._range(functions[0], low, high, offset, limit, newest)
+            return (await self._merged(functions, low, high, offset + limit, newest))[offset:]
+        # The highest score with at most `offset` ids below it: the score at that
+        # rank (scores are distinct integers).
+        lo, hi = low, high + 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for fn in functions:
+                    pipe.zcount(self._key(b"ready:", fn), low, f"({mid}")
+                below = sum(await pipe.execute())
+            if below <= offset:
+                lo = mid
+            else:
+                hi = mid
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fn in functions:
+                pipe.zcount(self._key(b"ready:", fn), low, f"({lo}")
+            skip = offset - sum(await pipe.execute())
+        return (await self._merged(functions, lo, high, skip + limit, False))[skip:]
+
+    async def _range(
+        self, function: bytes, low: int, high: int, offset: int, limit: int, newest: bool
+    ) -> list[int]:
+        key = self._key(b"ready:", function)
+        if newest:
+            found = await self.redis.zrevrangebyscore(key, high, low, start=offset, num=limit)
+        else:
+            found = await self.redis.zrangebyscore(key, low, high, start=offset, num=limit)
+        return [int(i) for i in cast(list[bytes], found)]
 
     async def _merged(
         self, functions: Sequence[bytes], low: int, high: int, count: int, newest: bool
