@@ -5,7 +5,7 @@ import { api } from "./api.js";
 // -- jobs by state ------------------------------------------------------------------
 
 const STATES = {
-  queued: { title: "Queued jobs", time: ["waiting", (j) => since(j.created)], bulk: ["cancel"] },
+  queued: { title: "Queued jobs", time: ["waiting", (j) => since(j.created ?? j.due)], bulk: ["cancel"] },
   running: { title: "Running jobs", time: ["running for", (j) => ago(j.running_seconds)], bulk: ["cancel"] },
   scheduled: { title: "Scheduled jobs", time: ["due", (j) => when(j.due)], bulk: ["cancel"] },
   retrying: { title: "Retrying jobs", time: ["next retry", (j) => when(j.due)], bulk: ["retry", "cancel"] },
@@ -16,6 +16,9 @@ const FILTERS = [["function", "function"], ["priority", "priority"], ["unique", 
 
 // A waiting retry's Retry runs it now, ahead of its backoff: the button says so.
 const verb = (action, state) => (action === "retry" && state === "retrying" ? "Retry now" : VERBS[action] || action);
+
+// A cluster's shared job is held by a member (its id) rather than a worker known here.
+const heldBy = (j) => j.worker || (j.member ? `member ${j.member}` : "–");
 
 function rowActions(state) {
   return { queued: ["cancel"], running: ["cancel"], scheduled: ["cancel"], retrying: ["retry", "cancel"], failed: ["retry", "delete"] }[state] || [];
@@ -98,7 +101,7 @@ export function jobsPage(state, query) {
     ["function", (j) => j.function], ["priority", (j) => j.priority, "opt"],
     [spec.time[0], spec.time[1]],
     ["attempt", (j) => (j.attempt ? j.attempt + (j.attempts ? "/" + j.attempts : "") : "–"), "num opt"],
-    ...(state === "running" ? [["worker", (j) => el("span", {}, j.worker || "–", " ", progressBar(j.progress))]] : []),
+    ...(state === "running" ? [["worker", (j) => el("span", {}, heldBy(j), " ", progressBar(j.progress))]] : []),
     ...(state === "failed" || state === "retrying" ? [["reason", (j) => j.reason || "–", "reason"]] : []),
     ["unique", (j) => j.unique || "–", "unique opt"],
     ["payload", (j) => (j.binary ? tag(`binary, ${bytes(j.size)}`) : j.preview), "payload"],
@@ -141,7 +144,7 @@ export function jobPage(handle) {
         ...(j.failed_at ? [["failed", when(j.failed_at)]] : []), ["due", when(j.due)],
         ["attempt", j.attempt ? j.attempt + (j.attempts ? " of " + j.attempts : "") : "–"],
         ["next retry", when(j.next_retry)], ["size", bytes(j.size)], ["client", j.client || "–"],
-        ["worker", j.worker || "–"], ["last reason", j.reason || "–"],
+        ["worker", heldBy(j)], ["last reason", j.reason || "–"],
         ...(j.progress && j.progress[1] ? [["progress", progressBar(j.progress)]] : []),
       ];
       const payload = j.payload ?? "";
