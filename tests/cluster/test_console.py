@@ -33,6 +33,19 @@ def fetch(port: int, path: str) -> tuple[int, Any]:
         conn.close()
 
 
+def post(port: int, path: str, body: Any) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json", "X-Geartrain-Console": "1"}
+        conn.request("POST", path, json.dumps(body), headers)
+        reply = conn.getresponse()
+        answer = json.loads(reply.read())
+        assert reply.status == 200, (path, reply.status, answer)
+        return answer
+    finally:
+        conn.close()
+
+
 def get(port: int, path: str) -> Any:
     status, body = fetch(port, path)
     assert status == 200, (path, status, body)
@@ -165,6 +178,12 @@ async def test_shared_jobs_listed_alike_on_every_member(start_member: StartMembe
         )
         # The member's own view is still there.
         assert get(consoles[0], "/api/jobs?state=queued&scope=member")["total"] == 0
+        # An action on every job a filter matches takes the jobs the list shows.
+        body = {"action": "cancel", "filter": {"state": "queued", "priority": "high"}}
+        assert post(consoles[0], "/api/jobs/bulk", body) == {"touched": 2}
+        for port in consoles:
+            left = get(port, "/api/jobs?state=queued")
+            assert [j["handle"] for j in left["items"]] == [waiting[i] for i in (2, 5, 0, 3)]
         release.set()
 
 

@@ -15,7 +15,7 @@ from ..priority import Priority
 from ..server.admin import MAX_RESULT_WAIT
 from ..server.results import wait_for_end
 from .listing import JobFilter, Scan, failed_jobs, page, state_of
-from .shared import SHARED_STATES, shared_detail, shared_page
+from .shared import SHARED_STATES, shared_detail, shared_handles, shared_page
 from .submit import HttpSubmission
 from .views import (
     DETAIL,
@@ -315,11 +315,7 @@ class Api:
             records = await failed_jobs(self.core, flt)
             total, exact = len(records), True
             items = [failed_summary(r) for r in records[offset : offset + limit]]
-        elif (
-            cluster is not None
-            and flt.state in SHARED_STATES
-            and request.query.get("scope") != "member"
-        ):
+        elif cluster is not None and flt.state in SHARED_STATES and not request.query.get("scope"):
             total, exact, items = await self._store_call(shared_page(cluster, flt, offset, limit))
         else:
             found = page(self.core, flt, offset, limit)
@@ -461,9 +457,14 @@ class Api:
             targets = [h.encode() for h in handles]
             described = f"{len(targets)} selected"
         else:
+            assert query is not None
             flt = _filter(query)
+            cluster = self.server.cluster
             if flt.state == "failed":
                 targets = [r.handle for r in await failed_jobs(self.core, flt)]
+            elif cluster is not None and flt.state in SHARED_STATES and "scope" not in query:
+                # What the list shows on a cluster member: the shared store's jobs.
+                targets = await self._store_call(shared_handles(cluster, flt))
             else:
                 targets = [j.handle for j in Scan(self.core, flt)]
             described = "all matching " + json.dumps(query, sort_keys=True)

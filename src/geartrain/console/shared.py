@@ -19,16 +19,36 @@ from .views import DETAIL, _history, _reason, preview, shown, text
 if TYPE_CHECKING:
     from ..server.app import Shared
 
-__all__ = ["SHARED_STATES", "shared_detail", "shared_page", "shared_summary"]
+__all__ = ["SHARED_STATES", "shared_detail", "shared_handles", "shared_page", "shared_summary"]
 
 SHARED_STATES = ("queued", "running")
+
+
+BULK_PAGE = 1000
+"""Handles read per call when an action takes every job matching a filter."""
 
 
 async def shared_page(
     cluster: Shared, flt: JobFilter, offset: int, limit: int
 ) -> tuple[int, bool, list[dict[str, Any]]]:
     """(total, exact, summaries) of one page of the shared store's jobs."""
-    query = SharedQuery(
+    total, exact, found = await cluster.list_jobs(_query(flt, offset, limit))
+    return total, exact, [shared_summary(j) for j in found]
+
+
+async def shared_handles(cluster: Shared, flt: JobFilter) -> list[bytes]:
+    """The handles of every shared job the list shows, for a bulk action (read
+    before acting: acting while paging would shift the pages)."""
+    handles: list[bytes] = []
+    while True:
+        total, _exact, found = await cluster.list_jobs(_query(flt, len(handles), BULK_PAGE))
+        handles += [j.handle for j in found]
+        if len(found) < BULK_PAGE or len(handles) >= total:
+            return handles
+
+
+def _query(flt: JobFilter, offset: int, limit: int) -> SharedQuery:
+    return SharedQuery(
         flt.state == "running",
         flt.function,
         flt.priority,
@@ -40,8 +60,6 @@ async def shared_page(
         PREVIEW,
         SCAN_LIMIT,
     )
-    total, exact, found = await cluster.list_jobs(query)
-    return total, exact, [shared_summary(j) for j in found]
 
 
 def shared_summary(job: SharedJob) -> dict[str, Any]:
