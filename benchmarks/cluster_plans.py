@@ -118,23 +118,25 @@ async def console_lists(cluster: PostgresCluster) -> None:
     """The console's lists of shared jobs (their SQL is built per filter): the
     time of each call, with its total."""
     lists = {
-        "queued, first page": SharedQuery(False, None, None, None, None, False, 0, 50, 200, 50_000),
+        "queued, first page": SharedQuery(
+            "queued", None, None, None, None, False, 0, 50, 200, 50_000
+        ),
         "queued, deep page": SharedQuery(
-            False, None, None, None, None, False, 150_000, 50, 200, 50_000
+            "queued", None, None, None, None, False, 150_000, 50, 200, 50_000
         ),
         "queued, newest first": SharedQuery(
-            False, None, None, None, None, True, 0, 50, 200, 50_000
+            "queued", None, None, None, None, True, 0, 50, 200, 50_000
         ),
         "queued of a function and priority": SharedQuery(
-            False, b"f1", 1, None, None, False, 0, 50, 200, 50_000
+            "queued", b"f1", 1, None, None, False, 0, 50, 200, 50_000
         ),
         "queued by unique key": SharedQuery(
-            False, None, None, b"u7", None, False, 0, 50, 200, 50_000
+            "queued", None, None, b"u7", None, False, 0, 50, 200, 50_000
         ),
         "queued with text (scan capped)": SharedQuery(
-            False, None, None, None, b"zz", False, 0, 50, 200, 50_000
+            "queued", None, None, None, b"zz", False, 0, 50, 200, 50_000
         ),
-        "running": SharedQuery(True, None, None, None, None, False, 0, 50, 200, 50_000),
+        "running": SharedQuery("running", None, None, None, None, False, 0, 50, 200, 50_000),
     }
     for name, query in lists.items():
         await cluster.list_jobs(query)  # warm

@@ -422,7 +422,7 @@ async def test_console_lists_page_through_a_deep_queue_in_claim_order(
 
     async def listed(offset: int, limit: int, newest: bool = False, **only: object) -> list[bytes]:
         query = SharedQuery(
-            False,
+            "queued",
             only.get("function"),  # type: ignore[arg-type]
             only.get("priority"),  # type: ignore[arg-type]
             None,
@@ -453,3 +453,34 @@ async def test_console_lists_page_through_a_deep_queue_in_claim_order(
 
 def batch_priority(batch: list[Submission], data: bytes) -> int:
     return batch[int(data[1:])].priority
+
+
+async def test_console_lists_scheduled_and_retrying_jobs(backend: ClusterBackend) -> None:
+    later = int(time.time()) + 3600
+    dues = {b"s0": later + 30, b"s1": later + 10, b"s2": later + 20}
+    for data, due in dues.items():
+        await backend.submit(
+            [job(data, function=b"g" if data == b"s2" else b"f", when=due)], b"H:x"
+        )
+    [(job_id, _prefix)] = await backend.submit([job(b"r")], b"H:x")
+    server = await backend.register("s", 30)
+    [claimed] = await backend.claim(server, [(b"f", 1)])
+    await backend.retry([Retry(job_id, claimed.claim, 0, 1, "[]", 3600.0)])
+    await backend.submit([job(b"q")], b"H:x")
+
+    async def listed(
+        state: str, by_due: bool = False, function: bytes | None = None
+    ) -> list[bytes]:
+        query = SharedQuery(state, function, None, None, None, False, 0, 50, 200, 50_000, by_due)
+        total, exact, page = await backend.list_jobs(query)
+        assert exact and total == len(page)
+        return [j.data for j in page]
+
+    assert await listed("scheduled") == [b"s0", b"s1", b"s2"]  # oldest first
+    assert await listed("scheduled", by_due=True) == [b"s1", b"s2", b"s0"]
+    assert await listed("scheduled", function=b"f") == [b"s0", b"s1"]
+    assert await listed("retrying") == [b"r"]
+    assert await listed("queued") == [b"q"]
+    query = SharedQuery("retrying", None, None, None, None, False, 0, 50, 200, 50_000)
+    [(retrying)] = (await backend.list_jobs(query))[2]
+    assert retrying.failures == 1 and retrying.due > time.time() + 3000

@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -178,6 +179,13 @@ async def test_shared_jobs_listed_alike_on_every_member(start_member: StartMembe
         )
         # The member's own view is still there.
         assert get(consoles[0], "/api/jobs?state=queued&scope=member")["total"] == 0
+        # A job due later, submitted to one member, is listed as scheduled on both.
+        async with Client([members[1].address]) as other:
+            later = (await other.submit_background("later", b"l", when=time.time() + 3600)).decode()
+        for port in consoles:
+            (scheduled,) = get(port, "/api/jobs?state=scheduled")["items"]
+            assert (scheduled["handle"], scheduled["state"]) == (later, "scheduled")
+            assert scheduled["due"] > time.time() + 3000
         # An action on every job a filter matches takes the jobs the list shows.
         body = {"action": "cancel", "filter": {"state": "queued", "priority": "high"}}
         assert post(consoles[0], "/api/jobs/bulk", body) == {"touched": 2}

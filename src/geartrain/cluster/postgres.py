@@ -652,7 +652,12 @@ class PostgresCluster:
         without); claimed jobs from {jobs}_owned.  The count is an index-only scan;
         a text filter looks at the first ``scan`` jobs in order, no more."""
         where, args = _listed(query)
-        order = "priority DESC, run_at DESC, id DESC" if query.newest else "priority, run_at, id"
+        if query.state in ("scheduled", "retrying"):
+            order = "run_at, id" if query.by_due else "id DESC" if query.newest else "id"
+        else:
+            order = (
+                "priority DESC, run_at DESC, id DESC" if query.newest else "priority, run_at, id"
+            )
         j, n = self.jobs, len(args)
         async with self._p().acquire() as conn:
             if query.text is None:
@@ -707,6 +712,14 @@ def _shared_columns(preview: int) -> str:
     )
 
 
+_STATES = {
+    "queued": f"state = {WAITING} AND run_at <= now()",
+    "running": f"state = {CLAIMED}",
+    "scheduled": f"state = {WAITING} AND run_at > now() AND failures = 0",
+    "retrying": f"state = {WAITING} AND run_at > now() AND failures > 0",
+}
+
+
 def _listed(query: SharedQuery) -> tuple[str, list[Any]]:
     """The WHERE clause of a list and its parameters (``$1`` on)."""
     args: list[Any] = []
@@ -715,7 +728,7 @@ def _listed(query: SharedQuery) -> tuple[str, list[Any]]:
         args.append(value)
         return f"${len(args)}"
 
-    where = [f"state = {CLAIMED}" if query.claimed else f"state = {WAITING} AND run_at <= now()"]
+    where = [_STATES[query.state]]
     if query.function is not None:
         where.append(f"function_name = {arg(query.function)}")
     if query.priority is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast, overload
 
 from redis.asyncio import Redis
 
@@ -27,6 +27,8 @@ BAND = 1 << 50
 FIELDS = ["prefix", "fn", "uniq", "prio", "data", "state", "owner", "fails", "num", "den", "outs"]
 WALK = 2000
 """Offsets up to this are read from the start of each set: cheaper than bisecting."""
+WAITING = ("scheduled", "retrying")
+"""The states of jobs in the due-time set."""
 BATCH = 1000
 """Job hashes read per pipeline."""
 CLAIMED = str(int(State.CLAIMED)).encode()
@@ -41,10 +43,12 @@ class RedisLists:
         return self.base + b"".join(parts)
 
     async def list_jobs(self, q: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
-        if q.claimed or q.unique is not None:
+        if q.state in WAITING:
+            return await self._waiting(q)
+        if q.state == "running" or q.unique is not None:
             ids = await (self._claimed_ids() if q.unique is None else self._unique_ids(q.unique))
             jobs = [j for j in await self._jobs(ids, q.preview) if self._wanted(j, q)]
-            if not q.claimed:
+            if q.state == "queued":
                 jobs = await self._ready(jobs)
             jobs.sort(key=_rank, reverse=q.newest)
             return len(jobs), True, jobs[q.offset : q.offset + q.limit]
@@ -78,10 +82,32 @@ class RedisLists:
         found = await self._jobs([job_id], preview)
         return found[0] if found and found[0].handle == cluster_handle(prefix, job_id) else None
 
+    async def _waiting(self, q: SharedQuery) -> tuple[int, bool, list[SharedJob]]:
+        """Scheduled or retrying jobs: the first ``scan`` of the due-time set read
+        and filtered (one set for every function)."""
+        key = self._key(b"scheduled")
+        due = cast(
+            list[tuple[bytes, float]], await self.redis.zrange(key, 0, q.scan, withscores=True)
+        )
+        looked = due[: q.scan]
+        jobs = [
+            j._replace(due=when)
+            for j, when in zip(
+                await self._jobs([int(i) for i, _ in looked], q.preview, keep_missing=True),
+                (when for _, when in looked),
+                strict=True,
+            )
+            if j is not None and self._wanted(j, q)
+        ]
+        if not q.by_due:
+            jobs.sort(key=_id, reverse=q.newest)
+        return len(jobs), len(due) <= q.scan, jobs[q.offset : q.offset + q.limit]
+
     @staticmethod
     def _wanted(job: SharedJob, q: SharedQuery) -> bool:
         return (
-            job.claimed is q.claimed
+            job.claimed is (q.state == "running")
+            and (q.state not in WAITING or bool(job.failures) is (q.state == "retrying"))
             and (q.function is None or job.function == q.function)
             and (q.priority is None or job.priority == q.priority)
             and (q.unique is None or job.unique == q.unique)
@@ -185,9 +211,20 @@ class RedisLists:
         )
         return [int(member) for member, _ in list(merged)[:count]]
 
-    async def _jobs(self, ids: Sequence[int], preview: int) -> list[SharedJob]:
-        """The jobs of these ids that still exist, in order."""
-        out: list[SharedJob] = []
+    @overload
+    async def _jobs(self, ids: Sequence[int], preview: int) -> list[SharedJob]: ...
+
+    @overload
+    async def _jobs(
+        self, ids: Sequence[int], preview: int, keep_missing: Literal[True]
+    ) -> list[SharedJob | None]: ...
+
+    async def _jobs(
+        self, ids: Sequence[int], preview: int, keep_missing: bool = False
+    ) -> list[SharedJob] | list[SharedJob | None]:
+        """The jobs of these ids that still exist, in order (None in the place of
+        one that does not, with ``keep_missing``)."""
+        out: list[Any] = []
         for i in range(0, len(ids), BATCH):
             chunk = ids[i : i + BATCH]
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -195,7 +232,11 @@ class RedisLists:
                     pipe.hmget(self._key(b"job:%d" % job_id), FIELDS)
                 rows: list[list[Any]] = await pipe.execute()
             found = zip(chunk, rows, strict=True)
-            out += [_job(job_id, row, preview) for job_id, row in found if row[1]]
+            out += [
+                _job(job_id, row, preview) if row[1] else None
+                for job_id, row in found
+                if row[1] or keep_missing
+            ]
         return out
 
 
@@ -203,8 +244,12 @@ def _score(entry: tuple[bytes, float]) -> float:
     return entry[1]
 
 
+def _id(job: SharedJob) -> int:
+    return int(job.handle.rpartition(b":c")[2])
+
+
 def _rank(job: SharedJob) -> tuple[int, int]:
-    return job.priority, int(job.handle.rpartition(b":c")[2])
+    return job.priority, _id(job)
 
 
 def _job(job_id: int, row: list[Any], preview: int) -> SharedJob:

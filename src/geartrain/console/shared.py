@@ -3,12 +3,12 @@
 Background jobs of a cluster live in the shared store (queued there, claimed by
 a member for its workers); a member's own core holds only those it claimed and
 its foreground jobs (``?scope=member`` lists those, as a single server does).
-The shared lists show queued and claimed ("running") jobs; the other states
-are a member's own.
+The shared lists show queued, claimed ("running"), scheduled and retrying jobs.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..priority import Priority
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SHARED_STATES", "shared_detail", "shared_handles", "shared_page", "shared_summary"]
 
-SHARED_STATES = ("queued", "running")
+SHARED_STATES = ("queued", "running", "scheduled", "retrying")
 
 
 BULK_PAGE = 1000
@@ -49,7 +49,7 @@ async def shared_handles(cluster: Shared, flt: JobFilter) -> list[bytes]:
 
 def _query(flt: JobFilter, offset: int, limit: int) -> SharedQuery:
     return SharedQuery(
-        flt.state == "running",
+        flt.state,
         flt.function,
         flt.priority,
         flt.unique,
@@ -59,7 +59,17 @@ def _query(flt: JobFilter, offset: int, limit: int) -> SharedQuery:
         limit,
         PREVIEW,
         SCAN_LIMIT,
+        flt.order() == "due",
     )
+
+
+def state_of(job: SharedJob, now: float) -> str:
+    """A shared job's state as the console names it."""
+    if job.claimed:
+        return "running"
+    if job.due > now:
+        return "retrying" if job.failures else "scheduled"
+    return "queued"
 
 
 def shared_summary(job: SharedJob) -> dict[str, Any]:
@@ -71,7 +81,7 @@ def shared_summary(job: SharedJob) -> dict[str, Any]:
         "unique": text(job.unique),
         "priority": Priority.of_level(job.priority).value,
         "background": True,
-        "state": "running" if job.claimed else "queued",
+        "state": state_of(job, time.time()),
         "created": None,  # the shared store keeps no creation time
         "due": job.due or None,
         "attempt": job.failures + 1,
@@ -100,6 +110,6 @@ def shared_detail(job: SharedJob) -> dict[str, Any]:
         "client": None,
         "owner": None,
         "history": _history(job.outcomes),
-        "next_retry": None,
-        "actions": [] if job.claimed else ["cancel"],
+        "next_retry": job.due if job.failures and not job.claimed else None,
+        "actions": [] if job.claimed else ["cancel"],  # a retry now is its holder's
     }

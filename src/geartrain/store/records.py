@@ -165,11 +165,12 @@ class SharedJob(NamedTuple):
 
 
 class SharedQuery(NamedTuple):
-    """Which shared jobs a console list asks for: queued (unclaimed and due) or
-    claimed, filtered, in claim order (priority, then age; ``newest`` reverses
-    it), one page of them."""
+    """Which shared jobs a console list asks for, filtered, one page of them:
+    "queued" (unclaimed and due) or "running" (claimed) in claim order (priority,
+    then age; ``newest`` reverses it); "scheduled" or "retrying" (waiting for a
+    due time, without or after a failed attempt) by age, or by due time."""
 
-    claimed: bool
+    state: str
     function: bytes | None
     priority: int | None
     unique: bytes | None
@@ -181,3 +182,4 @@ class SharedQuery(NamedTuple):
     limit: int
     preview: int
     scan: int
+    by_due: bool = False
