@@ -137,6 +137,10 @@ async def console_lists(cluster: PostgresCluster) -> None:
             "queued", None, None, None, b"zz", False, 0, 50, 200, 50_000
         ),
         "running": SharedQuery("running", None, None, None, None, False, 0, 50, 200, 50_000),
+        "retrying, by due time": SharedQuery(
+            "retrying", None, None, None, None, False, 0, 50, 200, 50_000, True
+        ),
+        "scheduled": SharedQuery("scheduled", None, None, None, None, False, 0, 50, 200, 50_000),
     }
     for name, query in lists.items():
         await cluster.list_jobs(query)  # warm
