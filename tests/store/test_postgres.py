@@ -44,6 +44,16 @@ pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
             {"timeout": 2.0},
         ),
         ("postgres://h/db", "postgres://h/db", {}),
+        (  # several servers: writes go to the one that takes them
+            "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write",
+            "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write",
+            {},
+        ),
+        (
+            "host=a,b port=5432,5433 target_session_attrs=read-write",
+            "postgresql://?host=a%2Cb&port=5432%2C5433&target_session_attrs=read-write",
+            {},
+        ),
         (
             "dbname=d options='-c search_path=a,b -cstatement_timeout=5s --lock-timeout=1s'",
             "postgresql://?dbname=d",
