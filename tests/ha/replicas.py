@@ -1,22 +1,33 @@
-"""Replicated stores of the tests' own: a PostgreSQL primary with a streaming
-standby, made with initdb and pg_basebackup in temporary directories on free
-ports (never the machine's shared instance), and its failover as an operator
-does it: the primary killed (SIGKILL), the standby promoted by hand.
+"""Replicated stores of the tests' own, on free ports in temporary directories
+(never the machine's shared services), and their failover:
+
+- a PostgreSQL primary with a streaming standby (initdb, pg_basebackup -R); the
+  primary killed (SIGKILL), the standby promoted by hand, as an operator does;
+- a Redis primary (fsync-always AOF) with a replica and three Sentinels; the
+  primary killed, the Sentinels promote the replica by themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 
-from cluster.stores import PostgresShared
+from cluster.stores import PostgresShared, RedisShared
 from geartrain.cluster.backend import ClusterBackend
 from geartrain.cluster.postgres import PostgresCluster
+from geartrain.cluster.redis import RedisCluster
+from geartrain.store.options import store_from_url
+from geartrain.store.redis import RedisStore
+from serverproc import free_port
 from store.conftest import run_in_thread, unique_name
-from store.dbservers import PrivatePostgres
+from store.dbservers import PrivatePostgres, PrivateRedis, _wait_port
 
 HOST = "127.0.0.1"
 
@@ -141,3 +152,135 @@ class ReplicatedPostgres(PostgresShared):
             await conn.execute(sql)
         finally:
             await conn.close()
+
+
+MASTER = "gt"
+"""The name the Sentinels know the master by."""
+
+
+class RedisSentinels:
+    """A Redis primary, a replica of it and three Sentinels watching them.
+
+    Args:
+        wait: the servers' URL asks for ``WAIT`` on the replica after each write.
+    """
+
+    DOWN_AFTER_MS = 1000
+    """How long the primary must be silent before a Sentinel thinks it down."""
+
+    def __init__(self, wait: bool = True) -> None:
+        self.wait = wait
+        self.primary = PrivateRedis(appendonly=True)
+        self.replica = PrivateRedis(appendonly=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="gt-sentinel-"))
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.promoted = False
+
+    @property
+    def port(self) -> int:
+        """Where writes go now."""
+        return self.replica.port if self.promoted else self.primary.port
+
+    def start(self) -> RedisSentinels:
+        self.primary.start()
+        self.replica.start()
+        self._cli(self.replica.port, "REPLICAOF", HOST, str(self.primary.port))
+        self._wait(lambda: "master_link_status:up" in self._cli(self.replica.port, "INFO"))
+        for port in self.sentinel_ports:
+            conf = self.dir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind {HOST}\ndir {self.dir}\n"
+                f"sentinel monitor {MASTER} {HOST} {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER} {self.DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {MASTER} 10000\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL
+                )
+            )
+            _wait_port(port)
+        # Each Sentinel has found the replica and the others (they vote together).
+        self._wait(lambda: all(self._sentinel_sees(port) for port in self.sentinel_ports))
+        return self
+
+    def _sentinel_sees(self, port: int) -> bool:
+        info = self._cli(port, "SENTINEL", "MASTER", MASTER).split()
+        fields = dict(zip(info[::2], info[1::2], strict=False))
+        return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
+
+    def _cli(self, port: int, *args: str) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-h", HOST, "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return out.stdout
+
+    def _wait(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the Redis replicas were not ready within {timeout} s")
+
+    def kill_primary(self) -> None:
+        self.primary.kill()
+
+    def promote(self) -> None:
+        """Wait: the Sentinels promote the replica.  Then the old primary comes
+        back, and the Sentinels make it a replica of the new one: until then
+        there is no replica for ``WAIT`` (the servers refuse with it)."""
+        master = f"{HOST}\n{self.replica.port}"
+        self._wait(
+            lambda: (
+                self._cli(
+                    self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER
+                ).strip()
+                == master
+                and "role:master" in self._cli(self.replica.port, "INFO", "replication")
+            ),
+            timeout=60.0,
+        )
+        self.promoted = True
+        self.primary.start()
+
+    def url(self, prefix: str) -> str:
+        sentinels = ",".join(f"{HOST}:{port}" for port in self.sentinel_ports)
+        wait = "&wait_replicas=1&wait_timeout_ms=2000" if self.wait else ""
+        return f"redis+sentinel://{sentinels}/{MASTER}?prefix={prefix}{wait}"
+
+    def shared(self) -> ReplicatedRedis:
+        return ReplicatedRedis(self)
+
+    def cleanup(self) -> None:
+        for proc in self.sentinels:
+            proc.kill()
+            proc.wait(10)
+        for server in (self.replica, self.primary):
+            server.cleanup()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ReplicatedRedis(RedisShared):
+    """A key prefix of one test, named to the servers by a ``redis+sentinel`` URL."""
+
+    def __init__(self, replicas: RedisSentinels) -> None:
+        self.replicas = replicas
+        self.target = (HOST, replicas.port)
+        self.prefix = unique_name("gt_ha") + ":"
+
+    @property  # type: ignore[override]
+    def address(self) -> dict[str, object]:
+        return {"host": HOST, "port": self.replicas.port}
+
+    def flags(self, port: int | None = None) -> list[str]:
+        return ["--store-url", self.replicas.url(self.prefix)]
+
+    def backend(self, port: int | None = None) -> ClusterBackend:
+        store = store_from_url(self.replicas.url(self.prefix))
+        assert isinstance(store, RedisStore)
+        return RedisCluster(store)

@@ -53,9 +53,7 @@ class RedisCluster:
         self._store = store
         self.base = f"{store.prefix}cluster:"
         self.channel = f"{self.base}wake"
-        self.description = (
-            f"cluster over redis {store.host}:{store.port}/{store.db} keys {self.base!r}*"
-        )
+        self.description = f"cluster over redis {store.where}/{store.db} keys {self.base!r}*"
         self._redis = store.connect(timeout)
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
@@ -93,7 +91,13 @@ class RedisCluster:
 
     # -- life -----------------------------------------------------------------
 
+    @property
+    def primary(self) -> str | None:
+        """``host:port`` of the master, as Sentinel last named it."""
+        return self._store.primary
+
     async def open(self, on_wake: Callable[[], None]) -> None:
+        await self._store.find_master()
         await self._redis.ping()
         await self._store.check_persistence(self._redis)
         await self.listen(on_wake)
@@ -148,7 +152,11 @@ class RedisCluster:
                 return server
 
     async def renew(self, server: int, ttl: float) -> bool:
-        return bool(await self._run(self._renew, server, round(ttl * 1000)))
+        try:
+            return bool(await self._run(self._renew, server, round(ttl * 1000)))
+        except ERRORS:
+            await self._store.follow_master()  # the heartbeat notices a failover first
+            raise
 
     async def leave(self, server: int) -> None:
         await self._run(self._leave, server)
@@ -176,6 +184,7 @@ class RedisCluster:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
         flat = await self._run(self._submit, *args)
+        await self._store.replicated(self._redis)  # acknowledged only once replicated
         return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:

@@ -14,6 +14,15 @@ How durable a returned write is depends on Redis: only ``appendonly yes``
 with ``appendfsync always`` survives power loss; ``everysec`` may lose the
 last second; without the AOF a Redis crash loses everything since the last
 snapshot.  Open logs a warning when the server is set up for less.
+
+With ``sentinels`` the store asks Redis Sentinel where the master of
+``service`` is, on every new connection, so after a failover it writes to the
+promoted replica; a connection that finds its server demoted to a replica
+counts as lost.  Replication is asynchronous: a write the master acknowledged
+may not have reached the replica that Sentinel promotes.  ``wait_replicas``
+closes that window: after each write the store sends ``WAIT`` and reports a
+failure (the submitters get ``QUEUE_ERROR``) unless that many replicas have
+the write within ``wait_timeout_ms``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -73,6 +83,10 @@ class RedisStore:
         timeout: seconds allowed for each command.
         connect_timeout: seconds allowed to connect.
         durability: the level to check Redis's persistence settings against.
+        sentinels: (host, port) of Redis Sentinels; then ``service`` names the
+            master they watch, and ``host``/``port`` are not used.
+        wait_replicas: after each write, ``WAIT`` for this many replicas.
+        wait_timeout_ms: how long ``WAIT`` may take.
     """
 
     def __init__(
@@ -87,9 +101,17 @@ class RedisStore:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         durability: Durability = DEFAULT,
+        sentinels: Sequence[tuple[str, int]] = (),
+        service: str = "mymaster",
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.durability = durability
         self.host, self.port, self.db, self.prefix = host, port, db, prefix
+        self.sentinels, self.service = list(sentinels), service
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
+        self.primary: str | None = None if sentinels else f"{host}:{port}"
+        """``host:port`` of the master (as Sentinel last named it), once known."""
         self._options = {
             "password": password or None,
             "username": username or None,
@@ -101,7 +123,14 @@ class RedisStore:
         self._redis: aioredis.Redis | None = None
 
     def __str__(self) -> str:
-        return f"redis {self.host}:{self.port}/{self.db} prefix {self.prefix!r}"
+        return f"redis {self.where}/{self.db} prefix {self.prefix!r}"
+
+    @property
+    def where(self) -> str:
+        """The server, or the master's name and its sentinels."""
+        if not self.sentinels:
+            return f"{self.host}:{self.port}"
+        return f"sentinel {','.join(f'{h}:{p}' for h, p in self.sentinels)} {self.service}"
 
     def _key(self, job_id: int | bytes) -> str:
         return f"{self.prefix}job:{int(job_id)}"
@@ -115,6 +144,7 @@ class RedisStore:
             return
         self._redis = self.connect()
         try:
+            await self.find_master()
             await self._redis.ping()
             await self.check_persistence(self._redis)
         except _ERRORS as exc:
@@ -129,6 +159,16 @@ class RedisStore:
             options["socket_timeout"] = timeout
         # One attempt per call: the caller decides about retrying, and a
         # silently repeated EXEC could apply a batch twice.
+        if self.sentinels:
+            master = self._sentinel().master_for(
+                self.service,
+                redis_class=aioredis.Redis,
+                db=self.db,
+                retry=Retry(NoBackoff(), 0),
+                client_name="geartrain",
+                **cast(dict[str, Any], options),
+            )
+            return cast(aioredis.Redis, master)
         return aioredis.Redis(
             host=self.host,
             port=self.port,
@@ -137,6 +177,44 @@ class RedisStore:
             client_name="geartrain",
             **options,  # type: ignore[arg-type]
         )
+
+    def _sentinel(self) -> Sentinel:
+        timeouts = {k: v for k, v in self._options.items() if k.startswith("socket_")}
+        return Sentinel(self.sentinels, sentinel_kwargs=timeouts)
+
+    async def find_master(self) -> None:
+        """Ask the sentinels where the master is now (:attr:`primary`, logged when
+        it changes); nothing to ask without sentinels."""
+        if not self.sentinels:
+            return
+        sentinel = self._sentinel()
+        try:
+            host, port = await sentinel.discover_master(self.service)
+        finally:
+            for client in sentinel.sentinels:
+                await client.aclose()
+        address = f"{host}:{port}"
+        if address != self.primary:
+            if self.primary is not None:
+                log.warning("%s: writing to %s now (was %s)", self, address, self.primary)
+            self.primary = address
+
+    async def replicated(self, client: aioredis.Redis) -> None:
+        """``WAIT`` for the replicas asked for, if any.
+
+        Raises:
+            StoreError: fewer replicas had the write in time.
+        """
+        if not self.wait_replicas:
+            return
+        have = await client.execute_command(  # type: ignore[no-untyped-call]
+            "WAIT", self.wait_replicas, self.wait_timeout_ms
+        )
+        if int(have) < self.wait_replicas:
+            raise StoreError(
+                f"{self}: the write reached {have} of {self.wait_replicas} replica(s)"
+                f" within {self.wait_timeout_ms} ms"
+            )
 
     async def check_persistence(self, client: aioredis.Redis) -> None:
         """Warn if Redis is set up to keep writes on disk less well than asked."""
@@ -166,7 +244,9 @@ class RedisStore:
         """Every stored job in ascending id order, read in chunks of the sorted set."""
         client = self._client()
         try:
-            return await once_more_if_lost(lambda: self._load(client), _lost, self)
+            return await once_more_if_lost(
+                lambda: self._load(client), _lost, self, self.follow_master
+            )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -215,12 +295,18 @@ class RedisStore:
         if not added and not done:
             return
         try:
-            await once_more_if_lost(lambda: self._write(client, added, done), _lost, self)
+            again = iter((False, True))
+            await once_more_if_lost(
+                lambda: self._write(client, added, done, next(again)),
+                _lost,
+                self,
+                self.follow_master,
+            )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
     async def _write(
-        self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int]
+        self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int], again: bool
     ) -> None:
         if len({j.id for j in added}) != len(added):
             raise StoreError(f"{self}: the same job id twice in one write")
@@ -229,7 +315,10 @@ class RedisStore:
                 await pipe.watch(self._index)
                 scores = await pipe.zmscore(self._index, [str(j.id) for j in added])
                 taken = [j.id for j, s in zip(added, scores, strict=True) if s is not None]
-                if taken:
+                if taken and again:
+                    # The lost attempt's EXEC went through: ids are never reused.
+                    added = [j for j in added if j.id not in taken]
+                elif taken:
                     raise StoreError(f"{self}: job ids already stored: {taken[:5]}")
                 pipe.multi()  # type: ignore[no-untyped-call]
                 for j in added:
@@ -244,11 +333,14 @@ class RedisStore:
                             **_retry_fields(j),
                         },
                     )
-                pipe.zadd(self._index, {str(j.id): j.id for j in added})
+                if added:
+                    pipe.zadd(self._index, {str(j.id): j.id for j in added})
             if done:
                 pipe.delete(*(self._key(i) for i in done))
                 pipe.zrem(self._index, *(str(i) for i in done))
             await pipe.execute()
+            if added:  # what a failover must not lose (a deletion lost runs a job again)
+                await self.replicated(client)
 
     def _failed_key(self, handle: bytes) -> bytes:
         return self.prefix.encode() + b"failed:" + handle
@@ -298,8 +390,17 @@ class RedisStore:
                 if added:
                     pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
                 await pipe.execute()
+            await self.replicated(client)
         except _ERRORS as exc:
             raise self._error(exc) from exc
+
+    async def follow_master(self) -> None:
+        """After a lost connection: where is the master now (for the log and the
+        console; the connection pool asks the sentinels by itself)."""
+        try:
+            await self.find_master()
+        except _ERRORS as exc:
+            log.info("%s: no master known (%s)", self, exc)
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
