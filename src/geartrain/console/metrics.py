@@ -274,8 +274,21 @@ class _Collector:
         yield run
 
     def _store_metrics(self) -> Iterator[Any]:
+        primary = self.server.store_primary
+        if primary is not None:
+            info = GaugeMetricFamily(
+                "geartrain_store_primary_info",
+                "The store's server that takes the writes (several hosts or Sentinel:"
+                " the primary now).",
+                labels=["host"],
+            )
+            info.add_metric([primary], 1)
+            yield info
         writer = self.server.writer
         if writer is None:
+            if self.server.cluster is not None:  # the shared store, as the heartbeat finds it
+                up = self.server.store_state[0] == "ok"
+                yield GaugeMetricFamily("geartrain_store_up", "The store accepts writes.", value=up)
             return
         yield GaugeMetricFamily(
             "geartrain_store_up", "The store accepts writes.", value=int(not writer.outage)

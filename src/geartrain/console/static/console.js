@@ -111,14 +111,16 @@ function showStatus(s) {
   $("c-dead").textContent = c.dead === null ? "–" : c.dead.toLocaleString();
   $("failed-card").hidden = c.dead === null;
   const store = s.store;
+  const pending = "pending" in store ? `, ${store.pending} pending` : "";
   const storeState = "state" in store
-    ? `${store.state}${store.reason ? ` (${store.reason})` : ""}, ${store.pending} pending` : "–";
+    ? `${store.state}${store.reason ? ` (${store.reason})` : ""}${pending}` : "–";
   const facts = [
     ["version", s.version], ["pid", s.pid], ["uptime", ago(s.uptime_seconds)],
     ["connections", s.connections], ["workers", s.workers], ["functions", s.functions],
     ["jobs", s.jobs], ["memory", bytes(s.memory_bytes)], ["queue", store.description],
     ["store", storeState], ["durability", s.durability || "–"], ["ready", s.ready ? "yes" : "no"],
   ];
+  if (store.primary) facts.splice(9, 0, ["store primary", store.primary]);
   $("facts").replaceChildren(...facts.map(([k, v]) => el("div", {}, el("dt", { textContent: k }), el("dd", { textContent: v }))));
 }
 
