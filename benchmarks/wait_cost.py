@@ -33,7 +33,9 @@ def redis_pair() -> tuple[PrivateRedis, PrivateRedis]:
     primary.start()
     replica.start()
     cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(replica.port)]
-    subprocess.run([*cli, "REPLICAOF", "127.0.0.1", str(primary.port)], check=True)
+    subprocess.run(
+        [*cli, "REPLICAOF", "127.0.0.1", str(primary.port)], check=True, stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while (
         "master_link_status:up"
