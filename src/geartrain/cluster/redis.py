@@ -55,6 +55,10 @@ class RedisCluster:
         self.channel = f"{self.base}wake"
         self.description = f"cluster over redis {store.where}/{store.db} keys {self.base!r}*"
         self._redis = store.connect(timeout)
+        # With WAIT, submissions go through a client of their own, one at a time:
+        # WAIT counts the replicas that have what its one connection wrote.
+        self._submitter = store.connect(timeout) if store.wait_replicas else self._redis
+        self._submitting = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
         self._sweep = ""  # the token of the sweep this process holds, if any
@@ -139,6 +143,8 @@ class RedisCluster:
     async def close(self) -> None:
         await self._close_listener()
         await self._redis.aclose()
+        if self._submitter is not self._redis:
+            await self._submitter.aclose()
 
     # -- leases ---------------------------------------------------------------
 
@@ -183,8 +189,12 @@ class RedisCluster:
         for s in jobs:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
-        flat = await self._run(self._submit, *args)
-        await self._store.replicated(self._redis)  # acknowledged only once replicated
+        if not self._store.wait_replicas:
+            flat = await self._run(self._submit, *args)
+        else:
+            async with self._submitting:
+                flat = await self._submit(keys=[self.base], args=args, client=self._submitter)
+                await self._store.replicated(self._submitter)  # acknowledged once replicated
         return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:

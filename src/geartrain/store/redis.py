@@ -27,6 +27,7 @@ the write within ``wait_timeout_ms``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, cast
@@ -121,6 +122,9 @@ class RedisStore:
         self._index = f"{prefix}jobs"
         self._failed_index = f"{prefix}failed"  # sorted set of handles, score = failed_at
         self._redis: aioredis.Redis | None = None
+        # Calls take turns, so the client holds a single connection: WAIT counts
+        # the replicas that have what *its* connection wrote.
+        self._turn = asyncio.Lock()
 
     def __str__(self) -> str:
         return f"redis {self.where}/{self.db} prefix {self.prefix!r}"
@@ -200,7 +204,8 @@ class RedisStore:
             self.primary = address
 
     async def replicated(self, client: aioredis.Redis) -> None:
-        """``WAIT`` for the replicas asked for, if any.
+        """``WAIT`` for the replicas asked for, if any.  ``client`` must be the one
+        that wrote, with no other call on it since (a connection of its own).
 
         Raises:
             StoreError: fewer replicas had the write in time.
@@ -244,9 +249,10 @@ class RedisStore:
         """Every stored job in ascending id order, read in chunks of the sorted set."""
         client = self._client()
         try:
-            return await once_more_if_lost(
-                lambda: self._load(client), _lost, self, self.follow_master
-            )
+            async with self._turn:
+                return await once_more_if_lost(
+                    lambda: self._load(client), _lost, self, self.follow_master
+                )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -296,12 +302,13 @@ class RedisStore:
             return
         try:
             again = iter((False, True))
-            await once_more_if_lost(
-                lambda: self._write(client, added, done, next(again)),
-                _lost,
-                self,
-                self.follow_master,
-            )
+            async with self._turn:
+                await once_more_if_lost(
+                    lambda: self._write(client, added, done, next(again)),
+                    _lost,
+                    self,
+                    self.follow_master,
+                )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -349,11 +356,12 @@ class RedisStore:
         """The failed-job set, oldest first."""
         client = self._client()
         try:
-            handles = cast(list[bytes], await client.zrange(self._failed_index, 0, -1))
-            pipe = client.pipeline(transaction=False)
-            for handle in handles:
-                pipe.hmget(self._failed_key(handle), _FAILED_FIELDS)
-            rows = await pipe.execute()
+            async with self._turn:
+                handles = cast(list[bytes], await client.zrange(self._failed_index, 0, -1))
+                pipe = client.pipeline(transaction=False)
+                for handle in handles:
+                    pipe.hmget(self._failed_key(handle), _FAILED_FIELDS)
+                rows = await pipe.execute()
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return [
@@ -368,29 +376,30 @@ class RedisStore:
             return
         client = self._client()
         try:
-            async with client.pipeline(transaction=True) as pipe:
-                if removed:
-                    pipe.delete(*(self._failed_key(h) for h in removed))
-                    pipe.zrem(self._failed_index, *removed)
-                for r in added:
-                    pipe.hset(
-                        self._failed_key(r.handle),
-                        mapping={
-                            "handle": r.handle,
-                            "function": r.function,
-                            "unique": r.unique,
-                            "data": r.data,
-                            "priority": r.priority,
-                            "attempts": r.attempts,
-                            "failed_at": repr(r.failed_at),
-                            "reason": r.reason,
-                            "outcomes": encode_outcomes(r.outcomes),
-                        },
-                    )
-                if added:
-                    pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
-                await pipe.execute()
-            await self.replicated(client)
+            async with self._turn:
+                async with client.pipeline(transaction=True) as pipe:
+                    if removed:
+                        pipe.delete(*(self._failed_key(h) for h in removed))
+                        pipe.zrem(self._failed_index, *removed)
+                    for r in added:
+                        pipe.hset(
+                            self._failed_key(r.handle),
+                            mapping={
+                                "handle": r.handle,
+                                "function": r.function,
+                                "unique": r.unique,
+                                "data": r.data,
+                                "priority": r.priority,
+                                "attempts": r.attempts,
+                                "failed_at": repr(r.failed_at),
+                                "reason": r.reason,
+                                "outcomes": encode_outcomes(r.outcomes),
+                            },
+                        )
+                    if added:
+                        pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
+                    await pipe.execute()
+                await self.replicated(client)
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
