@@ -609,6 +609,38 @@ BAD_REQUESTS = [
     ),
 ]
 
+# -- geartrain's extensions: nothing new reaches a peer that did not ask -------------------
+
+UNKNOWN_OPTION = (b"UNKNOWN_OPTION", b"Server does not recognize given option")
+
+EXTENSIONS = [
+    scenario(
+        "the retries extension is opt-in",
+        # Its options mean nothing before OPTION_REQ "retries": answered as today.
+        send("w", T.OPTION_REQ, b"retry attempts=3"),
+        recv("w", T.ERROR, *UNKNOWN_OPTION),
+        send("w", T.CAN_DO, b"f"),
+        send("w", T.OPTION_REQ, b"retry-for attempts=3 f"),
+        recv("w", T.ERROR, *UNKNOWN_OPTION),
+        submit("c", T.SUBMIT_JOB_BG, b"f", b"u1", b"1", H1),
+        grab("w", H1, b"f", b"u1", b"1"),  # the same bytes from both servers
+        send("w", T.WORK_FAIL, H1),
+        send("x", T.OPTION_REQ, b"retries"),
+        differs(
+            ours=[recv("x", T.OPTION_RES, b"retries")],
+            gearmand=[recv("x", T.ERROR, *UNKNOWN_OPTION)],
+        ),
+        send("x", T.CAN_DO, b"f"),
+        submit("c", T.SUBMIT_JOB_BG, b"f", b"u2", b"2", H2),
+        send("x", T.GRAB_JOB_UNIQ),
+        differs(
+            ours=[recv("x", T.JOB_ATTEMPT, H2, b"1", b"1")],  # attempt 1 of 1: no policy
+            gearmand=[],
+        ),
+        recv("x", T.JOB_ASSIGN_UNIQ, H2, b"f", b"u2", b"2"),
+    ),
+]
+
 SCENARIOS = [
     *ROUND_TRIPS,
     *JOBS,
@@ -619,4 +651,5 @@ SCENARIOS = [
     *WAKING,
     *ADMIN,
     *BAD_REQUESTS,
+    *EXTENSIONS,
 ]

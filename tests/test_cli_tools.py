@@ -410,7 +410,15 @@ def test_gearadmin_help_lists_every_option() -> None:
     assert ours[0] == theirs[0] == 0
     # gearadmin's text byte for byte, then geartrain's own options.
     assert ours[1] == theirs[1].removesuffix(b"\n") + GEARADMIN_EXTRA.encode() + b"\n"
-    for option in ("--show-failed-jobs", "--retry-failed", "--delete-failed", "--strict"):
+    for option in (
+        "--show-failed-jobs",
+        "--retry-failed",
+        "--delete-failed",
+        "--pause",
+        "--resume",
+        "--show-paused",
+        "--strict",
+    ):
         assert f"\n  {option} ".encode() in ours[1]
 
 

@@ -88,6 +88,14 @@ def test_sync_script(server: ServerProc) -> None:
     assert out[:2] == ["HELLO", "no worker for no-such-function"]
 
 
+def test_flaky_retry(server: ServerProc) -> None:
+    out = run("flaky_retry.py", server.address).splitlines()
+    if server.kind == "gearmand":  # no retries: the first failure, and no attempt number
+        assert out == ["attempt None of None", "failed: ConnectionError: the service is down"]
+        return
+    assert out == ["attempt 1 of 3", "attempt 2 of 3", "attempt 3 of 3", "ok after 3"]
+
+
 def test_python_gearman_port(server: ServerProc) -> None:
     assert run("python_gearman_port.py", server.address) == "COMPLETE b'olleh'\n"
 

@@ -19,7 +19,7 @@ import geartrain
 ROOT = Path(geartrain.__file__).parent
 
 FLOORS: list[tuple[str, ...]] = [
-    ("__about__", "address", "codecs", "cron", "errors", "priority", "tracing"),
+    ("__about__", "address", "codecs", "cron", "errors", "priority", "retry", "tracing"),
     ("protocol", "admin_answers"),
     ("store",),
     ("server",),

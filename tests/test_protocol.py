@@ -42,8 +42,8 @@ def decode_all(data: bytes, **limits: int) -> list[Packet | AdminLine]:
     return events
 
 
-def test_table_covers_1_to_42() -> None:
-    assert sorted(PACKETS) == list(range(1, 43))
+def test_table_covers_1_to_42_and_the_extensions() -> None:
+    assert sorted(PACKETS) == [*range(1, 43), PacketType.JOB_ATTEMPT]
     assert PacketType.SUBMIT_REDUCE_JOB == 37
     assert PACKETS[PacketType.SUBMIT_REDUCE_JOB].args[-2:] == ("aggregator", "data")
 

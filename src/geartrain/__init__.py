@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         ResultDecodeError,
         ServerError,
     )
+    from .retry import Retry
     from .worker import Worker
     from .worker_job import WorkerJob
 
@@ -74,6 +75,7 @@ _WHERE = {
     "PriorityStatus": "admin",
     "ProtocolError": "errors",
     "ResultDecodeError": "errors",
+    "Retry": "retry",
     "ServerError": "errors",
     "StatusUpdate": "client_job",
     "Update": "client_job",
@@ -109,6 +111,7 @@ __all__ = [
     "PriorityStatus",
     "ProtocolError",
     "ResultDecodeError",
+    "Retry",
     "ServerError",
     "StatusUpdate",
     "Update",

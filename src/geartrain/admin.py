@@ -329,6 +329,27 @@ class Admin:
         """
         await self._value("shutdown graceful" if graceful else "shutdown")
 
+    # -- paused functions (geartrain's own commands) -----------------------------------
+
+    async def pause(self, function: str) -> None:
+        """Pause ``function``: its jobs stay queued and no worker gets one until
+        :meth:`resume` (running jobs finish).  No error if it is paused already.
+
+        Raises:
+            ServerError: the server refused (gearmand has no such command:
+                ``UNKNOWN_COMMAND``), or could not keep the pause across a
+                restart (``QUEUE_ERROR``; it holds until then).
+        """
+        await self._value(f"pause {function}")
+
+    async def resume(self, function: str) -> None:
+        """Let workers have ``function``'s jobs again; sleeping workers are woken."""
+        await self._value(f"resume {function}")
+
+    async def paused(self) -> list[str]:
+        """The paused functions, sorted."""
+        return await self._lines("paused")
+
     # -- the failed-job set (geartrain's own commands) ---------------------------------
 
     async def show_failed_jobs(self, function: str | None = None) -> list[FailedJobInfo]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["LISTINGS", "answer_end", "is_listing"]
 
-LISTINGS = ("status", "workers", "prioritystatus", "show")
+LISTINGS = ("status", "workers", "prioritystatus", "show", "paused")
 """Commands whose answer is a list ended by a ``.`` line."""
 
 

@@ -56,6 +56,7 @@ from .errors import (
 from .links import ServerLink
 from .priority import Priority
 from .protocol import Packet, PacketType, submit_packet
+from .retry import Retry
 
 __all__ = [
     "Client",
@@ -95,6 +96,8 @@ class JobRequest:
     unique: Payload | None = None
     priority: Priority = Priority.NORMAL
     timeout: float | None = None
+    retry: Retry | None = None
+    """The job's retry policy (see :meth:`Client.submit`)."""
 
 
 def hash_key(unique: bytes) -> int:
@@ -197,6 +200,7 @@ class Client:
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> Any:
         """Run a job and return its result: decoded by the function's codec, else by the
         one that encoded ``data`` (JSON for objects); bytes for bytes or str data.
@@ -204,6 +208,13 @@ class Client:
         ``data`` is bytes, str (sent as UTF-8) or an object for the
         function's codec (JSON by default).  With OpenTelemetry installed the
         call is a PRODUCER span ``gearman.submit <function>``.
+
+        ``retry`` (a :class:`~geartrain.Retry`) asks the server to run the job
+        again after a failed attempt, ``Retry(attempts=3)`` up to three in
+        all: the result is the attempt that succeeded, or the last failure.
+        It travels in geartrain's retries extension and wins over the
+        function's policies (docs/failures.md); a server without the
+        extension (gearmand) runs the job once, with a warning in the log.
 
         Raises:
             ResultDecodeError: the result is not what the codec reads.
@@ -215,7 +226,7 @@ class Client:
         """
         with tracing.span("gearman.submit", "PRODUCER", function) as span:
             job = await self.submit_job(
-                function, data, unique=unique, priority=priority, timeout=timeout
+                function, data, unique=unique, priority=priority, timeout=timeout, retry=retry
             )
             tracing.set_handle(span, job.handle)
             try:
@@ -235,18 +246,20 @@ class Client:
         on_status: Callable[[int, int], Any] | None = None,
         on_data: Callable[[bytes], Any] | None = None,
         on_warning: Callable[[bytes], Any] | None = None,
+        retry: Retry | None = None,
     ) -> Job:
         """Submit a foreground job; return it once a server has accepted it.
 
         Await the returned :class:`Job` (or ``job.result()``) for the result,
         and iterate it (``async for update in job``) for its WORK_STATUS,
         WORK_DATA and WORK_WARNING updates; or pass the ``on_*`` callbacks.
-        ``timeout`` covers the whole job, submission included.
+        ``timeout`` covers the whole job, submission included; ``retry`` as
+        for :meth:`submit`.
 
         Raises:
             NoServersAvailable, ServerError, JobTimeout: as for :meth:`submit`.
         """
-        job = self._new_job(JobRequest(function, data, unique, priority, timeout))
+        job = self._new_job(JobRequest(function, data, unique, priority, timeout, retry))
         job._callbacks = (on_status, on_data, on_warning)
         await self._start(job)
         return job
@@ -275,6 +288,7 @@ class Client:
             Priority(req.priority),
             req.timeout,
         )
+        job.retry = _checked(req.retry)
         # The codec applies both ways: the function's, else the one that encoded the data.
         job._codec = self.codecs.get(req.function) or codec_for(req.data)
         return job
@@ -338,12 +352,15 @@ class Client:
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         when: When | None = None,
+        retry: Retry | None = None,
     ) -> bytes:
         """Queue a background job and return its handle.
 
         ``unique`` defaults to a random UUID (as libgearman does), so durable
         queues key each job apart.  ``when`` (a datetime or a Unix time) makes
         it an epoch job that runs at that time, as :meth:`submit_at`.
+        ``retry`` as for :meth:`submit`; it is kept in the server's memory
+        only: a job restored after a restart runs by its function's policy.
 
         Raises:
             NoServersAvailable, ServerError: as for :meth:`submit`.
@@ -351,7 +368,7 @@ class Client:
         if when is not None and priority is not Priority.NORMAL:
             raise ValueError("epoch jobs always run at normal priority")
         timing = (T.SUBMIT_JOB_EPOCH, (str(_epoch(when)).encode(),)) if when is not None else None
-        return await self._background(function, data, unique, priority, timing)
+        return await self._background(function, data, unique, priority, timing, retry)
 
     async def submit_at(
         self, when: When, function: str, data: Any = b"", *, unique: Payload | None = None
@@ -416,9 +433,11 @@ class Client:
         unique: Payload | None,
         priority: Priority,
         timing: _Timing | None,
+        retry: Retry | None = None,
     ) -> bytes:
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
         job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
+        job.retry = _checked(retry)
         with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
             await self._dispatch(job, background=True, timing=timing)
             tracing.set_handle(span, job.handle)
@@ -465,7 +484,10 @@ class Client:
                 raise job.error() or NoServersAvailable("job ended during submission")
             try:
                 reply = await link.request(
-                    packet_type, *args, on_reply=partial(self._created, job, link, background)
+                    packet_type,
+                    *args,
+                    on_reply=partial(self._created, job, link, background),
+                    retry=job.retry,
                 )
             except ConnectionLost as exc:
                 failures.append(exc)
@@ -566,6 +588,12 @@ class Client:
         # A link made for a server= outside the client's list is not kept.
         if link not in self.links:
             link.close()
+
+
+def _checked(retry: Retry | None) -> Retry | None:
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry must be a geartrain.Retry, not {type(retry).__name__}")
+    return retry
 
 
 def _error_args(packet: Packet) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from .protocol import Packet, PacketType
 if TYPE_CHECKING:
     from .codecs import Codec
     from .connection import Address
+    from .retry import Retry
 
 __all__ = [
     "DataUpdate",
@@ -147,6 +148,7 @@ class Job:
         server (Address | None): the server running the job.
         resubmits (int): times the job was submitted again after its server died.
         numerator, denominator (int): the latest WORK_STATUS.
+        retry (Retry | None): the retry policy it was submitted with.
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class Job:
         self.handle: bytes | None = None
         self.server: Address | None = None
         self.resubmits = 0
+        self.retry: Retry | None = None
         self.numerator = 0
         self.denominator = 0
         self._client = client

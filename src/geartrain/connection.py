@@ -354,13 +354,29 @@ class Connection(asyncio.Protocol):
                 ``timeout`` (default ``io_timeout``); the connection is then
                 dropped, since a late reply would match the wrong request.
         """
-        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
-        self.send(packet_type, *args)
-        self._pending.append(_Pending(future, on_reply))
+        future = self.ask(packet_type, *args, on_reply=on_reply)
         if self._paused:  # a big payload: let the kernel take it before waiting on
             await self.drain(timeout)
         packet: Packet = await self._wait(future, timeout, packet_type.name)
         return packet
+
+    def ask(
+        self,
+        packet_type: PacketType,
+        *args: bytes,
+        on_reply: Callable[[Packet], None] | None = None,
+    ) -> asyncio.Future[Packet]:
+        """Send a request now and return the future of its reply, without waiting:
+        what is sent next goes after it on the wire, so a request that must
+        precede another (an option for the next submission) is sent with this.
+
+        Raises:
+            ConnectionLost: the connection is closed.
+        """
+        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
+        self.send(packet_type, *args)
+        self._pending.append(_Pending(future, on_reply))
+        return future
 
     async def text(
         self, command: str | bytes, *, listing: bool, timeout: float | None = None

@@ -14,6 +14,7 @@ from .client_job import Job, parse_status
 from .connection import Address, Backoff, Connection
 from .errors import ConnectionLost
 from .protocol import Packet, PacketType
+from .retry import OPTION, Retry, option
 
 __all__ = ["AnswerClock", "LinkOwner", "ServerLink"]
 
@@ -68,6 +69,8 @@ class ServerLink:
         self.down_until = 0.0
         self.backoff = Backoff(0.1, client.max_backoff)
         self._lock = asyncio.Lock()
+        # The connection last asked for the retries extension, and its answer.
+        self._retries: tuple[Connection, bool] | None = None
 
     def is_down(self, now: float) -> bool:
         return self.down_until > now
@@ -82,8 +85,12 @@ class ServerLink:
         packet_type: PacketType,
         *args: bytes,
         on_reply: Callable[[Packet], None] | None = None,
+        retry: Retry | None = None,
     ) -> Packet:
         """Send a request on this server's connection (opened if needed); return the reply.
+
+        ``retry`` is a submission's retry policy: sent just ahead of it, where
+        the server takes the retries extension.
 
         The server has ``io_timeout`` in all to answer, counted from the first
         packet sent: a new connection's handshake and the retry below wait
@@ -99,6 +106,10 @@ class ServerLink:
         for attempt in (1, 2):
             conn, fresh = await self.connection(wait)
             try:
+                if retry is not None and await self._takes_retries(conn, wait):
+                    # Nothing else is sent between the two: the option is for this job.
+                    answer = conn.ask(T.OPTION_REQ, option(retry))
+                    answer.add_done_callback(self._retry_refused)
                 return await conn.request(
                     packet_type, *args, on_reply=on_reply, timeout=wait.left()
                 )
@@ -110,6 +121,25 @@ class ServerLink:
                         self.mark_down()
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _takes_retries(self, conn: Connection, wait: AnswerClock) -> bool:
+        """Whether the server on ``conn`` takes retry policies: asked once per connection."""
+        if self._retries is None or self._retries[0] is not conn:
+            reply = await conn.request(T.OPTION_REQ, OPTION, timeout=wait.left())
+            self._retries = (conn, reply.type is T.OPTION_RES)
+            if not self._retries[1]:
+                log.warning(
+                    "%s does not take retry policies (geartrain's retries extension): "
+                    "jobs submitted there with one run without it",
+                    self.address,
+                )
+        return self._retries[1]
+
+    def _retry_refused(self, answer: asyncio.Future[Packet]) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            return
+        if answer.result().type is T.ERROR:
+            log.warning("%s refused a retry policy: %r", self.address, answer.result().args)
 
     async def connection(self, wait: AnswerClock) -> tuple[Connection, bool]:
         """The open connection, and whether it was opened just now.

@@ -102,6 +102,9 @@ class PacketType(IntEnum):
     JOB_ASSIGN_ALL = 40
     GET_STATUS_UNIQUE = 41
     STATUS_RES_UNIQUE = 42
+    # geartrain's extensions, numbered apart from the protocol's own; sent only
+    # to a peer that asked for them with OPTION_REQ (docs/compatibility.md).
+    JOB_ATTEMPT = 50
 
 
 class Sender(Enum):
@@ -184,6 +187,9 @@ PACKETS: dict[PacketType, PacketSpec] = {
     T.STATUS_RES_UNIQUE: PacketSpec(
         ("unique", "known", "running", "numerator", "denominator", "clients"), _S
     ),
+    # Before a JOB_ASSIGN*, to a worker that asked for OPTION_REQ "retries":
+    # which attempt at the job this is (1 for the first) of how many its policy allows.
+    T.JOB_ATTEMPT: PacketSpec(("handle", "attempt", "attempts"), _S),
 }
 
 SUBMIT_KINDS: dict[PacketType, tuple[int, bool]] = {
@@ -205,7 +211,7 @@ def submit_packet(level: int, background: bool) -> PacketType:
 
 
 # Indexed by type number for the decoder's hot path: the number of arguments,
-# or -1 for numbers outside 1..42.
+# or -1 for numbers that are not in the table.
 _ARGC: list[int] = [-1] * 64
 for _type, _spec in PACKETS.items():
     _ARGC[_type] = len(_spec.args)

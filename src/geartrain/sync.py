@@ -32,6 +32,7 @@ from .client_job import JobStatus, Update
 from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
 from .errors import JobTimeout
+from .retry import Retry
 from .worker import JobFunction, WorkerJob, registration
 
 __all__ = [
@@ -212,10 +213,13 @@ class Client:
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> Any:
         """Run a job and return its result (see :meth:`geartrain.Client.submit`)."""
         return self._runner.run(
-            self._client.submit(function, data, unique=unique, priority=priority, timeout=timeout)
+            self._client.submit(
+                function, data, unique=unique, priority=priority, timeout=timeout, retry=retry
+            )
         )
 
     def submit_job(
@@ -229,6 +233,7 @@ class Client:
         on_status: Callable[[int, int], Any] | None = None,
         on_data: Callable[[bytes], Any] | None = None,
         on_warning: Callable[[bytes], Any] | None = None,
+        retry: Retry | None = None,
     ) -> Job:
         """Submit a foreground job; return it once accepted (as the asyncio ``submit_job``)."""
         job = self._runner.run(
@@ -241,6 +246,7 @@ class Client:
                 on_status=on_status,
                 on_data=on_data,
                 on_warning=on_warning,
+                retry=retry,
             )
         )
         return Job(job, self._runner)
@@ -258,11 +264,12 @@ class Client:
         unique: Payload | None = None,
         priority: Priority = Priority.NORMAL,
         when: _client.When | None = None,
+        retry: Retry | None = None,
     ) -> bytes:
         """Queue a background job; return its handle (as the asyncio ``submit_background``)."""
         return self._runner.run(
             self._client.submit_background(
-                function, data, unique=unique, priority=priority, when=when
+                function, data, unique=unique, priority=priority, when=when, retry=retry
             )
         )
 
@@ -340,7 +347,13 @@ class Worker:
 
     @overload
     def register(
-        self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
+        self,
+        name: str,
+        func: F,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
+        retry: Retry | None = None,
     ) -> F: ...
 
     @overload
@@ -351,6 +364,7 @@ class Worker:
         *,
         timeout: float | None = None,
         codec: Codec | None = None,
+        retry: Retry | None = None,
     ) -> Callable[[F], F]: ...
 
     def register(
@@ -360,13 +374,16 @@ class Worker:
         *,
         timeout: float | None = None,
         codec: Codec | None = None,
+        retry: Retry | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function (see :meth:`geartrain.Worker.register`)."""
 
         def register(name: str, func: JobFunction) -> object:
             worker = self._worker
             return self._runner.run(
-                _make(lambda: worker.register(name, func, timeout=timeout, codec=codec))
+                _make(
+                    lambda: worker.register(name, func, timeout=timeout, codec=codec, retry=retry)
+                )
             )
 
         return registration(register, name, func)
@@ -489,3 +506,12 @@ class Admin:
 
     def delete_failed_all(self, function: str | None = None) -> int:
         return self._runner.run(self._admin.delete_failed_all(function))
+
+    def pause(self, function: str) -> None:
+        self._runner.run(self._admin.pause(function))
+
+    def resume(self, function: str) -> None:
+        self._runner.run(self._admin.resume(function))
+
+    def paused(self) -> list[str]:
+        return self._runner.run(self._admin.paused())

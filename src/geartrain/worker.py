@@ -42,6 +42,7 @@ from .connection import (
 )
 from .errors import ConnectionLost
 from .protocol import Packet, PacketType
+from .retry import OPTION, Retry, option
 from .worker_job import WorkerJob, describe_exception
 
 __all__ = ["JobFunction", "Worker", "WorkerJob"]
@@ -74,6 +75,7 @@ class _Function:
     timeout: float | None
     is_async: bool
     codec: Codec | None = None
+    retry: Retry | None = None
 
     def can_do(self) -> tuple[PacketType, tuple[bytes, ...]]:
         name = self.name.encode()
@@ -92,10 +94,18 @@ class _Session:
         self.wake = asyncio.Event()
         self.jobs: set[asyncio.Task[None]] = set()
         self.grab = T.GRAB_JOB_ALL if worker.grab_all else T.GRAB_JOB_UNIQ
+        # The retries extension: whether the server speaks it, and the attempt
+        # (number, of how many) it announced for the job whose assignment follows.
+        self.retries: bool | None = None  # None: not asked yet
+        self.attempts: dict[bytes, tuple[int, int]] = {}
 
     def on_packet(self, packet: Packet) -> None:
         if packet.type is T.NOOP:
             self.wake.set()
+        elif packet.type is T.JOB_ATTEMPT and len(packet.args) == 3:
+            handle, attempt, attempts = packet.args
+            if attempt.isdigit() and attempts.isdigit():
+                self.attempts[handle] = (int(attempt), int(attempts))
         elif packet.type is T.ERROR:
             # A result for a job the server no longer gives us (it timed out,
             # or was cancelled): nothing to do about it.
@@ -110,12 +120,36 @@ class _Session:
     def register(self, fn: _Function) -> None:
         packet_type, args = fn.can_do()
         self.conn.send(packet_type, *args)
+        if fn.retry is None or self.retries is None:
+            return  # run() registers every function again once the server has answered
+        if not self.retries:
+            log.warning(
+                "%s does not take retry policies from workers: jobs of %r run without theirs",
+                self.conn.address,
+                fn.name,
+            )
+            return
+        # Sent right behind CAN_DO: the server has it before it can hand out a job.
+        reply = self.conn.ask(T.OPTION_REQ, option(fn.retry, fn.name.encode()))
+        reply.add_done_callback(lambda done: self._declared(fn.name, done))
+
+    def _declared(self, name: str, reply: asyncio.Future[Packet]) -> None:
+        if not reply.cancelled() and reply.exception() is None and reply.result().type is T.ERROR:
+            log.warning(
+                "%s refused the retry policy of %r: %r",
+                self.conn.address,
+                name,
+                reply.result().args,
+            )
 
     async def run(self) -> None:
         worker = self.worker
         conn = self.conn
         if worker.client_id:
             conn.send(T.SET_CLIENT_ID, worker.client_id)
+        # Ask for the retries extension (attempt numbers; policies declared here);
+        # gearmand answers ERROR UNKNOWN_OPTION and the worker goes on without it.
+        self.retries = (await conn.request(T.OPTION_REQ, OPTION)).type is T.OPTION_RES
         for fn in list(worker._functions.values()):
             self.register(fn)
         try:
@@ -256,7 +290,13 @@ class Worker:
 
     @overload
     def register(
-        self, name: str, func: F, *, timeout: float | None = None, codec: Codec | None = None
+        self,
+        name: str,
+        func: F,
+        *,
+        timeout: float | None = None,
+        codec: Codec | None = None,
+        retry: Retry | None = None,
     ) -> F: ...
 
     @overload
@@ -267,6 +307,7 @@ class Worker:
         *,
         timeout: float | None = None,
         codec: Codec | None = None,
+        retry: Retry | None = None,
     ) -> Callable[[F], F]: ...
 
     def register(
@@ -276,6 +317,7 @@ class Worker:
         *,
         timeout: float | None = None,
         codec: Codec | None = None,
+        retry: Retry | None = None,
     ) -> F | Callable[[F], F]:
         """Register ``func`` for jobs of function ``name``; usable as a decorator.
 
@@ -291,21 +333,36 @@ class Worker:
         not bytes or str (JSON when not given).  With OpenTelemetry installed
         each job runs in a CONSUMER span ``gearman.run <name>``.
 
+        ``retry`` (a :class:`~geartrain.Retry`) asks the server to run a failed
+        job again, ``Retry(attempts=3)`` up to three attempts in all, through
+        geartrain's retries extension: the server's settings file still wins
+        where it names the function, and a submission's own policy wins over
+        both (docs/failures.md).  A server without the extension (gearmand)
+        ignores it, with a warning in the log.  :attr:`WorkerJob.attempt` tells
+        the function which attempt it runs.
+
         Raises:
             TypeError: ``func`` is not callable.
             ValueError: ``name`` is empty, or not given for a lambda; or
                 ``timeout`` is not positive.
         """
         return registration(
-            lambda name, func: self._register(name, func, timeout, codec), name, func
+            lambda name, func: self._register(name, func, timeout, codec, retry), name, func
         )
 
     def _register(
-        self, name: str, func: JobFunction, timeout: float | None, codec: Codec | None
+        self,
+        name: str,
+        func: JobFunction,
+        timeout: float | None,
+        codec: Codec | None,
+        retry: Retry | None = None,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func), codec)
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a geartrain.Retry, not {type(retry).__name__}")
+        fn = _Function(name, func, timeout, inspect.iscoroutinefunction(func), codec, retry)
         self._functions[name] = fn
         for session in self._sessions.values():
             _quietly(session.register, fn)
@@ -535,9 +592,11 @@ class Worker:
             reducer = b""
         else:
             handle, function, unique, reducer, data = (args + (b"",) * 5)[:5]
+        attempt, attempts = session.attempts.pop(handle, (None, None))
         job = WorkerJob(
             session.conn, handle, function.decode(errors="replace"), unique, data, reducer
         )
+        job.attempt, job.attempts = attempt, attempts
         task = asyncio.get_running_loop().create_task(self._run_job(job))
         self._jobs.add(task)
         session.jobs.add(task)
@@ -558,12 +617,14 @@ class Worker:
                 await self._execute(fn, job)
         finally:
             log.info(
-                "job %s (%s) %s in %.3fs, started %s",
+                "job %s (%s) %s in %.3fs, started %s%s",
                 job._name,
                 job.function,
                 job._outcome or "released unfinished",
                 time.monotonic() - start,
                 datetime.fromtimestamp(started).strftime("%H:%M:%S.%f")[:-3],
+                # Only where a policy retries: the line stays as it was otherwise.
+                f", attempt {job.attempt} of {job.attempts}" if (job.attempts or 0) > 1 else "",
             )
             self._job_done()
 

@@ -44,6 +44,10 @@ class WorkerJob:
         unique: the unique key (empty if the server did not send one).
         data: the workload.
         reducer: the reducer name of a map/reduce job (JOB_ASSIGN_ALL), else empty.
+        attempt: which attempt at the job this is, 1 for the first; None where the
+            server does not say (gearmand: the retries extension is geartrain's).
+        attempts: the attempts the job's retry policy allows in all (1: no
+            retry), or None as for ``attempt``.
     """
 
     def __init__(
@@ -60,6 +64,8 @@ class WorkerJob:
         self.unique = unique
         self.data = data
         self.reducer = reducer
+        self.attempt: int | None = None
+        self.attempts: int | None = None
         self._conn = conn
         self._loop = asyncio.get_running_loop()
         self._finished = False
@@ -74,6 +80,14 @@ class WorkerJob:
     def _name(self) -> str:
         """The handle as text, for the log."""
         return self.handle.decode(errors="replace")
+
+    @property
+    def attempts_left(self) -> int | None:
+        """Attempts the policy still allows after this one (0: this is the last),
+        or None where the server does not say."""
+        if self.attempt is None or self.attempts is None:
+            return None
+        return max(0, self.attempts - self.attempt)
 
     @property
     def text(self) -> str:

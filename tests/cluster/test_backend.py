@@ -316,3 +316,14 @@ async def test_on_redis_only_the_owner_retries_or_fails_a_job(
         assert [r.handle for r in await backend.failed_jobs()] == [b"H:c%d" % job_id]
     finally:
         await other.close()
+
+
+async def test_paused_functions_are_shared(backend: ClusterBackend) -> None:
+    assert await backend.paused() == []
+    await backend.set_paused(b"video", True)
+    await backend.set_paused(b"email", True)
+    await backend.set_paused(b"email", True)  # again: kept once
+    await backend.set_paused(b"never", False)
+    assert await backend.paused() == [b"email", b"video"]
+    await backend.set_paused(b"video", False)
+    assert await backend.paused() == [b"email"]

@@ -120,6 +120,20 @@ def test_cancel_removes_a_queued_job(console: Console, page: Any) -> None:
     assert console.get("/api/jobs")["jobs"] == []
 
 
+def test_pause_and_resume_a_function(console: Console, php_worker: Path, page: Any) -> None:
+    page.goto(f"http://127.0.0.1:{console.port}/")
+    row = page.locator("#functions tbody tr", has_text="noop")
+    row.get_by_role("button", name="Pause").click()
+    row.get_by_text("paused", exact=True).wait_for()
+    handle = php_submit(console, "noop", b"held")
+    page.locator("#jobs tbody tr", has_text=handle).get_by_text("queued").wait_for()
+    shoot(page, "console-paused")
+    assert console.get("/api/jobs?state=queued")["jobs"][0]["handle"] == handle
+    row.get_by_role("button", name="Resume").click()
+    page.locator("#jobs tbody tr", has_text=handle).wait_for(state="detached")
+    assert console.get("/api/status")["paused"] == []
+
+
 def test_chart_moves_under_load(console: Console, php_worker: Path, page: Any) -> None:
     page.goto(f"http://127.0.0.1:{console.port}/")
     chart = page.locator("#chart")

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from cluster.conftest import RedisShared
-from geartrain import Client, JobFailed, Worker
+from geartrain import Admin, Client, JobFailed, Worker
 from gt_helpers import take_the_rest, wait_for, working
 from serverproc import ServerProc, free_port
 from store.conftest import database_services  # noqa: F401  (Redis for the cluster)
@@ -151,7 +151,7 @@ def test_promtool_accepts_the_rules() -> None:
     checked = subprocess.run(
         ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
-    assert checked.returncode == 0 and "SUCCESS: 6 rules found" in checked.stdout, checked
+    assert checked.returncode == 0 and "SUCCESS: 7 rules found" in checked.stdout, checked
 
 
 async def test_a_function_without_workers_and_its_growing_backlog(
@@ -161,11 +161,14 @@ async def test_a_function_without_workers_and_its_growing_backlog(
     address = console.server.address
     worker = Worker([address])
     worker.register("served", lambda job: b"done")
+    async with Admin([address]) as admin:
+        await admin.pause("held")  # its backlog waits on purpose: only the pause alert
     async with Client([address]) as client, working(worker, "served"):
 
-        async def submit() -> None:  # one job a second for the backlog to grow
+        async def submit() -> None:  # one job a second for the backlogs to grow
             while True:
                 await client.submit_background("nobody", b"x")
+                await client.submit_background("held", b"x")
                 await client.submit_background("served", b"x")
                 await asyncio.sleep(1)
 
@@ -173,11 +176,14 @@ async def test_a_function_without_workers_and_its_growing_backlog(
         try:
             without = await prom.fires("GeartrainFunctionWithoutWorkers", function="nobody")
             growing = await prom.fires("GeartrainBacklogGrowing", function="nobody")
+            paused = await prom.fires("GeartrainFunctionPaused", function="held")
         finally:
             submitting.cancel()
     assert without["instance"] == growing["instance"] == f"127.0.0.1:{console.port}"
+    assert paused["instance"] == without["instance"]
     for alert in ("GeartrainFunctionWithoutWorkers", "GeartrainBacklogGrowing"):
         assert [a["function"] for a in prom.firing(alert)] == ["nobody"]
+    assert [a["function"] for a in prom.firing("GeartrainFunctionPaused")] == ["held"]
 
 
 async def test_failing_jobs(console: Console, prometheus: Callable[..., PrometheusServer]) -> None:

@@ -104,6 +104,14 @@ REQUESTS = [
 ]
 
 
+RETRY_OPTIONS = [
+    b"retries",
+    b"retry attempts=3;on=fail,exception,worker_lost,timeout;backoff=0;jitter=0",
+    b"retry-for attempts=2;backoff=1 f0",
+    b"retry attempts=0",
+]
+
+
 class _Keeper(InMemory):
     """Half the new jobs are stored at once (a log), half later (a transaction)."""
 
@@ -206,6 +214,8 @@ def core_target(data: bytes) -> None:
 
 def _args_for(ptype: T, reader: _Reader, handles: list[bytes]) -> tuple[bytes, ...]:
     f = reader.pick(FUNCTIONS)
+    if ptype == T.OPTION_REQ and reader.byte() % 2:  # the retries extension's options
+        return (reader.pick(RETRY_OPTIONS),)
     if ptype in (T.CAN_DO, T.CANT_DO):
         return (f,)
     if ptype == T.CAN_DO_TIMEOUT:

@@ -12,7 +12,7 @@ from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
 from geartrain.server.settings import SettingsError, load_settings
 
-from .harness import Conn, T
+from .harness import Conn, T, resolved
 
 RULES = """
 [access.anonymous]
@@ -192,7 +192,7 @@ def test_new_rules_apply_to_connected_peers_without_dropping_them() -> None:
 def admin(server: JobServer, c: Conn, line: str) -> bytes:
     reply = AdminCommands(server, lambda: "NOTICE").line(c.peer, line.encode())
     assert reply is not None
-    return reply
+    return resolved(reply)
 
 
 def test_admin_commands_need_their_rights() -> None:
@@ -235,3 +235,23 @@ def test_acl_commands_as_gear() -> None:
 def test_acl_commands_without_rules_are_disabled() -> None:
     server = JobServer()
     assert admin(server, conn(server), "acl list") == b"ERR ACL_DISABLED\r\n"
+
+
+def test_pausing_needs_the_pause_right() -> None:
+    server = server_with(
+        RULES + '\n[access.identities.pauser]\nnetworks = ["10.8.0.0/16"]\n'
+        'admin = ["read", "pause"]\n'
+    )
+    reader, pauser, ops = (
+        conn(server, "10.0.0.1"),
+        conn(server, "10.8.0.1"),
+        conn(server, "10.9.0.1"),
+    )
+    denied = b"ERR PERMISSION_DENIED not+allowed+by+the+access+rules\r\n"
+    assert admin(server, reader, "pause f") == denied
+    assert admin(server, reader, "resume f") == denied
+    assert admin(server, pauser, "pause f") == b"OK\r\n"
+    assert admin(server, reader, "paused") == b"f\n.\n"  # a listing: the read right
+    assert admin(server, ops, "resume f") == b"OK\r\n"  # "*" holds every right
+    assert admin(server, conn(server), "paused") == denied
+    assert server.stats.refused_admin == 3

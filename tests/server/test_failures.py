@@ -88,18 +88,6 @@ def test_defaults_keep_gearmands_behaviour_and_keep_the_failed_job(clock: Clock)
     assert record.reason == "exception: bad input" and record.attempts == 1
 
 
-def test_foreground_jobs_are_never_retried_on_fail(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
-    client, worker = Conn(server, "c"), Conn(server, "w")
-    worker.send(T.CAN_DO, b"flaky")
-    handle = client.submit(b"flaky", b"x")
-    run_and(worker, T.WORK_FAIL)
-    assert client.one(T.WORK_FAIL) == (handle,)
-    assert handle not in server.jobs and not resolved(
-        server.failed.records()
-    )  # foreground: not kept
-
-
 def test_lost_worker_counts_as_worker_lost(clock: Clock) -> None:
     server = configured(clock, RETRY_ALL)
     client = Conn(server, "c")

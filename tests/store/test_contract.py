@@ -237,3 +237,21 @@ async def test_failed_set_round_trip(make_store: MakeStore) -> None:
     await reopened.write_failed([], [b"H:x:2"])
     assert await reopened.load_failed() == []
     assert await reopened.load() == []  # the queue is untouched
+
+
+async def test_paused_functions_round_trip(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.open()
+    assert await store.load_paused() == []
+    await store.save_paused(b"video", True)
+    await store.save_paused(b"email", True)
+    await store.save_paused(b"email", True)  # again: no error, kept once
+    await store.save_paused(b"bin\x00\xff", True)
+    await store.save_paused(b"never", False)  # not paused: nothing to forget
+    await store.close()
+    reopened = make_store()
+    await reopened.open()
+    assert await reopened.load_paused() == [b"bin\x00\xff", b"email", b"video"]
+    await reopened.save_paused(b"email", False)
+    assert await reopened.load_paused() == [b"bin\x00\xff", b"video"]
+    assert await reopened.load() == []  # the queue is untouched

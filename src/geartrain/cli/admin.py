@@ -10,7 +10,8 @@ on a stack), and each answer is printed as received: ``OK <x>`` without the
 
 geartrain's own options, ``--show-failed-jobs``, ``--retry-failed HANDLE`` and
 ``--delete-failed HANDLE`` for the failed-job set (``all`` or ``"all
-FUNCTION"`` for many) and ``--strict``, must be spelled out in full, so that
+FUNCTION"`` for many), ``--pause F``, ``--resume F`` and ``--show-paused`` for
+paused functions, and ``--strict``, must be spelled out in full, so that
 every abbreviation gearadmin accepts keeps its meaning; the help text lists
 them after gearadmin's, which is unchanged.
 """
@@ -60,6 +61,9 @@ EXTRA = "\ngeartrain options (spelled out in full):\n" + "".join(
         ("--show-failed-jobs", "Show the failed-job set."),
         ("--retry-failed arg", 'Run failed jobs again: a handle, all, "all FUNCTION".'),
         ("--delete-failed arg", 'Forget failed jobs: a handle, all, "all FUNCTION".'),
+        ("--pause arg", "Pause a function: its jobs stay queued, no worker gets one."),
+        ("--resume arg", "Resume a paused function."),
+        ("--show-paused", "Show the paused functions."),
         (strict.FLAG, f"Exit 1 on ERR answers (or {strict.ENVIRONMENT}=1)."),
     )
 )
@@ -88,6 +92,9 @@ EXACT = {
     "show-failed-jobs": False,
     "retry-failed": True,
     "delete-failed": True,
+    "pause": True,
+    "resume": True,
+    "show-paused": False,
     strict.FLAG.removeprefix("--"): False,
 }
 """geartrain's options: never matched by an abbreviation."""
@@ -109,6 +116,9 @@ OPERATIONS = (
     ("show-failed-jobs", "show failed jobs"),
     ("retry-failed", "retry failed "),
     ("delete-failed", "delete failed "),
+    ("show-paused", "paused"),
+    ("resume", "resume "),
+    ("pause", "pause "),
 )
 
 

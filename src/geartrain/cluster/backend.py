@@ -140,6 +140,14 @@ class ClusterBackend(Protocol):
     async def failed_counts(self) -> dict[bytes, int]:
         """The failed set's size per function."""
 
+    # -- paused functions (see geartrain.server.pauses) ---------------------------
+
+    async def paused(self) -> list[bytes]:
+        """The functions paused cluster-wide."""
+
+    async def set_paused(self, name: bytes, paused: bool) -> None:
+        """Pause ``name`` cluster-wide, or (``paused`` False) resume it."""
+
     # -- status -------------------------------------------------------------------
 
     async def status(self, job_id: int) -> tuple[bytes, State, int, int] | None:

@@ -102,9 +102,12 @@ class Claimer:
             self._task.cancel()
 
     def _wants(self) -> list[tuple[bytes, int]]:
-        """(function, how many): ``depth`` jobs queued here per worker of the function."""
+        """(function, how many): ``depth`` jobs queued here per worker of the function
+        (none of a paused function)."""
         wants = []
         for f in self.core.functions.values():
+            if f.paused:
+                continue
             depth = self._depth.get(f.name, 1)
             want = len(f.workers) * depth - f.queued[0] - f.queued[1] - f.queued[2]
             if want > 0:
@@ -113,10 +116,11 @@ class Claimer:
 
     def _give_back(self) -> None:
         """Queue again in the cluster the jobs held here beyond what this member's
-        workers want."""
+        workers want (all those of a paused function: they wait in the cluster)."""
         core = self.core
         room = {
-            f.name: len(f.workers) * self._depth.get(f.name, 1) for f in core.functions.values()
+            f.name: 0 if f.paused else len(f.workers) * self._depth.get(f.name, 1)
+            for f in core.functions.values()
         }
         given = []
         for job_id, claim, job in self.held.items():

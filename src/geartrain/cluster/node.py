@@ -71,6 +71,8 @@ class ClusterNode:
         self._watchdog: Any = None
         self.trouble = ""
         """Why the last heartbeat failed ("" once one succeeds): the store's state."""
+        self._pause_writes = 0  # pause changes sent to the store, for follow_pauses
+        self._pause_saving = 0  # of which still on their way
 
     @property
     def description(self) -> str:
@@ -90,6 +92,7 @@ class ClusterNode:
             await self.backend.open(self._wake)
             keeper = self.attach(core)
             await self._renew()
+            await self.follow_pauses()
         except self.errors as error:
             await self.backend.close()
             raise OSError(f"{self.backend.description}: {type(error).__name__}: {error}") from error
@@ -103,6 +106,7 @@ class ClusterNode:
         self.answers.keeper = keeper
         core.keeper = keeper
         core.use_failed(keeper.failed)
+        core.pause_store = self
         return keeper
 
     async def close(self) -> None:
@@ -175,6 +179,35 @@ class ClusterNode:
         if changed:
             await self.backend.progress(changed)
         await keeper.failed.tend()
+        await self.follow_pauses()
+
+    # -- paused functions: the same on every member ------------------------------
+
+    async def load_paused(self) -> list[bytes]:
+        return await self.backend.paused()
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """A pause or resume asked of this member: for every member (each follows
+        at its next heartbeat)."""
+        self._pause_writes += 1
+        self._pause_saving += 1
+        try:
+            await self.backend.set_paused(name, paused)
+        finally:
+            self._pause_saving -= 1
+
+    async def follow_pauses(self) -> None:
+        """Pause and resume as the shared store says (unless this member changed a
+        pause meanwhile: what was read may predate it; the next heartbeat reads again)."""
+        keeper = self.keeper
+        assert keeper is not None
+        writes = self._pause_writes
+        names = await self.backend.paused()
+        if self._pause_saving or writes != self._pause_writes:
+            return
+        paused, resumed = keeper.core.pauses.replace(names)
+        for name, what in [(n, "paused") for n in paused] + [(n, "resumed") for n in resumed]:
+            log.info("Function %s %s in the cluster", name.decode(errors="replace"), what)
 
     async def sweep(self) -> Rescued | None:
         """Rescue the jobs of members whose lease expired, by the core's retry

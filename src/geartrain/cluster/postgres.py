@@ -3,8 +3,9 @@
 Tables of the cluster's own beside the queue table: ``<table>_cluster_jobs``
 (every background job of the cluster, queued, waiting for a retry or running),
 ``<table>_cluster_servers`` (one row per running server, a lease),
-``<table>_cluster_failed`` (the failed-job set) and ``<table>_cluster_firings``
-(one row per firing of a recurring schedule, so that it fires once).  Each
+``<table>_cluster_failed`` (the failed-job set), ``<table>_cluster_firings``
+(one row per firing of a recurring schedule, so that it fires once) and
+``<table>_cluster_paused`` (the paused functions).  Each
 operation is one statement, so a batch costs one round trip and one commit.
 Every plan was checked with EXPLAIN (docs/cluster.md lists them).  The column
 ``attempt`` holds the claim number, ``state`` a :class:`~.states.State`.
@@ -80,6 +81,7 @@ CREATE TABLE IF NOT EXISTS {firings} (
   key BYTEA PRIMARY KEY,
   fired_at TIMESTAMPTZ NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS {firings}_age ON {firings} (fired_at);
+CREATE TABLE IF NOT EXISTS {paused} (function_name BYTEA PRIMARY KEY);
 """
 
 _FAILED_COLUMNS = (
@@ -112,6 +114,7 @@ class PostgresCluster:
         self.servers = f"{base}_cluster_servers"
         self.failed = f"{base}_cluster_failed"
         self.firings = f"{base}_cluster_firings"
+        self.paused_table = f"{base}_cluster_paused"
         self.channel = f"{base}_cluster"
         self.description = f"cluster over postgresql table {self.jobs}"
         self.timeout = timeout
@@ -291,6 +294,7 @@ class PostgresCluster:
                     servers=self.servers,
                     failed=self.failed,
                     firings=self.firings,
+                    paused=self.paused_table,
                     waiting=WAITING,
                     claimed=CLAIMED,
                 )
@@ -561,6 +565,20 @@ class PostgresCluster:
             f"SELECT function_name, count(*) FROM {self.failed} GROUP BY function_name"
         )
         return {bytes(r[0]): r[1] for r in rows}
+
+    # -- paused functions -------------------------------------------------------
+
+    async def paused(self) -> list[bytes]:
+        rows = await self._p().fetch(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
+        return [bytes(r[0]) for r in rows]
+
+    async def set_paused(self, name: bytes, paused: bool) -> None:
+        t = self.paused_table
+        if paused:
+            query = f"INSERT INTO {t} VALUES ($1) ON CONFLICT DO NOTHING"
+        else:
+            query = f"DELETE FROM {t} WHERE function_name = $1"
+        await self._durable_pool().execute(query, name)
 
     # -- status -----------------------------------------------------------------
 

@@ -282,6 +282,15 @@ class RedisCluster:
         counts = cast(dict[bytes, bytes], await self._redis.hgetall(f"{self.base}failed:count"))
         return {name: int(n) for name, n in counts.items()}
 
+    # -- paused functions -------------------------------------------------------
+
+    async def paused(self) -> list[bytes]:
+        return sorted(cast(set[bytes], await self._redis.smembers(f"{self.base}paused")))
+
+    async def set_paused(self, name: bytes, paused: bool) -> None:
+        change = self._redis.sadd if paused else self._redis.srem
+        await change(f"{self.base}paused", name)
+
     # -- status -----------------------------------------------------------------
 
     async def status(self, job_id: int) -> tuple[bytes, State, int, int] | None:

@@ -86,7 +86,6 @@ def plan(
             "worker_lost",
             failures,
             retries,
-            background=True,
             job_retries=job_retries,
             rand=rand,
         )

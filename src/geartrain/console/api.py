@@ -32,6 +32,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
+    503: web.HTTPServiceUnavailable,
 }
 
 
@@ -89,6 +90,8 @@ class Api:
         r.add_post("/api/jobs", self._submit)
         r.add_post("/api/jobs/{handle}/cancel", self._cancel)
         r.add_post("/api/functions/{function}/drop", self._drop)
+        r.add_post("/api/functions/{function}/pause", self._pause(paused=True))
+        r.add_post("/api/functions/{function}/resume", self._pause(paused=False))
         r.add_post("/api/failed/retry", self._failed_all(retry=True))
         r.add_post("/api/failed/delete", self._failed_all(retry=False))
         r.add_post("/api/failed/{handle}/retry", self._failed_one(retry=True))
@@ -181,6 +184,30 @@ class Api:
         if dropped == "busy":
             raise _error(409, "the function has jobs or workers")
         return _reply({"dropped": text(name)})
+
+    def _who(self, request: web.Request) -> str:
+        """Who asked, for the log: the identity the access rules give the address (or
+        that the console token was shown), and the address."""
+        remote = request.remote or "-"
+        access = self.core.access
+        if access is not None:
+            return f"{access.identify(remote, ())} at {remote} (console)"
+        shown = " with the token" if "Authorization" in request.headers else ""
+        return f"{remote} (console{shown})"
+
+    def _pause(self, paused: bool) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            name = request.match_info["function"].encode()
+            if not name:
+                raise _error(400, "function is empty")
+            try:
+                changed = await self.core.set_paused(name, paused, self._who(request))
+            except Exception as error:  # each store has its own errors; all mean the same here
+                done = "paused" if paused else "resumed"
+                raise _error(503, f"{done} here, but not saved: {error}") from None
+            return _reply({"function": text(name), "paused": paused, "changed": changed})
+
+        return handler
 
     def _failed_one(self, retry: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:

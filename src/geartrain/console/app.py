@@ -242,4 +242,6 @@ def _admin_action(path: str) -> str | None:
         return "cancel"
     if path.endswith("/drop"):
         return "drop"
+    if path.endswith(("/pause", "/resume")):
+        return "pause"
     return None

@@ -169,8 +169,16 @@ class _Collector:
             "Seconds the function's oldest queued job has waited (0 with none queued).",
             labels=["function"],
         )
+        paused = GaugeMetricFamily(
+            "geartrain_function_paused",
+            "1 while the function is paused (its jobs wait, no worker gets one), else 0.",
+            labels=["function"],
+        )
+        held = set(self.core.pauses.names)
         now = self.core.clock()
         for name, f in _bounded_functions(self.core, MAX_FUNCTIONS):
+            paused.add_metric([name], 1 if f.paused else 0)
+            held.discard(f.name)
             families["gearman_jobs"].add_metric([name], f.total)
             families["gearman_jobs_running"].add_metric([name], f.running)
             families["gearman_jobs_waiting"].add_metric([name], f.total - f.running)
@@ -179,9 +187,12 @@ class _Collector:
                 queued.add_metric([name, priority], count)
             since = oldest_queued(f.queues or ())
             oldest.add_metric([name], max(0.0, now - since) if since else 0.0)
+        for function in sorted(held):  # paused, and not known now (no worker, no job)
+            paused.add_metric([_name(function)], 1)
         yield from families.values()
         yield queued
         yield oldest
+        yield paused
 
     def _server_metrics(self) -> Iterator[Any]:
         core = self.core

@@ -82,6 +82,7 @@ def function_views(core: JobServer, now: float, limit: int) -> list[dict[str, An
                 "workers": len(f.workers),
                 "oldest_queued_seconds": round(now - oldest, 3) if oldest else None,
                 "max_queue": list(f.max_queue) if f.max_queue else None,
+                "paused": f.paused,
             }
         )
     return out
@@ -171,6 +172,7 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         "workers": workers,
         "busy_workers": sum(1 for p in core.peers if p.jobs),
         "functions": len(core.functions),
+        "paused": [text(name) for name in core.pauses.listed()],
         "jobs": len(core.jobs),
         "counts": counts
         | {

@@ -57,10 +57,10 @@ ANONYMOUS = "anonymous"
 KINDS = ("submit", "work", "status", "admin")
 """What a refusal can be about; the metrics count each kind."""
 
-ACTIONS = ("read", "cancel", "create", "drop", "maxqueue", "shutdown", "failed", "grant")
+ACTIONS = ("read", "cancel", "create", "drop", "maxqueue", "shutdown", "failed", "grant", "pause")
 """Admin actions: ``read`` is every listing; the others change the server
 (``failed`` is retrying and deleting failed jobs; ``grant`` the acl commands
-that change rules)."""
+that change rules; ``pause`` pausing and resuming functions)."""
 
 ADMIN_COMMAND_ACTIONS: dict[bytes, str] = {
     b"workers": "read",
@@ -76,6 +76,9 @@ ADMIN_COMMAND_ACTIONS: dict[bytes, str] = {
     b"shutdown": "shutdown",
     b"retry": "failed",  # retry failed ...
     b"delete": "failed",  # delete failed ...
+    b"pause": "pause",
+    b"resume": "pause",
+    b"paused": "read",
 }
 """The right each gearmand admin command needs (``version`` needs none)."""
 

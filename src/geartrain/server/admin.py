@@ -67,6 +67,17 @@ def _field(value: bytes) -> bytes:
 _FIELD_SAFE = bytes.maketrans(b"\t\r\n", b"   ")
 
 
+def _plussed(text: str) -> bytes:
+    """Free text as one word of an ERR line (gearmand writes spaces as ``+``)."""
+    line = " ".join(text.split())[:200]
+    return line.replace(" ", "+").encode(errors="replace")
+
+
+def _who(peer: Peer, identified: bool) -> str:
+    """Who asked, for the log: the peer's identity under access rules, and its address."""
+    return f"{peer.identity} at {peer.host}" if identified else peer.host
+
+
 def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
@@ -128,6 +139,9 @@ class AdminCommands:
             b"retry": self.failed_command,
             b"delete": self.failed_command,
             b"acl": AclCommands(server).line,
+            b"pause": self.pause,
+            b"resume": self.pause,
+            b"paused": self.paused,
         }
         if shared is not None:
             self.commands[b"cluster"] = lambda peer, words: shared.members()
@@ -263,6 +277,29 @@ class AdminCommands:
         if f is not None:  # gearmand answers OK for an unknown function too
             f.max_queue = None if not any(numbers) else (numbers[0], numbers[1], numbers[2])
         return OK
+
+    # -- paused functions (geartrain's own commands) ---------------------------
+
+    def pause(self, peer: Peer, words: list[bytes]) -> Answer:
+        """``pause FUNCTION`` and ``resume FUNCTION``: OK, also when it already was so."""
+        if len(words) != 2 or not words[1]:
+            return _args_error(words[0])
+        paused = words[0].lower() == b"pause"
+        return self._set_paused(words[1], paused, _who(peer, self.server.access is not None))
+
+    async def _set_paused(self, name: bytes, paused: bool, by: str) -> bytes:
+        try:
+            await self.server.set_paused(name, paused, by)
+        except Exception as error:  # each store has its own errors; all mean the same here
+            # The change holds in this server; only keeping it across a restart failed.
+            return b"ERR QUEUE_ERROR " + _plussed(f"not saved: {error}") + b"\r\n"
+        return OK
+
+    def paused(self, peer: Peer, words: list[bytes]) -> bytes:
+        """``paused``: the paused function names, then ``.``."""
+        if len(words) != 1:
+            return _args_error(words[0])
+        return b"".join(_shown(name) + b"\n" for name in self.server.pauses.listed()) + b".\n"
 
     def shutdown(self, peer: Peer, words: list[bytes]) -> bytes:
         # gearmand 1.1.15 removed this command; we keep it, but the protocol has no

@@ -224,6 +224,16 @@ class ServerApp:
             log.log(NOTICE, "Loaded %d queued job(s) from the store", count)
         core.keeper = writer
         await self._load_failed(core, writer)
+        await self._load_paused(core, self.store)
+
+    @staticmethod
+    async def _load_paused(core: JobServer, store: Store) -> None:
+        """Functions paused before the restart stay paused; changes are kept there."""
+        paused, _resumed = core.pauses.replace(await store.load_paused())
+        core.pause_store = store
+        if paused:
+            names = ", ".join(name.decode(errors="replace") for name in paused)
+            log.log(NOTICE, "Functions paused (as before the restart): %s", names)
 
     async def _load_failed(self, core: JobServer, writer: StoreWriter) -> None:
         """The failed-job set from the store, and the store as its home from now on."""

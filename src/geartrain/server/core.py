@@ -30,8 +30,9 @@ from .handles import Handles
 from .limits import LimitEpisode
 from .logs import NOTICE
 from .model import NORMAL, Function, Job, JobState, Peer
+from .pauses import Pauses
 from .policies import Policies, Policy
-from .ports import FailedSet, InMemory, Keeper, Observer
+from .ports import FailedSet, InMemory, Keeper, Observer, PauseStore
 from .queues import Queues
 from .replies import (
     ERR_PERMISSION,
@@ -44,6 +45,7 @@ from .replies import (
 )
 from .reply_order import owe, pay
 from .retries import Next, decide, failed_record, note_attempt
+from .retry_extension import attempt_packet
 from .schedules import Recurring, Schedule
 from .settings import Settings
 from .stats import Events, Stats
@@ -83,6 +85,9 @@ class JobServer:
         self.functions = self.table.functions
         self.queues = Queues(clock, call_later, self._wake, config.round_robin)
         self.handles = Handles(config.handle_prefix)
+        self.pauses = Pauses(self.functions, self._resumed)
+        self.table.paused = self.pauses.names
+        self.pause_store: PauseStore | None = None  # where pauses outlive a restart
         self.keeper: Keeper = InMemory()
         self.stats = Stats()
         self.events = Events(self.stats)
@@ -164,6 +169,9 @@ class JobServer:
         reducer: bytes = b"",
     ) -> Job | None:
         """SUBMIT_JOB and friends: create or coalesce a job and answer JOB_CREATED."""
+        retry = peer.next_retry  # the retries extension: for this submission only
+        if retry is not None:
+            peer.next_retry = None
         if len(unique) > MAX_UNIQUE:
             peer.send(ERR_UNIQUE)
             return None
@@ -192,6 +200,7 @@ class JobServer:
         job = Job(self.handles.new(), f, unique, data, priority, background)
         job.when = when
         job.reducer = reducer
+        job.retry = retry
         job.created_at = self.clock()
         if access is not None:
             job.owner = peer.identity
@@ -469,6 +478,8 @@ class JobServer:
         peer.jobs.add(job)
         f = job.function
         f.running += 1
+        if peer.retry_extension:
+            peer.send(attempt_packet(job, self.policy(job).attempts))
         if ptype == T.GRAB_JOB:
             peer.send(frame(RES, T.JOB_ASSIGN, (job.handle, f.name, job.data)))
         elif ptype == T.GRAB_JOB_ALL and job.reducer:
@@ -509,6 +520,10 @@ class JobServer:
 
     # -- failed attempts ------------------------------------------------------
 
+    def policy(self, job: Job) -> Policy:
+        """The policy ``job`` is retried by (see :meth:`.policies.Policies.for_job`)."""
+        return self.policies.for_job(job.function.name, job.function.retry, job.retry)
+
     def _attempt_failed(
         self, job: Job, kind: str, message: str, exception: bytes | list[bytes] = b""
     ) -> None:
@@ -522,14 +537,9 @@ class JobServer:
             self._finish(job)
             return
         note_attempt(job, kind, message, self.clock())
-        policy = self.policies.for_function(job.function.name)
+        policy = self.policy(job)
         decision = decide(
-            policy,
-            kind,
-            job.failures,
-            job.retries,
-            background=job.background,
-            job_retries=self.config.job_retries,
+            policy, kind, job.failures, job.retries, job_retries=self.config.job_retries
         )
         if decision.next is Next.RETRY:
             self._retry(job, policy, decision.delay)
@@ -663,7 +673,7 @@ class JobServer:
         peer.abilities[f] = (timeout, self.queues.next_rank())
         f.workers[peer] = None
         if peer.sleeping and not peer.noop_sent:
-            if f.has_queued():
+            if f.available():
                 # Asleep before it could do these jobs: nothing else would wake it
                 # (gearmand does not; see docs/compatibility.md).
                 self._noop(peer)
@@ -750,6 +760,36 @@ class JobServer:
     def drop_function(self, name: bytes) -> Dropped:
         """`drop function` (and the console's): see :meth:`.table.JobTable.drop`."""
         return self.table.drop(name)
+
+    # -- paused functions ------------------------------------------------------------
+
+    async def set_paused(self, name: bytes, paused: bool, who: str) -> bool:
+        """`pause`/`resume` (and the console's): takes effect at once and is logged
+        with ``who`` asked, then saved where pauses outlive a restart (raises what
+        that store raises).  False if the function already was so."""
+        changed = self.pauses.pause(name) if paused else self.pauses.resume(name)
+        if changed:
+            log.info(
+                "Function %s %s by %s",
+                name.decode(errors="replace"),
+                "paused" if paused else "resumed",
+                who,
+            )
+        if self.pause_store is not None:
+            await self.pause_store.save_paused(name, paused)
+        return changed
+
+    def _resumed(self, f: Function) -> None:
+        """A paused function is resumed: wake a sleeping worker per queued job (all
+        at once, not ``--worker-wakeup`` at a time: a backlog waits), and fetch
+        its jobs if they are kept elsewhere."""
+        sleepers = f.sleepers
+        count = f.queued[0] + f.queued[1] + f.queued[2]
+        while count and sleepers:
+            self._noop(next(iter(sleepers)))
+            count -= 1
+        if f.sleepers:
+            self.keeper.hungry()
 
     # -- access control -------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..retry import Retry
     from ..store.records import Attempt
 
 Send = Callable[[bytes | list[bytes]], None]
@@ -62,6 +63,7 @@ class Job:
         "created_at",
         "started_at",
         "owner",
+        "retry",
     )
 
     def __init__(
@@ -105,6 +107,8 @@ class Job:
         self.started_at = 0.0
         # The submitter's identity, when access rules decide who may coalesce.
         self.owner = ""
+        # The retry policy its submission carried (the retries extension).
+        self.retry: Retry | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -126,6 +130,8 @@ class Function:
         "by_data",
         "max_queue",
         "data_bytes",
+        "retry",
+        "paused",
     )
 
     def __init__(self, name: bytes) -> None:
@@ -149,10 +155,16 @@ class Function:
         self.by_data: dict[bytes, Job] = {}  # unique "-": coalesce on identical data
         self.max_queue: tuple[int, int, int] | None = None
         self.data_bytes = 0  # data held by its jobs, for the per-function byte limit
+        self.retry: Retry | None = None  # the retry policy its workers declared, the latest
+        self.paused = False  # set by .pauses: its jobs stay queued, no worker gets one
 
     def has_queued(self) -> bool:
         q = self.queued
         return bool(q[0] or q[1] or q[2])
+
+    def available(self) -> bool:
+        """A worker could get one of its jobs now: some are queued and it is not paused."""
+        return not self.paused and self.has_queued()
 
     def make_queues(self) -> tuple[deque[Job], deque[Job], deque[Job]]:
         queues = self.queues = (deque(), deque(), deque())
@@ -182,6 +194,8 @@ class Peer:
         "sleeping",
         "noop_sent",
         "exceptions",
+        "retry_extension",
+        "next_retry",
         "jobs",
         "attached",
         "closed",
@@ -212,6 +226,9 @@ class Peer:
         self.sleeping = False
         self.noop_sent = False
         self.exceptions = False
+        # It speaks the retries extension; the policy for its next submission.
+        self.retry_extension = False
+        self.next_retry: Retry | None = None
         self.jobs: set[Job] = set()  # jobs this worker is running
         self.attached: set[Job] | None = None  # foreground jobs this client waits on
         self.closed = False

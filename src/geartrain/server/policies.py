@@ -12,6 +12,11 @@ failed-job set; and how many jobs and bytes of job data the function may hold
 (:mod:`.settings`); functions match glob patterns, the first matching pattern
 in file order wins.
 
+Code may declare retry policies too (a :class:`~geartrain.retry.Retry`): a
+worker per function, a client per submission, through the retries extension
+(:mod:`.retry_extension`).  :meth:`Policies.for_job` is the one rule that says
+which wins.
+
 The built-in default retries nothing, so a server without a settings file
 behaves as gearmand: WORK_FAIL is final and lost workers are governed by
 ``-j``; it keeps failed background jobs, which changes nothing on the wire.
@@ -25,10 +30,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["OUTCOMES", "Policies", "Policy", "policy_from_table"]
+from ..retry import OUTCOMES, Retry
 
-OUTCOMES = ("fail", "exception", "worker_lost", "timeout")
-"""The ways an attempt can fail, as named in the settings file and in records."""
+__all__ = ["OUTCOMES", "Policies", "Policy", "policy_from_table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,18 @@ class Policy:
     max_bytes: int | None = None
     """Bytes of the function's job data held at once; 0: no limit, None:
     ``--max-function-bytes``."""
+
+    def with_retry(self, retry: Retry) -> Policy:
+        """This policy with its retry part (attempts, outcomes, backoff) taken from
+        ``retry``; its timeout, failed-set and limits stay."""
+        return replace(
+            self,
+            attempts=retry.attempts,
+            retry_on=frozenset(retry.on),
+            backoff_base=retry.backoff,
+            backoff_cap=retry.backoff_cap,
+            jitter=retry.jitter,
+        )
 
     def retries(self, outcome: str) -> bool:
         return outcome in self.retry_on
@@ -112,21 +128,59 @@ def _check(key: str, value: Any, where: str) -> Any:
     return float(value)
 
 
+_MERGED_LIMIT = 1024
+"""Policies from code, each over a file's policy, remembered (a job asks at each
+hand-out to a worker that is told its attempt)."""
+
+
 @dataclass(frozen=True)
 class Policies:
     """The server-wide default and the per-function patterns, in file order."""
 
     default: Policy = field(default_factory=Policy)
     patterns: tuple[tuple[str, Policy], ...] = ()
-    _cache: dict[bytes, Policy] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[bytes, tuple[Policy, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _merged: dict[tuple[Policy, Retry], Policy] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def for_function(self, name: bytes) -> Policy:
-        policy = self._cache.get(name)
-        if policy is None:
+        """The settings file's policy of function ``name``."""
+        return self._lookup(name)[0]
+
+    def for_job(self, name: bytes, declared: Retry | None, submitted: Retry | None) -> Policy:
+        """The policy a job of function ``name`` is retried by: the one rule of
+        precedence.  Its retry part comes from the first of
+
+        1. ``submitted``: the policy its submission carried;
+        2. a ``[functions]`` entry of the settings file that matches ``name``;
+        3. ``declared``: the policy a worker declared for the function;
+        4. the settings file's ``[defaults]`` (built in: no retry).
+
+        The caller knows this one job best; an operator's entry for a function
+        overrides what the code says (as Celery's task annotations override a
+        task's decorator); and code overrides a blanket default.  The rest of
+        the policy (timeout, failed set, limits) always comes from the file."""
+        policy, matched = self._lookup(name)
+        retry = submitted if submitted is not None else None if matched else declared
+        if retry is None:
+            return policy
+        merged = self._merged.get((policy, retry))
+        if merged is None:
+            if len(self._merged) >= _MERGED_LIMIT:  # policies from peers: keep it bounded
+                self._merged.clear()
+            merged = self._merged[policy, retry] = policy.with_retry(retry)
+        return merged
+
+    def _lookup(self, name: bytes) -> tuple[Policy, bool]:
+        """The file's policy for ``name``, and whether a ``[functions]`` entry matched."""
+        found = self._cache.get(name)
+        if found is None:
             text = name.decode(errors="replace")
             policy = next(
-                (p for pattern, p in self.patterns if fnmatch.fnmatchcase(text, pattern)),
-                self.default,
+                (p for pattern, p in self.patterns if fnmatch.fnmatchcase(text, pattern)), None
             )
-            self._cache[name] = policy
-        return policy
+            found = self._cache[name] = (policy or self.default, policy is not None)
+        return found

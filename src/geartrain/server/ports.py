@@ -9,7 +9,9 @@ interface, whatever runs behind it, so the core never asks which kind it has:
   (:class:`geartrain.cluster.keeper.SharedKeeper`);
 - :class:`FailedSet`: the jobs that failed for good: this server's
   (:class:`~.failed.FailedJobs`) or the cluster's;
-- :class:`Observer`: who hears of each job's events (the console's metrics).
+- :class:`Observer`: who hears of each job's events (the console's metrics);
+- :class:`PauseStore`: where paused functions outlive a restart (a durable
+  store, or the cluster's shared store).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from .model import Job, Peer
     from .schedules import Schedule
 
-__all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer"]
+__all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer", "PauseStore"]
 
 
 class Keeper(Protocol):
@@ -144,3 +146,13 @@ class Observer(Protocol):
     good); "cancelled".  Called once per event, never per packet."""
 
     def event(self, job: Job, kind: str) -> None: ...
+
+
+class PauseStore(Protocol):
+    """Where the names of paused functions are kept (see :mod:`.pauses`)."""
+
+    async def load_paused(self) -> list[bytes]:
+        """Every paused function name."""
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused (``paused``) or not any more."""

@@ -4,7 +4,8 @@ their time.
 Which job a grabbing worker gets is decided here (:meth:`Queues.take`):
 highest priority first across all the worker's functions (gearmand 2.0; 1.1
 looked at one function at a time), FIFO within a priority, the most recently
-registered function first (rotated with ``--round-robin``).
+registered function first (rotated with ``--round-robin``); a paused function's
+jobs wait (see :mod:`.pauses`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Queues:
         queues[job.priority].append(job)
         f.queued[job.priority] += 1
         self.ready[f] = None
-        if f.sleepers:
+        if f.sleepers and not f.paused:
             self.wake(f)
 
     def withdraw(self, job: Job) -> None:
@@ -101,7 +102,7 @@ class Queues:
             best: Function | None = None
             best_rank = 0
             for f in pool:
-                if f.queued[priority]:
+                if f.queued[priority] and not f.paused:
                     entry = abilities.get(f)
                     if entry is not None and (best is None or entry[1] > best_rank):
                         best, best_rank = f, entry[1]
@@ -127,8 +128,8 @@ class Queues:
         """Whether a job is queued for one of the worker's functions."""
         abilities = peer.abilities
         if len(abilities) <= len(self.ready):
-            return any(f.has_queued() for f in abilities)
-        return any(f in abilities for f in self.ready)
+            return any(f.available() for f in abilities)
+        return any(f in abilities and not f.paused for f in self.ready)
 
     # -- epoch jobs ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ..cron import sched_fields
 from ..protocol import PACKETS, REQ, RES, SUBMIT_KINDS, Packet, PacketType, Sender, frame, pack
+from . import retry_extension
 from .core import MAX_UNIQUE, JobServer
 from .model import NORMAL, JobState, Peer
 from .replies import (
@@ -47,6 +48,7 @@ REQUESTS = frozenset(t for t, spec in PACKETS.items() if spec.sender in _PEERS)
 
 _ARGC = {t: len(spec.args) for t, spec in PACKETS.items()}
 RUNNING, PENDING = JobState.RUNNING, JobState.PENDING
+FIRST_EXTENSION = T.JOB_ATTEMPT  # types from here on are geartrain's, sent by the server only
 
 
 class Requests:
@@ -63,10 +65,16 @@ class Requests:
     def packet(self, peer: Peer, packet: Packet) -> None:
         """Handle one binary packet from ``peer``."""
         if packet.magic != REQ:
+            if packet.type >= FIRST_EXTENSION:
+                retry_extension.unknown_type(peer, packet.type)
+                return
             peer.send(ERR_MAGIC)
             return
         handler = self.handlers[packet.type]
         if handler is None:
+            if packet.type >= FIRST_EXTENSION:
+                retry_extension.unknown_type(peer, packet.type)
+                return
             peer.send(ERR_COMMAND)
             return
         args = packet.args
@@ -222,6 +230,15 @@ class Requests:
         peer.exceptions = True
         peer.send(pack(RES, T.OPTION_RES, args))
 
+    def _h_option(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        """OPTION_REQ: geartrain's retries extension first (see .retry_extension),
+        then the options above."""
+        reply = retry_extension.option(self.core.table, peer, args[0])
+        if reply is None:
+            self._h_option_req(peer, args)
+        else:
+            peer.send(reply)
+
     def _h_submit_job_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         when = c_strtol(args[2])
         if when is None:  # strtoll overflow (or an overlong number): gearmand closes
@@ -270,7 +287,7 @@ _HANDLER_NAMES: dict[int, str] = {
     T.GET_STATUS_UNIQUE: "_h_get_status_unique",
     T.ECHO_REQ: "_h_echo_req",
     T.SET_CLIENT_ID: "_h_set_client_id",
-    T.OPTION_REQ: "_h_option_req",
+    T.OPTION_REQ: "_h_option",
     T.SUBMIT_JOB_EPOCH: "_h_submit_job_epoch",
     T.SUBMIT_REDUCE_JOB: "_h_submit_reduce_job",
     T.SUBMIT_REDUCE_JOB_BACKGROUND: "_h_submit_reduce_job_background",

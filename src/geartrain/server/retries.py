@@ -57,7 +57,6 @@ def decide(
     failures: int,
     retries: int,
     *,
-    background: bool,
     job_retries: int,
     rand: Callable[[], float] = random.random,
 ) -> Decision:
@@ -67,21 +66,18 @@ def decide(
     ``failures`` counts failed attempts so far, this one included; ``retries``
     the times its worker (or its server) was lost, this time included;
     ``job_retries`` is ``--job-retries`` (gearmand 2.0: -1 without limit, 0 never,
-    N allows N attempts).  A foreground job's WORK_FAIL and WORK_EXCEPTION are
-    final: its client is waiting and is told.  A lost worker that the policy
-    does not retry is governed by ``--job-retries`` (gearmand's behaviour)."""
+    N allows N attempts).  Foreground and background jobs are retried alike: a
+    waiting client is told nothing of a retried attempt and gets the outcome of
+    the last one.  A lost worker that the policy does not retry is governed by
+    ``--job-retries`` (gearmand's behaviour)."""
     retried = policy.retries(kind)
-    if retried and failures < policy.attempts and (background or kind in _NOT_FINAL):
+    if retried and failures < policy.attempts:
         return Decision(Next.RETRY, policy.delay(failures, rand))
     if kind != "worker_lost" or retried:
         return Decision(Next.FAIL)
     if job_retries == 0 or 0 < job_retries <= retries:
         return Decision(Next.DROP)
     return Decision(Next.REQUEUE)
-
-
-_NOT_FINAL = frozenset(("worker_lost", "timeout"))
-"""Outcomes a foreground job may be retried after: its client was told nothing."""
 
 
 def note_attempt(job: Job, kind: str, message: str, now: float) -> None:

@@ -19,7 +19,7 @@ Dropped = Literal["dropped", "busy", "unknown"]
 class JobTable:
     """Jobs by handle, functions by name, and each function's unique-key index."""
 
-    __slots__ = ("jobs", "functions", "job_bytes", "max_idle_functions")
+    __slots__ = ("jobs", "functions", "job_bytes", "max_idle_functions", "paused")
 
     def __init__(self, max_idle_functions: int) -> None:
         self.jobs: dict[bytes, Job] = {}
@@ -27,12 +27,14 @@ class JobTable:
         self.job_bytes = 0  # data held by all jobs, for max_job_bytes
         # Functions nothing refers to stay listed up to this many (gearmand lists all).
         self.max_idle_functions = max_idle_functions
+        self.paused: set[bytes] = set()  # the paused names (.pauses keeps them)
 
     def function(self, name: bytes) -> Function:
         """The function of that name, made on first use."""
         f = self.functions.get(name)
         if f is None:
             f = self.functions[name] = Function(name)
+            f.paused = name in self.paused
         return f
 
     def add(self, job: Job, index: bool) -> None:

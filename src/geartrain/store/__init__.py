@@ -74,6 +74,12 @@ class Store(Protocol):
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         """Store (or replace) ``added`` and delete the handles in ``removed``, atomically."""
 
+    async def load_paused(self) -> list[bytes]:
+        """The names of the paused functions."""
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused, or (``paused`` False) no longer; durable on return."""
+
     async def close(self) -> None:
         """Release connections; the store may be opened again."""
 

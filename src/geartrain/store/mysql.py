@@ -118,6 +118,7 @@ class MysqlStore:
             " handle, attempts, outcomes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
         self.failed_table = f"{self.table[:50]}_failed"
+        self.paused_table = f"{self.table[:50]}_paused"
 
     def __str__(self) -> str:
         a = self.connect_args
@@ -204,6 +205,10 @@ class MysqlStore:
             if name not in columns:
                 await cur.execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
         await cur.execute(_CREATE_FAILED.format(table=self.failed_table))
+        await cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.paused_table}"
+            " (function_name VARBINARY(1024) NOT NULL PRIMARY KEY) ENGINE=InnoDB"
+        )
 
     async def _convert_gearmand_table(self, cur: Any, has_when: bool) -> None:
         """Copy a table written by gearmand's mysql plugin into geartrain's layout.
@@ -322,6 +327,42 @@ class MysqlStore:
                 await once_more_if_lost(lambda: self._transaction(body), _lost, self)
             except _ERRORS as exc:
                 raise self._error(exc) from exc
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+
+        async def body(cur: Any) -> list[bytes]:
+            await cur.execute(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
+            return [_bytes(name) for (name,) in await cur.fetchall()]
+
+        try:
+            names: list[bytes] = await once_more_if_lost(
+                lambda: self._transaction(body), _lost, self
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return names
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a row in its own table)."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.paused_table
+        query = (
+            f"INSERT IGNORE INTO {t} VALUES (%s)"
+            if paused
+            else f"DELETE FROM {t} WHERE function_name = %s"
+        )
+
+        async def body(cur: Any) -> None:
+            await cur.execute(query, (name,))
+
+        try:
+            await once_more_if_lost(lambda: self._transaction(body), _lost, self)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

@@ -228,6 +228,7 @@ class PostgresStore:
         self.primary: str | None = None
         """``host:port`` of the server the last new connection reached, once open."""
         self.failed_table = f"{t[:50]}_failed"
+        self.paused_table = f"{t[:50]}_paused"
 
     def __str__(self) -> str:
         return f"postgresql {_describe(self.conninfo)} table {self.table}"
@@ -287,6 +288,9 @@ class PostgresStore:
             raise StoreError(f"{self}: the table exists but is not a job queue")
         await pool.execute(_ADD_RETRY_COLUMNS.format(table=self.table))
         await pool.execute(_CREATE_FAILED.format(table=self.failed_table))
+        await pool.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.paused_table} (function_name BYTEA PRIMARY KEY)"
+        )
 
     async def _convert_gearmand_table(self, pool: asyncpg.Pool, has_when: bool) -> None:
         """Rebuild a table written by gearmand's libpq plugin, in one transaction."""
@@ -399,6 +403,37 @@ class PostgresStore:
                 await once_more_if_lost(body, _lost, self, pool.expire_connections)
             except _ERRORS as exc:
                 raise self._error(exc) from exc
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        query = f"SELECT function_name FROM {self.paused_table} ORDER BY 1"
+        try:
+            rows = await once_more_if_lost(
+                lambda: pool.fetch(query), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [bytes(r[0]) for r in rows]
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a row in its own table)."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.paused_table
+        if paused:
+            query = f"INSERT INTO {t} VALUES ($1) ON CONFLICT DO NOTHING"
+        else:
+            query = f"DELETE FROM {t} WHERE function_name = $1"
+        try:
+            await once_more_if_lost(
+                lambda: pool.execute(query, name), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

@@ -121,6 +121,7 @@ class RedisStore:
         }
         self._index = f"{prefix}jobs"
         self._failed_index = f"{prefix}failed"  # sorted set of handles, score = failed_at
+        self._paused = f"{prefix}paused"  # set of paused function names
         self._redis: aioredis.Redis | None = None
         # Calls take turns, so the client holds a single connection: WAIT counts
         # the replicas that have what *its* connection wrote.
@@ -400,6 +401,24 @@ class RedisStore:
                         pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
                     await pipe.execute()
                 await self.replicated(client)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        try:
+            async with self._turn:
+                names = cast(set[bytes], await self._client().smembers(self._paused))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return sorted(names)
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a member of one set)."""
+        client = self._client()
+        try:
+            async with self._turn:
+                await (client.sadd if paused else client.srem)(self._paused, name)
         except _ERRORS as exc:
             raise self._error(exc) from exc
 

@@ -115,6 +115,7 @@ class SqliteStore:
         self.busy_timeout = busy_timeout
         self.durability = durability
         self.failed_table = f"{self.table}_failed"
+        self.paused_table = f"{self.table}_paused"
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
@@ -197,6 +198,9 @@ class SqliteStore:
             if name not in columns:
                 conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self.failed_table} ({_FAILED_COLUMNS})")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.paused_table} (function_name BLOB PRIMARY KEY)"
+        )
 
     def _convert_gearmand_table(self, conn: sqlite3.Connection, has_when: bool) -> None:
         """Rebuild a gearmand table with an id column, in one transaction."""
@@ -459,6 +463,29 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._syncer is not None:
+            self._syncer.touched.add(self._wal)
+
+    async def load_paused(self) -> list[bytes]:
+        """The paused function names."""
+        return await self._run(self._load_paused)
+
+    def _load_paused(self) -> list[bytes]:
+        assert self._conn is not None
+        rows = self._conn.execute(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
+        return [bytes(name) for (name,) in rows]
+
+    async def save_paused(self, name: bytes, paused: bool) -> None:
+        """Keep ``name`` paused or not (a row in its own table, written at once)."""
+        await self._run(self._save_paused, name, paused)
+
+    def _save_paused(self, name: bytes, paused: bool) -> None:
+        conn = self._conn
+        assert conn is not None
+        if paused:
+            conn.execute(f"INSERT OR IGNORE INTO {self.paused_table} VALUES (?)", (name,))
+        else:
+            conn.execute(f"DELETE FROM {self.paused_table} WHERE function_name = ?", (name,))
         if self._syncer is not None:
             self._syncer.touched.add(self._wal)
 

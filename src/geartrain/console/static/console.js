@@ -125,11 +125,19 @@ function showStatus(s) {
 }
 
 function showFunctions(list) {
-  fill("functions", list.map((f) => [
-    el("code", { textContent: f.function }), num(f.queued.high), num(f.queued.normal), num(f.queued.low),
-    num(f.scheduled), num(f.running), num(f.workers), num(ago(f.oldest_queued_seconds)),
-    f.total || f.workers ? "" : button("Drop", `/api/functions/${enc(f.function)}/drop`, "dropped " + f.function, true),
-  ]), 9, "no functions yet");
+  fill("functions", list.map((f) => {
+    const path = `/api/functions/${enc(f.function)}/`;
+    const name = el("span", {}, el("code", { textContent: f.function }));
+    if (f.paused) name.append(" ", el("span", { className: "tag paused", textContent: "paused" }));
+    const actions = el("span", {}, f.paused
+      ? button("Resume", path + "resume", "resumed " + f.function)
+      : button("Pause", path + "pause", "paused " + f.function));
+    if (!f.total && !f.workers) actions.append(" ", button("Drop", path + "drop", "dropped " + f.function, true));
+    return [
+      name, num(f.queued.high), num(f.queued.normal), num(f.queued.low),
+      num(f.scheduled), num(f.running), num(f.workers), num(ago(f.oldest_queued_seconds)), actions,
+    ];
+  }), 9, "no functions yet");
 }
 
 function showWorkers(list) {
