@@ -25,6 +25,8 @@ class Replicas(Protocol):
 
     port: int
 
+    def behind(self) -> int | None: ...
+
     def kill_primary(self) -> None: ...
 
     def promote(self) -> None: ...
@@ -64,11 +66,14 @@ async def run(drill: Drill, replicas: Replicas) -> dict[str, object]:
         await topo.start()
         load = Load(ledger, topo.ports, rate=drill.rate, php=drill.php)
         await load.start()
-        await asyncio.sleep(drill.before)
+        samples = await _behind(replicas, drill.before)
         # What finishes during the outage is acknowledged to the store at its end;
         # a member may start what it holds until its lease's own deadline.
         settle = LEASE * TRUST + ledger.grace if topo.cluster else ledger.grace
         fault = ledger.fault("failover", topo.ports, holds_acks=True, settle=settle)
+        if samples:  # how far behind the replica was while the load ran: the async window
+            fault.notes["behind_bytes_max"] = max(samples)
+            fault.notes["behind_bytes_mean"] = round(sum(samples) / len(samples))
         await asyncio.to_thread(replicas.kill_primary)
         await asyncio.sleep(drill.promote_after)
         await asyncio.to_thread(replicas.promote)
@@ -95,6 +100,18 @@ async def run(drill: Drill, replicas: Replicas) -> dict[str, object]:
     return report
 
 
+async def _behind(replicas: Replicas, seconds: float) -> list[int]:
+    """Bytes the replica was behind, sampled every 0.1 s for ``seconds``."""
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        behind = await asyncio.to_thread(replicas.behind)
+        if behind is not None:
+            samples.append(behind)
+        await asyncio.sleep(0.1)
+    return samples
+
+
 def summary(report: dict[str, object]) -> str:
     """One line of the figures."""
     [done] = report["faults"]  # type: ignore[misc]
@@ -103,5 +120,7 @@ def summary(report: dict[str, object]) -> str:
         f" {report['ran_twice']} ran twice ({report['ran_twice_at_a_fault']} at the failover),"
         f" {report['refused_queue_error']} refused (QUEUE_ERROR),"
         f" {report['refused_other']} unanswered; kill to accepting again:"
-        f" {done.get('kill_to_accepting_s')} s (promoted after {done['seconds']} s)"
+        f" {done.get('kill_to_accepting_s')} s (promoted after {done['seconds']} s);"
+        f" the replica was {done.get('behind_bytes_mean')} bytes behind on average,"
+        f" {done.get('behind_bytes_max')} at most"
     )

@@ -97,6 +97,14 @@ class PostgresReplicas:
         )
         return out.stdout.strip()
 
+    def behind(self) -> int | None:
+        """Bytes of WAL the standby has not yet written (None: not streaming)."""
+        out = self._sql(
+            self.primary.port,
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn) FROM pg_stat_replication",
+        )
+        return int(float(out)) if out else None
+
     def kill_primary(self) -> None:
         """SIGKILL to the primary's every process: what it had not sent is lost."""
         self.primary.kill()
@@ -226,6 +234,19 @@ class RedisSentinels:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"the Redis replicas were not ready within {timeout} s")
+
+    def behind(self) -> int | None:
+        """Bytes of the replication stream the replica has not acknowledged."""
+        info = dict(
+            line.split(":", 1)
+            for line in self._cli(self.primary.port, "INFO", "replication").splitlines()
+            if ":" in line
+        )
+        replica = info.get("slave0")
+        if replica is None:
+            return None
+        fields = dict(item.split("=", 1) for item in replica.strip().split(","))
+        return int(info["master_repl_offset"]) - int(fields["offset"])
 
     def kill_primary(self) -> None:
         self.primary.kill()

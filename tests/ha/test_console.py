@@ -69,6 +69,7 @@ async def test_the_store_state_and_its_primary_across_a_failover(
         await wait_for(lambda: not submitted(server.port) and readyz(console)[0] == 503, 30)
         assert readyz(console)[1].startswith("not ready: queue store failing: ")
         assert metric(console, "geartrain_store_up") == {"": 0}
+        assert metric(console, "geartrain_store_state")['{state="failing"}'] == 1
         assert console.get("/api/status")["store"]["up"] is False
 
         replicas.promote()
