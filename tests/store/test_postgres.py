@@ -127,6 +127,30 @@ async def test_sessions_killed_by_the_server(
         await store.close()
 
 
+async def test_the_retry_after_a_lost_connection_skips_what_is_stored(
+    pg_conninfo: str, pg_database: str, table: str
+) -> None:
+    """As if the lost attempt had committed: the retry on a new session finds job
+    1 stored and writes the rest (a failover, a restart of PostgreSQL)."""
+    store = PostgresStore(pg_conninfo, table)
+    await store.open()
+    admin = await asyncpg.connect(database=pg_database, **PG)
+    try:
+        await store.write([job(1)], [])
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            pg_database,
+        )
+        await store.write([job(1), job(2)], [])
+        assert [j.id for j in await store.load()] == [1, 2]
+        with pytest.raises(StoreError):  # an id stored twice, not after a lost connection
+            await store.write([job(2)], [])
+    finally:
+        await admin.close()
+        await store.close()
+
+
 @pytest.mark.interop
 async def test_converts_a_table_written_by_gearmand(
     pg_conninfo: str,
