@@ -11,6 +11,7 @@ Cases (all by default):
                 for WAIT on one replica after each write; the Sentinels promote the
                 replica and the old primary comes back as its replica
   redis-nowait  the same without WAIT
+  redis-wait2   WAIT on one of two replicas: after the failover the other one serves
 each on a single server (the PostgreSQL one at --durability power: its commits
 wait for the standby) and on a cluster of --members servers.
 
@@ -36,13 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from ha.drill import Drill, Replicas, run, summary  # the tests' drill
 from ha.replicas import PostgresReplicas, RedisSentinels
 
-CASES = ("pg-sync", "pg-async", "redis-wait", "redis-nowait")
+CASES = ("pg-sync", "pg-async", "redis-wait", "redis-nowait", "redis-wait2")
 
 
 def replicas(case: str) -> Replicas:
     if case.startswith("pg-"):
         return PostgresReplicas(sync=case == "pg-sync").start()
-    return RedisSentinels(wait=case == "redis-wait").start()
+    replicas = 2 if case == "redis-wait2" else 1
+    return RedisSentinels(wait=case != "redis-nowait", replicas=replicas).start()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -167,19 +167,21 @@ MASTER = "gt"
 
 
 class RedisSentinels:
-    """A Redis primary, a replica of it and three Sentinels watching them.
+    """A Redis primary, replicas of it and three Sentinels watching them.
 
     Args:
-        wait: the servers' URL asks for ``WAIT`` on the replica after each write.
+        wait: the servers' URL asks for ``WAIT`` on a replica after each write.
+        replicas: how many.
     """
 
     DOWN_AFTER_MS = 1000
     """How long the primary must be silent before a Sentinel thinks it down."""
 
-    def __init__(self, wait: bool = True) -> None:
+    def __init__(self, wait: bool = True, replicas: int = 1) -> None:
         self.wait = wait
         self.primary = PrivateRedis(appendonly=True)
-        self.replica = PrivateRedis(appendonly=True)
+        self.replicas = [PrivateRedis(appendonly=True) for _ in range(replicas)]
+        self.master = self.primary
         self.dir = Path(tempfile.mkdtemp(prefix="gt-sentinel-"))
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
@@ -188,13 +190,14 @@ class RedisSentinels:
     @property
     def port(self) -> int:
         """Where writes go now."""
-        return self.replica.port if self.promoted else self.primary.port
+        return self.master.port
 
     def start(self) -> RedisSentinels:
         self.primary.start()
-        self.replica.start()
-        self._cli(self.replica.port, "REPLICAOF", HOST, str(self.primary.port))
-        self._wait(lambda: "master_link_status:up" in self._cli(self.replica.port, "INFO"))
+        for replica in self.replicas:
+            replica.start()
+            self._cli(replica.port, "REPLICAOF", HOST, str(self.primary.port))
+            self._wait(lambda r=replica: "master_link_status:up" in self._cli(r.port, "INFO"))
         for port in self.sentinel_ports:
             conf = self.dir / f"sentinel-{port}.conf"
             conf.write_text(
@@ -216,7 +219,8 @@ class RedisSentinels:
     def _sentinel_sees(self, port: int) -> bool:
         info = self._cli(port, "SENTINEL", "MASTER", MASTER).split()
         fields = dict(zip(info[::2], info[1::2], strict=False))
-        return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
+        replicas = str(len(self.replicas))
+        return fields.get("num-slaves") == replicas and fields.get("num-other-sentinels") == "2"
 
     def _cli(self, port: int, *args: str) -> str:
         out = subprocess.run(
@@ -252,20 +256,22 @@ class RedisSentinels:
         self.primary.kill()
 
     def promote(self) -> None:
-        """Wait: the Sentinels promote the replica.  Then the old primary comes
-        back, and the Sentinels make it a replica of the new one: until then
-        there is no replica for ``WAIT`` (the servers refuse with it)."""
-        master = f"{HOST}\n{self.replica.port}"
-        self._wait(
-            lambda: (
-                self._cli(
-                    self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER
-                ).strip()
-                == master
-                and "role:master" in self._cli(self.replica.port, "INFO", "replication")
-            ),
-            timeout=60.0,
-        )
+        """Wait: the Sentinels promote a replica.  Then the old primary comes back,
+        and the Sentinels make it a replica of the new one: with a single replica,
+        until then there is none for ``WAIT`` (the servers refuse with it)."""
+        by_port = {r.port: r for r in self.replicas}
+
+        def promoted() -> bool:
+            answer = self._cli(
+                self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER
+            )
+            port = int(answer.split()[1]) if len(answer.split()) == 2 else 0
+            if port in by_port and "role:master" in self._cli(port, "INFO", "replication"):
+                self.master = by_port[port]
+                return True
+            return False
+
+        self._wait(promoted, timeout=60.0)
         self.promoted = True
         self.primary.start()
 
@@ -281,7 +287,7 @@ class RedisSentinels:
         for proc in self.sentinels:
             proc.kill()
             proc.wait(10)
-        for server in (self.replica, self.primary):
+        for server in (*self.replicas, self.primary):
             server.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
 
