@@ -3,8 +3,8 @@
 
 - a PostgreSQL primary with a streaming standby (initdb, pg_basebackup -R); the
   primary killed (SIGKILL), the standby promoted by hand, as an operator does;
-- a Redis primary (fsync-always AOF) with a replica and three Sentinels; the
-  primary killed, the Sentinels promote the replica by themselves.
+- a Redis primary (fsync-always AOF) with replicas (one by default) and three Sentinels; the
+  primary killed, the Sentinels promote a replica by themselves.
 """
 
 from __future__ import annotations
