@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
 
@@ -27,17 +28,27 @@ class Conn:
         self.sock.sendall(pack(REQ, ptype, args))
 
     def read(self) -> Packet:
+        # Straight into the decoder's buffer, as the server reads: recv() would allocate
+        # a new megabyte for every read, and that cost would follow how the server's
+        # sends happen to be cut into segments rather than what it does.
         while True:
             event = self.decoder.next_event()
             if isinstance(event, Packet):
                 return event
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
+            got = self.sock.recv_into(self.decoder.get_buffer())
+            if not got:
                 raise ConnectionError("closed")
-            self.decoder.feed(chunk)
+            self.decoder.buffer_updated(got)
 
 
-def _echo_worker(port: int, function: bytes, ready: multiprocessing.Event) -> None:  # type: ignore[valid-type]
+def _echo_worker(
+    port: int,
+    function: bytes,
+    ready: multiprocessing.Event,  # type: ignore[valid-type]
+    done: Any = None,
+) -> None:
+    """Echo each job's data back; with ``done`` (a shared counter), answer with nothing
+    and count the jobs instead (a background job's result goes nowhere)."""
     conn = Conn(port)
     conn.send(T.CAN_DO, function)
     ready.set()  # type: ignore[attr-defined]
@@ -48,13 +59,20 @@ def _echo_worker(port: int, function: bytes, ready: multiprocessing.Event) -> No
             conn.send(T.PRE_SLEEP)
             conn.read()  # NOOP
             continue
-        conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[3])
+        if done is None:
+            conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[3])
+            continue
+        conn.send(T.WORK_COMPLETE, packet.args[0], b"")
+        with done.get_lock():
+            done.value += 1
 
 
 @contextmanager
-def echo_worker(port: int, function: bytes = b"lat") -> Iterator[None]:
+def echo_worker(port: int, function: bytes = b"lat", done: Any = None) -> Iterator[None]:
     ready = multiprocessing.Event()
-    proc = multiprocessing.Process(target=_echo_worker, args=(port, function, ready), daemon=True)
+    proc = multiprocessing.Process(
+        target=_echo_worker, args=(port, function, ready, done), daemon=True
+    )
     proc.start()
     ready.wait(10)
     time.sleep(0.2)
@@ -134,9 +152,13 @@ def fill(port: int, jobs: int = 200_000, size: int = 100, window: int = 1000) ->
     return elapsed
 
 
+def payload(size: int) -> bytes:
+    return bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+
+
 def _fg_client(port: int, jobs: int, size: int, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     conn = Conn(port)
-    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    data = payload(size)
     done = 0
     for _ in range(jobs):
         conn.send(T.SUBMIT_JOB, b"lat", b"", data)
@@ -169,3 +191,39 @@ def foreground(
         for proc in procs:
             proc.join()
     return done, elapsed
+
+
+def _bg_client(port: int, jobs: int, size: int) -> None:
+    conn = Conn(port)
+    data = payload(size)
+    for _ in range(jobs):
+        conn.send(T.SUBMIT_JOB_BG, b"lat", str(uuid.uuid4()).encode(), data)
+        while conn.read().type != T.JOB_CREATED:
+            pass
+
+
+def background(
+    port: int, clients: int, jobs: int, size: int, workers: int = 2
+) -> tuple[int, float]:
+    """``clients`` processes each submitting ``jobs`` background jobs of ``size`` bytes,
+    one at a time (each waits for JOB_CREATED), while ``workers`` workers take them and
+    answer with nothing; returns (jobs done, wall seconds until the last is done)."""
+    done = multiprocessing.Value("q", 0)
+    total = clients * jobs
+    with contextlib.ExitStack() as stack:
+        for _ in range(workers):
+            stack.enter_context(echo_worker(port, done=done))
+        procs = [
+            multiprocessing.Process(target=_bg_client, args=(port, jobs, size))
+            for _ in range(clients)
+        ]
+        start = time.perf_counter()
+        for proc in procs:
+            proc.start()
+        deadline = start + 600
+        while done.value < total and time.perf_counter() < deadline:
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - start
+        for proc in procs:
+            proc.join()
+    return int(done.value), elapsed

@@ -1,12 +1,18 @@
 """geartrain against gearmand, side by side: the same loads, alternating runs, medians.
 
     python benchmarks/run.py [--scenarios 1,2,3] [--runs 3] [--quick]
-                             [--servers gearmand,geartrain]
+                             [--servers gearmand,geartrain] [--gearmand PATH ...]
                              [--geartrain-python PATH | --installed] [--profile KEY]
 
 geartrain runs on this interpreter unless --geartrain-python names another, or
 --installed installs it as the README does (`pip install .`, which compiles the
 server's hot modules, into build/bench-venv) and runs that.
+
+--gearmand names a gearmand binary (default Debian's /usr/sbin/gearmand); given
+twice or more, every one runs in the same alternation (e.g. Debian's 1.1 and one
+built from gearmand's current source), and the ratio is against the better of
+them.  The table says which binaries and versions ran, and shows the server's CPU
+per job (user + system, from /proc) beside each rate.
 
 Prints a table, writes benchmarks/results/<time>.json and .png.  Needs Debian's
 gearman-job-server and php-cli php-gearman (scripts/install-system-deps) and, for
@@ -21,9 +27,9 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +39,37 @@ import servers
 from scenarios import SCENARIOS, Scenario
 
 RESULTS = Path(__file__).parent / "results"
-KINDS = ("gearmand", "geartrain")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One server in the comparison: geartrain, or a gearmand binary."""
+
+    label: str  # "geartrain", "gearmand 1.1.20", ...
+    kind: str  # "geartrain" or "gearmand"
+    path: str = servers.GEARMAND
+
+
+def contenders(args: argparse.Namespace) -> list[Contender]:
+    chosen = []
+    for kind in args.servers:
+        if kind == "gearmand":
+            for path in args.gearmand:
+                chosen.append(Contender(f"gearmand {servers.gearmand_version(path)}", kind, path))
+        else:
+            chosen.append(Contender(kind, kind))
+    return chosen
 
 
 def run_once(
-    scenario: Scenario, kind: str, quick: bool, python: str, extra: list[str]
+    scenario: Scenario, who: Contender, quick: bool, python: str, extra: list[str]
 ) -> dict[str, float]:
     tmp = Path(servers.tempfile.mkdtemp(prefix="gt-bench-q-"))
     flags = [*scenario.queue]
-    if kind == "geartrain":
+    if who.kind == "geartrain":
         flags += [*scenario.geartrain, *extra]
-    server = servers.start(kind, [arg.format(tmp=tmp) for arg in flags], python, state_dir=tmp)
+    args = [arg.format(tmp=tmp) for arg in flags]
+    server = servers.start(who.kind, args, python, state_dir=tmp, gearmand=who.path)
     try:
         return scenario.run(server, quick)
     finally:
@@ -62,19 +88,17 @@ def ratio(scenario: Scenario, gearmand: float, geartrain: float) -> float:
 
 
 def measure(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
-    kinds = args.servers
-    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    who = args.contenders
+    runs: dict[str, list[dict[str, float]]] = {c.label: [] for c in who}
     for i in range(args.runs):
-        order = kinds if i % 2 == 0 else kinds[::-1]  # alternate who goes first
-        for kind in order:
-            result = run_once(
-                scenario, kind, args.quick, args.geartrain_python, args.geartrain_flags
-            )
-            runs[kind].append(result)
-            print(f"  {scenario.key} {kind:9} run {i + 1}: {fmt(result)}", flush=True)
+        order = who if i % 2 == 0 else who[::-1]  # alternate who goes first
+        for c in order:
+            result = run_once(scenario, c, args.quick, args.geartrain_python, args.geartrain_flags)
+            runs[c.label].append(result)
+            print(f"  {scenario.key} {c.label:16} run {i + 1}: {fmt(result)}", flush=True)
     medians = {
-        kind: {name: statistics.median(r[name] for r in results) for name in results[0]}
-        for kind, results in runs.items()
+        label: {name: statistics.median(r[name] for r in results) for name in results[0]}
+        for label, results in runs.items()
     }
     entry: dict[str, Any] = {
         "title": scenario.title,
@@ -84,10 +108,14 @@ def measure(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
         "runs": runs,
         "median": medians,
     }
-    if len(kinds) == 2:
-        value = ratio(scenario, headline(medians["gearmand"]), headline(medians["geartrain"]))
-        entry["ratio"] = value
-        entry["met"] = value >= scenario.target
+    gearmands = [label for label in medians if label.startswith("gearmand")]
+    if gearmands and "geartrain" in medians:
+        ours = headline(medians["geartrain"])
+        ratios = {g: ratio(scenario, headline(medians[g]), ours) for g in gearmands}
+        entry["ratios"] = ratios
+        entry["ratio"] = min(ratios.values())  # against the better gearmand
+        entry["against"] = min(ratios, key=ratios.__getitem__)
+        entry["met"] = entry["ratio"] >= scenario.target
     return entry
 
 
@@ -96,38 +124,38 @@ def fmt(result: dict[str, float]) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [
-        f"{'':3} {'scenario':52} {'unit':9} {'gearmand':>11} {'geartrain':>11} {'ratio':>7}"
-        f" {'target':>7} met"
-    ]
+    labels = report["servers"]
+    cols = "".join(f" {label[:16]:>16}" for label in labels)
+    lines = [f"{'':4} {'scenario':48} {'unit':9}{cols} {'ratio':>7} {'target':>7} met"]
     for key, entry in report["scenarios"].items():
         med = entry["median"]
-        values = [f"{headline(med[k]):11,.0f}" if k in med else f"{'-':>11}" for k in KINDS]
+        values = "".join(
+            f" {headline(med[k]):16,.0f}" if k in med else f" {'-':>16}" for k in labels
+        )
         ratio_text = f"{entry['ratio']:7.2f}" if "ratio" in entry else f"{'-':>7}"
         met = ("yes" if entry["met"] else "NO") if "met" in entry else ""
         lines.append(
-            f"{key:3} {entry['title']:52} {entry['unit']:9} {values[0]} {values[1]}"
-            f" {ratio_text} {entry['target']:7.1f} {met}"
+            f"{key:4} {entry['title'][:48]:48} {entry['unit']:9}{values} {ratio_text}"
+            f" {entry['target']:7.1f} {met}"
         )
         first = next(iter(med.values()), {})
+        extras = [name for name in ("submit_jobs_per_s", "drain_jobs_per_s", "jobs_per_s")]
+        extras = [n for n in extras if n in first and n != next(iter(first))]
         if first.keys() >= {"submit_jobs_per_s", "drain_jobs_per_s"}:
-            for part in ("submit", "drain", "jobs"):
-                name = f"{part}_per_s" if part == "jobs" else f"{part}_jobs_per_s"
-                if name == next(iter(first)):
-                    continue  # the headline, already shown
-                got = {k: f"{med[k][name]:11,.0f}" if k in med else f"{'-':>11}" for k in KINDS}
-                part_ratio = (
-                    f"{med['geartrain'][name] / med['gearmand'][name]:7.2f}"
-                    if len(med) == len(KINDS)
-                    else f"{'-':>7}"
-                )
-                label = "submit + drain" if part == "jobs" else part
-                lines.append(
-                    f"{'':3} {'  - ' + label:52} {'jobs/s':9} {got['gearmand']} {got['geartrain']}"
-                    f" {part_ratio}"
-                )
+            for name in extras:
+                label = {"jobs_per_s": "submit + drain"}.get(name, name.split("_")[0])
+                lines.append(part_line(label, "jobs/s", name, med, labels))
+        if "cpu_us_per_job" in first:
+            lines.append(part_line("server CPU per job", "µs", "cpu_us_per_job", med, labels))
     lines.extend(against_memory(report))
     return "\n".join(lines)
+
+
+def part_line(
+    label: str, unit: str, name: str, med: dict[str, dict[str, float]], labels: list[str]
+) -> str:
+    got = "".join(f" {med[k][name]:16,.0f}" if k in med else f" {'-':>16}" for k in labels)
+    return f"{'':4} {'  - ' + label:48} {unit:9}{got}"
 
 
 # Rows whose geartrain figure, with default flags, should be within 5% of -q builtin.
@@ -167,8 +195,9 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.plot([i - 0.4, i + 0.4], [e["target"]] * 2, color="black", linewidth=1)
         ax.text(i, ratios[i], f"{ratios[i]:.2f}", ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("geartrain vs gearmand (>1: geartrain better)")
-    ax.set_title(f"geartrain vs gearmand {report['gearmand_version']} — bars: ratio, lines: target")
+    ax.set_ylabel("geartrain vs the better gearmand (>1: geartrain better)")
+    versions = ", ".join(report["gearmand"].values())
+    ax.set_title(f"geartrain vs gearmand {versions} — bars: ratio, lines: target")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -179,6 +208,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run")
     parser.add_argument("--servers", default="gearmand,geartrain")
+    parser.add_argument(
+        "--gearmand",
+        action="append",
+        metavar="PATH",
+        help=f"a gearmand binary (default {servers.GEARMAND}); repeat to run several",
+    )
     parser.add_argument("--geartrain-python", default=sys.executable)
     parser.add_argument(
         "--installed", action="store_true", help="run geartrain as `pip install .` installs it"
@@ -190,6 +225,8 @@ def main() -> None:
     args = parser.parse_args()
     args.servers = args.servers.split(",")
     args.geartrain_flags = args.geartrain_flags.split()
+    args.gearmand = args.gearmand or [servers.GEARMAND]
+    args.contenders = contenders(args)
     if args.installed:
         args.geartrain_python = servers.install(Path(__file__).parent.parent)
     if args.quick:
@@ -204,9 +241,8 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "gearmand_version": subprocess.run(
-            [servers.GEARMAND, "--version"], capture_output=True, text=True
-        ).stdout.split()[1],
+        "gearmand": {c.path: c.label for c in args.contenders if c.kind == "gearmand"},
+        "servers": [c.label for c in args.contenders],
         "geartrain_python": args.geartrain_python,
         "geartrain_build": servers.build_of(args.geartrain_python),
         "geartrain_flags": args.geartrain_flags,
@@ -215,6 +251,8 @@ def main() -> None:
         "scenarios": {},
     }
     print(f"geartrain: {report['geartrain_build']} ({args.geartrain_python})", flush=True)
+    for path, label in report["gearmand"].items():
+        print(f"{label}: {path}", flush=True)
     for scenario in chosen:
         print(f"{scenario.key}: {scenario.title}", flush=True)
         report["scenarios"][scenario.key] = measure(args, scenario)

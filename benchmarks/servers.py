@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GEARMAND = "/usr/sbin/gearmand"
+"""Debian's gearmand; another build (e.g. one from gearmand's current source) is given by path."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -22,6 +23,12 @@ def install(root: Path) -> str:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(root)], check=True)
     return str(venv / "bin" / "python")
+
+
+def gearmand_version(path: str = GEARMAND) -> str:
+    """The version a gearmand binary reports, e.g. "1.1.20" or "2.0.0-51-ge4f600b6"."""
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[1]
 
 
 def build_of(python: str) -> str:
@@ -91,18 +98,20 @@ def start(
     queue: list[str] | None = None,
     python: str = sys.executable,
     state_dir: Path | None = None,
+    gearmand: str = GEARMAND,
 ) -> Server:
     """Start ``kind`` ("gearmand" or "geartrain") with the in-memory queue unless
     ``queue`` gives gearmand-style queue flags (both servers take the same ones); an
     empty ``queue`` starts the server with its own defaults.  geartrain's default
-    queue file goes under ``state_dir`` (its $XDG_STATE_HOME), so runs never share it."""
+    queue file goes under ``state_dir`` (its $XDG_STATE_HOME), so runs never share it.
+    ``gearmand`` is the binary started for kind "gearmand"."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="gt-bench-"))
     queue = ["-q", "builtin"] if queue is None else queue
     env = dict(os.environ, XDG_STATE_HOME=str(state_dir or tmp))
     if kind == "gearmand":
         argv = [
-            GEARMAND,
+            gearmand,
             "--listen=127.0.0.1",
             f"--port={port}",
             "--log-file=none",

@@ -417,6 +417,7 @@ def test_gearadmin_help_lists_every_option() -> None:
         "--pause",
         "--resume",
         "--show-paused",
+        "--result",
         "--strict",
     ):
         assert f"\n  {option} ".encode() in ours[1]

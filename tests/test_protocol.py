@@ -5,20 +5,23 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geartrain.errors import ProtocolError
 from geartrain.protocol import (
     CHUNK_SIZE,
     HEADER,
+    LARGE,
     PACKETS,
+    POOL_SIZE,
     REQ,
     RES,
     AdminLine,
     Decoder,
     Packet,
     PacketType,
+    drop_pieces,
     encode,
     pack,
 )
@@ -209,6 +212,60 @@ def test_large_packets_in_pieces(chunk: int) -> None:
     assert events[:4] == packets
     assert events[4] == Packet(REQ, PacketType.SUBMIT_JOB, (b"x" * 70000,))  # too few args
     assert all(type(a) is bytes for e in events for a in e.args)  # type: ignore[union-attr]
+
+
+def test_kept_pieces_carry_nothing_over_to_the_next_large_packet() -> None:
+    drop_pieces()
+    first = Decoder()
+    stream = pack(REQ, PacketType.ECHO_REQ, (b"a" * (3 << 20),))
+    first.feed(stream[:1000])
+    assert first.next_event() is None  # the header is in: the body comes in pieces
+    first.feed(stream[1000:])
+    assert first.next_event() == Packet(REQ, PacketType.ECHO_REQ, (b"a" * (3 << 20),))
+    # Another connection's shorter packet lands in the kept pieces, the last partly filled.
+    second = Decoder()
+    data = bytes(range(256)) * 4099 + b"end"
+    stream = pack(RES, PacketType.WORK_COMPLETE, (b"H:x:2", data))
+    events = []
+    for i in range(0, len(stream), 100_000):
+        second.feed(stream[i : i + 100_000])
+        events.append(second.next_event())
+    assert events[-1] == Packet(RES, PacketType.WORK_COMPLETE, (b"H:x:2", data))
+    kept = drop_pieces()
+    assert 0 < kept <= POOL_SIZE
+    assert drop_pieces() == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([PacketType.ECHO_REQ, PacketType.WORK_COMPLETE, PacketType.SUBMIT_JOB]),
+    st.integers(0, 200_000),
+    st.integers(LARGE, 600_000),
+    st.lists(st.integers(1, 300_000), min_size=1, max_size=30),
+)
+def test_large_payload_read_in_place_arrives_whole(
+    ptype: PacketType, head: int, size: int, reads: list[int]
+) -> None:
+    # The first arguments may be longer than half the body (then it stays in pieces).
+    n = len(PACKETS[ptype].args)
+    heads = [bytes([65 + i]) * (head // n) for i in range(n - 1)]
+    data = bytes(range(256)) * (size // 256) + b"\0" * (size % 256)
+    packet = Packet(REQ, ptype, (*heads, data))
+    stream = pack(REQ, ptype, packet.args) + pack(REQ, PacketType.NOOP, ())
+    decoder = Decoder()
+    events = []
+    pos, i = 0, 0
+    while pos < len(stream):
+        space = decoder.get_buffer()
+        step = min(len(space), reads[i % len(reads)], len(stream) - pos)
+        space[:step] = stream[pos : pos + step]
+        decoder.buffer_updated(step)
+        pos, i = pos + step, i + 1
+        while (event := decoder.next_event()) is not None:
+            events.append(event)
+    assert events == [packet, Packet(REQ, PacketType.NOOP, ())]
+    assert all(type(a) is bytes for a in events[0].args)  # type: ignore[union-attr]
+    assert hash(events[0].args[-1]) == hash(data)  # type: ignore[union-attr]
 
 
 def test_buffer_follows_bytes_received_not_bytes_announced() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from geartrain import Client, JobException, JobFailed, Retry, Worker, WorkerJob, sync
+from geartrain import Admin, Client, JobException, JobFailed, Retry, Worker, WorkerJob, sync
 from geartrain.embedded import EmbeddedServer
 from gt_helpers import registered, wait_for, working
-from serverproc import InProcess, ServerProc
+from serverproc import InProcess, ServerProc, start_geartrain
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.in_process]
 
@@ -161,6 +161,36 @@ async def test_a_background_job_is_retried_by_its_submissions_policy(
         await client.submit_background("flaky", b"x", retry=FAST)
         await wait_for(lambda: len(seen) == 3)
     assert seen == [(1, 3, 2), (2, 3, 1), (3, 3, 0)]
+
+
+async def running(address: str, function: str, count: int) -> bool:
+    """True once ``function`` has ``count`` jobs running."""
+    async with Admin(address) as admin:
+        return any(s.function == function and s.running == count for s in await admin.status())
+
+
+@pytest.mark.in_process(False)
+async def test_a_restart_on_sqlite_keeps_a_background_submissions_policy(tmp_path: Path) -> None:
+    """The policy travels with the stored job: after a restart the worker is still
+    told attempts of 4 (the function has no policy of its own), and the attempt
+    that failed before the restart counts."""
+    queue = ["-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.sqlite3")]
+    server = start_geartrain(queue)
+    try:
+        worker, seen = flaky_worker(server.address, fails=1)
+        async with working(worker), Client(server.address) as client:
+            retry = Retry(attempts=4, backoff=2, jitter=0)  # the retry waits out the restart
+            await client.submit_background("flaky", b"x", retry=retry)
+            await wait_for(lambda: len(seen) == 1)
+            await wait_for(lambda: running(server.address, "flaky", 0))
+        server.stop()
+        server = start_geartrain(queue, server.port)
+        worker, seen = flaky_worker(server.address, fails=2)
+        async with working(worker):
+            await wait_for(lambda: len(seen) == 3, timeout=60)
+    finally:
+        server.cleanup()
+    assert seen == [(2, 4, 2), (3, 4, 1), (4, 4, 0)]
 
 
 def test_the_sync_facades_take_retry_policies(gearman_server: EmbeddedServer) -> None:

@@ -43,11 +43,13 @@ if TYPE_CHECKING:
         JobException,
         JobFailed,
         JobTimeout,
+        NoResult,
         NoServersAvailable,
         ProtocolError,
         ResultDecodeError,
         ServerError,
     )
+    from .kept_results import BackgroundJob, JobResult
     from .retry import Retry
     from .worker import Worker
     from .worker_job import WorkerJob
@@ -70,6 +72,9 @@ _WHERE = {
     "JobRequest": "client",
     "JobStatus": "client_job",
     "JobTimeout": "errors",
+    "BackgroundJob": "kept_results",
+    "JobResult": "kept_results",
+    "NoResult": "errors",
     "NoServersAvailable": "errors",
     "Priority": "client",
     "PriorityStatus": "admin",
@@ -106,6 +111,9 @@ __all__ = [
     "JobRequest",
     "JobStatus",
     "JobTimeout",
+    "BackgroundJob",
+    "JobResult",
+    "NoResult",
     "NoServersAvailable",
     "Priority",
     "PriorityStatus",

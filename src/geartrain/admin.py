@@ -24,6 +24,7 @@ from .connection import (
     parse_servers,
 )
 from .errors import ConnectionLost, ServerError
+from .kept_results import JobResult, ask_result
 from .protocol import PacketType
 
 __all__ = [
@@ -381,6 +382,15 @@ class Admin:
     async def delete_failed_all(self, function: str | None = None) -> int:
         """Forget every failed job (of one function if given); returns how many."""
         return _int(await self._value("delete failed all" + (f" {function}" if function else "")))
+
+    # -- kept results of background jobs (geartrain's own command) ---------------------
+
+    async def result(self, handle: Payload, wait: float = 0) -> JobResult | None:
+        """A background job's kept result (``result HANDLE [WAIT]``): ended, or
+        queued or running after ``wait`` seconds; None if the server keeps no
+        result of that handle.  ServerError from a server without the command."""
+        conn = await self._connection()
+        return await ask_result(conn, to_bytes(handle), wait, self.io_timeout)
 
     async def _failed_one(self, verb: str, handle: Payload) -> bool:
         try:

@@ -41,10 +41,12 @@ from .codecs import Codec, Payload, codec_for, encode, to_bytes
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
+    Connection,
     ServerSpec,
     parse_servers,
 )
 from .cron import sched_args
+from .durations import Duration, parse_duration
 from .errors import (
     ConnectionLost,
     GearmanError,
@@ -53,6 +55,8 @@ from .errors import (
     NoServersAvailable,
     ServerError,
 )
+from .extensions import keep_result as keep_result_option
+from .kept_results import BackgroundJob, JobResult, ask_result, outcome
 from .links import ServerLink
 from .priority import Priority
 from .protocol import Packet, PacketType, submit_packet
@@ -353,7 +357,8 @@ class Client:
         priority: Priority = Priority.NORMAL,
         when: When | None = None,
         retry: Retry | None = None,
-    ) -> bytes:
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job and return its handle.
 
         ``unique`` defaults to a random UUID (as libgearman does), so durable
@@ -361,18 +366,32 @@ class Client:
         it an epoch job that runs at that time, as :meth:`submit_at`.
         ``retry`` as for :meth:`submit`; it is kept in the server's memory
         only: a job restored after a restart runs by its function's policy.
+        ``keep_result`` (seconds, a timedelta, or ``"90s"``, ``"15m"``, ``"1h"``)
+        asks a geartrain server to keep the job's result that long after it
+        ends (its function's policy may keep it anyway).
+
+        The handle is a :class:`~geartrain.BackgroundJob`: bytes, and
+        ``await handle.result(timeout=...)`` fetches the kept result.
 
         Raises:
-            NoServersAvailable, ServerError: as for :meth:`submit`.
+            NoServersAvailable, ServerError: as for :meth:`submit`;
+                ServerError ``UNKNOWN_OPTION`` for ``keep_result`` where the
+                server does not keep results (gearmand).
         """
         if when is not None and priority is not Priority.NORMAL:
             raise ValueError("epoch jobs always run at normal priority")
         timing = (T.SUBMIT_JOB_EPOCH, (str(_epoch(when)).encode(),)) if when is not None else None
-        return await self._background(function, data, unique, priority, timing, retry)
+        return await self._background(function, data, unique, priority, timing, retry, keep_result)
 
     async def submit_at(
-        self, when: When, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        when: When,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs at ``when``; return its handle.
 
         ``when`` is a datetime (a naive one is local time) or a Unix time, to
@@ -382,7 +401,9 @@ class Client:
         Raises:
             NoServersAvailable, ServerError: as for :meth:`submit`.
         """
-        return await self.submit_background(function, data, unique=unique, when=when)
+        return await self.submit_background(
+            function, data, unique=unique, when=when, keep_result=keep_result
+        )
 
     async def submit_later(
         self,
@@ -391,7 +412,8 @@ class Client:
         data: Any = b"",
         *,
         unique: Payload | None = None,
-    ) -> bytes:
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs ``delay`` seconds from now; return its handle.
 
         The time is rounded up to the next whole second (SUBMIT_JOB_EPOCH), so
@@ -405,11 +427,17 @@ class Client:
         if seconds < 0:
             raise ValueError(f"delay must not be negative, not {delay!r}")
         when = math.ceil(time.time() + seconds)
-        return await self.submit_at(when, function, data, unique=unique)
+        return await self.submit_at(when, function, data, unique=unique, keep_result=keep_result)
 
     async def submit_cron(
-        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        cron: str,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job for the next minute that matches ``cron``; return its handle.
 
         ``cron`` is ``"minute hour day-of-month month day-of-week"`` (UTC), each
@@ -424,7 +452,9 @@ class Client:
             NoServersAvailable, ServerError: as for :meth:`submit`.
         """
         timing = (T.SUBMIT_JOB_SCHED, sched_args(cron))
-        return await self._background(function, data, unique, Priority.NORMAL, timing)
+        return await self._background(
+            function, data, unique, Priority.NORMAL, timing, keep_result=keep_result
+        )
 
     async def _background(
         self,
@@ -434,15 +464,18 @@ class Client:
         priority: Priority,
         timing: _Timing | None,
         retry: Retry | None = None,
-    ) -> bytes:
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
+        keep = _keep(keep_result) if keep_result is not None else 0.0
         key = to_bytes(unique) if unique is not None else str(uuid.uuid4()).encode()
         job = Job(self, function, self._encode(function, data), key, Priority(priority), None)
         job.retry = _checked(retry)
         with tracing.span("gearman.submit_background", "PRODUCER", function) as span:
-            await self._dispatch(job, background=True, timing=timing)
+            await self._dispatch(job, background=True, timing=timing, keep_result=keep)
             tracing.set_handle(span, job.handle)
         assert job.handle is not None
-        return job.handle
+        codec = self.codecs.get(function) or codec_for(data)
+        return BackgroundJob(job.handle, partial(self._result, codec=codec))
 
     def _encode(self, function: str, data: Any) -> bytes:
         return encode(data, self.codecs.get(function))
@@ -467,7 +500,12 @@ class Client:
         ]
 
     async def _dispatch(
-        self, job: Job, *, background: bool, timing: _Timing | None = None
+        self,
+        job: Job,
+        *,
+        background: bool,
+        timing: _Timing | None = None,
+        keep_result: float = 0.0,
     ) -> ServerLink:
         args: tuple[bytes, ...]
         if timing is not None:
@@ -488,6 +526,7 @@ class Client:
                     *args,
                     on_reply=partial(self._created, job, link, background),
                     retry=job.retry,
+                    keep_result=keep_result,
                 )
             except ConnectionLost as exc:
                 failures.append(exc)
@@ -575,6 +614,85 @@ class Client:
             raise NoServersAvailable("no server answered: " + "; ".join(failures))
         return answer
 
+    # -- kept results of background jobs -------------------------------------------------
+
+    async def result(
+        self,
+        handle: Payload,
+        *,
+        timeout: float | None = None,
+        server: ServerSpec | None = None,
+        codec: Codec | None = None,
+    ) -> Any:
+        """The kept result of a background job: wait up to ``timeout`` seconds
+        (None: until it ends; 0: ask once) for a job still queued or running,
+        then return its WORK_COMPLETE data (decoded by ``codec`` if given) or
+        raise what a foreground job would have raised.
+
+        A geartrain server keeps results when the function's policy says
+        ``keep_results`` or the submission asked (``keep_result``).  The server
+        is the one given, else the one this client submitted the job to, else
+        each server in turn until one knows the handle.
+
+        Raises:
+            NoResult: no server keeps a result of that handle (or it expired).
+            JobTimeout: the job has not ended within ``timeout``; it keeps running.
+            JobException, JobFailed, JobCancelled: how the job ended.
+            NoServersAvailable: no server could be asked.
+            ServerError: the server does not keep results (gearmand).
+        """
+        return await self._result(to_bytes(handle), timeout, server=server, codec=codec)
+
+    async def result_status(
+        self, handle: Payload, *, timeout: float | None = 0, server: ServerSpec | None = None
+    ) -> JobResult | None:
+        """What the server says of a background job's result, without raising for
+        how it ended: a :class:`~geartrain.JobResult`, or None where nothing is
+        kept.  ``timeout`` as for :meth:`result` (here 0 by default: ask once)."""
+        key = to_bytes(handle)
+        links = self._status_order(self._handles.get(key), server)
+        failures: list[str] = []
+        for link in links:
+            try:
+                # A server that does not hold the job answers at once.
+                answer = await self._ask_result(link, key, timeout)
+            except ConnectionLost as exc:
+                failures.append(str(exc))
+                continue
+            finally:
+                self._drop_temporary(link)
+            if answer is not None:
+                return answer
+        if len(failures) == len(links):
+            raise NoServersAvailable("no server answered: " + "; ".join(failures))
+        return None
+
+    async def _result(
+        self,
+        handle: bytes,
+        timeout: float | None,
+        *,
+        server: ServerSpec | None = None,
+        codec: Codec | None = None,
+    ) -> Any:
+        answer = await self.result_status(handle, timeout=timeout, server=server)
+        return outcome(handle, answer, codec)
+
+    async def _ask_result(
+        self, link: ServerLink, handle: bytes, timeout: float | None
+    ) -> JobResult | None:
+        """Ask one server on a connection of its own (a wait holds up its answers)."""
+        conn = await Connection.open(
+            link.address,
+            connect_timeout=self.connect_timeout,
+            ssl=self.ssl,
+            io_timeout=self.io_timeout,
+        )
+        try:
+            return await ask_result(conn, handle, timeout, self.io_timeout)
+        finally:
+            conn.close()
+
     async def echo(self, data: Payload = b"ping", *, server: ServerSpec | None = None) -> bytes:
         """Send ECHO_REQ to a server (the first one by default) and return the echo."""
         link = self._status_order(None, server)[0]
@@ -606,3 +724,13 @@ def _epoch(when: When) -> int:
     if isinstance(when, datetime):
         return int(when.timestamp())
     return int(when)
+
+
+def _keep(keep_result: Duration) -> float:
+    """Seconds to keep a result; a bad value fails here, before anything is sent."""
+    try:
+        keep = parse_duration(keep_result)
+        keep_result_option(keep)
+    except ValueError as error:
+        raise ValueError(f"keep_result: {error}") from None
+    return keep

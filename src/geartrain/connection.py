@@ -342,8 +342,13 @@ class Connection(asyncio.Protocol):
         *args: bytes,
         on_reply: Callable[[Packet], None] | None = None,
         timeout: float | None = None,
+        options: tuple[bytes, bytes] | None = None,
     ) -> Packet:
         """Send a request and return its reply packet (which may be ERROR).
+
+        ``options`` are two OPTION_REQs written just before the request and just
+        after it, with nothing between (one sets a connection's option for this
+        request, the other sets it back); their answers are read and dropped.
 
         ``on_reply`` runs synchronously as the reply is decoded, before any
         later packet is handled: a submitter uses it to register the job
@@ -354,7 +359,11 @@ class Connection(asyncio.Protocol):
                 ``timeout`` (default ``io_timeout``); the connection is then
                 dropped, since a late reply would match the wrong request.
         """
+        if options is not None:
+            self._option(options[0])
         future = self.ask(packet_type, *args, on_reply=on_reply)
+        if options is not None:
+            self._option(options[1])
         if self._paused:  # a big payload: let the kernel take it before waiting on
             await self.drain(timeout)
         packet: Packet = await self._wait(future, timeout, packet_type.name)
@@ -377,6 +386,12 @@ class Connection(asyncio.Protocol):
         self.send(packet_type, *args)
         self._pending.append(_Pending(future, on_reply))
         return future
+
+    def _option(self, option: bytes) -> None:
+        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_ignore)
+        self.send(PacketType.OPTION_REQ, option)
+        self._pending.append(_Pending(future))
 
     async def text(
         self, command: str | bytes, *, listing: bool, timeout: float | None = None
@@ -482,3 +497,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _ignore(future: asyncio.Future[Any]) -> None:
+    """Read an answer nobody waits for (a lost connection's error included)."""
+    if not future.cancelled():
+        future.exception()

@@ -14,6 +14,7 @@ __all__ = [
     "JobException",
     "JobFailed",
     "JobTimeout",
+    "NoResult",
     "NoServersAvailable",
     "ProtocolError",
     "ResultDecodeError",
@@ -94,6 +95,20 @@ class JobException(JobFailed):
         self.data = data
         self.text = data.decode("utf-8", errors="replace")
         super().__init__(handle, self.text[:500] or "job raised an exception")
+
+
+class NoResult(GearmanError, LookupError):
+    """No result is kept for this handle: no such job, nobody asked to keep its
+    result, or it expired (also a ``LookupError``).
+
+    Attributes:
+        handle: the job handle.
+    """
+
+    def __init__(self, handle: bytes) -> None:
+        name = handle.decode(errors="replace")
+        super().__init__(f"no result kept for {name} (unknown handle, not kept, or expired)")
+        self.handle = handle
 
 
 class JobTimeout(GearmanError, TimeoutError):

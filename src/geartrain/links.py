@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
+from . import extensions
 from .client_job import Job, parse_status
 from .connection import Address, Backoff, Connection
-from .errors import ConnectionLost
+from .errors import ConnectionLost, ServerError
+from .extensions import KEEP_NO_RESULT
 from .protocol import Packet, PacketType
 from .retry import OPTION, Retry, option
 
@@ -71,6 +74,10 @@ class ServerLink:
         self._lock = asyncio.Lock()
         # The connection last asked for the retries extension, and its answer.
         self._retries: tuple[Connection, bool] | None = None
+        # Whether each connection's server takes the keep_result option.
+        self._keeps_results: weakref.WeakKeyDictionary[Connection, bool] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def is_down(self, now: float) -> bool:
         return self.down_until > now
@@ -86,11 +93,14 @@ class ServerLink:
         *args: bytes,
         on_reply: Callable[[Packet], None] | None = None,
         retry: Retry | None = None,
+        keep_result: float = 0.0,
     ) -> Packet:
         """Send a request on this server's connection (opened if needed); return the reply.
 
         ``retry`` is a submission's retry policy: sent just ahead of it, where
-        the server takes the retries extension.
+        the server takes the retries extension.  ``keep_result`` (seconds) asks
+        geartrain to keep the result of this background job: the
+        ``keep_result=`` option is set for it alone.
 
         The server has ``io_timeout`` in all to answer, counted from the first
         packet sent: a new connection's handshake and the retry below wait
@@ -106,12 +116,19 @@ class ServerLink:
         for attempt in (1, 2):
             conn, fresh = await self.connection(wait)
             try:
-                if retry is not None and await self._takes_retries(conn, wait):
-                    # Nothing else is sent between the two: the option is for this job.
+                # Ask what the server takes first: nothing may be sent between
+                # an option for this job and the job.
+                with_retry = retry is not None and await self._takes_retries(conn, wait)
+                options = None
+                if keep_result:
+                    await self._check_keeps_results(conn, wait)
+                    options = (extensions.keep_result(keep_result), KEEP_NO_RESULT)
+                if with_retry:
+                    assert retry is not None
                     answer = conn.ask(T.OPTION_REQ, option(retry))
                     answer.add_done_callback(self._retry_refused)
                 return await conn.request(
-                    packet_type, *args, on_reply=on_reply, timeout=wait.left()
+                    packet_type, *args, on_reply=on_reply, timeout=wait.left(), options=options
                 )
             except ConnectionLost:
                 # An idle connection the server closed (say, it restarted)
@@ -140,6 +157,19 @@ class ServerLink:
             return
         if answer.result().type is T.ERROR:
             log.warning("%s refused a retry policy: %r", self.address, answer.result().args)
+
+    async def _check_keeps_results(self, conn: Connection, wait: AnswerClock) -> None:
+        """Raise ServerError unless the server takes the ``keep_result=`` option
+        (asked once per connection; gearmand answers UNKNOWN_OPTION)."""
+        if conn not in self._keeps_results:
+            reply = await conn.request(T.OPTION_REQ, KEEP_NO_RESULT, timeout=wait.left())
+            self._keeps_results[conn] = reply.type is T.OPTION_RES
+        if not self._keeps_results[conn]:
+            raise ServerError(
+                "UNKNOWN_OPTION",
+                f"{self.address} does not keep results of background jobs"
+                " (no keep_result option: not a geartrain server?)",
+            )
 
     async def connection(self, wait: AnswerClock) -> tuple[Connection, bool]:
         """The open connection, and whether it was opened just now.

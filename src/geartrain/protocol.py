@@ -18,6 +18,7 @@ import struct
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
+from . import blank_bytes
 from .errors import ProtocolError
 
 __all__ = [
@@ -291,7 +292,42 @@ bytes received (memory follows what arrives), are never copied while the body
 grows, and are joined once at the end: a large packet costs its reads and one
 copy, in steps of at most this size, so other connections wait little for it."""
 
+POOL_SIZE = 1 << 25
+"""Bytes of free large-packet pieces kept for the next large packet, process-wide.
+A fresh piece is zero-filled by its allocation, a pass over every byte that a
+kept one skips; :func:`drop_pieces` gives them back (the idle trimmer)."""
+
 _EMPTY = bytearray()
+_pool: dict[int, list[bytearray]] = {}  # free pieces by size: powers of two
+_pool_bytes = 0
+
+
+def _piece(size: int) -> bytearray:
+    """A piece of ``size`` bytes (a power of two), a kept one if there is one."""
+    global _pool_bytes
+    free = _pool.get(size)
+    if free:
+        _pool_bytes -= size
+        return free.pop()
+    return bytearray(size)
+
+
+def _keep_pieces(pieces: list[bytearray]) -> None:
+    global _pool_bytes
+    for piece in pieces:
+        size = len(piece)
+        if size & (size - 1) or _pool_bytes + size > POOL_SIZE:
+            continue  # a first piece (any size), or the pool is full
+        _pool.setdefault(size, []).append(piece)
+        _pool_bytes += size
+
+
+def drop_pieces() -> int:
+    """Give back the kept pieces; returns their bytes."""
+    global _pool_bytes
+    dropped, _pool_bytes = _pool_bytes, 0
+    _pool.clear()
+    return dropped
 
 
 class Decoder:
@@ -305,10 +341,13 @@ class Decoder:
     Memory follows the bytes received, not the size a header announces: a
     small packet's bytes double the buffer as they arrive, and the body of a
     large one (from :data:`LARGE` bytes) that does not fit is received in
-    pieces, each at most as large as what has arrived, joined once at the end;
-    so a 12-byte header claiming 64 MiB costs a few kilobytes until the bytes
-    come.  No buffer is allocated before the first read, and :meth:`release`
-    gives it back while nothing is pending.
+    pieces, each at most as large as what has arrived; so a 12-byte header
+    claiming 64 MiB costs a few kilobytes until the bytes come.  Once half the
+    body is in, its last argument (the payload) is allocated whole as the
+    ``bytes`` it will be (:mod:`.blank_bytes`), what has arrived of it is copied
+    there, and the rest is read straight into it: the second half of a large
+    payload is copied once, by the kernel.  No buffer is allocated before the
+    first read, and :meth:`release` gives it back while nothing is pending.
 
     ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
     that cannot be framed (bad magic, unknown type, size over the limit, an
@@ -329,6 +368,10 @@ class Decoder:
         "_body_size",
         "_body_have",
         "_chunk_fill",
+        "_heads",
+        "_tail",
+        "_tail_view",
+        "_tail_fill",
         "max_packet_size",
         "max_line_size",
     )
@@ -349,6 +392,10 @@ class Decoder:
         self._body_size = 0
         self._body_have = 0  # bytes of it received
         self._chunk_fill = 0  # bytes in its last piece
+        self._heads: tuple[bytes, ...] = ()  # its arguments before the last, once cut
+        self._tail: bytes | None = None  # its last argument, read in place
+        self._tail_view = memoryview(_EMPTY)  # writable view of the last argument
+        self._tail_fill = 0  # bytes of it received
         self.max_packet_size = max_packet_size
         self.max_line_size = max_line_size
 
@@ -360,7 +407,8 @@ class Decoder:
     @property
     def allocated(self) -> int:
         """Size of the receive buffer and of a large packet's pieces."""
-        return len(self._buf) + (sum(map(len, self._body)) if self._body else 0)
+        tail = len(self._tail) if self._tail is not None else 0
+        return len(self._buf) + (sum(map(len, self._body)) if self._body else 0) + tail
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Writable space for the next read.
@@ -375,7 +423,10 @@ class Decoder:
         """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
         if self._in_body():
             self._body_have += nbytes
-            self._chunk_fill += nbytes
+            if self._tail is None:
+                self._chunk_fill += nbytes
+            else:
+                self._tail_fill += nbytes
         else:
             self._end += nbytes
 
@@ -395,16 +446,52 @@ class Decoder:
 
     def _body_space(self) -> memoryview:
         assert self._body is not None
+        if self._tail is not None:
+            return self._tail_space()
         last = self._body[-1]
-        if self._chunk_fill == len(last):
-            # A new piece, as large as what has arrived (memory follows the bytes),
-            # and never past the body's end, so what follows goes to the buffer.
-            have = self._body_have
-            size = min(self._body_size - have, max(RECV_SIZE, min(have, CHUNK_SIZE)))
-            last = bytearray(size)
+        fill = self._chunk_fill
+        if fill == len(last):
+            if 2 * self._body_have >= self._body_size and self._to_tail():
+                return self._tail_space()
+            # A new piece, at most as large as what has arrived (memory follows the
+            # bytes): a power of two, so that a kept one fits the next packet.
+            size = CHUNK_SIZE
+            while size > RECV_SIZE and size > self._body_have:
+                size >>= 1
+            last = _piece(size)
             self._body.append(last)
-            self._chunk_fill = 0
-        return memoryview(last)[self._chunk_fill :]
+            self._chunk_fill = fill = 0
+        # Never past the body's end, so what follows goes to the buffer.
+        return memoryview(last)[fill : fill + self._body_size - self._body_have]
+
+    def _tail_space(self) -> memoryview:
+        # At most CHUNK_SIZE a read, so other connections wait little for this one.
+        fill = self._tail_fill
+        return self._tail_view[fill : fill + min(CHUNK_SIZE, len(self._tail_view) - fill)]
+
+    def _to_tail(self) -> bool:
+        """Half the body is in (every piece full): cut the arguments before the
+        last out of the pieces, and go on receiving the last in place."""
+        argc = _ARGC[self._body_head[1]]
+        pieces = self._body
+        if argc == 0 or not blank_bytes.AVAILABLE or pieces is None:
+            return False
+        split = _split([(p, 0, len(p)) for p in pieces], argc - 1)
+        if split is None:
+            return False  # the first arguments are longer than half the body
+        heads, rest = split
+        size = self._body_size - self._body_have + sum(end - start for _, start, end in rest)
+        if size < RECV_SIZE:
+            return False  # not worth it (and blank() needs more than one byte)
+        tail, view = blank_bytes.blank(size)
+        fill = 0
+        for buf, start, end in rest:
+            view[fill : fill + end - start] = memoryview(buf)[start:end]
+            fill += end - start
+        self._heads, self._tail, self._tail_view, self._tail_fill = heads, tail, view, fill
+        _keep_pieces(pieces)  # their bytes are copied out
+        self._body = []
+        return True
 
     def release(self, force: bool = False) -> bool:
         """Give back the buffer if nothing is pending (or ``force``: drop what
@@ -412,6 +499,7 @@ class Decoder:
         if force:
             self._body = None
             self._body_have = 0
+            self._drop_tail()
         elif self._start != self._end or self._body is not None:
             return False
         if self._buf is _EMPTY:
@@ -511,6 +599,10 @@ class Decoder:
         self._body_have = self._chunk_fill = len(first)
         self._start = self._end = self._need = 0
 
+    def _drop_tail(self) -> None:
+        self._heads, self._tail, self._tail_view = (), None, memoryview(_EMPTY)
+        self._tail_fill = 0
+
     def _take_body(self) -> Packet:
         assert self._body is not None
         pieces, self._body = self._body, None
@@ -518,7 +610,15 @@ class Decoder:
         magic, ptype = self._body_head
         argc, packet_type = _ARGC[ptype], _TYPES[ptype]
         assert packet_type is not None  # checked with the header
-        args = _cut([(p, 0, len(p)) for p in pieces], argc) if argc else ()
+        tail = self._tail
+        if tail is not None:
+            args = (*self._heads, tail)
+            self._drop_tail()
+            return Packet(magic, packet_type, args)
+        spans = [(p, 0, len(p)) for p in pieces]
+        spans[-1] = (pieces[-1], 0, self._chunk_fill)  # the last may be partly filled
+        args = _cut(spans, argc) if argc else ()
+        _keep_pieces(pieces)  # _cut copied what it needs
         return Packet(magic, packet_type, args)
 
     def _next_line(self, buf: bytearray, pos: int) -> AdminLine | None:
@@ -533,6 +633,29 @@ class Decoder:
         if end > pos and buf[end - 1] == 13:  # "\r"
             end -= 1
         return AdminLine(bytes(self._view[pos:end]))
+
+
+def _split(
+    pieces: list[tuple[bytearray, int, int]], count: int
+) -> tuple[tuple[bytes, ...], list[tuple[bytearray, int, int]]] | None:
+    """The first ``count`` NUL-terminated arguments of ``(buffer, start, end)``
+    pieces, and the pieces of what follows them; None if they do not all end there."""
+    heads: list[bytes] = []
+    parts: list[memoryview] = []
+    for i, (buf, start, end) in enumerate(pieces):
+        view = memoryview(buf)
+        while len(heads) < count:
+            nul = buf.find(b"\0", start, end)
+            if nul < 0:
+                break
+            parts.append(view[start:nul])
+            heads.append(b"".join(parts))
+            parts.clear()
+            start = nul + 1
+        if len(heads) == count:
+            return tuple(heads), [(buf, start, end), *pieces[i + 1 :]]
+        parts.append(view[start:end])
+    return None
 
 
 def _cut(pieces: list[tuple[bytearray, int, int]], argc: int) -> tuple[bytes, ...]:

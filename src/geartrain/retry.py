@@ -12,11 +12,12 @@ alike.  Which policy wins where several apply is the server's rule
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["OPTION", "OUTCOMES", "Retry", "option", "read_option"]
+__all__ = ["OPTION", "OUTCOMES", "Retry", "option", "read_option", "storable", "stored"]
 
 OPTION = b"retries"
 """The OPTION_REQ that asks a server for the retries extension (gearmand answers
@@ -145,3 +146,22 @@ def read_option(text: bytes) -> tuple[Retry, bytes | None] | None:
     if not function:
         raise ValueError("retry-for: the function name is missing")
     return Retry.from_text(policy), function
+
+
+def storable(retry: Retry | None) -> str:
+    """A submission's policy as the stores keep it: its words (:meth:`Retry.to_text`),
+    or empty for none; :func:`stored` reads it back."""
+    return "" if retry is None else retry.to_text().decode()
+
+
+@functools.lru_cache(maxsize=64)
+def stored(text: str | bytes | None) -> Retry | None:
+    """A submission's policy as a store kept it (:meth:`Retry.to_text`'s words,
+    empty or NULL for none); words that no longer read give None (the
+    function's policy then applies), so a store's row never stops a restore."""
+    if not text:
+        return None
+    try:
+        return Retry.from_text(text.encode() if isinstance(text, str) else text)
+    except (ValueError, UnicodeEncodeError):
+        return None

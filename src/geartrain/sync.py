@@ -25,13 +25,16 @@ from typing import Any, TypeVar, overload
 from . import admin as _admin
 from . import client as _client
 from . import client_job as _job
+from . import kept_results as _kept
 from . import worker as _worker
 from .admin import FailedJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from .client import JobRequest, Priority
 from .client_job import JobStatus, Update
 from .codecs import Codec, Payload
 from .connection import Address, ServerSpec
+from .durations import Duration
 from .errors import JobTimeout
+from .kept_results import JobResult
 from .retry import Retry
 from .worker import JobFunction, WorkerJob, registration
 
@@ -108,6 +111,30 @@ def _loop() -> _LoopThread:
 async def _make(factory: Callable[[], R]) -> R:
     # Build asyncio objects on the loop thread, where they will live.
     return factory()
+
+
+class BackgroundJob(bytes):
+    """A background job's handle (bytes) whose ``result(timeout=...)`` fetches its
+    kept result (see :class:`geartrain.BackgroundJob`)."""
+
+    _job: _kept.BackgroundJob
+    _runner: _LoopThread
+
+    def __new__(cls, job: _kept.BackgroundJob, runner: _LoopThread) -> BackgroundJob:
+        handle = super().__new__(cls, job)
+        handle._job, handle._runner = job, runner
+        return handle
+
+    @property
+    def handle(self) -> bytes:
+        return bytes(self)
+
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        return bytes, (bytes(self),)  # pickled (or copied) as the plain handle
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait up to ``timeout`` seconds (None: until it ends) and return the result."""
+        return self._runner.run(self._job.result(timeout))
 
 
 class Job:
@@ -265,19 +292,35 @@ class Client:
         priority: Priority = Priority.NORMAL,
         when: _client.When | None = None,
         retry: Retry | None = None,
-    ) -> bytes:
-        """Queue a background job; return its handle (as the asyncio ``submit_background``)."""
-        return self._runner.run(
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
+        """Queue a background job; return its handle (as the asyncio ``submit_background``),
+        whose ``result(timeout=...)`` fetches the kept result."""
+        job = self._runner.run(
             self._client.submit_background(
-                function, data, unique=unique, priority=priority, when=when, retry=retry
+                function,
+                data,
+                unique=unique,
+                priority=priority,
+                when=when,
+                retry=retry,
+                keep_result=keep_result,
             )
         )
+        return BackgroundJob(job, self._runner)
 
     def submit_at(
-        self, when: _client.When, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        when: _client.When,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs at ``when`` (see :meth:`geartrain.Client.submit_at`)."""
-        return self._runner.run(self._client.submit_at(when, function, data, unique=unique))
+        job = self._client.submit_at(when, function, data, unique=unique, keep_result=keep_result)
+        return BackgroundJob(self._runner.run(job), self._runner)
 
     def submit_later(
         self,
@@ -286,15 +329,26 @@ class Client:
         data: Any = b"",
         *,
         unique: Payload | None = None,
-    ) -> bytes:
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job that runs ``delay`` from now (see ``Client.submit_later``)."""
-        return self._runner.run(self._client.submit_later(delay, function, data, unique=unique))
+        job = self._client.submit_later(
+            delay, function, data, unique=unique, keep_result=keep_result
+        )
+        return BackgroundJob(self._runner.run(job), self._runner)
 
     def submit_cron(
-        self, cron: str, function: str, data: Any = b"", *, unique: Payload | None = None
-    ) -> bytes:
+        self,
+        cron: str,
+        function: str,
+        data: Any = b"",
+        *,
+        unique: Payload | None = None,
+        keep_result: Duration | None = None,
+    ) -> BackgroundJob:
         """Queue a background job for the next minute matching ``cron`` (see ``submit_cron``)."""
-        return self._runner.run(self._client.submit_cron(cron, function, data, unique=unique))
+        job = self._client.submit_cron(cron, function, data, unique=unique, keep_result=keep_result)
+        return BackgroundJob(self._runner.run(job), self._runner)
 
     def get_status(self, handle: Payload, *, server: ServerSpec | None = None) -> JobStatus:
         """Job status by handle (see :meth:`geartrain.Client.get_status`)."""
@@ -303,6 +357,25 @@ class Client:
     def get_status_unique(self, unique: Payload) -> JobStatus:
         """Job status by unique key (see :meth:`geartrain.Client.get_status_unique`)."""
         return self._runner.run(self._client.get_status_unique(unique))
+
+    def result(
+        self,
+        handle: Payload,
+        *,
+        timeout: float | None = None,
+        server: ServerSpec | None = None,
+        codec: Codec | None = None,
+    ) -> Any:
+        """A background job's kept result (see :meth:`geartrain.Client.result`)."""
+        return self._runner.run(
+            self._client.result(handle, timeout=timeout, server=server, codec=codec)
+        )
+
+    def result_status(
+        self, handle: Payload, *, timeout: float | None = 0, server: ServerSpec | None = None
+    ) -> JobResult | None:
+        """What the server says of a kept result (see ``Client.result_status``)."""
+        return self._runner.run(self._client.result_status(handle, timeout=timeout, server=server))
 
     def echo(self, data: Payload = b"ping", *, server: ServerSpec | None = None) -> bytes:
         """ECHO_REQ round trip (see :meth:`geartrain.Client.echo`)."""
@@ -515,3 +588,7 @@ class Admin:
 
     def paused(self) -> list[str]:
         return self._runner.run(self._admin.paused())
+
+    def result(self, handle: Payload, wait: float = 0) -> JobResult | None:
+        """A background job's kept result (see :meth:`geartrain.Admin.result`)."""
+        return self._runner.run(self._admin.result(handle, wait))

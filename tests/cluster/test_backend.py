@@ -7,16 +7,17 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from geartrain.cluster import Claimed, Failure, Retry, Submission
 from geartrain.cluster.backend import ClusterBackend
 from geartrain.cluster.rescue import rescue
 from geartrain.server.policies import Policies
-from geartrain.store.records import decode_outcomes
+from geartrain.store.records import KeptResult, decode_outcomes
 from gt_helpers import wait_for
 
-from .stores import RedisShared, SharedStore
+from .stores import PostgresShared, RedisShared, SharedStore
 
 pytestmark = [pytest.mark.backend]
 
@@ -293,6 +294,62 @@ async def test_a_server_death_is_a_lost_workers_attempt(backend: ClusterBackend)
     assert await backend.queues() == []
 
 
+async def test_a_submissions_policy_and_keep_travel_with_its_row(backend: ClusterBackend) -> None:
+    """Whoever claims or rescues the job gets the policy and the keep_result its
+    submission carried; a job without them gets none."""
+    words = "attempts=3;on=worker_lost;backoff=0.0;cap=3600.0;jitter=0.0"
+    await backend.submit([job(b"a")._replace(retry=words, keep=60.0), job(b"b")], b"H")
+    server = await backend.register("one", 30)
+    first, second = await backend.claim(server, [(b"f", 2)])
+    assert (first.retry, first.keep, second.retry, second.keep) == (words, 60.0, "", 0.0)
+    await backend.release([(c.id, c.claim, c.retries) for c in (first, second)])
+    dying = await backend.register("dying", SHORT)
+    assert len(await backend.claim(dying, [(b"f", 2)])) == 2
+    # One attempt in all by the built-in policy: b fails for good; a's own policy
+    # allows three, so it is queued again.
+    assert await expired(backend, retry_limit=1) == (1, 1, 1)
+    [again] = await backend.claim(server, [(b"f", 1)])
+    assert (again.data, again.retry, again.keep, again.failures) == (b"a", words, 60.0, 1)
+
+
+@pytest.mark.parametrize("shared_store", [PostgresShared], ids=["postgres"], indirect=True)
+async def test_a_jobs_table_of_the_version_before_gets_the_new_columns(
+    shared_store: PostgresShared,
+) -> None:
+    """A cluster's jobs table made before submissions' policies and keeps were
+    stored keeps its jobs, which have none; new ones keep theirs."""
+    conn = await asyncpg.connect(database=shared_store.database, **shared_store.address)
+    try:
+        await conn.execute(
+            "CREATE TABLE queue_cluster_jobs (id BIGSERIAL PRIMARY KEY,"
+            " function_name BYTEA NOT NULL, unique_key BYTEA NOT NULL, coalesce_key BYTEA,"
+            " priority SMALLINT NOT NULL, state SMALLINT NOT NULL DEFAULT 0,"
+            " run_at TIMESTAMPTZ NOT NULL, owner BIGINT, attempt INTEGER NOT NULL DEFAULT 0,"
+            " retries INTEGER NOT NULL DEFAULT 0, numerator BIGINT NOT NULL DEFAULT 0,"
+            " denominator BIGINT NOT NULL DEFAULT 0, prefix BYTEA NOT NULL,"
+            " reducer BYTEA NOT NULL, data BYTEA NOT NULL,"
+            " failures INTEGER NOT NULL DEFAULT 0, outcomes JSONB NOT NULL DEFAULT '[]')"
+        )
+        await conn.execute(
+            "INSERT INTO queue_cluster_jobs (function_name, unique_key, priority, run_at,"
+            " prefix, reducer, data) VALUES ('f', '', 1, now(), 'H', '', 'old')"
+        )
+    finally:
+        await conn.close()
+    backend = shared_store.backend()
+    await backend.open(lambda: None)
+    try:
+        await backend.submit([job(b"new")._replace(retry="attempts=2", keep=5.0)], b"H")
+        server = await backend.register("one", 30)
+        claimed = await backend.claim(server, [(b"f", 2)])
+        assert [(c.data, c.retry, c.keep) for c in claimed] == [
+            (b"old", "", 0.0),
+            (b"new", "attempts=2", 5.0),
+        ]
+    finally:
+        await backend.close()
+
+
 # PostgreSQL fences by the claim alone: its ids are never handed out again.
 @pytest.mark.parametrize("shared_store", [RedisShared], ids=["redis"], indirect=True)
 async def test_on_redis_only_the_owner_retries_or_fails_a_job(
@@ -327,3 +384,24 @@ async def test_paused_functions_are_shared(backend: ClusterBackend) -> None:
     assert await backend.paused() == [b"email", b"video"]
     await backend.set_paused(b"video", False)
     assert await backend.paused() == [b"email"]
+
+
+async def test_kept_results(backend: ClusterBackend) -> None:
+    now = time.time()
+    done = KeptResult(b"H:a:c1", b"f", "complete", b"\0out\xff", 60.0, now)
+    failed = KeptResult(b"H:a:c2", b"f", "exception", b"ValueError", 0.5, now)
+    await backend.write_results([done, failed], [])
+    assert await backend.result(b"H:a:c1") == done
+    assert await backend.result(b"H:a:c2") == failed
+    replaced = done._replace(status="fail", data=b"")
+    await backend.write_results([replaced], [b"H:a:c9"])
+    assert await backend.result(b"H:a:c1") == replaced
+    await backend.trim_results(now + 1)  # Redis expires them itself
+
+    async def gone() -> bool:
+        return await backend.result(b"H:a:c2") is None
+
+    await wait_for(gone, timeout=10, interval=0.1)
+    assert await backend.result(b"H:a:c1") == replaced
+    await backend.write_results([], [b"H:a:c1"])
+    assert await backend.result(b"H:a:c1") is None

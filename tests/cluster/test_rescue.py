@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from failing_peer import failed_lines
-from geartrain import Client, Worker, WorkerJob
+from geartrain import Client, Retry, Worker, WorkerJob
 from geartrain.cluster import Orphan, Submission
 from geartrain.cluster.node import ClusterNode
 from geartrain.cluster.rescue import REASON, Rescued, plan
@@ -184,14 +184,14 @@ class Takeover:
 
 @asynccontextmanager
 async def killed_under_a_job(
-    start_member: StartMember, function: str, *flags: str
+    start_member: StartMember, function: str, *flags: str, retry: Retry | None = None
 ) -> AsyncIterator[Takeover]:
     a, b, c = (start_member(*flags) for _ in range(3))
     starts: list[tuple[int, float]] = []
     workers = [await run_on(a, function, starts)]
     try:
         async with Client([c.address]) as client:
-            handle = await client.submit_background(function, b"x")
+            handle = await client.submit_background(function, b"x", retry=retry)
         await wait_for(lambda: [p for p, _t in starts] == [a.port], timeout=10)
         workers.append(await run_on(b, function, starts))
         killed = time.monotonic()
@@ -242,6 +242,28 @@ async def test_a_killed_members_job_is_retried_after_its_backoff_then_fails_for_
         finally:
             await store.close()
         assert [o.kind for o in record.outcomes] == ["worker_lost", "worker_lost"]
+        assert len(run.starts) == 2
+
+
+@pytest.mark.backend
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_killed_members_job_keeps_its_submissions_policy(
+    start_member: StartMember,
+) -> None:
+    """No settings file: the policy comes from the submission alone, stored with
+    the job, and the member that takes over applies it (without it a lost
+    worker's job would be queued again at once, without end)."""
+    retry = Retry(attempts=2, on=["worker_lost"], backoff=BACKOFF, jitter=0)
+    async with killed_under_a_job(start_member, "cl_own", retry=retry) as run:
+        _a, b, c = run.members
+        await wait_for(lambda: len(run.starts) == 2, timeout=30)
+        assert run.starts[1][0] == b.port
+        assert run.starts[1][1] - run.killed >= BACKOFF  # the submission's backoff
+        b.kill()  # its second attempt: the submission's attempts are spent
+        await wait_for(lambda: [f[0] for f in failed_lines(c.port)] == [run.handle], timeout=20)
+        [fields] = failed_lines(c.port)
+        assert fields[3] == b"2" and fields[5] == REASON.encode()
         assert len(run.starts) == 2
 
 

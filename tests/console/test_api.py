@@ -10,9 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geartrain import Client, Worker
+from geartrain.protocol import PacketType
 from gt_helpers import wait_for, working
+from wire import Wire
 
 from .conftest import Console
+
+T = PacketType
 
 
 def test_health_probes(console: Console) -> None:
@@ -49,15 +53,15 @@ async def test_workers_functions_and_running_jobs(console: Console) -> None:
 
         (queued,) = console.get("/api/jobs?state=queued")["jobs"]
         assert (queued["unique"], queued["priority"]) == ("u-later", "low")
-        (f,) = console.get("/api/functions")["functions"]
+        (f,) = console.get("/api/functions")
         assert f["function"] == "resize" and f["running"] == 1 and f["workers"] == 1
-        assert f["queued"] == {"high": 0, "normal": 0, "low": 1}
+        assert f["queued"] == {"high": 0, "normal": 0, "low": 1, "total": 1}
         assert f["oldest_queued_seconds"] >= 0
         assert console.get(f"/api/jobs/{queued['handle']}")["state"] == "queued"
 
         # cancel removes the queued job; it is gone from the lists and the admin protocol
         status, reply = console.act(f"/api/jobs/{queued['handle']}/cancel")
-        assert status == 200 and reply == {"cancelled": queued["handle"]}
+        assert status == 200 and reply == {"cancelled": queued["handle"], "touched": 1}
         assert console.get("/api/jobs?state=queued")["jobs"] == []
         assert console.request("GET", f"/api/jobs/{queued['handle']}")[0] == 404
         status_counts = console.get("/api/status")["counts"]
@@ -91,7 +95,7 @@ def test_drop_function(console: Console) -> None:
     assert console.act("/api/functions/gone/drop")[0] == 409  # it still has a job
     console.act(f"/api/jobs/{handle}/cancel")
     assert console.act("/api/functions/gone/drop") == (200, {"dropped": "gone"})
-    assert console.get("/api/functions")["functions"] == []
+    assert console.get("/api/functions") == []
     assert console.act("/api/functions/gone/drop")[0] == 404
 
 
@@ -137,7 +141,10 @@ def test_access_rules_hold_for_console_actions(
     status, reply = console.act(f"/api/jobs/{handle}/cancel")
     assert status == 403 and "cancel" in reply
     assert console.act("/api/failed/retry")[0] == 403
-    assert console.get("/api/status")["counters"]["refused_admin"] == 2
+    assert console.act(f"/api/jobs/{handle}/retry")[0] == 403
+    assert console.act(f"/api/jobs/{handle}/delete")[0] == 403
+    assert console.act("/api/jobs/bulk", {"action": "cancel", "handles": [handle]})[0] == 403
+    assert console.get("/api/status")["counters"]["refused_admin"] == 5
     assert console.get("/api/status")["jobs"] == 1  # nothing was cancelled
 
 
@@ -161,3 +168,30 @@ def test_history_and_live_events(console: Console) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.2)
         history = console.get("/api/history")
+
+
+def test_kept_results_are_read_by_handle(
+    start_console: Callable[..., Console], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[functions."kept"]\nkeep_results = "10m"\n')
+    console = start_console(f"--settings={settings}")
+    port = console.server.port
+    with Wire(port) as client, Wire(port) as worker:
+        text_job = client.submit(b"kept", b"a", b"", T.SUBMIT_JOB_BG)
+        binary_job = client.submit(b"kept", b"b", b"", T.SUBMIT_JOB_BG)
+        queued = console.get(f"/api/jobs/{text_job.decode()}/result")
+        assert queued == {"handle": text_job.decode(), "status": "queued", "ended": False}
+        worker.send(T.CAN_DO, b"kept")
+        for data in ("naïve ✓".encode(), b"\xff\0\xfe"):
+            assigned = worker.grab()
+            assert assigned is not None
+            worker.send(T.WORK_COMPLETE, assigned[0], data)
+        worker.sync()
+    done = console.get(f"/api/jobs/{text_job.decode()}/result?wait=5")
+    assert (done["status"], done["data"], done["encoding"]) == ("complete", "naïve ✓", "utf-8")
+    assert done["function"] == "kept" and done["expires_at"] == done["ended_at"] + 600
+    binary = console.get(f"/api/jobs/{binary_job.decode()}/result")
+    assert (binary["data"], binary["encoding"]) == ("/wD+", "base64")
+    assert console.request("GET", "/api/jobs/H:nosuch:1/result")[0] == 404
+    assert console.request("GET", f"/api/jobs/{text_job.decode()}/result?wait=x")[0] == 400

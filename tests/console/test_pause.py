@@ -21,14 +21,14 @@ def test_pause_and_resume(start_console: Callable[..., Console]) -> None:
     )
     assert console.act("/api/functions/email/pause")[1]["changed"] is False
     assert admin_command(console.server.port, "paused") == b"email\n.\n"
-    rows = {f["function"]: f for f in console.get("/api/functions")["functions"]}
+    rows = {f["function"]: f for f in console.get("/api/functions")}
     assert rows["email"]["paused"] is True
     assert console.get("/api/status")["paused"] == ["email"]
     assert console.act("/api/functions/email/resume") == (
         200,
         {"function": "email", "paused": False, "changed": True},
     )
-    assert console.get("/api/functions")["functions"][0]["paused"] is False
+    assert console.get("/api/functions")[0]["paused"] is False
     assert console.get("/api/status")["paused"] == []
     log = console.server.log()
     assert "Function email paused by 127.0.0.1 (console)" in log

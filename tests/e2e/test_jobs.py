@@ -3,6 +3,8 @@ protocol's scenarios, exact packets for each peer, are in test_scenarios.py)."""
 
 from __future__ import annotations
 
+import time
+
 from geartrain.protocol import REQ, pack
 from serverproc import ServerProc
 from wire import T, Wire
@@ -25,3 +27,19 @@ def test_large_payloads_back_to_back(server: ServerProc) -> None:
         assert got == payloads and len(set(handles)) == 5
         c.send(T.ECHO_REQ, b"x" * 3_000_000)
         assert c.expect(T.ECHO_RES, timeout=10) == (b"x" * 3_000_000,)
+
+
+def test_a_large_packet_sent_slowly_then_small_ones(server: ServerProc) -> None:
+    """A megabyte body that trickles in is received whole, and the small packets after
+    it are answered at once (the server waits for large bodies a read's worth at a time)."""
+    payload = bytes(range(256)) * 4096
+    packet = pack(REQ, T.ECHO_REQ, (payload,))
+    with Wire(server.port) as c:
+        for part in (packet[:100], packet[100:5000], packet[5000:600_000], packet[600_000:-1]):
+            c.raw(part)
+            time.sleep(0.2)
+        c.raw(packet[-1:] + pack(REQ, T.ECHO_REQ, (b"next",)))
+        assert c.expect(T.ECHO_RES, timeout=10) == (payload,)
+        assert c.expect(T.ECHO_RES, timeout=10) == (b"next",)
+        c.send(T.ECHO_REQ, b"and again")
+        assert c.expect(T.ECHO_RES, timeout=10) == (b"and again",)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from geartrain.protocol import PacketType
-from geartrain.retry import OUTCOMES, Retry
+from geartrain.retry import OUTCOMES, Retry, storable, stored
 from geartrain.server.core import JobServer
 from geartrain.server.policies import Policies, Policy
 from geartrain.server.settings import parse_settings
@@ -291,3 +291,12 @@ def test_the_retry_text_reads_back_what_it_wrote() -> None:
         Retry(attempts=0)
     with pytest.raises(ValueError, match="unknown outcome"):
         Retry(on=["sometimes"])
+
+
+def test_a_stored_policy_reads_back_and_bad_words_mean_none() -> None:
+    """What the stores keep of a submission's policy; a row's unreadable words give
+    the function's policy (None) rather than stopping a restore."""
+    retry = Retry(attempts=4, on=["fail"], backoff=2, jitter=0)
+    assert stored(storable(retry)) == retry
+    assert storable(None) == "" and stored("") is None and stored(None) is None
+    assert stored("attempts=0") is None and stored("nonsense") is None

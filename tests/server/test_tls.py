@@ -5,15 +5,16 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from geartrain import Client, Worker
-from geartrain.protocol import PacketType
+from geartrain.protocol import REQ, PacketType, pack
 from serverproc import ServerProc
-from wire import Wire
+from wire import T, Wire, insecure_context
 
 
 def client_context(cert: Path) -> ssl.SSLContext:
@@ -85,3 +86,15 @@ async def wait_ready(server: ServerProc, context: ssl.SSLContext) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(server.log()) from None
             time.sleep(0.05)
+
+
+def test_large_packet_sent_slowly_over_tls(tls_server: ServerProc) -> None:
+    payload = bytes(range(256)) * 8192
+    packet = pack(REQ, T.ECHO_REQ, (payload,))
+    with Wire(tls_server.port, tls=insecure_context()) as c:
+        for part in (packet[:5000], packet[5000:900_000], packet[900_000:]):
+            c.raw(part)
+            time.sleep(0.2)
+        c.send(T.ECHO_REQ, b"next")
+        assert c.expect(T.ECHO_RES, timeout=10) == (payload,)
+        assert c.expect(T.ECHO_RES, timeout=10) == (b"next",)

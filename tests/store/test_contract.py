@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from geartrain.store import Store, StoreError, store_class
-from geartrain.store.records import Attempt, FailedJob, decode_outcomes, encode_outcomes
+from geartrain.store.records import Attempt, FailedJob, KeptResult, decode_outcomes, encode_outcomes
 from serverproc import free_port
 
 from .conftest import BACKENDS, MYSQL, PG, REDIS, MakeStore, job
@@ -206,6 +206,27 @@ async def test_retry_fields_are_kept(store: Store) -> None:
     assert decode_outcomes((await store.load())[0].outcomes) == OUTCOMES
 
 
+async def test_a_submissions_retry_policy_is_kept(make_store: MakeStore) -> None:
+    """The policy a submission carried (its words, or none) survives a reopen."""
+    words = "attempts=4;on=fail,exception;backoff=2.0;cap=3600.0;jitter=0.0"
+    kept = job(1, handle=b"H:x:1", retry=words)
+    failed_once = job(2, handle=b"H:x:2", failures=1, outcomes="[]", retry=words, when=9)
+    plain = job(3, handle=b"H:x:3")
+    first = make_store()
+    await first.open()
+    try:
+        await first.write([kept, failed_once, plain], [])
+        assert await first.load() == [kept, failed_once, plain]
+    finally:
+        await first.close()
+    second = make_store()
+    await second.open()
+    try:
+        assert [j.retry for j in await second.load()] == [words, words, ""]
+    finally:
+        await second.close()
+
+
 def failed(handle: bytes, at: float, **kw: object) -> FailedJob:
     fields: dict[str, object] = {
         "function": b"f\xff",
@@ -219,6 +240,29 @@ def failed(handle: bytes, at: float, **kw: object) -> FailedJob:
     }
     fields.update(kw)
     return FailedJob(handle, **fields)  # type: ignore[arg-type]
+
+
+async def test_kept_results_round_trip(make_store: MakeStore) -> None:
+    """Kept results survive a reopen, in the order they were kept; a replaced one
+    goes to the end; binary data is kept exactly."""
+    store = make_store()
+    await store.open()
+    assert await store.load_results() == []
+    pending = KeptResult(b"H:x:1", b"f\xff", "pending", b"", 3600.0)
+    done = KeptResult(b"H:x:2", b"f", "complete", b"\0\xff\r\nout", 60.0, 1_800_000_000.25)
+    failed_one = KeptResult(b"H:x:3", b"f", "exception", b"ValueError", 60.0, 1_800_000_001.5)
+    await store.write_results([pending, done], [])
+    await store.write_results([failed_one], [])
+    assert await store.load_results() == [pending, done, failed_one]
+    ended = pending._replace(status="complete", data=b"ok", ended_at=1_800_000_002.0)
+    await store.write_results([ended], [b"H:x:2", b"H:x:none"])
+    await store.close()
+    reopened = make_store()
+    await reopened.open()
+    assert await reopened.load_results() == [failed_one, ended]
+    await reopened.write_results([], [b"H:x:1", b"H:x:3"])
+    assert await reopened.load_results() == []
+    assert await reopened.load() == []  # the queue is untouched
 
 
 async def test_failed_set_round_trip(make_store: MakeStore) -> None:

@@ -60,6 +60,19 @@ def test_records_read_back_in_order(tmp_path: Path) -> None:
     ]
 
 
+def test_a_submissions_retry_policy_reads_back_beside_jobs_without_one(tmp_path: Path) -> None:
+    words = "attempts=4;on=fail;backoff=2.0;cap=3600.0;jitter=0.0"
+    journal = Journal(tmp_path / "q.db")
+    journal.append([job(1, retry=words)], [])  # a submission alone (the acknowledgement's path)
+    journal.append([job(2), job(3, retry=words, priority=2), job(4)], [1])
+    journal.close()
+    [path] = logs(tmp_path)
+    assert list(read_generation(path)) == [
+        ([job(1, retry=words)], []),
+        ([job(2), job(3, retry=words, priority=2), job(4)], [1]),
+    ]
+
+
 def used(path: Path) -> bytes:
     """The written part of a log file (the rest is zeros)."""
     return path.read_bytes().rstrip(b"\0")

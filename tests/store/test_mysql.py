@@ -115,4 +115,32 @@ async def test_converts_a_table_written_by_gearmand(
         mysql_database,
     )
     names = sorted(str(name) for (name,) in leftovers if str(name).startswith(table[:40]))
-    assert names == [table, f"{table}_failed"]  # the queue and the failed-job set, no temporaries
+    # The queue and the tables beside it (failed, paused, results), no temporaries.
+    assert names == [table] + [f"{table}_{side}" for side in ("failed", "paused", "results")]
+
+
+async def test_a_table_of_the_version_before_gets_the_retry_policy_column(
+    mysql_database: str, table: str
+) -> None:
+    """A queue with the retry columns but no retry_policy keeps its jobs (no policy)."""
+    await query(
+        mysql_database,
+        f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, unique_key VARBINARY(64) NOT NULL,"
+        " function_name VARBINARY(255) NOT NULL, priority INT NOT NULL,"
+        " data LONGBLOB NOT NULL, when_to_run BIGINT NOT NULL,"
+        " handle VARBINARY(64) NOT NULL DEFAULT '', attempts INT NOT NULL DEFAULT 0,"
+        " outcomes MEDIUMTEXT NULL) ENGINE=InnoDB",
+    )
+    await query(
+        mysql_database, f"INSERT INTO {table} VALUES (4, 'u', 'f', 1, 'x', 0, 'H', 1, '[]')"
+    )
+    store = MysqlStore(db=mysql_database, table=table, **MYSQL)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        [old] = await store.load()
+        assert (old.id, old.handle, old.failures, old.retry) == (4, b"H", 1, "")
+        kept = job(5, handle=b"H:x:5", retry="attempts=3")
+        await store.write([kept], [])
+        assert (await store.load())[1] == kept
+    finally:
+        await store.close()

@@ -4,6 +4,7 @@ split into statements, and queue tables written by gearmand or an earlier geartr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import asyncpg
@@ -14,6 +15,7 @@ from geartrain.protocol import PacketType
 from geartrain.store import StoreError
 from geartrain.store.durability import Durability
 from geartrain.store.postgres import PostgresStore, conninfo_to_asyncpg
+from gt_helpers import wait_for
 from wire import submit_background
 
 from .conftest import PG, job
@@ -130,19 +132,25 @@ async def test_sessions_killed_by_the_server(
 async def test_the_retry_after_a_lost_connection_skips_what_is_stored(
     pg_conninfo: str, pg_database: str, table: str
 ) -> None:
-    """As if the lost attempt had committed: the retry on a new session finds job
-    1 stored and writes the rest (a failover, a restart of PostgreSQL)."""
+    """As if a lost attempt had committed job 1: the retry on a new session finds
+    it stored and writes the rest (a failover, a restart of PostgreSQL)."""
     store = PostgresStore(pg_conninfo, table)
     await store.open()
     admin = await asyncpg.connect(database=pg_database, **PG)
     try:
         await store.write([job(1)], [])
-        await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            pg_database,
+        # The next write waits on a lock; its session is terminated while it waits.
+        locked = admin.transaction()
+        await locked.start()
+        await admin.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        writing = asyncio.ensure_future(store.write([job(1), job(2)], []))
+        waiting = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'"
+        await wait_for(lambda: admin.fetchval(waiting, pg_database), timeout=30)
+        await admin.execute(
+            "SELECT pg_terminate_backend($1)", await admin.fetchval(waiting, pg_database)
         )
-        await store.write([job(1), job(2)], [])
+        await locked.rollback()
+        await writing
         assert [j.id for j in await store.load()] == [1, 2]
         with pytest.raises(StoreError):  # an id stored twice, not after a lost connection
             await store.write([job(2)], [])
@@ -224,7 +232,7 @@ async def test_table_from_before_retries_gets_the_new_columns(
     await store.open()
     try:
         assert [(j.id, j.handle, j.failures) for j in await store.load()] == [(4, b"", 0)]
-        retry = job(5, handle=b"H:x:5", failures=1, outcomes="[]")
+        retry = job(5, handle=b"H:x:5", failures=1, outcomes="[]", retry="attempts=2")
         await store.write([retry], [])
         assert (await store.load())[1] == retry
         assert await store.load_failed() == []

@@ -211,9 +211,30 @@ async def test_table_from_before_retries_gets_the_new_columns(tmp_path: Path) ->
     await store.open()
     try:
         assert await store.load() == [StoredJob(4, b"f", b"u", b"\0", 1, 0)]
-        retry = StoredJob(5, b"f", b"v", b"", 1, 9, b"H:x:5", 1, "[]")
+        retry = StoredJob(5, b"f", b"v", b"", 1, 9, b"H:x:5", 1, "[]", "attempts=2")
         await store.write([retry], [])
         assert (await store.load())[1] == retry
         assert await store.load_failed() == []
+    finally:
+        await store.close()
+
+
+async def test_table_from_before_submission_policies_gets_their_column(tmp_path: Path) -> None:
+    """A queue of the version before (retry columns, no retry_policy) keeps its jobs,
+    which have no policy of their own."""
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        conn.execute(
+            "CREATE TABLE gearman_queue (id INTEGER PRIMARY KEY, unique_key TEXT,"
+            " function_name TEXT, priority INTEGER, data BLOB, when_to_run INTEGER,"
+            " handle BLOB, attempts INTEGER, outcomes TEXT)"
+        )
+        conn.execute("INSERT INTO gearman_queue VALUES (4, 'u', 'f', 1, X'00', 0, X'48', 1, '[]')")
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        assert await store.load() == [StoredJob(4, b"f", b"u", b"\0", 1, 0, b"H", 1, "[]")]
+        kept = StoredJob(5, b"f", b"v", b"", 1, 0, b"H:x:5", 0, "", "attempts=3")
+        await store.write([kept], [])
+        assert (await store.load())[1] == kept
     finally:
         await store.close()

@@ -11,7 +11,8 @@ on a stack), and each answer is printed as received: ``OK <x>`` without the
 geartrain's own options, ``--show-failed-jobs``, ``--retry-failed HANDLE`` and
 ``--delete-failed HANDLE`` for the failed-job set (``all`` or ``"all
 FUNCTION"`` for many), ``--pause F``, ``--resume F`` and ``--show-paused`` for
-paused functions, and ``--strict``, must be spelled out in full, so that
+paused functions, ``--result HANDLE`` for a background job's kept result
+(printed as ``STATUS BASE64``) and ``--strict``, must be spelled out in full, so that
 every abbreviation gearadmin accepts keeps its meaning; the help text lists
 them after gearadmin's, which is unchanged.
 """
@@ -64,6 +65,7 @@ EXTRA = "\ngeartrain options (spelled out in full):\n" + "".join(
         ("--pause arg", "Pause a function: its jobs stay queued, no worker gets one."),
         ("--resume arg", "Resume a paused function."),
         ("--show-paused", "Show the paused functions."),
+        ("--result arg", "A background job's kept result: STATUS [BASE64 DATA]."),
         (strict.FLAG, f"Exit 1 on ERR answers (or {strict.ENVIRONMENT}=1)."),
     )
 )
@@ -95,6 +97,7 @@ EXACT = {
     "pause": True,
     "resume": True,
     "show-paused": False,
+    "result": True,
     strict.FLAG.removeprefix("--"): False,
 }
 """geartrain's options: never matched by an abbreviation."""
@@ -119,6 +122,7 @@ OPERATIONS = (
     ("show-paused", "paused"),
     ("resume", "resume "),
     ("pause", "pause "),
+    ("result", "result "),
 )
 
 

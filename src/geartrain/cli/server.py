@@ -19,6 +19,7 @@ import logging
 import os
 import pwd
 import resource
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
@@ -273,7 +274,13 @@ def _http_listeners(config: ServerConfig) -> list[HttpListener]:
             from ..console import Console
 
             assert app.core is not None
-            console = Console(app.core, app, config.http_token, config.metrics_public)
+            console = Console(
+                app.core,
+                app,
+                config.http_token,
+                config.metrics_public,
+                config.console_stale_after,
+            )
             return web.AppRunner(console.application(), access_log=None, handle_signals=False)
 
         def started(addresses: list[str]) -> None:
@@ -337,7 +344,9 @@ def _cluster(ns: argparse.Namespace, store: Store | None) -> ClusterNode:
 
         assert isinstance(store, PostgresStore)
         backend = PostgresCluster(store.conninfo, store.table)
-    return ClusterNode(backend, lease=ns.cluster_lease)
+    # The name tells the other members and the console where this member's clients reach it.
+    name = f"{socket.gethostname()}:{ns.port} pid {os.getpid()}"
+    return ClusterNode(backend, lease=ns.cluster_lease, name=name)
 
 
 def _start_process(ns: argparse.Namespace, app: ServerApp) -> None:

@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics to other hosts without the token",
     )
     ext.add_argument(
+        "--console-stale-after",
+        type=float,
+        default=ServerConfig.console_stale_after,
+        metavar="SECONDS",
+        help="the console flags a function whose oldest queued job waited longer "
+        f"({ServerConfig.console_stale_after:g})",
+    )
+    ext.add_argument(
         "--busy-poll",
         type=_size,
         default=ServerConfig.busy_poll_us,
@@ -265,6 +273,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         console_host=ns.console_listen,
         http_token=ns.http_token or None,
         metrics_public=ns.metrics_public,
+        console_stale_after=ns.console_stale_after,
         http_port=_http_port(ns),
         allow_remote_shutdown=ns.allow_remote_shutdown,
         settings_file=ns.settings,

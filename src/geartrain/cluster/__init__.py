@@ -13,8 +13,8 @@ holds across servers and what is approximate.
 - :mod:`.rescue`: what becomes of a dead member's jobs;
 - :mod:`.lease`, :mod:`.deadline`, :mod:`.timing`: the lease's clock, store calls
   under a deadline, timers;
-- :mod:`.answers`, :mod:`.failures`: the admin answers and the failed-job set
-  shared by the members;
+- :mod:`.answers`, :mod:`.failures`, :mod:`.results`: the admin answers, the
+  failed-job set and the kept results shared by the members;
 - :mod:`.backend`, :mod:`.states`: what a member asks of a shared store, and the
   stored job states; :mod:`.postgres`, :mod:`.redis` (with
   :mod:`.redis_scripts`): the two stores.
@@ -48,6 +48,10 @@ class Submission(NamedTuple):
     priority: int
     when: int
     reducer: bytes
+    retry: str = ""
+    """Its submission's retry policy in the retries extension's words; empty: none."""
+    keep: float = 0.0
+    """Seconds its submitter asked its result to be kept (the keep_result option)."""
 
 
 class Claimed(NamedTuple):
@@ -69,6 +73,10 @@ class Claimed(NamedTuple):
     """Failed attempts so far (the retry policy's count; server deaths included)."""
     outcomes: str = "[]"
     """How each failed attempt ended, as JSON (``store.records.encode_outcomes``)."""
+    retry: str = ""
+    """As :class:`Submission`'s."""
+    keep: float = 0.0
+    """As :class:`Submission`'s."""
 
 
 class Orphan(NamedTuple):
@@ -83,6 +91,8 @@ class Orphan(NamedTuple):
     retries: int
     failures: int
     outcomes: str
+    retry: str = ""
+    """Its submission's retry policy (as :class:`Submission`'s)."""
 
 
 class Retry(NamedTuple):

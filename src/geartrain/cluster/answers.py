@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..server.admin import Member
 from . import parse_handle
 
 if TYPE_CHECKING:
@@ -69,6 +70,14 @@ class SharedAnswers:
         ]
         out.append(b".\n")
         return b"".join(out)
+
+    async def member_list(self) -> list[Member]:
+        """The members for the console; the lease's age from what is left of it."""
+        ttl = self.lease.ttl
+        return [
+            Member(server, name, age, max(0.0, ttl - left), running, server == self.lease.server)
+            for server, name, age, left, running in await self.backend.members()
+        ]
 
     async def cancel(self, handle: bytes) -> bool | None:
         """The holder cancels the job as a single server does; elsewhere a queued

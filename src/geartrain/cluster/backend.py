@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..store.records import FailedJob
+from ..store.records import FailedJob, KeptResult
 from . import Claimed, Failure, Orphan, Retry, Submission
 from .states import State
 
@@ -147,6 +147,17 @@ class ClusterBackend(Protocol):
 
     async def set_paused(self, name: bytes, paused: bool) -> None:
         """Pause ``name`` cluster-wide, or (``paused`` False) resume it."""
+
+    # -- kept results of background jobs --------------------------------------------
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store (or replace) kept results and delete those of the ``removed`` handles."""
+
+    async def result(self, handle: bytes) -> KeptResult | None:
+        """The kept result of ``handle``, or None (the caller checks its expiry)."""
+
+    async def trim_results(self, now: float) -> int:
+        """Drop the results whose time is up at ``now`` (epoch seconds); how many."""
 
     # -- status -------------------------------------------------------------------
 

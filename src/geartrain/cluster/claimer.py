@@ -20,6 +20,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..retry import stored as stored_retry
 from ..store.records import decode_outcomes
 from . import cluster_handle
 from .backend import MAX_BATCH
@@ -165,6 +166,7 @@ class Claimer:
                         r.retries,
                     )
                     job.failures, job.outcomes = r.failures, decode_outcomes(r.outcomes)
+                    job.retry, job.keep_result = stored_retry(r.retry), r.keep
                     self.held.hold(r.id, r.claim, job)
                     got[r.function] = got.get(r.function, 0) + 1
                 self._deepen(wants, got)

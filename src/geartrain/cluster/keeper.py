@@ -26,6 +26,7 @@ from . import Failure, Retry, Submission, parse_handle
 from .claimer import Claimer
 from .claims import Claims
 from .failures import SharedFailedJobs
+from .results import SharedResults
 from .states import State
 from .writes import Writes
 
@@ -47,6 +48,7 @@ class SharedKeeper:
     its claims (``held``), claimer, writes and the shared failed set."""
 
     coalesces_background = False  # in the shared store, over the whole cluster's jobs
+    shares = True
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class SharedKeeper:
         self.held = Claims(lease, core, self.writes.release)
         self.claimer = Claimer(core, backend, lease, self.held, self.writes, errors, call_later)
         self.failed = SharedFailedJobs(backend, self.keep_failed)
+        self.results = SharedResults(backend, errors, core.clock)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def keep(self, job: Job) -> bool:

@@ -105,6 +105,10 @@ class ClusterNode:
         keeper = self.keeper = SharedKeeper(core, self.backend, self.lease, self.errors)
         self.answers.keeper = keeper
         core.keeper = keeper
+        # Kept results go to the shared store too: by policy, or by the submission's
+        # opt-in, which travels with its job's row (see .results).
+        core.results.persist = keeper.results.changed
+        core.results.remote = keeper.results.look_up
         core.use_failed(keeper.failed)
         core.pause_store = self
         return keeper
@@ -121,6 +125,7 @@ class ClusterNode:
                 keeper.claimer.stop()
                 keeper.held.drop_unstarted()
                 await asyncio.wait_for(keeper.writes.flush(), timeout=CLOSE_TIMEOUT)
+                await asyncio.wait_for(keeper.results.close(), timeout=CLOSE_TIMEOUT)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
         except self.errors + (asyncio.CancelledError,) as error:
@@ -208,6 +213,7 @@ class ClusterNode:
         paused, resumed = keeper.core.pauses.replace(names)
         for name, what in [(n, "paused") for n in paused] + [(n, "resumed") for n in resumed]:
             log.info("Function %s %s in the cluster", name.decode(errors="replace"), what)
+        await keeper.results.tend()
 
     async def sweep(self) -> Rescued | None:
         """Rescue the jobs of members whose lease expired, by the core's retry

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from ..store.postgres import conninfo_to_asyncpg, on_standby, server_address
-from ..store.records import FailedJob, decode_outcomes
+from ..store.records import FailedJob, KeptResult, decode_outcomes
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from .states import State
 
@@ -53,10 +53,14 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   reducer BYTEA NOT NULL,
   data BYTEA NOT NULL,
   failures INTEGER NOT NULL DEFAULT 0,
-  outcomes JSONB NOT NULL DEFAULT '[]')
+  outcomes JSONB NOT NULL DEFAULT '[]',
+  retry_policy TEXT,
+  keep_result DOUBLE PRECISION NOT NULL DEFAULT 0)
   WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02);
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS failures INTEGER NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS outcomes JSONB NOT NULL DEFAULT '[]';
+  ADD COLUMN IF NOT EXISTS outcomes JSONB NOT NULL DEFAULT '[]',
+  ADD COLUMN IF NOT EXISTS retry_policy TEXT,
+  ADD COLUMN IF NOT EXISTS keep_result DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS {jobs}_ready ON {jobs} (function_name, priority, run_at, id)
   WHERE state = {waiting};
 CREATE INDEX IF NOT EXISTS {jobs}_owned ON {jobs} (owner) WHERE state = {claimed};
@@ -82,6 +86,15 @@ CREATE TABLE IF NOT EXISTS {firings} (
   fired_at TIMESTAMPTZ NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS {firings}_age ON {firings} (fired_at);
 CREATE TABLE IF NOT EXISTS {paused} (function_name BYTEA PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS {results} (
+  handle BYTEA PRIMARY KEY,
+  function_name BYTEA NOT NULL,
+  status TEXT NOT NULL,
+  data BYTEA NOT NULL,
+  keep_seconds DOUBLE PRECISION NOT NULL,
+  ended_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS {results}_age ON {results} (expires_at);
 """
 
 _FAILED_COLUMNS = (
@@ -115,6 +128,7 @@ class PostgresCluster:
         self.failed = f"{base}_cluster_failed"
         self.firings = f"{base}_cluster_firings"
         self.paused_table = f"{base}_cluster_paused"
+        self.results = f"{base}_cluster_results"
         self.channel = f"{base}_cluster"
         self.description = f"cluster over postgresql table {self.jobs}"
         self.timeout = timeout
@@ -135,11 +149,12 @@ class PostgresCluster:
         self._submit = (
             f"WITH input AS MATERIALIZED (SELECT nextval('{j}_id_seq') AS id, u.* FROM"
             " unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::smallint[], $5::bigint[],"
-            " $6::bytea[], $7::bytea[], $8::int[]) AS u(fn, uniq, ckey, prio, due, reducer,"
-            " data, ord)),"
+            " $6::bytea[], $7::bytea[], $8::int[], $11::text[], $12::float8[])"
+            " AS u(fn, uniq, ckey, prio, due, reducer, data, ord, retry, keep)),"
             f" ins AS (INSERT INTO {j} (id, function_name, unique_key, coalesce_key, priority,"
-            " run_at, prefix, reducer, data) SELECT id, fn, uniq, ckey, prio,"
-            " CASE WHEN due > 0 THEN to_timestamp(due) ELSE now() END, $9, reducer, data"
+            " run_at, prefix, reducer, data, retry_policy, keep_result) SELECT id, fn, uniq, ckey,"
+            " prio, CASE WHEN due > 0 THEN to_timestamp(due) ELSE now() END, $9, reducer, data,"
+            " retry, keep"
             f" FROM input ORDER BY ord ON CONFLICT (coalesce_key, function_name)"
             " WHERE coalesce_key IS NOT NULL DO NOTHING RETURNING id, prefix)"
             " SELECT i.ord, coalesce(ins.id, old.id), coalesce(ins.prefix, old.prefix)"
@@ -162,7 +177,8 @@ class PostgresCluster:
             " WHERE g.id = ANY (ARRAY(SELECT id FROM c))"
             f" AND EXISTS (SELECT 1 FROM {s} WHERE id = $3 AND expires_at > now())"
             " RETURNING g.id, g.prefix, g.function_name, g.unique_key, g.data, g.priority,"
-            " g.reducer, g.attempt, g.retries, g.failures, g.outcomes"
+            " g.reducer, g.attempt, g.retries, g.failures, g.outcomes,"
+            " coalesce(g.retry_policy, ''), g.keep_result"
         )
         # Fenced by the claim number: a job taken over since is claimed again with
         # a higher one and is not touched.
@@ -193,8 +209,8 @@ class PostgresCluster:
         self._sweep_lock = "SELECT pg_try_advisory_lock(hashtext($1))"
         self._dead = f"SELECT id FROM {s} WHERE expires_at <= now() ORDER BY id"
         self._orphans = (
-            "SELECT id, attempt, owner, function_name, retries, failures, outcomes"
-            f" FROM {j} WHERE state = {CLAIMED}"
+            "SELECT id, attempt, owner, function_name, retries, failures, outcomes,"
+            f" coalesce(retry_policy, '') FROM {j} WHERE state = {CLAIMED}"
             f" AND NOT EXISTS (SELECT 1 FROM {s} WHERE {s}.id = {j}.owner"
             f" AND {s}.expires_at > now())"
         )
@@ -295,6 +311,7 @@ class PostgresCluster:
                     failed=self.failed,
                     firings=self.firings,
                     paused=self.paused_table,
+                    results=self.results,
                     waiting=WAITING,
                     claimed=CLAIMED,
                 )
@@ -402,7 +419,8 @@ class PostgresCluster:
                 dead = [int(r[0]) for r in await conn.fetch(self._dead)]
                 rows = await conn.fetch(self._orphans)
                 self._sweeper = conn  # held, with the lock, until swept()
-                return dead, [Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+                orphans = [Orphan(r[0], r[1], r[2], bytes(r[3]), *r[4:]) for r in rows]
+                return dead, orphans
         except BaseException:
             conn.terminate()  # the lock, if taken, goes with the session
             raise
@@ -440,6 +458,8 @@ class PostgresCluster:
             list(range(len(jobs))),
             prefix,
             self.channel,
+            [s.retry or None for s in jobs],
+            [s.keep for s in jobs],
         )
         answers: list[tuple[int, bytes] | None] = [None] * len(jobs)
         for ord_, id_, pre in rows:
@@ -579,6 +599,35 @@ class PostgresCluster:
         else:
             query = f"DELETE FROM {t} WHERE function_name = $1"
         await self._durable_pool().execute(query, name)
+
+    # -- kept results ---------------------------------------------------------------
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        r = self.results
+        async with self._p().acquire() as conn, conn.transaction():
+            if removed:
+                await conn.execute(f"DELETE FROM {r} WHERE handle = ANY($1::bytea[])", removed)
+            if added:
+                await conn.executemany(
+                    f"INSERT INTO {r} VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (handle) DO UPDATE SET function_name = EXCLUDED.function_name,"
+                    " status = EXCLUDED.status, data = EXCLUDED.data,"
+                    " keep_seconds = EXCLUDED.keep_seconds, ended_at = EXCLUDED.ended_at,"
+                    " expires_at = EXCLUDED.expires_at",
+                    [(*k, k.expires_at) for k in added],
+                )
+
+    async def result(self, handle: bytes) -> KeptResult | None:
+        row = await self._p().fetchrow(
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results} WHERE handle = $1",
+            handle,
+        )
+        return None if row is None else KeptResult(*row)
+
+    async def trim_results(self, now: float) -> int:
+        done = await self._p().execute(f"DELETE FROM {self.results} WHERE expires_at <= $1", now)
+        return int(done.split()[-1])
 
     # -- status -----------------------------------------------------------------
 

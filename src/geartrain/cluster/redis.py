@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -19,7 +20,7 @@ from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..store.records import FailedJob, decode_outcomes
+from ..store.records import FailedJob, KeptResult, decode_outcomes
 from ..store.redis import RedisStore
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from . import redis_scripts as lua
@@ -175,7 +176,8 @@ class RedisCluster:
         self._sweep = token
         dead, rows = found
         return [int(s) for s in dead], [
-            Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6].decode()) for r in rows
+            Orphan(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6].decode(), r[7].decode())
+            for r in rows
         ]
 
     async def swept(self, dead: Sequence[int]) -> None:
@@ -189,6 +191,7 @@ class RedisCluster:
         for s in jobs:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
+            args += (s.retry.encode(), repr(s.keep).encode() if s.keep else b"")
         if not self._store.wait_replicas:
             flat = await self._run(self._submit, *args)
         else:
@@ -199,7 +202,10 @@ class RedisCluster:
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
         rows = await self._run(self._claim, server, *(x for want in wants for x in want))
-        return [Claimed._make([*row[:-1], row[-1].decode()]) for row in rows]
+        return [
+            Claimed._make([*row[:-3], row[-3].decode(), row[-2].decode(), float(row[-1])])
+            for row in rows
+        ]
 
     async def claimed(self, server: int) -> list[tuple[int, int, int]]:
         rows = await self._run(self._claimed_by, server)
@@ -290,6 +296,46 @@ class RedisCluster:
     async def set_paused(self, name: bytes, paused: bool) -> None:
         change = self._redis.sadd if paused else self._redis.srem
         await change(f"{self.base}paused", name)
+
+    # -- kept results ---------------------------------------------------------------
+
+    def _result_key(self, handle: bytes) -> bytes:
+        return f"{self.base}result:".encode() + handle
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Each result is a hash that Redis expires itself (PEXPIREAT)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if removed:
+                pipe.delete(*(self._result_key(h) for h in removed))
+            for r in added:
+                key = self._result_key(r.handle)
+                pipe.delete(key)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "function": r.function,
+                        "status": r.status,
+                        "data": r.data,
+                        "keep": repr(r.keep),
+                        "ended_at": repr(r.ended_at),
+                    },
+                )
+                pipe.pexpireat(key, math.ceil(r.expires_at * 1000))
+            await pipe.execute()
+
+    async def result(self, handle: bytes) -> KeptResult | None:
+        row = await self._redis.hmget(
+            self._result_key(handle), ["function", "status", "data", "keep", "ended_at"]
+        )
+        function, status, data, keep, ended_at = cast(list[bytes | None], row)
+        if function is None or status is None or data is None:
+            return None
+        return KeptResult(
+            handle, function, status.decode(), data, float(keep or 0), float(ended_at or 0)
+        )
+
+    async def trim_results(self, now: float) -> int:
+        return 0  # Redis expires them
 
     # -- status -----------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Keys under ``<prefix>cluster:`` (``--redis-prefix``, default ``_gear_``):
 
 - ``job:<id>``: a hash per job (function, unique key, data, priority, state
   (a :class:`~.states.State`), owner, claim number (``att``), retries, failures,
-  outcomes, progress, handle prefix);
+  outcomes, progress, handle prefix; the submission's retry policy (``rp``) and
+  seconds its result is kept (``keep``), only where given);
 - ``ready:<function>``: a sorted set of queued ids, scored priority * 2^50 + id,
   so ZPOPMIN takes the highest priority first and the oldest within it;
 - ``scheduled``: epoch jobs and retries by due time (epoch seconds), moved to
@@ -148,15 +149,16 @@ end
 )
 
 # ARGV: handle prefix, then (function, unique, coalescing key or '', priority,
-# due epoch second or 0, reducer, data) per job.  A key that exists answers
-# with that job; one hint for the whole batch.
+# due epoch second or 0, reducer, data, retry policy or '', seconds to keep its
+# result or '') per job.  A key that exists answers with that job; one hint for
+# the whole batch.
 SUBMIT = """
 local now = tonumber(redis.call('TIME')[1])
 local prefix = ARGV[1]
-local n = (#ARGV - 1) / 7
+local n = (#ARGV - 1) / 9
 local id = redis.call('INCRBY', K .. 'seq', n) - n
 local out = {}
-for i = 2, #ARGV, 7 do
+for i = 2, #ARGV, 9 do
   local fn, ckey = ARGV[i], ARGV[i + 2]
   local old = ckey ~= '' and redis.call('HGET', K .. 'u:' .. ckey, fn)
   if old then
@@ -165,7 +167,11 @@ for i = 2, #ARGV, 7 do
   else
     id = id + 1
     local due = tonumber(ARGV[i + 4]) > now and ARGV[i + 4] or nil
-    insert(id, fn, ARGV[i + 1], ckey, ARGV[i + 3], prefix, ARGV[i + 5], ARGV[i + 6], due)
+    local extra = {}
+    if ARGV[i + 7] ~= '' then extra[#extra + 1] = 'rp'; extra[#extra + 1] = ARGV[i + 7] end
+    if ARGV[i + 8] ~= '' then extra[#extra + 1] = 'keep'; extra[#extra + 1] = ARGV[i + 8] end
+    insert(id, fn, ARGV[i + 1], ckey, ARGV[i + 3], prefix, ARGV[i + 5], ARGV[i + 6], due,
+      unpack(extra))
     out[#out + 1] = id
     out[#out + 1] = prefix
   end
@@ -195,14 +201,14 @@ for i = 2, #ARGV, 2 do
     local id = popped[p]
     local key = K .. 'job:' .. id
     local j = redis.call('HMGET', key, 'prefix', 'uniq', 'data', 'prio', 'reducer', 'retries',
-      'att', 'fails', 'outs')
+      'att', 'fails', 'outs', 'rp', 'keep')
     if j[1] then
       local att = tonumber(j[7] or 0) + 1
       redis.call('HSET', key, 'state', CLAIMED, 'owner', server, 'att', att)
       claimed[#claimed + 1] = id
       bump(counts.running, fn, 1)
       out[#out + 1] = {tonumber(id), j[1], fn, j[2], j[3], tonumber(j[4]), j[5], att,
-        tonumber(j[6] or 0), tonumber(j[8] or 0), j[9] or '[]'}
+        tonumber(j[6] or 0), tonumber(j[8] or 0), j[9] or '[]', j[10] or '', j[11] or '0'}
     end
   end
 end
@@ -292,7 +298,7 @@ return 0
 
 # ARGV: a token naming this sweep, how long it may last (ms).  False if another
 # sweep holds the key; else the servers whose lease expired, and the jobs they
-# claimed: (id, claim, owner, function, retries, failures, outcomes) each.
+# claimed: (id, claim, owner, function, retries, failures, outcomes, retry policy) each.
 # Stale entries of their owned: sets (jobs claimed since by another server,
 # after Redis lost writes) are dropped, so that a dead server whose jobs have all
 # moved owns nothing and leaves at swept.
@@ -303,10 +309,10 @@ local out = {}
 for _, s in ipairs(dead) do
   for _, id in ipairs(redis.call('SMEMBERS', K .. 'owned:' .. s)) do
     local j = redis.call('HMGET', K .. 'job:' .. id, 'state', 'owner', 'att', 'fn', 'retries',
-      'fails', 'outs')
+      'fails', 'outs', 'rp')
     if j[1] == CLAIMED and j[2] == s then
       out[#out + 1] = {tonumber(id), tonumber(j[3]), tonumber(s), j[4], tonumber(j[5] or 0),
-        tonumber(j[6] or 0), j[7] or '[]'}
+        tonumber(j[6] or 0), j[7] or '[]', j[8] or ''}
     else
       append(unowned, s, id)
     end

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..retry import stored as stored_retry
 from ..server.retries import Next, add_outcome, decide
 from ..store.records import Attempt, decode_outcomes, encode_outcomes
 from . import Failure, Orphan, Retry
@@ -80,7 +81,7 @@ def plan(
         retries, failures = o.retries + 1, o.failures + 1
         lost = Attempt("worker_lost", f"server {o.owner} stopped renewing its lease", "-", now)
         outcomes = encode_outcomes(add_outcome(decode_outcomes(o.outcomes), lost))
-        policy = policies.for_function(o.function)
+        policy = policies.for_job(o.function, None, stored_retry(o.retry))
         decision = decide(
             policy,
             "worker_lost",

@@ -21,6 +21,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from ..retry import storable
 from . import Failure, Retry, Submission, cluster_handle
 from .backend import MAX_BATCH
 from .timing import CallLater, sleep
@@ -170,7 +171,14 @@ class Writes:
     async def _submit(self, adds: list[Job]) -> None:
         submissions = [
             Submission(
-                j.function.name, j.unique, j.data, int(j.priority), math.ceil(j.when), j.reducer
+                j.function.name,
+                j.unique,
+                j.data,
+                int(j.priority),
+                math.ceil(j.when),
+                j.reducer,
+                storable(j.retry),
+                j.keep_result,
             )
             for j in adds
         ]

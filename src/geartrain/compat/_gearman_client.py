@@ -162,7 +162,9 @@ class GearmanClient:
         request.timed_out = False
         try:
             if request.background:
-                handle = client.submit_background(job.task, data, unique=unique, priority=priority)
+                handle: bytes = client.submit_background(
+                    job.task, data, unique=unique, priority=priority
+                )
                 server = None
             else:
                 submitted = client.submit_job(

@@ -13,11 +13,15 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from ..server.audit import who
 from ..server.core import JobServer
 from ..server.network import is_loopback
-from .api import Api, ServerFacts
+from ..server.ports import Observers
+from .api import JOB_ACTION_RIGHTS, Api, ServerFacts, check_admin, json_error
 from .history import History
 from .metrics import JobMetrics, Prometheus
+from .rates import Rates
+from .views import STALE_AFTER
 
 __all__ = ["Console"]
 
@@ -53,6 +57,7 @@ class Console:
         server: ServerFacts,
         token: str | None = None,
         metrics_public: bool = False,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         self.core = core
         self.server = server
@@ -62,12 +67,13 @@ class Console:
         self.started = time.time()
         self.history = History(core.stats)
         self.metrics = JobMetrics(core.clock)
-        core.observer = self.metrics
+        self.rates = Rates(core.clock)
+        core.observer = Observers(self.metrics, self.rates)
         self.prometheus = Prometheus(core, self.metrics, server)
         self.last_tick = time.monotonic()
         self.ticks: list[asyncio.Queue[dict[str, Any]]] = []
         self._ticker: asyncio.Task[None] | None = None
-        self.api = Api(core, server, self.started, self.history)
+        self.api = Api(core, server, self.started, self.history, self.rates, stale_after)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=1 << 20)
@@ -91,11 +97,14 @@ class Console:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             self._check_action(request)
+            request["who"] = self._who(request)
         elif request.path not in self.public and not is_loopback(request.remote or ""):
             self._check_read(request)
         try:
             return await handler(request)
-        except web.HTTPException:
+        except web.HTTPException as error:
+            if request.path.startswith("/api/") and error.status in (404, 405):
+                raise json_error(error, request) from None
             raise
         except Exception:  # a bug here must not cost the job server anything
             log.exception("console request %s %s failed", request.method, request.path)
@@ -122,14 +131,19 @@ class Console:
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise web.HTTPForbidden(text="cross-origin action refused\n")
         # The access rules' admin rights hold here as on the admin protocol
-        # (submissions are checked by the core, like any client's).
-        access, action = self.core.access, _admin_action(request.path)
-        if access is not None and action is not None:
-            identity = access.identify(request.remote or "", ())
-            if not access.may_admin(identity, action):
-                self.core.stats.refused_admin += 1
-                self.core.refusals.note("admin", identity, request.remote or "-", action.encode())
-                raise web.HTTPForbidden(text=f"the access rules do not allow {action!r} here\n")
+        # (submissions are checked by the core, like any client's; a bulk
+        # action's rights by the API, which reads what it does).
+        for action in _admin_actions(request.path):
+            check_admin(self.core, request, action)
+
+    def _who(self, request: web.Request) -> str:
+        """Who acts, for the audit list and the log: the access rules' identity of
+        the address, the address, and whether the token was shown."""
+        remote = request.remote or "-"
+        access = self.core.access
+        identity = access.identify(remote, ()) if access is not None else None
+        via = "console with the token" if self.token is not None else "console"
+        return who(identity, remote, via)
 
     def _check_token(self, request: web.Request, what: str, challenge: str) -> None:
         """The token as ``Bearer TOKEN``, or as the password of Basic credentials."""
@@ -234,14 +248,16 @@ def _plain(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
 
 
-def _admin_action(path: str) -> str | None:
-    """The admin right (geartrain.server.access.ACTIONS) a console action needs."""
+def _admin_actions(path: str) -> tuple[str, ...]:
+    """The admin rights (geartrain.server.access.ACTIONS) a console action needs."""
     if path.startswith("/api/failed/"):
-        return "failed"
+        return ("failed",)
     if path.endswith("/cancel"):
-        return "cancel"
+        return ("cancel",)
     if path.endswith("/drop"):
-        return "drop"
+        return ("drop",)
     if path.endswith(("/pause", "/resume")):
-        return "pause"
-    return None
+        return ("pause",)
+    if path.startswith("/api/jobs/") and path != "/api/jobs/bulk":
+        return JOB_ACTION_RIGHTS.get(path.rsplit("/", 1)[-1], ())
+    return ()

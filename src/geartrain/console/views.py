@@ -2,37 +2,191 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..__about__ import __version__
 from ..priority import Priority
 from ..server.core import JobServer
-from ..server.model import Job, JobState, Peer
+from ..server.flags import ServerConfig
+from ..server.model import Function, Job, JobState, Peer
 from ..server.stats import STAT_NAMES
+from ..store.records import Attempt, FailedJob, KeptResult
+from .listing import PREVIEW, state_of
+
+if TYPE_CHECKING:
+    from .rates import Rates
 
 __all__ = [
+    "STALE_AFTER",
+    "failed_detail",
+    "flagged",
+    "function_flags",
+    "failed_summary",
     "failed_view",
+    "job_detail",
+    "shown",
+    "summary",
     "function_views",
     "job_view",
     "jobs",
     "oldest_queued",
+    "result_view",
     "status_view",
     "worker_views",
 ]
 
-PREVIEW = 200  # bytes of a payload shown in lists
+DETAIL = 4096
+"""Bytes of a payload shown on a job's own page."""
+_CONTROL = frozenset(range(32)) - {9, 10, 13}
 
 
 def text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def result_view(record: KeptResult) -> dict[str, Any]:
+    """A kept result: its data as text if it is UTF-8, else in base64 (``encoding`` says)."""
+    try:
+        data, encoding = record.data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        data, encoding = base64.b64encode(record.data).decode(), "base64"
+    return {
+        "function": text(record.function),
+        "data": data,
+        "encoding": encoding,
+        "ended_at": record.ended_at,
+        "expires_at": record.expires_at,
+    }
+
+
 def preview(raw: bytes) -> str:
     return text(raw[:PREVIEW]) + ("…" if len(raw) > PREVIEW else "")
+
+
+def shown(raw: bytes, cap: int) -> tuple[str, bool]:
+    """The first ``cap`` bytes as text, or, when they are not text, the first
+    ``cap // 2`` as hex; and whether they were binary."""
+    part = raw[:cap]
+    try:
+        shown = part.decode()
+    except UnicodeDecodeError as error:
+        # A character cut at the cap is still text.
+        if error.start < len(part) - 3 or error.reason != "unexpected end of data":
+            return raw[: cap // 2].hex(), True
+        shown = part[: error.start].decode()
+    if not _CONTROL.isdisjoint(part):
+        return raw[: cap // 2].hex(), True
+    return shown, False
+
+
+def _reason(outcomes: Sequence[Attempt]) -> str | None:
+    if not outcomes:
+        return None
+    last = outcomes[-1]
+    return f"{last.kind}: {last.message}" if last.message else last.kind
+
+
+def summary(core: JobServer, job: Job, now: float) -> dict[str, Any]:
+    """A live job in a list: the API's job summary (docs/operations.md), with the
+    older fields of :func:`job_view`."""
+    text_preview, binary = shown(job.data, PREVIEW)
+    running = job.state is JobState.RUNNING
+    return job_view(job, now) | {
+        "state": state_of(job),
+        "created": job.created_at or None,
+        "due": job.when or None,
+        "attempt": job.failures + 1,
+        "attempts": core.policy(job).attempts,
+        "preview": text_preview,
+        "binary": binary,
+        "reason": _reason(job.outcomes),
+        "started": job.started_at if running else None,
+    }
+
+
+def failed_summary(record: FailedJob) -> dict[str, Any]:
+    """A failed-set record in a list, in the same shape as a live job's summary."""
+    text_preview, binary = shown(record.data, PREVIEW)
+    return {
+        "handle": text(record.handle),
+        "function": text(record.function),
+        "unique": text(record.unique),
+        "priority": Priority.of_level(record.priority).value,
+        "state": "failed",
+        "created": None,  # a failed record keeps when it failed, not when it was made
+        "failed_at": record.failed_at,
+        "due": None,
+        "attempt": record.attempts,
+        "attempts": None,
+        "size": len(record.data),
+        "preview": text_preview,
+        "binary": binary,
+        "worker": record.outcomes[-1].worker if record.outcomes else None,
+        "reason": record.reason,
+    }
+
+
+def _history(outcomes: Sequence[Attempt]) -> list[dict[str, Any]]:
+    return [
+        {"attempt": i, "started": None, "ended": a.at, "outcome": a.kind, "reason": a.message}
+        for i, a in enumerate(outcomes, 1)
+    ]
+
+
+def job_detail(core: JobServer, job: Job, now: float) -> dict[str, Any]:
+    """A live job's own page: its summary, payload, client, attempts and actions."""
+    payload, binary = shown(job.data, DETAIL)
+    state = state_of(job)
+    history = _history(job.outcomes)
+    if state == "running":
+        history.append(
+            {
+                "attempt": job.failures + 1,
+                "started": job.started_at,
+                "ended": None,
+                "outcome": "running",
+                "reason": None,
+            }
+        )
+    client = job.clients[0].host if job.clients else None
+    actions = _ACTIONS.get(state, ["cancel"])
+    return summary(core, job, now) | {
+        "payload": payload,
+        "binary": binary,
+        "truncated": len(job.data) > DETAIL,
+        "client": client,
+        "owner": job.owner or None,
+        "history": history,
+        "next_retry": job.when if state == "retrying" else None,
+        "actions": actions,
+    }
+
+
+_ACTIONS = {"retrying": ["retry", "cancel"], "pending": [], "done": []}
+"""What may be done to a live job, by its state (a pending job is not yet stored)."""
+
+
+def failed_detail(record: FailedJob) -> dict[str, Any]:
+    """A failed job's own page."""
+    payload, binary = shown(record.data, DETAIL)
+    return (
+        failed_view(record)
+        | failed_summary(record)
+        | {
+            "payload": payload,
+            "binary": binary,
+            "truncated": len(record.data) > DETAIL,
+            "client": None,
+            "history": _history(record.outcomes),
+            "next_retry": None,
+            "actions": ["retry", "delete"],
+        }
+    )
 
 
 def job_view(job: Job, now: float) -> dict[str, Any]:
@@ -68,23 +222,61 @@ def oldest_queued(queues: Iterable[Iterable[Job]]) -> float:
     return oldest
 
 
-def function_views(core: JobServer, now: float, limit: int) -> list[dict[str, Any]]:
+STALE_AFTER = ServerConfig.console_stale_after
+"""Seconds a function's oldest queued job may wait before the function is flagged."""
+
+
+def function_flags(f: Function, oldest: float, now: float, stale_after: float) -> list[str]:
+    """Why a function needs a look: queued jobs and no worker; a job waiting too long.
+    A paused function's jobs wait on purpose: it has no flag."""
+    flags: list[str] = []
+    if f.paused:
+        return flags
+    if f.has_queued() and not f.workers:
+        flags.append("no_workers")
+    if oldest and now - oldest > stale_after:
+        flags.append("stale")
+    return flags
+
+
+def function_views(
+    core: JobServer,
+    now: float,
+    limit: int,
+    rates: Rates | None = None,
+    stale_after: float = STALE_AFTER,
+) -> list[dict[str, Any]]:
     out = []
     for f in islice(core.functions.values(), limit):
         oldest = oldest_queued(f.queues or ())
+        age = round(now - oldest, 3) if oldest else None
+        queued = dict(zip(("high", "normal", "low"), f.queued, strict=True))
         out.append(
             {
                 "function": text(f.name),
                 "total": f.total,
-                "queued": dict(zip(("high", "normal", "low"), f.queued, strict=True)),
+                "queued": queued | {"total": sum(f.queued)},
                 "scheduled": f.scheduled,
                 "running": f.running,
                 "workers": len(f.workers),
-                "oldest_queued_seconds": round(now - oldest, 3) if oldest else None,
-                "max_queue": list(f.max_queue) if f.max_queue else None,
                 "paused": f.paused,
+                "oldest_age": age,
+                "oldest_queued_seconds": age,
+                "max_queue": list(f.max_queue) if f.max_queue else None,
+                "rates": rates.recent(f.name) if rates is not None else None,
+                "flags": function_flags(f, oldest, now, stale_after),
             }
         )
+    return out
+
+
+def flagged(core: JobServer, now: float, stale_after: float) -> list[dict[str, Any]]:
+    """Every function with a flag (for the status): only those with queued jobs can have one."""
+    out = []
+    for f in core.queues.ready:
+        flags = function_flags(f, oldest_queued(f.queues or ()), now, stale_after)
+        if flags:
+            out.append({"function": text(f.name), "flags": flags})
     return out
 
 
@@ -178,7 +370,8 @@ def status_view(core: JobServer, started: float, store: dict[str, Any]) -> dict[
         | {
             "processed": stats.completed,
             "failed": stats.failed + stats.exceptions + stats.timed_out + stats.dropped,
-            "retries": sum(1 for j in core.jobs.values() if j.failures)
+            # Waiting retries are scheduled jobs: look at those, not at every job.
+            "retries": sum(1 for j in core.queues.waiting() if j.failures)
             if counts["scheduled"]
             else 0,
             "dead": sum(core.failed.counts().values()),  # the cluster's in cluster mode

@@ -79,6 +79,7 @@ ADMIN_COMMAND_ACTIONS: dict[bytes, str] = {
     b"pause": "pause",
     b"resume": "pause",
     b"paused": "read",
+    b"result": "read",  # a background job's kept result
 }
 """The right each gearmand admin command needs (``version`` needs none)."""
 

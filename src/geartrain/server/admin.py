@@ -9,20 +9,33 @@ or ``\\n``; gearmand loses the last character of a line ended by a bare
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..__about__ import __version__
+from ..durations import parse_duration
 from ..store.records import FailedJob
 from .access import ADMIN_COMMAND_ACTIONS
 from .acl_admin import AclCommands
+from .audit import who
 from .core import JobServer
 from .model import JobState, Peer
 from .replies import c_atoi
+from .results import wait_for_end
 
-__all__ = ["MAX_TOKENS", "AdminCommands", "Answer", "SharedAdmin", "failed_listing"]
+__all__ = [
+    "MAX_RESULT_WAIT",
+    "MAX_TOKENS",
+    "AdminCommands",
+    "Answer",
+    "Member",
+    "SharedAdmin",
+    "failed_listing",
+    "result_line",
+]
 
 Answer = bytes | Awaitable[bytes]
 """An admin reply: now, or once a store has answered (sent in request order)."""
@@ -73,11 +86,6 @@ def _plussed(text: str) -> bytes:
     return line.replace(" ", "+").encode(errors="replace")
 
 
-def _who(peer: Peer, identified: bool) -> str:
-    """Who asked, for the log: the peer's identity under access rules, and its address."""
-    return f"{peer.identity} at {peer.host}" if identified else peer.host
-
-
 def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
@@ -100,6 +108,17 @@ def failed_listing(records: Iterable[FailedJob]) -> bytes:
     return b"".join(lines) + b".\n"
 
 
+MAX_RESULT_WAIT = 600.0
+"""Seconds ``result HANDLE WAIT`` waits at most (a client waiting longer asks again)."""
+
+
+def result_line(status: str, data: bytes) -> bytes:
+    """``OK STATUS [BASE64]``: how a job ended and its data in base64 (none when
+    empty), one line whatever the bytes."""
+    encoded = b" " + base64.b64encode(data) if data else b""
+    return b"OK " + status.encode() + encoded + b"\n"
+
+
 class SharedAdmin(Protocol):
     """The admin answers a cluster's shared store gives (geartrain.cluster)."""
 
@@ -112,6 +131,29 @@ class SharedAdmin(Protocol):
 
     async def members(self) -> bytes:
         """`cluster`: the members."""
+
+    async def member_list(self) -> list[Member]:
+        """The members, for the console."""
+
+
+class Member(NamedTuple):
+    """A member of the cluster as the shared store shows it."""
+
+    id: int
+    name: str
+    """"HOST:PORT pid N": where its clients reach it, and its process."""
+    started_age: float
+    """Seconds since it started."""
+    lease_age: float
+    """Seconds since it last renewed its lease."""
+    holds: int
+    """Jobs it has claimed (running, or held for its workers)."""
+    me: bool
+    """The member answering."""
+
+    @property
+    def address(self) -> str:
+        return self.name.split(" pid ", 1)[0]
 
 
 class AdminCommands:
@@ -142,6 +184,7 @@ class AdminCommands:
             b"pause": self.pause,
             b"resume": self.pause,
             b"paused": self.paused,
+            b"result": self.result,
         }
         if shared is not None:
             self.commands[b"cluster"] = lambda peer, words: shared.members()
@@ -199,15 +242,27 @@ class AdminCommands:
         if len(words) != 3 or words[1].lower() != b"job":
             return ERR_INTERNAL
         if self.shared is not None:
-            return self._cancel_shared(self.shared, words[2])
-        return OK if self.server.cancel(words[2]) else ERR_UNKNOWN_JOB
+            return self._cancel_shared(peer, self.shared, words[2])
+        done = self.server.cancel(words[2])
+        self._audit(peer, "cancel", words[2], int(done))
+        return OK if done else ERR_UNKNOWN_JOB
 
-    @staticmethod
-    async def _cancel_shared(shared: SharedAdmin, handle: bytes) -> bytes:
+    async def _cancel_shared(self, peer: Peer, shared: SharedAdmin, handle: bytes) -> bytes:
         done = await shared.cancel(handle)
+        self._audit(peer, "cancel", handle, int(bool(done)))
         if done is None:
             return ERR_UNKNOWN_JOB
         return OK if done else ERR_CLAIMED
+
+    def _who(self, peer: Peer) -> str:
+        identified = self.server.access is not None
+        return who(peer.identity if identified else None, peer.host, "admin")
+
+    def _audit(self, peer: Peer, action: str, target: bytes | str, touched: int) -> None:
+        """An operator's action, in the audit list with the console's."""
+        if isinstance(target, bytes):
+            target = target.decode(errors="replace")
+        self.server.audit.record(self._who(peer), action, target, touched)
 
     def show(self, peer: Peer, words: list[bytes]) -> Answer:
         if len(words) < 2:
@@ -235,22 +290,51 @@ class AdminCommands:
             return _args_error(words[0])
         action = words[0].lower()
         if words[2].lower() == b"all":
-            return self._change_failed(action, None, words[3] if len(words) == 4 else None)
+            return self._change_failed(peer, action, None, words[3] if len(words) == 4 else None)
         if len(words) != 3:
             return _args_error(words[0])
-        return self._change_failed(action, words[2], None)
+        return self._change_failed(peer, action, words[2], None)
 
     async def _change_failed(
-        self, action: bytes, handle: bytes | None, function: bytes | None
+        self, peer: Peer, action: bytes, handle: bytes | None, function: bytes | None
     ) -> bytes:
         """``action`` (retry or delete) one failed job, or all (of ``function``)."""
         failed = self.server.failed
         retry = action == b"retry"
         if handle is None:
             count = await (failed.retry_all(function) if retry else failed.delete_all(function))
+            target = "all failed" + (f" of {function.decode(errors='replace')}" if function else "")
+        else:
+            done = await (failed.retry(handle) if retry else failed.delete(handle))
+            count, target = int(done), handle.decode(errors="replace")
+        self._audit(peer, action.decode(), target, count)
+        if handle is None:
             return b"OK %d\n" % count
-        done = await (failed.retry(handle) if retry else failed.delete(handle))
-        return OK if done else ERR_UNKNOWN_JOB
+        return OK if count else ERR_UNKNOWN_JOB
+
+    # -- kept results of background jobs (geartrain's own command) ---------------
+
+    def result(self, peer: Peer, words: list[bytes]) -> Answer:
+        """``result HANDLE [WAIT]``: how the job ended, or that it has not, in one
+        line (see :func:`result_line`); with WAIT (seconds, or ``30s``, ``5m``), a
+        job that has not ended is waited for that long, at most :data:`MAX_RESULT_WAIT`."""
+        if len(words) not in (2, 3):
+            return _args_error(words[0])
+        handle, wait = words[1], 0.0
+        if len(words) == 3:
+            try:
+                wait = min(parse_duration(words[2].decode("ascii")), MAX_RESULT_WAIT)
+            except (UnicodeDecodeError, ValueError):
+                return _args_error(words[0])
+        return self._result_answer(handle, wait)
+
+    async def _result_answer(self, handle: bytes, wait: float) -> bytes:
+        server = self.server
+        found = await wait_for_end(server.results, server.jobs, handle, wait)
+        if found is None:
+            return ERR_UNKNOWN_JOB
+        status, record = found
+        return result_line(status, record.data if record is not None else b"")
 
     def create(self, peer: Peer, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"function":
@@ -285,7 +369,7 @@ class AdminCommands:
         if len(words) != 2 or not words[1]:
             return _args_error(words[0])
         paused = words[0].lower() == b"pause"
-        return self._set_paused(words[1], paused, _who(peer, self.server.access is not None))
+        return self._set_paused(words[1], paused, self._who(peer))
 
     async def _set_paused(self, name: bytes, paused: bool, by: str) -> bytes:
         try:

@@ -225,6 +225,7 @@ class ServerApp:
         core.keeper = writer
         await self._load_failed(core, writer)
         await self._load_paused(core, self.store)
+        await self._load_results(core, writer)
 
     @staticmethod
     async def _load_paused(core: JobServer, store: Store) -> None:
@@ -247,6 +248,16 @@ class ServerApp:
         failed.load(records)
         if records:
             log.log(NOTICE, "Loaded %d failed job(s) from the store", len(failed))
+
+    async def _load_results(self, core: JobServer, writer: StoreWriter) -> None:
+        """The kept results from the store, and the store as their home from now on."""
+        assert self.store is not None
+        results = core.results
+        results.persist = writer.results_changed
+        records = await self.store.load_results()
+        results.load(records)
+        if records:
+            log.log(NOTICE, "Loaded %d kept result(s) from the store", len(results))
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the port; connections wait until `_start_serving`."""
@@ -371,6 +382,7 @@ class ServerApp:
             listener.close()
         if self.core is not None:
             self.core.recurring.close()
+            self.core.results.close()
         for runner in self._http:
             await runner.cleanup()
         for task in list(self._handshakes):

@@ -22,8 +22,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol import HEADER, RES, PacketType, frame
+from ..retry import stored as stored_retry
 from ..store.records import FailedJob, StoredJob, decode_outcomes
 from .access import ANONYMOUS, AccessRules, RefusalLog
+from .audit import Audit
 from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, FailedJobs
 from .flags import ServerConfig
 from .handles import Handles
@@ -44,6 +46,7 @@ from .replies import (
     job_created,
 )
 from .reply_order import owe, pay
+from .results import Results
 from .retries import Next, decide, failed_record, note_attempt
 from .retry_extension import attempt_packet
 from .schedules import Recurring, Schedule
@@ -94,7 +97,9 @@ class JobServer:
         self.policies = Policies()
         self.failed: FailedSet = FailedJobs(self.resubmit, clock)
         self.failed_bounds = (DEFAULT_MAX_JOBS, DEFAULT_MAX_AGE)  # the [failed] settings
+        self.results = Results(clock, call_later)  # kept results of background jobs
         self.recurring = Recurring(self._fire_schedule, call_later, clock)
+        self.audit = Audit(clock)  # operators' actions: the console's and the admin protocol's
         self.peers: dict[Peer, None] = {}  # in connection order, for `workers`
         self._limit_queue = LimitEpisode(
             "Job limit reached (%d jobs, %d bytes held): refusing submissions"
@@ -128,6 +133,7 @@ class JobServer:
         self.policies = settings.policies
         self.failed_bounds = (settings.failed_max_jobs, settings.failed_max_age)
         self.failed.bound(*self.failed_bounds)
+        self.results.bound(settings.results_max_jobs, settings.results_max_bytes)
         self.recurring.set(settings.schedules)
         self.apply_access(settings.access)
 
@@ -190,6 +196,7 @@ class JobServer:
                 if access is None or access.joins(existing.owner, peer.identity):
                     self.stats.coalesced += 1
                     self._coalesce(existing, peer, background)
+                    self._result_asked(existing, peer, background)
                     return existing
                 # Another identity's job: this one runs on its own and the key
                 # stays with the first, so nobody joins a stranger's job.
@@ -206,6 +213,7 @@ class JobServer:
             job.owner = peer.identity
         table.add(job, index)
         self.events.submitted(job)
+        self._result_asked(job, peer, background)
         if not background:
             self._attach(job, peer)
         elif not self._kept(job, [peer]):
@@ -213,6 +221,12 @@ class JobServer:
         peer.send(job_created(job.handle))
         self.queues.put(job)
         return job
+
+    def _result_asked(self, job: Job, peer: Peer, background: bool) -> None:
+        if background and peer.keep_result:  # the submitter's opt-in (see .results)
+            job.keep_result = max(job.keep_result, peer.keep_result)
+            if not self.keeper.shares:  # a shared job is named (and kept) by the cluster
+                self.results.expect(job.handle, job.function.name, peer.keep_result)
 
     def _kept(self, job: Job, waiters: list[Peer]) -> bool:
         """Hand a background job to its keeper: True if it is kept now (acknowledge
@@ -394,6 +408,7 @@ class JobServer:
             job.store_id = s.id
             job.failures = s.failures
             job.outcomes = decode_outcomes(s.outcomes)
+            job.retry = stored_retry(s.retry)
             job.created_at = self.clock()
             self.table.add(job, index=True)
             self.queues.put(job)
@@ -525,11 +540,17 @@ class JobServer:
         return self.policies.for_job(job.function.name, job.function.retry, job.retry)
 
     def _attempt_failed(
-        self, job: Job, kind: str, message: str, exception: bytes | list[bytes] = b""
+        self,
+        job: Job,
+        kind: str,
+        message: str,
+        exception: bytes | list[bytes] = b"",
+        detail: bytes = b"",
     ) -> None:
         """An attempt at a running job ended as ``kind``: retry it, queue it again,
         or fail it for good, as :func:`.retries.decide` says.  ``exception`` is the
-        worker's WORK_EXCEPTION, for the clients that asked for exceptions."""
+        worker's WORK_EXCEPTION, for the clients that asked for exceptions;
+        ``detail`` its data, for a kept result."""
         if kind == "worker_lost":
             self.events.worker_lost(job)
             job.retries += 1
@@ -556,6 +577,7 @@ class JobServer:
                 self.events.dropped(job)
             self._fail_clients(job, exception)
             self._keep_failed(job, policy, kind)
+            self._ended(job, kind, detail)
             self._finish(job)
 
     def _retry(self, job: Job, policy: Policy, delay: float) -> None:
@@ -612,12 +634,13 @@ class JobServer:
 
     # -- recurring schedules ----------------------------------------------------
 
-    def _fire_schedule(self, schedule: Schedule, when: int) -> None:
-        """A recurring schedule's minute came: an ordinary background job."""
+    def _fire_schedule(self, schedule: Schedule, when: int) -> bytes | None:
+        """A recurring schedule's minute came: an ordinary background job (its
+        handle, if this server holds it)."""
         log.info("Schedule %s fires %s", schedule.name, schedule.function.decode(errors="replace"))
         if self.keeper.fire(schedule, when):  # once in the cluster, whoever comes first
-            return
-        self.submit(
+            return None
+        job = self.submit(
             self._internal,
             schedule.function,
             schedule.unique(when),
@@ -625,6 +648,7 @@ class JobServer:
             schedule.priority,
             True,
         )
+        return job.handle if job is not None else None
 
     # -- results --------------------------------------------------------------
 
@@ -637,6 +661,13 @@ class JobServer:
             fail = HEADER.pack(RES, T.WORK_FAIL, len(job.handle)) + job.handle
             for client in job.clients:
                 client.send(exception if exception and client.exceptions else fail)
+
+    def _ended(self, job: Job, status: str, data: bytes) -> None:
+        """The job is over: its result is kept if asked for (see .results)."""
+        results = self.results
+        if not job.ignored and (job.background or results.waited_for):
+            keep = self.policies.for_function(job.function.name).keep_results
+            results.ended(job, status, data, max(keep, job.keep_result))
 
     def _finish(self, job: Job) -> None:
         """The job is over (done, failed, timed out, dropped): forget it everywhere."""
@@ -715,6 +746,7 @@ class JobServer:
         """WORK_COMPLETE."""
         self.events.completed(job)
         self.forward(job, T.WORK_COMPLETE, args)
+        self._ended(job, "complete", args[1])
         self._finish(job)
 
     def fail(self, job: Job) -> None:
@@ -726,7 +758,8 @@ class JobServer:
         """WORK_EXCEPTION: retried if its policy says so, else final."""
         self.events.exception(job)
         message = args[1][:1000].decode(errors="replace")
-        self._attempt_failed(job, "exception", message, frame(RES, T.WORK_EXCEPTION, args))
+        packet = frame(RES, T.WORK_EXCEPTION, args)
+        self._attempt_failed(job, "exception", message, packet, args[1])
 
     def status_of(self, peer: Peer, job: Job | None) -> Job | None:
         """The job whose status ``peer`` asked for, or None (answered as unknown) if
@@ -748,6 +781,7 @@ class JobServer:
             return False
         self.events.cancelled(job)
         self._fail_clients(job)
+        self._ended(job, "cancelled", b"")
         self.keeper.forget(job)
         job.store_id = 0
         if job.state is RUNNING:
@@ -755,6 +789,17 @@ class JobServer:
             self.table.unindex(job)
             return True
         self._remove(job)
+        return True
+
+    def retry_now(self, handle: bytes) -> bool:
+        """A job waiting for its next attempt runs now (the console's "retry now")."""
+        job = self.table.jobs.get(handle)
+        if job is None or job.state is not SCHEDULED or not job.failures:
+            return False
+        log.info("Retrying job %s now on request", handle.decode(errors="replace"))
+        self.queues.now(job)
+        if self.keeper.retry(job):  # the store keeps it due now, as after a failed attempt
+            self._remove(job)
         return True
 
     def drop_function(self, name: bytes) -> Dropped:
@@ -775,6 +820,11 @@ class JobServer:
                 "paused" if paused else "resumed",
                 who,
             )
+        f = self.table.functions.get(name)
+        held = sum(f.queued) if f is not None and changed else 0  # the jobs it holds or frees
+        action = "pause" if paused else "resume"
+        # Logged above when it changed something; a pause that changed nothing is not worth a line.
+        self.audit.record(who, action, name.decode(errors="replace"), held, logged=True)
         if self.pause_store is not None:
             await self.pause_store.save_paused(name, paused)
         return changed

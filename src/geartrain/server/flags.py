@@ -74,6 +74,9 @@ class ServerConfig:
     from other hosts for reads too; without one, other hosts may only probe health."""
     metrics_public: bool = False
     """`/metrics` answers other hosts without the token (`--metrics-public`)."""
+    console_stale_after: float = 300.0
+    """Seconds a function's oldest queued job may wait before the console flags the
+    function "stale" (`--console-stale-after`)."""
     http_port: int = 0
     """gearmand's HTTP job gateway (`--protocol=http --http-port N`) on `host`, as in
     gearmand: it offers what the job port offers; 0: off."""

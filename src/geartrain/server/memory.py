@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol import drop_pieces
 from .network import Network
 
 __all__ = ["IDLE_AFTER", "IdleTrimmer", "malloc_trim"]
@@ -83,6 +84,7 @@ class IdleTrimmer:
 
     def trim(self) -> None:
         released = self.network.release_idle_buffers()
+        drop_pieces()  # the large packets' kept pieces
         malloc_trim()
         self.trims += 1
         log.debug("Idle: released %d receive buffer(s) and trimmed the heap", released)

@@ -64,6 +64,7 @@ class Job:
         "started_at",
         "owner",
         "retry",
+        "keep_result",
     )
 
     def __init__(
@@ -109,6 +110,9 @@ class Job:
         self.owner = ""
         # The retry policy its submission carried (the retries extension).
         self.retry: Retry | None = None
+        # Seconds its submitter asked its result to be kept (the keep_result
+        # option); it travels with the job where the job is shared (cluster mode).
+        self.keep_result = 0.0
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
@@ -203,6 +207,7 @@ class Peer:
         "names",
         "identity",
         "held",
+        "keep_result",
     )
 
     def __init__(
@@ -239,6 +244,8 @@ class Peer:
         self.identity = "anonymous"
         # What waits behind an answer owed to this peer (reply_order), if any.
         self.held: HeldReplies | None = None
+        # Seconds the results of its background jobs are kept (OPTION_REQ keep_result=); 0: not.
+        self.keep_result = 0.0
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""

@@ -53,8 +53,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ..retry import storable
 from ..store import Store, StoreFull, StoreHealth
-from ..store.records import FailedJob, StoredJob, encode_outcomes
+from ..store.records import FailedJob, KeptResult, StoredJob, encode_outcomes
+from .changes import KeyedChanges
 from .ports import LocalKeeper
 
 if TYPE_CHECKING:
@@ -141,9 +143,10 @@ class StoreWriter(LocalKeeper):
         # The regulars a write is waiting for, and what wakes it.
         self._awaited: set[Peer] = set()
         self._gathered: asyncio.Future[None] | None = None
-        # Changes to the failed-job set, written before the queue changes of the same round.
-        self._failed_added: dict[bytes, FailedJob] = {}
-        self._failed_removed: set[bytes] = set()
+        # Changes to the failed-job set and the kept results, written before the
+        # queue changes of the same round.
+        self._failed = KeyedChanges[FailedJob](store.write_failed)
+        self._results = KeyedChanges[KeptResult](store.write_results)
         # A logging store's append, and this loop turn's changes for it.
         self._append: Callable[[Sequence[StoredJob], Sequence[int]], None] | None = (
             getattr(store, "append", None) if getattr(store, "journaled", False) else None
@@ -273,12 +276,15 @@ class StoreWriter(LocalKeeper):
 
     def failed_changed(self, added: list[FailedJob], removed: list[bytes]) -> None:
         """Record changes to the failed-job set (``FailedJobs.persist``)."""
-        for handle in removed:
-            self._failed_added.pop(handle, None)
-            self._failed_removed.add(handle)
-        for record in added:
-            self._failed_removed.discard(record.handle)
-            self._failed_added[record.handle] = record
+        self._failed.note(added, removed)
+        self._side_changed()
+
+    def results_changed(self, added: list[KeptResult], removed: list[bytes]) -> None:
+        """Record changes to the kept results (``Results.persist``)."""
+        self._results.note(added, removed)
+        self._side_changed()
+
+    def _side_changed(self) -> None:
         if self.outage:
             self._later(RETRY_DELAY)
         else:
@@ -346,8 +352,8 @@ class StoreWriter(LocalKeeper):
             + len(self._dones)
             + len(self._turn_adds)
             + len(self._turn_dones)
-            + len(self._failed_added)
-            + len(self._failed_removed)
+            + len(self._failed)
+            + len(self._results)
         )
 
     async def drain(self) -> None:
@@ -356,7 +362,7 @@ class StoreWriter(LocalKeeper):
         while (
             self._task is not None
             or self._adds
-            or ((self._dones or self._failed_changes) and not self.outage)
+            or ((self._dones or self._side_changes) and not self.outage)
         ):
             if self._task is None:
                 self._kick()
@@ -388,34 +394,19 @@ class StoreWriter(LocalKeeper):
         try:
             # Let the rest of this loop turn's submissions join the first batch.
             await asyncio.sleep(0)
-            while self._adds or self._dones or self._failed_changes:
+            while self._adds or self._dones or self._side_changes:
                 if self.gather and self._adds and len(self._adds) < MAX_BATCH:
                     await self._gather()
                 if not await self._write_batch() and not self._adds:
                     break
         finally:
             self._task = None
-        if self._dones or self._failed_changes:
+        if self._dones or self._side_changes:
             self._later(RETRY_DELAY)
 
     @property
-    def _failed_changes(self) -> bool:
-        return bool(self._failed_added or self._failed_removed)
-
-    async def _write_failed(self) -> None:
-        """The failed-set changes, before the queue write that deletes those jobs' rows
-        (a crash in between leaves a job in both: at least once, never lost)."""
-        added, self._failed_added = self._failed_added, {}
-        removed, self._failed_removed = self._failed_removed, set()
-        try:
-            await self.store.write_failed(list(added.values()), list(removed))
-        except Exception:
-            # Keep them for the next round, unless newer changes replaced them.
-            for handle, record in added.items():
-                if handle not in self._failed_removed:
-                    self._failed_added.setdefault(handle, record)
-            self._failed_removed |= removed - set(self._failed_added)
-            raise
+    def _side_changes(self) -> bool:
+        return bool(self._failed or self._results)
 
     async def _gather(self) -> None:
         """Wait (at most RETURN_WINDOW) for the regulars just acknowledged to submit again."""
@@ -469,8 +460,12 @@ class StoreWriter(LocalKeeper):
         written, dones = _net(adds, dones)
         records = [_record(j) for j in written]
         try:
-            if self._failed_changes:
-                await self._write_failed()
+            # Before the queue write that deletes those jobs' rows (a crash in
+            # between leaves a job in both: at least once, never lost).
+            if self._failed:
+                await self._failed.flush()
+            if self._results:
+                await self._results.flush()
             try:
                 await self.store.write(records, dones)
             except StoreFull:
@@ -550,4 +545,5 @@ def _record(job: Job) -> StoredJob:
         job.handle,
         job.failures,
         encode_outcomes(job.outcomes) if job.outcomes else "",
+        storable(job.retry),
     )

@@ -5,10 +5,11 @@ A policy says how many attempts a job gets, how long to wait between them
 outcomes are retried (``fail``: WORK_FAIL, ``exception``: WORK_EXCEPTION,
 ``worker_lost``: the worker disconnected or dropped the function,
 ``timeout``: its CAN_DO_TIMEOUT expired), a timeout for workers that did not
-register one, and whether background jobs that fail for good are kept in the
-failed-job set; and how many jobs and bytes of job data the function may hold
-(past them a submission is refused as a full queue).  Policies come from the
-``[defaults]`` and ``[functions]`` tables of the settings file
+register one, whether background jobs that fail for good are kept in the
+failed-job set, how long background jobs' results are kept
+(``keep_results``, see :mod:`.results`); and how many jobs and bytes of job
+data the function may hold (past them a submission is refused as a full
+queue).  Policies come from the ``[defaults]`` and ``[functions]`` tables of the settings file
 (:mod:`.settings`); functions match glob patterns, the first matching pattern
 in file order wins.
 
@@ -30,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..durations import parse_duration
 from ..retry import OUTCOMES, Retry
 
 __all__ = ["OUTCOMES", "Policies", "Policy", "policy_from_table"]
@@ -61,6 +63,10 @@ class Policy:
     max_bytes: int | None = None
     """Bytes of the function's job data held at once; 0: no limit, None:
     ``--max-function-bytes``."""
+    keep_results: float = 0.0
+    """Seconds a background job's result (or failure) is kept after it ends, to be
+    fetched by handle (see :mod:`.results`); 0: not kept.  Written as seconds or
+    as ``"90s"``, ``"15m"``, ``"1h"``, ``"2d"``."""
 
     def with_retry(self, retry: Retry) -> Policy:
         """This policy with its retry part (attempts, outcomes, backoff) taken from
@@ -96,7 +102,8 @@ def policy_from_table(table: Mapping[str, Any], base: Policy, where: str) -> Pol
     for key, value in table.items():
         if key not in _KEYS:
             raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(_KEYS))})")
-        changes[key] = _check(key, value, where)
+        check = _duration if key == "keep_results" else _check
+        changes[key] = check(key, value, where)
     return replace(base, **changes)
 
 
@@ -131,6 +138,13 @@ def _check(key: str, value: Any, where: str) -> Any:
 _MERGED_LIMIT = 1024
 """Policies from code, each over a file's policy, remembered (a job asks at each
 hand-out to a worker that is told its attempt)."""
+
+
+def _duration(key: str, value: Any, where: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise ValueError(f"{where}: {key}: {error}") from None
 
 
 @dataclass(frozen=True)

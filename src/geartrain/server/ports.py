@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .model import Job, Peer
     from .schedules import Schedule
 
-__all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer", "PauseStore"]
+__all__ = ["FailedSet", "InMemory", "Keeper", "LocalKeeper", "Observer", "Observers", "PauseStore"]
 
 
 class Keeper(Protocol):
@@ -35,6 +35,10 @@ class Keeper(Protocol):
     coalesces_background: bool
     """Unique keys of background jobs coalesce in this server's table (False: in
     the shared store, where the whole cluster's jobs are)."""
+
+    shares: bool
+    """Background jobs go to a cluster's shared store, which names them
+    (``JobServer.shared``): what travels with a job must go with it there."""
 
     def keep(self, job: Job) -> bool:
         """Keep a background job (new, turned background, or sent back from the
@@ -75,6 +79,7 @@ class LocalKeeper:
     claimed, answered or fired elsewhere."""
 
     coalesces_background = True
+    shares = False
 
     def before_hand_out(self) -> None:
         pass
@@ -146,6 +151,19 @@ class Observer(Protocol):
     good); "cancelled".  Called once per event, never per packet."""
 
     def event(self, job: Job, kind: str) -> None: ...
+
+
+class Observers:
+    """Several observers heard as one (the metrics and the console's rates)."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def event(self, job: Job, kind: str) -> None:
+        for observer in self.observers:
+            observer.event(job, kind)
 
 
 class PauseStore(Protocol):

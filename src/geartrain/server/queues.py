@@ -11,7 +11,7 @@ jobs wait (see :mod:`.pauses`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .model import Function, Job, JobState, Peer
@@ -124,6 +124,18 @@ class Queues:
             peer.abilities[f] = (peer.abilities[f][0], -self.next_rank())
         return job
 
+    def compact(self, f: Function) -> None:
+        """Drop the entries of jobs that left ``f``'s queues (cancelled, abandoned)
+        now rather than when they reach the head, so that a queue holds exactly its
+        queued jobs and can be read by position (the console's pages)."""
+        if f.queues is None:
+            return
+        for priority, queue in enumerate(f.queues):
+            if len(queue) != f.queued[priority]:
+                live = [job for job in queue if job.state is QUEUED]
+                queue.clear()
+                queue.extend(live)
+
     def has_work(self, peer: Peer) -> bool:
         """Whether a job is queued for one of the worker's functions."""
         abilities = peer.abilities
@@ -153,8 +165,8 @@ class Queues:
         now = self.clock()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            job = heapq.heappop(heap)[2]
-            if job.state is SCHEDULED:
+            when, _seq, job = heapq.heappop(heap)
+            if job.state is SCHEDULED and job.when == when:  # else a stale entry
                 job.function.scheduled -= 1
                 job.when = 0.0
                 self.put(job)
@@ -162,4 +174,21 @@ class Queues:
 
     def scheduled(self) -> list[Job]:
         """Epoch jobs still waiting, soonest first."""
-        return [job for _when, _seq, job in sorted(self._heap) if job.state is SCHEDULED]
+        return [
+            job
+            for when, _seq, job in sorted(self._heap)
+            if job.state is SCHEDULED and job.when == when
+        ]
+
+    def waiting(self) -> Iterator[Job]:
+        """Epoch jobs still waiting, in no order (cheaper than :meth:`scheduled`)."""
+        return (
+            job for when, _seq, job in self._heap if job.state is SCHEDULED and job.when == when
+        )
+
+    def now(self, job: Job) -> None:
+        """A scheduled job (a waiting retry) is queued at once; its entry in the
+        schedule is skipped when reached."""
+        job.function.scheduled -= 1
+        job.when = 0.0
+        self.put(job)

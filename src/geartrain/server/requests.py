@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..cron import sched_fields
+from ..extensions import read_keep_result
 from ..protocol import PACKETS, REQ, RES, SUBMIT_KINDS, Packet, PacketType, Sender, frame, pack
 from . import retry_extension
 from .core import MAX_UNIQUE, JobServer
@@ -224,10 +225,21 @@ class Requests:
 
     def _h_option_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         option = args[0]
-        if len(option) > MAX_OPTION or option.lower() != b"exceptions":
+        if len(option) > MAX_OPTION:
             peer.send(ERR_OPTION)
             return
-        peer.exceptions = True
+        try:
+            keep = read_keep_result(option)  # geartrain's extension (see .results)
+        except ValueError as error:
+            peer.send(error_packet(b"INVALID_ARGUMENTS", str(error).encode()))
+            return
+        if option.lower() == b"exceptions":
+            peer.exceptions = True
+        elif keep is not None:
+            peer.keep_result = keep
+        else:
+            peer.send(ERR_OPTION)
+            return
         peer.send(pack(RES, T.OPTION_RES, args))
 
     def _h_option(self, peer: Peer, args: tuple[bytes, ...]) -> None:

@@ -14,13 +14,17 @@ server was down are not caught up.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..cron import Cron, parse_cron
 
-__all__ = ["Recurring", "Schedule", "schedule_from_table"]
+__all__ = ["HISTORY", "Firing", "Recurring", "Schedule", "schedule_from_table"]
+
+HISTORY = 50
+"""Firings remembered per schedule, for the console."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +82,23 @@ def schedule_from_table(table: Mapping[str, Any], where: str) -> Schedule:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One firing of a schedule: its minute, and the job's handle (None when
+    another member of the cluster submitted it, or it was refused)."""
+
+    at: int
+    handle: bytes | None
+
+
 class Recurring:
-    """Fires the recurring schedules at their minutes, with the core's timers and clock."""
+    """Fires the recurring schedules at their minutes, with the core's timers and
+    clock.  ``fire`` submits a firing's job and returns its handle, if this server
+    holds it."""
 
     def __init__(
         self,
-        fire: Callable[[Schedule, int], None],
+        fire: Callable[[Schedule, int], bytes | None],
         call_later: Callable[[float, Callable[[], None]], Any] | None,
         clock: Callable[[], float],
     ) -> None:
@@ -93,6 +108,7 @@ class Recurring:
         self.schedules: tuple[Schedule, ...] = ()
         self._timers: dict[str, Any] = {}
         self._fired: dict[str, int] = {}  # name -> the last minute fired, never fired twice
+        self.history: dict[str, deque[Firing]] = {}
 
     def set(self, schedules: tuple[Schedule, ...]) -> None:
         """Replace the schedules (a reload keeps what was fired already)."""
@@ -121,8 +137,18 @@ class Recurring:
             return
         if self._fired.get(schedule.name, 0) < when:
             self._fired[schedule.name] = when
-            self.fire(schedule, when)
+            handle = self.fire(schedule, when)
+            history = self.history.setdefault(schedule.name, deque(maxlen=HISTORY))
+            history.append(Firing(when, handle))
         self._arm(schedule)
+
+    def last(self, name: str) -> int | None:
+        """The minute the schedule last fired (since start), if it has."""
+        return self._fired.get(name)
+
+    def next_firing(self, schedule: Schedule) -> int | None:
+        """The minute it fires next."""
+        return schedule.cron.next_after(max(self.clock(), self._fired.get(schedule.name, 0)))
 
     def close(self) -> None:
         for timer in self._timers.values():

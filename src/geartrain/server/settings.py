@@ -15,10 +15,15 @@ file holds what flags cannot say well::
     timeout = 300                 # for workers that registered without CAN_DO_TIMEOUT
     max_jobs = 1000               # jobs held at once (0: none; unset: --max-function-jobs)
     max_bytes = 104857600         # job data held at once (unset: --max-function-bytes)
+    keep_results = "1h"           # background jobs' results, fetched by handle (0: not kept)
 
     [failed]                      # the failed-job set
     max_jobs = 10000
     max_age = 2592000             # seconds (30 days)
+
+    [results]                     # the kept results of background jobs
+    max_jobs = 100000
+    max_bytes = 67108864
 
     [[schedules]]
     name = "nightly-report"
@@ -43,11 +48,12 @@ from typing import Any
 from .access import AccessError, AccessRules
 from .failed import DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS
 from .policies import Policies, Policy, policy_from_table
+from .results import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS
 from .schedules import Schedule, schedule_from_table
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
 
-_TABLES = frozenset({"defaults", "functions", "failed", "schedules", "access"})
+_TABLES = frozenset({"defaults", "functions", "failed", "results", "schedules", "access"})
 
 
 class SettingsError(ValueError):
@@ -63,6 +69,8 @@ class Settings:
     failed_max_jobs: int = DEFAULT_MAX_JOBS
     failed_max_age: float = DEFAULT_MAX_AGE
     access: AccessRules = field(default_factory=AccessRules)
+    results_max_jobs: int = DEFAULT_MAX_RESULTS
+    results_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def load_settings(path: str) -> Settings:
@@ -113,6 +121,16 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
         raise ValueError("[failed]: max_jobs must be a whole number of at least 0")
     if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0:
         raise ValueError("[failed]: max_age must be a number of seconds")
+    results = _table(data, "results")
+    extra = set(results) - {"max_jobs", "max_bytes"}
+    if extra:
+        raise ValueError(f"[results]: unknown key {sorted(extra)[0]!r}")
+    bounds = []
+    for key, default_value in (("max_jobs", DEFAULT_MAX_RESULTS), ("max_bytes", DEFAULT_MAX_BYTES)):
+        value = results.get(key, default_value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"[results]: {key} must be a whole number of at least 0")
+        bounds.append(value)
     entries = data.get("schedules", [])
     if not isinstance(entries, list):
         raise ValueError("schedules must be an array of tables ([[schedules]])")
@@ -129,7 +147,15 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
         access = AccessRules.from_toml(data.get("access"))
     except AccessError as error:
         raise ValueError(str(error)) from None
-    return Settings(Policies(default, patterns), schedules, max_jobs, float(max_age), access)
+    return Settings(
+        Policies(default, patterns),
+        schedules,
+        max_jobs,
+        float(max_age),
+        access,
+        bounds[0],
+        bounds[1],
+    )
 
 
 def _table(data: Any, key: str | None, where: str | None = None) -> Mapping[str, Any]:

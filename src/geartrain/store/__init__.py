@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from .records import FailedJob, StoredJob
+from .records import FailedJob, KeptResult, StoredJob
 
 __all__ = ["STORES", "StoreError", "StoreFull", "StoreHealth", "Store", "StoredJob", "store_class"]
 
@@ -79,6 +79,12 @@ class Store(Protocol):
 
     async def save_paused(self, name: bytes, paused: bool) -> None:
         """Keep ``name`` paused, or (``paused`` False) no longer; durable on return."""
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results of background jobs (pending ones too), oldest first."""
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store (or replace) ``added`` and delete the handles in ``removed``, atomically."""
 
     async def close(self) -> None:
         """Release connections; the store may be opened again."""

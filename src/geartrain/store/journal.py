@@ -259,14 +259,20 @@ def _allocate(path: Path, size: int) -> mmap.mmap:
 _ONE = struct.Struct(">II" + _JOB.format[1:])  # counts (1, 0) and one job, packed at once
 
 
+_RETRY_FLAG = 0x80
+"""Set in a job's priority byte when a retry policy follows its outcomes (its
+length first): records written before policies were kept still read alike."""
+_LENGTH = struct.Struct(">I")
+
+
 def _job_parts(pack: Callable[..., bytes], job: StoredJob, *counts: int) -> tuple[bytes, ...]:
     """One job's packed head (after ``counts``, if any) and its variable fields."""
-    job_id, function, unique, data, priority, when, handle, attempts, text = job
+    job_id, function, unique, data, priority, when, handle, attempts, text, retry = job
     outcomes = text.encode()
     head = pack(
         *counts,
         job_id,
-        priority,
+        priority | _RETRY_FLAG if retry else priority,
         when,
         attempts,
         len(function),
@@ -275,6 +281,9 @@ def _job_parts(pack: Callable[..., bytes], job: StoredJob, *counts: int) -> tupl
         len(handle),
         len(outcomes),
     )
+    if retry:
+        policy = retry.encode()
+        return head, function, unique, data, handle, outcomes, _LENGTH.pack(len(policy)), policy
     return head, function, unique, data, handle, outcomes
 
 
@@ -303,9 +312,25 @@ def _decode(payload: bytes) -> tuple[list[StoredJob], list[int]]:
             fields.append(payload[at : at + length])
             at += length
         function, unique, data, handle, outcomes = fields
+        retry = ""
+        if priority & _RETRY_FLAG:
+            priority &= ~_RETRY_FLAG
+            (length,) = _LENGTH.unpack_from(payload, at)
+            at += _LENGTH.size
+            retry = payload[at : at + length].decode()
+            at += length
         added.append(
             StoredJob(
-                job_id, function, unique, data, priority, when, handle, attempts, outcomes.decode()
+                job_id,
+                function,
+                unique,
+                data,
+                priority,
+                when,
+                handle,
+                attempts,
+                outcomes.decode(),
+                retry,
             )
         )
     done = list(struct.unpack_from(f">{n_done}Q", payload, at))

@@ -29,7 +29,7 @@ from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import MYSQL_TABLE, check_identifier
 from .reconnect import once_more_if_lost
-from .records import FailedJob, decode_outcomes, failed_row
+from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
@@ -66,12 +66,20 @@ _RETRY_COLUMNS = (
     ("handle", "VARBINARY(64) NOT NULL DEFAULT ''"),
     ("attempts", "INT NOT NULL DEFAULT 0"),
     ("outcomes", "MEDIUMTEXT NULL"),
+    ("retry_policy", "TEXT NULL"),  # a submission's own retry policy (NULL: none)
 )
 _CREATE_FAILED = (
     "CREATE TABLE IF NOT EXISTS {table} (handle VARBINARY(64) NOT NULL PRIMARY KEY,"
     " function_name BLOB NOT NULL, unique_key BLOB NOT NULL, data LONGBLOB NOT NULL,"
     " priority INT NOT NULL, attempts INT NOT NULL, failed_at DOUBLE NOT NULL,"
     " reason TEXT NOT NULL, outcomes MEDIUMTEXT NOT NULL) ENGINE=InnoDB"
+)
+
+_CREATE_RESULTS = (
+    "CREATE TABLE IF NOT EXISTS {table} (seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE,"
+    " handle VARBINARY(64) NOT NULL PRIMARY KEY, function_name BLOB NOT NULL,"
+    " status VARCHAR(32) NOT NULL, data LONGBLOB NOT NULL, keep_seconds DOUBLE NOT NULL,"
+    " ended_at DOUBLE NOT NULL) ENGINE=InnoDB"
 )
 
 
@@ -115,10 +123,12 @@ class MysqlStore:
         self._insert = (
             f"INSERT INTO {self.table}"
             " (id, function_name, unique_key, data, priority, when_to_run,"
-            " handle, attempts, outcomes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " handle, attempts, outcomes, retry_policy)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
         self.failed_table = f"{self.table[:50]}_failed"
         self.paused_table = f"{self.table[:50]}_paused"
+        self.results_table = f"{self.table[:50]}_results"
 
     def __str__(self) -> str:
         a = self.connect_args
@@ -209,6 +219,7 @@ class MysqlStore:
             f"CREATE TABLE IF NOT EXISTS {self.paused_table}"
             " (function_name VARBINARY(1024) NOT NULL PRIMARY KEY) ENGINE=InnoDB"
         )
+        await cur.execute(_CREATE_RESULTS.format(table=self.results_table))
 
     async def _convert_gearmand_table(self, cur: Any, has_when: bool) -> None:
         """Copy a table written by gearmand's mysql plugin into geartrain's layout.
@@ -246,7 +257,8 @@ class MysqlStore:
         async def body(cur: Any) -> list[StoredJob]:
             await cur.execute(
                 "SELECT id, function_name, unique_key, data, priority, when_to_run,"
-                f" handle, attempts, coalesce(outcomes, '') FROM {self.table} ORDER BY id"
+                " handle, attempts, coalesce(outcomes, ''), coalesce(retry_policy, '')"
+                f" FROM {self.table} ORDER BY id"
             )
             return [StoredJob(*row) for row in await cur.fetchall()]
 
@@ -276,7 +288,7 @@ class MysqlStore:
                 self._insert,
                 [
                     (j.id, j.function, j.unique, j.data, j.priority, j.when)
-                    + (j.handle, j.failures, j.outcomes)
+                    + (j.handle, j.failures, j.outcomes, j.retry or None)
                     for j in added
                 ],
             )
@@ -363,6 +375,52 @@ class MysqlStore:
             await once_more_if_lost(lambda: self._transaction(body), _lost, self)
         except _ERRORS as exc:
             raise self._error(exc) from exc
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+
+        async def body(cur: Any) -> list[KeptResult]:
+            await cur.execute(
+                "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+                f" FROM {self.results_table} ORDER BY seq"
+            )
+            return [
+                KeptResult(bytes(h), bytes(f), str(s), bytes(d), float(k), float(e))
+                for h, f, s, d, k, e in await cur.fetchall()
+            ]
+
+        try:
+            records: list[KeptResult] = await once_more_if_lost(
+                lambda: self._transaction(body), _lost, self
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return records
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.results_table
+
+        async def body(cur: Any) -> None:
+            # A replaced record goes to the end: the order is the order of keeping.
+            for handle in [*removed, *(r.handle for r in added)]:
+                await cur.execute(f"DELETE FROM {t} WHERE handle = %s", (handle,))
+            if added:
+                await cur.executemany(
+                    f"INSERT INTO {t} (handle, function_name, status, data, keep_seconds,"
+                    " ended_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                    [tuple(r) for r in added],
+                )
+
+        if added or removed:
+            try:
+                await once_more_if_lost(lambda: self._transaction(body), _lost, self)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

@@ -32,7 +32,7 @@ from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import LIBPQ_TABLE, check_identifier
 from .reconnect import once_more_if_lost
-from .records import FailedJob, decode_outcomes, failed_row
+from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg", "on_standby", "server_address"]
 
@@ -63,13 +63,19 @@ _CREATE = (
 _ADD_RETRY_COLUMNS = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS handle BYTEA NOT NULL DEFAULT '',"
     " ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0,"
-    " ADD COLUMN IF NOT EXISTS outcomes TEXT NOT NULL DEFAULT ''"
+    " ADD COLUMN IF NOT EXISTS outcomes TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN IF NOT EXISTS retry_policy TEXT NULL"  # a submission's own (NULL: none)
 )
 _CREATE_FAILED = (
     "CREATE TABLE IF NOT EXISTS {table} (handle BYTEA PRIMARY KEY, function_name BYTEA NOT NULL,"
     " unique_key BYTEA NOT NULL, data BYTEA NOT NULL, priority INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL, failed_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL,"
     " outcomes TEXT NOT NULL)"
+)
+_CREATE_RESULTS = (
+    "CREATE TABLE IF NOT EXISTS {table} (seq BIGSERIAL, handle BYTEA PRIMARY KEY,"
+    " function_name BYTEA NOT NULL, status TEXT NOT NULL, data BYTEA NOT NULL,"
+    " keep_seconds DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION NOT NULL)"
 )
 
 # The session died (server restart, terminated backend): worth one more try
@@ -217,18 +223,19 @@ class PostgresStore:
         t = self.table
         self._insert = (
             f"INSERT INTO {t} (id, function_name, unique_key, data, priority, when_to_run,"
-            " handle, attempts, outcomes)"
+            " handle, attempts, outcomes, retry_policy)"
             " SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],"
-            " $5::int[], $6::bigint[], $7::bytea[], $8::int[], $9::text[])"
+            " $5::int[], $6::bigint[], $7::bytea[], $8::int[], $9::text[], $10::text[])"
         )
         # The retry after a lost connection: the lost attempt may have committed
         # (and reached the standby now primary); ids are never reused.
         self._insert_again = f"{self._insert} ON CONFLICT (id) DO NOTHING"
-        self._delete_then = f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($10::bigint[])) "
+        self._delete_then = f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($11::bigint[])) "
         self.primary: str | None = None
         """``host:port`` of the server the last new connection reached, once open."""
         self.failed_table = f"{t[:50]}_failed"
         self.paused_table = f"{t[:50]}_paused"
+        self.results_table = f"{t[:50]}_results"
 
     def __str__(self) -> str:
         return f"postgresql {_describe(self.conninfo)} table {self.table}"
@@ -291,6 +298,7 @@ class PostgresStore:
         await pool.execute(
             f"CREATE TABLE IF NOT EXISTS {self.paused_table} (function_name BYTEA PRIMARY KEY)"
         )
+        await pool.execute(_CREATE_RESULTS.format(table=self.results_table))
 
     async def _convert_gearmand_table(self, pool: asyncpg.Pool, has_when: bool) -> None:
         """Rebuild a table written by gearmand's libpq plugin, in one transaction."""
@@ -317,7 +325,8 @@ class PostgresStore:
             raise StoreError(f"{self}: not open")
         query = (
             "SELECT id, function_name, unique_key, data, priority, when_to_run,"
-            f" handle, attempts, outcomes FROM {self.table} ORDER BY id"
+            " handle, attempts, outcomes, coalesce(retry_policy, '')"
+            f" FROM {self.table} ORDER BY id"
         )
         try:
             rows = await once_more_if_lost(
@@ -435,6 +444,46 @@ class PostgresStore:
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        query = (
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results_table} ORDER BY seq"
+        )
+        try:
+            rows = await once_more_if_lost(
+                lambda: pool.fetch(query), _lost, self, pool.expire_connections
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [KeptResult(*row) for row in rows]
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        t = self.results_table
+        gone = list(removed) + [r.handle for r in added]  # a replaced record goes to the end
+
+        async def body() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"DELETE FROM {t} WHERE handle = ANY($1::bytea[])", gone)
+                await conn.executemany(
+                    f"INSERT INTO {t} (handle, function_name, status, data, keep_seconds,"
+                    " ended_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    added,
+                )
+
+        if added or removed:
+            try:
+                await once_more_if_lost(body, _lost, self, pool.expire_connections)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
+
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
         pool, self._pool = self._pool, None
@@ -456,6 +505,7 @@ def _columns(jobs: Sequence[StoredJob]) -> tuple[list[Any], ...]:
         [j.handle for j in jobs],
         [j.failures for j in jobs],
         [j.outcomes for j in jobs],
+        [j.retry or None for j in jobs],
     )
 
 

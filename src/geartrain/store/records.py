@@ -15,6 +15,7 @@ from typing import NamedTuple
 __all__ = [
     "Attempt",
     "FailedJob",
+    "KeptResult",
     "StoredJob",
     "decode_outcomes",
     "encode_outcomes",
@@ -43,6 +44,10 @@ class StoredJob(NamedTuple):
     ``attempts`` where a backend has columns."""
     outcomes: str = ""
     """How those attempts ended, as JSON (:func:`encode_outcomes`)."""
+    retry: str = ""
+    """The retry policy its submission carried, in the retries extension's words
+    (``geartrain.retry.Retry.to_text``); empty: none (the function's policy
+    applies).  Its column is ``retry_policy`` (NULL: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,29 @@ class FailedJob:
     failed_at: float
     reason: str
     outcomes: tuple[Attempt, ...] = ()
+
+
+class KeptResult(NamedTuple):
+    """The result of a background job whose result is kept (see
+    ``geartrain.server.results``), or the promise of one while the job runs."""
+
+    handle: bytes
+    function: bytes
+    status: str
+    """"pending" (the job has not ended; kept so the per-submission opt-in
+    survives a restart), "complete", or how the last attempt failed: "fail",
+    "exception", "timeout", "worker_lost"; or "cancelled"."""
+    data: bytes
+    """WORK_COMPLETE's data, WORK_EXCEPTION's; empty otherwise."""
+    keep: float
+    """Seconds the result is kept once the job has ended."""
+    ended_at: float = 0.0
+    """Epoch seconds; 0 while pending."""
+
+    @property
+    def expires_at(self) -> float:
+        """When the result is purged (infinity while pending)."""
+        return self.ended_at + self.keep if self.ended_at else float("inf")
 
 
 def encode_outcomes(outcomes: Iterable[Attempt]) -> str:

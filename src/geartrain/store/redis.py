@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -43,7 +44,7 @@ from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import REDIS_PREFIX
 from .reconnect import once_more_if_lost
-from .records import FailedJob, decode_outcomes, encode_outcomes
+from .records import FailedJob, KeptResult, decode_outcomes, encode_outcomes
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -52,7 +53,18 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = REDIS_PREFIX
 """gearmand's ``--redis-prefix`` default."""
 
-_FIELDS = ("function", "unique", "data", "priority", "when", "handle", "attempts", "outcomes")
+_FIELDS = (
+    "function",
+    "unique",
+    "data",
+    "priority",
+    "when",
+    "handle",
+    "attempts",
+    "outcomes",
+    "retry",
+)
+_RESULT_FIELDS = ("handle", "function", "status", "data", "keep", "ended_at")
 _FAILED_FIELDS = (
     "handle",
     "function",
@@ -122,6 +134,7 @@ class RedisStore:
         self._index = f"{prefix}jobs"
         self._failed_index = f"{prefix}failed"  # sorted set of handles, score = failed_at
         self._paused = f"{prefix}paused"  # set of paused function names
+        self._results_index = f"{prefix}results"  # sorted set of handles, score = when kept
         self._redis: aioredis.Redis | None = None
         # Calls take turns, so the client holds a single connection: WAIT counts
         # the replicas that have what *its* connection wrote.
@@ -274,7 +287,7 @@ class RedisStore:
             for job_id in ids:
                 pipe.hmget(self._key(job_id), _FIELDS)
             for job_id, row in zip(ids, await pipe.execute(), strict=True):
-                fn, uniq, data, prio, when, handle, attempts, outcomes = row
+                fn, uniq, data, prio, when, handle, attempts, outcomes, retry = row
                 if fn is None:
                     missing += 1
                     continue
@@ -289,6 +302,7 @@ class RedisStore:
                         handle or b"",
                         int(attempts or 0),
                         (outcomes or b"").decode(),
+                        (retry or b"").decode(),
                     )
                 )
             low = f"({int(ids[-1])}"
@@ -422,6 +436,58 @@ class RedisStore:
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
+    def _result_key(self, handle: bytes) -> bytes:
+        return self.prefix.encode() + b"result:" + handle
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        client = self._client()
+        try:
+            async with self._turn:
+                handles = cast(list[bytes], await client.zrange(self._results_index, 0, -1))
+                pipe = client.pipeline(transaction=False)
+                for handle in handles:
+                    pipe.hmget(self._result_key(handle), _RESULT_FIELDS)
+                rows = await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [
+            KeptResult(h, f, s.decode(), d, float(k), float(e))
+            for h, f, s, d, k, e in rows
+            if h is not None
+        ]
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if not added and not removed:
+            return
+        client = self._client()
+        now = time.time()
+        try:
+            async with self._turn, client.pipeline(transaction=True) as pipe:
+                if removed:
+                    pipe.delete(*(self._result_key(h) for h in removed))
+                    pipe.zrem(self._results_index, *removed)
+                for r in added:
+                    pipe.hset(
+                        self._result_key(r.handle),
+                        mapping={
+                            "handle": r.handle,
+                            "function": r.function,
+                            "status": r.status,
+                            "data": r.data,
+                            "keep": repr(r.keep),
+                            "ended_at": repr(r.ended_at),
+                        },
+                    )
+                if added:
+                    # The order of keeping (a replaced record goes to the end).
+                    order = {r.handle: now + i * 1e-6 for i, r in enumerate(added)}
+                    pipe.zadd(self._results_index, order)
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
     async def follow_master(self) -> None:
         """After a lost connection: where is the master now (for the log and the
         console; the connection pool asks the sentinels by itself)."""
@@ -443,10 +509,13 @@ class RedisStore:
 
 
 def _retry_fields(job: StoredJob) -> dict[Any, Any]:
-    """The handle, attempts and outcomes, only when there are any (older hashes lack them)."""
+    """The handle, attempts, outcomes and the submission's retry policy, only when
+    there are any (older hashes lack them)."""
     fields: dict[Any, Any] = {"handle": job.handle} if job.handle else {}
     if job.failures:
         fields.update(attempts=job.failures, outcomes=job.outcomes)
+    if job.retry:
+        fields["retry"] = job.retry
     return fields
 
 

@@ -43,7 +43,7 @@ from . import StoredJob, StoreError, StoreFull, StoreHealth
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 from .journal import Generation, Journal, net
 from .names import SQLITE_TABLE, check_identifier
-from .records import FailedJob, decode_outcomes, failed_row
+from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 from .room import check_room, disk_full, failure
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
@@ -64,7 +64,12 @@ _COLUMNS = (
 
 
 # Kept with each job since retries (added to older tables on open).
-_RETRY_COLUMNS = (("handle", "BLOB"), ("attempts", "INTEGER"), ("outcomes", "TEXT"))
+_RETRY_COLUMNS = (
+    ("handle", "BLOB"),
+    ("attempts", "INTEGER"),
+    ("outcomes", "TEXT"),
+    ("retry_policy", "TEXT"),  # a submission's own retry policy (NULL: none)
+)
 
 # The table's write-ahead log is checkpointed into the file every this many
 # pages (SQLite's default is 1,000) and cut back to that size afterwards: what
@@ -82,6 +87,13 @@ _ROW_BYTES = 100
 _FAILED_COLUMNS = (
     "handle BLOB PRIMARY KEY, function_name BLOB, unique_key BLOB, data BLOB,"
     " priority INTEGER, attempts INTEGER, failed_at REAL, reason TEXT, outcomes TEXT"
+)
+
+
+# The kept results of background jobs, beside the queue table.
+_RESULT_COLUMNS = (
+    "handle BLOB PRIMARY KEY, function_name BLOB, status TEXT, data BLOB, keep_seconds REAL,"
+    " ended_at REAL"
 )
 
 
@@ -116,6 +128,7 @@ class SqliteStore:
         self.durability = durability
         self.failed_table = f"{self.table}_failed"
         self.paused_table = f"{self.table}_paused"
+        self.results_table = f"{self.table}_results"
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
@@ -201,6 +214,7 @@ class SqliteStore:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {self.paused_table} (function_name BLOB PRIMARY KEY)"
         )
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.results_table} ({_RESULT_COLUMNS})")
 
     def _convert_gearmand_table(self, conn: sqlite3.Connection, has_when: bool) -> None:
         """Rebuild a gearmand table with an id column, in one transaction."""
@@ -252,7 +266,7 @@ class SqliteStore:
         assert self._conn is not None
         rows = self._conn.execute(
             "SELECT id, CAST(function_name AS BLOB), CAST(unique_key AS BLOB),"
-            f" CAST(data AS BLOB), priority, when_to_run, handle, attempts, outcomes"
+            f" CAST(data AS BLOB), priority, when_to_run, handle, attempts, outcomes, retry_policy"
             f" FROM {self.table} ORDER BY id"
         )
         return [
@@ -266,8 +280,9 @@ class SqliteStore:
                 h or b"",
                 a or 0,
                 o or "",
+                r or "",
             )
-            for i, f, u, d, p, w, h, a, o in rows
+            for i, f, u, d, p, w, h, a, o, r in rows
         ]
 
     @property
@@ -411,10 +426,10 @@ class SqliteStore:
             conn.executemany(
                 f"INSERT {'OR REPLACE ' if replace else ''}INTO {self.table}"
                 " (id, unique_key, function_name, priority, data, when_to_run,"
-                " handle, attempts, outcomes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " handle, attempts, outcomes, retry_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
-                    + (j.handle, j.failures, j.outcomes)
+                    + (j.handle, j.failures, j.outcomes, j.retry or None)
                     for j in added
                 ],
             )
@@ -486,6 +501,44 @@ class SqliteStore:
             conn.execute(f"INSERT OR IGNORE INTO {self.paused_table} VALUES (?)", (name,))
         else:
             conn.execute(f"DELETE FROM {self.paused_table} WHERE function_name = ?", (name,))
+        if self._syncer is not None:
+            self._syncer.touched.add(self._wal)
+
+    async def load_results(self) -> list[KeptResult]:
+        """The kept results, oldest first."""
+        return await self._run(self._load_results)
+
+    def _load_results(self) -> list[KeptResult]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results_table} ORDER BY rowid"
+        )
+        return [KeptResult(bytes(h), bytes(f), s, bytes(d), k, e) for h, f, s, d, k, e in rows]
+
+    async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
+        if added or removed:
+            await self._run(self._write_results, added, removed)
+
+    def _write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"DELETE FROM {self.results_table} WHERE handle = ?", [(h,) for h in removed]
+            )
+            # A replaced record goes to the end: the order is the order of keeping.
+            conn.executemany(
+                f"DELETE FROM {self.results_table} WHERE handle = ?", [(r.handle,) for r in added]
+            )
+            conn.executemany(f"INSERT INTO {self.results_table} VALUES (?, ?, ?, ?, ?, ?)", added)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         if self._syncer is not None:
             self._syncer.touched.add(self._wal)
 

@@ -188,7 +188,7 @@ async function refresh() {
       get("/api/jobs?state=scheduled&limit=100"),
     ]);
     showStatus(status);
-    showFunctions(functions.functions);
+    showFunctions(functions.functions || functions);
     showWorkers(workers.workers);
     showJobs(running.jobs.concat(queued.jobs));
     showScheduled(scheduled.jobs);
