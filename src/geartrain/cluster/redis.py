@@ -54,10 +54,12 @@ class RedisCluster:
         self._store = store
         self.base = f"{store.prefix}cluster:"
         self.channel = f"{self.base}wake"
-        self.description = (
-            f"cluster over redis {store.host}:{store.port}/{store.db} keys {self.base!r}*"
-        )
+        self.description = f"cluster over redis {store.where}/{store.db} keys {self.base!r}*"
         self._redis = store.connect(timeout)
+        # With WAIT, submissions go through a client of their own, one at a time:
+        # WAIT counts the replicas that have what its one connection wrote.
+        self._submitter = store.connect(timeout) if store.wait_replicas else self._redis
+        self._submitting = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
         self._sweep = ""  # the token of the sweep this process holds, if any
@@ -94,7 +96,13 @@ class RedisCluster:
 
     # -- life -----------------------------------------------------------------
 
+    @property
+    def primary(self) -> str | None:
+        """``host:port`` of the master, as Sentinel last named it."""
+        return self._store.primary
+
     async def open(self, on_wake: Callable[[], None]) -> None:
+        await self._store.find_master()
         await self._redis.ping()
         await self._store.check_persistence(self._redis)
         await self.listen(on_wake)
@@ -136,6 +144,8 @@ class RedisCluster:
     async def close(self) -> None:
         await self._close_listener()
         await self._redis.aclose()
+        if self._submitter is not self._redis:
+            await self._submitter.aclose()
 
     # -- leases ---------------------------------------------------------------
 
@@ -149,7 +159,11 @@ class RedisCluster:
                 return server
 
     async def renew(self, server: int, ttl: float) -> bool:
-        return bool(await self._run(self._renew, server, round(ttl * 1000)))
+        try:
+            return bool(await self._run(self._renew, server, round(ttl * 1000)))
+        except ERRORS:
+            await self._store.follow_master()  # the heartbeat notices a failover first
+            raise
 
     async def leave(self, server: int) -> None:
         await self._run(self._leave, server)
@@ -178,7 +192,12 @@ class RedisCluster:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
             args += (s.retry.encode(), repr(s.keep).encode() if s.keep else b"")
-        flat = await self._run(self._submit, *args)
+        if not self._store.wait_replicas:
+            flat = await self._run(self._submit, *args)
+        else:
+            async with self._submitting:
+                flat = await self._submit(keys=[self.base], args=args, client=self._submitter)
+                await self._store.replicated(self._submitter)  # acknowledged once replicated
         return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
