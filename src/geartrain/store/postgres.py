@@ -413,6 +413,24 @@ class PostgresStore:
             except _ERRORS as exc:
                 raise self._error(exc) from exc
 
+    async def check(self) -> None:
+        """Raise StoreError unless a primary answers (a standby takes no writes)."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        try:
+            standby = await once_more_if_lost(
+                lambda: pool.fetchval("SELECT pg_is_in_recovery()"),
+                _lost,
+                self,
+                pool.expire_connections,
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        if standby:
+            await pool.expire_connections()  # the next session looks for the primary
+            raise StoreError(f"{self}: the server answering is a standby (read-only)")
+
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
         pool = self._pool

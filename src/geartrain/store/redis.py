@@ -418,6 +418,16 @@ class RedisStore:
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
+    async def check(self) -> None:
+        """Raise StoreError unless the master answers."""
+        try:
+            async with self._turn:
+                await once_more_if_lost(
+                    lambda: self._client().ping(), _lost, self, self.follow_master
+                )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
         try:
