@@ -86,6 +86,16 @@ class RedisCluster:
     async def _run(self, script: AsyncScript, *args: Any) -> Any:
         return await script(keys=[self.base], args=args)
 
+    async def _run_replicated(self, script: AsyncScript, *args: Any) -> Any:
+        """Run a script that makes jobs (a submission, a schedule's firing): with
+        ``wait_replicas``, on the submitters' connection and done once replicated."""
+        if not self._store.wait_replicas:
+            return await self._run(script, *args)
+        async with self._submitting:
+            result = await script(keys=[self.base], args=args, client=self._submitter)
+            await self._store.replicated(self._submitter)  # acknowledged once replicated
+            return result
+
     async def _fenced(
         self, script: AsyncScript, jobs: Sequence[Sequence[Any]], owners: Sequence[int] = ()
     ) -> Any:
@@ -192,12 +202,7 @@ class RedisCluster:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
             args += (s.retry.encode(), repr(s.keep).encode() if s.keep else b"")
-        if not self._store.wait_replicas:
-            flat = await self._run(self._submit, *args)
-        else:
-            async with self._submitting:
-                flat = await self._submit(keys=[self.base], args=args, client=self._submitter)
-                await self._store.replicated(self._submitter)  # acknowledged once replicated
+        flat = await self._run_replicated(self._submit, *args)
         return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
@@ -228,7 +233,7 @@ class RedisCluster:
 
     async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
         args = (key, job.function, job.priority, prefix, job.reducer, job.data)
-        job_id = await self._run(self._fire, *args)
+        job_id = await self._run_replicated(self._fire, *args)
         return None if job_id is None else int(job_id)
 
     async def cancel(self, job_id: int, prefix: bytes) -> bool | None:
