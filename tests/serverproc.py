@@ -136,7 +136,7 @@ def start_geartrain(
 ) -> ServerProc:
     """Start `geartrain server` with the in-memory queue unless ``args`` picks one."""
     port = port or free_port()
-    if not any(a == "-q" or a.startswith("--queue-type") for a in args):
+    if not any(a == "-q" or a.startswith(("--queue-type", "--store-url")) for a in args):
         args = ["-q", "builtin", *args]
     env_args = [*args]
     server = ServerProc("geartrain", geartrain_argv(port, env_args), port, tls=tls)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -72,12 +71,9 @@ class ServerLink:
         self.down_until = 0.0
         self.backoff = Backoff(0.1, client.max_backoff)
         self._lock = asyncio.Lock()
-        # The connection last asked for the retries extension, and its answer.
-        self._retries: tuple[Connection, bool] | None = None
-        # Whether each connection's server takes the keep_result option.
-        self._keeps_results: weakref.WeakKeyDictionary[Connection, bool] = (
-            weakref.WeakKeyDictionary()
-        )
+        # The connection whose server was asked which extensions it takes, and
+        # its answers (an extension's probing option: taken or not).
+        self._takes: tuple[Connection, dict[bytes, bool]] | None = None
 
     def is_down(self, now: float) -> bool:
         return self.down_until > now
@@ -139,18 +135,28 @@ class ServerLink:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _server_takes(self, conn: Connection, probe: bytes, wait: AnswerClock) -> bool:
+        """Whether the server on ``conn`` takes the option ``probe`` (an extension's
+        harmless option; gearmand answers UNKNOWN_OPTION): asked once per connection."""
+        if self._takes is None or self._takes[0] is not conn:
+            self._takes = (conn, {})
+        answers = self._takes[1]
+        if probe not in answers:
+            reply = await conn.request(T.OPTION_REQ, probe, timeout=wait.left())
+            answers[probe] = reply.type is T.OPTION_RES
+        return answers[probe]
+
     async def _takes_retries(self, conn: Connection, wait: AnswerClock) -> bool:
-        """Whether the server on ``conn`` takes retry policies: asked once per connection."""
-        if self._retries is None or self._retries[0] is not conn:
-            reply = await conn.request(T.OPTION_REQ, OPTION, timeout=wait.left())
-            self._retries = (conn, reply.type is T.OPTION_RES)
-            if not self._retries[1]:
-                log.warning(
-                    "%s does not take retry policies (geartrain's retries extension): "
-                    "jobs submitted there with one run without it",
-                    self.address,
-                )
-        return self._retries[1]
+        """Whether the server takes retry policies (it is said once if not)."""
+        asked = self._takes is not None and OPTION in self._takes[1]
+        takes = await self._server_takes(conn, OPTION, wait)
+        if not takes and not asked:
+            log.warning(
+                "%s does not take retry policies (geartrain's retries extension): "
+                "jobs submitted there with one run without it",
+                self.address,
+            )
+        return takes
 
     def _retry_refused(self, answer: asyncio.Future[Packet]) -> None:
         if answer.cancelled() or answer.exception() is not None:
@@ -159,12 +165,8 @@ class ServerLink:
             log.warning("%s refused a retry policy: %r", self.address, answer.result().args)
 
     async def _check_keeps_results(self, conn: Connection, wait: AnswerClock) -> None:
-        """Raise ServerError unless the server takes the ``keep_result=`` option
-        (asked once per connection; gearmand answers UNKNOWN_OPTION)."""
-        if conn not in self._keeps_results:
-            reply = await conn.request(T.OPTION_REQ, KEEP_NO_RESULT, timeout=wait.left())
-            self._keeps_results[conn] = reply.type is T.OPTION_RES
-        if not self._keeps_results[conn]:
+        """Raise ServerError unless the server takes the ``keep_result=`` option."""
+        if not await self._server_takes(conn, KEEP_NO_RESULT, wait):
             raise ServerError(
                 "UNKNOWN_OPTION",
                 f"{self.address} does not keep results of background jobs"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +78,26 @@ def start_console(start_server: Callable[..., ServerProc]) -> Callable[..., Cons
 @pytest.fixture
 def console(start_console: Callable[..., Console]) -> Console:
     return start_console()
+
+
+@pytest.fixture
+def php_worker(console: Console, tmp_path: Path) -> Iterator[Path]:
+    """php-gearman's worker (php/worker.php) of "resize" (runs until DIR/release
+    exists), "flaky" and "noop"; yields the directory DIR that steers it."""
+    proc = subprocess.Popen(
+        [
+            "php",
+            str(Path(__file__).parent / "php" / "worker.php"),
+            "127.0.0.1",
+            str(console.server.port),
+            tmp_path,
+        ]
+    )
+    yield tmp_path
+    (tmp_path / "release").touch()
+    (tmp_path / "stop").touch()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,22 +42,6 @@ def php_submit(console: Console, function: str, data: bytes) -> str:
         timeout=30,
     )
     return done.stdout.decode()
-
-
-@pytest.fixture
-def php_worker(console: Console, tmp_path: Path) -> Iterator[Path]:
-    """php-gearman's worker of "resize" (runs until DIR/release exists) and "noop"."""
-    proc = subprocess.Popen(
-        ["php", str(HERE / "php" / "worker.php"), "127.0.0.1", str(console.server.port), tmp_path]
-    )
-    yield tmp_path
-    (tmp_path / "release").touch()
-    (tmp_path / "stop").touch()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def jobs(console: Console, query: str) -> dict:  # type: ignore[type-arg]

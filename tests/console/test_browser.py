@@ -57,22 +57,6 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-@pytest.fixture
-def php_worker(console: Console, tmp_path: Path) -> Iterator[Path]:
-    """A PHP worker for "resize", "flaky" and "noop"; yields the directory that steers it."""
-    proc = subprocess.Popen(
-        ["php", str(HERE / "php" / "worker.php"), "127.0.0.1", str(console.server.port), tmp_path]
-    )
-    yield tmp_path
-    (tmp_path / "release").touch()
-    (tmp_path / "stop").touch()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def php_submit(console: Console, function: str, data: bytes) -> str:
     """Submit a background job with the PHP client; returns its handle."""
     done = subprocess.run(

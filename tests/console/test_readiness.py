@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from geartrain.protocol import PacketType
 from serverproc import ServerProc, free_port
-from wire import admin_command
+from store.dbservers import PrivateRedis
+from wire import Wire, admin_command
 
 JOBS = 200_000
 
@@ -61,3 +63,35 @@ def test_not_ready_while_the_queue_loads(
     assert waiting, "the console answered only once the queue was loaded"
     assert all(text.startswith("not ready: ") for text in waiting)
     assert admin_command(server.port, "version").startswith(b"OK")  # the job port is up
+
+
+def test_ready_again_once_the_store_is_back_with_no_traffic(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    """A load balancer stops sending work to a server that is not ready: readiness
+    must come back when the store does, not wait for the next submission."""
+    store = PrivateRedis()
+    store.start()
+    try:
+        port = free_port()
+        server = start_server(
+            "geartrain",
+            ["-q", "redis", "--redis-server", "127.0.0.1", "--redis-port", str(store.port)]
+            + ["--console-port", str(port)],
+        )
+        assert probe(port) == (200, f"ready (store primary 127.0.0.1:{store.port})\n")
+        store.kill()
+        with Wire(server.port) as client:
+            client.send(PacketType.SUBMIT_JOB_BG, b"f", b"u1", b"x")
+            answer = client.next()
+            assert answer is not None and answer.type == PacketType.ERROR, answer
+            assert answer.args[0] == b"QUEUE_ERROR"
+        answer = probe(port)
+        assert answer is not None and answer[0] == 503, answer
+        store.start()  # on the same port; nothing is submitted from now on
+        deadline = time.monotonic() + 30
+        while (answer := probe(port)) is None or answer[0] != 200:
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+    finally:
+        store.cleanup()

@@ -11,17 +11,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 
 from failing_peer import PhpWorker, failed_lines
 from geartrain.embedded import EmbeddedServer
 from geartrain.protocol import PacketType
-from serverproc import ServerProc, free_port, start_geartrain
+from serverproc import ServerProc, free_port
 from wire import HOST, Wire, admin_command
 
 T = PacketType
@@ -41,38 +39,13 @@ jitter = 0.0
 """
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
-    if request.param == "sqlite":
-        yield ["-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.sqlite3")]
-        return
-    prefix = f"gt_test_failures_{uuid.uuid4().hex[:8]}:"
-    yield ["-q", "redis", "--redis-server", HOST, "--redis-prefix", prefix]
-    client = redis.Redis(host=HOST)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @pytest.fixture
-def start(tmp_path: Path, store_args: list[str]) -> Iterator[Callable[[], ServerProc]]:
+def start(
+    tmp_path: Path, durable_queue: list[str], restartable: Callable[[list[str]], ServerProc]
+) -> Callable[[], ServerProc]:
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS)
-    servers: list[ServerProc] = []
-
-    def start() -> ServerProc:
-        port = servers[-1].port if servers else None
-        if servers:
-            servers[-1].stop()
-        servers.append(
-            start_geartrain([*store_args, "--settings", str(settings), "--verbose", "INFO"], port)
-        )
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.cleanup()
+    return lambda: restartable([*durable_queue, "--settings", str(settings), "--verbose", "INFO"])
 
 
 def submit_bg(port: int, function: bytes, unique: bytes) -> bytes:

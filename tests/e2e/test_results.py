@@ -11,12 +11,10 @@ import pickle
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from geartrain import Client, JobException, JobFailed, JobTimeout, NoResult, ServerError
 from geartrain.protocol import HEADER, RES, PacketType
@@ -25,7 +23,7 @@ from geartrain.sync import Client as SyncClient
 from geartrain.sync import Worker as SyncWorker
 from gt_helpers import wait_for
 from serverproc import ServerProc, gearmand_available, start_gearmand, start_geartrain
-from wire import HOST, Wire, admin_command
+from wire import Wire, admin_command
 
 T = PacketType
 PHP = shutil.which("php")
@@ -45,36 +43,13 @@ keep_results = 600
 BINARY = b"\0\xff\r\n result \0" + bytes(range(256))
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
-    if request.param == "sqlite":
-        yield ["-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.sqlite3")]
-        return
-    prefix = f"gt_test_results_{uuid.uuid4().hex[:8]}:"
-    yield ["-q", "redis", "--redis-server", HOST, "--redis-prefix", prefix]
-    client = redis.Redis(host=HOST)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @pytest.fixture
-def start(tmp_path: Path, queue: list[str]) -> Iterator[Callable[[], ServerProc]]:
+def start(
+    tmp_path: Path, durable_queue: list[str], restartable: Callable[[list[str]], ServerProc]
+) -> Callable[[], ServerProc]:
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS)
-    servers: list[ServerProc] = []
-
-    def start() -> ServerProc:
-        port = servers[-1].port if servers else None
-        if servers:
-            servers[-1].stop()
-        servers.append(start_geartrain([*queue, "--settings", str(settings)], port))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.cleanup()
+    return lambda: restartable([*durable_queue, "--settings", str(settings)])
 
 
 @pytest.fixture

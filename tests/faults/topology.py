@@ -123,7 +123,10 @@ class Topology:
             if self.store_server is None:
                 self.store_server = await asyncio.to_thread(start_store_server, self.store_kind)
             address: dict[str, object] = {"host": "127.0.0.1", "port": self.store_server.port}
-            if self.store_kind == "redis":
+            shared = getattr(self.store_server, "shared", None)  # replicas (tests/ha)
+            if shared is not None:
+                self.store = await asyncio.to_thread(shared)
+            elif self.store_kind == "redis":
                 self.store = RedisShared(address)
             else:
                 address["user"] = "postgres"

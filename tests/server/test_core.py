@@ -9,7 +9,7 @@ import pytest
 from geartrain.server.core import JobServer
 from geartrain.store import StoredJob
 
-from .harness import Clock, Conn, ListKeeper, LogKeeper, T
+from .harness import Clock, Conn, ListKeeper, LogKeeper, T, make
 
 
 def test_can_do_timeout_fails_the_job(server: JobServer, clock: Clock) -> None:
@@ -158,3 +158,38 @@ def test_c_numbers(text: bytes, strtol: int | None, atoi: int) -> None:
 
     assert c_strtol(text) == strtol
     assert c_atoi(text) == atoi
+
+
+@pytest.mark.parametrize("registered", [3, 40])
+@pytest.mark.parametrize("round_robin", [False, True])
+def test_a_worker_of_many_functions_takes_by_priority_then_latest_registration(
+    clock: Clock, registered: int, round_robin: bool
+) -> None:
+    # Fewer and more functions with work than the worker registered: the grab looks
+    # through either side, and both must give the same order.
+    server = make(clock, round_robin=round_robin)
+    client, worker, other = Conn(server, "c"), Conn(server, "w"), Conn(server, "o")
+    names = [b"f%02d" % i for i in range(registered)]
+    for name in names:
+        worker.send(T.CAN_DO, name)
+    for i in range(20):
+        other.send(T.CAN_DO, b"other%02d" % i)
+        client.submit(b"other%02d" % i, b"x", kind=T.SUBMIT_JOB_BG)
+    first, last = names[0], names[-1]
+    client.submit(first, b"low", kind=T.SUBMIT_JOB_LOW_BG)
+    client.submit(first, b"normal", kind=T.SUBMIT_JOB_BG)
+    client.submit(last, b"normal", kind=T.SUBMIT_JOB_BG)
+    client.submit(first, b"high", kind=T.SUBMIT_JOB_HIGH_BG)
+    order = [worker.grab() for _ in range(4)]
+    assert [(job[1], job[3]) for job in order if job] == [
+        (first, b"high"),
+        (last, b"normal"),
+        (first, b"normal"),
+        (first, b"low"),
+    ]
+    assert worker.grab() is None
+    # Registering again makes a function the most recent one.
+    client.submit(last, b"2", kind=T.SUBMIT_JOB_BG)
+    client.submit(first, b"2", kind=T.SUBMIT_JOB_BG)
+    worker.send(T.CAN_DO, first)
+    assert [job[1] for job in (worker.grab(), worker.grab()) if job] == [first, last]

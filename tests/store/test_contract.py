@@ -299,3 +299,7 @@ async def test_paused_functions_round_trip(make_store: MakeStore) -> None:
     await reopened.save_paused(b"email", False)
     assert await reopened.load_paused() == [b"bin\x00\xff", b"video"]
     assert await reopened.load() == []  # the queue is untouched
+
+
+async def test_check_passes_on_a_store_that_takes_writes(store: Store) -> None:
+    await store.check()

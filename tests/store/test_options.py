@@ -257,6 +257,30 @@ def test_every_gearmand_queue_flag_is_known() -> None:
             (RedisStore, {"host": "h", "port": 6380, "db": 2, "prefix": "x_"}),
         ),
         ("redis://h", (RedisStore, {"host": "h", "port": 6379, "db": 0, "prefix": "_gear_"})),
+        (
+            "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write",
+            (
+                PostgresStore,
+                {"conninfo": "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write"},
+            ),
+        ),
+        (
+            "redis+sentinel://:pw@s1:26380,s2/main?db=3&prefix=x_&wait_replicas=1"
+            "&wait_timeout_ms=250",
+            (
+                RedisStore,
+                {
+                    "sentinels": [("s1", 26380), ("s2", 26379)],
+                    "service": "main",
+                    "db": 3,
+                    "prefix": "x_",
+                    "wait_replicas": 1,
+                    "wait_timeout_ms": 250,
+                    "primary": None,
+                },
+            ),
+        ),
+        ("redis://h?wait_replicas=2", (RedisStore, {"wait_replicas": 2, "sentinels": []})),
     ],
 )
 def test_store_url(url: str, expected: tuple[type, dict[str, object]] | None) -> None:
@@ -269,7 +293,17 @@ def test_store_url(url: str, expected: tuple[type, dict[str, object]] | None) ->
     assert {name: getattr(store, name) for name in attrs} == attrs
 
 
-@pytest.mark.parametrize("url", ["nosuch://x", "sqlite://", "mysql://h"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nosuch://x",
+        "sqlite://",
+        "mysql://h",
+        "redis+sentinel://s1:26379",  # no master name
+        "redis+sentinel://s1:port/m",
+        "redis+sentinel://s1/m?wait_replicas=one",
+    ],
+)
 def test_bad_store_url(url: str) -> None:
     with pytest.raises(ValueError):
         store_from_url(url)

@@ -4,6 +4,7 @@ split into statements, and queue tables written by gearmand or an earlier geartr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import asyncpg
@@ -14,6 +15,7 @@ from geartrain.protocol import PacketType
 from geartrain.store import StoreError
 from geartrain.store.durability import Durability
 from geartrain.store.postgres import PostgresStore, conninfo_to_asyncpg
+from gt_helpers import wait_for
 from wire import submit_background
 
 from .conftest import PG, job
@@ -44,6 +46,16 @@ pytestmark = [pytest.mark.backend, pytest.mark.timeout(60)]
             {"timeout": 2.0},
         ),
         ("postgres://h/db", "postgres://h/db", {}),
+        (  # several servers: writes go to the one that takes them
+            "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write",
+            "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write",
+            {},
+        ),
+        (
+            "host=a,b port=5432,5433 target_session_attrs=read-write",
+            "postgresql://?host=a%2Cb&port=5432%2C5433&target_session_attrs=read-write",
+            {},
+        ),
         (
             "dbname=d options='-c search_path=a,b -cstatement_timeout=5s --lock-timeout=1s'",
             "postgresql://?dbname=d",
@@ -112,6 +124,36 @@ async def test_sessions_killed_by_the_server(
         # The pool notices the closed session and connects again.
         await store.write([job(2)], [1])
         assert [j.id for j in await store.load()] == [2]
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_the_retry_after_a_lost_connection_skips_what_is_stored(
+    pg_conninfo: str, pg_database: str, table: str
+) -> None:
+    """As if a lost attempt had committed job 1: the retry on a new session finds
+    it stored and writes the rest (a failover, a restart of PostgreSQL)."""
+    store = PostgresStore(pg_conninfo, table)
+    await store.open()
+    admin = await asyncpg.connect(database=pg_database, **PG)
+    try:
+        await store.write([job(1)], [])
+        # The next write waits on a lock; its session is terminated while it waits.
+        locked = admin.transaction()
+        await locked.start()
+        await admin.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        writing = asyncio.ensure_future(store.write([job(1), job(2)], []))
+        waiting = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'"
+        await wait_for(lambda: admin.fetchval(waiting, pg_database), timeout=30)
+        await admin.execute(
+            "SELECT pg_terminate_backend($1)", await admin.fetchval(waiting, pg_database)
+        )
+        await locked.rollback()
+        await writing
+        assert [j.id for j in await store.load()] == [1, 2]
+        with pytest.raises(StoreError):  # an id stored twice, not after a lost connection
+            await store.write([job(2)], [])
     finally:
         await admin.close()
         await store.close()

@@ -27,6 +27,11 @@ class ClusterBackend(Protocol):
     """One line for the log: where the shared jobs are."""
 
     @property
+    def primary(self) -> str | None:
+        """``host:port`` of the store's server that takes the writes (with several
+        hosts or Sentinel: the primary of the moment), once known."""
+
+    @property
     def errors(self) -> tuple[type[Exception], ...]:
         """What a lost or failing store raises."""
 

@@ -71,12 +71,19 @@ class ClusterNode:
         self.keeper: SharedKeeper | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._watchdog: Any = None
+        self.trouble = ""
+        """Why the last heartbeat failed ("" once one succeeds): the store's state."""
         self._pause_writes = 0  # pause changes sent to the store, for follow_pauses
         self._pause_saving = 0  # of which still on their way
 
     @property
     def description(self) -> str:
         return self.backend.description
+
+    @property
+    def primary(self) -> str | None:
+        """The shared store's server that takes the writes, once known."""
+        return self.backend.primary
 
     # -- life -------------------------------------------------------------------
 
@@ -175,6 +182,9 @@ class ClusterNode:
                 await self.heartbeat()
             except self.errors as error:
                 log.warning("Cluster heartbeat failed: %s", error)
+                self.trouble = f"{type(error).__name__}: {error}"
+            else:
+                self.trouble = ""
 
     async def heartbeat(self) -> None:
         """Renew the lease, sweep for dead members, and keep what the store shows

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from ..store.postgres import conninfo_to_asyncpg
+from ..store.postgres import conninfo_to_asyncpg, on_standby, server_address
 from ..store.records import FailedJob, KeptResult, SharedJob, SharedQuery, decode_outcomes
 from . import Claimed, Failure, Orphan, Retry, Submission, cluster_handle, coalesce_key
 from .states import State
@@ -141,6 +141,9 @@ class PostgresCluster:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._sweeper: asyncpg.pool.PoolConnectionProxy | None = None
+        self.primary: str | None = None
+        """``host:port`` of the server the last new connection reached (several
+        hosts in the conninfo: the one that takes writes)."""
         j, s, f = self.jobs, self.servers, self.failed
         # Pre-allocated ids tie each answer to its submission; a conflict on the
         # coalescing index means the job already exists: answer with its id.
@@ -333,8 +336,16 @@ class PostgresCluster:
             max_size=2,
             command_timeout=self.timeout,
             server_settings=settings,
+            init=self._connected,
             **kwargs,
         )
+
+    async def _connected(self, conn: asyncpg.Connection) -> None:
+        address = await server_address(conn)
+        if address != self.primary:
+            if self.primary is not None:
+                log.warning("Cluster store: writing to %s now (was %s)", address, self.primary)
+            self.primary = address
 
     async def listen(self, on_wake: Callable[[], None]) -> None:
         """LISTEN on a connection of its own (a pooled one would lose it)."""
@@ -382,7 +393,17 @@ class PostgresCluster:
         return int(row[0])
 
     async def renew(self, server: int, ttl: float) -> bool:
-        return await self._p().fetchval(self._renew, server, ttl) is not None
+        try:
+            return await self._p().fetchval(self._renew, server, ttl) is not None
+        except asyncpg.PostgresError as error:
+            if on_standby(error):
+                # Sessions on a server that no longer takes writes: new ones find the
+                # primary (the heartbeat is the one call that comes back for sure).
+                for pool in (self._pool, self._durable):
+                    if pool is not None:
+                        await pool.expire_connections()
+                await self._close_listener()
+            raise
 
     async def leave(self, server: int) -> None:
         await self._p().execute(f"DELETE FROM {self.servers} WHERE id = $1", server)

@@ -55,11 +55,13 @@ class RedisCluster:
         self._store = store
         self.base = f"{store.prefix}cluster:"
         self.channel = f"{self.base}wake"
-        self.description = (
-            f"cluster over redis {store.host}:{store.port}/{store.db} keys {self.base!r}*"
-        )
+        self.description = f"cluster over redis {store.where}/{store.db} keys {self.base!r}*"
         self._redis = store.connect(timeout)
         self._lists = RedisLists(self._redis, self.base)
+        # With WAIT, submissions go through a client of their own, one at a time:
+        # WAIT counts the replicas that have what its one connection wrote.
+        self._submitter = store.connect(timeout) if store.wait_replicas else self._redis
+        self._submitting = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._identities: list[int] = []  # every server id this process registered
         self._sweep = ""  # the token of the sweep this process holds, if any
@@ -86,6 +88,16 @@ class RedisCluster:
     async def _run(self, script: AsyncScript, *args: Any) -> Any:
         return await script(keys=[self.base], args=args)
 
+    async def _run_replicated(self, script: AsyncScript, *args: Any) -> Any:
+        """Run a script that makes jobs (a submission, a schedule's firing): with
+        ``wait_replicas``, on the submitters' connection and done once replicated."""
+        if not self._store.wait_replicas:
+            return await self._run(script, *args)
+        async with self._submitting:
+            result = await script(keys=[self.base], args=args, client=self._submitter)
+            await self._store.replicated(self._submitter)  # acknowledged once replicated
+            return result
+
     async def _fenced(
         self, script: AsyncScript, jobs: Sequence[Sequence[Any]], owners: Sequence[int] = ()
     ) -> Any:
@@ -96,7 +108,13 @@ class RedisCluster:
 
     # -- life -----------------------------------------------------------------
 
+    @property
+    def primary(self) -> str | None:
+        """``host:port`` of the master, as Sentinel last named it."""
+        return self._store.primary
+
     async def open(self, on_wake: Callable[[], None]) -> None:
+        await self._store.find_master()
         await self._redis.ping()
         await self._store.check_persistence(self._redis)
         await self.listen(on_wake)
@@ -138,6 +156,8 @@ class RedisCluster:
     async def close(self) -> None:
         await self._close_listener()
         await self._redis.aclose()
+        if self._submitter is not self._redis:
+            await self._submitter.aclose()
 
     # -- leases ---------------------------------------------------------------
 
@@ -151,7 +171,11 @@ class RedisCluster:
                 return server
 
     async def renew(self, server: int, ttl: float) -> bool:
-        return bool(await self._run(self._renew, server, round(ttl * 1000)))
+        try:
+            return bool(await self._run(self._renew, server, round(ttl * 1000)))
+        except ERRORS:
+            await self._store.follow_master()  # the heartbeat notices a failover first
+            raise
 
     async def leave(self, server: int) -> None:
         await self._run(self._leave, server)
@@ -180,7 +204,7 @@ class RedisCluster:
             key = coalesce_key(s.unique, s.data) or b""
             args += (s.function, s.unique, key, s.priority, s.when, s.reducer, s.data)
             args += (s.retry.encode(), repr(s.keep).encode() if s.keep else b"")
-        flat = await self._run(self._submit, *args)
+        flat = await self._run_replicated(self._submit, *args)
         return [(int(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def claim(self, server: int, wants: Sequence[tuple[bytes, int]]) -> list[Claimed]:
@@ -211,7 +235,7 @@ class RedisCluster:
 
     async def fire(self, key: bytes, job: Submission, prefix: bytes) -> int | None:
         args = (key, job.function, job.priority, prefix, job.reducer, job.data)
-        job_id = await self._run(self._fire, *args)
+        job_id = await self._run_replicated(self._fire, *args)
         return None if job_id is None else int(job_id)
 
     async def cancel(self, job_id: int, prefix: bytes) -> bool | None:

@@ -136,6 +136,12 @@ class ServerFacts(Protocol):
     loading: str
     cluster: Shared | None
 
+    @property
+    def store_state(self) -> tuple[str, str]: ...
+
+    @property
+    def store_primary(self) -> str | None: ...
+
 
 class Api:
     """Handlers over the console's core."""
@@ -200,6 +206,12 @@ class Api:
                 "writes": writer.writes,
                 "pending": writer.pending,
             }
+        elif self.server.cluster is not None:
+            state, reason = self.server.store_state
+            store |= {"up": state == "ok", "state": state, "reason": reason}
+        primary = self.server.store_primary
+        if primary is not None:
+            store["primary"] = primary
         flags = flagged(self.core, time.time(), self.stale_after)
         return status_view(self.core, self.started, store) | {
             "ready": self.server.ready,

@@ -189,12 +189,11 @@ class Console:
     async def _readyz(self, request: web.Request) -> web.StreamResponse:
         if not self.server.ready:
             return _plain(503, f"not ready: {self.server.loading}\n")
-        writer = self.server.writer
-        if writer is not None:
-            state, reason = writer.state
-            if state != "ok":
-                return _plain(503, f"not ready: queue store {state}: {reason}\n")
-        return _plain(200, "ready\n")
+        state, reason = self.server.store_state
+        if state != "ok":
+            return _plain(503, f"not ready: queue store {state}: {reason}\n")
+        primary = self.server.store_primary
+        return _plain(200, f"ready (store primary {primary})\n" if primary else "ready\n")
 
     # -- live events ------------------------------------------------------------
 

@@ -285,21 +285,26 @@ class _Collector:
         yield run
 
     def _store_metrics(self) -> Iterator[Any]:
+        primary = self.server.store_primary
+        if primary is not None:
+            info = GaugeMetricFamily(
+                "geartrain_store_primary_info",
+                "The store's server that takes the writes (several hosts or Sentinel:"
+                " the primary now).",
+                labels=["host"],
+            )
+            info.add_metric([primary], 1)
+            yield info
         writer = self.server.writer
-        if writer is None:
+        if writer is None and self.server.cluster is None:
             return
+        # A cluster member's shared store: its state as the heartbeat finds it.
+        current = self.server.store_state[0]
         yield GaugeMetricFamily(
-            "geartrain_store_up", "The store accepts writes.", value=int(not writer.outage)
+            "geartrain_store_up",
+            "The store accepts writes.",
+            value=int(current == "ok" if writer is None else not writer.outage),
         )
-        yield CounterMetricFamily(
-            "geartrain_store_writes",
-            "Store writes: transactions, or appends to the queue log.",
-            value=writer.writes,
-        )
-        yield GaugeMetricFamily(
-            "geartrain_store_pending", "Jobs waiting to be written.", value=writer.pending
-        )
-        current = writer.state[0]
         state = GaugeMetricFamily(
             "geartrain_store_state",
             "The store's state: 1 for the current one of ok, full and failing.",
@@ -308,6 +313,16 @@ class _Collector:
         for name in STORE_STATES:
             state.add_metric([name], int(name == current))
         yield state
+        if writer is None:
+            return
+        yield CounterMetricFamily(
+            "geartrain_store_writes",
+            "Store writes: transactions, or appends to the queue log.",
+            value=writer.writes,
+        )
+        yield GaugeMetricFamily(
+            "geartrain_store_pending", "Jobs waiting to be written.", value=writer.pending
+        )
         failures = CounterMetricFamily(
             "geartrain_store_failures",
             "Store writes (or log appends) and background fsyncs that failed.",

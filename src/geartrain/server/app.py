@@ -53,6 +53,14 @@ class Shared(Protocol):
         """One line for the log: where the shared jobs are."""
 
     @property
+    def primary(self) -> str | None:
+        """``host:port`` of the store's server that takes the writes, once known."""
+
+    @property
+    def trouble(self) -> str:
+        """Why the last call to the store on the heartbeat failed ("" if it did not)."""
+
+    @property
     def answers(self) -> SharedAdmin:
         """The admin answers that come from the shared store."""
 
@@ -136,6 +144,26 @@ class ServerApp:
         # Called once the ports are bound, before the store opens: where root is dropped.
         self.on_bound: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
+
+    @property
+    def store_state(self) -> tuple[str, str]:
+        """``ok``, ``full`` or ``failing`` and why (empty when ok): the writer's
+        state, or a cluster's shared store as its heartbeat finds it."""
+        if self.cluster is not None:
+            trouble = self.cluster.trouble
+            return ("failing", trouble) if trouble else ("ok", "")
+        if self.writer is not None:
+            return self.writer.state
+        return ("ok", "")
+
+    @property
+    def store_primary(self) -> str | None:
+        """``host:port`` of the store's server that takes the writes (several
+        PostgreSQL hosts, Redis Sentinel: the primary now); None where unknown."""
+        if self.cluster is not None:
+            return self.cluster.primary
+        primary: str | None = getattr(self.store, "primary", None)
+        return primary
 
     @property
     def port(self) -> int:

@@ -440,17 +440,25 @@ class JobServer:
 
     def _wake(self, f: Function) -> None:
         """Send one NOOP to sleeping workers of ``f`` (``--worker-wakeup`` of them)."""
-        limit = self.config.worker_wakeup or len(f.sleepers)
+        self._wake_up_to(f, self.config.worker_wakeup or len(f.sleepers))
+
+    def _wake_up_to(self, f: Function, count: int) -> int:
+        """NOOP up to ``count`` of ``f``'s sleeping workers, oldest first; how many."""
         sleepers = f.sleepers
-        while limit and sleepers:
-            self._noop(next(iter(sleepers)))
-            limit -= 1
+        woken = 0
+        while woken < count and sleepers:
+            peer = sleepers.popitem(last=False)[0]
+            peer.unlisted[f] = None
+            if peer.sleeping and not peer.noop_sent:
+                self._noop(peer)
+                woken += 1
+            # else a stale entry: the worker woke since it was listed
+        return woken
 
     def _noop(self, peer: Peer) -> None:
-        """Wake a sleeping worker: one NOOP, none more until its next grab."""
+        """Wake a sleeping worker: one NOOP, none more until its next grab.  It stays
+        listed as a sleeper of its other functions, stale until it sleeps again."""
         peer.noop_sent = True
-        for f in peer.abilities:
-            f.sleepers.pop(peer, None)
         peer.send(NOOP)
 
     def drop_abilities(self, peer: Peer, name: bytes | None) -> None:
@@ -460,14 +468,18 @@ class JobServer:
         if name is None:
             dropped = list(abilities)
             peer.abilities = {}
+            peer.unlisted.clear()
+            peer.heaps = None
         else:
             f = self.table.functions.get(name)
             if f is None or abilities.pop(f, None) is None:
                 return
+            peer.unlisted.pop(f, None)
             dropped = [f]
         for f in dropped:
             del f.workers[peer]
             f.sleepers.pop(peer, None)
+            self.queues.unregister(peer, f)
         if peer.jobs:
             for job in [j for j in peer.jobs if name is None or j.function in dropped]:
                 self._attempt_failed(job, "worker_lost", "the worker left or dropped the function")
@@ -476,11 +488,7 @@ class JobServer:
 
     def grab(self, peer: Peer, ptype: int) -> None:
         """GRAB_JOB, GRAB_JOB_UNIQ, GRAB_JOB_ALL."""
-        if peer.sleeping:
-            if not peer.noop_sent:
-                for f in peer.abilities:
-                    f.sleepers.pop(peer, None)
-            peer.sleeping = False
+        peer.sleeping = False  # its entries in sleepers are stale now
         peer.noop_sent = False
         self.keeper.before_hand_out()  # no claim that may have lapsed is handed out
         job = self.queues.take(peer)
@@ -701,24 +709,30 @@ class JobServer:
         f = self.table.function(name)
         # A repeated CAN_DO updates the registration rather than adding a second
         # one (gearmand adds one, listed twice, and each GRAB_JOB walks them all).
-        peer.abilities[f] = (timeout, self.queues.next_rank())
+        self.queues.register(peer, f, timeout)
         f.workers[peer] = None
         if peer.sleeping and not peer.noop_sent:
             if f.available():
                 # Asleep before it could do these jobs: nothing else would wake it
                 # (gearmand does not; see docs/compatibility.md).
                 self._noop(peer)
+                peer.unlisted[f] = None
             else:
                 f.sleepers[peer] = None
+        elif peer not in f.sleepers:
+            peer.unlisted[f] = None
 
     def pre_sleep(self, peer: Peer) -> None:
         if self.queues.has_work(peer):
             peer.send(NOOP)  # work arrived between NO_JOB and PRE_SLEEP
             return
         peer.sleeping = True
-        if not peer.noop_sent:
-            for f in peer.abilities:
-                f.sleepers[peer] = None
+        if not peer.noop_sent and peer.unlisted:
+            abilities = peer.abilities
+            for f in peer.unlisted:
+                if f in abilities:
+                    f.sleepers[peer] = None
+            peer.unlisted.clear()
         self.keeper.hungry()
 
     def owned(self, peer: Peer, handle: bytes) -> Job | None:
@@ -833,11 +847,8 @@ class JobServer:
         """A paused function is resumed: wake a sleeping worker per queued job (all
         at once, not ``--worker-wakeup`` at a time: a backlog waits), and fetch
         its jobs if they are kept elsewhere."""
-        sleepers = f.sleepers
-        count = f.queued[0] + f.queued[1] + f.queued[2]
-        while count and sleepers:
-            self._noop(next(iter(sleepers)))
-            count -= 1
+        self.queues.resumed(f)
+        self._wake_up_to(f, f.queued[0] + f.queued[1] + f.queued[2])
         if f.sleepers:
             self.keeper.hungry()
 
@@ -858,6 +869,7 @@ class JobServer:
                 del peer.abilities[f]
                 f.workers.pop(peer, None)
                 f.sleepers.pop(peer, None)
+                self.queues.unregister(peer, f)
 
     def refused(self, peer: Peer, kind: str, what: bytes) -> None:
         """Count and (rate-limited) log a request the rules refused."""

@@ -130,6 +130,7 @@ class Function:
         "scheduled",
         "workers",
         "sleepers",
+        "absent",
         "uniques",
         "by_data",
         "max_queue",
@@ -152,9 +153,14 @@ class Function:
         self.scheduled = 0
         # Registered workers (a repeated CAN_DO counts once; gearmand counts twice).
         self.workers: dict[Peer, None] = {}
-        # Workers registered here that are asleep and have not had a NOOP since
-        # their last grab, oldest sleeper first: the ones to wake when work arrives.
+        # Workers registered here that may be asleep without a NOOP since their last
+        # grab, oldest first: the ones to wake when work arrives.  Entries go stale
+        # (the worker woke) and are dropped when reached, so that sleeping and waking
+        # cost a worker nothing per function it registered (see Peer.unlisted).
         self.sleepers: OrderedDict[Peer, None] = OrderedDict()
+        # Per priority, its workers whose heap lacks it (Queues.take); made with its
+        # first job (until then every worker lacks it).
+        self.absent: tuple[dict[Peer, None], dict[Peer, None], dict[Peer, None]] | None = None
         self.uniques: dict[bytes, Job] = {}
         self.by_data: dict[bytes, Job] = {}  # unique "-": coalesce on identical data
         self.max_queue: tuple[int, int, int] | None = None
@@ -174,9 +180,16 @@ class Function:
         queues = self.queues = (deque(), deque(), deque())
         return queues
 
+    def make_absent(self) -> tuple[dict[Peer, None], dict[Peer, None], dict[Peer, None]]:
+        absent = self.absent = ({}, {}, {})
+        return absent
+
     def unused(self) -> bool:
         """Nothing refers to it: no worker, no job, no maxqueue setting."""
         return not self.workers and not self.total and self.max_queue is None
+
+
+HeapEntry = tuple[int, int, Function]
 
 
 class Peer:
@@ -197,6 +210,8 @@ class Peer:
         "abilities",
         "sleeping",
         "noop_sent",
+        "unlisted",
+        "heaps",
         "exceptions",
         "retry_extension",
         "next_retry",
@@ -230,6 +245,12 @@ class Peer:
         self.abilities: dict[Function, tuple[int, int]] = {}
         self.sleeping = False
         self.noop_sent = False
+        # Its functions whose ``sleepers`` it is missing from: it joins them when it
+        # next goes to sleep (every other function still lists it).
+        self.unlisted: dict[Function, None] = {}
+        # Per priority, (-rank, sequence, function) of its registrations with work
+        # and some without (Queues.take); made when it first needs one.
+        self.heaps: tuple[list[HeapEntry], list[HeapEntry], list[HeapEntry]] | None = None
         self.exceptions = False
         # It speaks the retries extension; the policy for its next submission.
         self.retry_extension = False
@@ -246,6 +267,10 @@ class Peer:
         self.held: HeldReplies | None = None
         # Seconds the results of its background jobs are kept (OPTION_REQ keep_result=); 0: not.
         self.keep_result = 0.0
+
+    def make_heaps(self) -> tuple[list[HeapEntry], list[HeapEntry], list[HeapEntry]]:
+        heaps = self.heaps = ([], [], [])
+        return heaps
 
     def functions(self) -> list[Function]:
         """Registered functions in the order they are tried (gearmand's `workers` order)."""

@@ -399,10 +399,28 @@ class StoreWriter(LocalKeeper):
                     await self._gather()
                 if not await self._write_batch() and not self._adds:
                     break
+            if self._down and not (self._adds or self._dones or self._side_changes):
+                await self._probe()
         finally:
             self._task = None
-        if self._dones or self._side_changes:
+        if self._dones or self._side_changes or self._down:
             self._later(RETRY_DELAY)
+
+    @property
+    def _down(self) -> bool:
+        """The last write failed, not for want of room (health readings follow that)."""
+        return self._failure is not None and not isinstance(self._failure, StoreFull)
+
+    async def _probe(self) -> None:
+        """In an outage with nothing to write, ask the store whether it takes writes
+        again: readiness comes back without waiting for a submission."""
+        try:
+            await self.store.check()
+        except Exception as error:  # any failure of the backend: still out
+            self._failure = error
+            return
+        self._failure = None
+        self._log_state()
 
     @property
     def _side_changes(self) -> bool:

@@ -28,6 +28,7 @@ class Queues:
 
     __slots__ = (
         "ready",
+        "ready_at",
         "clock",
         "call_later",
         "wake",
@@ -48,6 +49,8 @@ class Queues:
         # Functions with queued jobs: a grabbing worker with many functions looks
         # only at these, so its GRAB_JOB costs what is queued, not what it registered.
         self.ready: dict[Function, None] = {}
+        # The same by priority: a grab skips a priority nothing waits at.
+        self.ready_at: tuple[dict[Function, None], ...] = ({}, {}, {})
         self.clock = clock
         self.call_later = call_later
         self.wake = wake  # called when a job is queued for a function with sleeping workers
@@ -76,6 +79,9 @@ class Queues:
         queues[job.priority].append(job)
         f.queued[job.priority] += 1
         self.ready[f] = None
+        if f.queued[job.priority] == 1:
+            self.ready_at[job.priority][f] = None
+            self._arrived(f, job.priority)
         if f.sleepers and not f.paused:
             self.wake(f)
 
@@ -84,30 +90,96 @@ class Queues:
         when reached, so removal is O(1))."""
         f = job.function
         if job.state is QUEUED:
-            f.queued[job.priority] -= 1
-            if not f.has_queued():
-                del self.ready[f]
+            self._count_out(f, job.priority)
         elif job.state is SCHEDULED:
             f.scheduled -= 1
 
+    def _count_out(self, f: Function, priority: int) -> None:
+        """One job of ``f`` at ``priority`` is no longer queued."""
+        f.queued[priority] -= 1
+        if not f.queued[priority]:
+            del self.ready_at[priority][f]
+            if not f.has_queued():
+                del self.ready[f]
+
+    # -- which function a grab serves -------------------------------------------
+    #
+    # Each worker keeps, per priority, a heap of its registrations by rank holding
+    # (at least) every registered function with jobs at that priority; a function
+    # lists in ``absent`` the workers whose heap lacks it, and joins those heaps when
+    # a job arrives at that priority.  Entries whose function has no job there, or
+    # whose registration changed, are dropped when they reach the top.  So a grab
+    # costs a heap step, not a walk over 10,000 registrations or functions with work.
+
+    def register(self, peer: Peer, f: Function, timeout: int) -> None:
+        """CAN_DO: ``f`` joins the worker's registrations as its most recent one."""
+        rank = self.next_rank()
+        peer.abilities[f] = (timeout, rank)
+        self._listed(peer, f, rank)
+
+    def unregister(self, peer: Peer, f: Function) -> None:
+        """The worker no longer does ``f`` (its heap entries are dropped when reached)."""
+        if f.absent is not None:
+            for absent in f.absent:
+                absent.pop(peer, None)
+
+    def _listed(self, peer: Peer, f: Function, rank: int) -> None:
+        absent = f.absent
+        if absent is None:
+            return  # it never had a job: no heap holds it, and its first job lists it
+        heaps = peer.heaps or peer.make_heaps()
+        for priority in (0, 1, 2):
+            if f.queued[priority]:
+                self._seq += 1
+                heapq.heappush(heaps[priority], (-rank, self._seq, f))
+            else:
+                absent[priority][peer] = None
+
+    def _arrived(self, f: Function, priority: int) -> None:
+        """The first job of ``f`` at ``priority``: into the heaps that lack it."""
+        absent = f.absent
+        if absent is None:
+            # Its first job ever: every worker lacks it.  Made only now, so that a
+            # worker registering 100,000 functions that never get a job costs no more.
+            absent = f.make_absent()
+            for peer in f.workers:
+                for lacking in absent:
+                    lacking[peer] = None
+        lacking = absent[priority]
+        for peer in lacking:
+            heaps = peer.heaps or peer.make_heaps()
+            self._seq += 1
+            heapq.heappush(heaps[priority], (-peer.abilities[f][1], self._seq, f))
+        lacking.clear()
+
+    def resumed(self, f: Function) -> None:
+        """A paused function's queued jobs are available again."""
+        for priority in (0, 1, 2):
+            if f.queued[priority]:
+                self._arrived(f, priority)
+
     def take(self, peer: Peer) -> Job | None:
         """The job for a grabbing worker, taken off its queue."""
-        abilities = peer.abilities
-        ready = self.ready
-        if not ready:
+        heaps = peer.heaps
+        if not self.ready or heaps is None:
             return None
-        # Look through the smaller of the two: the worker's functions, or those with work.
-        pool = abilities.keys() if len(abilities) <= len(ready) else ready.keys()
+        abilities = peer.abilities
         for priority in (0, 1, 2):
-            best: Function | None = None
-            best_rank = 0
-            for f in pool:
-                if f.queued[priority] and not f.paused:
-                    entry = abilities.get(f)
-                    if entry is not None and (best is None or entry[1] > best_rank):
-                        best, best_rank = f, entry[1]
-            if best is not None:
-                return self._pop(peer, best, priority)
+            if not self.ready_at[priority]:
+                continue
+            heap = heaps[priority]
+            while heap:
+                negative_rank, _seq, f = heap[0]
+                entry = abilities.get(f)
+                if entry is None or entry[1] != -negative_rank:
+                    heapq.heappop(heap)  # left or registered again since
+                elif f.queued[priority] and not f.paused:
+                    return self._pop(peer, f, priority)
+                else:  # no job there, or paused: back in when one comes (or it resumes)
+                    heapq.heappop(heap)
+                    absent = f.absent
+                    assert absent is not None
+                    absent[priority][peer] = None
         return None
 
     def _pop(self, peer: Peer, f: Function, priority: int) -> Job:
@@ -117,11 +189,11 @@ class Queues:
         job = queue.popleft()
         while job.state is not QUEUED:
             job = queue.popleft()  # skip entries of cancelled jobs
-        f.queued[priority] -= 1
-        if not f.has_queued():
-            del self.ready[f]
+        self._count_out(f, priority)
         if self.round_robin:
-            peer.abilities[f] = (peer.abilities[f][0], -self.next_rank())
+            rank = -self.next_rank()
+            peer.abilities[f] = (peer.abilities[f][0], rank)
+            self._listed(peer, f, rank)
         return job
 
     def compact(self, f: Function) -> None:

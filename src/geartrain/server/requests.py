@@ -224,7 +224,14 @@ class Requests:
         peer.client_id = args[0][:MAX_CLIENT_ID] or b"-"
 
     def _h_option_req(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        """gearmand's ``exceptions``, and geartrain's opt-in extensions: the retries
+        extension (.retry_extension, whose policies may be longer) and ``keep_result=``
+        (.results)."""
         option = args[0]
+        reply = retry_extension.option(self.core.table, peer, option)
+        if reply is not None:
+            peer.send(reply)
+            return
         if len(option) > MAX_OPTION:
             peer.send(ERR_OPTION)
             return
@@ -241,15 +248,6 @@ class Requests:
             peer.send(ERR_OPTION)
             return
         peer.send(pack(RES, T.OPTION_RES, args))
-
-    def _h_option(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        """OPTION_REQ: geartrain's retries extension first (see .retry_extension),
-        then the options above."""
-        reply = retry_extension.option(self.core.table, peer, args[0])
-        if reply is None:
-            self._h_option_req(peer, args)
-        else:
-            peer.send(reply)
 
     def _h_submit_job_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         when = c_strtol(args[2])
@@ -299,7 +297,7 @@ _HANDLER_NAMES: dict[int, str] = {
     T.GET_STATUS_UNIQUE: "_h_get_status_unique",
     T.ECHO_REQ: "_h_echo_req",
     T.SET_CLIENT_ID: "_h_set_client_id",
-    T.OPTION_REQ: "_h_option",
+    T.OPTION_REQ: "_h_option_req",
     T.SUBMIT_JOB_EPOCH: "_h_submit_job_epoch",
     T.SUBMIT_REDUCE_JOB: "_h_submit_reduce_job",
     T.SUBMIT_REDUCE_JOB_BACKGROUND: "_h_submit_reduce_job_background",

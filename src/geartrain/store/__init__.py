@@ -68,6 +68,10 @@ class Store(Protocol):
         outcome can be unknown: the batch may have been committed.)
         """
 
+    async def check(self) -> None:
+        """Raise StoreError unless the store takes writes now: asked in an outage
+        with nothing to write, so the server knows when it is over."""
+
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
 

@@ -340,6 +340,19 @@ class MysqlStore:
             except _ERRORS as exc:
                 raise self._error(exc) from exc
 
+    async def check(self) -> None:
+        """Raise StoreError unless the server answers."""
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+
+        async def body(cur: Any) -> None:
+            await cur.execute("SELECT 1")
+
+        try:
+            await once_more_if_lost(lambda: self._transaction(body), _lost, self)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
         if self._pool is None:

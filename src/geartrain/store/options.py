@@ -74,8 +74,11 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "--store-url",
         metavar="URL",
         help="The queue as one URL instead of -q and its options: sqlite:///PATH,"
-        " postgresql://..., mysql://USER:PASS@HOST:PORT/DB, redis://[:PASS@]HOST:PORT/DB,"
-        " builtin:. Add ?table=NAME (SQL) or ?prefix=P (redis).",
+        " postgresql://... (several hosts: postgresql://H1:P1,H2:P2/DB?target_session_attrs="
+        "read-write), mysql://USER:PASS@HOST:PORT/DB, redis://[:PASS@]HOST:PORT/DB,"
+        " redis+sentinel://[:PASS@]SENTINEL:PORT,SENTINEL:PORT/MASTER?db=N, builtin:."
+        " Add ?table=NAME (SQL) or ?prefix=P (redis), and for redis ?wait_replicas=N"
+        "&wait_timeout_ms=MS to wait for replicas after each write.",
     )
     parser.add_argument(
         "--durability",
@@ -273,5 +276,46 @@ def store_from_url(url: str, durability: Durability = DEFAULT) -> Store | None:
             db=int(parts.path.lstrip("/") or 0),
             username=user or None,
             durability=durability,
+            **_waiting(query, url),
+        )
+    if scheme == "redis+sentinel":
+        service = urllib.parse.unquote(parts.path.strip("/"))
+        if not service:
+            raise ValueError(f"no master name in {url!r}; use redis+sentinel://H:P,H:P/MASTER")
+        return _load("redis")(  # type: ignore[no-any-return]
+            password=password,
+            prefix=query.get("prefix", REDIS_PREFIX),
+            db=_number(query, "db", 0, url),
+            username=user or None,
+            durability=durability,
+            sentinels=_hosts(parts.netloc.rpartition("@")[2], 26379, url),
+            service=service,
+            **_waiting(query, url),
         )
     raise ValueError(f"unknown queue URL scheme {parts.scheme!r} in {url!r}")
+
+
+def _hosts(text: str, default_port: int, url: str) -> list[tuple[str, int]]:
+    """``h1:p1,h2:p2`` (ports optional) as (host, port) pairs."""
+    hosts = []
+    for item in text.split(","):
+        host, sep, port = item.rpartition(":") if ":" in item else (item, "", "")
+        if not host or (sep and not port.isdigit()):
+            raise ValueError(f"bad host {item!r} in {url!r}; use HOST:PORT,HOST:PORT")
+        hosts.append((host, int(port) if port else default_port))
+    return hosts
+
+
+def _number(query: dict[str, str], name: str, default: int, url: str) -> int:
+    text = query.get(name, str(default))
+    if not text.isdigit():
+        raise ValueError(f"{name} must be a whole number, not {text!r}, in {url!r}")
+    return int(text)
+
+
+def _waiting(query: dict[str, str], url: str) -> dict[str, int]:
+    """``?wait_replicas=N&wait_timeout_ms=MS``: WAIT after each write."""
+    return {
+        "wait_replicas": _number(query, "wait_replicas", 0, url),
+        "wait_timeout_ms": _number(query, "wait_timeout_ms", 1000, url),
+    }

@@ -8,6 +8,13 @@ server default, so a returned write is on disk; at the crash level with
 geartrain, and PostgreSQL's WAL writer flushes it within three
 ``wal_writer_delay`` (200 ms by default).  The pool replaces connections the server dropped,
 so the store recovers by itself once PostgreSQL is back.
+
+A conninfo may name several servers (libpq's ``host=a,b port=1,2`` or
+``postgresql://a:1,b:2/db``); with ``target_session_attrs=read-write`` each new
+connection goes to the one that takes writes, so after a failover (a standby
+promoted) the store carries on on the new primary.  A write that reaches a
+read-only server counts as a lost connection, and the one retry after a lost
+connection skips the rows the lost attempt may have committed.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from .names import LIBPQ_TABLE, check_identifier
 from .reconnect import once_more_if_lost
 from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 
-__all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg"]
+__all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg", "on_standby", "server_address"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +81,8 @@ _CREATE_RESULTS = (
 # The session died (server restart, terminated backend): worth one more try
 # on a fresh connection.  A FATAL notice that arrives while the connection is
 # idle can leave asyncpg's protocol confused (InternalClientError "cannot
-# switch to state"), which is the same case.
+# switch to state"), which is the same case; so is a multi-host conninfo none
+# of whose servers takes writes yet (TargetServerAttributeNotMatched, one).
 _LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
@@ -84,8 +92,24 @@ _LOST = (
 )
 
 
+def on_standby(exc: BaseException) -> bool:
+    """A write reached a read-only server (a standby, or a primary demoted since
+    the session began): its sessions are no use; a new one finds the primary."""
+    return isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError)
+
+
 def _lost(exc: Exception) -> bool:
-    return isinstance(exc, _LOST)
+    return isinstance(exc, _LOST) or on_standby(exc)
+
+
+_WHERE = "SELECT host(inet_server_addr()), inet_server_port()"
+
+
+async def server_address(conn: asyncpg.Connection) -> str:
+    """``host:port`` of the server at the other end of ``conn`` (the primary, with
+    ``target_session_attrs=read-write``); ``local`` over a Unix socket."""
+    host, port = await conn.fetchrow(_WHERE)
+    return "local" if host is None else f"{host}:{port}"
 
 
 # libpq's key = value syntax: values bare or in single quotes, \ escapes.
@@ -203,9 +227,12 @@ class PostgresStore:
             " SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],"
             " $5::int[], $6::bigint[], $7::bytea[], $8::int[], $9::text[], $10::text[])"
         )
-        self._write_one = (
-            f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($11::bigint[])) {self._insert}"
-        )
+        # The retry after a lost connection: the lost attempt may have committed
+        # (and reached the standby now primary); ids are never reused.
+        self._insert_again = f"{self._insert} ON CONFLICT (id) DO NOTHING"
+        self._delete_then = f"WITH gone AS (DELETE FROM {t} WHERE id = ANY($11::bigint[])) "
+        self.primary: str | None = None
+        """``host:port`` of the server the last new connection reached, once open."""
         self.failed_table = f"{t[:50]}_failed"
         self.paused_table = f"{t[:50]}_paused"
         self.results_table = f"{t[:50]}_results"
@@ -238,12 +265,20 @@ class PostgresStore:
                 max_size=2,
                 command_timeout=self.timeout,
                 server_settings=settings,
+                init=self._connected,
                 **kwargs,
             )
             await self._prepare_table(self._pool)
         except _ERRORS as exc:
             await self.close()
             raise self._error(exc) from exc
+
+    async def _connected(self, conn: asyncpg.Connection) -> None:
+        address = await server_address(conn)
+        if address != self.primary:
+            if self.primary is not None:
+                log.warning("%s: writing to %s now (was %s)", self, address, self.primary)
+            self.primary = address
 
     async def _prepare_table(self, pool: asyncpg.Pool) -> None:
         rows = await pool.fetch(
@@ -307,23 +342,28 @@ class PostgresStore:
             raise StoreError(f"{self}: not open")
         if not added and not done:
             return
+        again = iter((False, True))
         try:
             await once_more_if_lost(
-                lambda: self._write(added, done), _lost, self, self._pool.expire_connections
+                lambda: self._write(added, done, next(again)),
+                _lost,
+                self,
+                self._pool.expire_connections,
             )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
-    async def _write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
+    async def _write(self, added: Sequence[StoredJob], done: Sequence[int], again: bool) -> None:
         assert self._pool is not None
+        insert = self._insert_again if again else self._insert
         chunks = _chunks(added)
         if len(chunks) <= 1:
-            await self._pool.execute(self._write_one, *_columns(added), list(done))
+            await self._pool.execute(self._delete_then + insert, *_columns(added), list(done))
             return
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(f"DELETE FROM {self.table} WHERE id = ANY($1::bigint[])", list(done))
             for chunk in chunks:
-                await conn.execute(self._insert, *_columns(chunk))
+                await conn.execute(insert, *_columns(chunk))
 
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
@@ -372,6 +412,24 @@ class PostgresStore:
                 await once_more_if_lost(body, _lost, self, pool.expire_connections)
             except _ERRORS as exc:
                 raise self._error(exc) from exc
+
+    async def check(self) -> None:
+        """Raise StoreError unless a primary answers (a standby takes no writes)."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self}: not open")
+        try:
+            standby = await once_more_if_lost(
+                lambda: pool.fetchval("SELECT pg_is_in_recovery()"),
+                _lost,
+                self,
+                pool.expire_connections,
+            )
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        if standby:
+            await pool.expire_connections()  # the next session looks for the primary
+            raise StoreError(f"{self}: the server answering is a standby (read-only)")
 
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""

@@ -14,10 +14,20 @@ How durable a returned write is depends on Redis: only ``appendonly yes``
 with ``appendfsync always`` survives power loss; ``everysec`` may lose the
 last second; without the AOF a Redis crash loses everything since the last
 snapshot.  Open logs a warning when the server is set up for less.
+
+With ``sentinels`` the store asks Redis Sentinel where the master of
+``service`` is, on every new connection, so after a failover it writes to the
+promoted replica; a connection that finds its server demoted to a replica
+counts as lost.  Replication is asynchronous: a write the master acknowledged
+may not have reached the replica that Sentinel promotes.  ``wait_replicas``
+closes that window: after each write the store sends ``WAIT`` and reports a
+failure (the submitters get ``QUEUE_ERROR``) unless that many replicas have
+the write within ``wait_timeout_ms``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -25,6 +35,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -85,6 +96,10 @@ class RedisStore:
         timeout: seconds allowed for each command.
         connect_timeout: seconds allowed to connect.
         durability: the level to check Redis's persistence settings against.
+        sentinels: (host, port) of Redis Sentinels; then ``service`` names the
+            master they watch, and ``host``/``port`` are not used.
+        wait_replicas: after each write, ``WAIT`` for this many replicas.
+        wait_timeout_ms: how long ``WAIT`` may take.
     """
 
     def __init__(
@@ -99,9 +114,17 @@ class RedisStore:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         durability: Durability = DEFAULT,
+        sentinels: Sequence[tuple[str, int]] = (),
+        service: str = "mymaster",
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.durability = durability
         self.host, self.port, self.db, self.prefix = host, port, db, prefix
+        self.sentinels, self.service = list(sentinels), service
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
+        self.primary: str | None = None if sentinels else f"{host}:{port}"
+        """``host:port`` of the master (as Sentinel last named it), once known."""
         self._options = {
             "password": password or None,
             "username": username or None,
@@ -113,9 +136,19 @@ class RedisStore:
         self._paused = f"{prefix}paused"  # set of paused function names
         self._results_index = f"{prefix}results"  # sorted set of handles, score = when kept
         self._redis: aioredis.Redis | None = None
+        # Calls take turns, so the client holds a single connection: WAIT counts
+        # the replicas that have what *its* connection wrote.
+        self._turn = asyncio.Lock()
 
     def __str__(self) -> str:
-        return f"redis {self.host}:{self.port}/{self.db} prefix {self.prefix!r}"
+        return f"redis {self.where}/{self.db} prefix {self.prefix!r}"
+
+    @property
+    def where(self) -> str:
+        """The server, or the master's name and its sentinels."""
+        if not self.sentinels:
+            return f"{self.host}:{self.port}"
+        return f"sentinel {','.join(f'{h}:{p}' for h, p in self.sentinels)} {self.service}"
 
     def _key(self, job_id: int | bytes) -> str:
         return f"{self.prefix}job:{int(job_id)}"
@@ -129,6 +162,7 @@ class RedisStore:
             return
         self._redis = self.connect()
         try:
+            await self.find_master()
             await self._redis.ping()
             await self.check_persistence(self._redis)
         except _ERRORS as exc:
@@ -143,6 +177,16 @@ class RedisStore:
             options["socket_timeout"] = timeout
         # One attempt per call: the caller decides about retrying, and a
         # silently repeated EXEC could apply a batch twice.
+        if self.sentinels:
+            master = self._sentinel().master_for(
+                self.service,
+                redis_class=aioredis.Redis,
+                db=self.db,
+                retry=Retry(NoBackoff(), 0),
+                client_name="geartrain",
+                **cast(dict[str, Any], options),
+            )
+            return cast(aioredis.Redis, master)
         return aioredis.Redis(
             host=self.host,
             port=self.port,
@@ -151,6 +195,45 @@ class RedisStore:
             client_name="geartrain",
             **options,  # type: ignore[arg-type]
         )
+
+    def _sentinel(self) -> Sentinel:
+        timeouts = {k: v for k, v in self._options.items() if k.startswith("socket_")}
+        return Sentinel(self.sentinels, sentinel_kwargs=timeouts)
+
+    async def find_master(self) -> None:
+        """Ask the sentinels where the master is now (:attr:`primary`, logged when
+        it changes); nothing to ask without sentinels."""
+        if not self.sentinels:
+            return
+        sentinel = self._sentinel()
+        try:
+            host, port = await sentinel.discover_master(self.service)
+        finally:
+            for client in sentinel.sentinels:
+                await client.aclose()
+        address = f"{host}:{port}"
+        if address != self.primary:
+            if self.primary is not None:
+                log.warning("%s: writing to %s now (was %s)", self, address, self.primary)
+            self.primary = address
+
+    async def replicated(self, client: aioredis.Redis) -> None:
+        """``WAIT`` for the replicas asked for, if any.  ``client`` must be the one
+        that wrote, with no other call on it since (a connection of its own).
+
+        Raises:
+            StoreError: fewer replicas had the write in time.
+        """
+        if not self.wait_replicas:
+            return
+        have = await client.execute_command(  # type: ignore[no-untyped-call]
+            "WAIT", self.wait_replicas, self.wait_timeout_ms
+        )
+        if int(have) < self.wait_replicas:
+            raise StoreError(
+                f"{self}: the write reached {have} of {self.wait_replicas} replica(s)"
+                f" within {self.wait_timeout_ms} ms"
+            )
 
     async def check_persistence(self, client: aioredis.Redis) -> None:
         """Warn if Redis is set up to keep writes on disk less well than asked."""
@@ -180,7 +263,10 @@ class RedisStore:
         """Every stored job in ascending id order, read in chunks of the sorted set."""
         client = self._client()
         try:
-            return await once_more_if_lost(lambda: self._load(client), _lost, self)
+            async with self._turn:
+                return await once_more_if_lost(
+                    lambda: self._load(client), _lost, self, self.follow_master
+                )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -230,12 +316,19 @@ class RedisStore:
         if not added and not done:
             return
         try:
-            await once_more_if_lost(lambda: self._write(client, added, done), _lost, self)
+            again = iter((False, True))
+            async with self._turn:
+                await once_more_if_lost(
+                    lambda: self._write(client, added, done, next(again)),
+                    _lost,
+                    self,
+                    self.follow_master,
+                )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
     async def _write(
-        self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int]
+        self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int], again: bool
     ) -> None:
         if len({j.id for j in added}) != len(added):
             raise StoreError(f"{self}: the same job id twice in one write")
@@ -244,7 +337,10 @@ class RedisStore:
                 await pipe.watch(self._index)
                 scores = await pipe.zmscore(self._index, [str(j.id) for j in added])
                 taken = [j.id for j, s in zip(added, scores, strict=True) if s is not None]
-                if taken:
+                if taken and again:
+                    # The lost attempt's EXEC went through: ids are never reused.
+                    added = [j for j in added if j.id not in taken]
+                elif taken:
                     raise StoreError(f"{self}: job ids already stored: {taken[:5]}")
                 pipe.multi()  # type: ignore[no-untyped-call]
                 for j in added:
@@ -259,11 +355,14 @@ class RedisStore:
                             **_retry_fields(j),
                         },
                     )
-                pipe.zadd(self._index, {str(j.id): j.id for j in added})
+                if added:
+                    pipe.zadd(self._index, {str(j.id): j.id for j in added})
             if done:
                 pipe.delete(*(self._key(i) for i in done))
                 pipe.zrem(self._index, *(str(i) for i in done))
             await pipe.execute()
+            if added:  # what a failover must not lose (a deletion lost runs a job again)
+                await self.replicated(client)
 
     def _failed_key(self, handle: bytes) -> bytes:
         return self.prefix.encode() + b"failed:" + handle
@@ -272,11 +371,12 @@ class RedisStore:
         """The failed-job set, oldest first."""
         client = self._client()
         try:
-            handles = cast(list[bytes], await client.zrange(self._failed_index, 0, -1))
-            pipe = client.pipeline(transaction=False)
-            for handle in handles:
-                pipe.hmget(self._failed_key(handle), _FAILED_FIELDS)
-            rows = await pipe.execute()
+            async with self._turn:
+                handles = cast(list[bytes], await client.zrange(self._failed_index, 0, -1))
+                pipe = client.pipeline(transaction=False)
+                for handle in handles:
+                    pipe.hmget(self._failed_key(handle), _FAILED_FIELDS)
+                rows = await pipe.execute()
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return [
@@ -291,35 +391,48 @@ class RedisStore:
             return
         client = self._client()
         try:
-            async with client.pipeline(transaction=True) as pipe:
-                if removed:
-                    pipe.delete(*(self._failed_key(h) for h in removed))
-                    pipe.zrem(self._failed_index, *removed)
-                for r in added:
-                    pipe.hset(
-                        self._failed_key(r.handle),
-                        mapping={
-                            "handle": r.handle,
-                            "function": r.function,
-                            "unique": r.unique,
-                            "data": r.data,
-                            "priority": r.priority,
-                            "attempts": r.attempts,
-                            "failed_at": repr(r.failed_at),
-                            "reason": r.reason,
-                            "outcomes": encode_outcomes(r.outcomes),
-                        },
-                    )
-                if added:
-                    pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
-                await pipe.execute()
+            async with self._turn:
+                async with client.pipeline(transaction=True) as pipe:
+                    if removed:
+                        pipe.delete(*(self._failed_key(h) for h in removed))
+                        pipe.zrem(self._failed_index, *removed)
+                    for r in added:
+                        pipe.hset(
+                            self._failed_key(r.handle),
+                            mapping={
+                                "handle": r.handle,
+                                "function": r.function,
+                                "unique": r.unique,
+                                "data": r.data,
+                                "priority": r.priority,
+                                "attempts": r.attempts,
+                                "failed_at": repr(r.failed_at),
+                                "reason": r.reason,
+                                "outcomes": encode_outcomes(r.outcomes),
+                            },
+                        )
+                    if added:
+                        pipe.zadd(self._failed_index, {r.handle: r.failed_at for r in added})
+                    await pipe.execute()
+                await self.replicated(client)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def check(self) -> None:
+        """Raise StoreError unless the master answers."""
+        try:
+            async with self._turn:
+                await once_more_if_lost(
+                    lambda: self._client().ping(), _lost, self, self.follow_master
+                )
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
         try:
-            names = cast(set[bytes], await self._client().smembers(self._paused))
+            async with self._turn:
+                names = cast(set[bytes], await self._client().smembers(self._paused))
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return sorted(names)
@@ -328,7 +441,8 @@ class RedisStore:
         """Keep ``name`` paused or not (a member of one set)."""
         client = self._client()
         try:
-            await (client.sadd if paused else client.srem)(self._paused, name)
+            async with self._turn:
+                await (client.sadd if paused else client.srem)(self._paused, name)
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -339,11 +453,12 @@ class RedisStore:
         """The kept results, oldest first."""
         client = self._client()
         try:
-            handles = cast(list[bytes], await client.zrange(self._results_index, 0, -1))
-            pipe = client.pipeline(transaction=False)
-            for handle in handles:
-                pipe.hmget(self._result_key(handle), _RESULT_FIELDS)
-            rows = await pipe.execute()
+            async with self._turn:
+                handles = cast(list[bytes], await client.zrange(self._results_index, 0, -1))
+                pipe = client.pipeline(transaction=False)
+                for handle in handles:
+                    pipe.hmget(self._result_key(handle), _RESULT_FIELDS)
+                rows = await pipe.execute()
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return [
@@ -359,7 +474,7 @@ class RedisStore:
         client = self._client()
         now = time.time()
         try:
-            async with client.pipeline(transaction=True) as pipe:
+            async with self._turn, client.pipeline(transaction=True) as pipe:
                 if removed:
                     pipe.delete(*(self._result_key(h) for h in removed))
                     pipe.zrem(self._results_index, *removed)
@@ -382,6 +497,14 @@ class RedisStore:
                 await pipe.execute()
         except _ERRORS as exc:
             raise self._error(exc) from exc
+
+    async def follow_master(self) -> None:
+        """After a lost connection: where is the master now (for the log and the
+        console; the connection pool asks the sentinels by itself)."""
+        try:
+            await self.find_master()
+        except _ERRORS as exc:
+            log.info("%s: no master known (%s)", self, exc)
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:

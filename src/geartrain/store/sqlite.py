@@ -481,6 +481,9 @@ class SqliteStore:
         if self._syncer is not None:
             self._syncer.touched.add(self._wal)
 
+    async def check(self) -> None:
+        """Nothing to ask: a local file's trouble shows in :meth:`health`."""
+
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
         return await self._run(self._load_paused)

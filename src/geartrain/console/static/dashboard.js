@@ -54,13 +54,15 @@ export function showStatus(s) {
   const values = { ...c, busy: s.busy_workers };
   for (const [key] of COUNTERS) $("c-" + key).textContent = values[key] === null || values[key] === undefined ? "–" : count(values[key]);
   const store = s.store;
-  const storeState = "state" in store ? `${store.state}${store.reason ? ` (${store.reason})` : ""}, ${store.pending} pending` : "–";
+  const pending = "pending" in store ? `, ${store.pending} pending` : "";
+  const storeState = "state" in store ? `${store.state}${store.reason ? ` (${store.reason})` : ""}${pending}` : "–";
   const facts = [
     ["version", s.version], ["pid", s.pid], ["uptime", ago(s.uptime_seconds)], ["connections", s.connections],
     ["workers", s.workers], ["functions", s.functions], ["jobs", count(s.jobs)], ["memory", bytes(s.memory_bytes)],
     ["store", storeState], ["durability", s.durability || "–"], ["ready", s.ready ? "yes" : "no"],
     ["queue", store.description, "wide"],
   ];
+  if (store.primary) facts.splice(8, 0, ["store primary", store.primary]);
   $("facts").replaceChildren(...facts.map(([k, v, cls]) => el("div", { className: cls || "" },
     el("dt", { textContent: k }), el("dd", { textContent: v ?? "–", title: String(v ?? "") }))));
 }
