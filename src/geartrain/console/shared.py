@@ -93,6 +93,7 @@ def shared_summary(job: SharedJob) -> dict[str, Any]:
         "progress": [job.numerator, job.denominator],
         "worker": None,
         "member": job.owner or None,
+        "shared": True,  # from the cluster's store: no "retry now" for a waiting retry
         "reason": _reason(job.outcomes),
         "started": None,
         "age_seconds": None,

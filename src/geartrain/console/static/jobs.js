@@ -20,7 +20,8 @@ const verb = (action, state) => (action === "retry" && state === "retrying" ? "R
 // A cluster's shared job is held by a member (its id) rather than a worker known here.
 const heldBy = (j) => j.worker || (j.member ? `member ${j.member}` : "–");
 
-function rowActions(state) {
+function rowActions(state, job) {
+  if (job && job.shared && state === "retrying") return ["cancel"]; // a shared retry waits for its member
   return { queued: ["cancel"], running: ["cancel"], scheduled: ["cancel"], retrying: ["retry", "cancel"], failed: ["retry", "delete"] }[state] || [];
 }
 
@@ -105,7 +106,7 @@ export function jobsPage(state, query) {
     ...(state === "failed" || state === "retrying" ? [["reason", (j) => j.reason || "–", "reason"]] : []),
     ["unique", (j) => j.unique || "–", "unique opt"],
     ["payload", (j) => (j.binary ? tag(`binary, ${bytes(j.size)}`) : j.preview), "payload"],
-    ["", (j) => el("span", { className: "buttons" }, ...rowActions(state).map((a) =>
+    ["", (j) => el("span", { className: "buttons" }, ...rowActions(state, j).map((a) =>
       actionButton(verb(a, state), `${verb(a, state)} ${j.handle}`, () => api.act(j.handle, a), a !== "retry"))), "actions"],
   ];
   return {
