@@ -80,6 +80,8 @@ async def explain(database: str, jobs: int, failed: int) -> None:
                 [0, 1],
                 b"H:x",
                 ch,
+                [None, "3"],  # the submissions' retry policies (a stored form)
+                [0.0, 3600.0],  # and how long their results are kept
             ),
             "acknowledge": (cluster._ack, [100, 200, 300], [1, 1, 1]),
             "release": (cluster._release, [400, 500], [1, 1], [1, 1], ch),
