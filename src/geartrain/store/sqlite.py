@@ -34,8 +34,9 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -220,8 +221,7 @@ class SqliteStore:
         """Rebuild a gearmand table with an id column, in one transaction."""
         new = f"{self.table}__geartrain_new"
         when = "when_to_run" if has_when else "0"  # gearmand before 0.41 had no epoch column
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             conn.execute(f"DROP TABLE IF EXISTS {new}")
             conn.execute(f"CREATE TABLE {new} ({_COLUMNS})")
             # gearmand replays in row order; priority first keeps high jobs ahead.
@@ -236,11 +236,6 @@ class SqliteStore:
             count = conn.execute(f"SELECT count(*) FROM {new}").fetchone()[0]
             conn.execute(f"DROP TABLE {self.table}")
             conn.execute(f"ALTER TABLE {new} RENAME TO {self.table}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         log.warning("%s: converted gearmand's table (%d jobs) to geartrain's layout", self, count)
 
     async def load(self) -> list[StoredJob]:
@@ -420,8 +415,7 @@ class SqliteStore:
     ) -> None:
         conn = self._conn
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             # A replayed log may hold jobs a checkpoint had already written.
             conn.executemany(
                 f"INSERT {'OR REPLACE ' if replace else ''}INTO {self.table}"
@@ -434,11 +428,6 @@ class SqliteStore:
                 ],
             )
             conn.executemany(f"DELETE FROM {self.table} WHERE id = ?", [(i,) for i in done])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         self._count_free_pages(conn)
 
     async def load_failed(self) -> list[FailedJob]:
@@ -464,8 +453,7 @@ class SqliteStore:
     def _write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         conn = self._conn
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             conn.executemany(
                 f"DELETE FROM {self.failed_table} WHERE handle = ?", [(h,) for h in removed]
             )
@@ -473,11 +461,6 @@ class SqliteStore:
                 f"INSERT OR REPLACE INTO {self.failed_table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [failed_row(r) for r in added],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if self._syncer is not None:
             self._syncer.touched.add(self._wal)
 
@@ -527,8 +510,7 @@ class SqliteStore:
     def _write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
         conn = self._conn
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             conn.executemany(
                 f"DELETE FROM {self.results_table} WHERE handle = ?", [(h,) for h in removed]
             )
@@ -537,11 +519,6 @@ class SqliteStore:
                 f"DELETE FROM {self.results_table} WHERE handle = ?", [(r.handle,) for r in added]
             )
             conn.executemany(f"INSERT INTO {self.results_table} VALUES (?, ?, ?, ?, ?, ?)", added)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if self._syncer is not None:
             self._syncer.touched.add(self._wal)
 
@@ -667,3 +644,17 @@ class _Syncer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, holding the write lock from its start (BEGIN
+    IMMEDIATE), rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
