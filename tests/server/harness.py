@@ -13,6 +13,7 @@ from geartrain.server.flags import ServerConfig
 from geartrain.server.model import Job, Peer
 from geartrain.server.ports import LocalKeeper
 from geartrain.server.requests import Requests
+from geartrain.server.settings import parse_settings
 
 T = PacketType
 R = TypeVar("R")
@@ -100,6 +101,34 @@ def make(clock: Clock, **config: object) -> JobServer:
         call_later=clock.call_later,
         clock=lambda: clock.now,
     )
+
+
+def configured(clock: Clock, settings: dict[str, object], **config: object) -> JobServer:
+    """A core with the settings file's tables ``settings`` applied."""
+    server = make(clock, **config)
+    server.apply_settings(parse_settings(settings))
+    return server
+
+
+RETRY_FLAKY = {
+    "functions": {
+        "flaky*": {
+            "attempts": 3,
+            "retry_on": ["fail", "exception", "worker_lost", "timeout"],
+            "backoff_base": 10.0,
+            "jitter": 0.0,
+        }
+    }
+}
+"""Settings: functions named flaky* get three attempts whatever the failure, 10 s apart at first."""
+
+
+def run_job(worker: Conn, result: PacketType, *args: bytes) -> bytes:
+    """The worker grabs a job and ends it with ``result``; its handle."""
+    job = worker.grab()
+    assert job is not None
+    worker.send(result, job[0], *args)
+    return job[0]
 
 
 class ListKeeper(LocalKeeper):

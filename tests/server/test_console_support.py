@@ -8,31 +8,31 @@ from geartrain.server.audit import Audit
 from geartrain.server.model import JobState
 from geartrain.store.records import Attempt, decode_outcomes, encode_outcomes
 
-from .harness import Clock, Conn, ListKeeper
-from .test_failures import NOW, RETRY_ALL, SCHEDULE, at, configured, run_and
+from .harness import RETRY_FLAKY, Clock, Conn, ListKeeper, configured, run_job
+from .test_failures import NOW, SCHEDULE, at
 
 T = PacketType
 
 
 def test_retry_now_queues_a_waiting_retry_and_its_old_due_time_is_ignored(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"flaky")
     handle = client.submit(b"flaky", b"payload", b"u1", T.SUBMIT_JOB_BG)
     assert not server.retry_now(handle)  # queued, not a waiting retry
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     job = server.jobs[handle]
     assert job.state is JobState.SCHEDULED and server.queues.scheduled() == [job]
     assert server.retry_now(handle) and job.state is JobState.QUEUED
     assert server.queues.scheduled() == [] and job.function.scheduled == 0
     assert not server.retry_now(handle)
     # The second attempt fails too: it waits 20 s, not the first wait's 10.
-    assert run_and(worker, T.WORK_FAIL) == handle
+    assert run_job(worker, T.WORK_FAIL) == handle
     assert job.when == clock.now + 20 and server.queues.scheduled() == [job]
     clock.advance(10)
     assert job.state is JobState.SCHEDULED and worker.grab() is None
     clock.advance(10)
-    assert run_and(worker, T.WORK_COMPLETE, b"") == handle
+    assert run_job(worker, T.WORK_COMPLETE, b"") == handle
     assert not server.retry_now(b"H:none:1")
 
 
@@ -66,7 +66,7 @@ def test_audit_keeps_the_newest_entries(clock: Clock) -> None:
 
 
 def test_retry_now_is_written_to_the_store_due_now(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     keeper = server.keeper = ListKeeper()
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"flaky")
@@ -74,7 +74,7 @@ def test_retry_now_is_written_to_the_store_due_now(clock: Clock) -> None:
     (job,) = keeper.added
     server.stored(job)
     handle = job.handle
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     waiting_id = job.store_id
     assert keeper.added == [job, job] and job.when == clock.now + 10
     assert server.retry_now(handle)
@@ -82,7 +82,7 @@ def test_retry_now_is_written_to_the_store_due_now(clock: Clock) -> None:
     assert keeper.added == [job, job, job] and job.when == 0.0
     assert keeper.done_ids[-1] == waiting_id and job.store_id != waiting_id
     server.stored(job)
-    assert run_and(worker, T.WORK_COMPLETE, b"") == handle
+    assert run_job(worker, T.WORK_COMPLETE, b"") == handle
 
 
 def test_compacting_drops_only_the_entries_of_jobs_that_left(clock: Clock) -> None:
@@ -96,12 +96,12 @@ def test_compacting_drops_only_the_entries_of_jobs_that_left(clock: Clock) -> No
     server.queues.compact(f)
     assert [j.handle for j in f.queues[1]] == handles[1::2] and f.queued[1] == 3
     worker.send(T.CAN_DO, b"f")
-    assert [run_and(worker, T.WORK_COMPLETE, b"") for _ in range(3)] == handles[1::2]
+    assert [run_job(worker, T.WORK_COMPLETE, b"") for _ in range(3)] == handles[1::2]
     assert worker.grab() is None
 
 
 def test_each_attempt_keeps_when_it_started_and_ended(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"flaky")
     handle = client.submit(b"flaky", b"payload", b"u1", T.SUBMIT_JOB_BG)

@@ -16,42 +16,18 @@ from geartrain.server.model import Job, JobState, Peer
 from geartrain.server.settings import parse_settings
 from geartrain.store import StoredJob
 
-from .harness import Clock, Conn, ListKeeper, make, resolved
+from .harness import RETRY_FLAKY, Clock, Conn, ListKeeper, configured, make, resolved, run_job
 
 T = PacketType
 
-RETRY_ALL = {
-    "functions": {
-        "flaky*": {
-            "attempts": 3,
-            "retry_on": ["fail", "exception", "worker_lost", "timeout"],
-            "backoff_base": 10.0,
-            "jitter": 0.0,
-        }
-    }
-}
-
-
-def configured(clock: Clock, settings: dict[str, object], **config: object) -> JobServer:
-    server = make(clock, **config)
-    server.apply_settings(parse_settings(settings))
-    return server
-
-
-def run_and(worker: Conn, result: PacketType, *args: bytes) -> bytes:
-    job = worker.grab()
-    assert job is not None
-    worker.send(result, job[0], *args)
-    return job[0]
-
 
 def test_background_failure_is_retried_with_growing_gaps_then_kept(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.SET_CLIENT_ID, b"worker-7")
     worker.send(T.CAN_DO, b"flaky")
     handle = client.submit(b"flaky", b"payload", b"u1", T.SUBMIT_JOB_BG)
-    assert run_and(worker, T.WORK_FAIL) == handle
+    assert run_job(worker, T.WORK_FAIL) == handle
     job = server.jobs[handle]
     assert (job.state, job.when) == (JobState.SCHEDULED, clock.now + 10)
     client.send(T.GET_STATUS, handle)
@@ -59,10 +35,10 @@ def test_background_failure_is_retried_with_growing_gaps_then_kept(clock: Clock)
     clock.advance(9.9)
     assert worker.grab() is None
     clock.advance(0.1)
-    assert run_and(worker, T.WORK_EXCEPTION, b"boom") == handle
+    assert run_job(worker, T.WORK_EXCEPTION, b"boom") == handle
     assert server.jobs[handle].when == clock.now + 20  # twice the first wait
     clock.advance(20)
-    assert run_and(worker, T.WORK_FAIL) == handle
+    assert run_job(worker, T.WORK_FAIL) == handle
     assert handle not in server.jobs
     [record] = resolved(server.failed.records())
     assert (record.handle, record.function, record.unique, record.data) == (
@@ -82,14 +58,14 @@ def test_defaults_keep_gearmands_behaviour_and_keep_the_failed_job(clock: Clock)
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     handle = client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_EXCEPTION, b"bad input")
+    run_job(worker, T.WORK_EXCEPTION, b"bad input")
     assert handle not in server.jobs  # not retried
     [record] = resolved(server.failed.records())
     assert record.reason == "exception: bad input" and record.attempts == 1
 
 
 def test_lost_worker_counts_as_worker_lost(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     client = Conn(server, "c")
     handle = client.submit(b"flaky", b"x", kind=T.SUBMIT_JOB_BG)
     for _ in range(3):
@@ -116,7 +92,7 @@ def test_job_retries_flag_still_governs_lost_workers_and_keeps_the_job(clock: Cl
 
 
 def test_timeout_requeues_with_a_policy_and_fails_without(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO_TIMEOUT, b"flaky", b"1000")
     worker.send(T.CAN_DO_TIMEOUT, b"other", b"1000")
@@ -148,7 +124,7 @@ def test_retry_failed_runs_it_again_under_its_handle(clock: Clock) -> None:
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     handle = client.submit(b"f", b"x", b"u", T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     assert resolved(server.failed.retry(handle))
     assert not resolved(server.failed.records())
     job = worker.grab()
@@ -164,7 +140,7 @@ def test_failed_set_is_bounded_by_count_and_age(clock: Clock) -> None:
     handles = []
     for i in range(3):
         handles.append(client.submit(b"f", str(i).encode(), kind=T.SUBMIT_JOB_BG))
-        run_and(worker, T.WORK_FAIL)
+        run_job(worker, T.WORK_FAIL)
         clock.advance(60)
     assert [r.handle for r in resolved(server.failed.records())] == handles[1:]
     clock.advance(50)  # the second is 170 s old, the third 110 s
@@ -176,7 +152,7 @@ def test_keep_failed_false_drops_them(clock: Clock) -> None:
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     assert resolved(server.failed.records()) == []
 
 
@@ -188,9 +164,9 @@ def test_admin_commands(clock: Clock) -> None:
     worker.send(T.CAN_DO, b"a")
     worker.send(T.CAN_DO, b"b")
     first = client.submit(b"a", b"1", b"ua", T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_EXCEPTION, b"tab\there")
+    run_job(worker, T.WORK_EXCEPTION, b"tab\there")
     second = client.submit(b"b", b"2", b"ub", T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     epoch = b"%d" % int(clock.now)
     assert resolved(admin.line(peer, b"show failed jobs")) == (
         first
@@ -332,7 +308,7 @@ def test_a_reload_replaces_schedules_without_firing_twice(clock: Clock) -> None:
 
 
 def test_retries_are_stored_under_a_new_id_and_the_old_copy_deleted(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL)
+    server = configured(clock, RETRY_FLAKY)
     persister = server.keeper = ListKeeper()
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"flaky")
@@ -340,7 +316,7 @@ def test_retries_are_stored_under_a_new_id_and_the_old_copy_deleted(clock: Clock
     [job] = persister.added
     server.stored(job)
     first_id = job.store_id
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     assert persister.added == [job, job] and job.store_id != first_id
     assert persister.done_ids == [first_id]
     server.stored(job)  # the retry's write returns: nothing to acknowledge, still scheduled
@@ -352,7 +328,7 @@ def test_a_retry_the_store_refuses_stays_failed(clock: Clock) -> None:
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"f")
     handle = client.submit(b"f", b"x", kind=T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     persister = server.keeper = ListKeeper()
     assert resolved(server.failed.retry(handle))
     server.store_failed(persister.added[0], b"disk full")
@@ -372,14 +348,14 @@ class Heard:
 
 
 def test_the_observer_hears_each_attempt_and_what_became_of_it(clock: Clock) -> None:
-    server = configured(clock, RETRY_ALL, job_retries=2)
+    server = configured(clock, RETRY_FLAKY, job_retries=2)
     heard = server.observer = Heard()
     client = Conn(server, "c")
     worker = Conn(server, "w")
     worker.send(T.CAN_DO, b"flaky")
     worker.send(T.CAN_DO, b"plain")
     handle = client.submit(b"flaky", b"x", b"", T.SUBMIT_JOB_BG)
-    run_and(worker, T.WORK_FAIL)  # retried by its policy
+    run_job(worker, T.WORK_FAIL)  # retried by its policy
     clock.advance(10)
     assert worker.grab() is not None
     worker.leave()  # lost while running: retried too
@@ -387,9 +363,9 @@ def test_the_observer_hears_each_attempt_and_what_became_of_it(clock: Clock) -> 
     worker.send(T.CAN_DO, b"flaky")
     worker.send(T.CAN_DO, b"plain")
     clock.advance(20)
-    run_and(worker, T.WORK_EXCEPTION, b"boom")  # the third attempt: failed for good
+    run_job(worker, T.WORK_EXCEPTION, b"boom")  # the third attempt: failed for good
     assert resolved(server.failed.retry(handle))  # an operator runs it again
-    run_and(worker, T.WORK_COMPLETE, b"done")
+    run_job(worker, T.WORK_COMPLETE, b"done")
     client.submit(b"plain", b"y", b"", T.SUBMIT_JOB_BG)
     for _ in range(2):  # no policy: --job-retries 2 requeues once, then drops
         assert worker.grab() is not None

@@ -15,24 +15,11 @@ from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
 from geartrain.server.settings import parse_settings
 
-from .harness import Clock, Conn, make, resolved
+from .harness import Clock, Conn, configured, make, resolved, run_job
 
 T = PacketType
 
 KEEP = {"functions": {"kept*": {"keep_results": "1h"}}}
-
-
-def configured(clock: Clock, settings: dict[str, object]) -> JobServer:
-    server = make(clock)
-    server.apply_settings(parse_settings(settings))
-    return server
-
-
-def run(worker: Conn, result: PacketType, *args: bytes) -> bytes:
-    job = worker.grab()
-    assert job is not None
-    worker.send(result, job[0], *args)
-    return job[0]
 
 
 def answer(server: JobServer, line: bytes) -> bytes:
@@ -67,7 +54,7 @@ def test_without_opt_in_nothing_is_kept(clock: Clock) -> None:
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"plain")
     handle = client.submit(b"plain", b"in", b"", T.SUBMIT_JOB_BG)
-    run(worker, T.WORK_COMPLETE, b"out")
+    run_job(worker, T.WORK_COMPLETE, b"out")
     assert answer(server, b"result " + handle) == b"ERR UNKNOWN_JOB\r\n"
     assert len(server.results) == 0
 
@@ -77,7 +64,7 @@ def test_foreground_results_are_not_kept(clock: Clock) -> None:
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"kept_fn")
     handle = client.submit(b"kept_fn", b"in")
-    run(worker, T.WORK_COMPLETE, b"out")
+    run_job(worker, T.WORK_COMPLETE, b"out")
     assert client.one(T.WORK_COMPLETE) == (handle, b"out")
     assert len(server.results) == 0
 
@@ -88,8 +75,8 @@ def test_failures_are_kept_with_the_exception_data(clock: Clock) -> None:
     worker.send(T.CAN_DO, b"kept_fn")
     failed = client.submit(b"kept_fn", b"1", b"", T.SUBMIT_JOB_BG)
     raised = client.submit(b"kept_fn", b"2", b"", T.SUBMIT_JOB_BG)
-    run(worker, T.WORK_FAIL)
-    run(worker, T.WORK_EXCEPTION, b"ValueError: bad")
+    run_job(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_EXCEPTION, b"ValueError: bad")
     assert answer(server, b"result " + failed) == b"OK fail\n"
     expected = b"OK exception %s\n" % base64.b64encode(b"ValueError: bad")
     assert answer(server, b"result " + raised) == expected
@@ -109,8 +96,8 @@ def test_the_submitter_opts_in_with_option_req(clock: Clock) -> None:
     client.send(T.OPTION_REQ, b"keep_result=0")
     assert client.one(T.OPTION_RES) == (b"keep_result=0",)
     plain = client.submit(b"f", b"2", b"", T.SUBMIT_JOB_BG)
-    run(worker, T.WORK_COMPLETE, b"one")
-    run(worker, T.WORK_COMPLETE, b"two")
+    run_job(worker, T.WORK_COMPLETE, b"one")
+    run_job(worker, T.WORK_COMPLETE, b"two")
     assert answer(server, b"result " + kept) == b"OK complete %s\n" % base64.b64encode(b"one")
     assert answer(server, b"result " + plain) == b"ERR UNKNOWN_JOB\r\n"
     clock.advance(91)
@@ -142,7 +129,7 @@ def test_results_are_bounded_oldest_first(clock: Clock) -> None:
     worker.send(T.CAN_DO, b"kept_fn")
     handles = [client.submit(b"kept_fn", b"%d" % i, b"", T.SUBMIT_JOB_BG) for i in range(3)]
     for _ in handles:
-        run(worker, T.WORK_COMPLETE, b"x" * 10)
+        run_job(worker, T.WORK_COMPLETE, b"x" * 10)
     assert [server.results.get(h) is not None for h in handles] == [False, True, True]
     server.apply_settings(parse_settings({**KEEP, "results": {"max_bytes": 1}}))
     assert [server.results.get(h) is not None for h in handles] == [False, False, True]
@@ -160,7 +147,7 @@ def test_result_waits_for_the_job_to_end(clock: Clock) -> None:
         task = asyncio.ensure_future(waiting)
         await asyncio.sleep(0)
         assert not task.done()
-        run(worker, T.WORK_COMPLETE, b"done")
+        run_job(worker, T.WORK_COMPLETE, b"done")
         assert await task == b"OK complete %s\n" % base64.b64encode(b"done")
         short = admin.line(Conn(server, "admin").peer, b"result " + handle + b" 0.01")
         assert resolved(short) == b"OK complete %s\n" % base64.b64encode(b"done")  # no wait
@@ -205,7 +192,7 @@ def test_expired_results_leave_an_idle_server_by_timer(clock: Clock) -> None:
     client, worker = Conn(server, "c"), Conn(server, "w")
     worker.send(T.CAN_DO, b"kept_fn")
     handle = client.submit(b"kept_fn", b"in", b"", T.SUBMIT_JOB_BG)
-    run(worker, T.WORK_COMPLETE, b"out")
+    run_job(worker, T.WORK_COMPLETE, b"out")
     assert persisted == [([handle], [])]
     clock.advance(59)
     assert len(server.results) == 1
@@ -220,11 +207,11 @@ def test_a_retried_failed_job_keeps_its_submitters_opt_in(clock: Clock) -> None:
     client.send(T.OPTION_REQ, b"keep_result=1h")
     client.one(T.OPTION_RES)
     handle = client.submit(b"f", b"1", b"", T.SUBMIT_JOB_BG)
-    run(worker, T.WORK_FAIL)
+    run_job(worker, T.WORK_FAIL)
     assert answer(server, b"result " + handle) == b"OK fail\n"
     assert answer(server, b"retry failed " + handle) == b"OK\r\n"
     assert answer(server, b"result " + handle) == b"OK queued\n"  # running again
-    run(worker, T.WORK_COMPLETE, b"second time")
+    run_job(worker, T.WORK_COMPLETE, b"second time")
     expected = b"OK complete %s\n" % base64.b64encode(b"second time")
     assert answer(server, b"result " + handle) == expected
 
@@ -237,7 +224,7 @@ def test_a_job_taken_from_elsewhere_brings_its_submitters_keep(clock: Clock) -> 
     worker.send(T.CAN_DO, b"asked")
     job = server.adopt(b"H:other:c7", b"asked", b"", b"in", 1, b"", 7, 0)
     job.keep_result = 60
-    run(worker, T.WORK_COMPLETE, b"out")
+    run_job(worker, T.WORK_COMPLETE, b"out")
     assert answer(server, b"result H:other:c7") == b"OK complete %s\n" % base64.b64encode(b"out")
     clock.advance(61)
     assert answer(server, b"result H:other:c7") == b"ERR UNKNOWN_JOB\r\n"

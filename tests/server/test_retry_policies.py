@@ -12,26 +12,9 @@ from geartrain.server.core import JobServer
 from geartrain.server.policies import Policies, Policy
 from geartrain.server.settings import parse_settings
 
-from .harness import Clock, Conn, make, resolved
+from .harness import RETRY_FLAKY, Clock, Conn, configured, make, resolved
 
 T = PacketType
-
-RETRY_FLAKY = {
-    "functions": {
-        "flaky*": {
-            "attempts": 3,
-            "retry_on": ["fail", "exception", "worker_lost", "timeout"],
-            "backoff_base": 10.0,
-            "jitter": 0.0,
-        }
-    }
-}
-
-
-def configured(clock: Clock, settings: dict[str, object]) -> JobServer:
-    server = make(clock)
-    server.apply_settings(parse_settings(settings))
-    return server
 
 
 def grab(worker: Conn) -> tuple[bytes, ...]:
