@@ -101,3 +101,16 @@ def php_worker(console: Console, tmp_path: Path) -> Iterator[Path]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def php_submit(console: Console, function: str, data: bytes) -> str:
+    """A background job submitted by php-gearman (tests/php_peers/client.php); its handle."""
+    client = Path(__file__).parents[1] / "php_peers" / "client.php"
+    done = subprocess.run(
+        ["php", str(client), "127.0.0.1", str(console.server.port), function, "background"],
+        input=data,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.decode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +14,7 @@ import pytest
 from geartrain import Admin, Client, Worker
 from gt_helpers import wait_for, working
 
-from .conftest import Console
-
-HERE = Path(__file__).parent
-PHP_CLIENT = HERE.parent / "php_peers" / "client.php"
+from .conftest import Console, php_submit
 
 SETTINGS = """
 [functions."flaky"]
@@ -30,18 +26,6 @@ jitter = 0.0
 [functions."doomed"]
 attempts = 1
 """
-
-
-def php_submit(console: Console, function: str, data: bytes) -> str:
-    """A background job submitted by php-gearman; its handle."""
-    done = subprocess.run(
-        ["php", str(PHP_CLIENT), "127.0.0.1", str(console.server.port), function, "background"],
-        input=data,
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.decode()
 
 
 def jobs(console: Console, query: str) -> dict:  # type: ignore[type-arg]

@@ -3,7 +3,6 @@ with PHP workers and a PHP client connected.  Screenshots go to build/screenshot
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import pytest
 from geartrain import sync
 from otherhost import other_host
 
-from .conftest import Console
+from .conftest import Console, php_submit
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -29,7 +28,6 @@ ARGS = [
     "--no-first-run",
 ]
 HERE = Path(__file__).parent
-PHP_CLIENT = HERE.parent / "php_peers" / "client.php"
 SCREENSHOTS = HERE.parents[1] / "build" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -55,18 +53,6 @@ def page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(20_000)
     yield page
     context.close()
-
-
-def php_submit(console: Console, function: str, data: bytes) -> str:
-    """Submit a background job with the PHP client; returns its handle."""
-    done = subprocess.run(
-        ["php", str(PHP_CLIENT), "127.0.0.1", str(console.server.port), function, "background"],
-        input=data,
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.decode()
 
 
 def shoot(page: Any, name: str) -> None:
