@@ -81,6 +81,24 @@ def test_too_few_arguments_are_returned_short() -> None:
     assert packet.args == (b"only-function",)
 
 
+@pytest.mark.parametrize(
+    ("payload", "args"),
+    [
+        (b"", (b"",)),  # no NUL at all: one argument
+        (b"fn", (b"fn",)),
+        (b"fn\0", (b"fn", b"")),  # a missing NUL: the arguments there are
+        (b"fn\0uniq\0", (b"fn", b"uniq", b"")),  # an empty last argument
+        (b"\0\0", (b"", b"", b"")),
+        (b"fn\0\0da\0ta\0", (b"fn", b"", b"da\0ta\0")),
+    ],
+)
+def test_malformed_small_packets_split_at_the_nuls_there_are(
+    payload: bytes, args: tuple[bytes, ...]
+) -> None:
+    raw = HEADER.pack(REQ, PacketType.SUBMIT_JOB, len(payload)) + payload
+    assert decode_all(raw) == [Packet(REQ, PacketType.SUBMIT_JOB, args)]
+
+
 def test_encode_checks_argument_count_and_nuls() -> None:
     with pytest.raises(ValueError, match="takes 3 arguments"):
         encode(Packet(REQ, PacketType.SUBMIT_JOB, (b"f",)))
@@ -214,6 +232,72 @@ def test_large_packets_in_pieces(chunk: int) -> None:
     assert all(type(a) is bytes for e in events for a in e.args)  # type: ignore[union-attr]
 
 
+def read_in(decoder: Decoder, stream: bytes, reads: list[int]) -> list[Packet | AdminLine]:
+    """Events of ``stream`` read into the decoder's buffer in steps of ``reads`` (cycled)."""
+    events = []
+    pos, i = 0, 0
+    while pos < len(stream):
+        space = decoder.get_buffer()
+        step = min(len(space), reads[i % len(reads)], len(stream) - pos)
+        space[:step] = stream[pos : pos + step]
+        decoder.buffer_updated(step)
+        pos, i = pos + step, i + 1
+        while (event := decoder.next_event()) is not None:
+            events.append(event)
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([PacketType.ECHO_REQ, PacketType.WORK_COMPLETE, PacketType.SUBMIT_JOB]),
+    st.lists(st.sampled_from([0, 1, 7, 5000]), max_size=4),
+    st.integers(0, 4),
+    st.integers(LARGE, 300_000),
+    st.lists(st.integers(1, 200_000), min_size=1, max_size=20),
+)
+def test_large_malformed_packets_split_as_small_ones(
+    ptype: PacketType, sizes: list[int], at: int, big: int, reads: list[int]
+) -> None:
+    # NUL-separated fields, one of them large: too few, just enough or more NULs
+    # than the type has arguments, empty fields, NULs anywhere in the pieces.
+    fields = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    fields.insert(min(at, len(fields)), bytes(range(1, 256)) * (big // 255))
+    payload = b"\0".join(fields)
+    argc = len(PACKETS[ptype].args)
+    packet = Packet(REQ, ptype, tuple(payload.split(b"\0", argc - 1)))
+    stream = HEADER.pack(REQ, ptype, len(payload)) + payload + pack(REQ, PacketType.NOOP, ())
+    expected = [packet, Packet(REQ, PacketType.NOOP, ())]
+    assert decode_all(stream) == expected  # in one buffer
+    events = read_in(Decoder(), stream, reads)  # in pieces, the last argument maybe in place
+    assert events == expected
+    assert all(type(a) is bytes for a in events[0].args)  # type: ignore[union-attr]
+
+
+BIG = b"x" * (2 * LARGE)
+
+
+@pytest.mark.parametrize(
+    ("payload", "args"),
+    [
+        (b"fn\0\0" + BIG, (b"fn", b"", BIG)),
+        (b"fn\0" + BIG + b"\0", (b"fn", BIG, b"")),  # an empty last argument
+        (b"fn\0" + BIG, (b"fn", BIG)),  # a missing NUL
+    ],
+)
+@pytest.mark.parametrize("first", range(6))
+def test_nuls_at_the_edges_of_pieces(payload: bytes, args: tuple[bytes, ...], first: int) -> None:
+    # The first piece of a large body is what came with the header: it ends just
+    # before, on or after each NUL of the first arguments; the last byte comes alone.
+    stream = HEADER.pack(REQ, PacketType.SUBMIT_JOB, len(payload)) + payload
+    decoder = Decoder()
+    decoder.feed(stream[: 12 + first])
+    assert decoder.next_event() is None
+    decoder.feed(stream[12 + first : -1])
+    assert decoder.next_event() is None
+    decoder.feed(stream[-1:])
+    assert decoder.next_event() == Packet(REQ, PacketType.SUBMIT_JOB, args)
+
+
 def test_kept_pieces_carry_nothing_over_to_the_next_large_packet() -> None:
     drop_pieces()
     first = Decoder()
@@ -252,17 +336,7 @@ def test_large_payload_read_in_place_arrives_whole(
     data = bytes(range(256)) * (size // 256) + b"\0" * (size % 256)
     packet = Packet(REQ, ptype, (*heads, data))
     stream = pack(REQ, ptype, packet.args) + pack(REQ, PacketType.NOOP, ())
-    decoder = Decoder()
-    events = []
-    pos, i = 0, 0
-    while pos < len(stream):
-        space = decoder.get_buffer()
-        step = min(len(space), reads[i % len(reads)], len(stream) - pos)
-        space[:step] = stream[pos : pos + step]
-        decoder.buffer_updated(step)
-        pos, i = pos + step, i + 1
-        while (event := decoder.next_event()) is not None:
-            events.append(event)
+    events = read_in(Decoder(), stream, reads)
     assert events == [packet, Packet(REQ, PacketType.NOOP, ())]
     assert all(type(a) is bytes for a in events[0].args)  # type: ignore[union-attr]
     assert hash(events[0].args[-1]) == hash(data)  # type: ignore[union-attr]
