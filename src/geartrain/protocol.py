@@ -476,19 +476,18 @@ class Decoder:
         pieces = self._body
         if argc == 0 or not blank_bytes.AVAILABLE or pieces is None:
             return False
-        split = _split([(p, 0, len(p)) for p in pieces], argc - 1)
-        if split is None:
+        heads, rest = _split([(p, 0, len(p)) for p in pieces], argc - 1)
+        if len(heads) < argc - 1:
             return False  # the first arguments are longer than half the body
-        heads, rest = split
-        size = self._body_size - self._body_have + sum(end - start for _, start, end in rest)
+        size = self._body_size - self._body_have + sum(map(len, rest))
         if size < RECV_SIZE:
             return False  # not worth it (and blank() needs more than one byte)
         tail, view = blank_bytes.blank(size)
         fill = 0
-        for buf, start, end in rest:
-            view[fill : fill + end - start] = memoryview(buf)[start:end]
-            fill += end - start
-        self._heads, self._tail, self._tail_view, self._tail_fill = heads, tail, view, fill
+        for part in rest:
+            view[fill : fill + len(part)] = part
+            fill += len(part)
+        self._heads, self._tail, self._tail_view, self._tail_fill = tuple(heads), tail, view, fill
         _keep_pieces(pieces)  # their bytes are copied out
         self._body = []
         return True
@@ -635,44 +634,32 @@ class Decoder:
         return AdminLine(bytes(self._view[pos:end]))
 
 
-def _split(
-    pieces: list[tuple[bytearray, int, int]], count: int
-) -> tuple[tuple[bytes, ...], list[tuple[bytearray, int, int]]] | None:
-    """The first ``count`` NUL-terminated arguments of ``(buffer, start, end)``
-    pieces, and the pieces of what follows them; None if they do not all end there."""
+_Span = tuple[bytearray, int, int]
+"""``(buffer, start, end)``: a run of received bytes."""
+
+
+def _split(spans: list[_Span], count: int) -> tuple[list[bytes], list[memoryview]]:
+    """The first ``count`` NUL-terminated arguments of ``spans`` (fewer if the
+    NULs run out), and views of what follows the last of them."""
     heads: list[bytes] = []
-    parts: list[memoryview] = []
-    for i, (buf, start, end) in enumerate(pieces):
+    rest: list[memoryview] = []  # what has come since the last NUL
+    for buf, start, end in spans:
         view = memoryview(buf)
         while len(heads) < count:
             nul = buf.find(b"\0", start, end)
             if nul < 0:
                 break
-            parts.append(view[start:nul])
-            heads.append(b"".join(parts))
-            parts.clear()
+            rest.append(view[start:nul])
+            heads.append(b"".join(rest))
+            rest.clear()
             start = nul + 1
-        if len(heads) == count:
-            return tuple(heads), [(buf, start, end), *pieces[i + 1 :]]
-        parts.append(view[start:end])
-    return None
+        rest.append(view[start:end])
+    return heads, rest
 
 
-def _cut(pieces: list[tuple[bytearray, int, int]], argc: int) -> tuple[bytes, ...]:
-    """Split a large payload, held in ``(buffer, start, end)`` pieces, into its
-    arguments, copying each byte once."""
-    args: list[bytes] = []
-    parts: list[memoryview] = []
-    for buf, start, end in pieces:
-        view = memoryview(buf)
-        while len(args) < argc - 1:
-            nul = buf.find(b"\0", start, end)
-            if nul < 0:
-                break
-            parts.append(view[start:nul])
-            args.append(b"".join(parts))
-            parts.clear()
-            start = nul + 1
-        parts.append(view[start:end])
-    args.append(b"".join(parts))
-    return tuple(args)
+def _cut(spans: list[_Span], argc: int) -> tuple[bytes, ...]:
+    """Split a large payload, held in spans, into its arguments (fewer if NULs
+    are missing, as ``bytes.split`` does), copying each byte once."""
+    heads, rest = _split(spans, argc - 1)
+    heads.append(b"".join(rest))
+    return tuple(heads)
