@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncmy
 
@@ -34,6 +34,7 @@ from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_TABLE = MYSQL_TABLE
 """gearmand's ``--mysql-table`` default."""
@@ -173,6 +174,33 @@ class MysqlStore:
         finally:
             self._pool.release(conn)
 
+    def _open_pool(self) -> Any:
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        return self._pool
+
+    async def _retried(self, body: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """:meth:`_transaction`, once more on a fresh connection if the session was
+        lost; its errors as StoreError."""
+        self._open_pool()
+        try:
+            return await once_more_if_lost(lambda: self._transaction(body, *args), _lost, self)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        async def body(cur: Any) -> list[tuple[Any, ...]]:
+            await cur.execute(query, args or None)
+            return list(await cur.fetchall())
+
+        return await self._retried(body)
+
+    async def _execute(self, query: str, *args: Any) -> None:
+        async def body(cur: Any) -> None:
+            await cur.execute(query, args or None)
+
+        await self._retried(body)
+
     async def _prepare_table(self, cur: Any) -> None:
         await cur.execute("SELECT @@innodb_flush_log_at_trx_commit")
         (flush,) = await cur.fetchone()
@@ -251,36 +279,18 @@ class MysqlStore:
 
     async def load(self) -> list[StoredJob]:
         """Every stored job in ascending id order."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
-
-        async def body(cur: Any) -> list[StoredJob]:
-            await cur.execute(
-                "SELECT id, function_name, unique_key, data, priority, when_to_run,"
-                " handle, attempts, coalesce(outcomes, ''), coalesce(retry_policy, '')"
-                f" FROM {self.table} ORDER BY id"
-            )
-            return [StoredJob(*row) for row in await cur.fetchall()]
-
-        try:
-            jobs: list[StoredJob] = await once_more_if_lost(
-                lambda: self._transaction(body), _lost, self
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
-        return jobs
+        rows = await self._fetch(
+            "SELECT id, function_name, unique_key, data, priority, when_to_run,"
+            " handle, attempts, coalesce(outcomes, ''), coalesce(retry_policy, '')"
+            f" FROM {self.table} ORDER BY id"
+        )
+        return [StoredJob(*row) for row in rows]
 
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Insert ``added`` and delete ``done`` in one committed transaction."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
+        self._open_pool()  # not open is an error even with nothing to write
         if added or done:
-            try:
-                await once_more_if_lost(
-                    lambda: self._transaction(self._write, added, done), _lost, self
-                )
-            except _ERRORS as exc:
-                raise self._error(exc) from exc
+            await self._retried(self._write, added, done)
 
     async def _write(self, cur: Any, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         if added:
@@ -299,31 +309,18 @@ class MysqlStore:
 
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
-
-        async def body(cur: Any) -> list[FailedJob]:
-            await cur.execute(
-                "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
-                f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at"
-            )
-            return [
-                FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
-                for h, f, u, d, p, a, t, r, o in await cur.fetchall()
-            ]
-
-        try:
-            records: list[FailedJob] = await once_more_if_lost(
-                lambda: self._transaction(body), _lost, self
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
-        return records
+        rows = await self._fetch(
+            "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
+            f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at"
+        )
+        return [
+            FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
+            for h, f, u, d, p, a, t, r, o in rows
+        ]
 
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
+        self._open_pool()
 
         async def body(cur: Any) -> None:
             for handle in removed:
@@ -335,87 +332,41 @@ class MysqlStore:
                 )
 
         if added or removed:
-            try:
-                await once_more_if_lost(lambda: self._transaction(body), _lost, self)
-            except _ERRORS as exc:
-                raise self._error(exc) from exc
+            await self._retried(body)
 
     async def check(self) -> None:
         """Raise StoreError unless the server answers."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
-
-        async def body(cur: Any) -> None:
-            await cur.execute("SELECT 1")
-
-        try:
-            await once_more_if_lost(lambda: self._transaction(body), _lost, self)
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        await self._execute("SELECT 1")
 
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
-
-        async def body(cur: Any) -> list[bytes]:
-            await cur.execute(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
-            return [_bytes(name) for (name,) in await cur.fetchall()]
-
-        try:
-            names: list[bytes] = await once_more_if_lost(
-                lambda: self._transaction(body), _lost, self
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
-        return names
+        rows = await self._fetch(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
+        return [_bytes(name) for (name,) in rows]
 
     async def save_paused(self, name: bytes, paused: bool) -> None:
         """Keep ``name`` paused or not (a row in its own table)."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
         t = self.paused_table
         query = (
             f"INSERT IGNORE INTO {t} VALUES (%s)"
             if paused
             else f"DELETE FROM {t} WHERE function_name = %s"
         )
-
-        async def body(cur: Any) -> None:
-            await cur.execute(query, (name,))
-
-        try:
-            await once_more_if_lost(lambda: self._transaction(body), _lost, self)
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        await self._execute(query, name)
 
     async def load_results(self) -> list[KeptResult]:
         """The kept results, oldest first."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
-
-        async def body(cur: Any) -> list[KeptResult]:
-            await cur.execute(
-                "SELECT handle, function_name, status, data, keep_seconds, ended_at"
-                f" FROM {self.results_table} ORDER BY seq"
-            )
-            return [
-                KeptResult(bytes(h), bytes(f), str(s), bytes(d), float(k), float(e))
-                for h, f, s, d, k, e in await cur.fetchall()
-            ]
-
-        try:
-            records: list[KeptResult] = await once_more_if_lost(
-                lambda: self._transaction(body), _lost, self
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
-        return records
+        rows = await self._fetch(
+            "SELECT handle, function_name, status, data, keep_seconds, ended_at"
+            f" FROM {self.results_table} ORDER BY seq"
+        )
+        return [
+            KeptResult(bytes(h), bytes(f), str(s), bytes(d), float(k), float(e))
+            for h, f, s, d, k, e in rows
+        ]
 
     async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
         """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
+        self._open_pool()
         t = self.results_table
 
         async def body(cur: Any) -> None:
@@ -430,10 +381,7 @@ class MysqlStore:
                 )
 
         if added or removed:
-            try:
-                await once_more_if_lost(lambda: self._transaction(body), _lost, self)
-            except _ERRORS as exc:
-                raise self._error(exc) from exc
+            await self._retried(body)
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

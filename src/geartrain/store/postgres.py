@@ -23,8 +23,8 @@ import logging
 import re
 import shlex
 import urllib.parse
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -37,6 +37,7 @@ from .records import FailedJob, KeptResult, decode_outcomes, failed_row
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg", "on_standby", "server_address"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_TABLE = LIBPQ_TABLE
 """gearmand's ``--libpq-table`` default."""
@@ -243,6 +244,23 @@ class PostgresStore:
     def _error(self, exc: BaseException) -> StoreError:
         return StoreError(f"{self}: {type(exc).__name__}: {exc}")
 
+    def _open_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError(f"{self}: not open")
+        return self._pool
+
+    async def _retried(self, call: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
+        """``call(pool)``, once more on fresh connections if the session was lost;
+        its errors as StoreError."""
+        pool = self._open_pool()
+        try:
+            return await once_more_if_lost(lambda: call(pool), _lost, self, pool.expire_connections)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._retried(lambda pool: pool.fetch(query, *args))
+
     async def open(self) -> None:
         """Connect and create (or convert) the table."""
         if self._pool is not None:
@@ -320,66 +338,39 @@ class PostgresStore:
 
     async def load(self) -> list[StoredJob]:
         """Every stored job in ascending id order."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
-        query = (
+        rows = await self._fetch(
             "SELECT id, function_name, unique_key, data, priority, when_to_run,"
             " handle, attempts, outcomes, coalesce(retry_policy, '')"
             f" FROM {self.table} ORDER BY id"
         )
-        try:
-            rows = await once_more_if_lost(
-                lambda: pool.fetch(query), _lost, self, pool.expire_connections
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
         return [StoredJob(*row) for row in rows]
 
     async def write(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
         """Insert ``added`` and delete ``done`` in one committed transaction."""
-        if self._pool is None:
-            raise StoreError(f"{self}: not open")
-        if not added and not done:
-            return
-        again = iter((False, True))
-        try:
-            await once_more_if_lost(
-                lambda: self._write(added, done, next(again)),
-                _lost,
-                self,
-                self._pool.expire_connections,
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        self._open_pool()  # not open is an error even with nothing to write
+        if added or done:
+            again = iter((False, True))
+            await self._retried(lambda pool: self._write(pool, added, done, next(again)))
 
-    async def _write(self, added: Sequence[StoredJob], done: Sequence[int], again: bool) -> None:
-        assert self._pool is not None
+    async def _write(
+        self, pool: asyncpg.Pool, added: Sequence[StoredJob], done: Sequence[int], again: bool
+    ) -> None:
         insert = self._insert_again if again else self._insert
         chunks = _chunks(added)
         if len(chunks) <= 1:
-            await self._pool.execute(self._delete_then + insert, *_columns(added), list(done))
+            await pool.execute(self._delete_then + insert, *_columns(added), list(done))
             return
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             await conn.execute(f"DELETE FROM {self.table} WHERE id = ANY($1::bigint[])", list(done))
             for chunk in chunks:
                 await conn.execute(insert, *_columns(chunk))
 
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
-        query = (
+        rows = await self._fetch(
             "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
             f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at"
         )
-        try:
-            rows = await once_more_if_lost(
-                lambda: pool.fetch(query), _lost, self, pool.expire_connections
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
         return [
             FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
             for h, f, u, d, p, a, t, r, o in rows
@@ -387,12 +378,9 @@ class PostgresStore:
 
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
         t = self.failed_table
 
-        async def body() -> None:
+        async def body(pool: asyncpg.Pool) -> None:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     f"DELETE FROM {t} WHERE handle = ANY($1::bytea[])", list(removed)
@@ -407,87 +395,46 @@ class PostgresStore:
                     [failed_row(r) for r in added],
                 )
 
+        self._open_pool()
         if added or removed:
-            try:
-                await once_more_if_lost(body, _lost, self, pool.expire_connections)
-            except _ERRORS as exc:
-                raise self._error(exc) from exc
+            await self._retried(body)
 
     async def check(self) -> None:
         """Raise StoreError unless a primary answers (a standby takes no writes)."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
-        try:
-            standby = await once_more_if_lost(
-                lambda: pool.fetchval("SELECT pg_is_in_recovery()"),
-                _lost,
-                self,
-                pool.expire_connections,
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        pool = self._open_pool()
+        standby = await self._retried(lambda pool: pool.fetchval("SELECT pg_is_in_recovery()"))
         if standby:
             await pool.expire_connections()  # the next session looks for the primary
             raise StoreError(f"{self}: the server answering is a standby (read-only)")
 
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
-        query = f"SELECT function_name FROM {self.paused_table} ORDER BY 1"
-        try:
-            rows = await once_more_if_lost(
-                lambda: pool.fetch(query), _lost, self, pool.expire_connections
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        rows = await self._fetch(f"SELECT function_name FROM {self.paused_table} ORDER BY 1")
         return [bytes(r[0]) for r in rows]
 
     async def save_paused(self, name: bytes, paused: bool) -> None:
         """Keep ``name`` paused or not (a row in its own table)."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
         t = self.paused_table
         if paused:
             query = f"INSERT INTO {t} VALUES ($1) ON CONFLICT DO NOTHING"
         else:
             query = f"DELETE FROM {t} WHERE function_name = $1"
-        try:
-            await once_more_if_lost(
-                lambda: pool.execute(query, name), _lost, self, pool.expire_connections
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        await self._retried(lambda pool: pool.execute(query, name))
 
     async def load_results(self) -> list[KeptResult]:
         """The kept results, oldest first."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
-        query = (
+        rows = await self._fetch(
             "SELECT handle, function_name, status, data, keep_seconds, ended_at"
             f" FROM {self.results_table} ORDER BY seq"
         )
-        try:
-            rows = await once_more_if_lost(
-                lambda: pool.fetch(query), _lost, self, pool.expire_connections
-            )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
         return [KeptResult(*row) for row in rows]
 
     async def write_results(self, added: Sequence[KeptResult], removed: Sequence[bytes]) -> None:
         """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self}: not open")
         t = self.results_table
         gone = list(removed) + [r.handle for r in added]  # a replaced record goes to the end
 
-        async def body() -> None:
+        async def body(pool: asyncpg.Pool) -> None:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(f"DELETE FROM {t} WHERE handle = ANY($1::bytea[])", gone)
                 await conn.executemany(
@@ -496,11 +443,9 @@ class PostgresStore:
                     added,
                 )
 
+        self._open_pool()
         if added or removed:
-            try:
-                await once_more_if_lost(body, _lost, self, pool.expire_connections)
-            except _ERRORS as exc:
-                raise self._error(exc) from exc
+            await self._retried(body)
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
