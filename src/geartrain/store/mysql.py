@@ -29,7 +29,7 @@ from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import MYSQL_TABLE, check_identifier
 from .reconnect import once_more_if_lost
-from .records import FailedJob, KeptResult, decode_outcomes, failed_row
+from .records import FAILED_COLUMNS, FailedJob, KeptResult, failed_record, failed_row
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
 
@@ -310,13 +310,9 @@ class MysqlStore:
     async def load_failed(self) -> list[FailedJob]:
         """The failed-job set, oldest first."""
         rows = await self._fetch(
-            "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
-            f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at"
+            f"SELECT {FAILED_COLUMNS} FROM {self.failed_table} ORDER BY failed_at"
         )
-        return [
-            FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
-            for h, f, u, d, p, a, t, r, o in rows
-        ]
+        return [failed_record(row) for row in rows]
 
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         """Store ``added`` (replacing records of the same handle) and delete ``removed``."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 __all__ = [
+    "FAILED_COLUMNS",
     "Attempt",
     "FailedJob",
     "KeptResult",
@@ -21,6 +22,7 @@ __all__ = [
     "StoredJob",
     "decode_outcomes",
     "encode_outcomes",
+    "failed_record",
     "failed_row",
 ]
 
@@ -125,6 +127,18 @@ def decode_outcomes(text: str | bytes | None) -> tuple[Attempt, ...]:
 def _attempt(kind: Any, message: Any, worker: Any, at: Any, started: Any = 0.0) -> Attempt:
     """One kept outcome (those kept before start times were have four fields)."""
     return Attempt(str(kind), str(message), str(worker), float(at), float(started))
+
+
+FAILED_COLUMNS = (
+    "handle, function_name, unique_key, data, priority, attempts, failed_at, reason, outcomes"
+)
+"""The SQL backends' failed tables' columns, in :func:`failed_row`'s order."""
+
+
+def failed_record(row: Iterable[Any]) -> FailedJob:
+    """The inverse of :func:`failed_row`: a row read from a failed table."""
+    h, f, u, d, p, a, t, r, o = row
+    return FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
 
 
 def failed_row(record: FailedJob) -> tuple[bytes, bytes, bytes, bytes, int, int, float, str, str]:

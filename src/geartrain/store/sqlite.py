@@ -44,7 +44,7 @@ from . import StoredJob, StoreError, StoreFull, StoreHealth
 from .durability import DEFAULT, SYNC_INTERVAL, Durability
 from .journal import Generation, Journal, net
 from .names import SQLITE_TABLE, check_identifier
-from .records import FailedJob, KeptResult, decode_outcomes, failed_row
+from .records import FAILED_COLUMNS, FailedJob, KeptResult, failed_record, failed_row
 from .room import check_room, disk_full, failure
 
 __all__ = ["DEFAULT_TABLE", "SqliteStore"]
@@ -437,13 +437,9 @@ class SqliteStore:
     def _load_failed(self) -> list[FailedJob]:
         assert self._conn is not None
         rows = self._conn.execute(
-            "SELECT handle, function_name, unique_key, data, priority, attempts, failed_at,"
-            f" reason, outcomes FROM {self.failed_table} ORDER BY failed_at, rowid"
+            f"SELECT {FAILED_COLUMNS} FROM {self.failed_table} ORDER BY failed_at, rowid"
         )
-        return [
-            FailedJob(h, f, u, d, p, a, t, r, decode_outcomes(o))
-            for h, f, u, d, p, a, t, r, o in rows
-        ]
+        return [failed_record(row) for row in rows]
 
     async def write_failed(self, added: Sequence[FailedJob], removed: Sequence[bytes]) -> None:
         """Store ``added`` (replacing records of the same handle) and delete ``removed``."""
