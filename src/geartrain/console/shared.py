@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..priority import Priority
 from ..store.records import SharedJob, SharedQuery
 from .listing import PREVIEW, SCAN_LIMIT, JobFilter
-from .views import DETAIL, _history, _reason, preview, shown, text
+from .views import DETAIL, _history, _reason, job_summary, preview, shown
 
 if TYPE_CHECKING:
     from ..server.app import Shared
@@ -73,28 +72,27 @@ def state_of(job: SharedJob, now: float) -> str:
 
 
 def shared_summary(job: SharedJob) -> dict[str, Any]:
-    """A shared job in a list, in the shape of a live job's summary."""
-    text_preview, binary = shown(job.data, PREVIEW)
-    return {
-        "handle": text(job.handle),
-        "function": text(job.function),
-        "unique": text(job.unique),
-        "priority": Priority.of_level(job.priority).value,
+    """A shared job in a list, with the older fields a live job's summary has."""
+    return job_summary(
+        job.handle,
+        job.function,
+        job.unique,
+        job.priority,
+        job.data,
+        size=job.size,
+        state=state_of(job, time.time()),
+        created=None,  # the shared store keeps no creation time
+        due=job.due or None,
+        attempt=job.failures + 1,
+        attempts=None,  # the policy is the holding member's
+        worker=None,
+        reason=_reason(job.outcomes),
+    ) | {
         "background": True,
-        "state": state_of(job, time.time()),
-        "created": None,  # the shared store keeps no creation time
-        "due": job.due or None,
-        "attempt": job.failures + 1,
-        "attempts": None,  # the policy is the holding member's
-        "size": job.size,
-        "preview": text_preview,
-        "binary": binary,
         "data_preview": preview(job.data),
         "progress": [job.numerator, job.denominator],
-        "worker": None,
         "member": job.owner or None,
         "shared": True,  # from the cluster's store: no "retry now" for a waiting retry
-        "reason": _reason(job.outcomes),
         "started": None,
         "age_seconds": None,
         "running_seconds": None,

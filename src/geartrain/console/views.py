@@ -29,6 +29,7 @@ __all__ = [
     "failed_summary",
     "failed_view",
     "job_detail",
+    "job_summary",
     "shown",
     "summary",
     "function_views",
@@ -91,44 +92,85 @@ def _reason(outcomes: Sequence[Attempt]) -> str | None:
     return f"{last.kind}: {last.message}" if last.message else last.kind
 
 
-def summary(core: JobServer, job: Job, now: float) -> dict[str, Any]:
-    """A live job in a list: the API's job summary (docs/operations.md), with the
-    older fields of :func:`job_view`."""
-    text_preview, binary = shown(job.data, PREVIEW)
-    running = job.state is JobState.RUNNING
-    return job_view(job, now) | {
-        "state": state_of(job),
-        "created": job.created_at or None,
-        "due": job.when or None,
-        "attempt": job.failures + 1,
-        "attempts": core.policy(job).attempts,
+def job_summary(
+    handle: bytes,
+    function: bytes,
+    unique: bytes,
+    priority: int,
+    data: bytes,
+    *,
+    size: int,
+    state: str,
+    created: float | None,
+    due: float | None,
+    attempt: int,
+    attempts: int | None,
+    worker: str | None,
+    reason: str | None,
+) -> dict[str, Any]:
+    """The API's job summary (docs/operations.md), the same shape for a live job,
+    a failed record and a cluster's shared job.  ``data`` is the payload or its
+    first bytes at least (the preview's); ``size`` is the whole payload's."""
+    text_preview, binary = shown(data, PREVIEW)
+    return {
+        "handle": text(handle),
+        "function": text(function),
+        "unique": text(unique),
+        "priority": Priority.of_level(priority).value,
+        "state": state,
+        "created": created,
+        "due": due,
+        "attempt": attempt,
+        "attempts": attempts,
+        "size": size,
         "preview": text_preview,
         "binary": binary,
-        "reason": _reason(job.outcomes),
-        "started": job.started_at if running else None,
+        "worker": worker,
+        "reason": reason,
     }
+
+
+def summary(core: JobServer, job: Job, now: float) -> dict[str, Any]:
+    """A live job in a list: its summary, with the older fields of :func:`job_view`."""
+    view = job_view(job, now)
+    return (
+        view
+        | job_summary(
+            job.handle,
+            job.function.name,
+            job.unique,
+            job.priority,
+            job.data,
+            size=len(job.data),
+            state=state_of(job),
+            created=job.created_at or None,
+            due=job.when or None,
+            attempt=job.failures + 1,
+            attempts=core.policy(job).attempts,
+            worker=view["worker"],
+            reason=_reason(job.outcomes),
+        )
+        | {"started": job.started_at if job.state is JobState.RUNNING else None}
+    )
 
 
 def failed_summary(record: FailedJob) -> dict[str, Any]:
-    """A failed-set record in a list, in the same shape as a live job's summary."""
-    text_preview, binary = shown(record.data, PREVIEW)
-    return {
-        "handle": text(record.handle),
-        "function": text(record.function),
-        "unique": text(record.unique),
-        "priority": Priority.of_level(record.priority).value,
-        "state": "failed",
-        "created": None,  # a failed record keeps when it failed, not when it was made
-        "failed_at": record.failed_at,
-        "due": None,
-        "attempt": record.attempts,
-        "attempts": None,
-        "size": len(record.data),
-        "preview": text_preview,
-        "binary": binary,
-        "worker": record.outcomes[-1].worker if record.outcomes else None,
-        "reason": record.reason,
-    }
+    """A failed-set record in a list."""
+    return job_summary(
+        record.handle,
+        record.function,
+        record.unique,
+        record.priority,
+        record.data,
+        size=len(record.data),
+        state="failed",
+        created=None,  # a failed record keeps when it failed, not when it was made
+        due=None,
+        attempt=record.attempts,
+        attempts=None,
+        worker=record.outcomes[-1].worker if record.outcomes else None,
+        reason=record.reason,
+    ) | {"failed_at": record.failed_at}
 
 
 def _history(outcomes: Sequence[Attempt]) -> list[dict[str, Any]]:
