@@ -28,7 +28,7 @@ import asyncmy
 from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import MYSQL_TABLE, check_identifier
-from .reconnect import once_more_if_lost
+from .reconnect import driver_error, once_more_if_lost
 from .records import FAILED_COLUMNS, FailedJob, KeptResult, failed_record, failed_row
 
 __all__ = ["DEFAULT_TABLE", "MysqlStore"]
@@ -135,9 +135,6 @@ class MysqlStore:
         a = self.connect_args
         return f"mysql {a['user'] or ''}@{a['host']}:{a['port']}/{a['db'] or ''} table {self.table}"
 
-    def _error(self, exc: BaseException) -> StoreError:
-        return StoreError(f"{self}: {type(exc).__name__}: {exc}")
-
     async def open(self) -> None:
         """Connect and create (or convert) the table."""
         if self._pool is not None:
@@ -156,7 +153,7 @@ class MysqlStore:
             await self._transaction(self._prepare_table)
         except _ERRORS as exc:
             await self.close()
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     async def _transaction(self, body: Any, *args: Any) -> Any:
         """Run ``body(cursor, *args)`` and commit; on any error drop the connection."""
@@ -186,7 +183,7 @@ class MysqlStore:
         try:
             return await once_more_if_lost(lambda: self._transaction(body, *args), _lost, self)
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     async def _fetch(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         async def body(cur: Any) -> list[tuple[Any, ...]]:

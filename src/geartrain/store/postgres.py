@@ -31,7 +31,7 @@ import asyncpg  # type: ignore[import-untyped]
 from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import LIBPQ_TABLE, check_identifier
-from .reconnect import once_more_if_lost
+from .reconnect import driver_error, once_more_if_lost
 from .records import FAILED_COLUMNS, FailedJob, KeptResult, failed_record, failed_row
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "conninfo_to_asyncpg", "on_standby", "server_address"]
@@ -241,9 +241,6 @@ class PostgresStore:
     def __str__(self) -> str:
         return f"postgresql {_describe(self.conninfo)} table {self.table}"
 
-    def _error(self, exc: BaseException) -> StoreError:
-        return StoreError(f"{self}: {type(exc).__name__}: {exc}")
-
     def _open_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise StoreError(f"{self}: not open")
@@ -256,7 +253,7 @@ class PostgresStore:
         try:
             return await once_more_if_lost(lambda: call(pool), _lost, self, pool.expire_connections)
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self._retried(lambda pool: pool.fetch(query, *args))
@@ -289,7 +286,7 @@ class PostgresStore:
             await self._prepare_table(self._pool)
         except _ERRORS as exc:
             await self.close()
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     async def _connected(self, conn: asyncpg.Connection) -> None:
         address = await server_address(conn)

@@ -1,4 +1,5 @@
-"""A lost connection, tried once more: what a database restart costs the stores."""
+"""A lost connection, tried once more: what a database restart costs the stores;
+and how a driver's error reaches the server."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["once_more_if_lost"]
+from . import StoreError
+
+__all__ = ["driver_error", "once_more_if_lost"]
 
 log = logging.getLogger(__package__)
 _T = TypeVar("_T")
@@ -37,3 +40,8 @@ async def once_more_if_lost(
     if reset is not None:
         await reset()
     return await call()
+
+
+def driver_error(where: object, exc: BaseException) -> StoreError:
+    """A database driver's error as the StoreError the server sees, naming the store."""
+    return StoreError(f"{where}: {type(exc).__name__}: {exc}")

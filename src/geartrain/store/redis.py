@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -43,12 +43,13 @@ from redis.exceptions import RedisError
 from . import StoredJob, StoreError
 from .durability import DEFAULT, Durability
 from .names import REDIS_PREFIX
-from .reconnect import once_more_if_lost
+from .reconnect import driver_error, once_more_if_lost
 from .records import FailedJob, KeptResult, decode_outcomes, encode_outcomes
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_PREFIX = REDIS_PREFIX
 """gearmand's ``--redis-prefix`` default."""
@@ -153,9 +154,6 @@ class RedisStore:
     def _key(self, job_id: int | bytes) -> str:
         return f"{self.prefix}job:{int(job_id)}"
 
-    def _error(self, exc: BaseException) -> StoreError:
-        return StoreError(f"{self}: {type(exc).__name__}: {exc}")
-
     async def open(self) -> None:
         """Connect, and warn if Redis is not set up to keep writes on disk."""
         if self._redis is not None:
@@ -167,7 +165,7 @@ class RedisStore:
             await self.check_persistence(self._redis)
         except _ERRORS as exc:
             await self.close()
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     def connect(self, timeout: float | None = None) -> aioredis.Redis:
         """A client (a pool of connections) to this store's Redis; ``timeout``
@@ -262,13 +260,7 @@ class RedisStore:
     async def load(self) -> list[StoredJob]:
         """Every stored job in ascending id order, read in chunks of the sorted set."""
         client = self._client()
-        try:
-            async with self._turn:
-                return await once_more_if_lost(
-                    lambda: self._load(client), _lost, self, self.follow_master
-                )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        return await self._retried(lambda: self._load(client))
 
     async def _load(self, client: aioredis.Redis) -> list[StoredJob]:
         jobs: list[StoredJob] = []
@@ -315,17 +307,8 @@ class RedisStore:
         client = self._client()
         if not added and not done:
             return
-        try:
-            again = iter((False, True))
-            async with self._turn:
-                await once_more_if_lost(
-                    lambda: self._write(client, added, done, next(again)),
-                    _lost,
-                    self,
-                    self.follow_master,
-                )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        again = iter((False, True))
+        await self._retried(lambda: self._write(client, added, done, next(again)))
 
     async def _write(
         self, client: aioredis.Redis, added: Sequence[StoredJob], done: Sequence[int], again: bool
@@ -378,7 +361,7 @@ class RedisStore:
                     pipe.hmget(self._failed_key(handle), _FAILED_FIELDS)
                 rows = await pipe.execute()
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
         return [
             FailedJob(h, f, u, d, int(p), int(a), float(t), r.decode(), decode_outcomes(o))
             for h, f, u, d, p, a, t, r, o in rows
@@ -416,17 +399,11 @@ class RedisStore:
                     await pipe.execute()
                 await self.replicated(client)
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     async def check(self) -> None:
         """Raise StoreError unless the master answers."""
-        try:
-            async with self._turn:
-                await once_more_if_lost(
-                    lambda: self._client().ping(), _lost, self, self.follow_master
-                )
-        except _ERRORS as exc:
-            raise self._error(exc) from exc
+        await self._retried(lambda: self._client().ping())
 
     async def load_paused(self) -> list[bytes]:
         """The paused function names."""
@@ -434,7 +411,7 @@ class RedisStore:
             async with self._turn:
                 names = cast(set[bytes], await self._client().smembers(self._paused))
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
         return sorted(names)
 
     async def save_paused(self, name: bytes, paused: bool) -> None:
@@ -444,7 +421,7 @@ class RedisStore:
             async with self._turn:
                 await (client.sadd if paused else client.srem)(self._paused, name)
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     def _result_key(self, handle: bytes) -> bytes:
         return self.prefix.encode() + b"result:" + handle
@@ -460,7 +437,7 @@ class RedisStore:
                     pipe.hmget(self._result_key(handle), _RESULT_FIELDS)
                 rows = await pipe.execute()
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
         return [
             KeptResult(h, f, s.decode(), d, float(k), float(e))
             for h, f, s, d, k, e in rows
@@ -496,7 +473,7 @@ class RedisStore:
                     pipe.zadd(self._results_index, order)
                 await pipe.execute()
         except _ERRORS as exc:
-            raise self._error(exc) from exc
+            raise driver_error(self, exc) from exc
 
     async def follow_master(self) -> None:
         """After a lost connection: where is the master now (for the log and the
@@ -505,6 +482,15 @@ class RedisStore:
             await self.find_master()
         except _ERRORS as exc:
             log.info("%s: no master known (%s)", self, exc)
+
+    async def _retried(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()`` in the store's turn, once more if the connection was lost
+        (after looking for the master); its errors as StoreError."""
+        try:
+            async with self._turn:
+                return await once_more_if_lost(call, _lost, self, self.follow_master)
+        except _ERRORS as exc:
+            raise driver_error(self, exc) from exc
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
