@@ -147,6 +147,19 @@ def table(report: dict[str, Any]) -> str:
                 lines.append(part_line(label, "jobs/s", name, med, labels))
         if "cpu_us_per_job" in first:
             lines.append(part_line("server CPU per job", "µs", "cpu_us_per_job", med, labels))
+        if "others_cpu_us_per_job" in first:
+            lines.append(
+                part_line("peers' CPU per job", "µs", "others_cpu_us_per_job", med, labels)
+            )
+            lines.append(
+                part_line(
+                    "ceiling if the server cost nothing",
+                    "jobs/s",
+                    "free_server_ceiling_jobs_per_s",
+                    med,
+                    labels,
+                )
+            )
     lines.extend(against_memory(report))
     return "\n".join(lines)
 

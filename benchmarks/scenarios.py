@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyload
-from servers import Server
+from servers import CpuMeter, Server
 
 from geartrain.sync import Admin
 
@@ -73,12 +73,12 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 def _throughput(server: Server, mode: str, clients: int, jobs: int, **kw: int) -> dict[str, float]:
     workers = php_workers(server.port, 2)
     try:
-        cpu0 = server.cpu_seconds()
+        meter = CpuMeter(server)
         done, elapsed = php_clients(server.port, clients, mode, jobs, **kw)
-        cpu = server.cpu_seconds() - cpu0
+        cpu = meter.per_job(done)
     finally:
         stop(workers)
-    return {"jobs_per_s": done / elapsed, "cpu_us_per_job": cpu / done * 1e6, "jobs": done}
+    return {"jobs_per_s": done / elapsed, **cpu, "jobs": done}
 
 
 def foreground(server: Server, quick: bool) -> dict[str, float]:
@@ -104,7 +104,7 @@ def submit_then_drain(
     server: Server, mode: str, clients: int, total: int, worker_cpus: Sequence[str] = ("", "")
 ) -> dict[str, float]:
     """Submit ``total`` jobs, then drain them with one PHP worker per ``worker_cpus``."""
-    cpu0 = server.cpu_seconds()
+    meter = CpuMeter(server)
     done, submit = php_clients(server.port, clients, mode, total // clients, batch=100)
     # Usually `done`, but libgearman's time-based unique keys (libuuid without uuidd)
     # now and then repeat across client processes, and both servers coalesce such jobs.
@@ -119,12 +119,11 @@ def submit_then_drain(
     for proc in workers:
         proc.wait(600)
     drain = time.perf_counter() - start
-    cpu = server.cpu_seconds() - cpu0
     return {
         "jobs_per_s": done / (submit + drain),
         "submit_jobs_per_s": done / submit,
         "drain_jobs_per_s": done / drain,
-        "cpu_us_per_job": cpu / done * 1e6,
+        **meter.per_job(done),
         "jobs": done,
     }
 
@@ -173,12 +172,11 @@ def payloads(size: int, jobs: int, background: bool) -> Callable[[Server, bool],
     load = pyload.background if background else pyload.foreground
 
     def run(server: Server, quick: bool) -> dict[str, float]:
-        cpu0 = server.cpu_seconds()
+        meter = CpuMeter(server)
         done, elapsed = load(server.port, 2, max(1, jobs // 4) if quick else jobs, size)
-        cpu = server.cpu_seconds() - cpu0
         return {
             "mib_per_s": done * size / MIB / elapsed,
-            "cpu_us_per_job": cpu / done * 1e6,
+            **meter.per_job(done),
             "jobs_per_s": done / elapsed,
             "jobs": done,
         }

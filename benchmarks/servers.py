@@ -38,6 +38,37 @@ def build_of(python: str) -> str:
     return "compiled (mypyc)" if out.stdout.strip() == "True" else "pure Python"
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all CPUs), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+@dataclass
+class CpuMeter:
+    """The server's CPU and everything else's (the load's peers, on a quiet machine)
+    over one load, per job: what the server costs, and what a server that cost
+    nothing could at most reach with the same peers (the CPUs over their CPU per job)."""
+
+    server: Server
+
+    def __post_init__(self) -> None:
+        self.server0 = self.server.cpu_seconds()
+        self.machine0 = machine_busy_seconds()
+
+    def per_job(self, jobs: int) -> dict[str, float]:
+        server = self.server.cpu_seconds() - self.server0
+        others = max(0.0, machine_busy_seconds() - self.machine0 - server)
+        return {
+            "cpu_us_per_job": server / jobs * 1e6,
+            "others_cpu_us_per_job": others / jobs * 1e6,
+            "free_server_ceiling_jobs_per_s": (os.cpu_count() or 1) * jobs / others
+            if others
+            else 0.0,
+        }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
