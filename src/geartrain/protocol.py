@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import struct
 from enum import Enum, IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple, cast
 
 from . import blank_bytes
 from .errors import ProtocolError
 
 __all__ = [
+    "ARGC",
     "DEFAULT_MAX_LINE_SIZE",
     "DEFAULT_MAX_PACKET_SIZE",
     "HEADER",
@@ -41,10 +42,14 @@ __all__ = [
     "submit_packet",
 ]
 
-REQ = b"\0REQ"
-RES = b"\0RES"
+REQ: Final = b"\0REQ"
+RES: Final = b"\0RES"
 
-HEADER = struct.Struct(">4sII")
+HEADER: Final = struct.Struct(">4sII")
+# The header read as three numbers: the magic compared as a number, not a new bytes object.
+_NUMBERS: Final = struct.Struct(">III")
+_REQ_NUMBER: Final = 0x00524551  # "\0REQ"
+_RES_NUMBER: Final = 0x00524553  # "\0RES"
 """Magic, type, payload size: the 12-byte header of every binary packet."""
 
 # gearmand mallocs whatever size a header claims; we refuse anything larger than
@@ -211,12 +216,12 @@ def submit_packet(level: int, background: bool) -> PacketType:
     return _SUBMIT_PACKETS[level, background]
 
 
-# Indexed by type number for the decoder's hot path: the number of arguments,
-# or -1 for numbers that are not in the table.
-_ARGC: list[int] = [-1] * 64
+# Indexed by type number for the hot paths: the number of arguments, or -1 for
+# numbers that are not in the table.
+ARGC: Final[list[int]] = [-1] * 64
 for _type, _spec in PACKETS.items():
-    _ARGC[_type] = len(_spec.args)
-_TYPES: list[PacketType | None] = [None] * 64
+    ARGC[_type] = len(_spec.args)
+_TYPES: Final[list[PacketType | None]] = [None] * 64
 for _type in PACKETS:
     _TYPES[_type] = _type
 
@@ -230,13 +235,22 @@ class Packet(NamedTuple):
     args: tuple[bytes, ...]
 
 
+# The decoder makes a Packet per packet received: through tuple.__new__ it costs a
+# fifth of calling the class (whose generated __new__ is an interpreted function).
+_tuple_new: Final = tuple.__new__
+
+
+def _packet(magic: bytes, packet_type: PacketType, args: tuple[bytes, ...]) -> Packet:
+    return _tuple_new(Packet, (magic, packet_type, args))
+
+
 class AdminLine(NamedTuple):
     """One line of the text admin protocol, without its line ending."""
 
     line: bytes
 
 
-LARGE = 1 << 16
+LARGE: Final = 1 << 16
 """Payloads from this size on are framed and cut without an intermediate copy."""
 
 
@@ -251,10 +265,14 @@ def frame(
 ) -> bytes | list[bytes]:
     """Like :func:`pack`, but a large packet comes as a list of pieces to write
     as they are (``writelines``), so its payload is never copied here."""
-    size = sum(map(len, args)) + len(args) - 1 if args else 0
+    size = len(args) - 1
+    for arg in args:
+        size += len(arg)
     if size < LARGE:
-        payload = b"\0".join(args)
-        return HEADER.pack(magic, packet_type, len(payload)) + payload
+        if size < 0:  # no arguments
+            return HEADER.pack(magic, packet_type, 0)
+        payload = args[0] if len(args) == 1 else b"\0".join(args)
+        return HEADER.pack(magic, packet_type, size) + payload
     parts = [HEADER.pack(magic, packet_type, size)]
     for arg in args[:-1]:
         parts += (arg, b"\0")
@@ -277,16 +295,16 @@ def encode(packet: Packet) -> bytes:
     return pack(packet.magic, packet.type, packet.args)
 
 
-RECV_SIZE = 1 << 14
+RECV_SIZE: Final = 1 << 14
 """The first buffer and the smallest space offered to one read.  Small, because a
 server holds thousands of mostly idle connections."""
 
-KEEP_SIZE = 1 << 23
+KEEP_SIZE: Final = 1 << 23
 """An idle buffer larger than this (it held a very large packet) is given back.
 Smaller ones are kept: allocating and faulting in fresh megabytes for every
 large packet costs more than the copies the buffer saves."""
 
-CHUNK_SIZE = 1 << 18
+CHUNK_SIZE: Final = 1 << 18
 """The largest piece a large packet's body is received in.  Pieces grow with the
 bytes received (memory follows what arrives), are never copied while the body
 grows, and are joined once at the end: a large packet costs its reads and one
@@ -472,7 +490,7 @@ class Decoder:
     def _to_tail(self) -> bool:
         """Half the body is in (every piece full): cut the arguments before the
         last out of the pieces, and go on receiving the last in place."""
-        argc = _ARGC[self._body_head[1]]
+        argc = ARGC[self._body_head[1]]
         pieces = self._body
         if argc == 0 or not blank_bytes.AVAILABLE or pieces is None:
             return False
@@ -558,10 +576,13 @@ class Decoder:
             return self._next_line(buf, pos)
         if avail < 12:
             return None
-        magic, ptype, size = HEADER.unpack_from(buf, pos)
-        if magic != REQ and magic != RES:
-            raise ProtocolError("INVALID_MAGIC", "Invalid magic")
-        argc = _ARGC[ptype] if ptype < 64 else -1
+        header = _NUMBERS.unpack_from(buf, pos)
+        # Typed, so that the compiled build compares them as machine integers.
+        number: int = header[0]
+        ptype: int = header[1]
+        size: int = header[2]
+        magic = _magic(number)
+        argc = ARGC[ptype] if ptype < 64 else -1
         if argc < 0:
             raise ProtocolError("INVALID_COMMAND", f"Unknown packet type {ptype}")
         if size > self.max_packet_size:
@@ -583,7 +604,7 @@ class Decoder:
             args = _cut([(buf, pos + 12, end)], argc)
         else:
             args = tuple(bytes(self._view[pos + 12 : end]).split(b"\0", argc - 1))
-        return Packet(magic, _TYPES[ptype], args)
+        return _packet(magic, cast(PacketType, _TYPES[ptype]), args)
 
     def _await(self, magic: bytes, ptype: int, start: int, size: int) -> None:
         """Wait for the rest of a packet: a small one in the buffer, a large one's
@@ -607,18 +628,18 @@ class Decoder:
         pieces, self._body = self._body, None
         self._body_have = 0
         magic, ptype = self._body_head
-        argc, packet_type = _ARGC[ptype], _TYPES[ptype]
+        argc, packet_type = ARGC[ptype], _TYPES[ptype]
         assert packet_type is not None  # checked with the header
         tail = self._tail
         if tail is not None:
             args = (*self._heads, tail)
             self._drop_tail()
-            return Packet(magic, packet_type, args)
+            return _packet(magic, packet_type, args)
         spans = [(p, 0, len(p)) for p in pieces]
         spans[-1] = (pieces[-1], 0, self._chunk_fill)  # the last may be partly filled
         args = _cut(spans, argc) if argc else ()
         _keep_pieces(pieces)  # _cut copied what it needs
-        return Packet(magic, packet_type, args)
+        return _packet(magic, packet_type, args)
 
     def _next_line(self, buf: bytearray, pos: int) -> AdminLine | None:
         end = buf.find(b"\n", pos, self._end)
@@ -632,6 +653,15 @@ class Decoder:
         if end > pos and buf[end - 1] == 13:  # "\r"
             end -= 1
         return AdminLine(bytes(self._view[pos:end]))
+
+
+def _magic(number: int) -> bytes:
+    """The header's first four bytes read as a number: REQ or RES, or an error."""
+    if number == _REQ_NUMBER:
+        return REQ
+    if number == _RES_NUMBER:
+        return RES
+    raise ProtocolError("INVALID_MAGIC", "Invalid magic")
 
 
 _Span = tuple[bytearray, int, int]

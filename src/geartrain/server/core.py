@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from ..protocol import HEADER, RES, PacketType, frame
 from ..retry import stored as stored_retry
@@ -59,6 +59,15 @@ __all__ = ["JobServer"]
 log = logging.getLogger("geartrain.server")
 
 T = PacketType
+# The job path's packet types as static constants: the compiled build would look an
+# enum member up on its class each time.
+GRAB_JOB: Final = T.GRAB_JOB
+GRAB_JOB_UNIQ: Final = T.GRAB_JOB_UNIQ
+GRAB_JOB_ALL: Final = T.GRAB_JOB_ALL
+JOB_ASSIGN: Final = T.JOB_ASSIGN
+JOB_ASSIGN_UNIQ: Final = T.JOB_ASSIGN_UNIQ
+JOB_ASSIGN_ALL: Final = T.JOB_ASSIGN_ALL
+WORK_COMPLETE: Final = T.WORK_COMPLETE
 PENDING, SCHEDULED, QUEUED, RUNNING, DONE = (
     JobState.PENDING,
     JobState.SCHEDULED,
@@ -503,16 +512,14 @@ class JobServer:
         f.running += 1
         if peer.retry_extension:
             peer.send(attempt_packet(job, self.policy(job).attempts))
-        if ptype == T.GRAB_JOB:
-            peer.send(frame(RES, T.JOB_ASSIGN, (job.handle, f.name, job.data)))
-        elif ptype == T.GRAB_JOB_ALL and job.reducer:
+        if ptype == GRAB_JOB:
+            peer.send(frame(RES, JOB_ASSIGN, (job.handle, f.name, job.data)))
+        elif ptype == GRAB_JOB_ALL and job.reducer:
             peer.send(
-                frame(
-                    RES, T.JOB_ASSIGN_ALL, (job.handle, f.name, job.unique, job.reducer, job.data)
-                )
+                frame(RES, JOB_ASSIGN_ALL, (job.handle, f.name, job.unique, job.reducer, job.data))
             )
         else:  # GRAB_JOB_UNIQ, and GRAB_JOB_ALL without a reducer (as gearmand answers)
-            peer.send(frame(RES, T.JOB_ASSIGN_UNIQ, (job.handle, f.name, job.unique, job.data)))
+            peer.send(frame(RES, JOB_ASSIGN_UNIQ, (job.handle, f.name, job.unique, job.data)))
         entry = peer.abilities.get(f)
         timeout = entry[0] if entry is not None else 0
         seconds = timeout / 1000.0 if timeout > 0 else self.policies.for_function(f.name).timeout
@@ -759,7 +766,7 @@ class JobServer:
     def complete(self, job: Job, args: tuple[bytes, ...]) -> None:
         """WORK_COMPLETE."""
         self.events.completed(job)
-        self.forward(job, T.WORK_COMPLETE, args)
+        self.forward(job, WORK_COMPLETE, args)
         self._ended(job, "complete", args[1])
         self._finish(job)
 

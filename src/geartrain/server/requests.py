@@ -12,9 +12,20 @@ from collections.abc import Callable
 
 from ..cron import sched_fields
 from ..extensions import read_keep_result
-from ..protocol import PACKETS, REQ, RES, SUBMIT_KINDS, Packet, PacketType, Sender, frame, pack
+from ..protocol import (
+    ARGC,
+    PACKETS,
+    REQ,
+    RES,
+    SUBMIT_KINDS,
+    Packet,
+    PacketType,
+    Sender,
+    frame,
+    pack,
+)
 from . import retry_extension
-from .core import MAX_UNIQUE, JobServer
+from .core import GRAB_JOB, GRAB_JOB_ALL, GRAB_JOB_UNIQ, MAX_UNIQUE, JobServer
 from .model import NORMAL, JobState, Peer
 from .replies import (
     ERR_ARGS,
@@ -47,7 +58,6 @@ _PEERS = (Sender.CLIENT, Sender.WORKER, Sender.ANY, Sender.BOTH)
 REQUESTS = frozenset(t for t, spec in PACKETS.items() if spec.sender in _PEERS)
 """The packet types peers send the server: the ones :class:`Requests` handles."""
 
-_ARGC = {t: len(spec.args) for t, spec in PACKETS.items()}
 RUNNING, PENDING = JobState.RUNNING, JobState.PENDING
 FIRST_EXTENSION = T.JOB_ATTEMPT  # types from here on are geartrain's, sent by the server only
 
@@ -79,7 +89,7 @@ class Requests:
             peer.send(ERR_COMMAND)
             return
         args = packet.args
-        if len(args) != _ARGC[packet.type]:
+        if len(args) != ARGC[packet.type]:
             peer.send(ERR_ARGS)
             return
         handler(peer, args)
@@ -116,13 +126,13 @@ class Requests:
         self.core.pre_sleep(peer)
 
     def _h_grab_job(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        self.core.grab(peer, T.GRAB_JOB)
+        self.core.grab(peer, GRAB_JOB)
 
     def _h_grab_job_uniq(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        self.core.grab(peer, T.GRAB_JOB_UNIQ)
+        self.core.grab(peer, GRAB_JOB_UNIQ)
 
     def _h_grab_job_all(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        self.core.grab(peer, T.GRAB_JOB_ALL)
+        self.core.grab(peer, GRAB_JOB_ALL)
 
     def _h_work_status(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = self.core.owned(peer, args[0])
