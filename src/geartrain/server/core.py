@@ -31,7 +31,7 @@ from .flags import ServerConfig
 from .handles import Handles
 from .limits import LimitEpisode
 from .logs import NOTICE
-from .model import NORMAL, Function, Job, JobState, Peer
+from .model import DONE, NORMAL, PENDING, QUEUED, RUNNING, SCHEDULED, Function, Job, Peer
 from .pauses import Pauses
 from .policies import Policies, Policy
 from .ports import FailedSet, InMemory, Keeper, Observer, PauseStore
@@ -68,13 +68,6 @@ JOB_ASSIGN: Final = T.JOB_ASSIGN
 JOB_ASSIGN_UNIQ: Final = T.JOB_ASSIGN_UNIQ
 JOB_ASSIGN_ALL: Final = T.JOB_ASSIGN_ALL
 WORK_COMPLETE: Final = T.WORK_COMPLETE
-PENDING, SCHEDULED, QUEUED, RUNNING, DONE = (
-    JobState.PENDING,
-    JobState.SCHEDULED,
-    JobState.QUEUED,
-    JobState.RUNNING,
-    JobState.DONE,
-)
 
 MAX_UNIQUE = 64  # PROTOCOL: unique IDs are at most 64 bytes
 

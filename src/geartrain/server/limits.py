@@ -14,6 +14,7 @@ import logging
 import resource
 import time
 from collections.abc import Hashable
+from typing import Final
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
@@ -37,7 +38,7 @@ DEFAULT_MAX_OUTPUT_BYTES = 256 << 20
 largest size.  A peer over it is dropped (its jobs stay for other clients); below
 it, a peer that stops reading is only paused (its requests are not read)."""
 
-EVENTS_PER_TURN = 128
+EVENTS_PER_TURN: Final = 128
 """Packets or admin lines handled from one connection before the event loop
 serves the others: a pipelining or flooding peer waits its turn, so everyone
 else's round trip stays short.  128 small packets take well under a millisecond."""

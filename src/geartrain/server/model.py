@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ..retry import Retry
@@ -34,6 +34,15 @@ class JobState(IntEnum):
     QUEUED = 2  #: waiting for a worker
     RUNNING = 3  #: assigned to a worker
     DONE = 4  #: finished, failed, cancelled or dropped; stale queue entries are skipped
+
+
+# The states as static constants: the compiled build would look an enum member up
+# on its class (or in a module's dict) at each use.
+PENDING: Final = JobState.PENDING
+SCHEDULED: Final = JobState.SCHEDULED
+QUEUED: Final = JobState.QUEUED
+RUNNING: Final = JobState.RUNNING
+DONE: Final = JobState.DONE
 
 
 class Job:

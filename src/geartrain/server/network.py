@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ..errors import ProtocolError
-from ..protocol import Decoder, Packet
+from ..protocol import Decoder, Parts
 from .access import certificate_names
 from .admin import AdminCommands
 from .busy_poll import BusyPoll
@@ -194,7 +194,7 @@ class Connection(asyncio.BufferedProtocol):
         """Handle what has arrived, up to EVENTS_PER_TURN events; the rest waits
         for a later loop turn, with reading paused meanwhile."""
         decoder = self.decoder
-        core_packet = self.network.requests.packet
+        request = self.network.requests.parts
         peer = self.peer
         budget = EVENTS_PER_TURN
         try:
@@ -202,12 +202,13 @@ class Connection(asyncio.BufferedProtocol):
                 if not budget:
                     self._defer()
                     break
-                event = decoder.next_event()
+                event = decoder.next_parts()
                 if event is None:
                     break
                 budget -= 1
-                if type(event) is Packet:
-                    core_packet(peer, event)
+                if type(event) is tuple:  # a packet's parts, not an AdminLine
+                    magic, ptype, args = cast(Parts, event)
+                    request(peer, magic, ptype, args)
                 else:
                     reply = self.network.admin.line(peer, event[0])
                     if reply is None:

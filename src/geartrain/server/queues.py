@@ -14,13 +14,11 @@ import heapq
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .model import Function, Job, JobState, Peer
+from .model import QUEUED, SCHEDULED, Function, Job, Peer
 
 __all__ = ["Queues"]
 
 CallLater = Callable[[float, Callable[[], None]], Any]
-
-QUEUED, SCHEDULED = JobState.QUEUED, JobState.SCHEDULED
 
 
 class Queues:

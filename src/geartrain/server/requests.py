@@ -26,7 +26,7 @@ from ..protocol import (
 )
 from . import retry_extension
 from .core import GRAB_JOB, GRAB_JOB_ALL, GRAB_JOB_UNIQ, MAX_UNIQUE, JobServer
-from .model import NORMAL, JobState, Peer
+from .model import NORMAL, PENDING, RUNNING, Peer
 from .replies import (
     ERR_ARGS,
     ERR_COMMAND,
@@ -58,7 +58,6 @@ _PEERS = (Sender.CLIENT, Sender.WORKER, Sender.ANY, Sender.BOTH)
 REQUESTS = frozenset(t for t, spec in PACKETS.items() if spec.sender in _PEERS)
 """The packet types peers send the server: the ones :class:`Requests` handles."""
 
-RUNNING, PENDING = JobState.RUNNING, JobState.PENDING
 FIRST_EXTENSION = T.JOB_ATTEMPT  # types from here on are geartrain's, sent by the server only
 
 
@@ -75,21 +74,25 @@ class Requests:
 
     def packet(self, peer: Peer, packet: Packet) -> None:
         """Handle one binary packet from ``peer``."""
-        if packet.magic != REQ:
-            if packet.type >= FIRST_EXTENSION:
-                retry_extension.unknown_type(peer, packet.type)
+        self.parts(peer, packet.magic, packet.type, packet.args)
+
+    def parts(self, peer: Peer, magic: bytes, ptype: int, args: tuple[bytes, ...]) -> None:
+        """Handle one binary packet from ``peer``, given as its parts (what the
+        decoder's :meth:`~geartrain.protocol.Decoder.next_parts` returns)."""
+        if magic != REQ:
+            if ptype >= FIRST_EXTENSION:
+                retry_extension.unknown_type(peer, ptype)
                 return
             peer.send(ERR_MAGIC)
             return
-        handler = self.handlers[packet.type]
+        handler = self.handlers[ptype]
         if handler is None:
-            if packet.type >= FIRST_EXTENSION:
-                retry_extension.unknown_type(peer, packet.type)
+            if ptype >= FIRST_EXTENSION:
+                retry_extension.unknown_type(peer, ptype)
                 return
             peer.send(ERR_COMMAND)
             return
-        args = packet.args
-        if len(args) != ARGC[packet.type]:
+        if len(args) != ARGC[ptype]:
             peer.send(ERR_ARGS)
             return
         handler(peer, args)
