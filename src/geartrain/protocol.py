@@ -269,6 +269,8 @@ def frame(
 ) -> bytes | list[bytes]:
     """Like :func:`pack`, but a large packet comes as a list of pieces to write
     as they are (``writelines``), so its payload is never copied here."""
+    if not isinstance(args, tuple):
+        args = tuple(args)  # typed as a tuple, the compiled build walks it natively
     size = len(args) - 1
     for arg in args:
         size += len(arg)
