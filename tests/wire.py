@@ -60,6 +60,21 @@ class Wire:
     def raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def flood(self, data: bytes) -> int:
+        """Send as much of ``data`` as the kernel takes without waiting (a server
+        that stops reading a peer that does not read leaves the rest unsent, and how
+        much fits in the socket buffers differs between machines); the bytes sent."""
+        self.sock.setblocking(False)
+        sent = 0
+        try:
+            while sent < len(data):
+                sent += self.sock.send(data[sent:])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            pass
+        finally:
+            self.sock.settimeout(self.timeout)
+        return sent
+
     def send(self, ptype: PacketType, *args: bytes, magic: bytes = REQ) -> None:
         self.sock.sendall(pack(magic, ptype, args))
 

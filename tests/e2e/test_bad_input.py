@@ -106,7 +106,7 @@ def test_idle_and_slow_connections_do_not_block_others(
     partial.raw(HEADER.pack(REQ, T.SUBMIT_JOB, 100) + b"fun")  # never finished
     slow_reader = Wire(server.port)
     slow_reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow_reader.raw(pack(REQ, T.ECHO_REQ, (b"x" * 1_000_000,)) * 8)  # never read
+    slow_reader.flood(pack(REQ, T.ECHO_REQ, (b"x" * 1_000_000,)) * 8)  # never read
     try:
         start = time.monotonic()
         with Wire(server.port) as c, Wire(server.port) as w:
