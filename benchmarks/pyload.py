@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from geartrain.protocol import REQ, Decoder, Packet, PacketType, pack
+from geartrain.readable import waiting
 
 T = PacketType
 
@@ -23,6 +24,7 @@ class Conn:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.decoder = Decoder(max_packet_size=1 << 30)
+        self.decoder.waiting = waiting(self.sock.fileno())
 
     def send(self, ptype: PacketType, *args: bytes) -> None:
         self.sock.sendall(pack(REQ, ptype, args))

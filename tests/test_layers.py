@@ -28,6 +28,7 @@ FLOORS: list[tuple[str, ...]] = [
         "durations",
         "errors",
         "priority",
+        "readable",
         "retry",
         "tracing",
     ),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,7 @@ from geartrain.protocol import (
     encode,
     pack,
 )
+from geartrain.readable import waiting
 
 arg = st.binary(max_size=40).filter(lambda b: b"\0" not in b)
 
@@ -362,6 +365,55 @@ def test_buffer_follows_bytes_received_not_bytes_announced() -> None:
     assert decoder.next_event() == Packet(
         REQ, PacketType.ECHO_REQ, (b"x" * 1000 + b"y" * (received - 1000),)
     )
+
+
+def test_a_body_already_in_the_kernel_is_allocated_at_once_and_read_in_place() -> None:
+    # The sender has written the whole packet and it waits in the receiving socket
+    # (what readable.waiting reports): the payload is allocated whole after the
+    # header, so the body takes one read per CHUNK_SIZE and no piece is copied.
+    size = 3 << 20
+    data = bytes(range(256)) * (size // 256)
+    stream = pack(REQ, PacketType.SUBMIT_JOB, (b"resize", b"u1", data))
+    pos = 0
+    decoder = Decoder(waiting=lambda: len(stream) - pos)
+    reads = []
+    while (event := decoder.next_event()) is None:
+        space = decoder.get_buffer()
+        assert decoder.allocated <= 2 * len(stream)
+        step = min(len(space), len(stream) - pos)
+        space[:step] = stream[pos : pos + step]
+        decoder.buffer_updated(step)
+        pos += step
+        reads.append(step)
+    assert event == Packet(REQ, PacketType.SUBMIT_JOB, (b"resize", b"u1", data))
+    assert len(reads) == 1 + -(-(len(stream) - reads[0]) // CHUNK_SIZE)
+
+
+def test_bytes_still_to_come_do_not_count_as_waiting() -> None:
+    # A header announcing 60 MiB with nothing behind it in the kernel: memory
+    # still follows what has arrived.
+    decoder = Decoder(waiting=lambda: 0)
+    decoder.feed(HEADER.pack(REQ, PacketType.ECHO_REQ, 60 << 20) + b"x" * 1000)
+    assert decoder.next_event() is None
+    decoder.get_buffer()
+    assert decoder.allocated <= 64 << 10
+
+
+def test_waiting_reports_the_bytes_a_socket_holds() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+        with sender, receiver:
+            ready = waiting(receiver.fileno())
+            assert ready is not None and ready() == 0
+            sender.sendall(b"x" * 1000)
+            deadline = time.monotonic() + 5
+            while ready() < 1000 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert ready() == 1000
+            receiver.recv(400)
+            assert ready() == 600
+        assert ready() == 0  # closed: nothing to read, and no error
 
 
 def test_release_gives_the_buffer_back_only_when_nothing_is_pending() -> None:

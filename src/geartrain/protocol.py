@@ -15,6 +15,7 @@ protocol, ended by ``\\n``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from enum import Enum, IntEnum
 from typing import Final, NamedTuple, cast
 
@@ -370,8 +371,12 @@ class Decoder:
     body is in, its last argument (the payload) is allocated whole as the
     ``bytes`` it will be (:mod:`.blank_bytes`), what has arrived of it is copied
     there, and the rest is read straight into it: the second half of a large
-    payload is copied once, by the kernel.  No buffer is allocated before the
-    first read, and :meth:`release` gives it back while nothing is pending.
+    payload is copied once, by the kernel.  Given ``waiting`` (a function saying
+    how many bytes the kernel holds for this stream, :func:`.readable.waiting`),
+    bytes that wait there count as arrived: a body the sender has already
+    written is allocated whole at its header and never copied but by the kernel.
+    No buffer is allocated before the first read, and :meth:`release` gives it
+    back while nothing is pending.
 
     ``next_event`` raises :class:`~geartrain.errors.ProtocolError` for input
     that cannot be framed (bad magic, unknown type, size over the limit, an
@@ -398,6 +403,7 @@ class Decoder:
         "_tail_fill",
         "max_packet_size",
         "max_line_size",
+        "waiting",
     )
 
     def __init__(
@@ -405,6 +411,7 @@ class Decoder:
         *,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+        waiting: Callable[[], int] | None = None,
     ) -> None:
         self._buf = _EMPTY
         self._view = memoryview(_EMPTY)
@@ -422,6 +429,7 @@ class Decoder:
         self._tail_fill = 0  # bytes of it received
         self.max_packet_size = max_packet_size
         self.max_line_size = max_line_size
+        self.waiting = waiting  # bytes the kernel holds for us, where the caller can tell
 
     @property
     def buffered(self) -> int:
@@ -475,7 +483,10 @@ class Decoder:
         last = self._body[-1]
         fill = self._chunk_fill
         if fill == len(last):
-            if 2 * self._body_have >= self._body_size and self._to_tail():
+            arrived = self._body_have
+            if 2 * arrived < self._body_size and self.waiting is not None:
+                arrived += self.waiting()  # the kernel has it: as good as arrived
+            if 2 * arrived >= self._body_size and self._to_tail():
                 return self._tail_space()
             # A new piece, at most as large as what has arrived (memory follows the
             # bytes): a power of two, so that a kept one fits the next packet.

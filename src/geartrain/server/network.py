@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from ..errors import ProtocolError
 from ..protocol import Decoder, Parts
+from ..readable import waiting
 from .access import certificate_names
 from .admin import AdminCommands
 from .busy_poll import BusyPoll
@@ -181,6 +182,7 @@ class Connection(asyncio.BufferedProtocol):
         if sock is not None:
             fd = sock.fileno()
             self._tune_socket(sock)
+            self.decoder.waiting = waiting(fd)
         self.peer = Peer(self.write, self.close, host, fd, is_loopback(host))
         self.peer.names = certificate_names(transport.get_extra_info("peercert"))
         self.core.connect(self.peer)
