@@ -3,10 +3,13 @@
     python benchmarks/run.py [--scenarios 1,2,3] [--runs 3] [--quick]
                              [--servers gearmand,geartrain] [--gearmand PATH ...]
                              [--geartrain-python PATH | --installed] [--profile KEY]
+                             [--baseline-python PATH]
 
 geartrain runs on this interpreter unless --geartrain-python names another, or
 --installed installs it as the README does (`pip install .`, which compiles the
-server's hot modules, into build/bench-venv) and runs that.
+server's hot modules, into build/bench-venv) and runs that.  --baseline-python
+names another build's interpreter (main's, before a change) to run beside it in
+the same alternation: before and after, measured in the same minutes.
 
 --gearmand names a gearmand binary (default Debian's /usr/sbin/gearmand); given
 twice or more, every one runs in the same alternation (e.g. Debian's 1.1 and one
@@ -48,6 +51,7 @@ class Contender:
     label: str  # "geartrain", "gearmand 1.1.20", ...
     kind: str  # "geartrain" or "gearmand"
     path: str = servers.GEARMAND
+    python: str = ""  # a geartrain other than --geartrain-python's (--baseline-python)
 
 
 def contenders(args: argparse.Namespace) -> list[Contender]:
@@ -58,6 +62,8 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
                 chosen.append(Contender(f"gearmand {servers.gearmand_version(path)}", kind, path))
         else:
             chosen.append(Contender(kind, kind))
+            if args.baseline_python:
+                chosen.append(Contender("geartrain baseline", kind, python=args.baseline_python))
     return chosen
 
 
@@ -93,7 +99,8 @@ def measure(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
     for i in range(args.runs):
         order = who if i % 2 == 0 else who[::-1]  # alternate who goes first
         for c in order:
-            result = run_once(scenario, c, args.quick, args.geartrain_python, args.geartrain_flags)
+            python = c.python or args.geartrain_python
+            result = run_once(scenario, c, args.quick, python, args.geartrain_flags)
             runs[c.label].append(result)
             print(f"  {scenario.key} {c.label:16} run {i + 1}: {fmt(result)}", flush=True)
     medians = {
@@ -229,6 +236,12 @@ def main() -> None:
     )
     parser.add_argument("--geartrain-python", default=sys.executable)
     parser.add_argument(
+        "--baseline-python",
+        metavar="PATH",
+        help="another geartrain's interpreter (an earlier build) run in the same "
+        "alternation as 'geartrain baseline'; ratios stay geartrain's against gearmand",
+    )
+    parser.add_argument(
         "--installed", action="store_true", help="run geartrain as `pip install .` installs it"
     )
     parser.add_argument(
@@ -258,6 +271,7 @@ def main() -> None:
         "servers": [c.label for c in args.contenders],
         "geartrain_python": args.geartrain_python,
         "geartrain_build": servers.build_of(args.geartrain_python),
+        "baseline_python": args.baseline_python,
         "geartrain_flags": args.geartrain_flags,
         "runs": args.runs,
         "quick": args.quick,

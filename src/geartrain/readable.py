@@ -3,7 +3,8 @@
 A decoder that knows a large packet's body has already arrived in the kernel
 can allocate it whole at once and have the kernel copy it straight there,
 instead of growing pieces and copying them together (see
-:class:`~geartrain.protocol.Decoder`).  Asked once per large packet, not per read.
+:class:`~geartrain.protocol.Decoder`).  Asked when a large body needs a new
+piece (once, when the whole body is there), never for small packets.
 """
 
 from __future__ import annotations
