@@ -23,8 +23,7 @@ class Conn:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.decoder = Decoder(max_packet_size=1 << 30)
-        self.decoder.waiting = waiting(self.sock.fileno())
+        self.decoder = Decoder(max_packet_size=1 << 30, waiting=waiting(self.sock.fileno()))
 
     def send(self, ptype: PacketType, *args: bytes) -> None:
         self.sock.sendall(pack(REQ, ptype, args))

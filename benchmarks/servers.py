@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -9,8 +10,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+R = TypeVar("R")
 
 GEARMAND = "/usr/sbin/gearmand"
 """Debian's gearmand; another build (e.g. one from gearmand's current source) is given by path."""
@@ -159,3 +164,39 @@ def start(
         proc.kill()
         raise
     return Server(kind, port, proc, tmp)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A server in a peer-timed comparison: its label, kind, flags and gearmand binary."""
+
+    label: str
+    kind: str
+    flags: list[str]
+    gearmand: str = GEARMAND
+
+
+def payload_load_options(parser: argparse.ArgumentParser, jobs: int) -> None:
+    """The options of the payload loads that their peers time or count
+    (wakeups.py, waits.py): size, jobs per client, rounds and the servers."""
+    parser.add_argument("--size", type=int, default=1 << 20)
+    parser.add_argument("--jobs", type=int, default=jobs, help="per client")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gearmand", action="append", default=[])
+    parser.add_argument("--geartrain-python", default=sys.executable)
+
+
+def alternate(
+    contenders: list[Contender], rounds: int, python: str, measure: Callable[[int], R]
+) -> dict[str, list[R]]:
+    """``measure(port)`` against each contender in turn, ``rounds`` times over, so that
+    whatever drifts on the machine meets every server alike; results by label."""
+    results: dict[str, list[R]] = {c.label: [] for c in contenders}
+    for _ in range(rounds):
+        for c in contenders:
+            server = start(c.kind, c.flags, python=python, gearmand=c.gearmand)
+            try:
+                results[c.label].append(measure(server.port))
+            finally:
+                server.stop()
+    return results

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import sys
 import time
 import uuid
 from typing import Any
@@ -96,28 +95,19 @@ def measure(port: int, jobs: int, size: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    parser.add_argument("--size", type=int, default=1 << 20)
-    parser.add_argument("--jobs", type=int, default=300, help="per client")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--gearmand", action="append", default=[])
-    parser.add_argument("--geartrain-python", default=sys.executable)
+    servers.payload_load_options(parser, jobs=300)
     args = parser.parse_args()
-    kinds = [("geartrain", "geartrain", "")]
+    builtin = ["-q", "builtin"]
+    contenders = [servers.Contender("geartrain", "geartrain", builtin)]
     for path in args.gearmand or [servers.GEARMAND]:
-        kinds.append((f"gearmand {servers.gearmand_version(path)}", "gearmand", path))
-    rounds: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in kinds}
-    for _ in range(args.rounds):
-        for label, kind, path in kinds:
-            server = servers.start(
-                kind,
-                ["-q", "builtin"],
-                python=args.geartrain_python,
-                gearmand=path or servers.GEARMAND,
-            )
-            try:
-                rounds[label].append(measure(server.port, args.jobs, args.size))
-            finally:
-                server.stop()
+        label = f"gearmand {servers.gearmand_version(path)}"
+        contenders.append(servers.Contender(label, "gearmand", builtin, path))
+    rounds = servers.alternate(
+        contenders,
+        args.rounds,
+        args.geartrain_python,
+        lambda port: measure(port, args.jobs, args.size),
+    )
     print(
         f"{args.size} bytes, 2 clients x {args.jobs} background jobs, 2 workers; "
         f"{args.rounds} alternating rounds; medians, µs per job"

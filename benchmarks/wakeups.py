@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -133,39 +132,28 @@ def measure(port: int, jobs: int, size: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    parser.add_argument("--size", type=int, default=1 << 20)
-    parser.add_argument("--jobs", type=int, default=100, help="per client")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--gearmand", action="append", default=[])
-    parser.add_argument("--geartrain-python", default=sys.executable)
+    servers.payload_load_options(parser, jobs=100)
     parser.add_argument(
         "--geartrain-flags", default="", help='a second geartrain row, e.g. "--busy-poll=0"'
     )
     args = parser.parse_args()
-    kinds: list[tuple[str, str, list[str], str]] = [
-        ("geartrain", "geartrain", ["-q", "builtin"], "")
-    ]
+    builtin = ["-q", "builtin"]
+    contenders = [servers.Contender("geartrain", "geartrain", builtin)]
     if args.geartrain_flags:
         extra = args.geartrain_flags.split()
-        kinds.append(
-            (f"geartrain {args.geartrain_flags}", "geartrain", ["-q", "builtin", *extra], "")
-        )
+        label = f"geartrain {args.geartrain_flags}"
+        contenders.append(servers.Contender(label, "geartrain", [*builtin, *extra]))
     for path in args.gearmand or [servers.GEARMAND]:
-        version = servers.gearmand_version(path)
-        kinds.append((f"gearmand {version}", "gearmand", ["-q", "builtin"], path))
-        kinds.append(
-            (f"gearmand {version} --threads=0", "gearmand", ["-q", "builtin", "--threads=0"], path)
-        )
-    results: dict[str, list[dict[str, float]]] = {label: [] for label, *_ in kinds}
-    for _ in range(args.rounds):
-        for label, kind, flags, path in kinds:
-            server = servers.start(
-                kind, flags, python=args.geartrain_python, gearmand=path or servers.GEARMAND
-            )
-            try:
-                results[label].append(measure(server.port, args.jobs, args.size))
-            finally:
-                server.stop()
+        label = f"gearmand {servers.gearmand_version(path)}"
+        contenders.append(servers.Contender(label, "gearmand", builtin, path))
+        threads0 = [*builtin, "--threads=0"]
+        contenders.append(servers.Contender(f"{label} --threads=0", "gearmand", threads0, path))
+    results = servers.alternate(
+        contenders,
+        args.rounds,
+        args.geartrain_python,
+        lambda port: measure(port, args.jobs, args.size),
+    )
     print(
         f"{args.size} bytes, 2 clients x {args.jobs} foreground jobs, 2 echo workers; "
         f"medians of {args.rounds} alternating rounds, per job"
