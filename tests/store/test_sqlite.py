@@ -60,6 +60,32 @@ async def test_every_call_runs_on_one_thread(tmp_path: Path) -> None:
         await store.close()
 
 
+@pytest.mark.parametrize("level", ["crash", "power"])
+async def test_a_write_of_many_rows_spans_statements_and_keeps_every_row(
+    tmp_path: Path, level: str
+) -> None:
+    # Rows go many to a statement, within SQLite's limit of variables and a few
+    # megabytes of payload: more small jobs than one statement binds, and large ones
+    # that pass the payload bound, all arrive, and all go again in one write.
+    small = [
+        StoredJob(i, b"fn", b"u%d" % i, b"%d" % i, i % 3, i, b"H:%d" % i) for i in range(10_000)
+    ]
+    large = [job(20_000 + i, bytes([i]) * (1 << 20)) for i in range(9)]
+    store = SqliteStore(tmp_path / "q.db", durability=Durability(level))
+    await store.open()
+    try:
+        await store.write(small + large, [])
+        await store.close()  # the crash level's log goes into the table
+        await store.open()
+        assert sorted(await store.load()) == sorted(small + large)
+        await store.write([], [j.id for j in small + large])
+        await store.close()
+        await store.open()
+        assert await store.load() == []
+    finally:
+        await store.close()
+
+
 async def test_creates_missing_directories(tmp_path: Path) -> None:
     path = tmp_path / "state" / "geartrain" / "queue.sqlite3"
     store = SqliteStore(path)

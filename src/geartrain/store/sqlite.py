@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import TypeVar
 
@@ -83,6 +84,20 @@ _DELETE_CHUNK = 100
 
 # What a row costs the table beside its payload, roughly.
 _ROW_BYTES = 100
+
+# Jobs go to the table many rows to a statement.  ``executemany`` runs one statement
+# per row and the sqlite3 module lets go of the interpreter lock around each, so the
+# store's thread and a busy event loop passed the lock back and forth once per row: a
+# checkpoint of 67,739 queued jobs took 1.4 s (0.58 s of CPU); many to a statement,
+# 0.35 s (0.3 s).  A statement binds at most SQLite's limit of variables, and about
+# this many payload bytes (SQLite copies them when they are bound).
+_STATEMENT_BYTES = 4 << 20
+
+_JOB_FIELDS = (
+    "id, unique_key, function_name, priority, data, when_to_run,"
+    " handle, attempts, outcomes, retry_policy"
+)
+_JOB_WIDTH = _JOB_FIELDS.count(",") + 1
 
 # The failed-job set, beside the queue table.
 _FAILED_COLUMNS = (
@@ -415,19 +430,30 @@ class SqliteStore:
     ) -> None:
         conn = self._conn
         assert conn is not None
+        variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         with _immediate(conn):
-            # A replayed log may hold jobs a checkpoint had already written.
-            conn.executemany(
-                f"INSERT {'OR REPLACE ' if replace else ''}INTO {self.table}"
-                " (id, unique_key, function_name, priority, data, when_to_run,"
-                " handle, attempts, outcomes, retry_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+            if added:
+                # A replayed log may hold jobs a checkpoint had already written.
+                verb = "INSERT OR REPLACE" if replace else "INSERT"
+                rows = [
                     (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
                     + (j.handle, j.failures, j.outcomes, j.retry or None)
                     for j in added
-                ],
-            )
-            conn.executemany(f"DELETE FROM {self.table} WHERE id = ?", [(i,) for i in done])
+                ]
+                payload = sum(len(j.data) for j in added) // len(added) + 1
+                per = max(1, min(variables // _JOB_WIDTH, _STATEMENT_BYTES // payload))
+                row = "(" + ", ".join("?" * _JOB_WIDTH) + ")"
+                for at in range(0, len(rows), per):
+                    batch = rows[at : at + per]
+                    conn.execute(
+                        f"{verb} INTO {self.table} ({_JOB_FIELDS}) VALUES "
+                        + ", ".join([row] * len(batch)),
+                        list(chain.from_iterable(batch)),
+                    )
+            for at in range(0, len(done), variables):
+                ids = done[at : at + variables]
+                marks = ", ".join("?" * len(ids))
+                conn.execute(f"DELETE FROM {self.table} WHERE id IN ({marks})", ids)
         self._count_free_pages(conn)
 
     async def load_failed(self) -> list[FailedJob]:
