@@ -64,11 +64,11 @@ async def test_every_call_runs_on_one_thread(tmp_path: Path) -> None:
 async def test_a_write_of_many_rows_spans_statements_and_keeps_every_row(
     tmp_path: Path, level: str
 ) -> None:
-    # Rows go many to a statement, within SQLite's limit of variables and a few
-    # megabytes of payload: more small jobs than one statement binds, and large ones
-    # that pass the payload bound, all arrive, and all go again in one write.
+    # Rows go a few dozen to a statement, within a few megabytes of payload: more
+    # small jobs than one statement binds, and large ones that pass the payload
+    # bound, all arrive, and all go again in one write.
     small = [
-        StoredJob(i, b"fn", b"u%d" % i, b"%d" % i, i % 3, i, b"H:%d" % i) for i in range(10_000)
+        StoredJob(i, b"fn", b"u%d" % i, b"%d" % i, i % 3, i, b"H:%d" % i) for i in range(1_000)
     ]
     large = [job(20_000 + i, bytes([i]) * (1 << 20)) for i in range(9)]
     store = SqliteStore(tmp_path / "q.db", durability=Durability(level))
