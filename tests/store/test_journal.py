@@ -8,6 +8,8 @@ without losing or resurrecting a job.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -169,6 +171,36 @@ async def test_a_checkpoint_moves_the_log_into_the_table(tmp_path: Path) -> None
     finally:
         await store.close()
     assert not logs(tmp_path)
+
+
+@pytest.mark.parametrize("ended", [[1, 2], [1]])
+async def test_a_sealed_log_file_waits_for_its_jobs_to_end(
+    tmp_path: Path, ended: list[int]
+) -> None:
+    # Jobs that end within the delay never reach the table; one still queued then does.
+    store = SqliteStore(tmp_path / "q.db")
+    store.checkpoint_delay = 0.5
+    await store.open()
+
+    def table() -> list[int]:
+        with sqlite3.connect(tmp_path / "q.db") as conn:
+            return [i for (i,) in conn.execute("SELECT id FROM gearman_queue ORDER BY id")]
+
+    try:
+        for i in range(1, 4):  # the third starts a second file: the first is sealed
+            store.append([job(i, data=b"x" * (SEGMENT_BYTES // 3))], [])
+        assert len(logs(tmp_path)) == 2
+        store.append([], ended)
+        await asyncio.sleep(0.25)
+        assert table() == [] and len(logs(tmp_path)) == 2  # still waiting
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if len(logs(tmp_path)) == 1:
+                break
+        assert len(logs(tmp_path)) == 1  # applied and deleted
+        assert table() == sorted({1, 2} - set(ended))
+    finally:
+        await store.close()
 
 
 async def test_new_generations_number_past_leftovers(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import serverproc
 from geartrain.protocol import PacketType
 from geartrain.store import StoredJob, StoreError
 from geartrain.store.durability import Durability
-from geartrain.store.sqlite import SqliteStore
+from geartrain.store.sqlite import SqliteStore, _batches
 from wire import admin_command, submit_background
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,6 +84,16 @@ async def test_a_write_of_many_rows_spans_statements_and_keeps_every_row(
         assert await store.load() == []
     finally:
         await store.close()
+
+
+def test_a_statement_binds_a_few_dozen_rows_and_a_few_megabytes() -> None:
+    # SQLite copies what a statement binds: its payloads stay within the bound, or
+    # are one row's, whatever the mix of sizes.
+    sizes = [10] * 100 + [3 << 20] * 3 + [10] * 5 + [64 << 20] + [1 << 20] * 40
+    runs = list(_batches(list(range(len(sizes))), sizes))
+    assert [i for run in runs for i in run] == list(range(len(sizes)))
+    assert max(map(len, runs)) <= 32
+    assert all(len(run) == 1 or sum(sizes[i] for i in run) <= 4 << 20 for run in runs)
 
 
 async def test_creates_missing_directories(tmp_path: Path) -> None:
