@@ -11,7 +11,8 @@ second (what a power cut can take).  When a log file is full, and after a
 moment for its jobs to end (``store.sqlite``), a checkpoint moves what the full
 files still hold into the SQLite table on the store's thread (jobs that came
 and went meanwhile, in these files or in deletions logged since, never reach
-the table), fsyncs the table's WAL and deletes the files.  At start, logs left by a crash are read back and checkpointed first.
+the table), fsyncs the table's WAL and deletes the files.  At start, logs left
+by a crash are read back and checkpointed first.
 
 The log is a series of generation files, ``FILE.pending-N``, each allocated
 whole when it is started (so that a full disk is an error then rather than a
