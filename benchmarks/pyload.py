@@ -42,6 +42,17 @@ class Conn:
             self.decoder.buffer_updated(got)
 
 
+def grab(conn: Conn, request: PacketType = T.GRAB_JOB_UNIQ) -> Packet | None:
+    """A worker's next job; None after NO_JOB, once it has slept until the server's NOOP."""
+    conn.send(request)
+    packet = conn.read()
+    if packet.type != T.NO_JOB:
+        return packet
+    conn.send(T.PRE_SLEEP)
+    conn.read()  # NOOP (or the server closing at the end of a run)
+    return None
+
+
 def _echo_worker(
     port: int,
     function: bytes,
@@ -54,11 +65,8 @@ def _echo_worker(
     conn.send(T.CAN_DO, function)
     ready.set()  # type: ignore[attr-defined]
     while True:
-        conn.send(T.GRAB_JOB_UNIQ)
-        packet = conn.read()
-        if packet.type == T.NO_JOB:
-            conn.send(T.PRE_SLEEP)
-            conn.read()  # NOOP
+        packet = grab(conn)
+        if packet is None:
             continue
         if done is None:
             conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[3])

@@ -51,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import servers
-from pyload import Conn, T
+from pyload import Conn, T, grab
 
 from geartrain.protocol import REQ, Packet, pack
 
@@ -360,13 +360,9 @@ def _echo_worker(port: int, ready: Any) -> None:
     conn.send(T.CAN_DO, b"probe")
     ready.set()
     while True:
-        conn.send(T.GRAB_JOB)
-        packet = conn.read()
-        if packet.type == T.NO_JOB:
-            conn.send(T.PRE_SLEEP)
-            conn.read()
-            continue
-        conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[2])
+        packet = grab(conn, T.GRAB_JOB)
+        if packet is not None:
+            conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[2])
 
 
 def round_trips(port: int, count: int) -> dict[str, float]:

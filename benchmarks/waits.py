@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 import servers
-from pyload import Conn, T, payload
+from pyload import Conn, T, grab, payload
 
 
 def _client(port: int, jobs: int, size: int, out: Any) -> None:
@@ -46,12 +46,9 @@ def _worker(port: int, jobs: int, ready: Any, out: Any) -> None:
     waits, no_job = [], 0
     while len(waits) < jobs:
         start = time.perf_counter()
-        conn.send(T.GRAB_JOB_UNIQ)
-        packet = conn.read()
-        if packet.type == T.NO_JOB:
+        packet = grab(conn)
+        if packet is None:
             no_job += 1
-            conn.send(T.PRE_SLEEP)
-            conn.read()  # NOOP
             continue
         waits.append(time.perf_counter() - start)
         conn.send(T.WORK_COMPLETE, packet.args[0], b"")

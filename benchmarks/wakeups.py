@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import servers
-from pyload import Conn, T, payload
+from pyload import Conn, T, grab, payload
 
 from geartrain.protocol import Packet
 
@@ -60,12 +60,9 @@ def _worker(index: int, port: int, ready: Any, go: Any, stop: Any, out: Any) -> 
     go.wait()
     switches, recvs, no_jobs = _switches(), conn.recvs, 0
     while not stop.is_set():
-        conn.send(T.GRAB_JOB_UNIQ)
-        packet = conn.read()
-        if packet.type == T.NO_JOB:
+        packet = grab(conn)
+        if packet is None:
             no_jobs += 1
-            conn.send(T.PRE_SLEEP)
-            conn.read()  # NOOP, or the server closing at the end
             continue
         conn.send(T.WORK_COMPLETE, packet.args[0], packet.args[3])
         # The last job's result is out: report before waiting for work that never comes.

@@ -102,6 +102,7 @@ _JOB_FIELDS = (
     " handle, attempts, outcomes, retry_policy"
 )
 _JOB_WIDTH = _JOB_FIELDS.count(",") + 1
+_JOB_ROW = "(" + ", ".join("?" * _JOB_WIDTH) + ")"  # one row's placeholders
 
 CHECKPOINT_DELAY = 2.0
 """Seconds a sealed log file waits for its jobs to end before its checkpoint.  Under
@@ -473,11 +474,10 @@ class SqliteStore:
                     + (j.handle, j.failures, j.outcomes, j.retry or None)
                     for j in added
                 ]
-                row = "(" + ", ".join("?" * _JOB_WIDTH) + ")"
                 for batch in _batches(rows, [len(j.data) for j in added]):
                     conn.execute(
                         f"{verb} INTO {self.table} ({_JOB_FIELDS}) VALUES "
-                        + ", ".join([row] * len(batch)),
+                        + ", ".join([_JOB_ROW] * len(batch)),
                         list(chain.from_iterable(batch)),
                     )
             for at in range(0, len(done), _STATEMENT_VARIABLES):
