@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,9 +30,17 @@ GEARMAND = "/usr/sbin/gearmand"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range: a server a test kills and
+    starts again on its port must not find it taken by an outgoing connection meanwhile."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, random.randrange(10_000, max(low, 10_001))))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass

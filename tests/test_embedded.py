@@ -9,14 +9,16 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from geartrain import Admin, Client, ServerError, Worker, WorkerJob, sync
 from geartrain.embedded import EmbeddedServer
-from geartrain.server.app import StartupError
+from geartrain.server.app import ServerApp, StartupError
 from geartrain.server.flags import ServerConfig
 from geartrain.server.settings import SettingsError
 from gt_helpers import working
@@ -81,6 +83,30 @@ async def test_a_taken_port_is_a_startup_error() -> None:
             await EmbeddedServer(port=first.port).start()
         with pytest.raises(StartupError):
             EmbeddedServer(port=first.port).start_thread()
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_a_port_taken_between_bind_and_listen_is_a_startup_error(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """The server binds, loads its queue, then listens: a socket that binds the port too
+    (SO_REUSEADDR) and listens first in between leaves it a one-line reason, not a crash."""
+    rival = socket.socket()
+    rival.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    app = ServerApp(ServerConfig(host="127.0.0.1", port=0), None, handle_signals=False)
+
+    def take_the_port() -> None:
+        rival.bind(("127.0.0.1", app.port))
+        rival.listen()
+
+    app.on_bound = take_the_port
+    taken = "cannot listen on 127.0.0.1:0: Address already in use"
+    with (
+        rival,
+        asyncio.Runner(loop_factory=loop_factory) as runner,
+        pytest.raises(StartupError, match=taken),
+    ):
+        runner.run(app.run())
 
 
 def test_on_a_thread_of_its_own_for_code_without_asyncio() -> None:

@@ -15,6 +15,7 @@ while connected workers keep working.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -291,17 +292,28 @@ class ServerApp:
                 reuse_address=True,
                 start_serving=False,
             )
-        except OSError as error:  # asyncio's text repeats the address; say it once
-            reason = os.strerror(error.errno) if error.errno else str(error)
-            raise StartupError(f"cannot listen on {config.host}:{config.port}: {reason}") from error
+        except OSError as error:
+            raise self._cannot_listen(error) from error
         self.listeners.append(server)
         self._job_listener = server
+
+    def _cannot_listen(self, error: OSError) -> StartupError:
+        # asyncio's own text repeats the address; say it once
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        return StartupError(f"cannot listen on {self.config.host}:{self.config.port}: {reason}")
 
     async def _start_serving(self) -> None:
         config = self.config
         server = self._job_listener
         assert server is not None
-        await server.start_serving()
+        try:
+            await server.start_serving()
+            if any(s is None or s.fileno() < 0 for s in server.sockets):
+                # uvloop closes a listener whose listen() failed, without raising; listen()
+                # fails only when another socket took the port after our bind.
+                raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        except OSError as error:
+            raise self._cannot_listen(error) from error
         addresses = ", ".join(_format_address(s.getsockname()) for s in server.sockets)
         log.log(NOTICE, "geartrain listening on %s (pid %d)", addresses, os.getpid())
         if config.host is not None and all(
