@@ -29,17 +29,25 @@ from wire import HOST, admin_command
 GEARMAND = "/usr/sbin/gearmand"
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range: a server a test kills and
-    starts again on its port must not find it taken by an outgoing connection meanwhile."""
+    """A free loopback port below the kernel's ephemeral range, never the same one twice:
+    a server a test kills and starts again on its port must not find it taken meanwhile
+    by an outgoing connection, nor by another port of the same test (a console's)."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(100):
+        port = random.randrange(10_000, max(low, 10_001))
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
-                s.bind((HOST, random.randrange(10_000, max(low, 10_001))))
+                s.bind((HOST, port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+        _GIVEN.add(port)
+        return port
     raise RuntimeError("no free port below the ephemeral range")
 
 
