@@ -15,8 +15,10 @@ from geartrain.protocol import (
     CHUNK_SIZE,
     HEADER,
     LARGE,
+    LARGE_RECV_SIZE,
     PACKETS,
     POOL_SIZE,
+    RECV_SIZE,
     REQ,
     RES,
     AdminLine,
@@ -387,6 +389,23 @@ def test_a_body_already_in_the_kernel_is_allocated_at_once_and_read_in_place() -
         reads.append(step)
     assert event == Packet(REQ, PacketType.SUBMIT_JOB, (b"resize", b"u1", data))
     assert len(reads) == 1 + -(-(len(stream) - reads[0]) // CHUNK_SIZE)
+
+
+def test_a_stream_that_carries_large_packets_reads_each_in_one_step() -> None:
+    decoder = Decoder()
+    assert len(decoder.get_buffer()) == RECV_SIZE
+    decoder.feed(pack(REQ, PacketType.ECHO_REQ, (b"small",)))
+    assert decoder.next_event() == Packet(REQ, PacketType.ECHO_REQ, (b"small",))
+    assert len(decoder.get_buffer()) == RECV_SIZE  # small packets keep small buffers
+    data = bytes(range(256)) * 400  # 100 KiB: large, and fits one larger read
+    stream = pack(REQ, PacketType.WORK_COMPLETE, (b"H:x:1", data)) * 2
+    decoder.feed(stream[: len(stream) // 2])
+    assert decoder.next_event() == Packet(REQ, PacketType.WORK_COMPLETE, (b"H:x:1", data))
+    space = decoder.get_buffer()
+    assert len(space) == LARGE_RECV_SIZE
+    space[: len(stream) // 2] = stream[len(stream) // 2 :]  # the next one in one read
+    decoder.buffer_updated(len(stream) // 2)
+    assert decoder.next_event() == Packet(REQ, PacketType.WORK_COMPLETE, (b"H:x:1", data))
 
 
 def test_bytes_still_to_come_do_not_count_as_waiting() -> None:

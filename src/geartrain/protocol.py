@@ -306,6 +306,13 @@ RECV_SIZE: Final = 1 << 14
 """The first buffer and the smallest space offered to one read.  Small, because a
 server holds thousands of mostly idle connections."""
 
+LARGE_RECV_SIZE: Final = 1 << 17
+"""The space offered to one read while a stream carries large packets that fit
+it: each then arrives whole in one read and is cut out with one copy, where a
+body received apart costs more reads and calls than its copies save.  Streams
+with no large packets, or larger ones (read straight into place), keep
+:data:`RECV_SIZE`."""
+
 KEEP_SIZE: Final = 1 << 23
 """An idle buffer larger than this (it held a very large packet) is given back.
 Smaller ones are kept: allocating and faulting in fresh megabytes for every
@@ -375,6 +382,9 @@ class Decoder:
     how many bytes the kernel holds for this stream, :func:`.readable.waiting`),
     bytes that wait there count as arrived: a body the sender has already
     written is allocated whole at its header and never copied but by the kernel.
+    Reads take :data:`RECV_SIZE` at a time, and :data:`LARGE_RECV_SIZE` after a
+    large packet that fits it: streams that carry such packets get each whole
+    in one read, idle ones keep small buffers.
     No buffer is allocated before the first read, and :meth:`release` gives it
     back while nothing is pending.
 
@@ -389,6 +399,7 @@ class Decoder:
     __slots__ = (
         "_buf",
         "_view",
+        "_recv_size",
         "_start",
         "_end",
         "_need",
@@ -415,6 +426,7 @@ class Decoder:
     ) -> None:
         self._buf = _EMPTY
         self._view = memoryview(_EMPTY)
+        self._recv_size = RECV_SIZE  # grows once a large packet has arrived
         self._start = 0  # first byte not yet returned as an event
         self._end = 0  # end of the received bytes
         self._need = 0  # size of the packet being received, once its header is in
@@ -449,7 +461,7 @@ class Decoder:
         for 64 KiB, which would make every connection's buffer that large."""
         if self._in_body():
             return self._body_space()
-        return self._space(RECV_SIZE)
+        return self._space(self._recv_size)
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
@@ -486,7 +498,9 @@ class Decoder:
             arrived = self._body_have
             if 2 * arrived < self._body_size and self.waiting is not None:
                 arrived += self.waiting()  # the kernel has it: as good as arrived
-            if 2 * arrived >= self._body_size and self._to_tail():
+            pieces = self._body
+            if 2 * arrived >= self._body_size and self._to_tail(_spans(pieces)):
+                _keep_pieces(pieces)  # their bytes are copied out
                 return self._tail_space()
             # A new piece, at most as large as what has arrived (memory follows the
             # bytes): a power of two, so that a kept one fits the next packet.
@@ -504,14 +518,13 @@ class Decoder:
         fill = self._tail_fill
         return self._tail_view[fill : fill + min(CHUNK_SIZE, len(self._tail_view) - fill)]
 
-    def _to_tail(self) -> bool:
-        """Half the body is in (every piece full): cut the arguments before the
-        last out of the pieces, and go on receiving the last in place."""
+    def _to_tail(self, spans: list[_Span]) -> bool:
+        """Half the body is in (``spans``, what has arrived of it): cut the
+        arguments before the last out of it, and go on receiving the last in place."""
         argc = ARGC[self._body_head[1]]
-        pieces = self._body
-        if argc == 0 or not blank_bytes.AVAILABLE or pieces is None:
+        if argc == 0 or not blank_bytes.AVAILABLE:
             return False
-        heads, rest = _split([(p, 0, len(p)) for p in pieces], argc - 1)
+        heads, rest = _split(spans, argc - 1)
         if len(heads) < argc - 1:
             return False  # the first arguments are longer than half the body
         size = self._body_size - self._body_have + sum(map(len, rest))
@@ -523,7 +536,6 @@ class Decoder:
             view[fill : fill + len(part)] = part
             fill += len(part)
         self._heads, self._tail, self._tail_view, self._tail_fill = tuple(heads), tail, view, fill
-        _keep_pieces(pieces)  # their bytes are copied out
         self._body = []
         return True
 
@@ -562,8 +574,8 @@ class Decoder:
         pending = self._end - self._start
         size = len(self._buf)
         if pending == 0 and size > KEEP_SIZE:
-            size = RECV_SIZE  # give back the memory of a large packet
-        size = max(size, RECV_SIZE)
+            size = self._recv_size  # give back the memory of a large packet
+        size = max(size, self._recv_size)
         while size < pending + want:
             size *= 2
         old = self._view
@@ -627,6 +639,7 @@ class Decoder:
             args = (bytes(self._view[pos + 12 : end]),)
         elif size >= LARGE:
             args = _cut([(buf, pos + 12, end)], argc)
+            self._recv_size = _read_size_after(size)
         else:
             args = tuple(bytes(self._view[pos + 12 : end]).split(b"\0", argc - 1))
         return magic, ptype, args
@@ -637,11 +650,17 @@ class Decoder:
         if size < LARGE:
             self._need = 12 + size
             return
-        first = bytearray(self._view[start : self._end])
-        self._body = [first]
         self._body_head = (magic, ptype)
         self._body_size = size
-        self._body_have = self._chunk_fill = len(first)
+        self._body_have = arrived = self._end - start
+        waiting = self.waiting
+        if not (
+            waiting is not None
+            and 2 * (arrived + waiting()) >= size
+            and self._to_tail([(self._buf, start, self._end)])
+        ):
+            self._body = [bytearray(self._view[start : self._end])]
+            self._chunk_fill = arrived
         self._start = self._end = self._need = 0
 
     def _drop_tail(self) -> None:
@@ -654,12 +673,13 @@ class Decoder:
         self._body_have = 0
         magic, ptype = self._body_head
         argc = ARGC[ptype]
+        self._recv_size = _read_size_after(self._body_size)
         tail = self._tail
         if tail is not None:
             args = (*self._heads, tail)
             self._drop_tail()
             return magic, ptype, args
-        spans = [(p, 0, len(p)) for p in pieces]
+        spans = _spans(pieces)
         spans[-1] = (pieces[-1], 0, self._chunk_fill)  # the last may be partly filled
         args = _cut(spans, argc) if argc else ()
         _keep_pieces(pieces)  # _cut copied what it needs
@@ -679,6 +699,12 @@ class Decoder:
         return AdminLine(bytes(self._view[pos:end]))
 
 
+def _read_size_after(size: int) -> int:
+    """The read size once a large packet of a ``size``-byte body has arrived:
+    larger while such packets fit one read; larger ones are read into place."""
+    return LARGE_RECV_SIZE if 12 + size <= LARGE_RECV_SIZE else RECV_SIZE
+
+
 def _magic(number: int) -> bytes:
     """The header's first four bytes read as a number: REQ or RES, or an error."""
     if number == _REQ_NUMBER:
@@ -690,6 +716,10 @@ def _magic(number: int) -> bytes:
 
 _Span = tuple[bytearray, int, int]
 """``(buffer, start, end)``: a run of received bytes."""
+
+
+def _spans(pieces: list[bytearray]) -> list[_Span]:
+    return [(p, 0, len(p)) for p in pieces]
 
 
 def _split(spans: list[_Span], count: int) -> tuple[list[bytes], list[memoryview]]:
