@@ -14,6 +14,7 @@ from geartrain.errors import ProtocolError
 from geartrain.protocol import (
     CHUNK_SIZE,
     HEADER,
+    KEEP_SIZE,
     LARGE,
     LARGE_RECV_SIZE,
     PACKETS,
@@ -416,6 +417,28 @@ def test_bytes_still_to_come_do_not_count_as_waiting() -> None:
     assert decoder.next_event() is None
     decoder.get_buffer()
     assert decoder.allocated <= 64 << 10
+
+
+def test_a_body_no_larger_than_one_delivered_is_allocated_at_its_header() -> None:
+    decoder = Decoder(waiting=lambda: 0)  # nothing more waits in the kernel
+    data = bytes(range(256)) * (3 << 12)  # 3 MiB
+    stream = pack(REQ, PacketType.ECHO_REQ, (data,))
+    decoder.feed(stream[:1000])
+    assert decoder.next_event() is None
+    assert decoder.allocated <= 64 << 10  # the first time, memory follows what arrives
+    decoder.feed(stream[1000:])
+    assert decoder.next_event() == Packet(REQ, PacketType.ECHO_REQ, (data,))
+    decoder.feed(stream[:1000])
+    assert decoder.next_event() is None
+    assert decoder.allocated >= len(data)  # the payload, at once: this stream delivers
+    assert decoder.buffered == len(data)  # and limits on input count all of it
+    decoder.feed(stream[1000:])
+    assert decoder.next_event() == Packet(REQ, PacketType.ECHO_REQ, (data,))
+    # A larger one than it has delivered still grows with what arrives.
+    decoder.feed(HEADER.pack(REQ, PacketType.ECHO_REQ, 60 << 20) + b"x" * 1000)
+    assert decoder.next_event() is None
+    assert decoder.allocated <= KEEP_SIZE + (64 << 10)
+    assert decoder.buffered == 1000
 
 
 def test_waiting_reports_the_bytes_a_socket_holds() -> None:

@@ -381,7 +381,10 @@ class Decoder:
     payload is copied once, by the kernel.  Given ``waiting`` (a function saying
     how many bytes the kernel holds for this stream, :func:`.readable.waiting`),
     bytes that wait there count as arrived: a body the sender has already
-    written is allocated whole at its header and never copied but by the kernel.
+    written is allocated whole at its header and never copied but by the kernel,
+    and so is a body no larger than one the stream has already delivered whole
+    (a peer that sends what it announces; :attr:`buffered` counts such a body
+    whole from its header, so a limit on input bounds what it holds).
     Reads take :data:`RECV_SIZE` at a time, and :data:`LARGE_RECV_SIZE` after a
     large packet that fits it: streams that carry such packets get each whole
     in one read, idle ones keep small buffers.
@@ -400,6 +403,7 @@ class Decoder:
         "_buf",
         "_view",
         "_recv_size",
+        "_delivered",
         "_start",
         "_end",
         "_need",
@@ -427,6 +431,7 @@ class Decoder:
         self._buf = _EMPTY
         self._view = memoryview(_EMPTY)
         self._recv_size = RECV_SIZE  # grows once a large packet has arrived
+        self._delivered = 0  # the largest body this stream has delivered whole
         self._start = 0  # first byte not yet returned as an event
         self._end = 0  # end of the received bytes
         self._need = 0  # size of the packet being received, once its header is in
@@ -445,8 +450,10 @@ class Decoder:
 
     @property
     def buffered(self) -> int:
-        """Bytes received but not yet returned as an event."""
-        return self._end - self._start + self._body_have
+        """Bytes received but not yet returned as an event, counting a body whose
+        payload is allocated as whole (so that limits on input count what is held)."""
+        body = self._body_size if self._tail is not None else self._body_have
+        return self._end - self._start + body
 
     @property
     def allocated(self) -> int:
@@ -639,9 +646,10 @@ class Decoder:
             args = (bytes(self._view[pos + 12 : end]),)
         elif size >= LARGE:
             args = _cut([(buf, pos + 12, end)], argc)
-            self._recv_size = _read_size_after(size)
         else:
             args = tuple(bytes(self._view[pos + 12 : end]).split(b"\0", argc - 1))
+        if size >= LARGE:
+            self._large_arrived(size)
         return magic, ptype, args
 
     def _await(self, magic: bytes, ptype: int, start: int, size: int) -> None:
@@ -655,13 +663,18 @@ class Decoder:
         self._body_have = arrived = self._end - start
         waiting = self.waiting
         if not (
-            waiting is not None
-            and 2 * (arrived + waiting()) >= size
+            (size <= self._delivered or (waiting is not None and 2 * (arrived + waiting()) >= size))
             and self._to_tail([(self._buf, start, self._end)])
         ):
             self._body = [bytearray(self._view[start : self._end])]
             self._chunk_fill = arrived
         self._start = self._end = self._need = 0
+
+    def _large_arrived(self, size: int) -> None:
+        """A large packet's body of ``size`` bytes has arrived whole."""
+        self._recv_size = _read_size_after(size)
+        if size > self._delivered:
+            self._delivered = size
 
     def _drop_tail(self) -> None:
         self._heads, self._tail, self._tail_view = (), None, memoryview(_EMPTY)
@@ -673,7 +686,7 @@ class Decoder:
         self._body_have = 0
         magic, ptype = self._body_head
         argc = ARGC[ptype]
-        self._recv_size = _read_size_after(self._body_size)
+        self._large_arrived(self._body_size)
         tail = self._tail
         if tail is not None:
             args = (*self._heads, tail)
