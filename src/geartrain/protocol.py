@@ -526,8 +526,9 @@ class Decoder:
         return self._tail_view[fill : fill + min(CHUNK_SIZE, len(self._tail_view) - fill)]
 
     def _to_tail(self, spans: list[_Span]) -> bool:
-        """Half the body is in (``spans``, what has arrived of it): cut the
-        arguments before the last out of it, and go on receiving the last in place."""
+        """Half the body is in, or the stream has earned its allocation whole
+        (``spans``: what has arrived of it): cut the arguments before the last
+        out of it, and go on receiving the last in place."""
         argc = ARGC[self._body_head[1]]
         if argc == 0 or not blank_bytes.AVAILABLE:
             return False
