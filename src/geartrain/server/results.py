@@ -35,6 +35,8 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_RESULTS",
     "PENDING",
+    "RESULT_GRACE",
+    "Found",
     "Results",
     "look_up",
     "wait_for_end",
@@ -57,6 +59,11 @@ Remote = Callable[[bytes], Awaitable[Found | None]]
 
 REMOTE_POLL = (0.1, 1.0)
 """Seconds between looks at the shared store while waiting: first, and at most."""
+
+RESULT_GRACE = 2.0
+"""Seconds a waiter that saw the job queued or running in the shared store goes
+on looking once the store no longer holds it, for the kept result its member
+writes just after."""
 
 
 def _size(record: KeptResult) -> int:
@@ -270,10 +277,22 @@ async def _wait_remote(remote: Remote, handle: bytes, wait: float) -> Found | No
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     pause, longest = REMOTE_POLL
+    seen = gone = False
     while True:
         found = await remote(handle)
+        record = found[1] if found is not None else None
+        if record is not None and record.status != PENDING:
+            return found  # ended, and its result is kept
+        if found is None and not seen:
+            return None  # no such job, or it ended with nothing kept
+        if found is None and not gone:
+            # It ended on its member, which writes the kept result just after
+            # the job leaves the store: look a little longer before saying none.
+            gone = True
+            deadline = min(deadline, loop.time() + RESULT_GRACE)
+        seen = True
         left = deadline - loop.time()
-        if found is None or found[1] is not None or left <= 0:
+        if left <= 0:
             return found
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, longest)
