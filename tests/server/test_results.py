@@ -262,3 +262,25 @@ async def test_a_waiter_looks_on_for_a_result_written_just_after_its_job_left_th
     started = loop.time()
     assert await wait_for_end(results, {}, b"H:a:1", 30) is None
     assert loop.time() - started < RESULT_GRACE + 1
+
+
+async def test_a_job_back_in_the_store_after_a_gap_is_waited_for_the_whole_time() -> None:
+    # A retried job leaves the store and comes back: the short look for a kept
+    # result must not cut the waiter's whole wait.
+    done = KeptResult(b"H:a:1", b"kept_fn", "complete", b"out", 600.0, 900.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    calls = 0
+
+    async def remote(handle: bytes) -> Found | None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            return None
+        if loop.time() - started < RESULT_GRACE + 0.5:
+            return ("queued", None)
+        return ("complete", done)
+
+    results = Results(clock=lambda: 0.0)
+    results.remote = remote
+    assert await wait_for_end(results, {}, b"H:a:1", 30) == ("complete", done)

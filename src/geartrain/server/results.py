@@ -275,22 +275,23 @@ async def wait_for_end(
 
 async def _wait_remote(remote: Remote, handle: bytes, wait: float) -> Found | None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    end = deadline = loop.time() + wait
     pause, longest = REMOTE_POLL
-    seen = gone = False
+    seen = False
     while True:
         found = await remote(handle)
         record = found[1] if found is not None else None
         if record is not None and record.status != PENDING:
             return found  # ended, and its result is kept
-        if found is None and not seen:
-            return None  # no such job, or it ended with nothing kept
-        if found is None and not gone:
+        if found is None:
+            if not seen:
+                return None  # no such job, or it ended with nothing kept
             # It ended on its member, which writes the kept result just after
             # the job leaves the store: look a little longer before saying none.
-            gone = True
             deadline = min(deadline, loop.time() + RESULT_GRACE)
-        seen = True
+        else:
+            seen = True
+            deadline = end  # back in the store (a retry): wait the whole time again
         left = deadline - loop.time()
         if left <= 0:
             return found
