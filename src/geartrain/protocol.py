@@ -321,8 +321,9 @@ large packet costs more than the copies the buffer saves."""
 CHUNK_SIZE: Final = 1 << 18
 """The largest piece a large packet's body is received in.  Pieces grow with the
 bytes received (memory follows what arrives), are never copied while the body
-grows, and are joined once at the end: a large packet costs its reads and one
-copy, in steps of at most this size, so other connections wait little for it."""
+grows, and are joined once at the end.  Once the payload is allocated whole, a
+read takes as much of it as the kernel holds (one read where it is all there,
+as uvloop would read on anyway while reads fill the space offered)."""
 
 POOL_SIZE = 1 << 25
 """Bytes of free large-packet pieces kept for the next large packet, process-wide.
@@ -521,9 +522,7 @@ class Decoder:
         return memoryview(last)[fill : fill + self._body_size - self._body_have]
 
     def _tail_space(self) -> memoryview:
-        # At most CHUNK_SIZE a read, so other connections wait little for this one.
-        fill = self._tail_fill
-        return self._tail_view[fill : fill + min(CHUNK_SIZE, len(self._tail_view) - fill)]
+        return self._tail_view[self._tail_fill :]
 
     def _to_tail(self, spans: list[_Span]) -> bool:
         """Half the body is in, or the stream has earned its allocation whole
