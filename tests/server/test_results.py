@@ -13,9 +13,7 @@ from geartrain.durations import parse_duration
 from geartrain.protocol import PacketType
 from geartrain.server.admin import AdminCommands
 from geartrain.server.core import JobServer
-from geartrain.server.results import RESULT_GRACE, Found, Results, wait_for_end
 from geartrain.server.settings import parse_settings
-from geartrain.store.records import KeptResult
 
 from .harness import Clock, Conn, configured, make, resolved, run_job
 
@@ -239,48 +237,3 @@ async def test_the_client_refuses_a_keep_beyond_a_year_before_sending(seconds: f
     async with Client("127.0.0.1:1") as client:  # nothing listens: nothing is sent
         with pytest.raises(ValueError, match="keep_result"):
             await client.submit_background("f", b"x", keep_result=seconds)
-
-
-async def test_a_waiter_looks_on_for_a_result_written_just_after_its_job_left_the_store() -> None:
-    # Cluster mode: the member that ran the job drops its row from the shared store,
-    # then writes the kept result; a waiter on another member that saw the job
-    # running must not take the moment between for "nothing kept".
-    done = KeptResult(b"H:a:1", b"kept_fn", "complete", b"out", 600.0, 900.0)
-    looks = [("running", None), None, None, ("complete", done)]
-
-    async def remote(handle: bytes) -> Found | None:
-        return looks.pop(0) if len(looks) > 1 else looks[0]
-
-    results = Results(clock=lambda: 0.0)
-    results.remote = remote
-    assert await wait_for_end(results, {}, b"H:a:1", 30) == ("complete", done)
-    # Never seen: unknown at once; seen and then gone for good: none, after a grace.
-    looks[:] = [None]
-    assert await wait_for_end(results, {}, b"H:a:1", 30) is None
-    looks[:] = [("queued", None), None]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    assert await wait_for_end(results, {}, b"H:a:1", 30) is None
-    assert loop.time() - started < RESULT_GRACE + 1
-
-
-async def test_a_job_back_in_the_store_after_a_gap_is_waited_for_the_whole_time() -> None:
-    # A retried job leaves the store and comes back: the short look for a kept
-    # result must not cut the waiter's whole wait.
-    done = KeptResult(b"H:a:1", b"kept_fn", "complete", b"out", 600.0, 900.0)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    calls = 0
-
-    async def remote(handle: bytes) -> Found | None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            return None
-        if loop.time() - started < RESULT_GRACE + 0.5:
-            return ("queued", None)
-        return ("complete", done)
-
-    results = Results(clock=lambda: 0.0)
-    results.remote = remote
-    assert await wait_for_end(results, {}, b"H:a:1", 30) == ("complete", done)

@@ -68,7 +68,7 @@ class SharedKeeper:
         self.held = Claims(lease, core, self.writes.release)
         self.claimer = Claimer(core, backend, lease, self.held, self.writes, errors, call_later)
         self.failed = SharedFailedJobs(backend, self.keep_failed)
-        self.results = SharedResults(backend, errors, core.clock)
+        self.results = SharedResults(backend, core.clock)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def keep(self, job: Job) -> bool:

@@ -109,7 +109,7 @@ class ClusterNode:
         core.keeper = keeper
         # Kept results go to the shared store too: by policy, or by the submission's
         # opt-in, which travels with its job's row (see .results).
-        core.results.persist = keeper.results.changed
+        core.results.persist = keeper.writes.keep_results
         core.results.remote = keeper.results.look_up
         core.use_failed(keeper.failed)
         core.pause_store = self
@@ -127,7 +127,6 @@ class ClusterNode:
                 keeper.claimer.stop()
                 keeper.held.drop_unstarted()
                 await asyncio.wait_for(keeper.writes.flush(), timeout=CLOSE_TIMEOUT)
-                await asyncio.wait_for(keeper.results.close(), timeout=CLOSE_TIMEOUT)
             if self.lease.server:
                 await self.backend.leave(self.lease.server)
         except self.errors + (asyncio.CancelledError,) as error:

@@ -1,12 +1,15 @@
 """This member's changes to the shared store, written in batches.
 
-Submissions, acknowledgements, jobs given back, retries and moves to the failed
-set wait in lists; one write at a time carries what the lists hold, so under
-load each statement (or script) carries many jobs.  Everything asked for during
-a loop turn joins that turn's write; everything asked for while a write is in
-flight joins the next.  Every write but a submission is fenced in the store by
-the job's claim number: a job claimed again since, by any member, is not
-touched.
+Submissions, kept results, acknowledgements, jobs given back, retries and moves
+to the failed set wait in lists; one write at a time carries what the lists
+hold, so under load each statement (or script) carries many jobs.  A write puts
+the kept results before the jobs' ends (acknowledgements, moves to the failed
+set), which the core notes in the same loop turn: a job leaves the store only
+once its result is there, so a member that looks finds one or the other, never
+neither.  Everything asked for during a loop turn joins that turn's write;
+everything asked for while a write is in flight joins the next.  Every write but
+a submission is fenced in the store by the job's claim number: a job claimed
+again since, by any member, is not touched.
 
 If the store fails, the submissions of that write are refused (their clients
 get ``ERROR QUEUE_ERROR``), everything else is kept and written again
@@ -22,6 +25,8 @@ import math
 from typing import TYPE_CHECKING
 
 from ..retry import storable
+from ..server.changes import KeyedChanges
+from ..store.records import KeptResult
 from . import Failure, Retry, Submission, cluster_handle
 from .backend import MAX_BATCH
 from .timing import CallLater, sleep
@@ -57,6 +62,7 @@ class Writes:
         self.errors = errors
         self.call_later = call_later
         self._adds: list[Job] = []
+        self._kept: KeyedChanges[KeptResult] = KeyedChanges(backend.write_results)
         self._acks: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int, int]] = []
         self._retries: list[Retry] = []
@@ -71,6 +77,11 @@ class Writes:
         """A background job for the cluster; the core hears of it (``shared`` or
         ``store_failed``) once written."""
         self._adds.append(job)
+        self._kick()
+
+    def keep_results(self, added: list[KeptResult], removed: list[bytes]) -> None:
+        """This member's kept results changed (``Results.persist``)."""
+        self._kept.note(added, removed)
         self._kick()
 
     def ack(self, job_id: int, claim: int) -> None:
@@ -104,7 +115,9 @@ class Writes:
         return owed
 
     def _unwritten(self) -> bool:
-        return bool(self._adds or self._acks or self._releases or self._retries or self._fails)
+        return bool(
+            self._adds or self._kept or self._acks or self._releases or self._retries or self._fails
+        )
 
     # -- writing ------------------------------------------------------------------
 
@@ -143,6 +156,8 @@ class Writes:
             if adds:
                 await self._submit(adds)
                 adds = []
+            if self._kept:
+                await self._kept.flush()  # gives its records back itself if it fails
             if acks:
                 await self._ack(acks)
                 acks = []

@@ -35,7 +35,6 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_RESULTS",
     "PENDING",
-    "RESULT_GRACE",
     "Found",
     "Results",
     "look_up",
@@ -59,11 +58,6 @@ Remote = Callable[[bytes], Awaitable[Found | None]]
 
 REMOTE_POLL = (0.1, 1.0)
 """Seconds between looks at the shared store while waiting: first, and at most."""
-
-RESULT_GRACE = 2.0
-"""Seconds a waiter that saw the job queued or running in the shared store goes
-on looking once the store no longer holds it, for the kept result its member
-writes just after."""
 
 
 def _size(record: KeptResult) -> int:
@@ -275,23 +269,15 @@ async def wait_for_end(
 
 async def _wait_remote(remote: Remote, handle: bytes, wait: float) -> Found | None:
     loop = asyncio.get_running_loop()
-    end = deadline = loop.time() + wait
+    deadline = loop.time() + wait
     pause, longest = REMOTE_POLL
-    seen = False
     while True:
         found = await remote(handle)
-        record = found[1] if found is not None else None
+        if found is None:
+            return None  # no such job, or it ended with nothing kept
+        record = found[1]
         if record is not None and record.status != PENDING:
             return found  # ended, and its result is kept
-        if found is None:
-            if not seen:
-                return None  # no such job, or it ended with nothing kept
-            # It ended on its member, which writes the kept result just after
-            # the job leaves the store: look a little longer before saying none.
-            deadline = min(deadline, loop.time() + RESULT_GRACE)
-        else:
-            seen = True
-            deadline = end  # back in the store (a retry): wait the whole time again
         left = deadline - loop.time()
         if left <= 0:
             return found
