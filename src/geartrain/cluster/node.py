@@ -198,6 +198,7 @@ class ClusterNode:
         if changed:
             await self.backend.progress(changed)
         await keeper.failed.tend()
+        await keeper.results.tend()
         await self.follow_pauses()
 
     # -- paused functions: the same on every member ------------------------------
@@ -227,7 +228,6 @@ class ClusterNode:
         paused, resumed = keeper.core.pauses.replace(names)
         for name, what in [(n, "paused") for n in paused] + [(n, "resumed") for n in resumed]:
             log.info("Function %s %s in the cluster", name.decode(errors="replace"), what)
-        await keeper.results.tend()
 
     async def sweep(self) -> Rescued | None:
         """Rescue the jobs of members whose lease expired, by the core's retry
