@@ -35,7 +35,6 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_RESULTS",
     "PENDING",
-    "Found",
     "Results",
     "look_up",
     "wait_for_end",
