@@ -34,10 +34,9 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 from typing import TypeVar
 
@@ -332,13 +331,12 @@ class SqliteStore:
             await self._run(self._delete, done)
 
     def _write_jobs(self, added: Sequence[StoredJob], done: Sequence[int]) -> None:
-        self._check_room(added, "new jobs")
+        self._check_room(_stored_bytes(added), "new jobs")
         self._write(added, done)
 
-    def _check_room(self, added: Sequence[StoredJob], what: str) -> None:
-        """Raise StoreFull unless ``added`` fits twice (in the WAL, then in the file),
-        free pages in the file counting as room."""
-        size = sum(len(job.data) + _ROW_BYTES for job in added)
+    def _check_room(self, size: int, what: str) -> None:
+        """Raise StoreFull unless ``size`` bytes of rows fit twice (in the WAL, then in
+        the file), free pages in the file counting as room."""
         check_room(self.path.parent, 2 * size, what, self._reusable)
 
     def _count_free_pages(self, conn: sqlite3.Connection) -> None:
@@ -414,10 +412,14 @@ class SqliteStore:
         """Sealed generations into the table, fsynced, then their files deleted.  The
         first ``count`` deletions of the current generation (``since``, which the
         event loop may be appending to) apply too."""
+        # The jobs are read from the files as they are written, a statement's worth at
+        # a time, so that the checkpoint holds no copy of them all while the event
+        # loop allocates beside it (their space, freed, would stay scattered).
         added, done = net(filled, since[:count])
         self._delete(done)
-        if added:
-            self._check_room(added, "the queue log's checkpoint")
+        size = _stored_bytes(added)
+        if size:
+            self._check_room(size, "the queue log's checkpoint")
             self._write(added, (), replace=True)
         if self._syncer is not None and not self._syncer.sync(self._wal):
             raise OSError(f"fsync of {self._wal} failed: {self._syncer.error}")
@@ -461,25 +463,19 @@ class SqliteStore:
             check_room(self.path.parent, 0, "new jobs", self._reusable)
 
     def _write(
-        self, added: Sequence[StoredJob], done: Sequence[int], *, replace: bool = False
+        self, added: Iterable[StoredJob], done: Sequence[int], *, replace: bool = False
     ) -> None:
         conn = self._conn
         assert conn is not None
         with _immediate(conn):
-            if added:
-                # A replayed log may hold jobs a checkpoint had already written.
-                verb = "INSERT OR REPLACE" if replace else "INSERT"
-                rows = [
-                    (j.id, _text(j.unique), _text(j.function), j.priority, j.data, j.when)
-                    + (j.handle, j.failures, j.outcomes, j.retry or None)
-                    for j in added
-                ]
-                for batch in _batches(rows, [len(j.data) for j in added]):
-                    conn.execute(
-                        f"{verb} INTO {self.table} ({_JOB_FIELDS}) VALUES "
-                        + ", ".join([_JOB_ROW] * len(batch)),
-                        list(chain.from_iterable(batch)),
-                    )
+            # A replayed log may hold jobs a checkpoint had already written.
+            verb = "INSERT OR REPLACE" if replace else "INSERT"
+            for batch in _batches(added, _data_size):
+                conn.execute(
+                    f"{verb} INTO {self.table} ({_JOB_FIELDS}) VALUES "
+                    + ", ".join([_JOB_ROW] * len(batch)),
+                    [value for j in batch for value in _row(j)],
+                )
             for at in range(0, len(done), _STATEMENT_VARIABLES):
                 ids = done[at : at + _STATEMENT_VARIABLES]
                 marks = ", ".join("?" * len(ids))
@@ -706,18 +702,47 @@ def _roomy(directory: Path) -> bool:
         return False  # the checkpoint goes ahead, and reports its own trouble
 
 
-def _batches(rows: list[_T], sizes: list[int]) -> Iterator[list[_T]]:
-    """``rows`` in runs of at most :data:`_STATEMENT_VARIABLES` values and
-    :data:`_STATEMENT_BYTES` of payload (``sizes``), unless one row alone has more."""
+def _row(j: StoredJob) -> tuple[object, ...]:
+    """A job's values in the order of :data:`_JOB_FIELDS`."""
+    return (
+        j.id,
+        _text(j.unique),
+        _text(j.function),
+        j.priority,
+        j.data,
+        j.when,
+        j.handle,
+        j.failures,
+        j.outcomes,
+        j.retry or None,
+    )
+
+
+def _data_size(job: StoredJob) -> int:
+    return len(job.data)
+
+
+def _stored_bytes(jobs: Iterable[StoredJob]) -> int:
+    """What ``jobs`` take in the table, about: their data and a row's overhead each."""
+    return sum(len(job.data) + _ROW_BYTES for job in jobs)
+
+
+def _batches(items: Iterable[_T], size: Callable[[_T], int]) -> Iterator[list[_T]]:
+    """``items`` in runs of at most :data:`_STATEMENT_VARIABLES` values (as job rows)
+    and :data:`_STATEMENT_BYTES` of payload (``size``), unless one alone has more;
+    taken from ``items`` a run at a time."""
     most = _STATEMENT_VARIABLES // _JOB_WIDTH
-    start = held = 0
-    for at, size in enumerate(sizes):
-        if at > start and (at - start == most or held + size > _STATEMENT_BYTES):
-            yield rows[start:at]
-            start, held = at, 0
-        held += size
-    if start < len(rows):
-        yield rows[start:]
+    batch: list[_T] = []
+    held = 0
+    for item in items:
+        bytes_ = size(item)
+        if batch and (len(batch) == most or held + bytes_ > _STATEMENT_BYTES):
+            yield batch
+            batch, held = [], 0
+        batch.append(item)
+        held += bytes_
+    if batch:
+        yield batch
 
 
 @contextmanager
