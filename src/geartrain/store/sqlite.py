@@ -412,9 +412,8 @@ class SqliteStore:
         """Sealed generations into the table, fsynced, then their files deleted.  The
         first ``count`` deletions of the current generation (``since``, which the
         event loop may be appending to) apply too."""
-        # The jobs are read from the files as they are written, a statement's worth at
-        # a time, so that the checkpoint holds no copy of them all while the event
-        # loop allocates beside it (their space, freed, would stay scattered).
+        # ``added`` reads the files on each pass (journal.Generation says why): one
+        # pass sizes the jobs, the next writes them a statement at a time.
         added, done = net(filled, since[:count])
         self._delete(done)
         size = _stored_bytes(added)
