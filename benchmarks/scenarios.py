@@ -36,22 +36,42 @@ class Scenario:
     """Flags for geartrain only (gearmand has no such flag), e.g. its durability level."""
 
 
-def php_workers(port: int, count: int, max_jobs: int = 0) -> list[subprocess.Popen[bytes]]:
-    procs = [
-        subprocess.Popen(["php", str(PHP_DIR / "worker.php"), str(port), str(max_jobs)])
-        for _ in range(count)
-    ]
+def pinned(cpus: str, argv: list[str]) -> list[str]:
+    """``argv`` run on the CPUs ``cpus`` (taskset); "": wherever the scheduler likes."""
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def _nth(cpus: Sequence[str], i: int) -> str:
+    return cpus[i] if i < len(cpus) else ""
+
+
+def php_workers(
+    port: int, count: int, max_jobs: int = 0, cpus: Sequence[str] = ()
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` PHP workers; ``cpus``: one CPU list each (see :func:`pinned`)."""
+    argv = ["php", str(PHP_DIR / "worker.php"), str(port), str(max_jobs)]
+    procs = [subprocess.Popen(pinned(_nth(cpus, i), argv)) for i in range(count)]
     time.sleep(0.5)  # let them register and fall asleep
     return procs
 
 
 def php_clients(
-    port: int, clients: int, mode: str, jobs: int, batch: int = 100, size: int = 16
+    port: int,
+    clients: int,
+    mode: str,
+    jobs: int,
+    batch: int = 100,
+    size: int = 16,
+    cpus: Sequence[str] = (),
 ) -> tuple[int, float]:
-    """Run ``clients`` PHP clients at once; returns (jobs done, wall seconds)."""
+    """Run ``clients`` PHP clients at once (``cpus``: one CPU list each); returns
+    (jobs done, wall seconds)."""
     argv = ["php", str(PHP_DIR / "client.php"), str(port), mode, str(jobs), str(batch), str(size)]
     start = time.perf_counter()
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE) for _ in range(clients)]
+    procs = [
+        subprocess.Popen(pinned(_nth(cpus, i), argv), stdout=subprocess.PIPE)
+        for i in range(clients)
+    ]
     done = bad = 0
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
@@ -70,11 +90,19 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait()
 
 
-def _throughput(server: Server, mode: str, clients: int, jobs: int, **kw: int) -> dict[str, float]:
-    workers = php_workers(server.port, 2)
+def _throughput(
+    server: Server,
+    mode: str,
+    clients: int,
+    jobs: int,
+    batch: int = 100,
+    worker_cpus: Sequence[str] = (),
+    client_cpus: Sequence[str] = (),
+) -> dict[str, float]:
+    workers = php_workers(server.port, 2, cpus=worker_cpus)
     try:
         meter = CpuMeter(server)
-        done, elapsed = php_clients(server.port, clients, mode, jobs, **kw)
+        done, elapsed = php_clients(server.port, clients, mode, jobs, batch, cpus=client_cpus)
         cpu = meter.per_job(done)
     finally:
         stop(workers)
@@ -85,19 +113,22 @@ def foreground(server: Server, quick: bool) -> dict[str, float]:
     return _throughput(server, "fg", 4, 1000 if quick else 5000)
 
 
-def pipelined(server: Server, quick: bool) -> dict[str, float]:
-    return _throughput(server, "batch", 2, 5000 if quick else 20000, batch=100)
+def pipelined(
+    server: Server,
+    quick: bool,
+    worker_cpus: Sequence[str] = (),
+    client_cpus: Sequence[str] = (),
+) -> dict[str, float]:
+    """Two PHP clients with 100 jobs in flight each, two PHP workers (``*_cpus``:
+    where they run, see :func:`pinned`)."""
+    jobs = 5000 if quick else 20000
+    return _throughput(server, "batch", 2, jobs, 100, worker_cpus, client_cpus)
 
 
 def queued(port: int, function: str = "bench") -> int:
     """The function's job count from the admin ``status`` command."""
     with Admin(f"127.0.0.1:{port}") as admin:
         return sum(line.total for line in admin.status() if line.function == function)
-
-
-def pinned(cpus: str, argv: list[str]) -> list[str]:
-    """``argv`` run on the CPUs ``cpus`` (taskset); "": wherever the scheduler likes."""
-    return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 
 def submit_then_drain(
