@@ -266,7 +266,11 @@ def main() -> None:
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "tcp_congestion_control": servers.congestion_control(),
+        },
         "gearmand": {c.path: c.label for c in args.contenders if c.kind == "gearmand"},
         "servers": [c.label for c in args.contenders],
         "geartrain_python": args.geartrain_python,
@@ -278,6 +282,7 @@ def main() -> None:
         "scenarios": {},
     }
     print(f"geartrain: {report['geartrain_build']} ({args.geartrain_python})", flush=True)
+    print(f"TCP congestion control: {report['machine']['tcp_congestion_control']}", flush=True)
     for path, label in report["gearmand"].items():
         print(f"{label}: {path}", flush=True)
     for scenario in chosen:

@@ -50,6 +50,13 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
+def congestion_control() -> str:
+    """The machine's default TCP congestion control, which every socket of a run
+    gets: bbr paces even loopback sends (docs/performance.md), cubic does not."""
+    path = Path("/proc/sys/net/ipv4/tcp_congestion_control")
+    return path.read_text().strip() if path.exists() else ""
+
+
 @dataclass
 class CpuMeter:
     """The server's CPU and everything else's (the load's peers, on a quiet machine)
