@@ -83,6 +83,14 @@ def run_once(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def able(who: Contender, scenario: Scenario) -> bool:
+    """Whether ``who`` can run ``scenario``: a gearmand built without its queue sits it out."""
+    lacks = who.kind == "gearmand" and servers.gearmand_lacks(who.path, scenario.queue)
+    if lacks:
+        print(f"  {scenario.key} {who.label}: left out, it has no {', '.join(lacks)}")
+    return not lacks
+
+
 def headline(result: dict[str, float]) -> float:
     return next(iter(result.values()))
 
@@ -94,7 +102,7 @@ def ratio(scenario: Scenario, gearmand: float, geartrain: float) -> float:
 
 
 def measure(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
-    who = args.contenders
+    who = [c for c in args.contenders if able(c, scenario)]
     runs: dict[str, list[dict[str, float]]] = {c.label: [] for c in who}
     for i in range(args.runs):
         order = who if i % 2 == 0 else who[::-1]  # alternate who goes first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +35,18 @@ def gearmand_version(path: str = GEARMAND) -> str:
     """The version a gearmand binary reports, e.g. "1.1.20" or "2.0.0-51-ge4f600b6"."""
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
     return out.stdout.split()[1]
+
+
+@functools.cache
+def _gearmand_help(path: str) -> str:
+    return subprocess.run([path, "--help"], capture_output=True, text=True).stdout
+
+
+def gearmand_lacks(path: str, flags: Sequence[str]) -> list[str]:
+    """The long options among ``flags`` that a gearmand binary does not know: one
+    built without a queue module (``--without-sqlite3``) has no ``--libsqlite3-db``."""
+    names = [flag.split("=", 1)[0] for flag in flags if flag.startswith("--")]
+    return [name for name in names if name not in _gearmand_help(path)]
 
 
 def build_of(python: str) -> str:
