@@ -85,7 +85,7 @@ def run_once(
 
 def able(who: Contender, scenario: Scenario) -> bool:
     """Whether ``who`` can run ``scenario``: a gearmand built without its queue sits it out."""
-    lacks = who.kind == "gearmand" and servers.gearmand_lacks(who.path, scenario.queue)
+    lacks = servers.gearmand_lacks(who.path, scenario.queue) if who.kind == "gearmand" else []
     if lacks:
         print(f"  {scenario.key} {who.label}: left out, it has no {', '.join(lacks)}")
     return not lacks
